@@ -1,0 +1,1 @@
+//! Ciphertext-policy attribute-based encryption for keyfence (work in progress).
