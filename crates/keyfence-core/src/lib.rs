@@ -1,1 +1,25 @@
-//! keyfence-core
+//! The keyfence domain: KMS keys and their versions, the key-state machine,
+//! envelope encryption semantics, aliases, tags and rotation.
+//!
+//! The core does no I/O. It reaches durable storage only through the [`Store`]
+//! trait and the root of trust only through [`RootOfTrust`]; time comes from a
+//! [`Clock`] so tests can move it.
+
+pub mod clock;
+pub mod context;
+pub mod error;
+pub mod ids;
+pub mod model;
+pub mod page;
+pub mod root;
+pub mod service;
+pub mod store;
+
+pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
+pub use context::EncryptionContext;
+pub use error::KmsError;
+pub use ids::{AliasName, KeyId, KeyRef};
+pub use model::{KeyMetadata, KeySpec, KeyState, KeyUsage, Origin};
+pub use root::{LocalRootKey, RootOfTrust};
+pub use service::Kms;
+pub use store::{Store, StoreError};

@@ -1,0 +1,281 @@
+//! Identifiers: key ids, ARNs, alias names, and the four ways a caller may name a key.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::KmsError;
+
+/// A KMS key's id: a random (version 4) UUID.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId([u8; 16]);
+
+impl KeyId {
+    /// A fresh random id.
+    pub fn generate() -> Result<Self, KmsError> {
+        let mut b = keyfence_crypto::rand::array::<16>()?;
+        b[6] = (b[6] & 0x0f) | 0x40;
+        b[8] = (b[8] & 0x3f) | 0x80;
+        Ok(Self(b))
+    }
+
+    /// The 16 bytes carried in ciphertext blobs.
+    pub fn as_bytes(&self) -> &[u8; 16] {
+        &self.0
+    }
+
+    /// From the 16 bytes carried in a ciphertext blob.
+    pub fn from_bytes(bytes: [u8; 16]) -> Self {
+        Self(bytes)
+    }
+}
+
+impl fmt::Display for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = hex::encode(self.0);
+        write!(
+            f,
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
+    }
+}
+
+impl fmt::Debug for KeyId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyId({self})")
+    }
+}
+
+impl FromStr for KeyId {
+    type Err = ();
+
+    /// Parses the hyphenated 36-character form (either letter case).
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let b = s.as_bytes();
+        if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
+            return Err(());
+        }
+        let digits: String = s.chars().filter(|&c| c != '-').collect();
+        let mut out = [0u8; 16];
+        hex::decode_to_slice(digits, &mut out).map_err(|_| ())?;
+        Ok(Self(out))
+    }
+}
+
+impl Serialize for KeyId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for KeyId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse()
+            .map_err(|_| serde::de::Error::custom("invalid key id"))
+    }
+}
+
+/// The ARN of a key.
+pub fn key_arn(region: &str, account: &str, id: &KeyId) -> String {
+    format!("arn:aws:kms:{region}:{account}:key/{id}")
+}
+
+/// The ARN of an alias (`name` includes the `alias/` prefix).
+pub fn alias_arn(region: &str, account: &str, name: &AliasName) -> String {
+    format!("arn:aws:kms:{region}:{account}:{}", name.as_str())
+}
+
+/// A validated alias name, `alias/` followed by `[a-zA-Z0-9:/_-]+`, at most
+/// 256 characters, and not in the reserved `alias/aws/` namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct AliasName(String);
+
+impl AliasName {
+    /// Longest alias name AWS accepts.
+    pub const MAX_LEN: usize = 256;
+
+    /// Validates a name given by a caller who wants to create or update it.
+    pub fn parse(name: &str) -> Result<Self, KmsError> {
+        let bad = |why: &str| {
+            KmsError::InvalidAliasName(format!("Alias name {name:?} is invalid: {why}"))
+        };
+        let Some(rest) = name.strip_prefix("alias/") else {
+            return Err(bad("it must begin with \"alias/\""));
+        };
+        if name.len() > Self::MAX_LEN {
+            return Err(bad("it is longer than 256 characters"));
+        }
+        if rest.is_empty() {
+            return Err(bad("the name after \"alias/\" is empty"));
+        }
+        if !rest
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b':' | b'/' | b'_' | b'-'))
+        {
+            return Err(bad(
+                "it may contain only a-z, A-Z, 0-9, ':', '/', '_' and '-'",
+            ));
+        }
+        if rest.starts_with("aws/") {
+            return Err(bad(
+                "the alias/aws/ prefix is reserved for AWS managed keys",
+            ));
+        }
+        Ok(Self(name.to_string()))
+    }
+
+    /// The full name, `alias/...`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How a caller named a key: id, key ARN, alias name or alias ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyRef {
+    /// A bare key id.
+    Id(KeyId),
+    /// A key ARN.
+    Arn {
+        /// Region in the ARN.
+        region: String,
+        /// Account in the ARN.
+        account: String,
+        /// Key id in the ARN.
+        id: KeyId,
+    },
+    /// An alias name (`alias/...`).
+    Alias(String),
+    /// An alias ARN.
+    AliasArn {
+        /// Region in the ARN.
+        region: String,
+        /// Account in the ARN.
+        account: String,
+        /// Alias name (`alias/...`).
+        name: String,
+    },
+}
+
+impl KeyRef {
+    /// Parses any of the four forms; anything else is NotFoundException, as AWS answers.
+    pub fn parse(s: &str) -> Result<Self, KmsError> {
+        let invalid = || KmsError::NotFound(format!("Invalid keyId '{s}'"));
+        if s.starts_with("alias/") {
+            return Ok(Self::Alias(s.to_string()));
+        }
+        if let Some(rest) = s.strip_prefix("arn:aws:kms:") {
+            let mut parts = rest.splitn(3, ':');
+            let (Some(region), Some(account), Some(resource)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                return Err(invalid());
+            };
+            if region.is_empty()
+                || account.len() != 12
+                || !account.bytes().all(|c| c.is_ascii_digit())
+            {
+                return Err(invalid());
+            }
+            let (region, account) = (region.to_string(), account.to_string());
+            if let Some(id) = resource.strip_prefix("key/") {
+                let id = id.parse().map_err(|_| invalid())?;
+                return Ok(Self::Arn {
+                    region,
+                    account,
+                    id,
+                });
+            }
+            if resource.starts_with("alias/") {
+                return Ok(Self::AliasArn {
+                    region,
+                    account,
+                    name: resource.to_string(),
+                });
+            }
+            return Err(invalid());
+        }
+        s.parse().map(Self::Id).map_err(|_| invalid())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_id_round_trip() {
+        let id = KeyId::generate().unwrap();
+        let s = id.to_string();
+        assert_eq!(s.len(), 36);
+        assert_eq!(s.as_bytes()[14], b'4');
+        assert_eq!(s.parse::<KeyId>(), Ok(id));
+        assert_eq!(s.to_uppercase().parse::<KeyId>(), Ok(id));
+        assert!("1234".parse::<KeyId>().is_err());
+        assert!("1234abcd-12ab-34cd-56ef-1234567890zz"
+            .parse::<KeyId>()
+            .is_err());
+        assert!("1234abcd_12ab-34cd-56ef-1234567890ab"
+            .parse::<KeyId>()
+            .is_err());
+    }
+
+    #[test]
+    fn key_refs() {
+        let id: KeyId = "1234abcd-12ab-34cd-56ef-1234567890ab".parse().unwrap();
+        assert_eq!(KeyRef::parse(&id.to_string()), Ok(KeyRef::Id(id)));
+        assert_eq!(
+            KeyRef::parse(&key_arn("us-east-1", "111122223333", &id)),
+            Ok(KeyRef::Arn {
+                region: "us-east-1".into(),
+                account: "111122223333".into(),
+                id
+            })
+        );
+        assert_eq!(
+            KeyRef::parse("alias/app"),
+            Ok(KeyRef::Alias("alias/app".into()))
+        );
+        assert_eq!(
+            KeyRef::parse("arn:aws:kms:eu-west-1:111122223333:alias/app"),
+            Ok(KeyRef::AliasArn {
+                region: "eu-west-1".into(),
+                account: "111122223333".into(),
+                name: "alias/app".into()
+            })
+        );
+        for bad in [
+            "",
+            "nope",
+            "arn:aws:kms:us-east-1:1111:key/x",
+            "arn:aws:kms:us-east-1:111122223333:thing/x",
+            "arn:aws:kms:::",
+        ] {
+            assert!(
+                matches!(KeyRef::parse(bad), Err(KmsError::NotFound(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn alias_names() {
+        assert!(AliasName::parse("alias/app-1:x/y_z").is_ok());
+        for bad in ["app", "alias/", "alias/a b", "alias/aws/x", "alias/é"] {
+            assert!(
+                matches!(AliasName::parse(bad), Err(KmsError::InvalidAliasName(_))),
+                "{bad}"
+            );
+        }
+        assert!(AliasName::parse(&format!("alias/{}", "a".repeat(250))).is_ok());
+        assert!(AliasName::parse(&format!("alias/{}", "a".repeat(251))).is_err());
+    }
+}

@@ -1,0 +1,79 @@
+//! Limit/Marker paging as the AWS List* operations do it.
+
+use crate::KmsError;
+
+/// One page of results.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T> {
+    /// The items on this page.
+    pub items: Vec<T>,
+    /// Marker for the next page, if there is one.
+    pub next_marker: Option<String>,
+}
+
+/// Validates a caller's Limit (1..=`max`), defaulting to `default`.
+pub fn limit(limit: Option<i64>, default: usize, max: usize) -> Result<usize, KmsError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if n >= 1 && n as u64 <= max as u64 => Ok(n as usize),
+        Some(n) => Err(KmsError::Validation(format!(
+            "1 validation error detected: Value '{n}' at 'limit' failed to satisfy constraint: Member must have value between 1 and {max}"
+        ))),
+    }
+}
+
+/// Pages `items`, already sorted by `sort_key` ascending and unique in it:
+/// the page starts after `marker` (the sort key of the previous page's last item).
+pub fn paginate<T>(
+    items: Vec<T>,
+    sort_key: impl Fn(&T) -> String,
+    marker: Option<&str>,
+    limit: usize,
+) -> Page<T> {
+    let mut rest: Vec<T> = match marker {
+        Some(m) => items
+            .into_iter()
+            .filter(|t| sort_key(t).as_str() > m)
+            .collect(),
+        None => items,
+    };
+    let next_marker = if rest.len() > limit {
+        rest.truncate(limit);
+        rest.last().map(&sort_key)
+    } else {
+        None
+    };
+    Page {
+        items: rest,
+        next_marker,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_cover_everything_once() {
+        let items: Vec<String> = (0..7).map(|i| format!("k{i}")).collect();
+        let mut seen = Vec::new();
+        let mut marker = None;
+        loop {
+            let page = paginate(items.clone(), |s| s.clone(), marker.as_deref(), 3);
+            seen.extend(page.items);
+            match page.next_marker {
+                Some(m) => marker = Some(m),
+                None => break,
+            }
+        }
+        assert_eq!(seen, items);
+    }
+
+    #[test]
+    fn limits() {
+        assert_eq!(limit(None, 100, 1000), Ok(100));
+        assert_eq!(limit(Some(1000), 100, 1000), Ok(1000));
+        assert!(limit(Some(0), 100, 1000).is_err());
+        assert!(limit(Some(1001), 100, 1000).is_err());
+    }
+}

@@ -1,0 +1,44 @@
+//! The root of trust: what wraps domain keys.
+
+use keyfence_crypto::{wrap, SymmetricKey};
+
+use crate::KmsError;
+
+/// Wraps and unwraps domain keys. Implementations: a root key held in memory
+/// after unsealing ([`LocalRootKey`]); later an HSM through PKCS#11.
+pub trait RootOfTrust: Send + Sync {
+    /// Wraps domain key number `id`.
+    fn wrap_domain_key(&self, id: u32, key: &SymmetricKey) -> Result<Vec<u8>, KmsError>;
+    /// Unwraps domain key number `id`.
+    fn unwrap_domain_key(&self, id: u32, wrapped: &[u8]) -> Result<SymmetricKey, KmsError>;
+}
+
+/// A 256-bit root key held in memory (unsealed by the node at start-up).
+pub struct LocalRootKey(SymmetricKey);
+
+impl LocalRootKey {
+    /// Wraps an unsealed root key.
+    pub fn new(key: SymmetricKey) -> Self {
+        Self(key)
+    }
+
+    fn binding(id: u32) -> Vec<u8> {
+        let mut b = b"keyfence/v1/domain-key/".to_vec();
+        b.extend_from_slice(&id.to_be_bytes());
+        b
+    }
+}
+
+impl RootOfTrust for LocalRootKey {
+    fn wrap_domain_key(&self, id: u32, key: &SymmetricKey) -> Result<Vec<u8>, KmsError> {
+        Ok(wrap::wrap(&self.0, &Self::binding(id), key)?)
+    }
+
+    fn unwrap_domain_key(&self, id: u32, wrapped: &[u8]) -> Result<SymmetricKey, KmsError> {
+        wrap::unwrap(&self.0, &Self::binding(id), wrapped).map_err(|_| {
+            KmsError::Internal(format!(
+                "domain key {id} does not unwrap under this root key"
+            ))
+        })
+    }
+}

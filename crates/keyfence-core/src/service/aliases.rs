@@ -1,0 +1,120 @@
+//! Aliases: CreateAlias, UpdateAlias, DeleteAlias, ListAliases.
+
+use super::lifecycle::require_not_pending_deletion;
+use super::Kms;
+use crate::ids::{AliasName, KeyRef};
+use crate::model::Alias;
+use crate::page::{self, Page};
+use crate::store::StoreError;
+use crate::{KeyId, KmsError};
+
+impl Kms {
+    /// The key an alias may point to: named by id or key ARN (not alias), in the
+    /// caller's account, not pending deletion.
+    fn alias_target_key(&self, account: &str, target: &str) -> Result<KeyId, KmsError> {
+        if matches!(
+            KeyRef::parse(target),
+            Ok(KeyRef::Alias(_) | KeyRef::AliasArn { .. })
+        ) {
+            return Err(KmsError::Validation(
+                "TargetKeyId must be a key ID or key ARN, not an alias".into(),
+            ));
+        }
+        let key = self.resolve_locked(account, target)?;
+        require_not_pending_deletion(&key.meta)?;
+        Ok(key.meta.id)
+    }
+
+    /// CreateAlias.
+    pub fn create_alias(&self, account: &str, name: &str, target: &str) -> Result<(), KmsError> {
+        let name = AliasName::parse(name)?;
+        let _w = self.lock_writer();
+        let target = self.alias_target_key(account, target)?;
+        let arn = self.alias_arn_str(account, name.as_str());
+        let exists =
+            || KmsError::AlreadyExists(format!("An alias with the name {arn} already exists"));
+        if self.read_cache().alias(account, name.as_str()).is_some() {
+            return Err(exists());
+        }
+        let now = self.now();
+        let alias = Alias {
+            account: account.to_string(),
+            name,
+            target,
+            created: now,
+            updated: now,
+        };
+        self.store.insert_alias(&alias).map_err(|e| match e {
+            StoreError::Conflict(_) => exists(),
+            other => other.into(),
+        })?;
+        self.write_cache().put_alias(alias);
+        Ok(())
+    }
+
+    /// UpdateAlias: points an existing alias at another key.
+    pub fn update_alias(&self, account: &str, name: &str, target: &str) -> Result<(), KmsError> {
+        let name = AliasName::parse(name)?;
+        let _w = self.lock_writer();
+        let mut alias = self
+            .read_cache()
+            .alias(account, name.as_str())
+            .cloned()
+            .ok_or_else(|| {
+                KmsError::NotFound(format!(
+                    "Alias {} is not found.",
+                    self.alias_arn_str(account, name.as_str())
+                ))
+            })?;
+        alias.target = self.alias_target_key(account, target)?;
+        alias.updated = self.now();
+        self.store.update_alias(&alias)?;
+        self.write_cache().put_alias(alias);
+        Ok(())
+    }
+
+    /// DeleteAlias.
+    pub fn delete_alias(&self, account: &str, name: &str) -> Result<(), KmsError> {
+        let _w = self.lock_writer();
+        if self.read_cache().alias(account, name).is_none() {
+            return Err(KmsError::NotFound(format!(
+                "Alias {} is not found.",
+                self.alias_arn_str(account, name)
+            )));
+        }
+        self.store.delete_alias(account, name)?;
+        self.write_cache().remove_alias(account, name);
+        Ok(())
+    }
+
+    /// ListAliases: the account's aliases (only those of `key_ref` if given), by name, paged.
+    pub fn list_aliases(
+        &self,
+        account: &str,
+        key_ref: Option<&str>,
+        limit: Option<i64>,
+        marker: Option<&str>,
+    ) -> Result<Page<Alias>, KmsError> {
+        let limit = page::limit(limit, 100, 100)?;
+        let filter = match key_ref {
+            Some(k) => Some(self.resolve(account, k)?.meta.id),
+            None => None,
+        };
+        let now = self.now();
+        let aliases: Vec<Alias> = self
+            .aliases_of(account)
+            .into_iter()
+            .filter(|a| filter.is_none_or(|id| a.target == id))
+            .filter(|a| {
+                self.live_key(account, &a.target)
+                    .is_some_and(|k| !k.meta.is_due_for_destruction(now))
+            })
+            .collect();
+        Ok(page::paginate(
+            aliases,
+            |a| a.name.as_str().to_string(),
+            marker,
+            limit,
+        ))
+    }
+}

@@ -1,0 +1,87 @@
+//! The in-memory view of keys and aliases that the request path reads.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use keyfence_crypto::SymmetricKey;
+
+use crate::model::{Alias, KeyMetadata};
+use crate::KeyId;
+
+/// A key's metadata with its unwrapped backing keys, by version.
+pub(super) struct CachedKey {
+    pub meta: KeyMetadata,
+    pub versions: Arc<BTreeMap<u32, SymmetricKey>>,
+}
+
+impl CachedKey {
+    pub fn new(meta: KeyMetadata, versions: BTreeMap<u32, SymmetricKey>) -> Self {
+        Self {
+            meta,
+            versions: Arc::new(versions),
+        }
+    }
+
+    /// The same material under new metadata.
+    pub fn with_metadata(&self, meta: KeyMetadata) -> Self {
+        Self {
+            meta,
+            versions: Arc::clone(&self.versions),
+        }
+    }
+}
+
+/// Keys by id and aliases by (account, name).
+#[derive(Default)]
+pub(super) struct Cache {
+    keys: HashMap<KeyId, Arc<CachedKey>>,
+    aliases: HashMap<(String, String), Alias>,
+}
+
+impl Cache {
+    pub fn key(&self, id: &KeyId) -> Option<Arc<CachedKey>> {
+        self.keys.get(id).cloned()
+    }
+
+    pub fn put(&mut self, key: CachedKey) {
+        self.keys.insert(key.meta.id, Arc::new(key));
+    }
+
+    /// Removes a key and every alias that points to it.
+    pub fn remove_key(&mut self, id: &KeyId) {
+        self.keys.remove(id);
+        self.aliases.retain(|_, a| a.target != *id);
+    }
+
+    pub fn all_keys(&self) -> Vec<Arc<CachedKey>> {
+        self.keys.values().cloned().collect()
+    }
+
+    pub fn alias(&self, account: &str, name: &str) -> Option<&Alias> {
+        self.aliases.get(&(account.to_string(), name.to_string()))
+    }
+
+    pub fn put_alias(&mut self, alias: Alias) {
+        self.aliases.insert(
+            (alias.account.clone(), alias.name.as_str().to_string()),
+            alias,
+        );
+    }
+
+    pub fn remove_alias(&mut self, account: &str, name: &str) {
+        self.aliases
+            .remove(&(account.to_string(), name.to_string()));
+    }
+
+    /// An account's aliases sorted by name.
+    pub fn aliases_of(&self, account: &str) -> Vec<Alias> {
+        let mut out: Vec<Alias> = self
+            .aliases
+            .values()
+            .filter(|a| a.account == account)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}

@@ -1,0 +1,287 @@
+//! The KMS service: every operation, over an in-memory cache of keys that is
+//! written through to the [`Store`] before any change is acknowledged.
+
+mod aliases;
+mod cache;
+mod crypto_ops;
+mod lifecycle;
+mod rotation;
+mod tags;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use keyfence_crypto::{wrap, SymmetricKey};
+
+pub use crypto_ops::{DataKeyOutput, DataKeySize, DecryptOutput, EncryptOutput, ReEncryptOutput};
+pub use lifecycle::{CreateKeyInput, DeletionScheduled};
+pub use rotation::RotationStatus;
+
+use crate::clock::{Clock, Timestamp};
+use crate::ids::{KeyId, KeyRef};
+use crate::model::{Alias, KeyMetadata};
+use crate::root::RootOfTrust;
+use crate::store::{DomainKeyRecord, Store, VersionRecord};
+use crate::KmsError;
+
+use cache::{Cache, CachedKey};
+
+/// Domain keys: the newest wraps new material, every one unwraps.
+struct DomainKeys {
+    current: u32,
+    keys: HashMap<u32, SymmetricKey>,
+}
+
+impl DomainKeys {
+    fn binding(key_id: &KeyId, version: u32, domain_key_id: u32) -> Vec<u8> {
+        let mut b = b"keyfence/v1/backing-key/".to_vec();
+        b.extend_from_slice(key_id.as_bytes());
+        b.extend_from_slice(&version.to_be_bytes());
+        b.extend_from_slice(&domain_key_id.to_be_bytes());
+        b
+    }
+
+    fn wrap(
+        &self,
+        key_id: &KeyId,
+        version: u32,
+        material: &SymmetricKey,
+        now: Timestamp,
+    ) -> Result<VersionRecord, KmsError> {
+        let dk = &self.keys[&self.current];
+        Ok(VersionRecord {
+            key_id: *key_id,
+            version,
+            domain_key_id: self.current,
+            wrapped: wrap::wrap(dk, &Self::binding(key_id, version, self.current), material)?,
+            created: now,
+        })
+    }
+
+    fn unwrap(&self, record: &VersionRecord) -> Result<SymmetricKey, KmsError> {
+        let dk = self.keys.get(&record.domain_key_id).ok_or_else(|| {
+            KmsError::Internal(format!(
+                "domain key {} of {} is missing",
+                record.domain_key_id, record.key_id
+            ))
+        })?;
+        wrap::unwrap(
+            dk,
+            &Self::binding(&record.key_id, record.version, record.domain_key_id),
+            &record.wrapped,
+        )
+        .map_err(|_| {
+            KmsError::Internal(format!(
+                "backing key {} v{} does not unwrap",
+                record.key_id, record.version
+            ))
+        })
+    }
+}
+
+/// A KMS for one node: keys, aliases and their material, cached in memory and
+/// persisted through a [`Store`].
+pub struct Kms {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    region: String,
+    domain: DomainKeys,
+    cache: RwLock<Cache>,
+    /// Serializes state changes so each is checked against the state it replaces.
+    writer: Mutex<()>,
+}
+
+impl Kms {
+    /// Opens the service over `store`: creates the first domain key on an
+    /// empty store, then loads and unwraps every key into memory.
+    pub fn open(
+        store: Arc<dyn Store>,
+        root: &dyn RootOfTrust,
+        clock: Arc<dyn Clock>,
+        region: &str,
+    ) -> Result<Self, KmsError> {
+        let mut snapshot = store.load()?;
+        if snapshot.domain_keys.is_empty() {
+            let key = SymmetricKey::generate()?;
+            let record = DomainKeyRecord {
+                id: 1,
+                wrapped: root.wrap_domain_key(1, &key)?,
+                created: clock.now(),
+            };
+            store.insert_domain_key(&record)?;
+            snapshot.domain_keys.push(record);
+        }
+        let mut keys = HashMap::new();
+        for record in &snapshot.domain_keys {
+            keys.insert(
+                record.id,
+                root.unwrap_domain_key(record.id, &record.wrapped)?,
+            );
+        }
+        let current = snapshot
+            .domain_keys
+            .iter()
+            .map(|d| d.id)
+            .max()
+            .expect("at least one domain key");
+        let domain = DomainKeys { current, keys };
+        let mut cache = Cache::default();
+        for stored in snapshot.keys {
+            let mut versions = std::collections::BTreeMap::new();
+            for v in &stored.versions {
+                versions.insert(v.version, domain.unwrap(v)?);
+            }
+            cache.put(CachedKey::new(stored.metadata, versions));
+        }
+        for alias in snapshot.aliases {
+            cache.put_alias(alias);
+        }
+        Ok(Self {
+            store,
+            clock,
+            region: region.to_string(),
+            domain,
+            cache: RwLock::new(cache),
+            writer: Mutex::new(()),
+        })
+    }
+
+    /// The region this node names in ARNs.
+    pub fn region(&self) -> &str {
+        &self.region
+    }
+
+    /// Now, by the injected clock.
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
+        self.cache.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_cache(&self) -> std::sync::RwLockWriteGuard<'_, Cache> {
+        self.cache.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Resolves a caller's key reference to a live key of `account`. A key whose
+    /// deletion date has passed is destroyed here and reported as not found.
+    fn resolve(&self, account: &str, key_ref: &str) -> Result<Arc<CachedKey>, KmsError> {
+        self.resolve_without_reaping(account, key_ref)
+            .and_then(|k| self.reap_if_due(k))
+    }
+
+    /// Resolves a key reference without destroying a key that is due.
+    fn resolve_without_reaping(
+        &self,
+        account: &str,
+        key_ref: &str,
+    ) -> Result<Arc<CachedKey>, KmsError> {
+        let not_found = || KmsError::NotFound(format!("Key '{key_ref}' does not exist"));
+        let id = match KeyRef::parse(key_ref)? {
+            KeyRef::Id(id) => id,
+            KeyRef::Arn {
+                region,
+                account: a,
+                id,
+            } => {
+                if a != account || region != self.region {
+                    return Err(not_found());
+                }
+                id
+            }
+            KeyRef::Alias(name) => self.alias_target(account, &name).ok_or_else(|| {
+                KmsError::NotFound(format!(
+                    "Alias {} is not found.",
+                    self.alias_arn_str(account, &name)
+                ))
+            })?,
+            KeyRef::AliasArn {
+                region,
+                account: a,
+                name,
+            } => {
+                if a != account || region != self.region {
+                    return Err(not_found());
+                }
+                self.alias_target(account, &name).ok_or_else(not_found)?
+            }
+        };
+        self.live_key(account, &id).ok_or_else(not_found)
+    }
+
+    fn alias_arn_str(&self, account: &str, name: &str) -> String {
+        format!("arn:aws:kms:{}:{account}:{name}", self.region)
+    }
+
+    fn alias_target(&self, account: &str, name: &str) -> Option<KeyId> {
+        self.read_cache().alias(account, name).map(|a| a.target)
+    }
+
+    fn live_key(&self, account: &str, id: &KeyId) -> Option<Arc<CachedKey>> {
+        self.read_cache()
+            .key(id)
+            .filter(|k| k.meta.account == account)
+    }
+
+    /// Destroys `key` if its deletion date has passed (then: NotFound).
+    fn reap_if_due(&self, key: Arc<CachedKey>) -> Result<Arc<CachedKey>, KmsError> {
+        if key.meta.is_due_for_destruction(self.now()) {
+            self.destroy(&key.meta.id)?;
+            return Err(KmsError::NotFound(format!(
+                "Key '{}' does not exist",
+                key.meta.arn()
+            )));
+        }
+        Ok(key)
+    }
+
+    fn destroy(&self, id: &KeyId) -> Result<(), KmsError> {
+        let _w = self.lock_writer();
+        if self.read_cache().key(id).is_none() {
+            return Ok(());
+        }
+        self.store.delete_key(id)?;
+        self.write_cache().remove_key(id);
+        Ok(())
+    }
+
+    /// Persists new metadata for a key, then publishes it. Caller holds the writer lock.
+    fn commit_metadata(&self, key: &CachedKey, meta: KeyMetadata) -> Result<KeyMetadata, KmsError> {
+        self.store.update_key(&meta)?;
+        self.write_cache().put(key.with_metadata(meta.clone()));
+        Ok(meta)
+    }
+
+    /// Runs what the clock has made due: destroys keys whose deletion date has
+    /// passed and rotates keys whose rotation date has come. Returns the
+    /// number of keys changed.
+    pub fn run_due_tasks(&self) -> Result<usize, KmsError> {
+        let now = self.now();
+        let keys = self.read_cache().all_keys();
+        let mut changed = 0;
+        for key in keys {
+            if key.meta.is_due_for_destruction(now) {
+                self.destroy(&key.meta.id)?;
+                changed += 1;
+            } else if key.meta.rotation.enabled
+                && key.meta.rotation.next_rotation.is_some_and(|t| t <= now)
+            {
+                self.rotate_automatically(&key.meta.id)?;
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+
+    fn aliases_of(&self, account: &str) -> Vec<Alias> {
+        self.read_cache().aliases_of(account)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,172 @@
+//! Rotation: each rotation adds a backing key version; the newest encrypts,
+//! every older one still decrypts.
+
+use keyfence_crypto::SymmetricKey;
+
+use super::cache::CachedKey;
+use super::lifecycle::{require_enabled, require_not_pending_deletion};
+use super::Kms;
+use crate::clock::Timestamp;
+use crate::model::{KeyMetadata, KeyState, RotationRecord, RotationType};
+use crate::page::{self, Page};
+use crate::{KeyId, KmsError};
+
+/// Default automatic rotation period (AWS: 365 days).
+const DEFAULT_PERIOD_DAYS: u32 = 365;
+/// Most on-demand rotations a key may have (AWS: 25).
+const MAX_ON_DEMAND_ROTATIONS: usize = 25;
+
+/// Result of GetKeyRotationStatus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RotationStatus {
+    /// The key.
+    pub metadata: KeyMetadata,
+    /// Whether automatic rotation is on.
+    pub enabled: bool,
+    /// Its period, when on.
+    pub period_days: Option<u32>,
+    /// The next automatic rotation, when on.
+    pub next_rotation: Option<Timestamp>,
+}
+
+impl Kms {
+    /// EnableKeyRotation: RotationPeriodInDays 90–2560 (default 365).
+    pub fn enable_key_rotation(
+        &self,
+        account: &str,
+        key_ref: &str,
+        period: Option<i64>,
+    ) -> Result<(), KmsError> {
+        let days = period.unwrap_or(i64::from(DEFAULT_PERIOD_DAYS));
+        if !(90..=2560).contains(&days) {
+            return Err(KmsError::Validation(format!(
+                "1 validation error detected: Value '{days}' at 'rotationPeriodInDays' failed to satisfy constraint: Member must have value between 90 and 2560"
+            )));
+        }
+        let days = days as u32;
+        let now = self.now();
+        self.update_metadata(account, key_ref, |m| {
+            require_enabled(m)?;
+            m.rotation.enabled = true;
+            m.rotation.period_days = Some(days);
+            m.rotation.next_rotation = Some(now.plus_days(days));
+            Ok(())
+        })
+        .map(drop)
+    }
+
+    /// DisableKeyRotation.
+    pub fn disable_key_rotation(&self, account: &str, key_ref: &str) -> Result<(), KmsError> {
+        self.update_metadata(account, key_ref, |m| {
+            require_enabled(m)?;
+            m.rotation.enabled = false;
+            m.rotation.next_rotation = None;
+            Ok(())
+        })
+        .map(drop)
+    }
+
+    /// GetKeyRotationStatus.
+    pub fn get_key_rotation_status(
+        &self,
+        account: &str,
+        key_ref: &str,
+    ) -> Result<RotationStatus, KmsError> {
+        let meta = self.resolve(account, key_ref)?.meta.clone();
+        require_not_pending_deletion(&meta)?;
+        Ok(RotationStatus {
+            enabled: meta.rotation.enabled,
+            period_days: meta.rotation.period_days.filter(|_| meta.rotation.enabled),
+            next_rotation: meta
+                .rotation
+                .next_rotation
+                .filter(|_| meta.rotation.enabled),
+            metadata: meta,
+        })
+    }
+
+    /// RotateKeyOnDemand.
+    pub fn rotate_key_on_demand(
+        &self,
+        account: &str,
+        key_ref: &str,
+    ) -> Result<KeyMetadata, KmsError> {
+        let _w = self.lock_writer();
+        let key = self.resolve_locked(account, key_ref)?;
+        require_enabled(&key.meta)?;
+        let on_demand = key
+            .meta
+            .rotations
+            .iter()
+            .filter(|r| r.kind == RotationType::OnDemand)
+            .count();
+        if on_demand >= MAX_ON_DEMAND_ROTATIONS {
+            return Err(KmsError::LimitExceeded(format!(
+                "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations",
+                key.meta.arn()
+            )));
+        }
+        self.add_version(&key, RotationType::OnDemand)
+    }
+
+    /// A scheduled rotation, run by [`Kms::run_due_tasks`].
+    pub(super) fn rotate_automatically(&self, id: &KeyId) -> Result<(), KmsError> {
+        let _w = self.lock_writer();
+        let Some(key) = self.read_cache().key(id) else {
+            return Ok(());
+        };
+        let now = self.now();
+        let due =
+            key.meta.rotation.enabled && key.meta.rotation.next_rotation.is_some_and(|t| t <= now);
+        if !due || key.meta.state != KeyState::Enabled {
+            return Ok(());
+        }
+        self.add_version(&key, RotationType::Automatic).map(drop)
+    }
+
+    /// Adds a fresh backing key version, durably, then publishes it. Caller holds the writer lock.
+    fn add_version(&self, key: &CachedKey, kind: RotationType) -> Result<KeyMetadata, KmsError> {
+        let now = self.now();
+        let version = key.meta.current_version + 1;
+        let material = SymmetricKey::generate()?;
+        let record = self.domain.wrap(&key.meta.id, version, &material, now)?;
+        let mut meta = key.meta.clone();
+        meta.current_version = version;
+        meta.rotations.push(RotationRecord {
+            date: now,
+            kind,
+            version,
+        });
+        if kind == RotationType::Automatic {
+            if let Some(days) = meta.rotation.period_days {
+                meta.rotation.next_rotation = Some(now.plus_days(days));
+            }
+        }
+        self.store.add_version(&meta, &record)?;
+        let mut versions = (*key.versions).clone();
+        versions.insert(version, material);
+        self.write_cache()
+            .put(CachedKey::new(meta.clone(), versions));
+        Ok(meta)
+    }
+
+    /// ListKeyRotations: completed rotations, oldest first, paged.
+    pub fn list_key_rotations(
+        &self,
+        account: &str,
+        key_ref: &str,
+        limit: Option<i64>,
+        marker: Option<&str>,
+    ) -> Result<(KeyMetadata, Page<RotationRecord>), KmsError> {
+        let limit = page::limit(limit, 100, 1000)?;
+        let meta = self.resolve(account, key_ref)?.meta.clone();
+        require_not_pending_deletion(&meta)?;
+        let page = page::paginate(
+            meta.rotations.clone(),
+            |r| format!("{:010}", r.version),
+            marker,
+            limit,
+        );
+        Ok((meta, page))
+    }
+}
