@@ -1,0 +1,147 @@
+//! The SQLite adapter against a real database file, through the core service.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use keyfence_core::service::CreateKeyInput;
+use keyfence_core::store::StoreError;
+use keyfence_core::{
+    EncryptionContext, Kms, KmsError, LocalRootKey, ManualClock, Store, SystemClock, Timestamp,
+};
+use keyfence_crypto::SymmetricKey;
+use keyfence_store::SqliteStore;
+
+const A: &str = "111122223333";
+
+fn open(path: &std::path::Path, root: &LocalRootKey) -> Kms {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(path).unwrap());
+    Kms::open(store, root, Arc::new(SystemClock), "us-east-1").unwrap()
+}
+
+#[test]
+fn state_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyfence.db");
+    let root = LocalRootKey::new(SymmetricKey::generate().unwrap());
+    let ctx =
+        EncryptionContext::new(BTreeMap::from([("app".to_string(), "x".to_string())])).unwrap();
+
+    let kms = open(&path, &root);
+    let key = kms
+        .create_key(
+            A,
+            CreateKeyInput {
+                description: Some("d".into()),
+                tags: vec![("t".into(), "v".into())],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    kms.create_alias(A, "alias/app", &key.arn()).unwrap();
+    let v1 = kms
+        .encrypt(A, "alias/app", b"one", &ctx, None)
+        .unwrap()
+        .ciphertext;
+    kms.rotate_key_on_demand(A, "alias/app").unwrap();
+    let v2 = kms
+        .encrypt(A, "alias/app", b"two", &ctx, None)
+        .unwrap()
+        .ciphertext;
+    kms.disable_key(A, &key.arn()).unwrap();
+    drop(kms);
+
+    let kms = open(&path, &root);
+    let meta = kms.describe_key(A, "alias/app").unwrap();
+    assert_eq!(meta.description, "d");
+    assert_eq!(meta.current_version, 2);
+    assert_eq!(meta.state, keyfence_core::KeyState::Disabled);
+    kms.enable_key(A, "alias/app").unwrap();
+    assert_eq!(
+        kms.decrypt(A, &v1, &ctx, None, None)
+            .unwrap()
+            .plaintext
+            .expose(),
+        b"one"
+    );
+    assert_eq!(
+        kms.decrypt(A, &v2, &ctx, None, None)
+            .unwrap()
+            .plaintext
+            .expose(),
+        b"two"
+    );
+    assert!(matches!(
+        kms.create_alias(A, "alias/app", &key.arn()),
+        Err(KmsError::AlreadyExists(_))
+    ));
+}
+
+#[test]
+fn wrong_root_key_refuses_to_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyfence.db");
+    let root = LocalRootKey::new(SymmetricKey::generate().unwrap());
+    drop(open(&path, &root));
+    let other = LocalRootKey::new(SymmetricKey::generate().unwrap());
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    assert!(matches!(
+        Kms::open(store, &other, Arc::new(SystemClock), "us-east-1"),
+        Err(KmsError::Internal(_))
+    ));
+}
+
+#[test]
+fn material_is_stored_wrapped_and_destroyed_with_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyfence.db");
+    let root = LocalRootKey::new(SymmetricKey::generate().unwrap());
+    let clock = Arc::new(ManualClock::new(Timestamp(1_700_000_000_000)));
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let kms = Kms::open(store.clone(), &root, clock.clone(), "us-east-1").unwrap();
+    let key = kms.create_key(A, CreateKeyInput::default()).unwrap();
+    kms.create_alias(A, "alias/gone", &key.arn()).unwrap();
+    kms.schedule_key_deletion(A, &key.arn(), Some(7)).unwrap();
+    clock.advance_days(7);
+    assert_eq!(kms.run_due_tasks().unwrap(), 1);
+    let snapshot = store.load().unwrap();
+    assert!(snapshot.keys.is_empty());
+    assert!(snapshot.aliases.is_empty());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let versions: i64 = conn
+        .query_row("SELECT COUNT(*) FROM key_versions", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(versions, 0);
+}
+
+#[test]
+fn duplicate_alias_is_a_conflict_and_corrupt_rows_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyfence.db");
+    let root = LocalRootKey::new(SymmetricKey::generate().unwrap());
+    let store = Arc::new(SqliteStore::open(&path).unwrap());
+    let kms = Kms::open(store.clone(), &root, Arc::new(SystemClock), "us-east-1").unwrap();
+    let key = kms.create_key(A, CreateKeyInput::default()).unwrap();
+    kms.create_alias(A, "alias/a", &key.arn()).unwrap();
+    let alias = store.load().unwrap().aliases.remove(0);
+    assert!(matches!(
+        store.insert_alias(&alias),
+        Err(StoreError::Conflict(_))
+    ));
+
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute("UPDATE keys SET metadata = '{not json'", [])
+        .unwrap();
+    assert!(matches!(store.load(), Err(StoreError::Corrupt(_))));
+}
+
+#[test]
+fn journal_is_wal_and_sync_is_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyfence.db");
+    drop(SqliteStore::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
