@@ -245,7 +245,11 @@ pub fn ensure_dev_pki(data_dir: &Path) -> Result<PkiPaths, TlsError> {
         } else {
             let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
             let cert = dev_ca_params().self_signed(&key)?;
-            write_file(&paths.ca_key, key.serialize_pem().as_bytes(), true)?;
+            write_file(
+                &paths.ca_key,
+                Zeroizing::new(key.serialize_pem()).as_bytes(),
+                true,
+            )?;
             write_file(&paths.ca_cert, cert.pem().as_bytes(), false)?;
             tracing::info!(path = %paths.ca_cert.display(), "created development CA");
             key
@@ -257,7 +261,7 @@ pub fn ensure_dev_pki(data_dir: &Path) -> Result<PkiPaths, TlsError> {
         let server_cert = dev_server_params()?.signed_by(&server_key, &issuer)?;
         write_file(
             &paths.server_key,
-            server_key.serialize_pem().as_bytes(),
+            Zeroizing::new(server_key.serialize_pem()).as_bytes(),
             true,
         )?;
         write_file(&paths.server_cert, server_cert.pem().as_bytes(), false)?;
@@ -363,7 +367,9 @@ impl PqAcceptor {
         &self,
         tcp: TcpStream,
     ) -> Result<(TlsStream<TcpStream>, &'static str), TlsError> {
-        let peer = tcp.peer_addr().ok();
+        let peer = tcp
+            .peer_addr()
+            .map_or_else(|_| "unknown".to_owned(), |a| a.to_string());
         match tokio::time::timeout(self.handshake_timeout, self.handshake(tcp, peer)).await {
             Ok(result) => result,
             Err(_) => Err(TlsError::HandshakeTimeout(self.handshake_timeout)),
@@ -381,7 +387,7 @@ impl PqAcceptor {
     async fn handshake(
         &self,
         tcp: TcpStream,
-        peer: Option<std::net::SocketAddr>,
+        peer: String,
     ) -> Result<(TlsStream<TcpStream>, &'static str), TlsError> {
         let start = LazyConfigAcceptor::new(Acceptor::default(), tcp)
             .await
@@ -393,7 +399,7 @@ impl PqAcceptor {
             if !offered.iter().copied().any(is_hybrid) {
                 let offered = describe_groups(offered);
                 tracing::warn!(
-                    peer = ?peer,
+                    peer = %peer,
                     offered = %offered,
                     "refusing TLS client without post-quantum key exchange"
                 );
@@ -422,7 +428,7 @@ impl PqAcceptor {
                 // Only reachable if the acceptor was given a configuration that allows
                 // classical groups; strict mode still holds.
                 let offered = group_name(group);
-                tracing::warn!(peer = ?peer, negotiated = %offered, "refusing classical key exchange in post-quantum-only mode");
+                tracing::warn!(peer = %peer, negotiated = %offered, "refusing classical key exchange in post-quantum-only mode");
                 Err(TlsError::ClassicalOnlyClient { offered })
             }
             Some(group) => Ok((stream, group.as_str().unwrap_or("unknown"))),
