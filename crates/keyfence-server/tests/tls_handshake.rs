@@ -1,7 +1,7 @@
 //! Real TLS 1.3 handshakes over TCP on 127.0.0.1 through `PqAcceptor`.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use keyfence_server::tls::{
@@ -98,17 +98,51 @@ async fn classical_client_gets_x25519_in_default_mode() {
     assert_eq!(out.client.expect("client handshake").0, "X25519");
 }
 
+/// Captures WARN-and-above events (message and fields) on the current thread.
+#[derive(Clone, Default)]
+struct WarnCapture(Arc<Mutex<Vec<String>>>);
+
+impl tracing::Subscriber for WarnCapture {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        *metadata.level() <= tracing::Level::WARN
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Line(String);
+        impl tracing::field::Visit for Line {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!(" {}={:?}", field.name(), value));
+            }
+        }
+        let mut line = Line(event.metadata().level().to_string());
+        event.record(&mut line);
+        self.0.lock().unwrap().push(line.0);
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
 #[tokio::test]
 async fn classical_client_is_refused_in_post_quantum_only_mode() {
     let dir = tempfile::tempdir().unwrap();
     let pki = dev_pki(dir.path());
-    let out = handshake(
-        &pki,
-        KxMode::PostQuantumOnly,
-        ClientGroups::ClassicalOnly,
-        &[],
-    )
-    .await;
+    let capture = WarnCapture::default();
+    let out = {
+        // #[tokio::test] runs on one thread, so the thread-local default sees the
+        // acceptor's events.
+        let _guard = tracing::subscriber::set_default(capture.clone());
+        handshake(
+            &pki,
+            KxMode::PostQuantumOnly,
+            ClientGroups::ClassicalOnly,
+            &[],
+        )
+        .await
+    };
     let err = out.client.expect_err("client must fail");
     let msg = err.to_string();
     assert!(
@@ -122,6 +156,13 @@ async fn classical_client_is_refused_in_post_quantum_only_mode() {
         }
         other => panic!("expected ClassicalOnlyClient, got {other:?}"),
     }
+    let lines = capture.0.lock().unwrap().clone();
+    assert_eq!(lines.len(), 1, "exactly one warning: {lines:?}");
+    assert!(lines[0].starts_with("WARN"), "{lines:?}");
+    assert!(
+        lines[0].contains("offered=X25519, secp256r1, secp384r1"),
+        "{lines:?}"
+    );
 }
 
 #[tokio::test]
@@ -263,4 +304,65 @@ fn load_server_config_rejects_missing_and_garbage_files() {
     std::fs::write(&pki.server_key, b"not pem").unwrap();
     let err = load_server_config(&pki, KxMode::Default).expect_err("garbage");
     assert!(matches!(err, TlsError::Pem { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn strict_acceptor_refuses_classical_clients_even_with_a_permissive_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dev_pki(dir.path());
+    // A Default-mode configuration handed to a PostQuantumOnly acceptor.
+    let permissive = load_server_config(&pki, KxMode::Default).unwrap();
+    let acceptor = PqAcceptor::new(permissive, KxMode::PostQuantumOnly);
+    assert_eq!(acceptor.mode(), KxMode::PostQuantumOnly);
+    let connector =
+        TlsConnector::from(client_config(&pki.ca_cert, ClientGroups::ClassicalOnly).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = async {
+        let (tcp, _) = listener.accept().await.unwrap();
+        acceptor.accept(tcp).await.map(|(_, group)| group)
+    };
+    let client = async {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .map(|_| ())
+    };
+    let (server, client) = tokio::join!(server, client);
+    assert!(client.is_err(), "classical client must not get a session");
+    assert!(
+        matches!(server, Err(TlsError::ClassicalOnlyClient { .. })),
+        "{server:?}"
+    );
+}
+
+#[tokio::test]
+async fn classical_client_against_hybrid_only_config_is_a_tls_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dev_pki(dir.path());
+    // A server that only speaks hybrid groups, used in Default mode (no ClientHello
+    // check): a classical client fails inside rustls, reported as a TLS error.
+    let strict = load_server_config(&pki, KxMode::PostQuantumOnly).unwrap();
+    let acceptor = PqAcceptor::new(strict, KxMode::Default);
+    let connector =
+        TlsConnector::from(client_config(&pki.ca_cert, ClientGroups::ClassicalOnly).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = async {
+        let (tcp, _) = listener.accept().await.unwrap();
+        acceptor.accept(tcp).await.map(|(_, group)| group)
+    };
+    let client = async {
+        let tcp = TcpStream::connect(addr).await.unwrap();
+        connector
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .map(|_| ())
+    };
+    let (server, client) = tokio::join!(server, client);
+    assert!(client.is_err());
+    let err = server.expect_err("no common group");
+    assert!(matches!(err, TlsError::Handshake(_)), "{err:?}");
+    assert_eq!(err.metric_reason(), "tls_error");
 }
