@@ -190,7 +190,8 @@ pub enum SigV4Error {
 }
 
 impl SigV4Error {
-    /// The AWS error code (`__type`) AWS KMS returns for this failure.
+    /// The AWS error code (`__type`) AWS KMS returns for this failure. AWS JSON-protocol
+    /// services answer every one of them with HTTP 400.
     pub fn aws_code(&self) -> &'static str {
         match self {
             SigV4Error::MissingAuthenticationToken => "MissingAuthenticationTokenException",
@@ -201,15 +202,6 @@ impl SigV4Error {
             | SigV4Error::PayloadHashMismatch
             | SigV4Error::SignatureExpired { .. }
             | SigV4Error::SignatureNotYetCurrent { .. } => "InvalidSignatureException",
-        }
-    }
-
-    /// HTTP status for the error response: 400, as AWS JSON-protocol services answer
-    /// authentication failures, except 403 for a missing token.
-    pub fn http_status(&self) -> u16 {
-        match self {
-            SigV4Error::MissingAuthenticationToken => 403,
-            _ => 400,
         }
     }
 }

@@ -395,7 +395,6 @@ fn incomplete_message(result: Result<VerifiedCaller, SigV4Error>) -> String {
     match result {
         Err(e @ SigV4Error::IncompleteSignature(_)) => {
             assert_eq!(e.aws_code(), "IncompleteSignatureException");
-            assert_eq!(e.http_status(), 400);
             e.to_string()
         }
         other => panic!("expected IncompleteSignature, got {other:?}"),
@@ -423,7 +422,6 @@ fn missing_authorization_header() {
     assert_eq!(err, SigV4Error::MissingAuthenticationToken);
     assert_eq!(err.aws_code(), "MissingAuthenticationTokenException");
     assert_eq!(err.to_string(), "Missing Authentication Token");
-    assert_eq!(err.http_status(), 403);
 }
 
 #[test]
@@ -914,4 +912,72 @@ fn mutated_headers_never_panic_or_verify() {
         }
     }
     assert!(verified < 20_000);
+}
+
+// ------------------------------------------------ interoperability with botocore
+
+/// 2026-11-23T11:45:00Z.
+const BOTOCORE_EPOCH: u64 = 1_795_434_300;
+
+fn botocore_time() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(BOTOCORE_EPOCH)
+}
+
+fn build(method: &str, uri: &str, headers: &[(&str, &str)]) -> Parts {
+    let mut builder = hyper::Request::builder().method(method).uri(uri);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    builder.body(()).unwrap().into_parts().0
+}
+
+/// A KMS Encrypt request signed by botocore 1.43 (`SigV4Auth.add_auth`, as boto3 and
+/// the AWS CLI do), with the headers urllib3 puts on the wire.
+#[test]
+fn botocore_signed_kms_request_verifies() {
+    let body = br#"{"KeyId": "alias/test", "Plaintext": "aGVsbG8="}"#;
+    let parts = build(
+        "POST",
+        "/",
+        &[
+            ("host", "localhost:8443"),
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", "TrentService.Encrypt"),
+            ("user-agent", "Boto3/1.40 md/Botocore#1.43"),
+            ("amz-sdk-invocation-id", "7f2b5a3e-1111-2222-3333-444455556666"),
+            ("amz-sdk-request", "attempt=1"),
+            ("x-amz-date", "20261123T114500Z"),
+            ("content-length", "48"),
+            (
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=AKIAKEYFENCETEST0001/20261123/eu-central-1/kms/aws4_request, \
+                 SignedHeaders=amz-sdk-invocation-id;amz-sdk-request;content-type;host;x-amz-date;x-amz-target, \
+                 Signature=21379f263282d1b36114ddb6efdde3d1278ccb41c7e0f3f700071a0bcde010f3",
+            ),
+        ],
+    );
+    let caller = verify(&parts, body, &store(), botocore_time()).unwrap();
+    assert_eq!(caller.user_name, "alice");
+    assert_eq!(caller.region, "eu-central-1");
+}
+
+/// botocore's canonical path (normalized, encoded twice for non-S3 services) and
+/// query (decoded, re-encoded, sorted by key then value).
+#[test]
+fn botocore_signed_path_and_query_verify() {
+    let parts = build(
+        "GET",
+        "/keys/a%20b/c~d?b=2&a=x%20y&a=%2F&empty=",
+        &[
+            ("host", "localhost:8443"),
+            ("x-amz-date", "20261123T114500Z"),
+            (
+                "authorization",
+                "AWS4-HMAC-SHA256 Credential=AKIAKEYFENCETEST0001/20261123/eu-central-1/kms/aws4_request, \
+                 SignedHeaders=host;x-amz-date, \
+                 Signature=0331ef43a35eb77ebeba8ff19f4fad578374f871b754d07125d94e335e6a95b1",
+            ),
+        ],
+    );
+    verify(&parts, b"", &store(), botocore_time()).unwrap();
 }
