@@ -9,6 +9,7 @@ pub mod blob;
 pub mod ct;
 pub mod error;
 pub mod kdf;
+pub mod passphrase;
 pub mod rand;
 pub mod secret;
 pub mod wrap;

@@ -1,0 +1,124 @@
+//! AWS error shapes: `{"__type": "...", "message": "..."}` for JSON, an
+//! `ErrorResponse` document for the query protocol.
+
+use keyfence_core::KmsError;
+
+use crate::sigv4::SigV4Error;
+
+/// An error as the client will see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// The AWS error code (`__type`).
+    pub code: &'static str,
+    /// Human-readable message; never contains secrets.
+    pub message: String,
+}
+
+impl ApiError {
+    /// A 400 error with `code`.
+    pub fn new(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: 400,
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A body that is not valid JSON for the operation.
+    pub fn serialization(message: impl Into<String>) -> Self {
+        Self::new("SerializationException", message)
+    }
+
+    /// A parameter that fails validation.
+    pub fn validation(message: impl Into<String>) -> Self {
+        Self::new("ValidationException", message)
+    }
+
+    /// The JSON body of this error.
+    pub fn json_body(&self) -> Vec<u8> {
+        serde_json::to_vec(&serde_json::json!({"__type": self.code, "message": self.message}))
+            .expect("json of strings")
+    }
+
+    /// The query-protocol (XML) body of this error.
+    pub fn xml_body(&self, request_id: &str) -> Vec<u8> {
+        let kind = if self.status >= 500 {
+            "Receiver"
+        } else {
+            "Sender"
+        };
+        format!(
+            "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
+            self.code,
+            xml_escape(&self.message)
+        )
+        .into_bytes()
+    }
+}
+
+/// Escapes text for an XML element.
+pub fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+impl From<KmsError> for ApiError {
+    fn from(e: KmsError) -> Self {
+        let code = match &e {
+            KmsError::NotFound(_) => "NotFoundException",
+            KmsError::Disabled(_) => "DisabledException",
+            KmsError::InvalidState(_) => "KMSInvalidStateException",
+            KmsError::InvalidCiphertext(_) => "InvalidCiphertextException",
+            KmsError::IncorrectKey(_) => "IncorrectKeyException",
+            KmsError::Validation(_) => "ValidationException",
+            KmsError::InvalidKeyUsage(_) => "InvalidKeyUsageException",
+            KmsError::AlreadyExists(_) => "AlreadyExistsException",
+            KmsError::InvalidAliasName(_) => "InvalidAliasNameException",
+            KmsError::InvalidMarker(_) => "InvalidMarkerException",
+            KmsError::LimitExceeded(_) => "LimitExceededException",
+            KmsError::Tag(_) => "TagException",
+            KmsError::UnsupportedOperation(_) => "UnsupportedOperationException",
+            KmsError::Internal(detail) => {
+                tracing::error!(detail = %detail, "internal error");
+                return Self {
+                    status: 500,
+                    code: "KMSInternalException",
+                    message: "An internal error occurred.".into(),
+                };
+            }
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl From<SigV4Error> for ApiError {
+    fn from(e: SigV4Error) -> Self {
+        Self::new(e.aws_code(), e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn internal_errors_hide_detail() {
+        let e = ApiError::from(KmsError::Internal("domain key 3 missing".into()));
+        assert_eq!((e.status, e.code), (500, "KMSInternalException"));
+        assert!(!e.message.contains("domain key"));
+    }
+
+    #[test]
+    fn shapes() {
+        let e = ApiError::from(KmsError::NotFound("Key 'x' does not exist".into()));
+        let v: serde_json::Value = serde_json::from_slice(&e.json_body()).unwrap();
+        assert_eq!(v["__type"], "NotFoundException");
+        assert_eq!(v["message"], "Key 'x' does not exist");
+        let xml = String::from_utf8(ApiError::validation("a<b").xml_body("rid")).unwrap();
+        assert!(xml.contains("<Code>ValidationException</Code><Message>a&lt;b</Message>"));
+    }
+}

@@ -1,0 +1,574 @@
+//! AWS KMS JSON 1.1 operations: request shapes in, core call, response shapes out.
+//! Names and members follow the AWS KMS service model (botocore's service-2.json).
+
+use std::collections::BTreeMap;
+
+use keyfence_core::model::{Alias, KeyMetadata};
+use keyfence_core::service::DataKeySize;
+use keyfence_core::{EncryptionContext, Kms};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::wire::{b64, date, parse, Blob};
+use super::ApiError;
+
+/// Operations served without touching storage on the common path; the rest
+/// may block on a durable write and run on the blocking pool.
+pub fn is_read_path(operation: &str) -> bool {
+    matches!(
+        operation,
+        "Encrypt"
+            | "Decrypt"
+            | "ReEncrypt"
+            | "GenerateDataKey"
+            | "GenerateDataKeyWithoutPlaintext"
+            | "GenerateRandom"
+            | "DescribeKey"
+            | "ListKeys"
+            | "ListAliases"
+            | "ListResourceTags"
+            | "GetKeyRotationStatus"
+            | "ListKeyRotations"
+    )
+}
+
+/// Every operation this node serves.
+const OPERATIONS: &[&str] = &[
+    "CreateKey",
+    "DescribeKey",
+    "ListKeys",
+    "UpdateKeyDescription",
+    "EnableKey",
+    "DisableKey",
+    "ScheduleKeyDeletion",
+    "CancelKeyDeletion",
+    "CreateAlias",
+    "UpdateAlias",
+    "DeleteAlias",
+    "ListAliases",
+    "Encrypt",
+    "Decrypt",
+    "ReEncrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateRandom",
+    "EnableKeyRotation",
+    "DisableKeyRotation",
+    "GetKeyRotationStatus",
+    "RotateKeyOnDemand",
+    "ListKeyRotations",
+    "TagResource",
+    "UntagResource",
+    "ListResourceTags",
+];
+
+/// Whether `operation` is one this node serves (bounded metric labels).
+pub fn is_known(operation: &str) -> bool {
+    OPERATIONS.contains(&operation)
+}
+
+/// Runs one operation for a caller in `account`, returning the response document.
+pub fn handle(kms: &Kms, account: &str, operation: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let ops = Ops { kms, account };
+    match operation {
+        "CreateKey" => ops.create_key(parse(body)?),
+        "DescribeKey" => ops.describe_key(parse(body)?),
+        "ListKeys" => ops.list_keys(parse(body)?),
+        "UpdateKeyDescription" => ops.update_key_description(parse(body)?),
+        "EnableKey" => ops.key_only(parse(body)?, Kms::enable_key),
+        "DisableKey" => ops.key_only(parse(body)?, Kms::disable_key),
+        "ScheduleKeyDeletion" => ops.schedule_key_deletion(parse(body)?),
+        "CancelKeyDeletion" => ops.cancel_key_deletion(parse(body)?),
+        "CreateAlias" => ops.alias(parse(body)?, Kms::create_alias),
+        "UpdateAlias" => ops.alias(parse(body)?, Kms::update_alias),
+        "DeleteAlias" => ops.delete_alias(parse(body)?),
+        "ListAliases" => ops.list_aliases(parse(body)?),
+        "Encrypt" => ops.encrypt(parse(body)?),
+        "Decrypt" => ops.decrypt(parse(body)?),
+        "ReEncrypt" => ops.re_encrypt(parse(body)?),
+        "GenerateDataKey" => ops.generate_data_key(parse(body)?, true),
+        "GenerateDataKeyWithoutPlaintext" => ops.generate_data_key(parse(body)?, false),
+        "GenerateRandom" => ops.generate_random(parse(body)?),
+        "EnableKeyRotation" => ops.enable_key_rotation(parse(body)?),
+        "DisableKeyRotation" => ops.key_only(parse(body)?, Kms::disable_key_rotation),
+        "GetKeyRotationStatus" => ops.get_key_rotation_status(parse(body)?),
+        "RotateKeyOnDemand" => ops.rotate_key_on_demand(parse(body)?),
+        "ListKeyRotations" => ops.list_key_rotations(parse(body)?),
+        "TagResource" => ops.tag_resource(parse(body)?),
+        "UntagResource" => ops.untag_resource(parse(body)?),
+        "ListResourceTags" => ops.list_resource_tags(parse(body)?),
+        other => Err(ApiError::new(
+            "UnknownOperationException",
+            format!("Operation {other} is not supported by keyfence"),
+        )),
+    }
+}
+
+type Context = Option<BTreeMap<String, String>>;
+
+fn context(c: Context) -> Result<EncryptionContext, ApiError> {
+    Ok(EncryptionContext::new(c.unwrap_or_default())?)
+}
+
+fn required_blob(b: Option<Blob>, member: &str) -> Result<Blob, ApiError> {
+    b.ok_or_else(|| ApiError::validation(format!("missing field `{member}`")))
+}
+
+/// The KeyMetadata structure of DescribeKey/CreateKey.
+pub fn key_metadata(m: &KeyMetadata) -> Value {
+    let mut v = json!({
+        "AWSAccountId": m.account,
+        "KeyId": m.id.to_string(),
+        "Arn": m.arn(),
+        "CreationDate": date(m.created),
+        "Enabled": m.state == keyfence_core::KeyState::Enabled,
+        "Description": m.description,
+        "KeyUsage": m.usage.as_str(),
+        "KeyState": m.state.as_str(),
+        "Origin": m.origin.as_str(),
+        "KeyManager": "CUSTOMER",
+        "CustomerMasterKeySpec": m.spec.as_str(),
+        "KeySpec": m.spec.as_str(),
+        "EncryptionAlgorithms": m.spec.encryption_algorithms(),
+        "MultiRegion": false,
+    });
+    if let Some(d) = m.deletion_date {
+        v["DeletionDate"] = date(d);
+    }
+    if let Some(w) = m.pending_window_days {
+        v["PendingDeletionWindowInDays"] = json!(w);
+    }
+    v
+}
+
+fn alias_entry(kms: &Kms, a: &Alias) -> Value {
+    json!({
+        "AliasName": a.name.as_str(),
+        "AliasArn": keyfence_core::ids::alias_arn(kms.region(), &a.account, &a.name),
+        "TargetKeyId": a.target.to_string(),
+        "CreationDate": date(a.created),
+        "LastUpdatedDate": date(a.updated),
+    })
+}
+
+fn paged(mut v: Value, member: &str, items: Vec<Value>, next: Option<String>) -> Value {
+    v[member] = Value::Array(items);
+    v["Truncated"] = json!(next.is_some());
+    if let Some(m) = next {
+        v["NextMarker"] = json!(m);
+    }
+    v
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Tag {
+    tag_key: String,
+    tag_value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyIdInput {
+    key_id: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct CreateKeyInput {
+    description: Option<String>,
+    key_spec: Option<String>,
+    customer_master_key_spec: Option<String>,
+    key_usage: Option<String>,
+    origin: Option<String>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    multi_region: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DescribeKeyInput {
+    key_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListInput {
+    limit: Option<i64>,
+    marker: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct KeyListInput {
+    key_id: String,
+    limit: Option<i64>,
+    marker: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListAliasesInput {
+    key_id: Option<String>,
+    limit: Option<i64>,
+    marker: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UpdateKeyDescriptionInput {
+    key_id: String,
+    description: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ScheduleKeyDeletionInput {
+    key_id: String,
+    pending_window_in_days: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct AliasInput {
+    alias_name: String,
+    target_key_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeleteAliasInput {
+    alias_name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EncryptInput {
+    key_id: String,
+    plaintext: Option<Blob>,
+    encryption_context: Context,
+    encryption_algorithm: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DecryptInput {
+    ciphertext_blob: Option<Blob>,
+    encryption_context: Context,
+    key_id: Option<String>,
+    encryption_algorithm: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ReEncryptInput {
+    ciphertext_blob: Option<Blob>,
+    source_encryption_context: Context,
+    source_key_id: Option<String>,
+    destination_key_id: String,
+    destination_encryption_context: Context,
+    source_encryption_algorithm: Option<String>,
+    destination_encryption_algorithm: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GenerateDataKeyInput {
+    key_id: String,
+    encryption_context: Context,
+    number_of_bytes: Option<i64>,
+    key_spec: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GenerateRandomInput {
+    number_of_bytes: Option<i64>,
+    custom_key_store_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EnableKeyRotationInput {
+    key_id: String,
+    rotation_period_in_days: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagResourceInput {
+    key_id: String,
+    tags: Vec<Tag>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct UntagResourceInput {
+    key_id: String,
+    tag_keys: Vec<String>,
+}
+
+struct Ops<'a> {
+    kms: &'a Kms,
+    account: &'a str,
+}
+
+impl Ops<'_> {
+    fn create_key(&self, i: CreateKeyInput) -> Result<Value, ApiError> {
+        if i.multi_region == Some(true) {
+            return Err(ApiError::new(
+                "UnsupportedOperationException",
+                "Multi-Region keys are not supported by keyfence",
+            ));
+        }
+        if i.key_spec.is_some() && i.customer_master_key_spec.is_some() {
+            return Err(ApiError::validation(
+                "KeySpec and CustomerMasterKeySpec cannot both be specified",
+            ));
+        }
+        let meta = self.kms.create_key(
+            self.account,
+            keyfence_core::service::CreateKeyInput {
+                description: i.description,
+                key_spec: i.key_spec.or(i.customer_master_key_spec),
+                key_usage: i.key_usage,
+                origin: i.origin,
+                tags: i
+                    .tags
+                    .into_iter()
+                    .map(|t| (t.tag_key, t.tag_value))
+                    .collect(),
+            },
+        )?;
+        tracing::info!(key_id = %meta.id, account = self.account, "key created");
+        Ok(json!({ "KeyMetadata": key_metadata(&meta) }))
+    }
+
+    fn describe_key(&self, i: DescribeKeyInput) -> Result<Value, ApiError> {
+        let meta = self.kms.describe_key(self.account, &i.key_id)?;
+        Ok(json!({ "KeyMetadata": key_metadata(&meta) }))
+    }
+
+    fn list_keys(&self, i: ListInput) -> Result<Value, ApiError> {
+        let page = self
+            .kms
+            .list_keys(self.account, i.limit, i.marker.as_deref())?;
+        let items = page
+            .items
+            .iter()
+            .map(|k| json!({"KeyId": k.id.to_string(), "KeyArn": k.arn()}))
+            .collect();
+        Ok(paged(json!({}), "Keys", items, page.next_marker))
+    }
+
+    fn update_key_description(&self, i: UpdateKeyDescriptionInput) -> Result<Value, ApiError> {
+        self.kms
+            .update_key_description(self.account, &i.key_id, &i.description)?;
+        Ok(json!({}))
+    }
+
+    fn key_only(
+        &self,
+        i: KeyIdInput,
+        op: impl FnOnce(&Kms, &str, &str) -> Result<(), keyfence_core::KmsError>,
+    ) -> Result<Value, ApiError> {
+        op(self.kms, self.account, &i.key_id)?;
+        Ok(json!({}))
+    }
+
+    fn schedule_key_deletion(&self, i: ScheduleKeyDeletionInput) -> Result<Value, ApiError> {
+        let s =
+            self.kms
+                .schedule_key_deletion(self.account, &i.key_id, i.pending_window_in_days)?;
+        tracing::info!(key_id = %s.metadata.id, days = s.pending_window_days, "key deletion scheduled");
+        Ok(json!({
+            "KeyId": s.metadata.arn(),
+            "DeletionDate": date(s.deletion_date),
+            "KeyState": s.metadata.state.as_str(),
+            "PendingWindowInDays": s.pending_window_days,
+        }))
+    }
+
+    fn cancel_key_deletion(&self, i: KeyIdInput) -> Result<Value, ApiError> {
+        let meta = self.kms.cancel_key_deletion(self.account, &i.key_id)?;
+        Ok(json!({ "KeyId": meta.arn() }))
+    }
+
+    fn alias(
+        &self,
+        i: AliasInput,
+        op: impl FnOnce(&Kms, &str, &str, &str) -> Result<(), keyfence_core::KmsError>,
+    ) -> Result<Value, ApiError> {
+        op(self.kms, self.account, &i.alias_name, &i.target_key_id)?;
+        Ok(json!({}))
+    }
+
+    fn delete_alias(&self, i: DeleteAliasInput) -> Result<Value, ApiError> {
+        self.kms.delete_alias(self.account, &i.alias_name)?;
+        Ok(json!({}))
+    }
+
+    fn list_aliases(&self, i: ListAliasesInput) -> Result<Value, ApiError> {
+        let page = self.kms.list_aliases(
+            self.account,
+            i.key_id.as_deref(),
+            i.limit,
+            i.marker.as_deref(),
+        )?;
+        let items = page
+            .items
+            .iter()
+            .map(|a| alias_entry(self.kms, a))
+            .collect();
+        Ok(paged(json!({}), "Aliases", items, page.next_marker))
+    }
+
+    fn encrypt(&self, i: EncryptInput) -> Result<Value, ApiError> {
+        let plaintext = required_blob(i.plaintext, "Plaintext")?;
+        let out = self.kms.encrypt(
+            self.account,
+            &i.key_id,
+            &plaintext.0,
+            &context(i.encryption_context)?,
+            i.encryption_algorithm.as_deref(),
+        )?;
+        Ok(json!({
+            "CiphertextBlob": b64(&out.ciphertext),
+            "KeyId": out.key_arn,
+            "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        }))
+    }
+
+    fn decrypt(&self, i: DecryptInput) -> Result<Value, ApiError> {
+        let blob = required_blob(i.ciphertext_blob, "CiphertextBlob")?;
+        let out = self.kms.decrypt(
+            self.account,
+            &blob.0,
+            &context(i.encryption_context)?,
+            i.key_id.as_deref(),
+            i.encryption_algorithm.as_deref(),
+        )?;
+        Ok(json!({
+            "KeyId": out.key_arn,
+            "Plaintext": b64(out.plaintext.expose()),
+            "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        }))
+    }
+
+    fn re_encrypt(&self, i: ReEncryptInput) -> Result<Value, ApiError> {
+        let blob = required_blob(i.ciphertext_blob, "CiphertextBlob")?;
+        let out = self.kms.re_encrypt(
+            self.account,
+            &blob.0,
+            &context(i.source_encryption_context)?,
+            i.source_key_id.as_deref(),
+            &i.destination_key_id,
+            &context(i.destination_encryption_context)?,
+            i.source_encryption_algorithm.as_deref(),
+            i.destination_encryption_algorithm.as_deref(),
+        )?;
+        Ok(json!({
+            "CiphertextBlob": b64(&out.ciphertext),
+            "SourceKeyId": out.source_key_arn,
+            "KeyId": out.key_arn,
+            "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+        }))
+    }
+
+    fn generate_data_key(
+        &self,
+        i: GenerateDataKeyInput,
+        with_plaintext: bool,
+    ) -> Result<Value, ApiError> {
+        let size = DataKeySize::from_request(i.key_spec.as_deref(), i.number_of_bytes)?;
+        let out = self.kms.generate_data_key(
+            self.account,
+            &i.key_id,
+            size,
+            &context(i.encryption_context)?,
+            with_plaintext,
+        )?;
+        let mut v = json!({ "CiphertextBlob": b64(&out.ciphertext), "KeyId": out.key_arn });
+        if let Some(p) = out.plaintext {
+            v["Plaintext"] = json!(b64(p.expose()));
+        }
+        Ok(v)
+    }
+
+    fn generate_random(&self, i: GenerateRandomInput) -> Result<Value, ApiError> {
+        if i.custom_key_store_id.is_some() {
+            return Err(ApiError::new(
+                "CustomKeyStoreNotFoundException",
+                "keyfence has no custom key stores",
+            ));
+        }
+        let bytes = self.kms.generate_random(i.number_of_bytes)?;
+        Ok(json!({ "Plaintext": b64(&bytes) }))
+    }
+
+    fn enable_key_rotation(&self, i: EnableKeyRotationInput) -> Result<Value, ApiError> {
+        self.kms
+            .enable_key_rotation(self.account, &i.key_id, i.rotation_period_in_days)?;
+        Ok(json!({}))
+    }
+
+    fn get_key_rotation_status(&self, i: KeyIdInput) -> Result<Value, ApiError> {
+        let s = self.kms.get_key_rotation_status(self.account, &i.key_id)?;
+        let mut v = json!({ "KeyRotationEnabled": s.enabled, "KeyId": s.metadata.arn() });
+        if let Some(p) = s.period_days {
+            v["RotationPeriodInDays"] = json!(p);
+        }
+        if let Some(n) = s.next_rotation {
+            v["NextRotationDate"] = date(n);
+        }
+        Ok(v)
+    }
+
+    fn rotate_key_on_demand(&self, i: KeyIdInput) -> Result<Value, ApiError> {
+        let meta = self.kms.rotate_key_on_demand(self.account, &i.key_id)?;
+        tracing::info!(key_id = %meta.id, version = meta.current_version, "key rotated on demand");
+        Ok(json!({ "KeyId": meta.arn() }))
+    }
+
+    fn list_key_rotations(&self, i: KeyListInput) -> Result<Value, ApiError> {
+        let (meta, page) =
+            self.kms
+                .list_key_rotations(self.account, &i.key_id, i.limit, i.marker.as_deref())?;
+        let items = page
+            .items
+            .iter()
+            .map(|r| json!({"KeyId": meta.arn(), "RotationDate": date(r.date), "RotationType": r.kind.as_str()}))
+            .collect();
+        Ok(paged(json!({}), "Rotations", items, page.next_marker))
+    }
+
+    fn tag_resource(&self, i: TagResourceInput) -> Result<Value, ApiError> {
+        let tags = i
+            .tags
+            .into_iter()
+            .map(|t| (t.tag_key, t.tag_value))
+            .collect();
+        self.kms.tag_resource(self.account, &i.key_id, tags)?;
+        Ok(json!({}))
+    }
+
+    fn untag_resource(&self, i: UntagResourceInput) -> Result<Value, ApiError> {
+        self.kms
+            .untag_resource(self.account, &i.key_id, &i.tag_keys)?;
+        Ok(json!({}))
+    }
+
+    fn list_resource_tags(&self, i: KeyListInput) -> Result<Value, ApiError> {
+        let page =
+            self.kms
+                .list_resource_tags(self.account, &i.key_id, i.limit, i.marker.as_deref())?;
+        let items = page
+            .items
+            .iter()
+            .map(|(k, v)| json!({"TagKey": k, "TagValue": v}))
+            .collect();
+        Ok(paged(json!({}), "Tags", items, page.next_marker))
+    }
+}

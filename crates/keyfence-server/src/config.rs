@@ -1,0 +1,247 @@
+//! Node configuration: defaults, a TOML file, then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use zeroize::Zeroizing;
+
+use crate::sigv4::Credential;
+
+/// Default API listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
+/// Default metrics listen address (loopback only).
+pub const DEFAULT_METRICS_LISTEN: &str = "127.0.0.1:9464";
+/// Default data directory.
+pub const DEFAULT_DATA_DIR: &str = "keyfence-data";
+/// Default region named in ARNs.
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// Default account of the development credential.
+pub const DEFAULT_ACCOUNT: &str = "111122223333";
+
+/// A configuration problem.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: String,
+        /// What is wrong, with its position.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// A credential as written in a config or credentials file.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialEntry {
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: Zeroizing<String>,
+    /// 12-digit account id.
+    pub account_id: String,
+    /// User name (default "admin").
+    #[serde(default = "default_user")]
+    pub user_name: String,
+}
+
+fn default_user() -> String {
+    "admin".to_string()
+}
+
+impl CredentialEntry {
+    /// Checks the fields and converts to a SigV4 credential.
+    pub fn into_credential(self) -> Result<Credential, ConfigError> {
+        if self.account_id.len() != 12 || !self.account_id.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(ConfigError::Invalid(format!(
+                "account_id of {} must be 12 digits",
+                self.access_key_id
+            )));
+        }
+        if self.access_key_id.is_empty() || self.secret_access_key.is_empty() {
+            return Err(ConfigError::Invalid(
+                "credentials need an access key id and a secret".into(),
+            ));
+        }
+        Ok(Credential {
+            access_key_id: self.access_key_id,
+            secret_access_key: self.secret_access_key,
+            account_id: self.account_id,
+            user_name: self.user_name,
+        })
+    }
+}
+
+/// A TOML file of `[[credentials]]` tables (the data directory's credentials.toml).
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialsFile {
+    /// The credentials.
+    #[serde(default)]
+    pub credentials: Vec<CredentialEntry>,
+}
+
+/// The config file's schema; every field optional.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// API listen address.
+    pub listen: Option<SocketAddr>,
+    /// Metrics listen address.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Region named in ARNs.
+    pub region: Option<String>,
+    /// Refuse classical-only TLS clients.
+    pub post_quantum: Option<bool>,
+    /// Credentials beyond the data directory's.
+    #[serde(default)]
+    pub credentials: Vec<CredentialEntry>,
+}
+
+/// Parses TOML text into `T`, naming `path` in errors.
+pub fn parse_toml<T: for<'de> Deserialize<'de>>(text: &str, path: &Path) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| ConfigError::Parse {
+        path: path.display().to_string(),
+        message: e.message().to_string()
+            + &e.span()
+                .map(|s| format!(" (at byte {})", s.start))
+                .unwrap_or_default(),
+    })
+}
+
+impl ConfigFile {
+    /// Reads a config file.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        parse_toml(&text, path)
+    }
+}
+
+/// Values given on the command line; each overrides the file.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--post-quantum`.
+    pub post_quantum: bool,
+}
+
+/// The resolved configuration of a node.
+pub struct Config {
+    /// API listen address.
+    pub listen: SocketAddr,
+    /// Metrics listen address.
+    pub metrics_listen: SocketAddr,
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Region named in ARNs.
+    pub region: String,
+    /// Refuse classical-only TLS clients.
+    pub post_quantum: bool,
+    /// Credentials from the config file.
+    pub credentials: Vec<Credential>,
+}
+
+impl Config {
+    /// Defaults, then `file`, then `overrides`.
+    pub fn resolve(file: ConfigFile, overrides: Overrides) -> Result<Self, ConfigError> {
+        let region = file.region.unwrap_or_else(|| DEFAULT_REGION.to_string());
+        if region.is_empty()
+            || !region
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+        {
+            return Err(ConfigError::Invalid(format!(
+                "region {region:?} is not a region name"
+            )));
+        }
+        Ok(Self {
+            listen: overrides
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            metrics_listen: overrides
+                .metrics_listen
+                .or(file.metrics_listen)
+                .unwrap_or_else(|| DEFAULT_METRICS_LISTEN.parse().expect("valid default")),
+            data_dir: overrides
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            region,
+            post_quantum: overrides.post_quantum || file.post_quantum.unwrap_or(false),
+            credentials: file
+                .credentials
+                .into_iter()
+                .map(CredentialEntry::into_credential)
+                .collect::<Result<_, _>>()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_override_defaults() {
+        let file: ConfigFile = parse_toml(
+            "listen = \"127.0.0.1:9000\"\npost_quantum = true\nregion = \"eu-west-1\"\n[[credentials]]\naccess_key_id = \"AKIAB\"\nsecret_access_key = \"s\"\naccount_id = \"444455556666\"\nuser_name = \"bob\"\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let config = Config::resolve(
+            file,
+            Overrides {
+                listen: Some("127.0.0.1:9001".parse().unwrap()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9001);
+        assert_eq!(config.metrics_listen.port(), 9464);
+        assert!(config.post_quantum);
+        assert_eq!(config.region, "eu-west-1");
+        assert_eq!(config.credentials[0].account_id, "444455556666");
+    }
+
+    #[test]
+    fn bad_files_are_rejected_with_position() {
+        let err = parse_toml::<ConfigFile>("listen = 3\n", Path::new("c.toml"))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("c.toml"), "{err}");
+        assert!(parse_toml::<ConfigFile>("nonsense = true\n", Path::new("c.toml")).is_err());
+        let file: ConfigFile = parse_toml(
+            "[[credentials]]\naccess_key_id = \"A\"\nsecret_access_key = \"s\"\naccount_id = \"12\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        assert!(matches!(
+            Config::resolve(file, Overrides::default()),
+            Err(ConfigError::Invalid(_))
+        ));
+    }
+}

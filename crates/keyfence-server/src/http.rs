@@ -1,0 +1,187 @@
+//! One HTTP request, end to end: body limit, SigV4, protocol dispatch,
+//! response shape, metrics.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use keyfence_core::Kms;
+
+use crate::api::{self, ApiError, Protocol};
+use crate::metrics::Metrics;
+use crate::sigv4::{self, CredentialStore, VerifiedCaller};
+
+/// Largest request body accepted. The biggest valid KMS request (a 6 KiB
+/// ciphertext and two 8 KiB contexts, base64 and JSON-escaped) fits easily.
+pub const MAX_BODY_BYTES: usize = 128 * 1024;
+
+/// What every request handler shares.
+pub struct AppState {
+    /// The KMS.
+    pub kms: Arc<Kms>,
+    /// Accepted credentials.
+    pub credentials: CredentialStore,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+}
+
+fn request_id() -> String {
+    let b = keyfence_crypto::rand::array::<16>().unwrap_or([0; 16]);
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+fn respond(
+    status: u16,
+    content_type: &'static str,
+    body: Vec<u8>,
+    request_id: &str,
+) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+/// Operation label for metrics: a known KMS operation name, or a fixed word.
+fn metric_operation(protocol: &Protocol) -> &str {
+    match protocol {
+        Protocol::Kms(op) if api::kms::is_known(op) => op,
+        Protocol::Kms(_) => "unknown",
+        Protocol::Query => "sts",
+        Protocol::Unknown => "unknown",
+    }
+}
+
+/// Handles one request; never fails at the HTTP level.
+pub async fn handle(
+    state: Arc<AppState>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let started = Instant::now();
+    let id = request_id();
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let protocol = api::classify(
+        header("x-amz-target").as_deref(),
+        header("content-type").as_deref(),
+    );
+    let result = serve(&state, req, &protocol, &id).await;
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.code,
+    };
+    state.metrics.record_request(
+        metric_operation(&protocol),
+        outcome,
+        started.elapsed().as_secs_f64(),
+    );
+    let response = match (result, &protocol) {
+        (Ok((content_type, body)), _) => respond(200, content_type, body, &id),
+        (Err(e), Protocol::Query) => respond(e.status, "text/xml", e.xml_body(&id), &id),
+        (Err(e), _) => respond(e.status, "application/x-amz-json-1.1", e.json_body(), &id),
+    };
+    Ok(response)
+}
+
+async fn serve(
+    state: &Arc<AppState>,
+    req: Request<Incoming>,
+    protocol: &Protocol,
+    request_id: &str,
+) -> Result<(&'static str, Vec<u8>), ApiError> {
+    if req.method() != Method::POST {
+        return Err(ApiError {
+            status: 405,
+            code: "UnsupportedOperationException",
+            message: "keyfence accepts only POST requests on this endpoint".into(),
+        });
+    }
+    let (parts, body) = req.into_parts();
+    let body = Limited::new(body, MAX_BODY_BYTES)
+        .collect()
+        .await
+        .map_err(|_| ApiError {
+            status: 413,
+            code: "ValidationException",
+            message: format!(
+                "Request body is larger than {MAX_BODY_BYTES} bytes or could not be read"
+            ),
+        })?
+        .to_bytes();
+    let caller = sigv4::verify(&parts, &body, &state.credentials, SystemTime::now())?;
+    check_scope(&caller, state.kms.region(), protocol)?;
+    match protocol {
+        Protocol::Kms(op) => {
+            let value = if api::kms::is_read_path(op) {
+                api::kms::handle(&state.kms, &caller.account_id, op, &body)?
+            } else {
+                let (state, op, account) =
+                    (Arc::clone(state), op.clone(), caller.account_id.clone());
+                tokio::task::spawn_blocking(move || {
+                    api::kms::handle(&state.kms, &account, &op, &body)
+                })
+                .await
+                .map_err(|_| {
+                    ApiError::from(keyfence_core::KmsError::Internal(
+                        "request task failed".into(),
+                    ))
+                })??
+            };
+            let body = serde_json::to_vec(&value).expect("JSON values serialize");
+            Ok(("application/x-amz-json-1.1", body))
+        }
+        Protocol::Query => {
+            let form = api::sts::parse_form(&body)?;
+            Ok(("text/xml", api::sts::handle(&caller, &form, request_id)?))
+        }
+        Protocol::Unknown => Err(ApiError::new(
+            "UnknownOperationException",
+            "Missing or unrecognized X-Amz-Target header",
+        )),
+    }
+}
+
+/// The credential scope must name this node's region and the protocol's service.
+fn check_scope(caller: &VerifiedCaller, region: &str, protocol: &Protocol) -> Result<(), ApiError> {
+    if caller.region != region {
+        return Err(ApiError::new(
+            "InvalidSignatureException",
+            format!(
+                "Credential should be scoped to a valid region, not '{}'.",
+                caller.region
+            ),
+        ));
+    }
+    let service = match protocol {
+        Protocol::Query => "sts",
+        _ => "kms",
+    };
+    if caller.service != service {
+        return Err(ApiError::new(
+            "InvalidSignatureException",
+            format!("Credential should be scoped to correct service: '{service}'."),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! A running node: data directory, KMS, TLS listener, metrics listener and
+//! the background sweeper, started together and stopped together.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use keyfence_core::{Kms, KmsError, LocalRootKey, SystemClock};
+use keyfence_store::SqliteStore;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::datadir::{DataDir, DataDirError, Initialized};
+use crate::http::{self, AppState};
+use crate::metrics::{self, Metrics};
+use crate::sigv4::CredentialStore;
+use crate::tls::{self, KxMode, PqAcceptor, TlsError};
+
+/// How often the sweeper destroys keys past their deletion date and runs due rotations.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The data directory could not be prepared.
+    #[error(transparent)]
+    DataDir(#[from] DataDirError),
+    /// The store could not be opened.
+    #[error("store: {0}")]
+    Store(#[from] keyfence_core::StoreError),
+    /// The KMS could not load its keys.
+    #[error("kms: {0}")]
+    Kms(#[from] KmsError),
+    /// TLS could not be configured.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// Two credentials share an access key id.
+    #[error("credentials: {0}")]
+    Credentials(String),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A started node. Dropping it does not stop it; call [`Node::shutdown`].
+pub struct Node {
+    /// Where the KMS API listens (HTTPS).
+    pub api_addr: SocketAddr,
+    /// Where `/metrics` listens (plain HTTP, loopback).
+    pub metrics_addr: SocketAddr,
+    /// The data directory.
+    pub data_dir: DataDir,
+    /// Set when this start created the data directory.
+    pub initialized: Option<Initialized>,
+    /// The key-exchange mode.
+    pub mode: KxMode,
+    /// The KMS, for in-process callers (tests, benchmarks).
+    pub kms: Arc<Kms>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind { addr, source })
+}
+
+impl Node {
+    /// Prepares the data directory (creating it on first start), opens the
+    /// store and the KMS, binds both listeners and starts serving.
+    pub async fn start(config: Config) -> Result<Self, NodeError> {
+        let (data_dir, initialized) = DataDir::open_or_init(&config.data_dir)?;
+        let root = LocalRootKey::new(data_dir.load_root_key()?);
+        let store = Arc::new(SqliteStore::open(&data_dir.database())?);
+        let kms = Arc::new(Kms::open(
+            store,
+            &root,
+            Arc::new(SystemClock),
+            &config.region,
+        )?);
+        drop(root);
+
+        let mut credentials = data_dir.load_credentials()?;
+        credentials.extend(config.credentials);
+        let credentials =
+            CredentialStore::new(credentials).map_err(|e| NodeError::Credentials(e.to_string()))?;
+
+        let mode = if config.post_quantum {
+            KxMode::PostQuantumOnly
+        } else {
+            KxMode::Default
+        };
+        let acceptor = Arc::new(PqAcceptor::new(
+            tls::load_server_config(&data_dir.pki, mode)?,
+            mode,
+        ));
+        let metrics = Metrics::new();
+
+        let api = bind(config.listen).await?;
+        let metrics_listener = bind(config.metrics_listen).await?;
+        let api_addr = api.local_addr().map_err(|source| NodeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let metrics_addr = metrics_listener
+            .local_addr()
+            .map_err(|source| NodeError::Bind {
+                addr: config.metrics_listen,
+                source,
+            })?;
+
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let state = Arc::new(AppState {
+            kms: Arc::clone(&kms),
+            credentials,
+            metrics: Arc::clone(&metrics),
+        });
+        tasks.spawn(accept_loop(api, acceptor, state, stopped.clone()));
+        tasks.spawn(until_stopped(
+            metrics::serve_metrics(metrics_listener, metrics),
+            stopped.clone(),
+        ));
+        tasks.spawn(until_stopped(sweep(Arc::clone(&kms)), stopped));
+        tracing::info!(%api_addr, %metrics_addr, data_dir = %data_dir.path.display(), ?mode, "node started");
+        Ok(Self {
+            api_addr,
+            metrics_addr,
+            data_dir,
+            initialized,
+            mode,
+            kms,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Stops accepting connections and background work, and waits for the tasks.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        tracing::info!("node stopped");
+    }
+}
+
+async fn until_stopped(
+    work: impl std::future::Future<Output = ()>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    tokio::select! {
+        _ = work => {}
+        _ = stopped.changed() => {}
+    }
+}
+
+async fn sweep(kms: Arc<Kms>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    loop {
+        tick.tick().await;
+        let kms = Arc::clone(&kms);
+        match tokio::task::spawn_blocking(move || kms.run_due_tasks()).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(n)) => tracing::info!(keys = n, "sweeper destroyed or rotated keys"),
+            Ok(Err(e)) => tracing::error!(error = %e, "sweeper failed"),
+            Err(e) => tracing::error!(error = %e, "sweeper task panicked"),
+        }
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: Arc<PqAcceptor>,
+    state: Arc<AppState>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let mut connections = JoinSet::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = stopped.changed() => break,
+        };
+        let _ = tcp.set_nodelay(true);
+        let (acceptor, state) = (Arc::clone(&acceptor), Arc::clone(&state));
+        connections.spawn(async move {
+            let (tls, group) = match acceptor.accept(tcp).await {
+                Ok(ok) => ok,
+                Err(e) => {
+                    state.metrics.record_handshake_failure(e.metric_reason());
+                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+            };
+            state.metrics.record_handshake(group);
+            tracing::debug!(%peer, group, "TLS connection established");
+            let service = service_fn(move |req| http::handle(Arc::clone(&state), req));
+            if let Err(e) = auto::Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(tls), service)
+                .await
+            {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    connections.abort_all();
+}

@@ -1,0 +1,171 @@
+//! The sealed root key file in the data directory.
+//!
+//! Format (version 1): magic `KFROOT` ‖ version 0x01 ‖ mode ‖ body.
+//! - mode 0, body = the 32-byte key: protected by the file's 0600 permissions.
+//! - mode 1, body = salt (16) ‖ iterations (u32 BE) ‖ wrapped key (60):
+//!   the key wrapped under PBKDF2-HMAC-SHA256(passphrase).
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use keyfence_crypto::{passphrase, rand, wrap, SymmetricKey};
+
+const MAGIC: &[u8; 6] = b"KFROOT";
+const VERSION: u8 = 1;
+const BINDING: &[u8] = b"keyfence/v1/root-key";
+
+/// A root key file could not be read, written or unsealed.
+#[derive(Debug, thiserror::Error)]
+pub enum RootKeyError {
+    /// File system failure.
+    #[error("root key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not a root key file this build reads.
+    #[error("root key file is malformed: {0}")]
+    Malformed(&'static str),
+    /// The file is sealed with a passphrase and none was given.
+    #[error("root key is sealed with a passphrase: set KEYFENCE_ROOT_PASSPHRASE")]
+    PassphraseRequired,
+    /// The passphrase does not unseal the key.
+    #[error("the passphrase does not unseal the root key")]
+    WrongPassphrase,
+    /// The random generator or KDF failed.
+    #[error("root key crypto: {0}")]
+    Crypto(#[from] keyfence_crypto::CryptoError),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RootKeyError + '_ {
+    move |source| RootKeyError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Writes a new random root key to `path` (which must not exist), sealed with
+/// `passphrase` if one is given, with mode 0600. Returns the key.
+pub fn create(path: &Path, passphrase: Option<&[u8]>) -> Result<SymmetricKey, RootKeyError> {
+    let key = SymmetricKey::generate()?;
+    let mut bytes = MAGIC.to_vec();
+    bytes.push(VERSION);
+    match passphrase {
+        None => {
+            bytes.push(0);
+            bytes.extend_from_slice(key.expose());
+        }
+        Some(p) => {
+            let salt = rand::array::<16>()?;
+            let kek = passphrase::derive_key(p, &salt, passphrase::DEFAULT_ITERATIONS)?;
+            bytes.push(1);
+            bytes.extend_from_slice(&salt);
+            bytes.extend_from_slice(&passphrase::DEFAULT_ITERATIONS.to_be_bytes());
+            bytes.extend_from_slice(&wrap::wrap(&kek, BINDING, &key)?);
+        }
+    }
+    let bytes = zeroize::Zeroizing::new(bytes);
+    write_private(path, &bytes).map_err(io(path))?;
+    Ok(key)
+}
+
+/// Creates `path` exclusively with mode 0600, writes and syncs it.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+/// Reads and unseals the root key at `path`.
+pub fn load(path: &Path, passphrase: Option<&[u8]>) -> Result<SymmetricKey, RootKeyError> {
+    let bytes = zeroize::Zeroizing::new(fs::read(path).map_err(io(path))?);
+    parse(&bytes, passphrase)
+}
+
+fn parse(bytes: &[u8], passphrase: Option<&[u8]>) -> Result<SymmetricKey, RootKeyError> {
+    if bytes.len() < 8 || &bytes[..6] != MAGIC {
+        return Err(RootKeyError::Malformed("not a keyfence root key file"));
+    }
+    if bytes[6] != VERSION {
+        return Err(RootKeyError::Malformed("unsupported version"));
+    }
+    let body = &bytes[8..];
+    match bytes[7] {
+        0 if body.len() == 32 => Ok(SymmetricKey::from_slice(body)?),
+        1 if body.len() == 16 + 4 + wrap::WRAPPED_KEY_BYTES => {
+            let p = passphrase.ok_or(RootKeyError::PassphraseRequired)?;
+            let iterations = u32::from_be_bytes(body[16..20].try_into().expect("4 bytes"));
+            if iterations == 0 {
+                return Err(RootKeyError::Malformed("zero iterations"));
+            }
+            let kek = passphrase::derive_key(p, &body[..16], iterations)?;
+            wrap::unwrap(&kek, BINDING, &body[20..]).map_err(|_| RootKeyError::WrongPassphrase)
+        }
+        0 | 1 => Err(RootKeyError::Malformed("wrong length")),
+        _ => Err(RootKeyError::Malformed("unknown sealing mode")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_and_sealed_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        let key = create(&plain, None).unwrap();
+        assert_eq!(load(&plain, None).unwrap(), key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                fs::metadata(&plain).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        assert!(
+            create(&plain, None).is_err(),
+            "an existing root key is never overwritten"
+        );
+
+        let sealed = dir.path().join("sealed");
+        let key = create(&sealed, Some(b"correct horse")).unwrap();
+        assert_eq!(load(&sealed, Some(b"correct horse")).unwrap(), key);
+        assert!(matches!(
+            load(&sealed, Some(b"wrong")),
+            Err(RootKeyError::WrongPassphrase)
+        ));
+        assert!(matches!(
+            load(&sealed, None),
+            Err(RootKeyError::PassphraseRequired)
+        ));
+    }
+
+    #[test]
+    fn malformed_files_are_rejected() {
+        for bad in [
+            &b""[..],
+            b"KFROOT",
+            b"KFROOT\x02\x00",
+            b"KFROOT\x01\x00short",
+            b"KFROOT\x01\x07",
+            b"XXROOT\x01\x00",
+        ] {
+            assert!(
+                matches!(parse(bad, None), Err(RootKeyError::Malformed(_))),
+                "{bad:?}"
+            );
+        }
+    }
+}
