@@ -1,0 +1,506 @@
+//! keyfence's native, versioned and canonical byte encodings.
+//!
+//! Every encoding starts with a 4-byte prefix `"kf" || type || version` and is then a
+//! fixed sequence of fields: big-endian integers, strings with a one-byte length,
+//! compressed G1 (48 B) and G2 (96 B) points, 576-byte GT elements and 32-byte
+//! big-endian scalars. Decoding rejects anything that would not re-encode to the same
+//! bytes: trailing data, unknown tags, unsorted or duplicate map entries,
+//! non-canonical scalars, points that are off-curve, outside the prime-order subgroup
+//! or not canonically encoded.
+
+use std::collections::BTreeMap;
+
+use blstrs::{G1Affine, G2Affine, Scalar};
+
+use crate::attributes::{validate_identifier, Attributes, BK_LABEL};
+use crate::cca::{Ciphertext, Payload, ID_LEN, SEED_LEN};
+use crate::codec::{Reader, Writer};
+use crate::error::{Error, Result};
+use crate::formula::{Formula, Gate};
+use crate::hashing::hash_value;
+use crate::keys::{AttributeKey, MasterPublicKey, MasterSecretKey};
+use crate::pairing::{g1_from_compressed, g2_from_compressed, scalar_from_be, Gt};
+use crate::policy::{Literal, Node, Policy, MAX_LEAVES};
+use crate::scheme::{Header, KeyAttr, KeyMaterial, PublicParams, SecretParams};
+
+/// Version of the native encodings written by this crate.
+pub const NATIVE_VERSION: u8 = 1;
+
+const TYPE_MPK: u8 = 1;
+const TYPE_MSK: u8 = 2;
+const TYPE_KEY: u8 = 3;
+const TYPE_CT: u8 = 4;
+const TYPE_POLICY: u8 = 5;
+const TYPE_ATTRS: u8 = 6;
+
+const TAG_AND: u8 = 1;
+const TAG_OR: u8 = 2;
+const TAG_POS: u8 = 3;
+const TAG_NEG: u8 = 4;
+
+fn header(w: &mut Writer, ty: u8) {
+    w.bytes(b"kf");
+    w.u8(ty);
+    w.u8(NATIVE_VERSION);
+}
+
+fn check_header(r: &mut Reader<'_>, ty: u8) -> Result<()> {
+    let prefix: [u8; 4] = r.array()?;
+    if &prefix[..2] != b"kf" {
+        return Err(Error::UnsupportedVersion("not a keyfence-abe encoding"));
+    }
+    if prefix[2] != ty {
+        return Err(Error::UnsupportedVersion("encoding of another type"));
+    }
+    if prefix[3] != NATIVE_VERSION {
+        return Err(Error::UnsupportedVersion("unknown native encoding version"));
+    }
+    Ok(())
+}
+
+fn g1(w: &mut Writer, p: &G1Affine) {
+    w.bytes(&p.to_compressed());
+}
+fn g2(w: &mut Writer, p: &G2Affine) {
+    w.bytes(&p.to_compressed());
+}
+fn read_g1(r: &mut Reader<'_>) -> Result<G1Affine> {
+    g1_from_compressed(r.take(48)?)
+}
+fn read_g2(r: &mut Reader<'_>) -> Result<G2Affine> {
+    g2_from_compressed(r.take(96)?)
+}
+fn read_g1s<const N: usize>(r: &mut Reader<'_>) -> Result<[G1Affine; N]> {
+    let mut out = [G1Affine::default(); N];
+    for p in out.iter_mut() {
+        *p = read_g1(r)?;
+    }
+    Ok(out)
+}
+fn read_g2s<const N: usize>(r: &mut Reader<'_>) -> Result<[G2Affine; N]> {
+    let mut out = [G2Affine::default(); N];
+    for p in out.iter_mut() {
+        *p = read_g2(r)?;
+    }
+    Ok(out)
+}
+fn read_scalar(r: &mut Reader<'_>) -> Result<Scalar> {
+    scalar_from_be(r.take(32)?)
+}
+fn read_scalars<const N: usize>(r: &mut Reader<'_>) -> Result<[Scalar; N]> {
+    let mut out = [Scalar::default(); N];
+    for s in out.iter_mut() {
+        *s = read_scalar(r)?;
+    }
+    Ok(out)
+}
+fn read_matrix<const N: usize>(r: &mut Reader<'_>) -> Result<[[Scalar; 2]; N]> {
+    let mut out = [[Scalar::default(); 2]; N];
+    for row in out.iter_mut() {
+        *row = read_scalars::<2>(r)?;
+    }
+    Ok(out)
+}
+fn read_identifier(r: &mut Reader<'_>) -> Result<String> {
+    let s = r.str8()?;
+    validate_identifier(&s).map_err(|_| Error::Malformed("invalid attribute name or value"))?;
+    Ok(s)
+}
+
+fn write_node(w: &mut Writer, node: &Node) {
+    match node {
+        Node::And(a, b) | Node::Or(a, b) => {
+            w.u8(if matches!(node, Node::And(..)) {
+                TAG_AND
+            } else {
+                TAG_OR
+            });
+            write_node(w, a);
+            write_node(w, b);
+        }
+        Node::Leaf(l) => {
+            w.u8(if l.positive { TAG_POS } else { TAG_NEG });
+            w.str8(&l.label);
+            w.str8(&l.value);
+        }
+    }
+}
+
+/// Reads a prefix-order policy tree; `budget` bounds the number of nodes (and so the
+/// recursion depth) by `2 * MAX_LEAVES`.
+fn read_node(r: &mut Reader<'_>, budget: &mut usize) -> Result<Node> {
+    if *budget == 0 {
+        return Err(Error::Malformed("policy has too many nodes"));
+    }
+    *budget -= 1;
+    match r.u8()? {
+        t @ (TAG_AND | TAG_OR) => {
+            let a = Box::new(read_node(r, budget)?);
+            let b = Box::new(read_node(r, budget)?);
+            Ok(if t == TAG_AND {
+                Node::And(a, b)
+            } else {
+                Node::Or(a, b)
+            })
+        }
+        t @ (TAG_POS | TAG_NEG) => Ok(Node::Leaf(Literal {
+            label: read_identifier(r)?,
+            value: read_identifier(r)?,
+            positive: t == TAG_POS,
+        })),
+        _ => Err(Error::Malformed("unknown policy node tag")),
+    }
+}
+
+fn read_policy_tree(r: &mut Reader<'_>) -> Result<Policy> {
+    let mut budget = 2 * MAX_LEAVES;
+    Policy::from_root(read_node(r, &mut budget)?)
+}
+
+impl Policy {
+    /// Native encoding of the policy (in negation normal form).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        header(&mut w, TYPE_POLICY);
+        write_node(&mut w, &self.root);
+        w.buf
+    }
+
+    /// Decodes [`Policy::to_bytes`] output.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes);
+        check_header(&mut r, TYPE_POLICY)?;
+        let p = read_policy_tree(&mut r)?;
+        r.finish()?;
+        Ok(p)
+    }
+}
+
+impl Attributes {
+    /// Native encoding of the attribute set.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        header(&mut w, TYPE_ATTRS);
+        w.u16_be(self.len() as u16);
+        for (k, v) in self.iter() {
+            w.str8(k);
+            w.str8(v);
+        }
+        w.buf
+    }
+
+    /// Decodes [`Attributes::to_bytes`] output; names must be strictly increasing.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes);
+        check_header(&mut r, TYPE_ATTRS)?;
+        let n = r.u16_be()?;
+        let mut out = Attributes::new();
+        let mut last: Option<String> = None;
+        for _ in 0..n {
+            let k = read_identifier(&mut r)?;
+            let v = read_identifier(&mut r)?;
+            if last.as_ref().is_some_and(|l| *l >= k) {
+                return Err(Error::Malformed("attribute names not strictly increasing"));
+            }
+            out.insert(k.clone(), v)?;
+            last = Some(k);
+        }
+        r.finish()?;
+        Ok(out)
+    }
+}
+
+impl MasterPublicKey {
+    /// Native encoding (2,212 bytes).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let pp = &self.pp;
+        let mut w = Writer::default();
+        header(&mut w, TYPE_MPK);
+        pp.b2.as_flattened().iter().for_each(|p| g2(&mut w, p));
+        pp.wb1.as_flattened().iter().for_each(|p| g1(&mut w, p));
+        pp.btk.iter().for_each(|t| w.bytes(&t.to_bytes()));
+        w.buf
+    }
+
+    /// Decodes [`MasterPublicKey::to_bytes`] output, checking every group element.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes);
+        check_header(&mut r, TYPE_MPK)?;
+        let b2 = [
+            read_g2s::<2>(&mut r)?,
+            read_g2s::<2>(&mut r)?,
+            read_g2s::<2>(&mut r)?,
+            read_g2s::<2>(&mut r)?,
+        ];
+        let wb1 = [
+            read_g1s::<2>(&mut r)?,
+            read_g1s::<2>(&mut r)?,
+            read_g1s::<2>(&mut r)?,
+        ];
+        let btk = [Gt::from_bytes(r.take(576)?)?, Gt::from_bytes(r.take(576)?)?];
+        r.finish()?;
+        Ok(MasterPublicKey {
+            pp: PublicParams { b2, wb1, btk },
+        })
+    }
+}
+
+impl MasterSecretKey {
+    /// Native encoding. The result is secret: store it as such.
+    pub fn to_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let sp = &self.sp;
+        let mut w = Writer::default();
+        header(&mut w, TYPE_MSK);
+        for s in
+            sp.a.as_flattened()
+                .iter()
+                .chain(sp.wta.as_flattened())
+                .chain(sp.bstar.as_flattened())
+                .chain(sp.bstar12.as_flattened())
+                .chain(&sp.k)
+        {
+            w.bytes(&s.to_bytes_be());
+        }
+        w.u8(sp.prf_key.len() as u8);
+        w.bytes(&sp.prf_key);
+        zeroize::Zeroizing::new(w.buf)
+    }
+
+    /// Decodes [`MasterSecretKey::to_bytes`] output.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes);
+        check_header(&mut r, TYPE_MSK)?;
+        let a = read_matrix::<3>(&mut r)?;
+        let wta = read_matrix::<4>(&mut r)?;
+        let bstar = read_matrix::<4>(&mut r)?;
+        let bstar12 = read_matrix::<4>(&mut r)?;
+        let k = read_scalars::<4>(&mut r)?;
+        let n = usize::from(r.u8()?);
+        if n == 0 || n > 64 {
+            return Err(Error::Malformed("PRF key must be 1 to 64 bytes"));
+        }
+        let prf_key = r.take(n)?.to_vec();
+        r.finish()?;
+        Ok(MasterSecretKey {
+            sp: SecretParams {
+                a,
+                wta,
+                bstar,
+                bstar12,
+                k,
+                prf_key,
+            },
+        })
+    }
+}
+
+const KEY_TAME_TEXT: u8 = 0;
+const KEY_TAME_SCALAR: u8 = 1;
+const KEY_WILD: u8 = 2;
+
+impl AttributeKey {
+    /// Native encoding. The result is secret: store it as such.
+    pub fn to_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let km = &self.km;
+        let mut w = Writer::default();
+        header(&mut w, TYPE_KEY);
+        km.k1.iter().for_each(|p| g2(&mut w, p));
+        km.k2.iter().for_each(|p| g1(&mut w, p));
+        w.u16_be(km.attrs.len() as u16);
+        for (label, a) in &km.attrs {
+            w.str8(label);
+            match (&a.raw, a.wild) {
+                (_, true) => w.u8(KEY_WILD),
+                (Some(raw), false) => {
+                    w.u8(KEY_TAME_TEXT);
+                    w.str8(raw);
+                }
+                (None, false) => {
+                    w.u8(KEY_TAME_SCALAR);
+                    w.bytes(&a.value.to_bytes_be());
+                }
+            }
+            if let Some(k3) = km.k3.get(label) {
+                k3.iter().for_each(|p| g1(&mut w, p));
+            }
+            if let Some(kw) = km.k3wild.get(label) {
+                kw.iter().for_each(|p| g1(&mut w, p));
+            }
+        }
+        zeroize::Zeroizing::new(w.buf)
+    }
+
+    /// Decodes [`AttributeKey::to_bytes`] output.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes);
+        check_header(&mut r, TYPE_KEY)?;
+        let k1 = read_g2s::<3>(&mut r)?;
+        let k2 = read_g1s::<4>(&mut r)?;
+        let n = r.u16_be()?;
+        let mut attrs = BTreeMap::new();
+        let mut k3 = BTreeMap::new();
+        let mut k3wild = BTreeMap::new();
+        let mut last: Option<String> = None;
+        for _ in 0..n {
+            let label = r.str8()?;
+            if last.as_ref().is_some_and(|l| *l >= label) {
+                return Err(Error::Malformed("key labels not strictly increasing"));
+            }
+            let kind = r.u8()?;
+            let attr = match kind {
+                KEY_WILD if label == BK_LABEL => KeyAttr {
+                    value: Scalar::default(),
+                    wild: true,
+                    raw: None,
+                },
+                KEY_TAME_TEXT | KEY_TAME_SCALAR => {
+                    validate_identifier(&label)
+                        .map_err(|_| Error::Malformed("invalid attribute name"))?;
+                    if kind == KEY_TAME_TEXT {
+                        let raw = read_identifier(&mut r)?;
+                        KeyAttr {
+                            value: hash_value(&raw),
+                            wild: false,
+                            raw: Some(raw),
+                        }
+                    } else {
+                        KeyAttr {
+                            value: read_scalar(&mut r)?,
+                            wild: false,
+                            raw: None,
+                        }
+                    }
+                }
+                _ => return Err(Error::Malformed("unknown attribute kind")),
+            };
+            k3.insert(label.clone(), read_g1s::<4>(&mut r)?);
+            if attr.wild {
+                k3wild.insert(label.clone(), read_g1s::<4>(&mut r)?);
+            }
+            attrs.insert(label.clone(), attr);
+            last = Some(label);
+        }
+        r.finish()?;
+        Ok(AttributeKey {
+            km: KeyMaterial {
+                attrs,
+                k1,
+                k2,
+                k3,
+                k3wild,
+            },
+        })
+    }
+}
+
+fn write_formula(w: &mut Writer, f: &Formula) {
+    fn walk(w: &mut Writer, g: &Gate, f: &Formula) {
+        match g {
+            Gate::And(a, b) | Gate::Or(a, b) => {
+                w.u8(if matches!(g, Gate::And(..)) {
+                    TAG_AND
+                } else {
+                    TAG_OR
+                });
+                walk(w, a, f);
+                walk(w, b, f);
+            }
+            Gate::Leaf(i) => {
+                let wire = &f.wires[*i];
+                w.u8(if wire.positive { TAG_POS } else { TAG_NEG });
+                w.str8(&wire.label);
+                w.str8(&wire.raw);
+            }
+        }
+    }
+    walk(w, &f.root, f);
+}
+
+/// Everything of a native ciphertext before the sealed payload: prefix, `id`, policy
+/// and the ABE header. It is the AES-GCM associated data.
+pub(crate) fn native_ciphertext_prefix(id: &[u8; ID_LEN], h: &Header) -> Vec<u8> {
+    let mut w = Writer::default();
+    header(&mut w, TYPE_CT);
+    w.bytes(id);
+    write_formula(&mut w, &h.formula);
+    h.c1.iter().for_each(|p| g2(&mut w, p));
+    w.u16_be(h.c2.len() as u16);
+    h.c2.iter().flatten().for_each(|p| g2(&mut w, p));
+    for (c3, neg) in h.c3.iter().zip(&h.c3neg) {
+        c3.iter().for_each(|p| g1(&mut w, p));
+        if let Some(neg) = neg {
+            neg.iter().for_each(|p| g1(&mut w, p));
+        }
+    }
+    w.buf
+}
+
+/// The bytes the HMAC tag covers: the prefix followed by the length-framed sealed payload.
+pub(crate) fn native_mac_input(mut prefix: Vec<u8>, sealed: &[u8]) -> Vec<u8> {
+    prefix.extend_from_slice(&(sealed.len() as u32).to_be_bytes());
+    prefix.extend_from_slice(sealed);
+    prefix
+}
+
+impl Ciphertext {
+    /// Encodes the ciphertext in its own format: keyfence native, or CIRCL's for
+    /// ciphertexts read with [`Ciphertext::from_circl_bytes`] or made by
+    /// [`MasterPublicKey::encrypt_circl`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match &self.payload {
+            Payload::Native { id, sealed, tag } => {
+                let mut out = native_mac_input(native_ciphertext_prefix(id, &self.header), sealed);
+                out.extend_from_slice(tag);
+                out
+            }
+            Payload::Circl(p) => crate::circl::ciphertext_bytes(&self.header, p),
+        }
+    }
+
+    /// Decodes a native ciphertext ([`Ciphertext::to_bytes`] of a native ciphertext).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(bytes);
+        check_header(&mut r, TYPE_CT)?;
+        let id: [u8; ID_LEN] = r.array()?;
+        let policy = read_policy_tree(&mut r)?;
+        let formula = Formula::from_policy(&policy);
+        let augmented = formula.with_identity(Scalar::default());
+        let pi = augmented.repetition_indices();
+        let d = pi.iter().copied().max().unwrap_or(0) + 1;
+        let c1 = read_g2s::<4>(&mut r)?;
+        if usize::from(r.u16_be()?) != d {
+            return Err(Error::Malformed("wrong number of c2 components"));
+        }
+        let mut c2 = Vec::with_capacity(d);
+        for _ in 0..d {
+            c2.push(read_g2s::<4>(&mut r)?);
+        }
+        let mut c3 = Vec::with_capacity(augmented.wires.len());
+        let mut c3neg = Vec::with_capacity(augmented.wires.len());
+        for wire in &augmented.wires {
+            c3.push(read_g1s::<3>(&mut r)?);
+            c3neg.push(if wire.positive {
+                None
+            } else {
+                Some(read_g1s::<3>(&mut r)?)
+            });
+        }
+        let len = r.u32_be()? as usize;
+        if len < SEED_LEN + 16 || len + 32 != r.remaining() {
+            return Err(Error::Malformed("sealed payload length"));
+        }
+        let sealed = r.take(len)?.to_vec();
+        let tag: [u8; 32] = r.array()?;
+        r.finish()?;
+        Ok(Ciphertext {
+            header: Header {
+                formula,
+                c1,
+                c2,
+                c3,
+                c3neg,
+            },
+            payload: Payload::Native { id, sealed, tag },
+        })
+    }
+}

@@ -1,0 +1,111 @@
+//! The public key types: master public key, master secret key, attribute key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use blstrs::Scalar;
+use ff::Field;
+use rand_core::{CryptoRng, RngCore};
+
+use crate::attributes::{Attributes, BK_LABEL};
+use crate::hashing::hash_value;
+use crate::scheme::{self, KeyAttr, KeyMaterial, PublicParams, SecretParams};
+
+/// The authority's master public key: anyone holding it can encrypt.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MasterPublicKey {
+    pub(crate) pp: PublicParams,
+}
+
+/// The authority's master secret key: issues attribute keys. Zeroized on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MasterSecretKey {
+    pub(crate) sp: SecretParams,
+}
+
+/// A holder's attribute key: decrypts every ciphertext whose policy its attributes
+/// satisfy. Zeroized on drop.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AttributeKey {
+    pub(crate) km: KeyMaterial,
+}
+
+/// Generates a fresh master key pair.
+pub fn setup<R: RngCore + CryptoRng>(rng: &mut R) -> (MasterPublicKey, MasterSecretKey) {
+    let (pp, sp) = scheme::setup(rng);
+    (MasterPublicKey { pp }, MasterSecretKey { sp })
+}
+
+impl MasterSecretKey {
+    /// Issues an attribute key for `attrs`, bound to fresh per-key randomness so that
+    /// keys of different holders cannot be combined.
+    pub fn keygen<R: RngCore + CryptoRng>(&self, attrs: &Attributes, rng: &mut R) -> AttributeKey {
+        let mut map: BTreeMap<String, KeyAttr> = attrs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.to_owned(),
+                    KeyAttr {
+                        value: hash_value(v),
+                        wild: false,
+                        raw: Some(v.to_owned()),
+                    },
+                )
+            })
+            .collect();
+        map.insert(
+            BK_LABEL.to_owned(),
+            KeyAttr {
+                value: Scalar::ZERO,
+                wild: true,
+                raw: None,
+            },
+        );
+        AttributeKey {
+            km: scheme::keygen(&self.sp, map, rng),
+        }
+    }
+}
+
+impl AttributeKey {
+    /// The attributes this key was issued for, when their values are known (keys
+    /// imported from CIRCL's encoding carry only hashed values: `None`).
+    pub fn attributes(&self) -> Option<Attributes> {
+        let mut out = Attributes::new();
+        for (label, a) in &self.km.attrs {
+            if a.wild && label == BK_LABEL {
+                continue;
+            }
+            out.insert(label.clone(), a.raw.clone()?).ok()?;
+        }
+        Some(out)
+    }
+}
+
+impl fmt::Debug for MasterPublicKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterPublicKey(..)")
+    }
+}
+
+impl fmt::Debug for MasterSecretKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MasterSecretKey(<redacted>)")
+    }
+}
+
+impl fmt::Debug for AttributeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let labels: Vec<&str> = self
+            .km
+            .attrs
+            .keys()
+            .map(String::as_str)
+            .filter(|l| *l != BK_LABEL)
+            .collect();
+        write!(
+            f,
+            "AttributeKey {{ labels: {labels:?}, material: <redacted> }}"
+        )
+    }
+}

@@ -1,0 +1,220 @@
+//! Access policies: boolean formulas over `name: value` literals with `and`, `or`, `not`.
+//!
+//! A policy is kept in negation normal form: `not` is pushed down to the literals with
+//! De Morgan's laws while parsing, which is exactly the form the scheme encrypts under.
+//! A negated literal `not country: DE` holds when the holder *has* a `country` attribute
+//! whose value is not `DE`; it does not hold for a holder without any `country`.
+
+use std::fmt;
+
+use crate::attributes::{validate_identifier, Attributes};
+use crate::error::{Error, Result};
+
+mod parser;
+
+/// Most literals a policy may contain. This also bounds the depth of every formula
+/// tree, and so the recursion of every function walking one.
+pub const MAX_LEAVES: usize = 1024;
+
+/// One literal: `label: value`, possibly negated.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Literal {
+    pub(crate) label: String,
+    pub(crate) value: String,
+    pub(crate) positive: bool,
+}
+
+/// A node of a policy in negation normal form.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Node {
+    Leaf(Literal),
+    And(Box<Node>, Box<Node>),
+    Or(Box<Node>, Box<Node>),
+}
+
+impl Node {
+    fn eval(&self, attrs: &Attributes) -> bool {
+        match self {
+            Node::Leaf(l) => match attrs.get(&l.label) {
+                Some(v) => (v == l.value) == l.positive,
+                None => false,
+            },
+            Node::And(a, b) => a.eval(attrs) && b.eval(attrs),
+            Node::Or(a, b) => a.eval(attrs) || b.eval(attrs),
+        }
+    }
+
+    /// Leaves in left-to-right order.
+    pub(crate) fn leaves<'a>(&'a self, out: &mut Vec<&'a Literal>) {
+        match self {
+            Node::Leaf(l) => out.push(l),
+            Node::And(a, b) | Node::Or(a, b) => {
+                a.leaves(out);
+                b.leaves(out);
+            }
+        }
+    }
+
+    fn fmt_child(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Node::Leaf(_) => write!(f, "{self}"),
+            _ => write!(f, "({self})"),
+        }
+    }
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Node::Leaf(l) if l.positive => write!(f, "{}: {}", l.label, l.value),
+            Node::Leaf(l) => write!(f, "not {}: {}", l.label, l.value),
+            Node::And(a, b) | Node::Or(a, b) => {
+                a.fmt_child(f)?;
+                f.write_str(if matches!(self, Node::And(..)) {
+                    " and "
+                } else {
+                    " or "
+                })?;
+                b.fmt_child(f)
+            }
+        }
+    }
+}
+
+/// A parsed access policy, e.g. `region: EU and not country: DE`.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Policy {
+    pub(crate) root: Node,
+}
+
+impl Policy {
+    /// Parses a policy string.
+    ///
+    /// Grammar (lowest precedence first, `and`/`or` left-associative):
+    /// `or := and ("or" and)*`, `and := not ("and" not)*`, `not := "not" not | atom`,
+    /// `atom := "(" or ")" | name ":" value`. Names and values use ASCII letters, digits,
+    /// `_`, `-` and `.`. Errors carry the byte position of the offending token.
+    pub fn parse(input: &str) -> Result<Self> {
+        parser::parse(input)
+    }
+
+    /// Builds a policy from a tree, checking the structural limits.
+    pub(crate) fn from_root(root: Node) -> Result<Self> {
+        let mut leaves = Vec::new();
+        root.leaves(&mut leaves);
+        if leaves.len() > MAX_LEAVES {
+            return Err(Error::InvalidPolicy("too many literals"));
+        }
+        for l in &leaves {
+            validate_identifier(&l.label)
+                .and_then(|_| validate_identifier(&l.value))
+                .map_err(|_| Error::InvalidPolicy("invalid name or value in a literal"))?;
+        }
+        Ok(Policy { root })
+    }
+
+    /// Whether `attrs` satisfies the policy (the holder of a key for `attrs` can decrypt).
+    pub fn satisfied_by(&self, attrs: &Attributes) -> bool {
+        self.root.eval(attrs)
+    }
+
+    /// Number of literals (leaves) in the policy.
+    pub fn len(&self) -> usize {
+        let mut leaves = Vec::new();
+        self.root.leaves(&mut leaves);
+        leaves.len()
+    }
+
+    /// Always false: a policy has at least one literal.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+}
+
+impl fmt::Display for Policy {
+    /// Canonical text form: parsing it yields the same policy.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.root)
+    }
+}
+
+impl fmt::Debug for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Policy({self})")
+    }
+}
+
+impl std::str::FromStr for Policy {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Policy::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(pairs: &[(&str, &str)]) -> Attributes {
+        Attributes::from_pairs(pairs.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn negation_requires_presence() {
+        let p = Policy::parse("not country: DE").unwrap();
+        assert!(p.satisfied_by(&attrs(&[("country", "FR")])));
+        assert!(!p.satisfied_by(&attrs(&[("country", "DE")])));
+        assert!(!p.satisfied_by(&attrs(&[("region", "EU")])));
+    }
+
+    #[test]
+    fn de_morgan_and_double_negation() {
+        let p = Policy::parse("not (country: RU or country: US)").unwrap();
+        assert_eq!(p.to_string(), "not country: RU and not country: US");
+        let p = Policy::parse("not not region: US").unwrap();
+        assert_eq!(p.to_string(), "region: US");
+    }
+
+    #[test]
+    fn display_round_trips() {
+        for s in [
+            "a: 1 or (b: 2 and c: 3)",
+            "(a: 1 or b: 2) and not (c: 3 or d: 4)",
+            "a: 1 or (b: 2 or c: 3)",
+            "org: exec or (org: weapons and clearance: top-secret)",
+        ] {
+            let p = Policy::parse(s).unwrap();
+            assert_eq!(Policy::parse(&p.to_string()).unwrap(), p, "{s}");
+        }
+    }
+
+    #[test]
+    fn errors_point_at_the_problem() {
+        let cases = [
+            ("country: US or", 14),
+            ("country US", 8),
+            ("(country: US", 12),
+            ("country: US)", 11),
+            ("country: U$", 10),
+            ("", 0),
+            ("a: b c: d", 5),
+            ("and: x", 0),
+        ];
+        for (input, pos) in cases {
+            match Policy::parse(input) {
+                Err(Error::PolicySyntax { position, .. }) => {
+                    assert_eq!(position, pos, "{input:?}")
+                }
+                other => panic!("{input:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected_not_overflowed() {
+        let deep = format!("{}a: b{}", "(".repeat(10_000), ")".repeat(10_000));
+        assert!(Policy::parse(&deep).is_err());
+        let nots = format!("{}a: b", "not ".repeat(10_000));
+        assert!(Policy::parse(&nots).is_err());
+    }
+}
