@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: format, lints, Rust tests, then the
+# end-to-end suite (real AWS CLI, boto3 and AWS Encryption SDK against a real node).
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '\n== %s ==\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --workspace
+
+step "end-to-end (AWS CLI, boto3, AWS Encryption SDK)"
+cargo build -p keyfence
+KEYFENCE_BIN=target/debug/keyfence tests/e2e/run.sh
