@@ -9,7 +9,7 @@
 //! `decrypt/*` decrypts a parsed ciphertext; `decode_decrypt/*` also decodes it from
 //! bytes with every point subgroup-checked (what CIRCL's `Decrypt([]byte)` measures).
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, Criterion};
 use keyfence_abe::{setup, Attributes, Ciphertext, Policy};
 use rand_core::OsRng;
 
@@ -65,20 +65,20 @@ fn bench(c: &mut Criterion) {
     ];
     for (name, attrs, policy) in &cases {
         if *name != "and50" {
-            c.bench_function(BenchmarkId::new("keygen", name), |b| {
+            c.bench_function(&format!("keygen/{name}"), |b| {
                 b.iter(|| msk.keygen(attrs, &mut OsRng))
             });
         }
-        c.bench_function(BenchmarkId::new("encrypt", name), |b| {
+        c.bench_function(&format!("encrypt/{name}"), |b| {
             b.iter(|| mpk.encrypt(policy, MSG, &mut OsRng).unwrap())
         });
         let key = msk.keygen(attrs, &mut OsRng);
         let ct = mpk.encrypt(policy, MSG, &mut OsRng).unwrap();
         let bytes = ct.to_bytes();
-        c.bench_function(BenchmarkId::new("decrypt", name), |b| {
+        c.bench_function(&format!("decrypt/{name}"), |b| {
             b.iter(|| key.decrypt(&ct).unwrap())
         });
-        c.bench_function(BenchmarkId::new("decode_decrypt", name), |b| {
+        c.bench_function(&format!("decode_decrypt/{name}"), |b| {
             b.iter(|| {
                 key.decrypt(&Ciphertext::from_bytes(&bytes).unwrap())
                     .unwrap()
