@@ -11,6 +11,8 @@ pub fn keys() -> &'static (MasterPublicKey, MasterSecretKey) {
 }
 
 /// Attributes from literal pairs.
+// Each test binary compiles this module; not every one uses every helper.
+#[allow(dead_code)]
 pub fn attrs(pairs: &[(&str, &str)]) -> Attributes {
     Attributes::from_pairs(pairs.iter().copied()).unwrap()
 }
