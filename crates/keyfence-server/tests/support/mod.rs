@@ -1,0 +1,177 @@
+//! A real client for a real node: TLS (rustls, chosen key-exchange groups),
+//! HTTP/1.1 (hyper) and SigV4 signing, one connection per call.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use keyfence_server::config::Config;
+use keyfence_server::sigv4::{self, SigningParams};
+use keyfence_server::tls::{self, ClientGroups};
+use keyfence_server::Node;
+use rustls::pki_types::ServerName;
+use serde_json::Value;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// A node on ephemeral loopback ports in `dir`.
+pub async fn start_node(dir: &Path, post_quantum: bool) -> Node {
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.to_path_buf(),
+        region: "us-east-1".into(),
+        post_quantum,
+        credentials: Vec::new(),
+    };
+    Node::start(config).await.expect("node starts")
+}
+
+/// Credentials to sign with.
+#[derive(Clone)]
+pub struct Signer {
+    pub access_key_id: String,
+    pub secret: String,
+    pub region: String,
+    pub time: SystemTime,
+}
+
+impl Signer {
+    /// The node's development credential.
+    pub fn of(node: &Node) -> Self {
+        let c = node.data_dir.load_credentials().unwrap().remove(0);
+        Self {
+            access_key_id: c.access_key_id.clone(),
+            secret: c.secret_access_key.to_string(),
+            region: "us-east-1".into(),
+            time: SystemTime::now(),
+        }
+    }
+}
+
+/// A response: status, body, and the group the handshake negotiated.
+pub struct Reply {
+    pub status: u16,
+    pub body: Bytes,
+    pub group: &'static str,
+}
+
+impl Reply {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    /// The AWS error code, if this is an error.
+    pub fn error_code(&self) -> Option<String> {
+        self.json()["__type"].as_str().map(str::to_string)
+    }
+}
+
+pub struct Client {
+    pub addr: SocketAddr,
+    pub config: Arc<rustls::ClientConfig>,
+}
+
+impl Client {
+    pub fn new(node: &Node, groups: ClientGroups) -> Self {
+        Self {
+            addr: node.api_addr,
+            config: tls::client_config(&node.data_dir.pki.ca_cert, groups).unwrap(),
+        }
+    }
+
+    /// Sends one request; `signer` None sends it unsigned.
+    pub async fn send(
+        &self,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+        signer: Option<(&Signer, &str)>,
+    ) -> Result<Reply, String> {
+        let tcp = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let tls = TlsConnector::from(Arc::clone(&self.config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let group = tls
+            .get_ref()
+            .1
+            .negotiated_key_exchange_group()
+            .map(|g| g.name().as_str().unwrap_or("?"))
+            .unwrap_or("none");
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        let mut builder = Request::post(format!("https://localhost:{}/", self.addr.port()));
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        let (mut parts, ()) = builder.body(()).unwrap().into_parts();
+        if let Some((s, service)) = signer {
+            sigv4::sign(
+                &mut parts,
+                &body,
+                &SigningParams {
+                    access_key_id: &s.access_key_id,
+                    secret_access_key: &s.secret,
+                    region: &s.region,
+                    service,
+                    time: s.time,
+                },
+            )
+            .unwrap();
+        }
+        let resp = sender
+            .send_request(Request::from_parts(parts, Full::new(Bytes::from(body))))
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        Ok(Reply {
+            status,
+            body,
+            group,
+        })
+    }
+
+    /// A signed KMS call.
+    pub async fn kms(&self, signer: &Signer, operation: &str, body: Value) -> Reply {
+        let target = format!("TrentService.{operation}");
+        self.send(
+            &[
+                ("x-amz-target", &target),
+                ("content-type", "application/x-amz-json-1.1"),
+            ],
+            serde_json::to_vec(&body).unwrap(),
+            Some((signer, "kms")),
+        )
+        .await
+        .expect("request completes")
+    }
+}
+
+/// GET /metrics from the node.
+pub async fn scrape(node: &Node) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(node.metrics_addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
