@@ -131,6 +131,20 @@ impl MasterPublicKey {
     }
 }
 
+impl std::fmt::Debug for Ciphertext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let format = match self.payload {
+            Payload::Native { .. } => "native",
+            Payload::Circl(_) => "circl",
+        };
+        write!(
+            f,
+            "Ciphertext {{ format: {format}, policy: {} }}",
+            self.policy()
+        )
+    }
+}
+
 impl Ciphertext {
     /// The policy the ciphertext was encrypted under.
     pub fn policy(&self) -> Policy {

@@ -1,0 +1,197 @@
+//! Round trips of every encoding, and typed errors for malformed input.
+
+mod common;
+
+use common::{attrs, keys};
+use keyfence_abe::{
+    AttributeKey, Attributes, Ciphertext, Error, MasterPublicKey, MasterSecretKey, Policy,
+};
+
+fn fixtures() -> (AttributeKey, Ciphertext) {
+    let (mpk, msk) = keys();
+    let key = msk.keygen(
+        &attrs(&[("country", "FR"), ("region", "EU")]),
+        &mut rand_core::OsRng,
+    );
+    let policy = Policy::parse("region: EU and not country: DE").unwrap();
+    (
+        key,
+        mpk.encrypt(&policy, b"m", &mut rand_core::OsRng).unwrap(),
+    )
+}
+
+#[test]
+fn native_round_trips() {
+    let (mpk, msk) = keys();
+    let (key, ct) = fixtures();
+    assert_eq!(&MasterPublicKey::from_bytes(&mpk.to_bytes()).unwrap(), mpk);
+    assert_eq!(&MasterSecretKey::from_bytes(&msk.to_bytes()).unwrap(), msk);
+    assert_eq!(AttributeKey::from_bytes(&key.to_bytes()).unwrap(), key);
+    assert_eq!(Ciphertext::from_bytes(&ct.to_bytes()).unwrap(), ct);
+    let a = attrs(&[("b", "2"), ("a", "1")]);
+    assert_eq!(Attributes::from_bytes(&a.to_bytes()).unwrap(), a);
+    let p = ct.policy();
+    assert_eq!(Policy::from_bytes(&p.to_bytes()).unwrap(), p);
+    // A key survives a round trip with its decryption ability.
+    let again = AttributeKey::from_bytes(&key.to_bytes()).unwrap();
+    assert_eq!(again.decrypt(&ct).unwrap(), b"m");
+    assert_eq!(
+        again.attributes(),
+        Some(attrs(&[("country", "FR"), ("region", "EU")]))
+    );
+}
+
+#[test]
+fn circl_round_trips_of_native_objects() {
+    let (mpk, msk) = keys();
+    let (key, _) = fixtures();
+    assert_eq!(
+        &MasterPublicKey::from_circl_bytes(&mpk.to_circl_bytes()).unwrap(),
+        mpk
+    );
+    assert_eq!(
+        &MasterSecretKey::from_circl_bytes(&msk.to_circl_bytes()).unwrap(),
+        msk
+    );
+    let back = AttributeKey::from_circl_bytes(&key.to_circl_bytes()).unwrap();
+    // CIRCL keys carry hashed values only; the key material is the same.
+    assert_eq!(back.to_circl_bytes(), key.to_circl_bytes());
+    assert_eq!(back.attributes(), None);
+    let back = AttributeKey::from_bytes(&back.to_bytes()).unwrap();
+    assert_eq!(back.to_circl_bytes(), key.to_circl_bytes());
+}
+
+/// A decoder under test, discarding the decoded value.
+type Decode = fn(&[u8]) -> Result<(), Error>;
+
+fn all_encodings() -> Vec<(&'static str, Vec<u8>, Decode)> {
+    let (mpk, msk) = keys();
+    let (key, ct) = fixtures();
+    vec![
+        ("mpk", mpk.to_bytes(), |b| {
+            MasterPublicKey::from_bytes(b).map(drop)
+        }),
+        ("msk", msk.to_bytes().to_vec(), |b| {
+            MasterSecretKey::from_bytes(b).map(drop)
+        }),
+        ("key", key.to_bytes().to_vec(), |b| {
+            AttributeKey::from_bytes(b).map(drop)
+        }),
+        ("ct", ct.to_bytes(), |b| Ciphertext::from_bytes(b).map(drop)),
+        ("policy", ct.policy().to_bytes(), |b| {
+            Policy::from_bytes(b).map(drop)
+        }),
+        ("attrs", attrs(&[("a", "1")]).to_bytes(), |b| {
+            Attributes::from_bytes(b).map(drop)
+        }),
+        ("circl mpk", mpk.to_circl_bytes(), |b| {
+            MasterPublicKey::from_circl_bytes(b).map(drop)
+        }),
+        ("circl msk", msk.to_circl_bytes().to_vec(), |b| {
+            MasterSecretKey::from_circl_bytes(b).map(drop)
+        }),
+        ("circl key", key.to_circl_bytes().to_vec(), |b| {
+            AttributeKey::from_circl_bytes(b).map(drop)
+        }),
+    ]
+}
+
+#[test]
+fn truncation_and_trailing_bytes_are_rejected() {
+    for (name, bytes, decode) in all_encodings() {
+        assert!(decode(&bytes).is_ok(), "{name}");
+        for len in (0..bytes.len()).step_by(3) {
+            assert!(decode(&bytes[..len]).is_err(), "{name} truncated to {len}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode(&longer).is_err(), "{name} with a trailing byte");
+    }
+}
+
+#[test]
+fn wrong_prefix_type_or_version_is_unsupported() {
+    let (mpk, _) = keys();
+    let bytes = mpk.to_bytes();
+    for (i, v) in [(0usize, b'x'), (2, 9), (3, 2)] {
+        let mut t = bytes.clone();
+        t[i] = v;
+        assert!(matches!(
+            MasterPublicKey::from_bytes(&t),
+            Err(Error::UnsupportedVersion(_))
+        ));
+    }
+    assert!(matches!(
+        Policy::from_bytes(&bytes),
+        Err(Error::UnsupportedVersion(_))
+    ));
+}
+
+/// A compressed G1 encoding of a point on the curve but outside the r-order subgroup.
+fn non_subgroup_g1() -> [u8; 48] {
+    for x in 1u8..=255 {
+        let mut enc = [0u8; 48];
+        enc[0] = 0x80;
+        enc[47] = x;
+        let on_curve = bool::from(blstrs::G1Affine::from_compressed_unchecked(&enc).is_some());
+        if on_curve && bool::from(blstrs::G1Affine::from_compressed(&enc).is_none()) {
+            return enc;
+        }
+    }
+    unreachable!("a small x on the curve outside the subgroup exists")
+}
+
+#[test]
+fn bad_points_and_scalars_are_typed_errors() {
+    let (mpk, msk) = keys();
+    let bytes = mpk.to_bytes();
+    // wb1[0][0] starts after the 4-byte prefix and eight 96-byte G2 points.
+    let at = 4 + 8 * 96;
+    let mut off_subgroup = bytes.clone();
+    off_subgroup[at..at + 48].copy_from_slice(&non_subgroup_g1());
+    assert!(matches!(
+        MasterPublicKey::from_bytes(&off_subgroup),
+        Err(Error::InvalidPoint(_))
+    ));
+    let mut off_curve = bytes.clone();
+    let mut not_on_curve = [0u8; 48];
+    not_on_curve[0] = 0x80;
+    for x in 1u8..=255 {
+        not_on_curve[47] = x;
+        if bool::from(blstrs::G1Affine::from_compressed_unchecked(&not_on_curve).is_none()) {
+            break;
+        }
+    }
+    off_curve[at..at + 48].copy_from_slice(&not_on_curve);
+    assert!(matches!(
+        MasterPublicKey::from_bytes(&off_curve),
+        Err(Error::InvalidPoint(_))
+    ));
+    // The same point in CIRCL's uncompressed form is rejected too.
+    let circl = mpk.to_circl_bytes();
+    let p = blstrs::G1Affine::from_compressed_unchecked(&non_subgroup_g1()).unwrap();
+    let mut t = circl.clone();
+    // b2 frame: 2 + 4 + 8*192; wb1 frame: 2 + 4, then entries.
+    let at = 2 + 4 + 8 * 192 + 2 + 4;
+    t[at..at + 96].copy_from_slice(&p.to_uncompressed());
+    assert!(matches!(
+        MasterPublicKey::from_circl_bytes(&t),
+        Err(Error::InvalidPoint(_))
+    ));
+    // A scalar >= the group order is not canonical.
+    let mut sk = msk.to_bytes().to_vec();
+    sk[4..36].copy_from_slice(&[0xff; 32]);
+    assert_eq!(MasterSecretKey::from_bytes(&sk), Err(Error::InvalidScalar));
+}
+
+#[test]
+fn corrupted_bytes_never_panic() {
+    for (name, bytes, decode) in all_encodings() {
+        for i in (0..bytes.len()).step_by(11) {
+            let mut t = bytes.clone();
+            t[i] ^= 0xff;
+            let _ = decode(&t);
+            let _ = name;
+        }
+    }
+}
