@@ -109,3 +109,41 @@ impl fmt::Debug for AttributeKey {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Error, Policy};
+
+    #[test]
+    fn mixing_components_of_two_keys_fails() {
+        let mut rng = rand_core::OsRng;
+        let (mpk, msk) = setup(&mut rng);
+        let a = msk.keygen(&Attributes::from_pairs([("a", "x")]).unwrap(), &mut rng);
+        let b = msk.keygen(&Attributes::from_pairs([("b", "y")]).unwrap(), &mut rng);
+        let ct = mpk
+            .encrypt(&Policy::parse("a: x and b: y").unwrap(), b"m", &mut rng)
+            .unwrap();
+        assert_eq!(a.decrypt(&ct), Err(Error::PolicyNotSatisfied));
+        assert_eq!(b.decrypt(&ct), Err(Error::PolicyNotSatisfied));
+        // Graft b's component for label "b" (and its attribute) onto a's key, and the
+        // other way round: the per-key randomness no longer cancels.
+        for (base, donor, label) in [(&a, &b, "b"), (&b, &a, "a")] {
+            let mut mixed = base.clone();
+            mixed
+                .km
+                .attrs
+                .insert(label.into(), donor.km.attrs[label].clone());
+            mixed.km.k3.insert(label.into(), donor.km.k3[label]);
+            assert_eq!(mixed.decrypt(&ct), Err(Error::DecryptionFailed));
+        }
+        // Swapping the shared K1/K2 halves between keys fails as well.
+        let mut both = msk.keygen(
+            &Attributes::from_pairs([("a", "x"), ("b", "y")]).unwrap(),
+            &mut rng,
+        );
+        assert_eq!(both.decrypt(&ct).unwrap(), b"m");
+        both.km.k2 = a.km.k2;
+        assert_eq!(both.decrypt(&ct), Err(Error::DecryptionFailed));
+    }
+}
