@@ -69,12 +69,19 @@ pub trait Store: Send + Sync {
     fn load(&self) -> Result<Snapshot, StoreError>;
     /// Adds a domain key.
     fn insert_domain_key(&self, key: &DomainKeyRecord) -> Result<(), StoreError>;
-    /// Adds a key with its first version, atomically.
-    fn insert_key(&self, key: &KeyMetadata, first: &VersionRecord) -> Result<(), StoreError>;
+    /// Adds a key with its versions (none for a key awaiting imported material), atomically.
+    fn insert_key(&self, key: &KeyMetadata, versions: &[VersionRecord]) -> Result<(), StoreError>;
     /// Replaces a key's metadata.
     fn update_key(&self, key: &KeyMetadata) -> Result<(), StoreError>;
     /// Adds a version and replaces the metadata, atomically.
     fn add_version(&self, key: &KeyMetadata, version: &VersionRecord) -> Result<(), StoreError>;
+    /// Replaces all of a key's versions and its metadata, atomically (import
+    /// and deletion of imported material).
+    fn replace_versions(
+        &self,
+        key: &KeyMetadata,
+        versions: &[VersionRecord],
+    ) -> Result<(), StoreError>;
     /// Destroys a key: its metadata, every version of its material and its aliases.
     fn delete_key(&self, id: &KeyId) -> Result<(), StoreError>;
     /// Adds an alias; [`StoreError::Conflict`] if the name exists in the account.

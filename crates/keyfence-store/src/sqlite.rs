@@ -263,14 +263,30 @@ impl Store for SqliteStore {
         })
     }
 
-    fn insert_key(&self, key: &KeyMetadata, first: &VersionRecord) -> Result<(), StoreError> {
+    fn insert_key(&self, key: &KeyMetadata, versions: &[VersionRecord]) -> Result<(), StoreError> {
         self.write(|tx| {
             tx.execute(
                 "INSERT INTO keys (id, account, metadata) VALUES (?1, ?2, ?3)",
                 params![key.id.to_string(), key.account, metadata_json(key)?],
             )
             .map_err(backend)?;
-            put_version(tx, first)
+            versions.iter().try_for_each(|v| put_version(tx, v))
+        })
+    }
+
+    fn replace_versions(
+        &self,
+        key: &KeyMetadata,
+        versions: &[VersionRecord],
+    ) -> Result<(), StoreError> {
+        self.write(|tx| {
+            update_metadata(tx, key)?;
+            tx.execute(
+                "DELETE FROM key_versions WHERE key_id = ?1",
+                [key.id.to_string()],
+            )
+            .map_err(backend)?;
+            versions.iter().try_for_each(|v| put_version(tx, v))
         })
     }
 

@@ -119,7 +119,8 @@ impl Kms {
         let material = SymmetricKey::generate()?;
         let record = self.domain.wrap(&id, 1, &material, now)?;
         let _w = self.lock_writer();
-        self.store.insert_key(&meta, &record)?;
+        self.store
+            .insert_key(&meta, std::slice::from_ref(&record))?;
         self.write_cache().put(CachedKey::new(
             meta.clone(),
             BTreeMap::from([(1, material)]),

@@ -25,11 +25,26 @@ impl Store for MemoryStore {
         self.0.lock().unwrap().domain_keys.push(key.clone());
         Ok(())
     }
-    fn insert_key(&self, key: &KeyMetadata, first: &VersionRecord) -> Result<(), StoreError> {
+    fn insert_key(&self, key: &KeyMetadata, versions: &[VersionRecord]) -> Result<(), StoreError> {
         self.0.lock().unwrap().keys.push(StoredKey {
             metadata: key.clone(),
-            versions: vec![first.clone()],
+            versions: versions.to_vec(),
         });
+        Ok(())
+    }
+    fn replace_versions(
+        &self,
+        key: &KeyMetadata,
+        versions: &[VersionRecord],
+    ) -> Result<(), StoreError> {
+        let mut s = self.0.lock().unwrap();
+        let k = s
+            .keys
+            .iter_mut()
+            .find(|k| k.metadata.id == key.id)
+            .ok_or(StoreError::Backend("no key".into()))?;
+        k.metadata = key.clone();
+        k.versions = versions.to_vec();
         Ok(())
     }
     fn update_key(&self, key: &KeyMetadata) -> Result<(), StoreError> {
