@@ -2,8 +2,6 @@
 //! normal form whose literals ("wires") carry their hashed values.
 
 use blstrs::Scalar;
-use ff::Field;
-use rand_core::{CryptoRng, RngCore};
 
 use crate::attributes::BK_LABEL;
 use crate::error::{Error, Result};
@@ -152,36 +150,34 @@ impl Formula {
             .collect()
     }
 
-    /// Linear secret sharing of a 2-vector over the tree: an OR passes its share to
-    /// both inputs, an AND splits it as `(t, share - t)` with `t` fresh and uniform.
-    /// Shares of any satisfying set of wires add up to `secret`.
-    pub(crate) fn share<R: RngCore + CryptoRng>(
-        &self,
-        secret: [Scalar; 2],
-        rng: &mut R,
-    ) -> Vec<[Scalar; 2]> {
-        fn walk<R: RngCore + CryptoRng>(
+    /// Linear secret sharing over the tree, in any group: an OR passes its share to
+    /// both inputs; an AND splits it with `split(share) = (t, share - t)`, where `t`
+    /// must be fresh and uniform. Shares of any satisfying set of wires add up to
+    /// `secret`. Returns one share per wire.
+    pub(crate) fn share<T: Copy>(&self, secret: T, split: &mut impl FnMut(T) -> (T, T)) -> Vec<T> {
+        fn walk<T: Copy>(
             g: &Gate,
-            s: [Scalar; 2],
-            out: &mut [[Scalar; 2]],
-            rng: &mut R,
+            s: T,
+            out: &mut [Option<T>],
+            split: &mut impl FnMut(T) -> (T, T),
         ) {
             match g {
-                Gate::Leaf(i) => out[*i] = s,
+                Gate::Leaf(i) => out[*i] = Some(s),
                 Gate::Or(a, b) => {
-                    walk(a, s, out, rng);
-                    walk(b, s, out, rng);
+                    walk(a, s, out, split);
+                    walk(b, s, out, split);
                 }
                 Gate::And(a, b) => {
-                    let t = [Scalar::random(&mut *rng), Scalar::random(&mut *rng)];
-                    walk(a, t, out, rng);
-                    walk(b, [s[0] - t[0], s[1] - t[1]], out, rng);
+                    let (left, right) = split(s);
+                    walk(a, left, out, split);
+                    walk(b, right, out, split);
                 }
             }
         }
-        let mut out = vec![[Scalar::ZERO; 2]; self.wires.len()];
-        walk(&self.root, secret, &mut out, rng);
-        out
+        let mut out = vec![None; self.wires.len()];
+        walk(&self.root, secret, &mut out, split);
+        // `validate` guarantees every wire is a leaf, so every slot was filled.
+        out.into_iter().map(|s| s.unwrap_or(secret)).collect()
     }
 
     /// A smallest-first satisfying set of wires, given which wires the key matches.

@@ -178,6 +178,44 @@ pub(crate) fn label_points(label: &str) -> Arc<LabelPoints> {
     points
 }
 
+/// `P = x U0 + U1` for a label and a hashed value: the point matrix a literal
+/// `label: value` contributes to ciphertexts and keys.
+pub(crate) type ValuePoints = [[G1Affine; 2]; 3];
+
+/// Cache of [`value_points`], keyed by label and big-endian value.
+type ValueCache = Mutex<HashMap<(String, [u8; 32]), Arc<ValuePoints>>>;
+
+fn value_cache() -> &'static ValueCache {
+    static CACHE: OnceLock<ValueCache> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// Returns `x U0 + U1` for `label` and value `x`, from a process-wide cache when
+/// possible. Both inputs are public, so caching leaks nothing.
+pub(crate) fn value_points(label: &str, x: &Scalar) -> Arc<ValuePoints> {
+    let key = (label.to_owned(), x.to_bytes_be());
+    if let Ok(cache) = value_cache().lock() {
+        if let Some(points) = cache.get(&key) {
+            return Arc::clone(points);
+        }
+    }
+    let lp = label_points(label);
+    let proj: [G1Projective; 6] = core::array::from_fn(|n| {
+        let (i, j) = (n / 2, n % 2);
+        G1Projective::from(lp.u0[i][j]) * x + lp.u1[i][j]
+    });
+    let mut aff = [G1Affine::default(); 6];
+    G1Projective::batch_normalize(&proj, &mut aff);
+    let points = Arc::new([[aff[0], aff[1]], [aff[2], aff[3]], [aff[4], aff[5]]]);
+    if let Ok(mut cache) = value_cache().lock() {
+        if cache.len() >= LABEL_CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(key, Arc::clone(&points));
+    }
+    points
+}
+
 /// The master key's PRF: two secret 3x2 scalar matrices `(V0, V1)` per label.
 pub(crate) fn prf(key: &[u8], label: &str) -> ([[Scalar; 2]; 3], [[Scalar; 2]; 3]) {
     let mut v0 = [[Scalar::default(); 2]; 3];

@@ -16,7 +16,7 @@ use rand_core::{CryptoRng, RngCore};
 
 use crate::error::{Error, Result};
 use crate::formula::Formula;
-use crate::hashing::{label_points, prf};
+use crate::hashing::{label_points, prf, value_points};
 use crate::pairing::{multi_pairing, Gt};
 use crate::wipe::wipe;
 
@@ -275,17 +275,7 @@ pub(crate) fn keygen<R: RngCore + CryptoRng>(
             k3wild.insert(label.clone(), k3_for(sp, &as_, &lp.u1, &v1));
         } else {
             let x = attr.value;
-            let p_proj: [G1Projective; 6] = core::array::from_fn(|n| {
-                let (i, j) = (n / 2, n % 2);
-                G1Projective::from(lp.u0[i][j]) * x + lp.u1[i][j]
-            });
-            let mut p_aff = [G1Affine::identity(); 6];
-            G1Projective::batch_normalize(&p_proj, &mut p_aff);
-            let p = [
-                [p_aff[0], p_aff[1]],
-                [p_aff[2], p_aff[3]],
-                [p_aff[4], p_aff[5]],
-            ];
+            let p = value_points(label, &x);
             let mut v: [[Scalar; 2]; 3] =
                 core::array::from_fn(|i| core::array::from_fn(|j| v0[i][j] * x + v1[i][j]));
             k3.insert(label.clone(), k3_for(sp, &as_, &p, &v));
@@ -318,7 +308,17 @@ pub(crate) fn encapsulate<R: RngCore + CryptoRng>(
     let d = pi.iter().copied().max().unwrap_or(0) + 1;
     let mut r: [Scalar; 2] = random_vec(rng);
     let mut ri: Vec<[Scalar; 2]> = (0..d).map(|_| random_vec(rng)).collect();
-    let mut shares = formula.share(r, rng);
+    // Shares of `[WB] r` in G1^3, split in the group: an AND gate costs one fresh
+    // `[WB] t` (six constant-time multiplications) and a subtraction.
+    let wb_times = |v: &[Scalar; 2]| -> [G1Projective; 3] {
+        core::array::from_fn(|i| ct_lincomb_g1(&pp.wb1[i], v))
+    };
+    let shares = formula.share(wb_times(&r), &mut |s: [G1Projective; 3]| {
+        let mut t: [Scalar; 2] = random_vec(rng);
+        let left = wb_times(&t);
+        wipe(&mut t);
+        (left, core::array::from_fn(|i| s[i] - left[i]))
+    });
 
     let c1_proj: [G2Projective; 4] = core::array::from_fn(|i| ct_lincomb_g2(&pp.b2[i], &r));
     let mut c1 = [G2Affine::identity(); 4];
@@ -337,50 +337,28 @@ pub(crate) fn encapsulate<R: RngCore + CryptoRng>(
     let mut c3 = Vec::with_capacity(formula.wires.len());
     let mut c3neg = Vec::with_capacity(formula.wires.len());
     for (w, wire) in formula.wires.iter().enumerate() {
-        let lp = label_points(&wire.label);
-        let rr = ri[pi[w]];
-        let sh = shares[w];
-        let x = wire.value;
+        let rr = &ri[pi[w]];
+        let sh = &shares[w];
         if wire.positive {
             // c3 = (x U0 + U1) rr + [WB] sh
-            let mut xs = [x * rr[0], x * rr[1]];
-            let rows: [G1Projective; 3] = core::array::from_fn(|i| {
-                ct_lincomb_g1(
-                    &[
-                        lp.u0[i][0],
-                        lp.u0[i][1],
-                        lp.u1[i][0],
-                        lp.u1[i][1],
-                        pp.wb1[i][0],
-                        pp.wb1[i][1],
-                    ],
-                    &[xs[0], xs[1], rr[0], rr[1], sh[0], sh[1]],
-                )
-            });
-            wipe(&mut xs);
+            let p = value_points(&wire.label, &wire.value);
+            let rows: [G1Projective; 3] =
+                core::array::from_fn(|i| ct_lincomb_g1(&p[i], rr) + sh[i]);
             let mut aff = [G1Affine::identity(); 3];
             G1Projective::batch_normalize(&rows, &mut aff);
             c3.push(aff);
             c3neg.push(None);
         } else {
             // c3 = U0 rr - [WB] sh ;  c3neg = U1 rr + x [WB] sh
-            let neg_sh = [-sh[0], -sh[1]];
-            let mut xsh = [x * sh[0], x * sh[1]];
+            let lp = label_points(&wire.label);
             let rows: [G1Projective; 6] = core::array::from_fn(|n| {
                 let i = n % 3;
                 if n < 3 {
-                    ct_lincomb_g1(
-                        &[lp.u0[i][0], lp.u0[i][1], pp.wb1[i][0], pp.wb1[i][1]],
-                        &[rr[0], rr[1], neg_sh[0], neg_sh[1]],
-                    )
+                    ct_lincomb_g1(&lp.u0[i], rr) - sh[i]
                 } else {
-                    ct_lincomb_g1(
-                        &[lp.u1[i][0], lp.u1[i][1], pp.wb1[i][0], pp.wb1[i][1]],
-                        &[rr[0], rr[1], xsh[0], xsh[1]],
-                    )
+                    ct_lincomb_g1(&lp.u1[i], rr) + sh[i] * wire.value
                 }
             });
-            wipe(&mut xsh);
             let mut aff = [G1Affine::identity(); 6];
             G1Projective::batch_normalize(&rows, &mut aff);
             c3.push([aff[0], aff[1], aff[2]]);
@@ -389,7 +367,6 @@ pub(crate) fn encapsulate<R: RngCore + CryptoRng>(
     }
     wipe(&mut r);
     wipe(ri.as_flattened_mut());
-    wipe(shares.as_flattened_mut());
     (
         Header {
             formula: sent,
@@ -431,10 +408,15 @@ impl PublicLincomb {
     }
 
     fn finish(self) -> G1Projective {
-        if self.points.is_empty() {
-            self.sum
-        } else {
-            self.sum + G1Projective::multi_exp(&self.points, &self.scalars)
+        match self.points.len() {
+            0 => self.sum,
+            // Pippenger only pays off beyond a handful of points.
+            1..=3 => self
+                .points
+                .iter()
+                .zip(&self.scalars)
+                .fold(self.sum, |acc, (p, s)| acc + p * s),
+            _ => self.sum + G1Projective::multi_exp(&self.points, &self.scalars),
         }
     }
 }
