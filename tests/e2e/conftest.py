@@ -225,6 +225,17 @@ class Node:
             self._log_fh = None
         return rc
 
+    def crash(self):
+        """SIGKILL the node (no graceful shutdown) and start it again."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+        self._log_fh.write(b"\n=== killed with SIGKILL\n")
+        self._log_fh.close()
+        self._log_fh = None
+        self.start()
+
     def restart(self) -> int | None:
         rc = self.stop()
         self.start()

@@ -1,0 +1,197 @@
+"""Robustness: crashes, concurrency, malformed input, identifier confusion."""
+
+import json
+import os
+import socket
+import ssl
+import threading
+import uuid
+
+import pytest
+import urllib3
+from botocore.exceptions import ClientError
+
+from conftest import ACCOUNT1, ACCOUNT2, REGION, unique
+from test_boto3 import expect_error, raw_request
+
+
+def test_acknowledged_writes_survive_sigkill(node):
+    """A KMS must not lose a key it has acknowledged: ciphertexts made with it
+    would become undecryptable forever."""
+    kms = node.boto3_client(1)
+    key = kms.create_key(Description="crash survivor")["KeyMetadata"]
+    alias = f"alias/{unique('crash')}"
+    kms.create_alias(AliasName=alias, TargetKeyId=key["KeyId"])
+    blob = kms.encrypt(KeyId=alias, Plaintext=b"acked before the crash")["CiphertextBlob"]
+    kms.rotate_key_on_demand(KeyId=key["KeyId"])
+    blob2 = kms.encrypt(KeyId=key["KeyId"], Plaintext=b"after rotation")["CiphertextBlob"]
+    kms.disable_key(KeyId=key["KeyId"])
+
+    node.crash()
+
+    kms = node.boto3_client(1)
+    md = kms.describe_key(KeyId=alias)["KeyMetadata"]
+    assert md["KeyId"] == key["KeyId"]
+    assert md["KeyState"] == "Disabled"
+    kms.enable_key(KeyId=key["KeyId"])
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"acked before the crash"
+    assert kms.decrypt(CiphertextBlob=blob2)["Plaintext"] == b"after rotation"
+
+
+def test_concurrent_clients(node):
+    """Eight clients in parallel, bounded: 8 x 20 encrypt/decrypt round trips."""
+    kms = node.boto3_client(1)
+    key = kms.create_key(Description="concurrency")["KeyMetadata"]
+    errors, created = [], []
+    lock = threading.Lock()
+
+    def worker(n):
+        try:
+            c = node.boto3_client(1)
+            k = c.create_key(Description=f"concurrent {n}")["KeyMetadata"]["KeyId"]
+            with lock:
+                created.append(k)
+            for i in range(20):
+                pt = f"worker {n} message {i}".encode()
+                ctx = {"worker": str(n)}
+                target = key["KeyId"] if i % 2 else k
+                b = c.encrypt(KeyId=target, Plaintext=pt, EncryptionContext=ctx)["CiphertextBlob"]
+                assert c.decrypt(CiphertextBlob=b, EncryptionContext=ctx)["Plaintext"] == pt
+        except Exception as e:  # noqa: BLE001
+            with lock:
+                errors.append(repr(e))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert len(set(created)) == 8
+
+
+def test_cross_account_identifier_confusion(kms, kms2):
+    k1 = kms.create_key(Description="acct1")["KeyMetadata"]
+    # Account 2 naming account 1's key UUID inside an account-2 ARN.
+    forged = f"arn:aws:kms:{REGION}:{ACCOUNT2}:key/{k1['KeyId']}"
+    expect_error("NotFoundException", kms2.describe_key, KeyId=forged)
+    expect_error("NotFoundException", kms2.encrypt, KeyId=forged, Plaintext=b"x")
+    # Account 1 naming its own key through an account-2 ARN.
+    expect_error("NotFoundException", kms.describe_key, KeyId=forged)
+    # Alias ARN of account 1 used by account 2.
+    alias = f"alias/{unique('conf')}"
+    kms.create_alias(AliasName=alias, TargetKeyId=k1["KeyId"])
+    expect_error("NotFoundException", kms2.describe_key, KeyId=f"arn:aws:kms:{REGION}:{ACCOUNT1}:{alias}")
+    expect_error("NotFoundException", kms2.encrypt, KeyId=f"arn:aws:kms:{REGION}:{ACCOUNT1}:{alias}",
+                 Plaintext=b"x")
+    # Account 2 cannot delete or repoint account 1's alias.
+    expect_error("NotFoundException", kms2.delete_alias, AliasName=alias)
+    assert kms.describe_key(KeyId=alias)["KeyMetadata"]["KeyId"] == k1["KeyId"]
+
+
+def test_wrong_region_arn(kms):
+    k = kms.create_key()["KeyMetadata"]
+    other_region = f"arn:aws:kms:us-west-2:{ACCOUNT1}:key/{k['KeyId']}"
+    with pytest.raises(ClientError) as ei:
+        kms.describe_key(KeyId=other_region)
+    assert ei.value.response["Error"]["Code"] in ("NotFoundException", "ValidationException"), ei.value
+    with pytest.raises(ClientError):
+        kms.encrypt(KeyId=other_region, Plaintext=b"x")
+
+
+def test_default_pending_window_is_30_days(kms):
+    k = kms.create_key()["KeyMetadata"]
+    out = kms.schedule_key_deletion(KeyId=k["KeyId"])
+    assert out["PendingWindowInDays"] == 30
+    kms.cancel_key_deletion(KeyId=k["KeyId"])
+
+
+@pytest.mark.parametrize("call", [
+    ("list-keys-limit-0", lambda c, k: c.list_keys(Limit=0)),
+    ("list-keys-limit-1001", lambda c, k: c.list_keys(Limit=1001)),
+    ("list-aliases-limit-0", lambda c, k: c.list_aliases(Limit=0)),
+    ("gdk-keyspec-aes512", lambda c, k: c.generate_data_key(KeyId=k, KeySpec="AES_512")),
+    ("description-8193", lambda c, k: c.update_key_description(KeyId=k, Description="d" * 8193)),
+], ids=lambda p: p[0])
+def test_more_validation_errors(kms_raw, key_for_validation, call):
+    _, fn = call
+    with pytest.raises(ClientError) as ei:
+        fn(kms_raw, key_for_validation)
+    code = ei.value.response["Error"]["Code"]
+    assert code in ("ValidationException", "SerializationException"), ei.value
+
+
+@pytest.fixture(scope="module")
+def key_for_validation(node):
+    return node.boto3_client(1).create_key(Description="validation target")["KeyMetadata"]["KeyId"]
+
+
+def test_reserved_tag_prefix(kms):
+    k = kms.create_key()["KeyMetadata"]
+    expect_error("TagException", kms.tag_resource, KeyId=k["KeyId"],
+                 Tags=[{"TagKey": "aws:reserved", "TagValue": "x"}])
+    assert kms.list_resource_tags(KeyId=k["KeyId"])["Tags"] == []
+
+
+def test_malformed_json_body(node):
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    cred = node.creds[1]
+    http = urllib3.PoolManager(ca_certs=str(node.ca_path), cert_reqs="CERT_REQUIRED")
+    for body in (b"{not json", b"[]", b'{"KeyId": 42, "Plaintext": "eA=="}'):
+        req = AWSRequest(method="POST", url=node.endpoint + "/", data=body,
+                         headers={"Content-Type": "application/x-amz-json-1.1",
+                                  "X-Amz-Target": "TrentService.Encrypt"})
+        SigV4Auth(Credentials(cred.access_key_id, cred.secret_access_key), "kms", REGION).add_auth(req)
+        p = req.prepare()
+        r = http.request("POST", p.url, body=p.body, headers=dict(p.headers), retries=False, timeout=10)
+        assert r.status == 400, (body, r.status, r.data)
+        code = json.loads(r.data).get("__type", "").split("#")[-1]
+        assert code in ("SerializationException", "ValidationException"), (body, r.data)
+
+
+def test_oversized_body_rejected(node):
+    # A bit over any sane KMS request size: must get an HTTP 4xx answer.
+    big = {"KeyId": "alias/x", "Plaintext": "A" * (200 * 1024)}
+    status, code, doc = raw_request(node, "Encrypt", big)
+    assert 400 <= status < 500, (status, doc)
+    # Far too large: a 4xx or the connection being cut are both fine ...
+    try:
+        status, code, doc = raw_request(node, "Encrypt", {"KeyId": "alias/x", "Plaintext": "A" * (8 << 20)})
+        assert 400 <= status < 500, (status, doc)
+    except urllib3.exceptions.HTTPError:
+        pass
+    # ... as long as the node keeps serving.
+    status, _, _ = raw_request(node, "ListKeys", {"Limit": 1})
+    assert status == 200
+
+
+def test_garbage_on_tls_port_does_not_hurt(node):
+    # Plain HTTP and random bytes to the TLS listener, and a handshake abandoned midway.
+    for payload in (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", os.urandom(4096), b"\x16\x03\x01\x00\x05hello"):
+        with socket.create_connection(("127.0.0.1", node.port), timeout=5) as s:
+            s.sendall(payload)
+            s.settimeout(5)
+            try:
+                s.recv(1024)
+            except (socket.timeout, ConnectionError):
+                pass
+    # TLS without any request, then closed.
+    ctx = ssl.create_default_context(cafile=str(node.ca_path))
+    with socket.create_connection(("127.0.0.1", node.port), timeout=5) as s:
+        with ctx.wrap_socket(s, server_hostname="localhost"):
+            pass
+    assert node.proc.poll() is None, "keyfence died"
+    status, _, doc = raw_request(node, "ListKeys", {"Limit": 1})
+    assert status == 200, doc
+
+
+def test_tls_certificate_names(node):
+    """The development certificate is valid for localhost and 127.0.0.1."""
+    ctx = ssl.create_default_context(cafile=str(node.ca_path))
+    for host in ("localhost", "127.0.0.1"):
+        with socket.create_connection(("127.0.0.1", node.port), timeout=5) as s:
+            with ctx.wrap_socket(s, server_hostname=host) as t:
+                assert t.version() == "TLSv1.3", t.version()
