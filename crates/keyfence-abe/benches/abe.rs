@@ -101,9 +101,30 @@ fn bench(c: &mut Criterion) {
     }
 }
 
+/// The primitive operations the scheme is made of, to explain the totals.
+fn primitives(c: &mut Criterion) {
+    use blstrs::{G1Affine, G1Projective, G2Affine, G2Projective, Scalar};
+    use ff::Field;
+    use group::{Curve, Group};
+    let s = Scalar::random(&mut OsRng);
+    let p1 = (G1Projective::generator() * Scalar::random(&mut OsRng)).to_affine();
+    let p2 = (G2Projective::generator() * Scalar::random(&mut OsRng)).to_affine();
+    let p1c = p1.to_compressed();
+    let p2c = p2.to_compressed();
+    c.bench_function("ops/g1_mul_ct", |b| b.iter(|| G1Projective::from(p1) * s));
+    c.bench_function("ops/g2_mul_ct", |b| b.iter(|| G2Projective::from(p2) * s));
+    c.bench_function("ops/g1_decode_checked", |b| {
+        b.iter(|| G1Affine::from_compressed(&p1c).unwrap())
+    });
+    c.bench_function("ops/g2_decode_checked", |b| {
+        b.iter(|| G2Affine::from_compressed(&p2c).unwrap())
+    });
+    c.bench_function("ops/pairing", |b| b.iter(|| blstrs::pairing(&p1, &p2)));
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10);
-    targets = bench
+    targets = primitives, bench
 }
 criterion_main!(benches);
