@@ -195,3 +195,127 @@ def test_tls_certificate_names(node):
         with socket.create_connection(("127.0.0.1", node.port), timeout=5) as s:
             with ctx.wrap_socket(s, server_hostname=host) as t:
                 assert t.version() == "TLSv1.3", t.version()
+
+
+@pytest.mark.parametrize("op", ["list_keys", "list_aliases", "list_resource_tags", "list_key_rotations"])
+def test_invalid_marker(kms, key_for_validation, op):
+    """A Marker the service never issued is rejected (AWS: InvalidMarkerException),
+    not treated as an arbitrary cursor."""
+    kw = {"Limit": 1, "Marker": "definitely-not-a-marker"}
+    if op in ("list_resource_tags", "list_key_rotations"):
+        kw["KeyId"] = key_for_validation
+    expect_error("InvalidMarkerException", getattr(kms, op), **kw)
+
+
+def test_empty_and_unicode_encryption_context(kms):
+    k = kms.create_key()["KeyMetadata"]["KeyId"]
+    blob = kms.encrypt(KeyId=k, Plaintext=b"e", EncryptionContext={})["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"e"
+    assert kms.decrypt(CiphertextBlob=blob, EncryptionContext={})["Plaintext"] == b"e"
+
+    ctx = {"ключ": "значение ✓", "emoji 🔑": "", "z": "=,&\"'{}"}
+    blob = kms.encrypt(KeyId=k, Plaintext=b"u", EncryptionContext=ctx)["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=blob, EncryptionContext=dict(reversed(list(ctx.items()))))["Plaintext"] == b"u"
+    expect_error("InvalidCiphertextException", kms.decrypt, CiphertextBlob=blob,
+                 EncryptionContext={**ctx, "z": "=,&\"'{} "})
+
+
+def test_alias_to_key_pending_deletion(kms):
+    k = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.schedule_key_deletion(KeyId=k, PendingWindowInDays=7)
+    expect_error("KMSInvalidStateException", kms.create_alias, AliasName=f"alias/{unique('pd')}", TargetKeyId=k)
+    kms.cancel_key_deletion(KeyId=k)
+
+
+def test_re_encrypt_to_disabled_destination(kms):
+    src = kms.create_key()["KeyMetadata"]["KeyId"]
+    dst = kms.create_key()["KeyMetadata"]["KeyId"]
+    blob = kms.encrypt(KeyId=src, Plaintext=b"r")["CiphertextBlob"]
+    kms.disable_key(KeyId=dst)
+    expect_error("DisabledException", kms.re_encrypt, CiphertextBlob=blob, DestinationKeyId=dst)
+    kms.disable_key(KeyId=src)
+    kms.enable_key(KeyId=dst)
+    expect_error("DisabledException", kms.re_encrypt, CiphertextBlob=blob, DestinationKeyId=dst)
+
+
+@pytest.mark.parametrize("region,service", [("us-west-2", "kms"), ("us-east-1", "s3")])
+def test_wrong_credential_scope(node, region, service):
+    from unittest import mock
+
+    import botocore.auth
+
+    real_init = botocore.auth.SigV4Auth.__init__
+
+    def scoped_init(self, credentials, service_name, region_name, **kw):
+        real_init(self, credentials, service, region, **kw)
+
+    with mock.patch.object(botocore.auth.SigV4Auth, "__init__", scoped_init):
+        status, code, doc = raw_request(node, "ListKeys", {})
+    assert status == 400, doc
+    assert code in ("InvalidSignatureException", "IncompleteSignature"), doc
+
+
+# AWS KMS "Key states" table for the operations keyfence serves (symmetric keys):
+# operation -> (result when Disabled, result when PendingDeletion); "OK" = allowed.
+KEY_STATE_TABLE = {
+    "Encrypt": ("DisabledException", "KMSInvalidStateException"),
+    "GenerateDataKey": ("DisabledException", "KMSInvalidStateException"),
+    "GenerateDataKeyWithoutPlaintext": ("DisabledException", "KMSInvalidStateException"),
+    "Decrypt": ("DisabledException", "KMSInvalidStateException"),
+    "DescribeKey": ("OK", "OK"),
+    "ListResourceTags": ("OK", "OK"),
+    "TagResource": ("OK", "KMSInvalidStateException"),
+    "UntagResource": ("OK", "KMSInvalidStateException"),
+    "UpdateKeyDescription": ("OK", "KMSInvalidStateException"),
+    "EnableKeyRotation": ("DisabledException", "KMSInvalidStateException"),
+    "DisableKeyRotation": ("DisabledException", "KMSInvalidStateException"),
+    "RotateKeyOnDemand": ("DisabledException", "KMSInvalidStateException"),
+    "GetKeyRotationStatus": ("OK", "KMSInvalidStateException"),
+    "CreateAlias": ("OK", "KMSInvalidStateException"),
+    "UpdateAlias": ("OK", "KMSInvalidStateException"),
+    "DisableKey": ("OK", "KMSInvalidStateException"),
+}
+
+
+def test_key_state_table(kms):
+    mismatches = []
+    for col, state in enumerate(("Disabled", "PendingDeletion")):
+        k = kms.create_key(Description=f"state {state}")["KeyMetadata"]["KeyId"]
+        blob = kms.encrypt(KeyId=k, Plaintext=b"s")["CiphertextBlob"]
+        spare = kms.create_key()["KeyMetadata"]["KeyId"]
+        alias = f"alias/{unique('state')}"
+        kms.create_alias(AliasName=alias, TargetKeyId=spare)
+        if state == "Disabled":
+            kms.disable_key(KeyId=k)
+        else:
+            kms.schedule_key_deletion(KeyId=k, PendingWindowInDays=7)
+        calls = {
+            "Encrypt": lambda: kms.encrypt(KeyId=k, Plaintext=b"x"),
+            "GenerateDataKey": lambda: kms.generate_data_key(KeyId=k, KeySpec="AES_256"),
+            "GenerateDataKeyWithoutPlaintext": lambda: kms.generate_data_key_without_plaintext(KeyId=k, NumberOfBytes=16),
+            "Decrypt": lambda: kms.decrypt(CiphertextBlob=blob),
+            "DescribeKey": lambda: kms.describe_key(KeyId=k),
+            "ListResourceTags": lambda: kms.list_resource_tags(KeyId=k),
+            "TagResource": lambda: kms.tag_resource(KeyId=k, Tags=[{"TagKey": "t", "TagValue": "v"}]),
+            "UntagResource": lambda: kms.untag_resource(KeyId=k, TagKeys=["t"]),
+            "UpdateKeyDescription": lambda: kms.update_key_description(KeyId=k, Description="x"),
+            "EnableKeyRotation": lambda: kms.enable_key_rotation(KeyId=k),
+            "DisableKeyRotation": lambda: kms.disable_key_rotation(KeyId=k),
+            "RotateKeyOnDemand": lambda: kms.rotate_key_on_demand(KeyId=k),
+            "GetKeyRotationStatus": lambda: kms.get_key_rotation_status(KeyId=k),
+            "CreateAlias": lambda: kms.create_alias(AliasName=f"alias/{unique('st')}", TargetKeyId=k),
+            "UpdateAlias": lambda: kms.update_alias(AliasName=alias, TargetKeyId=k),
+            "DisableKey": lambda: kms.disable_key(KeyId=k),
+        }
+        for op, expected in KEY_STATE_TABLE.items():
+            want = expected[col]
+            try:
+                calls[op]()
+                got = "OK"
+            except ClientError as e:
+                got = e.response["Error"]["Code"]
+            if got != want:
+                mismatches.append(f"{op} on {state} key: expected {want}, got {got}")
+        if state == "PendingDeletion":
+            kms.cancel_key_deletion(KeyId=k)
+    assert not mismatches, "\n".join(mismatches)
