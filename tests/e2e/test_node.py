@@ -4,7 +4,7 @@ import stat
 import subprocess
 import tomllib
 
-from conftest import ACCOUNT1, keyfence_bin
+from conftest import ACCOUNT1, ACCOUNT2, Credential, Node, keyfence_bin, random_access_key, random_secret
 
 
 def run(*args, timeout=60):
@@ -23,9 +23,12 @@ def test_init_creates_and_refuses_existing(tmp_path):
     assert len(admin) == 1
     assert admin[0]["access_key_id"].startswith("AKIA") and len(admin[0]["access_key_id"]) == 20
     assert len(admin[0]["secret_access_key"]) >= 30
-    # Secrets must not be world-readable.
-    mode = (d / "credentials.toml").stat().st_mode
-    assert not mode & (stat.S_IROTH | stat.S_IWOTH), oct(mode)
+
+    # Nothing secret is readable by group or others (private keys, root key, credentials).
+    assert not d.stat().st_mode & stat.S_IRWXO, oct(d.stat().st_mode)
+    for f in d.iterdir():
+        if f.suffix == ".key" or f.name == "credentials.toml" or "root" in f.name:
+            assert not f.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO), (f.name, oct(f.stat().st_mode))
 
     before = {x.name: x.read_bytes() for x in d.iterdir() if x.is_file()}
     p = run("init", "--data-dir", d)
@@ -82,3 +85,52 @@ def test_cli_refuses_server_without_dev_ca(node, tmp_path):
     assert "SSL" in p.stderr or "certificate" in p.stderr.lower(), p.stderr
     # With the development CA it works.
     assert node.aws("sts", "get-caller-identity")["Account"] == ACCOUNT1
+
+
+class ConfigOnlyNode(Node):
+    """A node configured only through --config (listen, metrics_listen,
+    data_dir, region and credentials all in the TOML file)."""
+
+    def __init__(self, workdir, region):
+        self.region = region
+        super().__init__(workdir, name="cfg", extra_credentials=[
+            Credential(random_access_key(), random_secret(), ACCOUNT2, "bob")])
+
+    def _write_config(self):
+        super()._write_config()
+        extra = self.config_path.read_text()
+        self.config_path.write_text(
+            f'listen = "127.0.0.1:{self.port}"\n'
+            f'metrics_listen = "127.0.0.1:{self.metrics_port}"\n'
+            f'data_dir = "{self.data_dir}"\n'
+            f'region = "{self.region}"\n\n' + extra
+        )
+
+    def command(self):
+        return [str(keyfence_bin()), "server", "--config", str(self.config_path)]
+
+
+def test_config_file_only_with_region(tmp_path):
+    import boto3
+    from botocore.config import Config
+
+    n = ConfigOnlyNode(tmp_path, "eu-west-1")
+    n.start()
+    try:
+        def client(account):
+            cred = n.creds[account]
+            return boto3.session.Session(
+                aws_access_key_id=cred.access_key_id, aws_secret_access_key=cred.secret_access_key,
+                region_name="eu-west-1",
+            ).client("kms", endpoint_url=n.endpoint, verify=str(n.ca_path),
+                     config=Config(retries={"max_attempts": 1}))
+
+        kms = client(1)
+        md = kms.create_key()["KeyMetadata"]
+        assert md["Arn"] == f"arn:aws:kms:eu-west-1:{ACCOUNT1}:key/{md['KeyId']}"
+        assert kms.encrypt(KeyId=md["KeyId"], Plaintext=b"r")["KeyId"] == md["Arn"]
+        md2 = client(2).create_key()["KeyMetadata"]
+        assert md2["Arn"].startswith(f"arn:aws:kms:eu-west-1:{ACCOUNT2}:key/")
+        assert n.metrics()
+    finally:
+        assert n.stop() == 0
