@@ -91,7 +91,7 @@ fn bench(c: &mut Criterion) {
             key.to_bytes().len(),
             bytes.len() - MSG.len(),
             mpk.to_circl_bytes().len(),
-            key.to_circl_bytes().len(),
+            key.to_circl_bytes().unwrap().len(),
             mpk.encrypt_circl(policy, MSG, &mut OsRng)
                 .unwrap()
                 .to_bytes()

@@ -7,6 +7,8 @@ use crate::error::{Error, Result};
 
 /// Longest accepted attribute name or value, in bytes.
 pub const MAX_IDENTIFIER_LEN: usize = 255;
+/// Most attributes one set (and so one key) may hold.
+pub const MAX_ATTRIBUTES: usize = 1024;
 
 /// Label reserved for the Boneh–Katz transform (CIRCL's name, kept for interop).
 pub(crate) const BK_LABEL: &str = "internal-boneh-katz-transform-attribute";
@@ -77,6 +79,11 @@ impl Attributes {
         let (name, value) = (name.into(), value.into());
         validate_identifier(&name)?;
         validate_identifier(&value)?;
+        if self.pairs.len() >= MAX_ATTRIBUTES {
+            return Err(Error::InvalidAttribute(format!(
+                "more than {MAX_ATTRIBUTES} attributes"
+            )));
+        }
         if self.pairs.contains_key(&name) {
             return Err(Error::InvalidAttribute(format!(
                 "{name:?} appears twice; an attribute has one value"

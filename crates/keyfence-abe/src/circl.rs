@@ -18,7 +18,7 @@ use rand_core::{CryptoRng, RngCore};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::attributes::{validate_identifier, BK_LABEL};
+use crate::attributes::{validate_identifier, BK_LABEL, MAX_ATTRIBUTES};
 use crate::cca::{Ciphertext, Payload, SEED_LEN};
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
@@ -161,8 +161,7 @@ fn read_zp_matrix<const N: usize>(bytes: &[u8], rows: u16, cols: u16) -> Result<
 }
 
 fn lp16(w: &mut Writer, b: &[u8]) {
-    w.u16_le(b.len() as u16);
-    w.bytes(b);
+    w.lp16_le(b);
 }
 
 fn rows2<const R: usize>(flat: &[Scalar]) -> [[Scalar; 2]; R] {
@@ -243,7 +242,7 @@ impl MasterSecretKey {
 }
 
 fn write_k3_map(w: &mut Writer, m: &BTreeMap<String, [G1Affine; 4]>) {
-    w.u16_le(m.len() as u16);
+    w.count16_le(m.len());
     for (label, pts) in m {
         lp16(w, label.as_bytes());
         lp16(w, &g1_matrix(4, 1, pts));
@@ -267,23 +266,24 @@ fn read_k3_map(r: &mut Reader<'_>) -> Result<BTreeMap<String, [G1Affine; 4]>> {
 }
 
 impl AttributeKey {
-    /// Encodes the key in CIRCL's format. The result is secret.
-    pub fn to_circl_bytes(&self) -> Zeroizing<Vec<u8>> {
+    /// Encodes the key in CIRCL's format. The result is secret. Fails only for keys
+    /// too large for CIRCL's 16-bit length fields.
+    pub fn to_circl_bytes(&self) -> Result<Zeroizing<Vec<u8>>> {
         let km = &self.km;
         let mut attrs = Writer::default();
-        attrs.u16_le(km.attrs.len() as u16);
+        attrs.count16_le(km.attrs.len());
         for (label, a) in &km.attrs {
             lp16(&mut attrs, label.as_bytes());
             attrs.u8(u8::from(a.wild));
             attrs.bytes(&a.value.to_bytes_be());
         }
         let mut w = Writer::default();
-        lp16(&mut w, &attrs.buf);
+        w.nested16_le(attrs);
         lp16(&mut w, &g2_matrix(3, 1, &km.k1));
         lp16(&mut w, &g1_matrix(4, 1, &km.k2));
         write_k3_map(&mut w, &km.k3);
         write_k3_map(&mut w, &km.k3wild);
-        Zeroizing::new(w.buf)
+        w.into_checked().map(Zeroizing::new)
     }
 
     /// Decodes a CIRCL `AttributeKey.MarshalBinary` encoding.
@@ -291,6 +291,9 @@ impl AttributeKey {
         let mut r = Reader::new(bytes);
         let mut ar = Reader::new(r.lp16_le()?);
         let n = ar.u16_le()?;
+        if usize::from(n) > MAX_ATTRIBUTES + 1 {
+            return Err(Error::Malformed("too many attributes in key"));
+        }
         let mut attrs = BTreeMap::new();
         let mut last: Option<String> = None;
         for _ in 0..n {
@@ -356,7 +359,7 @@ const AND_GATE: u8 = 0;
 const OR_GATE: u8 = 1;
 
 /// CIRCL's policy encoding: a gate list over numbered wires, then the wires.
-fn policy_bytes(f: &Formula) -> Vec<u8> {
+fn policy_bytes(f: &Formula) -> Writer {
     let n = f.wires.len() - 1;
     let mut gates: Vec<(u8, usize, usize, usize)> = Vec::with_capacity(n);
     fn walk(g: &Gate, n: usize, gates: &mut Vec<(u8, usize, usize, usize)>) -> usize {
@@ -378,7 +381,7 @@ fn policy_bytes(f: &Formula) -> Vec<u8> {
     }
     walk(&f.root, n, &mut gates);
     let mut fw = Writer::default();
-    fw.u16_le(gates.len() as u16);
+    fw.count16_le(gates.len());
     for (class, in0, in1, out) in gates {
         fw.u8(class);
         fw.u16_le(in0 as u16);
@@ -386,17 +389,17 @@ fn policy_bytes(f: &Formula) -> Vec<u8> {
         fw.u16_le(out as u16);
     }
     let mut w = Writer::default();
-    lp16(&mut w, &fw.buf);
-    w.u16_le(f.wires.len() as u16);
+    w.nested16_le(fw);
+    w.count16_le(f.wires.len());
     for wire in &f.wires {
         let mut ww = Writer::default();
         lp16(&mut ww, wire.label.as_bytes());
         lp16(&mut ww, wire.raw.as_bytes());
         lp16(&mut ww, &wire.value.to_bytes_be());
         ww.u8(u8::from(wire.positive));
-        lp16(&mut w, &ww.buf);
+        w.nested16_le(ww);
     }
-    w.buf
+    w
 }
 
 /// Rebuilds the gate tree from CIRCL's numbered gate list, rejecting lists that are
@@ -511,13 +514,13 @@ fn read_policy(bytes: &[u8]) -> Result<Formula> {
 
 // ---------------------------------------------------------------- ciphertexts
 
-fn header_bytes(h: &Header) -> Vec<u8> {
+fn header_bytes(h: &Header) -> Result<Vec<u8>> {
     let mut w = Writer::default();
-    lp16(&mut w, &policy_bytes(&h.formula));
+    w.nested16_le(policy_bytes(&h.formula));
     lp16(&mut w, &g2_matrix(4, 1, &h.c1));
-    w.u16_le(h.c2.len() as u16);
+    w.count16_le(h.c2.len());
     h.c2.iter().for_each(|c| lp16(&mut w, &g2_matrix(4, 1, c)));
-    w.u16_le(h.c3.len() as u16);
+    w.count16_le(h.c3.len());
     h.c3.iter().for_each(|c| lp16(&mut w, &g1_matrix(3, 1, c)));
     for neg in &h.c3neg {
         match neg {
@@ -525,7 +528,7 @@ fn header_bytes(h: &Header) -> Vec<u8> {
             None => lp16(&mut w, &[]),
         }
     }
-    w.buf
+    w.into_checked()
 }
 
 fn read_header(bytes: &[u8]) -> Result<Header> {
@@ -660,6 +663,8 @@ impl MasterPublicKey {
         env[SEED_LEN..].copy_from_slice(msg);
         let (id, mac_key) = expand_seed(&env[..SEED_LEN]);
         let formula = Formula::from_policy(policy);
+        // Fail before the expensive part if the policy cannot be framed.
+        policy_bytes(&formula).into_checked()?;
         let augmented = formula.with_identity(scalar_reduce_be(&id));
         let (header, k) = encapsulate(&self.pp, &augmented, formula, rng);
         let mut env_ct = env.to_vec();
@@ -667,7 +672,7 @@ impl MasterPublicKey {
         let mut payload = CirclPayload {
             legacy: false,
             id: id.to_vec(),
-            header_bytes: header_bytes(&header),
+            header_bytes: header_bytes(&header)?,
             env: env_ct,
             tag: Vec::new(),
         };

@@ -6,9 +6,42 @@ use crate::error::{Error, Result};
 #[derive(Default)]
 pub(crate) struct Writer {
     pub(crate) buf: Vec<u8>,
+    /// Set when a length did not fit its field; see [`Writer::into_checked`].
+    overflow: bool,
 }
 
 impl Writer {
+    /// Bytes prefixed with a little-endian u16 length (CIRCL's framing); records an
+    /// overflow instead of writing a wrong length.
+    pub(crate) fn lp16_le(&mut self, b: &[u8]) {
+        match u16::try_from(b.len()) {
+            Ok(n) => {
+                self.u16_le(n);
+                self.bytes(b);
+            }
+            Err(_) => self.overflow = true,
+        }
+    }
+    /// Frames a nested writer's output with [`Writer::lp16_le`], keeping its overflow.
+    pub(crate) fn nested16_le(&mut self, inner: Writer) {
+        self.overflow |= inner.overflow;
+        self.lp16_le(&inner.buf);
+    }
+    /// A little-endian u16 count; records an overflow if it does not fit.
+    pub(crate) fn count16_le(&mut self, n: usize) {
+        match u16::try_from(n) {
+            Ok(n) => self.u16_le(n),
+            Err(_) => self.overflow = true,
+        }
+    }
+    /// The buffer, or an error if some length did not fit its field.
+    pub(crate) fn into_checked(self) -> Result<Vec<u8>> {
+        if self.overflow {
+            Err(Error::InvalidPolicy("too large for CIRCL's encoding"))
+        } else {
+            Ok(self.buf)
+        }
+    }
     pub(crate) fn u8(&mut self, v: u8) {
         self.buf.push(v);
     }

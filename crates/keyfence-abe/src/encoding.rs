@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use blstrs::{G1Affine, G2Affine, Scalar};
 
-use crate::attributes::{validate_identifier, Attributes, BK_LABEL};
+use crate::attributes::{validate_identifier, Attributes, BK_LABEL, MAX_ATTRIBUTES};
 use crate::cca::{Ciphertext, Payload, ID_LEN, SEED_LEN};
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
@@ -337,6 +337,9 @@ impl AttributeKey {
         let k1 = read_g2s::<3>(&mut r)?;
         let k2 = read_g1s::<4>(&mut r)?;
         let n = r.u16_be()?;
+        if usize::from(n) > MAX_ATTRIBUTES + 1 {
+            return Err(Error::Malformed("too many attributes in key"));
+        }
         let mut attrs = BTreeMap::new();
         let mut k3 = BTreeMap::new();
         let mut k3wild = BTreeMap::new();

@@ -38,7 +38,7 @@ mod policy;
 mod scheme;
 mod wipe;
 
-pub use attributes::{Attributes, MAX_IDENTIFIER_LEN};
+pub use attributes::{Attributes, MAX_ATTRIBUTES, MAX_IDENTIFIER_LEN};
 pub use cca::Ciphertext;
 pub use encoding::NATIVE_VERSION;
 pub use error::{Error, Result};

@@ -23,7 +23,7 @@ fn parses_every_golden_key_and_re_encodes_identically() {
     let msk = MasterSecretKey::from_circl_bytes(&sk).unwrap();
     assert_eq!(&msk.to_circl_bytes()[..], &sk[..]);
     let key = AttributeKey::from_circl_bytes(&ak).unwrap();
-    assert_eq!(&key.to_circl_bytes()[..], &ak[..]);
+    assert_eq!(&key.to_circl_bytes().unwrap()[..], &ak[..]);
     for name in ["ciphertext", "ciphertext_v137"] {
         let bytes = golden(name);
         let ct = Ciphertext::from_circl_bytes(&bytes).unwrap();
@@ -49,7 +49,7 @@ fn keys_we_issue_from_circl_master_key_decrypt_circl_ciphertext() {
     let ct = Ciphertext::from_circl_bytes(&golden("ciphertext")).unwrap();
     assert_eq!(key.decrypt(&ct).unwrap(), MESSAGE);
     // The same key, written in CIRCL's encoding and read back, still works.
-    let again = AttributeKey::from_circl_bytes(&key.to_circl_bytes()).unwrap();
+    let again = AttributeKey::from_circl_bytes(&key.to_circl_bytes().unwrap()).unwrap();
     assert_eq!(again.decrypt(&ct).unwrap(), MESSAGE);
     let outsider = msk.keygen(
         &Attributes::from_pairs([("country", "NL"), ("EU", "false")]).unwrap(),
@@ -103,4 +103,18 @@ fn agrees_with_every_line_of_policies_json() {
             .unwrap();
         assert_eq!(key.decrypt(&ct).is_ok(), expected, "{policy} / {attrs}");
     }
+}
+
+#[test]
+fn policies_too_large_for_circl_framing_are_refused_not_truncated() {
+    let mpk = MasterPublicKey::from_circl_bytes(&golden("publicKey")).unwrap();
+    let long = "v".repeat(250);
+    let text = (0..300)
+        .map(|i| format!("k{i}: {long}"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let policy = Policy::parse(&text).unwrap();
+    assert!(mpk
+        .encrypt_circl(&policy, b"m", &mut rand_core::OsRng)
+        .is_err());
 }
