@@ -520,3 +520,62 @@ pub(crate) fn decapsulate(header: &Header, formula: &Formula, key: &KeyMaterial)
     pairs.extend(key.k2.into_iter().zip(header.c1));
     Ok(multi_pairing(&pairs))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attributes::BK_LABEL;
+    use crate::formula::{Gate, Wire};
+    use crate::hashing::hash_value;
+
+    fn attr(value: &str) -> KeyAttr {
+        KeyAttr {
+            value: hash_value(value),
+            wild: false,
+            raw: Some(value.into()),
+        }
+    }
+
+    /// CIRCL before v1.6.4 gave one AND input the whole share, so a key matching that
+    /// input alone recovered the key once the satisfaction check was bypassed. Relabel
+    /// the AND as an OR on the decapsulation side and check that one input's share is
+    /// useless on its own, for either input.
+    #[test]
+    fn one_input_of_an_and_gate_reveals_nothing() {
+        let mut rng = rand_core::OsRng;
+        let (pp, sp) = setup(&mut rng);
+        let and = Formula {
+            wires: vec![Wire::new("a", "x", true), Wire::new("b", "y", true)],
+            root: Gate::And(Box::new(Gate::Leaf(0)), Box::new(Gate::Leaf(1))),
+        };
+        let id = Scalar::from(7u64);
+        let (header, k) = encapsulate(&pp, &and.with_identity(id), and.clone(), &mut rng);
+        let mut attrs = BTreeMap::new();
+        attrs.insert("a".to_owned(), attr("x"));
+        attrs.insert("b".to_owned(), attr("y"));
+        attrs.insert(
+            BK_LABEL.to_owned(),
+            KeyAttr {
+                value: Scalar::ZERO,
+                wild: true,
+                raw: None,
+            },
+        );
+        let key = keygen(&sp, attrs, &mut rng);
+        assert_eq!(
+            decapsulate(&header, &and.with_identity(id), &key).unwrap(),
+            k
+        );
+        for only in [0usize, 1] {
+            let mut key_one = key.clone();
+            let drop = if only == 0 { "b" } else { "a" };
+            key_one.attrs.remove(drop);
+            let or = Formula {
+                wires: and.wires.clone(),
+                root: Gate::Or(Box::new(Gate::Leaf(0)), Box::new(Gate::Leaf(1))),
+            };
+            let got = decapsulate(&header, &or.with_identity(id), &key_one).unwrap();
+            assert_ne!(got, k, "input {only} alone recovered the key");
+        }
+    }
+}
