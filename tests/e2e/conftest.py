@@ -163,6 +163,7 @@ class Node:
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")
         self.proc = subprocess.Popen(
             self.command(),
             stdout=self._log_fh,

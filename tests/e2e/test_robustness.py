@@ -319,3 +319,31 @@ def test_key_state_table(kms):
         if state == "PendingDeletion":
             kms.cancel_key_deletion(KeyId=k)
     assert not mismatches, "\n".join(mismatches)
+
+
+def test_no_secrets_in_log(node, kms):
+    import base64
+    import secrets as pysecrets
+
+    marker = f"TOPSECRET-{pysecrets.token_hex(8)}".encode()
+    k = kms.create_key()["KeyMetadata"]["KeyId"]
+    blob = kms.encrypt(KeyId=k, Plaintext=marker, EncryptionContext={"ctx": "v"})["CiphertextBlob"]
+    assert kms.decrypt(CiphertextBlob=blob, EncryptionContext={"ctx": "v"})["Plaintext"] == marker
+    dk = kms.generate_data_key(KeyId=k, KeySpec="AES_256")["Plaintext"]
+    rnd = kms.generate_random(NumberOfBytes=32)["Plaintext"]
+    # Failing requests too (they may log request details).
+    with pytest.raises(ClientError):
+        kms.decrypt(CiphertextBlob=blob, EncryptionContext={"ctx": marker.decode()})
+    log = node.log_text()
+    for label, secret in (
+        ("plaintext", marker.decode()),
+        ("plaintext (base64)", base64.b64encode(marker).decode()),
+        ("data key (base64)", base64.b64encode(dk).decode()),
+        ("data key (hex)", dk.hex()),
+        ("random (base64)", base64.b64encode(rnd).decode()),
+        ("config file's secret access key", node.creds[2].secret_access_key),
+    ):
+        assert secret not in log, f"{label} appears in the keyfence log"
+    # The development secret is shown once, in the first-start banner that
+    # hands it to the operator; never again (requests, restarts).
+    assert log.count(node.creds[1].secret_access_key) <= 1, "development secret logged repeatedly"
