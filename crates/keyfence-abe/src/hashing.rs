@@ -190,6 +190,18 @@ fn value_cache() -> &'static ValueCache {
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
+/// Computes `x U0 + U1` for `label` and value `x` (label points from the cache).
+pub(crate) fn compute_value_points(label: &str, x: &Scalar) -> ValuePoints {
+    let lp = label_points(label);
+    let proj: [G1Projective; 6] = core::array::from_fn(|n| {
+        let (i, j) = (n / 2, n % 2);
+        G1Projective::from(lp.u0[i][j]) * x + lp.u1[i][j]
+    });
+    let mut aff = [G1Affine::default(); 6];
+    G1Projective::batch_normalize(&proj, &mut aff);
+    [[aff[0], aff[1]], [aff[2], aff[3]], [aff[4], aff[5]]]
+}
+
 /// Returns `x U0 + U1` for `label` and value `x`, from a process-wide cache when
 /// possible. Both inputs are public, so caching leaks nothing.
 pub(crate) fn value_points(label: &str, x: &Scalar) -> Arc<ValuePoints> {
@@ -199,14 +211,7 @@ pub(crate) fn value_points(label: &str, x: &Scalar) -> Arc<ValuePoints> {
             return Arc::clone(points);
         }
     }
-    let lp = label_points(label);
-    let proj: [G1Projective; 6] = core::array::from_fn(|n| {
-        let (i, j) = (n / 2, n % 2);
-        G1Projective::from(lp.u0[i][j]) * x + lp.u1[i][j]
-    });
-    let mut aff = [G1Affine::default(); 6];
-    G1Projective::batch_normalize(&proj, &mut aff);
-    let points = Arc::new([[aff[0], aff[1]], [aff[2], aff[3]], [aff[4], aff[5]]]);
+    let points = Arc::new(compute_value_points(label, x));
     if let Ok(mut cache) = value_cache().lock() {
         if cache.len() >= LABEL_CACHE_CAPACITY {
             cache.clear();

@@ -113,20 +113,29 @@ impl Gt {
         }
     }
 
-    /// `self^e` in constant time with respect to `e` (4-bit fixed window, table lookups
-    /// by constant-time selection). Use it whenever the exponent is secret.
-    pub(crate) fn pow_ct(&self, e: &Scalar) -> Gt {
-        let mut table = [Gt::one(); 16];
-        for i in 1..16 {
-            table[i] = table[i - 1].mul(self);
-        }
-        let bytes = e.to_bytes_be();
-        let mut acc = Gt::one();
-        for byte in bytes.iter() {
-            for nibble in [byte >> 4, byte & 0x0f] {
-                for _ in 0..4 {
-                    acc = acc.square();
+    /// `prod bases[k]^exps[k]` in constant time with respect to the exponents
+    /// (interleaved 4-bit fixed windows sharing one chain of squarings, table lookups
+    /// by constant-time selection). Use it whenever an exponent is secret.
+    pub(crate) fn multi_pow_ct(bases: &[Gt], exps: &[Scalar]) -> Gt {
+        let tables: Vec<[Gt; 16]> = bases
+            .iter()
+            .map(|b| {
+                let mut table = [Gt::one(); 16];
+                for i in 1..16 {
+                    table[i] = table[i - 1].mul(b);
                 }
+                table
+            })
+            .collect();
+        let digits: Vec<[u8; 32]> = exps.iter().map(Scalar::to_bytes_be).collect();
+        let mut acc = Gt::one();
+        for pos in 0..64 {
+            for _ in 0..4 {
+                acc = acc.square();
+            }
+            for (table, d) in tables.iter().zip(&digits) {
+                let byte = d[pos / 2];
+                let nibble = if pos % 2 == 0 { byte >> 4 } else { byte & 0x0f };
                 let mut pick = Gt::one();
                 for (idx, entry) in table.iter().enumerate() {
                     pick.conditional_assign(entry, (idx as u8).ct_eq(&nibble));
@@ -135,6 +144,11 @@ impl Gt {
             }
         }
         acc
+    }
+
+    /// `self^e` in constant time with respect to `e`.
+    pub(crate) fn pow_ct(&self, e: &Scalar) -> Gt {
+        Gt::multi_pow_ct(core::slice::from_ref(self), core::slice::from_ref(e))
     }
 
     /// The twelve base-field coefficients in CIRCL's order: `c1` before `c0` at every
@@ -306,6 +320,9 @@ mod tests {
         }
         assert_eq!(g.pow_ct(&Scalar::from(21u64)), acc);
         assert_eq!(g.pow_ct(&Scalar::from(0u64)), Gt::one());
+        let h = g.pow_ct(&Scalar::from(5u64));
+        let two = Gt::multi_pow_ct(&[g, h], &[Scalar::from(3u64), Scalar::from(4u64)]);
+        assert_eq!(two, g.pow_ct(&Scalar::from(23u64)));
     }
 
     #[test]

@@ -8,15 +8,17 @@
 //! multi-exponentiation is used in decapsulation, where every scalar is public.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use blstrs::{G1Affine, G1Projective, G2Affine, G2Projective, Scalar};
 use ff::Field;
 use group::{prime::PrimeCurveAffine, Curve, Group};
 use rand_core::{CryptoRng, RngCore};
 
+use crate::attributes::BK_LABEL;
 use crate::error::{Error, Result};
 use crate::formula::Formula;
-use crate::hashing::{label_points, prf, value_points};
+use crate::hashing::{compute_value_points, label_points, prf, value_points};
 use crate::pairing::{multi_pairing, Gt};
 use crate::wipe::wipe;
 
@@ -332,7 +334,7 @@ pub(crate) fn encapsulate<R: RngCore + CryptoRng>(
             aff
         })
         .collect();
-    let key = pp.btk[0].pow_ct(&r[0]).mul(&pp.btk[1].pow_ct(&r[1]));
+    let key = Gt::multi_pow_ct(&pp.btk, &r);
 
     let mut c3 = Vec::with_capacity(formula.wires.len());
     let mut c3neg = Vec::with_capacity(formula.wires.len());
@@ -341,7 +343,12 @@ pub(crate) fn encapsulate<R: RngCore + CryptoRng>(
         let sh = &shares[w];
         if wire.positive {
             // c3 = (x U0 + U1) rr + [WB] sh
-            let p = value_points(&wire.label, &wire.value);
+            // The Boneh–Katz wire's value is fresh per ciphertext: not worth caching.
+            let p = if wire.label == BK_LABEL {
+                Arc::new(compute_value_points(&wire.label, &wire.value))
+            } else {
+                value_points(&wire.label, &wire.value)
+            };
             let rows: [G1Projective; 3] =
                 core::array::from_fn(|i| ct_lincomb_g1(&p[i], rr) + sh[i]);
             let mut aff = [G1Affine::identity(); 3];
@@ -524,7 +531,6 @@ pub(crate) fn decapsulate(header: &Header, formula: &Formula, key: &KeyMaterial)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::attributes::BK_LABEL;
     use crate::formula::{Gate, Wire};
     use crate::hashing::hash_value;
 
