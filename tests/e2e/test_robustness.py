@@ -347,3 +347,45 @@ def test_no_secrets_in_log(node, kms):
     # The development secret is shown once, in the first-start banner that
     # hands it to the operator; never again (requests, restarts).
     assert log.count(node.creds[1].secret_access_key) <= 1, "development secret logged repeatedly"
+
+
+# Operations whose KeyId AWS documents as "key ID or key ARN" only: an alias
+# (name or ARN) is refused (AWS: NotFoundException "Invalid keyId ..."), so that
+# e.g. `schedule-key-deletion --key-id alias/prod` cannot delete whatever key
+# the alias happens to point at.
+KEY_ID_OR_ARN_ONLY = {
+    "ScheduleKeyDeletion": lambda c, k: c.schedule_key_deletion(KeyId=k, PendingWindowInDays=7),
+    "CancelKeyDeletion": lambda c, k: c.cancel_key_deletion(KeyId=k),
+    "DisableKey": lambda c, k: c.disable_key(KeyId=k),
+    "EnableKey": lambda c, k: c.enable_key(KeyId=k),
+    "TagResource": lambda c, k: c.tag_resource(KeyId=k, Tags=[{"TagKey": "t", "TagValue": "v"}]),
+    "UntagResource": lambda c, k: c.untag_resource(KeyId=k, TagKeys=["t"]),
+    "ListResourceTags": lambda c, k: c.list_resource_tags(KeyId=k),
+    "UpdateKeyDescription": lambda c, k: c.update_key_description(KeyId=k, Description="via alias"),
+    "EnableKeyRotation": lambda c, k: c.enable_key_rotation(KeyId=k),
+    "DisableKeyRotation": lambda c, k: c.disable_key_rotation(KeyId=k),
+    "GetKeyRotationStatus": lambda c, k: c.get_key_rotation_status(KeyId=k),
+    "RotateKeyOnDemand": lambda c, k: c.rotate_key_on_demand(KeyId=k),
+    "ListKeyRotations": lambda c, k: c.list_key_rotations(KeyId=k),
+}
+
+
+def test_management_ops_refuse_aliases(kms):
+    accepted = []
+    for op, call in sorted(KEY_ID_OR_ARN_ONLY.items()):
+        for form in ("alias-name", "alias-arn"):
+            k = kms.create_key(Description="aliased")["KeyMetadata"]
+            name = f"alias/{unique('mgmt')}"
+            kms.create_alias(AliasName=name, TargetKeyId=k["KeyId"])
+            ident = name if form == "alias-name" else f"arn:aws:kms:{REGION}:{ACCOUNT1}:{name}"
+            try:
+                call(kms, ident)
+                accepted.append(f"{op} accepted an {form}")
+            except ClientError as e:
+                code = e.response["Error"]["Code"]
+                if code not in ("NotFoundException", "ValidationException"):
+                    accepted.append(f"{op} with an {form}: {code}")
+            md = kms.describe_key(KeyId=k["KeyId"])["KeyMetadata"]
+            if md["KeyState"] != "Enabled" or md["Description"] != "aliased":
+                accepted.append(f"{op} via {form} changed the key: {md['KeyState']} {md['Description']!r}")
+    assert not accepted, "\n".join(accepted)
