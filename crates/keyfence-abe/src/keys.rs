@@ -6,6 +6,7 @@ use std::fmt;
 use blstrs::Scalar;
 use ff::Field;
 use rand_core::{CryptoRng, RngCore};
+use subtle::ConstantTimeEq;
 
 use crate::attributes::{Attributes, BK_LABEL};
 use crate::hashing::hash_value;
@@ -18,14 +19,15 @@ pub struct MasterPublicKey {
 }
 
 /// The authority's master secret key: issues attribute keys. Zeroized on drop.
-#[derive(Clone, PartialEq, Eq)]
+/// Equality is decided in constant time.
+#[derive(Clone)]
 pub struct MasterSecretKey {
     pub(crate) sp: SecretParams,
 }
 
 /// A holder's attribute key: decrypts every ciphertext whose policy its attributes
-/// satisfy. Zeroized on drop.
-#[derive(Clone, PartialEq, Eq)]
+/// satisfy. Zeroized on drop. Equality is decided in constant time.
+#[derive(Clone)]
 pub struct AttributeKey {
     pub(crate) km: KeyMaterial,
 }
@@ -81,6 +83,22 @@ impl AttributeKey {
         Some(out)
     }
 }
+
+impl PartialEq for MasterSecretKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_bytes()[..].ct_eq(&other.to_bytes()[..]).into()
+    }
+}
+
+impl Eq for MasterSecretKey {}
+
+impl PartialEq for AttributeKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_bytes()[..].ct_eq(&other.to_bytes()[..]).into()
+    }
+}
+
+impl Eq for AttributeKey {}
 
 impl fmt::Debug for MasterPublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -31,7 +31,7 @@ pub(crate) struct PublicParams {
 }
 
 /// Master secret: `A`, `WᵀA`, the two halves of `(B̄ᵀ)⁻¹`, `k` and the PRF key.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub(crate) struct SecretParams {
     pub(crate) a: [[Scalar; 2]; 3],
     pub(crate) wta: [[Scalar; 2]; 4],
@@ -63,7 +63,7 @@ pub(crate) struct KeyAttr {
 
 /// Attribute-key material: `K1 = [As]_2`, `K2 = [WᵀAs + k]_1` and per label `K3`
 /// (plus the constant-term half for wildcard labels).
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub(crate) struct KeyMaterial {
     pub(crate) attrs: BTreeMap<String, KeyAttr>,
     pub(crate) k1: [G2Affine; 3],
