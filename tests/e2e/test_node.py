@@ -134,3 +134,66 @@ def test_config_file_only_with_region(tmp_path):
         assert n.metrics()
     finally:
         assert n.stop() == 0
+
+
+def run_server_expecting_exit(node, timeout=15):
+    """Start node's server command; it must exit (nonzero) by itself."""
+    p = subprocess.Popen(node.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.terminate()
+        out, _ = p.communicate()
+        raise AssertionError(f"keyfence kept running:\n{out[-2000:]}")
+    assert p.returncode != 0, out[-2000:]
+    return out
+
+
+def test_refuses_to_start_without_its_root_key(tmp_path):
+    """Losing or damaging the root key must stop the node, never silently
+    replace it (that would orphan every key and ciphertext)."""
+    n = Node(tmp_path)
+    n.start()
+    kms = n.boto3_client(1)
+    k = kms.create_key()["KeyMetadata"]["KeyId"]
+    blob = kms.encrypt(KeyId=k, Plaintext=b"precious")["CiphertextBlob"]
+    assert n.stop() == 0
+
+    secret_files = [f for f in n.data_dir.iterdir() if "root" in f.name]
+    assert secret_files, f"no root key file in {sorted(x.name for x in n.data_dir.iterdir())}"
+    rk = secret_files[0]
+    original = rk.read_bytes()
+
+    rk.unlink()
+    run_server_expecting_exit(n)
+    assert not rk.exists(), "a new root key was generated over existing data"
+
+    rk.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+    run_server_expecting_exit(n)
+
+    rk.write_bytes(original)
+    n.start()
+    try:
+        assert n.boto3_client(1).decrypt(CiphertextBlob=blob)["Plaintext"] == b"precious"
+    finally:
+        n.stop()
+
+
+def test_exits_when_port_in_use(tmp_path):
+    import socket
+
+    n = Node(tmp_path)
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", n.port))
+        s.listen()
+        out = run_server_expecting_exit(n)
+    assert str(n.port) in out
+
+
+def test_exits_on_bad_config(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("listen = [unclosed\n")
+    p = run("server", "--config", bad, "--data-dir", tmp_path / "d", timeout=15)
+    assert p.returncode != 0
+    assert "bad.toml" in p.stderr + p.stdout
