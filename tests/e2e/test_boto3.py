@@ -558,3 +558,18 @@ def test_durability_across_restart(node, new_key):
         assert kms.decrypt(CiphertextBlob=b)["Plaintext"] == pt
     # The development credential is unchanged across restarts.
     assert node.boto3_client(1, service="sts").get_caller_identity()["Account"] == ACCOUNT1
+
+
+def test_sts_auth_error_codes(node):
+    """STS answers authentication failures with its own codes (as AWS STS does:
+    scripts check `aws sts get-caller-identity` for InvalidClientTokenId)."""
+    good = node.creds[1]
+    unknown = Credential(random_access_key(), random_secret(), ACCOUNT1, "nobody")
+    wrong = Credential(good.access_key_id, random_secret(), ACCOUNT1, "admin")
+    codes = {}
+    for label, cred in (("unknown key", unknown), ("wrong secret", wrong)):
+        with pytest.raises(ClientError) as ei:
+            node.boto3_client(credential=cred, service="sts").get_caller_identity()
+        assert ei.value.response["ResponseMetadata"]["HTTPStatusCode"] in (400, 403)
+        codes[label] = ei.value.response["Error"]["Code"]
+    assert codes == {"unknown key": "InvalidClientTokenId", "wrong secret": "SignatureDoesNotMatch"}, codes
