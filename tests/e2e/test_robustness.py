@@ -397,3 +397,42 @@ def test_management_ops_refuse_aliases(kms):
             if md["KeyState"] != "Enabled" or md["Description"] != "aliased":
                 accepted.append(f"{op} via {form} changed the key: {md['KeyState']} {md['Description']!r}")
     assert not accepted, "\n".join(accepted)
+
+
+def test_sigv4_canonicalization_variants(node):
+    """Requests other SDKs produce: extra signed headers (values with runs of
+    spaces, x-amz-content-sha256), charset in Content-Type, query strings,
+    another path, and the localhost host name."""
+    import hashlib
+
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    cred = node.creds[1]
+    http = urllib3.PoolManager(ca_certs=str(node.ca_path), cert_reqs="CERT_REQUIRED")
+    body = b'{"Limit":1}'
+    variants = {
+        "charset": (node.endpoint + "/", {"Content-Type": "application/x-amz-json-1.1; charset=utf-8"}),
+        "spaces in signed header": (node.endpoint + "/", {"X-Custom": "  a   b  c "}),
+        "x-amz-content-sha256": (node.endpoint + "/", {"X-Amz-Content-Sha256": hashlib.sha256(body).hexdigest()}),
+        "query string": (node.endpoint + "/?foo=bar&a=%20b&a=c", {}),
+        "localhost": (f"https://localhost:{node.port}/", {}),
+    }
+    bad = []
+    for label, (url, extra) in variants.items():
+        h = {"Content-Type": "application/x-amz-json-1.1", "X-Amz-Target": "TrentService.ListKeys"}
+        h.update(extra)
+        req = AWSRequest(method="POST", url=url, data=body, headers=h)
+        SigV4Auth(Credentials(cred.access_key_id, cred.secret_access_key), "kms", REGION).add_auth(req)
+        p = req.prepare()
+        r = http.request("POST", p.url, body=p.body, headers=dict(p.headers), retries=False, timeout=10)
+        if r.status != 200 or "Keys" not in json.loads(r.data):
+            bad.append(f"{label}: {r.status} {r.data[:200]!r}")
+    assert not bad, "\n".join(bad)
+
+
+def test_unicode_description_and_tags(kms):
+    k = kms.create_key(Description="ключ ✓ 🔑", Tags=[{"TagKey": "名前", "TagValue": "値 ✓"}])["KeyMetadata"]
+    assert kms.describe_key(KeyId=k["KeyId"])["KeyMetadata"]["Description"] == "ключ ✓ 🔑"
+    assert kms.list_resource_tags(KeyId=k["KeyId"])["Tags"] == [{"TagKey": "名前", "TagValue": "値 ✓"}]
