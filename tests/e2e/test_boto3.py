@@ -152,6 +152,9 @@ def test_rotation(kms, key):
     kms.enable_key_rotation(KeyId=kid, RotationPeriodInDays=365)
     st = kms.get_key_rotation_status(KeyId=kid)
     assert st["KeyRotationEnabled"] is True and st["RotationPeriodInDays"] == 365
+    assert st["KeyId"] == key["Arn"]
+    until_next = st["NextRotationDate"] - datetime.datetime.now(datetime.timezone.utc)
+    assert datetime.timedelta(days=364) < until_next <= datetime.timedelta(days=365, minutes=5), until_next
     kms.enable_key_rotation(KeyId=kid)  # default period
     st = kms.get_key_rotation_status(KeyId=kid)
     assert st["RotationPeriodInDays"] == 365
