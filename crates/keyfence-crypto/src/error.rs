@@ -30,4 +30,10 @@ pub enum CryptoError {
     /// The underlying library refused the operation.
     #[error("cryptographic operation failed: {0}")]
     Operation(&'static str),
+    /// The algorithm, message type or operation does not apply to this key spec.
+    #[error("incompatible: {0}")]
+    Incompatible(&'static str),
+    /// A valid request that the underlying library cannot perform.
+    #[error("unsupported: {0}")]
+    Unsupported(&'static str),
 }

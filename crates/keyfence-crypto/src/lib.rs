@@ -5,6 +5,7 @@
 //! prints no material, and every parser of untrusted bytes returns a typed error.
 
 pub mod aead;
+pub mod asym;
 pub mod blob;
 pub mod ct;
 pub mod error;
