@@ -173,4 +173,39 @@ mod tests {
             Err(CryptoError::Malformed { .. })
         ));
     }
+
+    fn h(s: &str) -> Vec<u8> {
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect()
+    }
+
+    /// NIST CAVP SP 800-38F KWP vectors (KWP_AE_128/256 and KWP_AD_128,
+    /// COUNT 0). RFC 5649's own examples use a 192-bit KEK, which aws-lc-rs
+    /// key wrap does not offer.
+    #[test]
+    fn nist_kwp_known_answers() {
+        for (key, pt, ct) in [
+            (
+                "6decf10a1caf8e3b80c7a4be8c9c84e8",
+                "49",
+                "01a7d657fc4a5b216f261cca4d052c2b",
+            ),
+            (
+                "068b05d005902438bb7a837c18ca4d7abab63c7de558993df68492b3cf3c1c3c",
+                "24",
+                "d54525e33b8d29aa1497ffeb13acd10a",
+            ),
+            (
+                "49319c331231cd6bf74c2f70b07fcc5c",
+                "e4",
+                "9c211f32f8b341f32b052fed5f31a387",
+            ),
+        ] {
+            let (key, pt, ct) = (h(key), h(pt), h(ct));
+            assert_eq!(aes_kwp_wrap(&key, &pt).unwrap(), ct);
+            assert_eq!(aes_kwp_unwrap(&key, &ct).unwrap().expose(), &pt[..]);
+        }
+    }
 }
