@@ -24,6 +24,8 @@
 //! assert_eq!(key.decrypt(&ct).unwrap(), b"policy key");
 //! ```
 
+#![deny(missing_docs)]
+
 mod attributes;
 mod cca;
 mod circl;

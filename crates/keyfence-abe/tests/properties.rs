@@ -98,4 +98,27 @@ proptest! {
     fn parser_never_panics(s in "[a-z:() ]{0,40}") {
         let _ = Policy::parse(&s);
     }
+
+    #[test]
+    fn decoders_never_panic_on_arbitrary_bytes(
+        body in proptest::collection::vec(any::<u8>(), 0..600),
+        kind in 1u8..=6,
+    ) {
+        // With a valid native prefix, so decoding gets past the first check.
+        let mut bytes = vec![b'k', b'f', kind, 1];
+        bytes.extend_from_slice(&body);
+        let _ = keyfence_abe::MasterPublicKey::from_bytes(&bytes);
+        let _ = keyfence_abe::MasterSecretKey::from_bytes(&bytes);
+        let _ = keyfence_abe::AttributeKey::from_bytes(&bytes);
+        let _ = keyfence_abe::Ciphertext::from_bytes(&bytes);
+        let _ = Policy::from_bytes(&bytes);
+        let _ = Attributes::from_bytes(&bytes);
+        let _ = keyfence_abe::MasterPublicKey::from_circl_bytes(&body);
+        let _ = keyfence_abe::MasterSecretKey::from_circl_bytes(&body);
+        let _ = keyfence_abe::AttributeKey::from_circl_bytes(&body);
+        let _ = keyfence_abe::Ciphertext::from_circl_bytes(&body);
+        let mut v138 = b"v1.3.8".to_vec();
+        v138.extend_from_slice(&body);
+        let _ = keyfence_abe::Ciphertext::from_circl_bytes(&v138);
+    }
 }
