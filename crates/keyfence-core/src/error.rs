@@ -47,6 +47,21 @@ pub enum KmsError {
     /// The operation or parameter value is not supported by this service.
     #[error("{0}")]
     UnsupportedOperation(String),
+    /// Verify found that the signature does not match.
+    #[error("{0}")]
+    InvalidSignature(String),
+    /// VerifyMac found that the MAC does not match.
+    #[error("{0}")]
+    InvalidMac(String),
+    /// The import token is not the one issued for this key.
+    #[error("{0}")]
+    InvalidImportToken(String),
+    /// The import token has expired.
+    #[error("{0}")]
+    ExpiredImportToken(String),
+    /// Imported material differs from what the key held before.
+    #[error("{0}")]
+    IncorrectKeyMaterial(String),
     /// An internal failure; details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),

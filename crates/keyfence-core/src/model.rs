@@ -6,12 +6,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::{clock::Timestamp, ids::AliasName, KeyId, KmsError};
 
-/// What kind of key material a KMS key holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub use keyfence_crypto::asym::KeyUsage;
+use keyfence_crypto::asym::{self, EncryptionAlgorithm};
+
+/// What kind of key material a KMS key holds (AWS `KeySpec`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeySpec {
-    /// AES-256-GCM envelope encryption.
-    #[serde(rename = "SYMMETRIC_DEFAULT")]
+    /// AES-256-GCM envelope encryption (`SYMMETRIC_DEFAULT`).
     SymmetricDefault,
+    /// An asymmetric, HMAC or KEM key.
+    Asymmetric(asym::KeySpec),
 }
 
 impl KeySpec {
@@ -19,52 +23,91 @@ impl KeySpec {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::SymmetricDefault => "SYMMETRIC_DEFAULT",
+            Self::Asymmetric(s) => s.aws_name(),
         }
     }
 
-    /// Parses an AWS KeySpec name; specs this build does not implement are refused.
+    /// Parses an AWS KeySpec name.
     pub fn parse(s: &str) -> Result<Self, KmsError> {
         match s {
             "SYMMETRIC_DEFAULT" => Ok(Self::SymmetricDefault),
-            other => Err(KmsError::UnsupportedOperation(format!(
-                "KeySpec {other} is not supported by this keyfence release"
-            ))),
+            "SM2" => Err(KmsError::UnsupportedOperation(
+                "KeySpec SM2 is available only in AWS China Regions and is not supported by keyfence".into(),
+            )),
+            other => asym::KeySpec::from_aws_name(other).map(Self::Asymmetric).ok_or_else(|| {
+                KmsError::Validation(format!(
+                    "1 validation error detected: Value '{other}' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set"
+                ))
+            }),
         }
     }
 
-    /// Encryption algorithms the spec supports.
-    pub fn encryption_algorithms(self) -> &'static [&'static str] {
+    /// The usages AWS allows for the spec.
+    pub fn key_usages(self) -> &'static [KeyUsage] {
         match self {
-            Self::SymmetricDefault => &["SYMMETRIC_DEFAULT"],
+            Self::SymmetricDefault => &[KeyUsage::EncryptDecrypt],
+            Self::Asymmetric(s) => s.key_usages(),
+        }
+    }
+
+    /// Encryption algorithms the spec supports, by AWS name.
+    pub fn encryption_algorithms(self) -> Vec<&'static str> {
+        match self {
+            Self::SymmetricDefault => vec!["SYMMETRIC_DEFAULT"],
+            Self::Asymmetric(s) => s
+                .encryption_algorithms()
+                .iter()
+                .map(EncryptionAlgorithm::aws_name)
+                .collect(),
+        }
+    }
+
+    /// The asymmetric spec, if this is not a symmetric key.
+    pub fn asymmetric(self) -> Option<asym::KeySpec> {
+        match self {
+            Self::SymmetricDefault => None,
+            Self::Asymmetric(s) => Some(s),
         }
     }
 }
 
-/// What a key may be used for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum KeyUsage {
-    /// Encrypt, Decrypt, ReEncrypt, GenerateDataKey*.
-    #[serde(rename = "ENCRYPT_DECRYPT")]
-    EncryptDecrypt,
+impl Serialize for KeySpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
 }
 
-impl KeyUsage {
-    /// The AWS name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::EncryptDecrypt => "ENCRYPT_DECRYPT",
-        }
+impl<'de> Deserialize<'de> for KeySpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Self::parse(&name).map_err(serde::de::Error::custom)
     }
+}
 
-    /// Parses an AWS KeyUsage name valid for `spec`.
-    pub fn parse_for(s: &str, spec: KeySpec) -> Result<Self, KmsError> {
-        match (s, spec) {
-            ("ENCRYPT_DECRYPT", KeySpec::SymmetricDefault) => Ok(Self::EncryptDecrypt),
-            (other, spec) => Err(KmsError::Validation(format!(
-                "KeyUsage {other} is not compatible with KeySpec {}",
+/// Checks a KeyUsage name against a spec (ValidationException if they do not fit).
+pub fn parse_usage_for(name: &str, spec: KeySpec) -> Result<KeyUsage, KmsError> {
+    KeyUsage::from_aws_name(name)
+        .filter(|u| spec.key_usages().contains(u))
+        .ok_or_else(|| {
+            KmsError::Validation(format!(
+                "KeyUsage {name} is not compatible with KeySpec {}",
                 spec.as_str()
-            ))),
-        }
+            ))
+        })
+}
+
+/// Serde for [`KeyUsage`] by its AWS name.
+mod usage_serde {
+    use super::KeyUsage;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(u: &KeyUsage, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(u.aws_name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<KeyUsage, D::Error> {
+        let name = String::deserialize(d)?;
+        KeyUsage::from_aws_name(&name).ok_or_else(|| serde::de::Error::custom("unknown key usage"))
     }
 }
 
@@ -74,13 +117,70 @@ pub enum Origin {
     /// Generated by keyfence.
     #[serde(rename = "AWS_KMS")]
     AwsKms,
+    /// Imported by the customer.
+    #[serde(rename = "EXTERNAL")]
+    External,
 }
 
 impl Origin {
     /// The AWS name.
     pub fn as_str(self) -> &'static str {
-        "AWS_KMS"
+        match self {
+            Self::AwsKms => "AWS_KMS",
+            Self::External => "EXTERNAL",
+        }
     }
+}
+
+/// Whether imported material expires (AWS `ExpirationModelType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpirationModel {
+    /// The material is deleted at `ValidTo`.
+    #[serde(rename = "KEY_MATERIAL_EXPIRES")]
+    Expires,
+    /// The material stays until deleted.
+    #[serde(rename = "KEY_MATERIAL_DOES_NOT_EXPIRE")]
+    DoesNotExpire,
+}
+
+impl ExpirationModel {
+    /// The AWS name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Expires => "KEY_MATERIAL_EXPIRES",
+            Self::DoesNotExpire => "KEY_MATERIAL_DOES_NOT_EXPIRE",
+        }
+    }
+}
+
+/// Parameters handed out by GetParametersForImport, awaiting ImportKeyMaterial.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingImportParameters {
+    /// Random token id (the import token carries it).
+    pub token: Vec<u8>,
+    /// The wrapping private key, wrapped under the current domain key.
+    pub wrapped_private_key: Vec<u8>,
+    /// Which domain key wraps it.
+    pub domain_key_id: u32,
+    /// Wrapping key spec AWS name.
+    pub wrapping_key_spec: String,
+    /// Wrapping algorithm name.
+    pub wrapping_algorithm: String,
+    /// When the token stops being accepted.
+    pub valid_to: Timestamp,
+}
+
+/// Commitment to imported material, so a re-import must bring the same bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportState {
+    /// Expiration model of the current import.
+    pub expiration_model: Option<ExpirationModel>,
+    /// When the material expires.
+    pub valid_to: Option<Timestamp>,
+    /// HMAC-SHA256 commitment to the first material imported (keyed per key).
+    pub material_commitment: Option<Vec<u8>>,
+    /// Outstanding import parameters.
+    pub pending: Option<PendingImportParameters>,
 }
 
 /// Lifecycle state of a key.
@@ -92,6 +192,8 @@ pub enum KeyState {
     Disabled,
     /// Scheduled for destruction; refuses cryptographic operations.
     PendingDeletion,
+    /// Created with origin EXTERNAL and waiting for (or after deletion of) its material.
+    PendingImport,
 }
 
 impl KeyState {
@@ -101,6 +203,7 @@ impl KeyState {
             Self::Enabled => "Enabled",
             Self::Disabled => "Disabled",
             Self::PendingDeletion => "PendingDeletion",
+            Self::PendingImport => "PendingImport",
         }
     }
 }
@@ -170,6 +273,7 @@ pub struct KeyMetadata {
     /// Material kind.
     pub spec: KeySpec,
     /// Allowed use.
+    #[serde(with = "usage_serde")]
     pub usage: KeyUsage,
     /// Material origin.
     pub origin: Origin,
@@ -181,12 +285,24 @@ pub struct KeyMetadata {
     pub current_version: u32,
     /// Tags, by key.
     pub tags: BTreeMap<String, String>,
+    /// Imported-material state (origin EXTERNAL only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub import: Option<ImportState>,
 }
 
 impl KeyMetadata {
     /// The key's ARN.
     pub fn arn(&self) -> String {
         crate::ids::key_arn(&self.region, &self.account, &self.id)
+    }
+
+    /// Whether imported material has passed its ValidTo.
+    pub fn is_import_expired(&self, now: Timestamp) -> bool {
+        matches!(self.state, KeyState::Enabled | KeyState::Disabled)
+            && self.import.as_ref().is_some_and(|i| {
+                i.expiration_model == Some(ExpirationModel::Expires)
+                    && i.valid_to.is_some_and(|t| t <= now)
+            })
     }
 
     /// Whether the key is pending deletion and its date has come.

@@ -3,19 +3,18 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use keyfence_crypto::SymmetricKey;
-
+use super::material::Material;
 use crate::model::{Alias, KeyMetadata};
 use crate::KeyId;
 
 /// A key's metadata with its unwrapped backing keys, by version.
 pub(super) struct CachedKey {
     pub meta: KeyMetadata,
-    pub versions: Arc<BTreeMap<u32, SymmetricKey>>,
+    pub versions: Arc<BTreeMap<u32, Material>>,
 }
 
 impl CachedKey {
-    pub fn new(meta: KeyMetadata, versions: BTreeMap<u32, SymmetricKey>) -> Self {
+    pub fn new(meta: KeyMetadata, versions: BTreeMap<u32, Material>) -> Self {
         Self {
             meta,
             versions: Arc::new(versions),

@@ -8,9 +8,11 @@ use keyfence_crypto::{rand, Secret};
 
 use super::cache::CachedKey;
 use super::lifecycle::require_enabled;
+use super::material::Material;
 use super::Kms;
-use crate::model::KeyUsage;
+use crate::model::{KeyMetadata, KeySpec, KeyUsage};
 use crate::{EncryptionContext, KeyId, KmsError};
+use keyfence_crypto::asym::EncryptionAlgorithm;
 
 /// Plaintext limit of Encrypt (AWS: 4,096 bytes).
 pub const MAX_PLAINTEXT: usize = 4096;
@@ -102,19 +104,52 @@ fn check_byte_count(n: i64, field: &str) -> Result<usize, KmsError> {
     }
 }
 
-fn check_algorithm(algorithm: Option<&str>) -> Result<(), KmsError> {
-    match algorithm {
-        None | Some(SYMMETRIC_DEFAULT) => Ok(()),
-        Some(other) => Err(KmsError::InvalidKeyUsage(format!(
-            "The encryption algorithm {other} is not compatible with a symmetric KMS key"
-        ))),
+/// How a key encrypts, decided by its spec and the requested algorithm.
+enum Scheme {
+    /// keyfence's symmetric envelope (SYMMETRIC_DEFAULT).
+    Envelope,
+    /// RSAES-OAEP with the key's RSA key pair.
+    Rsa(EncryptionAlgorithm),
+}
+
+fn scheme(meta: &KeyMetadata, algorithm: Option<&str>) -> Result<Scheme, KmsError> {
+    let incompatible = |name: &str| {
+        KmsError::InvalidKeyUsage(format!(
+            "The encryption algorithm {name} is not compatible with {} ({})",
+            meta.arn(),
+            meta.spec.as_str()
+        ))
+    };
+    match meta.spec {
+        KeySpec::SymmetricDefault => match algorithm {
+            None | Some(SYMMETRIC_DEFAULT) => Ok(Scheme::Envelope),
+            Some(other) => Err(incompatible(other)),
+        },
+        KeySpec::Asymmetric(spec) => {
+            let name = algorithm.unwrap_or(SYMMETRIC_DEFAULT);
+            EncryptionAlgorithm::from_aws_name(name)
+                .filter(|a| spec.encryption_algorithms().contains(a))
+                .map(Scheme::Rsa)
+                .ok_or_else(|| incompatible(name))
+        }
     }
 }
 
 fn require_encrypt_decrypt(key: &CachedKey) -> Result<(), KmsError> {
-    match key.meta.usage {
-        KeyUsage::EncryptDecrypt => Ok(()),
+    if key.meta.usage != KeyUsage::EncryptDecrypt {
+        return Err(KmsError::InvalidKeyUsage(format!(
+            "{} has KeyUsage {}; this operation needs ENCRYPT_DECRYPT",
+            key.meta.arn(),
+            key.meta.usage.aws_name()
+        )));
     }
+    Ok(())
+}
+
+fn invalid_ciphertext() -> KmsError {
+    KmsError::InvalidCiphertext(
+        "The ciphertext is invalid or was not encrypted under this encryption context.".into(),
+    )
 }
 
 impl Kms {
@@ -125,26 +160,74 @@ impl Kms {
         Ok(key)
     }
 
-    fn seal_with(
+    /// A symmetric encryption key that may protect generated data keys.
+    pub(super) fn data_key_encryption_key(
+        &self,
+        account: &str,
+        key_ref: &str,
+    ) -> Result<Arc<CachedKey>, KmsError> {
+        let key = self.encryption_key(account, key_ref)?;
+        if key.meta.spec != KeySpec::SymmetricDefault {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "{} is an asymmetric key; data keys are encrypted under symmetric encryption keys",
+                key.meta.arn()
+            )));
+        }
+        Ok(key)
+    }
+
+    /// Encrypts a data key (or data key pair's private key) under a symmetric key.
+    pub(super) fn seal_data_key(
+        key: &CachedKey,
+        context: &EncryptionContext,
+        secret: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        Self::encrypt_with(key, context, secret, None)
+    }
+
+    pub(super) fn current_material(key: &CachedKey) -> Result<&Material, KmsError> {
+        let version = key.meta.current_version;
+        key.versions
+            .get(&version)
+            .ok_or_else(|| KmsError::Internal(format!("{} has no version {version}", key.meta.id)))
+    }
+
+    /// Encrypts under the key's newest version with the scheme the key and algorithm select.
+    fn encrypt_with(
         key: &CachedKey,
         context: &EncryptionContext,
         plaintext: &[u8],
+        algorithm: Option<&str>,
     ) -> Result<Vec<u8>, KmsError> {
-        let version = key.meta.current_version;
-        let material = key.versions.get(&version).ok_or_else(|| {
-            KmsError::Internal(format!("{} has no version {version}", key.meta.id))
-        })?;
-        let blob = blob::seal(
-            material,
-            *key.meta.id.as_bytes(),
-            version,
-            &context.canonical_bytes(),
-            plaintext,
-        )?;
-        Ok(blob.to_bytes())
+        let material = Self::current_material(key)?;
+        match (scheme(&key.meta, algorithm)?, material) {
+            (Scheme::Envelope, Material::Symmetric(k)) => {
+                let version = key.meta.current_version;
+                let blob = blob::seal(
+                    k,
+                    *key.meta.id.as_bytes(),
+                    version,
+                    &context.canonical_bytes(),
+                    plaintext,
+                )?;
+                Ok(blob.to_bytes())
+            }
+            (Scheme::Rsa(alg), Material::Private(k)) => k.encrypt(alg, plaintext).map_err(|e| {
+                KmsError::Validation(format!(
+                    "Plaintext of {} bytes cannot be encrypted with {} under {}: {e}",
+                    plaintext.len(),
+                    alg.aws_name(),
+                    key.meta.spec.as_str()
+                ))
+            }),
+            _ => Err(KmsError::Internal(format!(
+                "{} material does not match its spec",
+                key.meta.id
+            ))),
+        }
     }
 
-    /// Encrypt: at most 4,096 bytes of plaintext under the key's newest version.
+    /// Encrypt: at most 4,096 bytes of plaintext (less for RSA, as the padding allows).
     pub fn encrypt(
         &self,
         account: &str,
@@ -159,15 +242,15 @@ impl Kms {
                 plaintext.len()
             )));
         }
-        check_algorithm(algorithm)?;
         let key = self.encryption_key(account, key_ref)?;
         Ok(EncryptOutput {
-            ciphertext: Self::seal_with(&key, context, plaintext)?,
+            ciphertext: Self::encrypt_with(&key, context, plaintext, algorithm)?,
             key_arn: key.meta.arn(),
         })
     }
 
-    /// Decrypt: the blob names its key; `key_ref`, if given, must be that key.
+    /// Decrypt: a symmetric blob names its key (`key_ref`, if given, must be
+    /// that key); an RSA ciphertext needs `key_ref` and the algorithm.
     pub fn decrypt(
         &self,
         account: &str,
@@ -176,20 +259,21 @@ impl Kms {
         key_ref: Option<&str>,
         algorithm: Option<&str>,
     ) -> Result<DecryptOutput, KmsError> {
-        check_algorithm(algorithm)?;
-        let (key, plaintext) = self.open_blob(account, ciphertext, context, key_ref)?;
+        let (key, plaintext) =
+            self.decrypt_any(account, ciphertext, context, key_ref, algorithm)?;
         Ok(DecryptOutput {
             plaintext,
             key_arn: key.meta.arn(),
         })
     }
 
-    fn open_blob(
+    fn decrypt_any(
         &self,
         account: &str,
         ciphertext: &[u8],
         context: &EncryptionContext,
         key_ref: Option<&str>,
+        algorithm: Option<&str>,
     ) -> Result<(Arc<CachedKey>, Secret), KmsError> {
         if ciphertext.is_empty() || ciphertext.len() > MAX_CIPHERTEXT {
             return Err(KmsError::Validation(format!(
@@ -197,31 +281,44 @@ impl Kms {
                 ciphertext.len()
             )));
         }
-        let invalid = || {
-            KmsError::InvalidCiphertext(
-                "The ciphertext is invalid or was not encrypted under this encryption context."
-                    .into(),
-            )
-        };
-        let blob = CiphertextBlob::parse(ciphertext).map_err(|_| invalid())?;
+        let named = key_ref.map(|r| self.resolve(account, r)).transpose()?;
+        if let Some(key) = named
+            .as_ref()
+            .filter(|k| k.meta.spec != KeySpec::SymmetricDefault)
+        {
+            require_enabled(&key.meta)?;
+            require_encrypt_decrypt(key)?;
+            let Scheme::Rsa(alg) = scheme(&key.meta, algorithm)? else {
+                return Err(KmsError::Internal(
+                    "asymmetric key selected the envelope scheme".into(),
+                ));
+            };
+            let private = Self::current_material(key)?.private().ok_or_else(|| {
+                KmsError::Internal(format!("{} material does not match its spec", key.meta.id))
+            })?;
+            let plaintext = private
+                .decrypt(alg, ciphertext)
+                .map_err(|_| invalid_ciphertext())?;
+            return Ok((Arc::clone(key), plaintext));
+        }
+        let blob = CiphertextBlob::parse(ciphertext).map_err(|_| invalid_ciphertext())?;
         let id = KeyId::from_bytes(blob.header.key_id);
         let key = self.resolve(account, &id.to_string())?;
-        if let Some(named) = key_ref {
-            let named = self.resolve(account, named)?;
-            if named.meta.id != key.meta.id {
-                return Err(KmsError::IncorrectKey(
-                    "The key ID in the request does not identify a KMS key that can perform this operation.".into(),
-                ));
-            }
+        if named.is_some_and(|n| n.meta.id != key.meta.id) {
+            return Err(KmsError::IncorrectKey(
+                "The key ID in the request does not identify a KMS key that can perform this operation.".into(),
+            ));
         }
         require_enabled(&key.meta)?;
         require_encrypt_decrypt(&key)?;
+        scheme(&key.meta, algorithm)?;
         let material = key
             .versions
             .get(&blob.header.key_version)
-            .ok_or_else(invalid)?;
-        let plaintext =
-            blob::open(material, &blob, &context.canonical_bytes()).map_err(|_| invalid())?;
+            .and_then(Material::symmetric)
+            .ok_or_else(invalid_ciphertext)?;
+        let plaintext = blob::open(material, &blob, &context.canonical_bytes())
+            .map_err(|_| invalid_ciphertext())?;
         Ok((key, Secret::new(plaintext)))
     }
 
@@ -239,13 +336,22 @@ impl Kms {
         source_algorithm: Option<&str>,
         destination_algorithm: Option<&str>,
     ) -> Result<ReEncryptOutput, KmsError> {
-        check_algorithm(source_algorithm)?;
-        check_algorithm(destination_algorithm)?;
         let destination = self.encryption_key(account, destination_key_ref)?;
-        let (source, plaintext) =
-            self.open_blob(account, ciphertext, source_context, source_key_ref)?;
+        scheme(&destination.meta, destination_algorithm)?;
+        let (source, plaintext) = self.decrypt_any(
+            account,
+            ciphertext,
+            source_context,
+            source_key_ref,
+            source_algorithm,
+        )?;
         Ok(ReEncryptOutput {
-            ciphertext: Self::seal_with(&destination, destination_context, plaintext.expose())?,
+            ciphertext: Self::encrypt_with(
+                &destination,
+                destination_context,
+                plaintext.expose(),
+                destination_algorithm,
+            )?,
             source_key_arn: source.meta.arn(),
             key_arn: destination.meta.arn(),
         })
@@ -260,11 +366,11 @@ impl Kms {
         context: &EncryptionContext,
         with_plaintext: bool,
     ) -> Result<DataKeyOutput, KmsError> {
-        let key = self.encryption_key(account, key_ref)?;
+        let key = self.data_key_encryption_key(account, key_ref)?;
         let DataKeySize::Bytes(n) = size;
         let data_key = Secret::random(n)?;
         Ok(DataKeyOutput {
-            ciphertext: Self::seal_with(&key, context, data_key.expose())?,
+            ciphertext: Self::encrypt_with(&key, context, data_key.expose(), None)?,
             plaintext: with_plaintext.then_some(data_key),
             key_arn: key.meta.arn(),
         })

@@ -2,12 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use keyfence_crypto::SymmetricKey;
-
 use super::cache::CachedKey;
+use super::material::Material;
 use super::{tags, Kms};
 use crate::clock::Timestamp;
-use crate::model::{KeyMetadata, KeySpec, KeyState, KeyUsage, Origin, RotationSchedule};
+use crate::model::{
+    parse_usage_for, ImportState, KeyMetadata, KeySpec, KeyState, Origin, RotationSchedule,
+};
 use crate::page::{self, Page};
 use crate::{KeyId, KmsError};
 
@@ -69,6 +70,10 @@ pub(super) fn require_enabled(meta: &KeyMetadata) -> Result<(), KmsError> {
             "{} is pending deletion.",
             meta.arn()
         ))),
+        KeyState::PendingImport => Err(KmsError::InvalidState(format!(
+            "{} is pending import.",
+            meta.arn()
+        ))),
     }
 }
 
@@ -80,18 +85,19 @@ impl Kms {
         input: CreateKeyInput,
     ) -> Result<KeyMetadata, KmsError> {
         let spec = KeySpec::parse(input.key_spec.as_deref().unwrap_or("SYMMETRIC_DEFAULT"))?;
-        let usage = KeyUsage::parse_for(
+        let usage = parse_usage_for(
             input.key_usage.as_deref().unwrap_or("ENCRYPT_DECRYPT"),
             spec,
         )?;
-        match input.origin.as_deref().unwrap_or("AWS_KMS") {
-            "AWS_KMS" => {}
+        let origin = match input.origin.as_deref().unwrap_or("AWS_KMS") {
+            "AWS_KMS" => Origin::AwsKms,
+            "EXTERNAL" => Origin::External,
             other => {
                 return Err(KmsError::UnsupportedOperation(format!(
-                    "Origin {other} is not supported by this keyfence release"
+                    "Origin {other} is not supported by keyfence"
                 )))
             }
-        }
+        };
         let description = input.description.unwrap_or_default();
         check_description(&description)?;
         let mut tag_map = BTreeMap::new();
@@ -99,32 +105,42 @@ impl Kms {
 
         let now = self.now();
         let id = KeyId::generate()?;
+        let external = origin == Origin::External;
         let meta = KeyMetadata {
             id,
             account: account.to_string(),
             region: self.region.clone(),
             description,
             created: now,
-            state: KeyState::Enabled,
+            state: if external {
+                KeyState::PendingImport
+            } else {
+                KeyState::Enabled
+            },
             deletion_date: None,
             pending_window_days: None,
             spec,
             usage,
-            origin: Origin::AwsKms,
+            origin,
             rotation: RotationSchedule::default(),
             rotations: Vec::new(),
-            current_version: 1,
+            current_version: if external { 0 } else { 1 },
             tags: tag_map,
+            import: external.then(ImportState::default),
         };
-        let material = SymmetricKey::generate()?;
-        let record = self.domain.wrap(&id, 1, &material, now)?;
+        let versions = if external {
+            BTreeMap::new()
+        } else {
+            BTreeMap::from([(1, Material::generate(spec)?)])
+        };
+        let records = versions
+            .iter()
+            .map(|(v, m)| self.domain.wrap(&id, *v, m, now))
+            .collect::<Result<Vec<_>, _>>()?;
         let _w = self.lock_writer();
-        self.store
-            .insert_key(&meta, std::slice::from_ref(&record))?;
-        self.write_cache().put(CachedKey::new(
-            meta.clone(),
-            BTreeMap::from([(1, material)]),
-        ));
+        self.store.insert_key(&meta, &records)?;
+        self.write_cache()
+            .put(CachedKey::new(meta.clone(), versions));
         Ok(meta)
     }
 

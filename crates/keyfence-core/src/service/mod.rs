@@ -2,18 +2,23 @@
 //! written through to the [`Store`] before any change is acknowledged.
 
 mod aliases;
+mod asymmetric;
 mod cache;
 mod crypto_ops;
+mod import;
 mod lifecycle;
+mod material;
 mod rotation;
 mod tags;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use keyfence_crypto::{wrap, SymmetricKey};
+use keyfence_crypto::SymmetricKey;
 
+pub use asymmetric::{DataKeyPairOutput, SignOutput};
 pub use crypto_ops::{DataKeyOutput, DataKeySize, DecryptOutput, EncryptOutput, ReEncryptOutput};
+pub use import::ImportParameters;
 pub use lifecycle::{CreateKeyInput, DeletionScheduled};
 pub use rotation::RotationStatus;
 
@@ -21,63 +26,11 @@ use crate::clock::{Clock, Timestamp};
 use crate::ids::{KeyId, KeyRef};
 use crate::model::{Alias, KeyMetadata};
 use crate::root::RootOfTrust;
-use crate::store::{DomainKeyRecord, Store, VersionRecord};
+use crate::store::{DomainKeyRecord, Store};
 use crate::KmsError;
 
 use cache::{Cache, CachedKey};
-
-/// Domain keys: the newest wraps new material, every one unwraps.
-struct DomainKeys {
-    current: u32,
-    keys: HashMap<u32, SymmetricKey>,
-}
-
-impl DomainKeys {
-    fn binding(key_id: &KeyId, version: u32, domain_key_id: u32) -> Vec<u8> {
-        let mut b = b"keyfence/v1/backing-key/".to_vec();
-        b.extend_from_slice(key_id.as_bytes());
-        b.extend_from_slice(&version.to_be_bytes());
-        b.extend_from_slice(&domain_key_id.to_be_bytes());
-        b
-    }
-
-    fn wrap(
-        &self,
-        key_id: &KeyId,
-        version: u32,
-        material: &SymmetricKey,
-        now: Timestamp,
-    ) -> Result<VersionRecord, KmsError> {
-        let dk = &self.keys[&self.current];
-        Ok(VersionRecord {
-            key_id: *key_id,
-            version,
-            domain_key_id: self.current,
-            wrapped: wrap::wrap(dk, &Self::binding(key_id, version, self.current), material)?,
-            created: now,
-        })
-    }
-
-    fn unwrap(&self, record: &VersionRecord) -> Result<SymmetricKey, KmsError> {
-        let dk = self.keys.get(&record.domain_key_id).ok_or_else(|| {
-            KmsError::Internal(format!(
-                "domain key {} of {} is missing",
-                record.domain_key_id, record.key_id
-            ))
-        })?;
-        wrap::unwrap(
-            dk,
-            &Self::binding(&record.key_id, record.version, record.domain_key_id),
-            &record.wrapped,
-        )
-        .map_err(|_| {
-            KmsError::Internal(format!(
-                "backing key {} v{} does not unwrap",
-                record.key_id, record.version
-            ))
-        })
-    }
-}
+use material::DomainKeys;
 
 /// A KMS for one node: keys, aliases and their material, cached in memory and
 /// persisted through a [`Store`].
@@ -129,7 +82,7 @@ impl Kms {
         for stored in snapshot.keys {
             let mut versions = std::collections::BTreeMap::new();
             for v in &stored.versions {
-                versions.insert(v.version, domain.unwrap(v)?);
+                versions.insert(v.version, domain.unwrap(v, stored.metadata.spec)?);
             }
             cache.put(CachedKey::new(stored.metadata, versions));
         }
@@ -267,6 +220,9 @@ impl Kms {
         for key in keys {
             if key.meta.is_due_for_destruction(now) {
                 self.destroy(&key.meta.id)?;
+                changed += 1;
+            } else if key.meta.is_import_expired(now) {
+                self.expire_imported_material(&key.meta.id)?;
                 changed += 1;
             } else if key.meta.rotation.enabled
                 && key.meta.rotation.next_rotation.is_some_and(|t| t <= now)

@@ -1,13 +1,12 @@
 //! Rotation: each rotation adds a backing key version; the newest encrypts,
 //! every older one still decrypts.
 
-use keyfence_crypto::SymmetricKey;
-
 use super::cache::CachedKey;
 use super::lifecycle::{require_enabled, require_not_pending_deletion};
+use super::material::Material;
 use super::Kms;
 use crate::clock::Timestamp;
-use crate::model::{KeyMetadata, KeyState, RotationRecord, RotationType};
+use crate::model::{KeyMetadata, KeySpec, KeyState, Origin, RotationRecord, RotationType};
 use crate::page::{self, Page};
 use crate::{KeyId, KmsError};
 
@@ -29,6 +28,24 @@ pub struct RotationStatus {
     pub next_rotation: Option<Timestamp>,
 }
 
+/// Only symmetric keys with keyfence-generated material rotate, as in AWS.
+fn require_rotatable(meta: &KeyMetadata) -> Result<(), KmsError> {
+    if meta.spec != KeySpec::SymmetricDefault {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "{} is a {} key; only symmetric encryption keys can be rotated",
+            meta.arn(),
+            meta.spec.as_str()
+        )));
+    }
+    if meta.origin != Origin::AwsKms {
+        return Err(KmsError::UnsupportedOperation(format!(
+            "{} has imported key material; rotate it by importing new material into a new key",
+            meta.arn()
+        )));
+    }
+    Ok(())
+}
+
 impl Kms {
     /// EnableKeyRotation: RotationPeriodInDays 90–2560 (default 365).
     pub fn enable_key_rotation(
@@ -47,6 +64,7 @@ impl Kms {
         let now = self.now();
         self.update_metadata(account, key_ref, |m| {
             require_enabled(m)?;
+            require_rotatable(m)?;
             m.rotation.enabled = true;
             m.rotation.period_days = Some(days);
             m.rotation.next_rotation = Some(now.plus_days(days));
@@ -94,6 +112,7 @@ impl Kms {
         let _w = self.lock_writer();
         let key = self.resolve_locked(account, key_ref)?;
         require_enabled(&key.meta)?;
+        require_rotatable(&key.meta)?;
         let on_demand = key
             .meta
             .rotations
@@ -128,7 +147,7 @@ impl Kms {
     fn add_version(&self, key: &CachedKey, kind: RotationType) -> Result<KeyMetadata, KmsError> {
         let now = self.now();
         let version = key.meta.current_version + 1;
-        let material = SymmetricKey::generate()?;
+        let material = Material::generate(key.meta.spec)?;
         let record = self.domain.wrap(&key.meta.id, version, &material, now)?;
         let mut meta = key.meta.clone();
         meta.current_version = version;

@@ -10,7 +10,7 @@ use super::*;
 use crate::clock::ManualClock;
 use crate::model::KeyState;
 use crate::root::LocalRootKey;
-use crate::store::{Snapshot, StoreError, StoredKey};
+use crate::store::{Snapshot, StoreError, StoredKey, VersionRecord};
 use crate::EncryptionContext;
 
 /// A store that keeps everything in memory; shared between Kms instances to simulate restarts.
@@ -542,4 +542,434 @@ fn list_keys_pages_and_tags() {
             .tag_resource(A, &ids[0], vec![("aws:x".into(), "v".into())]),
         Err(KmsError::Tag(_))
     ));
+}
+
+fn create(f: &Fixture, spec: &str, usage: &str) -> KeyMetadata {
+    f.kms
+        .create_key(
+            A,
+            CreateKeyInput {
+                key_spec: Some(spec.into()),
+                key_usage: Some(usage.into()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+}
+
+#[test]
+fn usage_must_fit_the_spec() {
+    let f = Fixture::new();
+    for (spec, usage) in [
+        ("ECC_NIST_P256", "ENCRYPT_DECRYPT"),
+        ("HMAC_256", "SIGN_VERIFY"),
+        ("ML_KEM_768", "SIGN_VERIFY"),
+        ("ECC_NIST_EDWARDS25519", "KEY_AGREEMENT"),
+        ("SYMMETRIC_DEFAULT", "SIGN_VERIFY"),
+        ("RSA_2048", "KEY_AGREEMENT"),
+    ] {
+        let r = f.kms.create_key(
+            A,
+            CreateKeyInput {
+                key_spec: Some(spec.into()),
+                key_usage: Some(usage.into()),
+                ..Default::default()
+            },
+        );
+        assert!(
+            matches!(r, Err(KmsError::Validation(_))),
+            "{spec}/{usage}: {r:?}"
+        );
+    }
+    let r = f.kms.create_key(
+        A,
+        CreateKeyInput {
+            key_spec: Some("SM2".into()),
+            ..Default::default()
+        },
+    );
+    assert!(matches!(r, Err(KmsError::UnsupportedOperation(_))));
+    let r = f.kms.create_key(
+        A,
+        CreateKeyInput {
+            key_spec: Some("AES_999".into()),
+            ..Default::default()
+        },
+    );
+    assert!(matches!(r, Err(KmsError::Validation(_))));
+}
+
+#[test]
+fn sign_and_verify_survive_a_restart() {
+    let f = Fixture::new();
+    let key = create(&f, "ECC_NIST_P256", "SIGN_VERIFY");
+    let id = key.id.to_string();
+    let out = f
+        .kms
+        .sign(A, &id, b"message", None, "ECDSA_SHA_256")
+        .unwrap();
+    assert_eq!(out.key_arn, key.arn());
+    let (_, public) = f.kms.get_public_key(A, &id).unwrap();
+    let f = f.restart();
+    assert_eq!(
+        f.kms.get_public_key(A, &id).unwrap().1,
+        public,
+        "the same key pair after restart"
+    );
+    f.kms
+        .verify(A, &id, b"message", None, &out.signature, "ECDSA_SHA_256")
+        .unwrap();
+    assert!(matches!(
+        f.kms
+            .verify(A, &id, b"messagE", None, &out.signature, "ECDSA_SHA_256"),
+        Err(KmsError::InvalidSignature(_))
+    ));
+    assert!(matches!(
+        f.kms.sign(A, &id, b"m", None, "RSASSA_PSS_SHA_256"),
+        Err(KmsError::InvalidKeyUsage(_))
+    ));
+    assert!(matches!(
+        f.kms
+            .sign(A, &id, b"short", Some("DIGEST"), "ECDSA_SHA_256"),
+        Err(KmsError::Validation(_))
+    ));
+    assert!(f
+        .kms
+        .sign(A, &id, &[7; 32], Some("DIGEST"), "ECDSA_SHA_256")
+        .is_ok());
+    assert!(matches!(
+        f.kms.sign(A, &id, &[0; 4097], None, "ECDSA_SHA_256"),
+        Err(KmsError::Validation(_))
+    ));
+    assert!(matches!(
+        f.kms.encrypt(A, &id, b"x", &ctx(&[]), None),
+        Err(KmsError::InvalidKeyUsage(_))
+    ));
+    assert!(matches!(
+        f.kms.rotate_key_on_demand(A, &id),
+        Err(KmsError::UnsupportedOperation(_))
+    ));
+    assert!(matches!(
+        f.kms.enable_key_rotation(A, &id, None),
+        Err(KmsError::UnsupportedOperation(_))
+    ));
+    f.kms.disable_key(A, &id).unwrap();
+    assert!(matches!(
+        f.kms.sign(A, &id, b"m", None, "ECDSA_SHA_256"),
+        Err(KmsError::Disabled(_))
+    ));
+}
+
+#[test]
+fn hmac_kem_ecdh_and_rsa_encryption() {
+    let f = Fixture::new();
+    let hmac = create(&f, "HMAC_384", "GENERATE_VERIFY_MAC").id.to_string();
+    let (_, mac) = f
+        .kms
+        .generate_mac(A, &hmac, b"data", "HMAC_SHA_384")
+        .unwrap();
+    assert_eq!(mac.len(), 48);
+    f.kms
+        .verify_mac(A, &hmac, b"data", &mac, "HMAC_SHA_384")
+        .unwrap();
+    assert!(matches!(
+        f.kms.verify_mac(A, &hmac, b"datA", &mac, "HMAC_SHA_384"),
+        Err(KmsError::InvalidMac(_))
+    ));
+    assert!(matches!(
+        f.kms.generate_mac(A, &hmac, b"data", "HMAC_SHA_256"),
+        Err(KmsError::InvalidKeyUsage(_))
+    ));
+    assert!(matches!(
+        f.kms.get_public_key(A, &hmac),
+        Err(KmsError::UnsupportedOperation(_))
+    ));
+
+    let kem = create(&f, "ML_KEM_768", "ENCAPSULATE_DECAPSULATE")
+        .id
+        .to_string();
+    let (_, ct, shared) = f.kms.encapsulate(A, &kem, "ML_KEM").unwrap();
+    assert_eq!(f.kms.decapsulate(A, &kem, &ct, "ML_KEM").unwrap().1, shared);
+    assert!(matches!(
+        f.kms.decapsulate(A, &kem, &ct[1..], "ML_KEM"),
+        Err(KmsError::InvalidCiphertext(_))
+    ));
+    assert!(matches!(
+        f.kms.encapsulate(A, &kem, "RSA"),
+        Err(KmsError::Validation(_))
+    ));
+
+    let a = create(&f, "ECC_NIST_P384", "KEY_AGREEMENT").id.to_string();
+    let b = create(&f, "ECC_NIST_P384", "KEY_AGREEMENT").id.to_string();
+    let (pa, pb) = (
+        f.kms.get_public_key(A, &a).unwrap().1,
+        f.kms.get_public_key(A, &b).unwrap().1,
+    );
+    assert_eq!(
+        f.kms.derive_shared_secret(A, &a, "ECDH", &pb).unwrap().1,
+        f.kms.derive_shared_secret(A, &b, "ECDH", &pa).unwrap().1
+    );
+    assert!(matches!(
+        f.kms.derive_shared_secret(A, &a, "ECDH", b"junk"),
+        Err(KmsError::Validation(_))
+    ));
+
+    let rsa = create(&f, "RSA_2048", "ENCRYPT_DECRYPT").id.to_string();
+    let out = f
+        .kms
+        .encrypt(A, &rsa, b"secret", &ctx(&[]), Some("RSAES_OAEP_SHA_256"))
+        .unwrap();
+    let plain = f
+        .kms
+        .decrypt(
+            A,
+            &out.ciphertext,
+            &ctx(&[]),
+            Some(&rsa),
+            Some("RSAES_OAEP_SHA_256"),
+        )
+        .unwrap();
+    assert_eq!(plain.plaintext.expose(), b"secret");
+    assert!(matches!(
+        f.kms.decrypt(
+            A,
+            &out.ciphertext,
+            &ctx(&[]),
+            Some(&rsa),
+            Some("RSAES_OAEP_SHA_1")
+        ),
+        Err(KmsError::InvalidCiphertext(_))
+    ));
+    assert!(matches!(
+        f.kms.encrypt(A, &rsa, b"x", &ctx(&[]), None),
+        Err(KmsError::InvalidKeyUsage(_))
+    ));
+    assert!(matches!(
+        f.kms
+            .encrypt(A, &rsa, &[1; 300], &ctx(&[]), Some("RSAES_OAEP_SHA_256")),
+        Err(KmsError::Validation(_))
+    ));
+}
+
+#[test]
+fn data_key_pairs_are_encrypted_under_symmetric_keys() {
+    let f = Fixture::new();
+    let sym = f.key().id.to_string();
+    let c = ctx(&[("pair", "1")]);
+    let out = f
+        .kms
+        .generate_data_key_pair(A, &sym, "ECC_NIST_P256", &c, true)
+        .unwrap();
+    let private = out.private_key.unwrap();
+    assert_eq!(
+        f.kms
+            .decrypt(A, &out.private_key_ciphertext, &c, None, None)
+            .unwrap()
+            .plaintext,
+        private
+    );
+    let without = f
+        .kms
+        .generate_data_key_pair(A, &sym, "RSA_2048", &c, false)
+        .unwrap();
+    assert!(without.private_key.is_none());
+    assert!(matches!(
+        f.kms.generate_data_key_pair(A, &sym, "HMAC_256", &c, true),
+        Err(KmsError::Validation(_))
+    ));
+    let signing = create(&f, "ECC_NIST_P256", "SIGN_VERIFY").id.to_string();
+    assert!(matches!(
+        f.kms
+            .generate_data_key_pair(A, &signing, "ECC_NIST_P256", &c, true),
+        Err(KmsError::InvalidKeyUsage(_))
+    ));
+}
+
+mod import {
+    use super::*;
+    use keyfence_crypto::asym::{self, EncryptionAlgorithm, WrappingAlgorithm};
+
+    fn external(f: &Fixture) -> String {
+        let key = f
+            .kms
+            .create_key(
+                A,
+                CreateKeyInput {
+                    origin: Some("EXTERNAL".into()),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(key.state, KeyState::PendingImport);
+        key.id.to_string()
+    }
+
+    fn wrap(public: &[u8], material: &[u8]) -> Vec<u8> {
+        asym::encrypt_with_public_key(
+            asym::KeySpec::Rsa2048,
+            public,
+            EncryptionAlgorithm::RsaesOaepSha256,
+            material,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn import_use_delete_reimport() {
+        let f = Fixture::new();
+        let id = external(&f);
+        assert!(matches!(
+            f.kms.encrypt(A, &id, b"x", &ctx(&[]), None),
+            Err(KmsError::InvalidState(_))
+        ));
+        let material = [0x42u8; 32];
+        let p = f
+            .kms
+            .get_parameters_for_import(A, &id, "RSAES_OAEP_SHA_256", "RSA_2048")
+            .unwrap();
+        assert!(matches!(
+            f.kms.import_key_material(
+                A,
+                &id,
+                b"wrong token",
+                &wrap(&p.public_key, &material),
+                None,
+                None
+            ),
+            Err(KmsError::InvalidImportToken(_))
+        ));
+        assert!(matches!(
+            f.kms
+                .import_key_material(A, &id, &p.import_token, b"garbage", None, None),
+            Err(KmsError::InvalidCiphertext(_))
+        ));
+        f.kms
+            .import_key_material(
+                A,
+                &id,
+                &p.import_token,
+                &wrap(&p.public_key, &material),
+                None,
+                None,
+            )
+            .unwrap();
+        let blob = f
+            .kms
+            .encrypt(A, &id, b"imported", &ctx(&[]), None)
+            .unwrap()
+            .ciphertext;
+
+        let f = f.restart();
+        assert_eq!(
+            f.kms
+                .decrypt(A, &blob, &ctx(&[]), None, None)
+                .unwrap()
+                .plaintext
+                .expose(),
+            b"imported"
+        );
+        f.kms.delete_imported_key_material(A, &id).unwrap();
+        assert!(matches!(
+            f.kms.decrypt(A, &blob, &ctx(&[]), None, None),
+            Err(KmsError::InvalidState(_))
+        ));
+        assert!(
+            matches!(
+                f.kms.import_key_material(
+                    A,
+                    &id,
+                    &p.import_token,
+                    &wrap(&p.public_key, &material),
+                    None,
+                    None
+                ),
+                Err(KmsError::InvalidImportToken(_))
+            ),
+            "a token is single-use"
+        );
+
+        let p = f
+            .kms
+            .get_parameters_for_import(A, &id, "RSA_AES_KEY_WRAP_SHA_256", "RSA_3072")
+            .unwrap();
+        let other = [0x43u8; 32];
+        let wrapped_other = asym::wrap_for_import(
+            asym::KeySpec::Rsa3072,
+            &p.public_key,
+            WrappingAlgorithm::RsaAesKeyWrapSha256,
+            &other,
+        )
+        .unwrap();
+        assert!(matches!(
+            f.kms
+                .import_key_material(A, &id, &p.import_token, &wrapped_other, None, None),
+            Err(KmsError::IncorrectKeyMaterial(_))
+        ));
+        let wrapped = asym::wrap_for_import(
+            asym::KeySpec::Rsa3072,
+            &p.public_key,
+            WrappingAlgorithm::RsaAesKeyWrapSha256,
+            &material,
+        )
+        .unwrap();
+        let valid_to = f.clock.now().plus_days(10);
+        f.kms
+            .import_key_material(A, &id, &p.import_token, &wrapped, Some(valid_to), None)
+            .unwrap();
+        assert_eq!(
+            f.kms
+                .decrypt(A, &blob, &ctx(&[]), None, None)
+                .unwrap()
+                .plaintext
+                .expose(),
+            b"imported"
+        );
+
+        f.clock.advance_days(10);
+        assert_eq!(f.kms.run_due_tasks().unwrap(), 1);
+        assert_eq!(
+            f.kms.describe_key(A, &id).unwrap().state,
+            KeyState::PendingImport,
+            "expired material is deleted"
+        );
+    }
+
+    #[test]
+    fn tokens_expire_and_only_external_keys_import() {
+        let f = Fixture::new();
+        let id = external(&f);
+        let p = f
+            .kms
+            .get_parameters_for_import(A, &id, "RSAES_OAEP_SHA_1", "RSA_2048")
+            .unwrap();
+        f.clock.advance_days(1);
+        let wrapped = asym::encrypt_with_public_key(
+            asym::KeySpec::Rsa2048,
+            &p.public_key,
+            EncryptionAlgorithm::RsaesOaepSha1,
+            &[1; 32],
+        )
+        .unwrap();
+        assert!(matches!(
+            f.kms
+                .import_key_material(A, &id, &p.import_token, &wrapped, None, None),
+            Err(KmsError::ExpiredImportToken(_))
+        ));
+        let own = f.key().id.to_string();
+        assert!(matches!(
+            f.kms
+                .get_parameters_for_import(A, &own, "RSAES_OAEP_SHA_1", "RSA_2048"),
+            Err(KmsError::UnsupportedOperation(_))
+        ));
+        assert!(matches!(
+            f.kms
+                .get_parameters_for_import(A, &id, "RSAES_PKCS1_V1_5", "RSA_2048"),
+            Err(KmsError::Validation(_))
+        ));
+        assert!(matches!(
+            f.kms
+                .get_parameters_for_import(A, &id, "RSAES_OAEP_SHA_1", "ECC_NIST_P256"),
+            Err(KmsError::Validation(_))
+        ));
+    }
 }

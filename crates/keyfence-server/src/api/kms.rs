@@ -29,6 +29,14 @@ pub fn is_read_path(operation: &str) -> bool {
             | "ListResourceTags"
             | "GetKeyRotationStatus"
             | "ListKeyRotations"
+            | "Sign"
+            | "Verify"
+            | "GetPublicKey"
+            | "GenerateMac"
+            | "VerifyMac"
+            | "Encapsulate"
+            | "Decapsulate"
+            | "DeriveSharedSecret"
     )
 }
 
@@ -97,6 +105,19 @@ pub fn handle(kms: &Kms, account: &str, operation: &str, body: &[u8]) -> Result<
         "TagResource" => ops.tag_resource(parse(body)?),
         "UntagResource" => ops.untag_resource(parse(body)?),
         "ListResourceTags" => ops.list_resource_tags(parse(body)?),
+        "Sign" => ops.sign(parse(body)?),
+        "Verify" => ops.verify(parse(body)?),
+        "GetPublicKey" => ops.get_public_key(parse(body)?),
+        "GenerateMac" => ops.generate_mac(parse(body)?),
+        "VerifyMac" => ops.verify_mac(parse(body)?),
+        "Encapsulate" => ops.encapsulate(parse(body)?),
+        "Decapsulate" => ops.decapsulate(parse(body)?),
+        "DeriveSharedSecret" => ops.derive_shared_secret(parse(body)?),
+        "GenerateDataKeyPair" => ops.generate_data_key_pair(parse(body)?, true),
+        "GenerateDataKeyPairWithoutPlaintext" => ops.generate_data_key_pair(parse(body)?, false),
+        "GetParametersForImport" => ops.get_parameters_for_import(parse(body)?),
+        "ImportKeyMaterial" => ops.import_key_material(parse(body)?),
+        "DeleteImportedKeyMaterial" => ops.delete_imported_key_material(parse(body)?),
         other => Err(ApiError::new(
             "UnknownOperationException",
             format!("Operation {other} is not supported by keyfence"),
@@ -123,22 +144,65 @@ pub fn key_metadata(m: &KeyMetadata) -> Value {
         "CreationDate": date(m.created),
         "Enabled": m.state == keyfence_core::KeyState::Enabled,
         "Description": m.description,
-        "KeyUsage": m.usage.as_str(),
+        "KeyUsage": m.usage.aws_name(),
         "KeyState": m.state.as_str(),
         "Origin": m.origin.as_str(),
         "KeyManager": "CUSTOMER",
         "CustomerMasterKeySpec": m.spec.as_str(),
         "KeySpec": m.spec.as_str(),
-        "EncryptionAlgorithms": m.spec.encryption_algorithms(),
         "MultiRegion": false,
     });
     if let Some(d) = m.deletion_date {
         v["DeletionDate"] = date(d);
     }
+    algorithm_lists(&mut v, m);
+    if let Some(import) = &m.import {
+        if let Some(model) = import.expiration_model {
+            v["ExpirationModel"] = json!(model.as_str());
+        }
+        if let Some(t) = import.valid_to {
+            v["ValidTo"] = date(t);
+        }
+    }
     if let Some(w) = m.pending_window_days {
         v["PendingDeletionWindowInDays"] = json!(w);
     }
     v
+}
+
+/// The algorithm lists AWS returns for a key's usage (KeyMetadata and GetPublicKey).
+fn algorithm_lists(v: &mut Value, m: &KeyMetadata) {
+    use keyfence_core::model::KeyUsage;
+    match (m.usage, m.spec.asymmetric()) {
+        (KeyUsage::EncryptDecrypt, _) => {
+            v["EncryptionAlgorithms"] = json!(m.spec.encryption_algorithms())
+        }
+        (KeyUsage::SignVerify, Some(s)) => {
+            v["SigningAlgorithms"] = json!(s
+                .signing_algorithms()
+                .iter()
+                .map(|a| a.aws_name())
+                .collect::<Vec<_>>())
+        }
+        (KeyUsage::GenerateVerifyMac, Some(s)) => {
+            v["MacAlgorithms"] = json!(s
+                .mac_algorithms()
+                .iter()
+                .map(|a| a.aws_name())
+                .collect::<Vec<_>>())
+        }
+        (KeyUsage::KeyAgreement, Some(s)) => {
+            v["KeyAgreementAlgorithms"] = json!(s
+                .key_agreement_algorithms()
+                .iter()
+                .map(|a| a.aws_name())
+                .collect::<Vec<_>>())
+        }
+        (KeyUsage::EncapsulateDecapsulate, Some(_)) => {
+            v["EncapsulationAlgorithms"] = json!(["ML_KEM"])
+        }
+        _ => {}
+    }
 }
 
 fn alias_entry(kms: &Kms, a: &Alias) -> Value {
@@ -307,6 +371,96 @@ struct TagResourceInput {
 struct UntagResourceInput {
     key_id: String,
     tag_keys: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct SignInput {
+    key_id: String,
+    message: Option<Blob>,
+    message_type: Option<String>,
+    signing_algorithm: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct VerifyInput {
+    key_id: String,
+    message: Option<Blob>,
+    message_type: Option<String>,
+    signature: Option<Blob>,
+    signing_algorithm: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct MacInput {
+    key_id: String,
+    message: Option<Blob>,
+    mac_algorithm: String,
+    mac: Option<Blob>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct EncapsulateInput {
+    key_id: String,
+    encapsulation_algorithm: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DecapsulateInput {
+    key_id: String,
+    shared_secret_ciphertext_blob: Option<Blob>,
+    encapsulation_algorithm: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct DeriveSharedSecretInput {
+    key_id: String,
+    key_agreement_algorithm: String,
+    public_key: Option<Blob>,
+    recipient: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GenerateDataKeyPairInput {
+    key_id: String,
+    key_pair_spec: String,
+    encryption_context: Context,
+    recipient: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct GetParametersForImportInput {
+    key_id: String,
+    wrapping_algorithm: String,
+    wrapping_key_spec: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ImportKeyMaterialInput {
+    key_id: String,
+    import_token: Option<Blob>,
+    encrypted_key_material: Option<Blob>,
+    valid_to: Option<f64>,
+    expiration_model: Option<String>,
+    import_type: Option<String>,
+}
+
+fn no_recipient(recipient: &Option<Value>) -> Result<(), ApiError> {
+    if recipient.is_some() {
+        return Err(ApiError::new(
+            "UnsupportedOperationException",
+            "Recipient (Nitro Enclaves attestation) is not supported by keyfence",
+        ));
+    }
+    Ok(())
 }
 
 struct Ops<'a> {
@@ -570,5 +724,190 @@ impl Ops<'_> {
             .map(|(k, v)| json!({"TagKey": k, "TagValue": v}))
             .collect();
         Ok(paged(json!({}), "Tags", items, page.next_marker))
+    }
+
+    fn sign(&self, i: SignInput) -> Result<Value, ApiError> {
+        let message = required_blob(i.message, "Message")?;
+        let out = self.kms.sign(
+            self.account,
+            &i.key_id,
+            &message.0,
+            i.message_type.as_deref(),
+            &i.signing_algorithm,
+        )?;
+        Ok(json!({
+            "KeyId": out.key_arn,
+            "Signature": b64(&out.signature),
+            "SigningAlgorithm": out.algorithm.aws_name(),
+        }))
+    }
+
+    fn verify(&self, i: VerifyInput) -> Result<Value, ApiError> {
+        let message = required_blob(i.message, "Message")?;
+        let signature = required_blob(i.signature, "Signature")?;
+        let (arn, alg) = self.kms.verify(
+            self.account,
+            &i.key_id,
+            &message.0,
+            i.message_type.as_deref(),
+            &signature.0,
+            &i.signing_algorithm,
+        )?;
+        Ok(json!({ "KeyId": arn, "SignatureValid": true, "SigningAlgorithm": alg.aws_name() }))
+    }
+
+    fn get_public_key(&self, i: KeyIdInput) -> Result<Value, ApiError> {
+        let (meta, public) = self.kms.get_public_key(self.account, &i.key_id)?;
+        let mut v = json!({
+            "KeyId": meta.arn(),
+            "PublicKey": b64(&public),
+            "CustomerMasterKeySpec": meta.spec.as_str(),
+            "KeySpec": meta.spec.as_str(),
+            "KeyUsage": meta.usage.aws_name(),
+        });
+        algorithm_lists(&mut v, &meta);
+        Ok(v)
+    }
+
+    fn generate_mac(&self, i: MacInput) -> Result<Value, ApiError> {
+        let message = required_blob(i.message, "Message")?;
+        let (arn, mac) =
+            self.kms
+                .generate_mac(self.account, &i.key_id, &message.0, &i.mac_algorithm)?;
+        Ok(json!({ "KeyId": arn, "Mac": b64(&mac), "MacAlgorithm": i.mac_algorithm }))
+    }
+
+    fn verify_mac(&self, i: MacInput) -> Result<Value, ApiError> {
+        let message = required_blob(i.message, "Message")?;
+        let mac = required_blob(i.mac, "Mac")?;
+        let arn = self.kms.verify_mac(
+            self.account,
+            &i.key_id,
+            &message.0,
+            &mac.0,
+            &i.mac_algorithm,
+        )?;
+        Ok(json!({ "KeyId": arn, "MacValid": true, "MacAlgorithm": i.mac_algorithm }))
+    }
+
+    fn encapsulate(&self, i: EncapsulateInput) -> Result<Value, ApiError> {
+        let (arn, ciphertext, shared) =
+            self.kms
+                .encapsulate(self.account, &i.key_id, &i.encapsulation_algorithm)?;
+        Ok(json!({
+            "KeyId": arn,
+            "SharedSecret": b64(shared.expose()),
+            "SharedSecretCiphertextBlob": b64(&ciphertext),
+            "EncapsulationAlgorithm": i.encapsulation_algorithm,
+        }))
+    }
+
+    fn decapsulate(&self, i: DecapsulateInput) -> Result<Value, ApiError> {
+        let ciphertext = required_blob(
+            i.shared_secret_ciphertext_blob,
+            "SharedSecretCiphertextBlob",
+        )?;
+        let (arn, shared) = self.kms.decapsulate(
+            self.account,
+            &i.key_id,
+            &ciphertext.0,
+            &i.encapsulation_algorithm,
+        )?;
+        Ok(json!({
+            "KeyId": arn,
+            "SharedSecret": b64(shared.expose()),
+            "EncapsulationAlgorithm": i.encapsulation_algorithm,
+        }))
+    }
+
+    fn derive_shared_secret(&self, i: DeriveSharedSecretInput) -> Result<Value, ApiError> {
+        no_recipient(&i.recipient)?;
+        let public = required_blob(i.public_key, "PublicKey")?;
+        let (meta, shared) = self.kms.derive_shared_secret(
+            self.account,
+            &i.key_id,
+            &i.key_agreement_algorithm,
+            &public.0,
+        )?;
+        Ok(json!({
+            "KeyId": meta.arn(),
+            "SharedSecret": b64(shared.expose()),
+            "KeyAgreementAlgorithm": i.key_agreement_algorithm,
+            "KeyOrigin": meta.origin.as_str(),
+        }))
+    }
+
+    fn generate_data_key_pair(
+        &self,
+        i: GenerateDataKeyPairInput,
+        with_plaintext: bool,
+    ) -> Result<Value, ApiError> {
+        no_recipient(&i.recipient)?;
+        let out = self.kms.generate_data_key_pair(
+            self.account,
+            &i.key_id,
+            &i.key_pair_spec,
+            &context(i.encryption_context)?,
+            with_plaintext,
+        )?;
+        let mut v = json!({
+            "PrivateKeyCiphertextBlob": b64(&out.private_key_ciphertext),
+            "PublicKey": b64(&out.public_key),
+            "KeyId": out.key_arn,
+            "KeyPairSpec": out.spec.aws_name(),
+        });
+        if let Some(p) = out.private_key {
+            v["PrivateKeyPlaintext"] = json!(b64(p.expose()));
+        }
+        Ok(v)
+    }
+
+    fn get_parameters_for_import(&self, i: GetParametersForImportInput) -> Result<Value, ApiError> {
+        let p = self.kms.get_parameters_for_import(
+            self.account,
+            &i.key_id,
+            &i.wrapping_algorithm,
+            &i.wrapping_key_spec,
+        )?;
+        Ok(json!({
+            "KeyId": p.key_arn,
+            "ImportToken": b64(&p.import_token),
+            "PublicKey": b64(&p.public_key),
+            "ParametersValidTo": date(p.valid_to),
+        }))
+    }
+
+    fn import_key_material(&self, i: ImportKeyMaterialInput) -> Result<Value, ApiError> {
+        if i.import_type
+            .as_deref()
+            .is_some_and(|t| t != "NEW_KEY_MATERIAL" && t != "EXISTING_KEY_MATERIAL")
+        {
+            return Err(ApiError::validation(
+                "ImportType must be NEW_KEY_MATERIAL or EXISTING_KEY_MATERIAL",
+            ));
+        }
+        let token = required_blob(i.import_token, "ImportToken")?;
+        let material = required_blob(i.encrypted_key_material, "EncryptedKeyMaterial")?;
+        let valid_to = i
+            .valid_to
+            .map(|secs| keyfence_core::Timestamp((secs * 1000.0) as i64));
+        let meta = self.kms.import_key_material(
+            self.account,
+            &i.key_id,
+            &token.0,
+            &material.0,
+            valid_to,
+            i.expiration_model.as_deref(),
+        )?;
+        tracing::info!(key_id = %meta.id, "key material imported");
+        Ok(json!({ "KeyId": meta.arn() }))
+    }
+
+    fn delete_imported_key_material(&self, i: KeyIdInput) -> Result<Value, ApiError> {
+        let meta = self
+            .kms
+            .delete_imported_key_material(self.account, &i.key_id)?;
+        tracing::info!(key_id = %meta.id, "imported key material deleted");
+        Ok(json!({ "KeyId": meta.arn() }))
     }
 }

@@ -1,0 +1,373 @@
+//! Asymmetric, HMAC and KEM operations: Sign, Verify, GetPublicKey,
+//! GenerateMac, VerifyMac, Encapsulate, Decapsulate, DeriveSharedSecret,
+//! GenerateDataKeyPair(WithoutPlaintext).
+
+use std::sync::Arc;
+
+use keyfence_crypto::asym::{
+    self, KeyUsage, MacAlgorithm, MessageType, PrivateKey, SigningAlgorithm,
+};
+use keyfence_crypto::{CryptoError, Secret};
+
+use super::cache::CachedKey;
+use super::lifecycle::require_enabled;
+use super::Kms;
+use crate::model::{KeyMetadata, KeySpec};
+use crate::{EncryptionContext, KmsError};
+
+/// Largest Sign/Verify/GenerateMac message (AWS: 4,096 bytes).
+pub const MAX_MESSAGE: usize = 4096;
+
+/// Result of Sign.
+#[derive(Debug)]
+pub struct SignOutput {
+    /// The signature.
+    pub signature: Vec<u8>,
+    /// ARN of the key that signed.
+    pub key_arn: String,
+    /// The algorithm used.
+    pub algorithm: SigningAlgorithm,
+}
+
+/// Result of GenerateDataKeyPair(WithoutPlaintext).
+#[derive(Debug)]
+pub struct DataKeyPairOutput {
+    /// PKCS#8 private key, when asked for.
+    pub private_key: Option<Secret>,
+    /// The private key encrypted under the symmetric KMS key.
+    pub private_key_ciphertext: Vec<u8>,
+    /// SubjectPublicKeyInfo DER.
+    pub public_key: Vec<u8>,
+    /// ARN of the symmetric KMS key.
+    pub key_arn: String,
+    /// The pair's spec.
+    pub spec: asym::KeySpec,
+}
+
+fn crypto_refusal(e: CryptoError, what: &str) -> KmsError {
+    match e {
+        CryptoError::Unsupported(m) => {
+            KmsError::UnsupportedOperation(format!("{what}: {m} is not supported by keyfence"))
+        }
+        CryptoError::Incompatible(m) => KmsError::Validation(format!("{what}: {m}")),
+        CryptoError::InvalidLength {
+            what: field,
+            expected,
+            got,
+        } => KmsError::Validation(format!(
+            "{what}: {field} must be {expected} bytes, got {got}"
+        )),
+        CryptoError::Malformed {
+            what: field,
+            reason,
+        } => KmsError::Validation(format!("{what}: malformed {field}: {reason}")),
+        other => KmsError::Internal(format!("{what}: {other}")),
+    }
+}
+
+fn check_message(message: &[u8]) -> Result<(), KmsError> {
+    if message.is_empty() || message.len() > MAX_MESSAGE {
+        return Err(KmsError::Validation(format!(
+            "1 validation error detected: Value at 'message' failed to satisfy constraint: Member must have length between 1 and {MAX_MESSAGE} (got {})",
+            message.len()
+        )));
+    }
+    Ok(())
+}
+
+fn require_usage(meta: &KeyMetadata, usage: KeyUsage) -> Result<(), KmsError> {
+    if meta.usage != usage {
+        return Err(KmsError::InvalidKeyUsage(format!(
+            "{} has KeyUsage {}; this operation needs {}",
+            meta.arn(),
+            meta.usage.aws_name(),
+            usage.aws_name()
+        )));
+    }
+    Ok(())
+}
+
+fn parse_signing(
+    meta: &KeyMetadata,
+    spec: asym::KeySpec,
+    algorithm: &str,
+) -> Result<SigningAlgorithm, KmsError> {
+    let alg = SigningAlgorithm::from_aws_name(algorithm).ok_or_else(|| {
+        KmsError::Validation(format!(
+            "1 validation error detected: Value '{algorithm}' at 'signingAlgorithm' failed to satisfy constraint: Member must satisfy enum value set"
+        ))
+    })?;
+    if !spec.signing_algorithms().contains(&alg) {
+        return Err(KmsError::InvalidKeyUsage(format!(
+            "The signing algorithm {algorithm} is not compatible with {} ({})",
+            meta.arn(),
+            spec.aws_name()
+        )));
+    }
+    Ok(alg)
+}
+
+fn parse_message_type(name: Option<&str>) -> Result<MessageType, KmsError> {
+    let name = name.unwrap_or("RAW");
+    MessageType::from_aws_name(name).ok_or_else(|| {
+        KmsError::Validation(format!(
+            "1 validation error detected: Value '{name}' at 'messageType' failed to satisfy constraint: Member must satisfy enum value set: [RAW, DIGEST, EXTERNAL_MU]"
+        ))
+    })
+}
+
+impl Kms {
+    /// A usable key of `usage` with its private material.
+    fn private_key(
+        &self,
+        account: &str,
+        key_ref: &str,
+        usage: KeyUsage,
+    ) -> Result<(Arc<CachedKey>, asym::KeySpec), KmsError> {
+        let key = self.resolve(account, key_ref)?;
+        require_enabled(&key.meta)?;
+        require_usage(&key.meta, usage)?;
+        let spec = key.meta.spec.asymmetric().ok_or_else(|| {
+            KmsError::Internal(format!(
+                "{} has usage {} but no private key",
+                key.meta.id,
+                usage.aws_name()
+            ))
+        })?;
+        Ok((key, spec))
+    }
+
+    fn private_of(key: &CachedKey) -> Result<&PrivateKey, KmsError> {
+        Self::current_material(key)?.private().ok_or_else(|| {
+            KmsError::Internal(format!("{} material does not match its spec", key.meta.id))
+        })
+    }
+
+    /// Sign.
+    pub fn sign(
+        &self,
+        account: &str,
+        key_ref: &str,
+        message: &[u8],
+        message_type: Option<&str>,
+        algorithm: &str,
+    ) -> Result<SignOutput, KmsError> {
+        check_message(message)?;
+        let (key, spec) = self.private_key(account, key_ref, KeyUsage::SignVerify)?;
+        let alg = parse_signing(&key.meta, spec, algorithm)?;
+        let message_type = parse_message_type(message_type)?;
+        let signature = Self::private_of(&key)?
+            .sign(alg, message_type, message)
+            .map_err(|e| crypto_refusal(e, "Sign"))?;
+        Ok(SignOutput {
+            signature,
+            key_arn: key.meta.arn(),
+            algorithm: alg,
+        })
+    }
+
+    /// Verify: a signature that does not match is KMSInvalidSignatureException, as AWS answers.
+    pub fn verify(
+        &self,
+        account: &str,
+        key_ref: &str,
+        message: &[u8],
+        message_type: Option<&str>,
+        signature: &[u8],
+        algorithm: &str,
+    ) -> Result<(String, SigningAlgorithm), KmsError> {
+        check_message(message)?;
+        if signature.is_empty() || signature.len() > 6144 {
+            return Err(KmsError::Validation(
+                "Signature must be between 1 and 6144 bytes".into(),
+            ));
+        }
+        let (key, spec) = self.private_key(account, key_ref, KeyUsage::SignVerify)?;
+        let alg = parse_signing(&key.meta, spec, algorithm)?;
+        let message_type = parse_message_type(message_type)?;
+        let valid = Self::private_of(&key)?
+            .verify(alg, message_type, message, signature)
+            .map_err(|e| crypto_refusal(e, "Verify"))?;
+        if !valid {
+            return Err(KmsError::InvalidSignature(
+                "The signature is not valid for this message and key.".into(),
+            ));
+        }
+        Ok((key.meta.arn(), alg))
+    }
+
+    /// GetPublicKey: the SubjectPublicKeyInfo of an asymmetric key.
+    pub fn get_public_key(
+        &self,
+        account: &str,
+        key_ref: &str,
+    ) -> Result<(KeyMetadata, Vec<u8>), KmsError> {
+        let key = self.resolve(account, key_ref)?;
+        require_enabled(&key.meta)?;
+        let public = match key.meta.spec {
+            KeySpec::Asymmetric(s) if s.mac_algorithms().is_empty() => Self::private_of(&key)?
+                .public_key_der()
+                .map_err(|e| crypto_refusal(e, "GetPublicKey"))?,
+            _ => {
+                return Err(KmsError::UnsupportedOperation(format!(
+                    "{} is a {} key; it has no public key",
+                    key.meta.arn(),
+                    key.meta.spec.as_str()
+                )))
+            }
+        };
+        Ok((key.meta.clone(), public))
+    }
+
+    fn mac_key(
+        &self,
+        account: &str,
+        key_ref: &str,
+        algorithm: &str,
+    ) -> Result<(Arc<CachedKey>, MacAlgorithm), KmsError> {
+        let (key, spec) = self.private_key(account, key_ref, KeyUsage::GenerateVerifyMac)?;
+        let alg = MacAlgorithm::from_aws_name(algorithm).ok_or_else(|| {
+            KmsError::Validation(format!("MacAlgorithm {algorithm} is not a MAC algorithm"))
+        })?;
+        if !spec.mac_algorithms().contains(&alg) {
+            return Err(KmsError::InvalidKeyUsage(format!(
+                "The MAC algorithm {algorithm} is not compatible with {} ({})",
+                key.meta.arn(),
+                spec.aws_name()
+            )));
+        }
+        Ok((key, alg))
+    }
+
+    /// GenerateMac.
+    pub fn generate_mac(
+        &self,
+        account: &str,
+        key_ref: &str,
+        message: &[u8],
+        algorithm: &str,
+    ) -> Result<(String, Vec<u8>), KmsError> {
+        check_message(message)?;
+        let (key, alg) = self.mac_key(account, key_ref, algorithm)?;
+        let mac = Self::private_of(&key)?
+            .mac(alg, message)
+            .map_err(|e| crypto_refusal(e, "GenerateMac"))?;
+        Ok((key.meta.arn(), mac))
+    }
+
+    /// VerifyMac: a MAC that does not match is KMSInvalidMacException.
+    pub fn verify_mac(
+        &self,
+        account: &str,
+        key_ref: &str,
+        message: &[u8],
+        mac: &[u8],
+        algorithm: &str,
+    ) -> Result<String, KmsError> {
+        check_message(message)?;
+        let (key, alg) = self.mac_key(account, key_ref, algorithm)?;
+        let valid = Self::private_of(&key)?
+            .verify_mac(alg, message, mac)
+            .map_err(|e| crypto_refusal(e, "VerifyMac"))?;
+        if !valid {
+            return Err(KmsError::InvalidMac(
+                "The MAC is not valid for this message and key.".into(),
+            ));
+        }
+        Ok(key.meta.arn())
+    }
+
+    fn check_kem_algorithm(algorithm: &str) -> Result<(), KmsError> {
+        if algorithm != "ML_KEM" {
+            return Err(KmsError::Validation(format!(
+                "1 validation error detected: Value '{algorithm}' at 'encapsulationAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: [ML_KEM]"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Encapsulate: a fresh shared secret and its ML-KEM ciphertext.
+    pub fn encapsulate(
+        &self,
+        account: &str,
+        key_ref: &str,
+        algorithm: &str,
+    ) -> Result<(String, Vec<u8>, Secret), KmsError> {
+        Self::check_kem_algorithm(algorithm)?;
+        let (key, _) = self.private_key(account, key_ref, KeyUsage::EncapsulateDecapsulate)?;
+        let (ciphertext, shared) = Self::private_of(&key)?
+            .encapsulate()
+            .map_err(|e| crypto_refusal(e, "Encapsulate"))?;
+        Ok((key.meta.arn(), ciphertext, shared))
+    }
+
+    /// Decapsulate.
+    pub fn decapsulate(
+        &self,
+        account: &str,
+        key_ref: &str,
+        ciphertext: &[u8],
+        algorithm: &str,
+    ) -> Result<(String, Secret), KmsError> {
+        Self::check_kem_algorithm(algorithm)?;
+        let (key, _) = self.private_key(account, key_ref, KeyUsage::EncapsulateDecapsulate)?;
+        let shared = Self::private_of(&key)?
+            .decapsulate(ciphertext)
+            .map_err(|_| {
+                KmsError::InvalidCiphertext(
+                    "The ciphertext is not an ML-KEM ciphertext for this key.".into(),
+                )
+            })?;
+        Ok((key.meta.arn(), shared))
+    }
+
+    /// DeriveSharedSecret (ECDH) with a peer's SubjectPublicKeyInfo.
+    pub fn derive_shared_secret(
+        &self,
+        account: &str,
+        key_ref: &str,
+        algorithm: &str,
+        peer_public_key: &[u8],
+    ) -> Result<(KeyMetadata, Secret), KmsError> {
+        if algorithm != "ECDH" {
+            return Err(KmsError::Validation(format!(
+                "1 validation error detected: Value '{algorithm}' at 'keyAgreementAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: [ECDH]"
+            )));
+        }
+        let (key, _) = self.private_key(account, key_ref, KeyUsage::KeyAgreement)?;
+        let shared = Self::private_of(&key)?
+            .derive_shared_secret(peer_public_key)
+            .map_err(|e| crypto_refusal(e, "DeriveSharedSecret"))?;
+        Ok((key.meta.clone(), shared))
+    }
+
+    /// GenerateDataKeyPair / GenerateDataKeyPairWithoutPlaintext: a fresh key
+    /// pair whose PKCS#8 private key is encrypted under a symmetric KMS key.
+    pub fn generate_data_key_pair(
+        &self,
+        account: &str,
+        key_ref: &str,
+        pair_spec: &str,
+        context: &EncryptionContext,
+        with_plaintext: bool,
+    ) -> Result<DataKeyPairOutput, KmsError> {
+        let spec = asym::KeySpec::from_aws_name(pair_spec)
+            .filter(asym::KeySpec::is_data_key_pair_spec)
+            .ok_or_else(|| match pair_spec {
+                "SM2" => KmsError::UnsupportedOperation("KeyPairSpec SM2 is not supported by keyfence".into()),
+                other => KmsError::Validation(format!(
+                    "1 validation error detected: Value '{other}' at 'keyPairSpec' failed to satisfy constraint: Member must satisfy enum value set"
+                )),
+            })?;
+        let key = self.data_key_encryption_key(account, key_ref)?;
+        let (private_key, public_key) = asym::generate_data_key_pair(spec)
+            .map_err(|e| crypto_refusal(e, "GenerateDataKeyPair"))?;
+        Ok(DataKeyPairOutput {
+            private_key_ciphertext: Self::seal_data_key(&key, context, private_key.expose())?,
+            private_key: with_plaintext.then_some(private_key),
+            public_key,
+            key_arn: key.meta.arn(),
+            spec,
+        })
+    }
+}

@@ -1,0 +1,153 @@
+//! Backing key material of any spec, and its wrapping under domain keys.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use keyfence_crypto::asym::PrivateKey;
+use keyfence_crypto::{wrap, CryptoError, SymmetricKey};
+
+use crate::clock::Timestamp;
+use crate::model::KeySpec;
+use crate::store::VersionRecord;
+use crate::{KeyId, KmsError};
+
+/// One version's unwrapped material.
+#[derive(Clone)]
+pub(crate) enum Material {
+    /// A symmetric backing key.
+    Symmetric(SymmetricKey),
+    /// An asymmetric, HMAC or KEM private key.
+    Private(Arc<PrivateKey>),
+}
+
+impl Material {
+    /// Fresh material of `spec`.
+    pub fn generate(spec: KeySpec) -> Result<Self, KmsError> {
+        Ok(match spec {
+            KeySpec::SymmetricDefault => Self::Symmetric(SymmetricKey::generate()?),
+            KeySpec::Asymmetric(s) => Self::Private(Arc::new(PrivateKey::generate(s)?)),
+        })
+    }
+
+    /// Parses stored or imported bytes as material of `spec`.
+    pub fn from_bytes(spec: KeySpec, bytes: &[u8]) -> Result<Self, CryptoError> {
+        Ok(match spec {
+            KeySpec::SymmetricDefault => Self::Symmetric(SymmetricKey::from_slice(bytes)?),
+            KeySpec::Asymmetric(s) => Self::Private(Arc::new(PrivateKey::from_bytes(s, bytes)?)),
+        })
+    }
+
+    /// The bytes to wrap.
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Self::Symmetric(k) => k.expose(),
+            Self::Private(k) => k.to_bytes(),
+        }
+    }
+
+    /// The symmetric key, if this is one.
+    pub fn symmetric(&self) -> Option<&SymmetricKey> {
+        match self {
+            Self::Symmetric(k) => Some(k),
+            Self::Private(_) => None,
+        }
+    }
+
+    /// The private key, if this is one.
+    pub fn private(&self) -> Option<&PrivateKey> {
+        match self {
+            Self::Symmetric(_) => None,
+            Self::Private(k) => Some(k),
+        }
+    }
+}
+
+/// Domain keys: the newest wraps new material, every one unwraps.
+pub(crate) struct DomainKeys {
+    pub current: u32,
+    pub keys: HashMap<u32, SymmetricKey>,
+}
+
+impl DomainKeys {
+    fn binding(label: &[u8], key_id: &KeyId, version: u32, domain_key_id: u32) -> Vec<u8> {
+        let mut b = label.to_vec();
+        b.extend_from_slice(key_id.as_bytes());
+        b.extend_from_slice(&version.to_be_bytes());
+        b.extend_from_slice(&domain_key_id.to_be_bytes());
+        b
+    }
+
+    /// Wraps secret bytes that belong to `key_id` under the current domain key;
+    /// `label` says what they are, so one kind can never be unwrapped as another.
+    pub fn wrap_secret(
+        &self,
+        label: &[u8],
+        key_id: &KeyId,
+        version: u32,
+        secret: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        let dk = &self.keys[&self.current];
+        Ok(wrap::wrap_bytes(
+            dk,
+            &Self::binding(label, key_id, version, self.current),
+            secret,
+        )?)
+    }
+
+    /// Unwraps what [`Self::wrap_secret`] wrapped.
+    pub fn unwrap_secret(
+        &self,
+        label: &[u8],
+        key_id: &KeyId,
+        version: u32,
+        domain_key_id: u32,
+        wrapped: &[u8],
+    ) -> Result<keyfence_crypto::Secret, KmsError> {
+        let dk = self.keys.get(&domain_key_id).ok_or_else(|| {
+            KmsError::Internal(format!("domain key {domain_key_id} of {key_id} is missing"))
+        })?;
+        wrap::unwrap_bytes(
+            dk,
+            &Self::binding(label, key_id, version, domain_key_id),
+            wrapped,
+        )
+        .map_err(|_| KmsError::Internal(format!("secret of {key_id} v{version} does not unwrap")))
+    }
+
+    /// Wraps a version's material into a storable record.
+    pub fn wrap(
+        &self,
+        key_id: &KeyId,
+        version: u32,
+        material: &Material,
+        now: Timestamp,
+    ) -> Result<VersionRecord, KmsError> {
+        Ok(VersionRecord {
+            key_id: *key_id,
+            version,
+            domain_key_id: self.current,
+            wrapped: self.wrap_secret(BACKING_LABEL, key_id, version, material.bytes())?,
+            created: now,
+        })
+    }
+
+    /// Unwraps a stored version of a key of `spec`.
+    pub fn unwrap(&self, record: &VersionRecord, spec: KeySpec) -> Result<Material, KmsError> {
+        let bytes = self.unwrap_secret(
+            BACKING_LABEL,
+            &record.key_id,
+            record.version,
+            record.domain_key_id,
+            &record.wrapped,
+        )?;
+        Material::from_bytes(spec, bytes.expose()).map_err(|e| {
+            KmsError::Internal(format!(
+                "material of {} v{} is unusable: {e}",
+                record.key_id, record.version
+            ))
+        })
+    }
+}
+
+/// Binding label of backing key material (format of version 1 records).
+const BACKING_LABEL: &[u8] = b"keyfence/v1/backing-key/";
