@@ -87,6 +87,14 @@ fn dem_key(k: &Gt) -> Result<aead::LessSafeKey> {
     Ok(aead::LessSafeKey::new(unbound))
 }
 
+/// Both formats frame the sealed payload with a 32-bit length.
+pub(crate) fn check_message_len(msg: &[u8]) -> Result<()> {
+    if msg.len() > u32::MAX as usize - SEED_LEN - 16 {
+        return Err(Error::MessageTooLong);
+    }
+    Ok(())
+}
+
 /// The nonce: every DEM key encrypts exactly one message, so a fixed nonce is unique.
 fn nonce() -> aead::Nonce {
     aead::Nonce::assume_unique_for_key([0u8; 12])
@@ -100,6 +108,7 @@ impl MasterPublicKey {
         msg: &[u8],
         rng: &mut R,
     ) -> Result<Ciphertext> {
+        check_message_len(msg)?;
         let mut envelope = Zeroizing::new(vec![0u8; SEED_LEN + msg.len()]);
         rng.fill_bytes(&mut envelope[..SEED_LEN]);
         envelope[SEED_LEN..].copy_from_slice(msg);

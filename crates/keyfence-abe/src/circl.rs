@@ -19,7 +19,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::attributes::{validate_identifier, BK_LABEL, MAX_ATTRIBUTES};
-use crate::cca::{Ciphertext, Payload, SEED_LEN};
+use crate::cca::{check_message_len, Ciphertext, Payload, SEED_LEN};
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::formula::{Formula, Gate, Wire};
@@ -658,6 +658,7 @@ impl MasterPublicKey {
         msg: &[u8],
         rng: &mut R,
     ) -> Result<Ciphertext> {
+        check_message_len(msg)?;
         let mut env = Zeroizing::new(vec![0u8; SEED_LEN + msg.len()]);
         rng.fill_bytes(&mut env[..SEED_LEN]);
         env[SEED_LEN..].copy_from_slice(msg);

@@ -37,6 +37,9 @@ pub enum Error {
     /// The ciphertext failed authentication (tampered, or wrong key material).
     #[error("decryption failed: ciphertext is not authentic")]
     DecryptionFailed,
+    /// The message is too long for the ciphertext format (4 GiB minus overhead).
+    #[error("message too long for the ciphertext format")]
+    MessageTooLong,
     /// The system random number generator or a primitive failed unexpectedly.
     #[error("cryptographic primitive failure: {0}")]
     Crypto(&'static str),
