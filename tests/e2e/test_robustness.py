@@ -436,3 +436,74 @@ def test_unicode_description_and_tags(kms):
     k = kms.create_key(Description="ключ ✓ 🔑", Tags=[{"TagKey": "名前", "TagValue": "値 ✓"}])["KeyMetadata"]
     assert kms.describe_key(KeyId=k["KeyId"])["KeyMetadata"]["Description"] == "ключ ✓ 🔑"
     assert kms.list_resource_tags(KeyId=k["KeyId"])["Tags"] == [{"TagKey": "名前", "TagValue": "値 ✓"}]
+
+
+def test_concurrent_create_alias_same_name(node, kms):
+    """Eight clients race to create one alias: exactly one wins."""
+    name = f"alias/{unique('race')}"
+    keys = [kms.create_key(Description=f"race {i}")["KeyMetadata"]["KeyId"] for i in range(8)]
+    results = [None] * 8
+    barrier = threading.Barrier(8)
+
+    def worker(i):
+        c = node.boto3_client(1)
+        barrier.wait(timeout=30)
+        try:
+            c.create_alias(AliasName=name, TargetKeyId=keys[i])
+            results[i] = "OK"
+        except ClientError as e:
+            results[i] = e.response["Error"]["Code"]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert results.count("OK") == 1, results
+    assert all(r in ("OK", "AlreadyExistsException") for r in results), results
+    winner = keys[results.index("OK")]
+    assert kms.describe_key(KeyId=name)["KeyMetadata"]["KeyId"] == winner
+    listed = [a for p in kms.get_paginator("list_aliases").paginate() for a in p["Aliases"] if a["AliasName"] == name]
+    assert len(listed) == 1 and listed[0]["TargetKeyId"] == winner
+
+
+def test_concurrent_rotation_and_use(node, kms):
+    """Rotations interleaved with encrypt/decrypt: every ciphertext decrypts."""
+    k = kms.create_key(Description="rotating under load")["KeyMetadata"]["KeyId"]
+    blobs, errors = [], []
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def user(n):
+        c = node.boto3_client(1)
+        i = 0
+        while not stop.is_set() and i < 200:
+            pt = f"{n}-{i}".encode()
+            try:
+                b = c.encrypt(KeyId=k, Plaintext=pt)["CiphertextBlob"]
+                assert c.decrypt(CiphertextBlob=b)["Plaintext"] == pt
+                with lock:
+                    blobs.append((b, pt))
+            except Exception as e:  # noqa: BLE001
+                with lock:
+                    errors.append(repr(e))
+            i += 1
+
+    threads = [threading.Thread(target=user, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        rot = node.boto3_client(1)
+        for _ in range(5):
+            stop.wait(0.1)
+            rot.rotate_key_on_demand(KeyId=k)
+        stop.wait(0.1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert not errors, errors[:5]
+    assert len(blobs) >= 20
+    assert len(kms.list_key_rotations(KeyId=k)["Rotations"]) == 5
+    for b, pt in blobs:
+        assert kms.decrypt(CiphertextBlob=b)["Plaintext"] == pt
