@@ -74,6 +74,22 @@ impl Attributes {
         Ok(attrs)
     }
 
+    /// Parses a comma-separated list of `name: value` pairs, e.g.
+    /// `country: FR, region: EU` (the empty string is the empty set).
+    pub fn parse(input: &str) -> Result<Self> {
+        let mut attrs = Attributes::new();
+        if input.trim().is_empty() {
+            return Ok(attrs);
+        }
+        for item in input.split(',') {
+            let (name, value) = item.split_once(':').ok_or_else(|| {
+                Error::InvalidAttribute(format!("{:?} is not `name: value`", item.trim()))
+            })?;
+            attrs.insert(name.trim(), value.trim())?;
+        }
+        Ok(attrs)
+    }
+
     /// Adds `name: value`; fails if the name is already present or not a valid identifier.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) -> Result<()> {
         let (name, value) = (name.into(), value.into());
@@ -114,6 +130,13 @@ impl Attributes {
     }
 }
 
+impl std::str::FromStr for Attributes {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        Attributes::parse(s)
+    }
+}
+
 impl fmt::Debug for Attributes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{self}")
@@ -130,5 +153,27 @@ impl fmt::Display for Attributes {
             write!(f, "{k}: {v}")?;
         }
         f.write_str("}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_and_display_agree() {
+        let a = Attributes::parse("country: FR, region: EU").unwrap();
+        assert_eq!(a.get("country"), Some("FR"));
+        assert_eq!(a.to_string(), "{country: FR, region: EU}");
+        assert!(Attributes::parse("").unwrap().is_empty());
+        for bad in [
+            "country FR",
+            "country: FR, country: DE",
+            "a: b c",
+            "and: x",
+            "a: ",
+        ] {
+            assert!(Attributes::parse(bad).is_err(), "{bad}");
+        }
     }
 }

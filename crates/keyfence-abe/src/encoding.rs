@@ -489,7 +489,7 @@ impl Ciphertext {
             });
         }
         let len = r.u32_be()? as usize;
-        if len < SEED_LEN + 16 || len + 32 != r.remaining() {
+        if len < SEED_LEN + 16 || len.checked_add(32) != Some(r.remaining()) {
             return Err(Error::Malformed("sealed payload length"));
         }
         let sealed = r.take(len)?.to_vec();
