@@ -1,5 +1,7 @@
 //! `keyfence`: the node and its command-line tools.
 
+mod bench;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +32,9 @@ enum Command {
         #[arg(long, default_value = keyfence_server::config::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
     },
+    /// Load-test a running node (or a peer speaking the AWS KMS JSON API): throughput,
+    /// latency percentiles, errors, memory; or TLS handshakes, classical vs hybrid.
+    Bench(Box<bench::BenchArgs>),
 }
 
 #[derive(Args)]
@@ -151,6 +156,7 @@ fn main() -> ExitCode {
             .build()
             .map_err(|e| e.to_string())
             .and_then(|rt| rt.block_on(server(args))),
+        Command::Bench(args) => bench::main(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,520 @@
+//! `keyfence bench`: a load generator that drives a running node (or a peer that
+//! speaks the AWS KMS JSON API) over the real wire — TLS or plain HTTP, HTTP/1.1
+//! keep-alive or HTTP/2, every request SigV4-signed — and reports throughput,
+//! latency percentiles (HDR histogram), errors by type and the node's memory.
+
+pub mod client;
+pub mod handshakes;
+pub mod report;
+pub mod runner;
+pub mod workload;
+
+use std::io::IsTerminal as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use keyfence_server::datadir::DataDir;
+use keyfence_server::tls::{ClientGroups, PkiPaths};
+
+use client::{ClientContext, Credential, Endpoint, HttpVersion};
+use report::{Memory, Outcome, Report, Setup};
+use runner::{Pacing, Plan};
+use workload::{KmsWorker, SetupError, WorkloadKind, WorkloadOptions};
+
+/// Arguments of `keyfence bench`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// The node: https://host:port (TLS), or http://host:port for a plain-HTTP peer such as moto.
+    #[arg(long, default_value = "https://127.0.0.1:8443")]
+    pub endpoint: String,
+    /// Data directory of the node, for its CA (ca.pem) and its first credential
+    /// (credentials.toml) [default: ./keyfence-data if it exists].
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// CA certificate to trust (PEM) instead of DATA_DIR/ca.pem.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Access key id to sign with instead of the data directory's credential.
+    #[arg(long, requires = "secret_key")]
+    pub access_key: Option<String>,
+    /// Secret access key to sign with.
+    #[arg(long, requires = "access_key")]
+    pub secret_key: Option<String>,
+    /// Region of the SigV4 credential scope.
+    #[arg(long, default_value = "us-east-1")]
+    pub region: String,
+    /// What to send.
+    #[arg(long, value_enum, default_value = "encrypt")]
+    pub workload: WorkloadKind,
+    /// Plaintext (encrypt, decrypt, mixed) or message (sign) size in bytes.
+    #[arg(long, default_value_t = 256)]
+    pub payload_size: usize,
+    /// Concurrent TCP connections.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// With --http2: concurrent streams per connection.
+    #[arg(long, default_value_t = 4)]
+    pub streams: usize,
+    /// How long to measure (e.g. 10s, 500ms, 1m); for handshakes, per group.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Unmeasured warm-up before the measurement, on the same connections.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Open loop: this many requests per second in total, on a fixed schedule;
+    /// latency counts from each request's intended send time. Without it: closed loop.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// HTTP/2 (ALPN h2) with --streams streams per connection, instead of HTTP/1.1 keep-alive.
+    #[arg(long)]
+    pub http2: bool,
+    /// Offer only the hybrid X25519MLKEM768 group (as a strict client would).
+    #[arg(long)]
+    pub post_quantum: bool,
+    /// Key spec for the sign workload.
+    #[arg(long, default_value = "ECC_NIST_P256")]
+    pub key_spec: String,
+    /// Signing algorithm for the sign workload [default: the usual one for the key spec].
+    #[arg(long)]
+    pub signing_algorithm: Option<String>,
+    /// Use this existing key instead of creating one.
+    #[arg(long)]
+    pub key_id: Option<String>,
+    /// The node's Prometheus endpoint, for its resident memory before and after;
+    /// "none" to skip.
+    #[arg(long, default_value = "http://127.0.0.1:9464")]
+    pub metrics: String,
+    /// Read the resident memory of this local process instead (/proc/PID), for a
+    /// peer without a metrics endpoint.
+    #[arg(long)]
+    pub pid: Option<u32>,
+    /// Load-generator worker threads [default: number of CPUs].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// A request with no answer after this long counts as a Timeout error.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub request_timeout: Duration,
+    /// Print the result as one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1.5s`, or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?} (e.g. 10s, 500ms, 1m)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" | "min" => n * 60.0,
+        _ => return Err(format!("invalid duration unit in {s:?} (ms, s or m)")),
+    };
+    if !(0.0..=86_400.0).contains(&secs) {
+        return Err(format!("duration {s:?} out of range"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The command line as typed, quoted where a shell would need it.
+pub fn command_line() -> String {
+    std::env::args()
+        .map(|a| {
+            if !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%".contains(c))
+            {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Entry point of the subcommand: runs the benchmark on its own runtime and prints
+/// the result.
+pub fn main(args: BenchArgs) -> Result<(), String> {
+    let threads = args.threads.unwrap_or_else(default_threads).max(1);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let json = args.json;
+    let report = rt.block_on(run(args, command_line(), true))?;
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.to_text());
+    }
+    match &report.outcome {
+        Outcome::Unsupported {
+            operation, code, ..
+        } => Err(format!(
+            "{} workload not supported by the node ({operation}: {code})",
+            report.setup.workload
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+}
+
+/// Where the CA and credential come from.
+struct Resolved {
+    endpoint: Endpoint,
+    ca: Option<PathBuf>,
+    credential: Credential,
+}
+
+fn resolve(args: &BenchArgs) -> Result<Resolved, String> {
+    let endpoint = Endpoint::parse(&args.endpoint)?;
+    let data_dir = args.data_dir.clone().or_else(|| {
+        let d = PathBuf::from(keyfence_server::config::DEFAULT_DATA_DIR);
+        d.is_dir().then_some(d)
+    });
+    let ca = match (&args.ca, &data_dir) {
+        (Some(ca), _) => Some(ca.clone()),
+        (None, Some(d)) => Some(PkiPaths::in_dir(d).ca_cert),
+        (None, None) => None,
+    };
+    if endpoint.tls && ca.is_none() {
+        return Err("an https endpoint needs the node's CA: --ca FILE or --data-dir DIR".into());
+    }
+    let credential =
+        match (&args.access_key, &args.secret_key, &data_dir) {
+            (Some(id), Some(secret), _) => Credential {
+                access_key_id: id.clone(),
+                secret_access_key: secret.clone(),
+                region: args.region.clone(),
+            },
+            (_, _, Some(d)) => {
+                let dir = DataDir {
+                    path: d.clone(),
+                    pki: PkiPaths::in_dir(d),
+                };
+                let c = dir
+                    .load_credentials()
+                    .map_err(|e| format!("credentials in {}: {e}", d.display()))?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| format!("{}: no credential", dir.credentials().display()))?;
+                Credential {
+                    access_key_id: c.access_key_id.clone(),
+                    secret_access_key: c.secret_access_key.to_string(),
+                    region: args.region.clone(),
+                }
+            }
+            _ => return Err(
+                "no credential: --data-dir DIR (its credentials.toml) or --access-key/--secret-key"
+                    .into(),
+            ),
+        };
+    Ok(Resolved {
+        endpoint,
+        ca,
+        credential,
+    })
+}
+
+async fn read_memory(args: &BenchArgs) -> Option<(String, Result<u64, String>)> {
+    if let Some(pid) = args.pid {
+        return Some((
+            format!("VmRSS of pid {pid}"),
+            client::process_resident_memory(pid),
+        ));
+    }
+    if args.metrics == "none" {
+        return None;
+    }
+    Some((
+        format!("process_resident_memory_bytes from {}", args.metrics),
+        client::resident_memory(&args.metrics).await,
+    ))
+}
+
+/// A progress bar on stderr when it is a terminal, hidden otherwise.
+fn progress_bar(total: Duration, show: bool) -> ProgressBar {
+    if !show || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total.as_millis() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Moves the bar with time and shows the request count, until dropped.
+struct Ticker {
+    task: tokio::task::JoinHandle<()>,
+    bar: ProgressBar,
+}
+
+impl Ticker {
+    fn start(bar: ProgressBar, phase: &'static str, count: Arc<AtomicU64>, base_ms: u64) -> Self {
+        let b = bar.clone();
+        let task = tokio::spawn(async move {
+            let start = tokio::time::Instant::now();
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            loop {
+                tick.tick().await;
+                let ms = start.elapsed().as_millis() as u64;
+                let n = count.load(Ordering::Relaxed);
+                b.set_position(base_ms + ms);
+                b.set_message(format!(
+                    "{phase}: {n} done, {:.0}/s",
+                    n as f64 * 1000.0 / ms.max(1) as f64
+                ));
+            }
+        });
+        Self { task, bar }
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = &self.bar;
+    }
+}
+
+/// Runs one benchmark and gives its report. `show_progress` allows the progress
+/// bar (it is still hidden unless stderr is a terminal).
+pub async fn run(args: BenchArgs, command: String, show_progress: bool) -> Result<Report, String> {
+    if args.connections == 0 || args.streams == 0 {
+        return Err("--connections and --streams must be at least 1".into());
+    }
+    if let Some(r) = args.rate {
+        if !(r.is_finite() && r > 0.0) {
+            return Err("--rate must be a positive number of requests per second".into());
+        }
+    }
+    if args.duration.is_zero() {
+        return Err("--duration must be positive".into());
+    }
+    let resolved = resolve(&args)?;
+    let version = if args.http2 {
+        HttpVersion::Http2
+    } else {
+        HttpVersion::Http1
+    };
+    let groups = if args.post_quantum {
+        ClientGroups::HybridOnly
+    } else {
+        ClientGroups::Default
+    };
+    let streams = if args.http2 { args.streams } else { 1 };
+    let mut setup = Setup {
+        command,
+        workload: args.workload.name(),
+        endpoint: resolved.endpoint.url(),
+        transport: match (resolved.endpoint.tls, args.post_quantum) {
+            (false, _) => "plain HTTP".into(),
+            (true, false) => "TLS 1.3, client offers X25519MLKEM768 then X25519".into(),
+            (true, true) => "TLS 1.3, client offers X25519MLKEM768 only".into(),
+        },
+        http: match version {
+            HttpVersion::Http1 => "HTTP/1.1 keep-alive",
+            HttpVersion::Http2 => "HTTP/2",
+        },
+        connections: args.connections,
+        streams,
+        duration: args.duration,
+        warmup: args.warmup,
+        rate: args.rate,
+        client_threads: tokio::runtime::Handle::current().metrics().num_workers(),
+        started_unix: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+        ..Setup::default()
+    };
+
+    if args.workload == WorkloadKind::Handshakes {
+        return run_handshakes(&args, &resolved, setup, show_progress).await;
+    }
+
+    let ctx = ClientContext::new(
+        resolved.endpoint.clone(),
+        resolved.ca.as_deref(),
+        groups,
+        resolved.credential.clone(),
+        version,
+    )?;
+    let mut control = ctx
+        .connect()
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", setup.endpoint))?;
+    let opts = WorkloadOptions {
+        kind: args.workload,
+        payload_size: args.payload_size,
+        key_spec: args.key_spec.clone(),
+        signing_algorithm: args.signing_algorithm.clone(),
+        key_id: args.key_id.clone(),
+    };
+    if args.workload != WorkloadKind::GenerateDataKey {
+        setup.payload_size = Some(args.payload_size);
+    }
+    setup.key_spec = Some(if args.workload == WorkloadKind::Sign {
+        args.key_spec.clone()
+    } else {
+        "SYMMETRIC_DEFAULT".into()
+    });
+    let prepared = match workload::prepare(&mut control, &opts).await {
+        Ok(p) => p,
+        Err(SetupError::Unsupported {
+            operation,
+            code,
+            message,
+        }) => {
+            return Ok(Report {
+                setup,
+                outcome: Outcome::Unsupported {
+                    operation: operation.into(),
+                    code,
+                    message,
+                },
+                memory: None,
+            })
+        }
+        Err(SetupError::Failed(e)) => return Err(e),
+    };
+    setup.key_id = Some(prepared.key_id.clone());
+    setup.key_spec = Some(prepared.key_spec.clone());
+    setup.signing_algorithm = prepared.signing_algorithm.clone();
+
+    // Every connection is open before anything is measured.
+    let operations = Arc::new(prepared.operations.clone());
+    let mut workers = Vec::with_capacity(args.connections * streams);
+    for _ in 0..args.connections {
+        let conn = ctx
+            .connect()
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", setup.endpoint))?;
+        for _ in 1..streams {
+            if let Some(s) = conn.stream() {
+                workers.push(KmsWorker::new(s, Arc::clone(&operations)));
+            }
+        }
+        workers.push(KmsWorker::new(conn, Arc::clone(&operations)));
+    }
+
+    let pacing = match args.rate {
+        Some(rate) => Pacing::Open { rate },
+        None => Pacing::Closed,
+    };
+    let mut plan = Plan {
+        pacing,
+        duration: args.warmup,
+        pattern: prepared.pattern.clone(),
+        kinds: prepared.operations.len(),
+        request_timeout: args.request_timeout,
+        drain: args.duration.max(Duration::from_secs(5)),
+    };
+    let bar = progress_bar(args.warmup + args.duration, show_progress);
+    let before = read_memory(&args).await;
+    if !args.warmup.is_zero() {
+        let count = Arc::new(AtomicU64::new(0));
+        let _ticker = Ticker::start(bar.clone(), "warm-up", Arc::clone(&count), 0);
+        workers = runner::run(workers, &plan, count).await.0;
+    }
+    plan.duration = args.duration;
+    let count = Arc::new(AtomicU64::new(0));
+    let ticker = Ticker::start(
+        bar.clone(),
+        "measuring",
+        Arc::clone(&count),
+        args.warmup.as_millis() as u64,
+    );
+    let (workers, stats) = runner::run(workers, &plan, count).await;
+    drop(ticker);
+    bar.finish_and_clear();
+    drop(workers);
+    let after = read_memory(&args).await;
+    let memory = before.map(|(source, before)| Memory {
+        source,
+        before,
+        after: after.map(|a| a.1).unwrap_or(Err("not read".into())),
+    });
+    if let Err(e) = workload::cleanup(&mut control, &prepared).await {
+        tracing::warn!(key = %prepared.key_id, error = %e, "could not schedule deletion of the benchmark key");
+    }
+    Ok(Report {
+        setup,
+        outcome: Outcome::Load {
+            stats,
+            operations: prepared.operations.iter().map(|o| o.name).collect(),
+        },
+        memory,
+    })
+}
+
+async fn run_handshakes(
+    args: &BenchArgs,
+    resolved: &Resolved,
+    mut setup: Setup,
+    show_progress: bool,
+) -> Result<Report, String> {
+    let ca: &Path = match (&resolved.ca, resolved.endpoint.tls) {
+        (Some(ca), true) => ca,
+        _ => return Err("the handshakes workload needs an https endpoint and its CA".into()),
+    };
+    setup.http = "no requests";
+    setup.transport = "TLS 1.3, one group offered at a time".into();
+    setup.warmup = Duration::ZERO;
+    setup.rate = None;
+    let name = client::server_name(&resolved.endpoint.host).map_err(|e| e.to_string())?;
+    let default_client_hello = handshakes::client_hello_size(
+        handshakes::handshake_config(ca, ClientGroups::Default)?,
+        name,
+    )?;
+    let bar = progress_bar(args.duration * 2, show_progress);
+    let before = read_memory(args).await;
+    let count = Arc::new(AtomicU64::new(0));
+    let ticker = Ticker::start(bar.clone(), "handshakes", Arc::clone(&count), 0);
+    let groups = handshakes::run(
+        &resolved.endpoint,
+        ca,
+        args.connections,
+        args.duration,
+        count,
+    )
+    .await?;
+    drop(ticker);
+    bar.finish_and_clear();
+    let after = read_memory(args).await;
+    let memory = before.map(|(source, before)| Memory {
+        source,
+        before,
+        after: after.map(|a| a.1).unwrap_or(Err("not read".into())),
+    });
+    Ok(Report {
+        setup,
+        outcome: Outcome::Handshakes {
+            groups,
+            default_client_hello,
+        },
+        memory,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,375 @@
+//! Workloads: which KMS operations are sent, the keys they need (created before
+//! measuring) and the request bodies.
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use bytes::Bytes;
+use hyper::header::HeaderValue;
+use serde_json::{json, Value};
+
+use super::client::{ClientError, Connection};
+use super::runner::Worker;
+
+/// What `--workload` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkloadKind {
+    /// Encrypt `--payload-size` bytes under a symmetric key.
+    Encrypt,
+    /// Decrypt a ciphertext of `--payload-size` bytes.
+    Decrypt,
+    /// GenerateDataKey (AES_256).
+    GenerateDataKey,
+    /// Sign `--payload-size` bytes (RAW) with an asymmetric key of `--key-spec`.
+    Sign,
+    /// Encrypt, Decrypt and GenerateDataKey in the ratio 4:4:2.
+    Mixed,
+    /// New TLS connections per second, X25519 vs X25519MLKEM768.
+    Handshakes,
+}
+
+impl WorkloadKind {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkloadKind::Encrypt => "encrypt",
+            WorkloadKind::Decrypt => "decrypt",
+            WorkloadKind::GenerateDataKey => "generate-data-key",
+            WorkloadKind::Sign => "sign",
+            WorkloadKind::Mixed => "mixed",
+            WorkloadKind::Handshakes => "handshakes",
+        }
+    }
+}
+
+/// One operation of a workload, ready to send: target header and body.
+#[derive(Debug, Clone)]
+pub struct Operation {
+    /// KMS operation name (`Encrypt`).
+    pub name: &'static str,
+    /// `TrentService.<name>`.
+    pub target: HeaderValue,
+    /// The JSON body, the same for every request (each is signed anew).
+    pub body: Bytes,
+}
+
+impl Operation {
+    fn new(name: &'static str, body: &Value) -> Self {
+        Self {
+            name,
+            target: HeaderValue::from_str(&format!("TrentService.{name}"))
+                .expect("operation names are header-safe"),
+            body: Bytes::from(serde_json::to_vec(body).expect("JSON serializes")),
+        }
+    }
+}
+
+/// A prepared workload: its operations and the order they are cycled in.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Operations, indexed by kind.
+    pub operations: Vec<Operation>,
+    /// Request `i` uses `operations[pattern[i % pattern.len()]]`.
+    pub pattern: Vec<usize>,
+    /// The key used (ARN or id).
+    pub key_id: String,
+    /// Its key spec.
+    pub key_spec: String,
+    /// Signing algorithm, for `sign`.
+    pub signing_algorithm: Option<String>,
+    /// Whether the key was created by this run (and is scheduled for deletion after).
+    pub created: bool,
+}
+
+/// Why a workload could not be prepared.
+#[derive(Debug)]
+pub enum SetupError {
+    /// The node does not support what the workload needs (e.g. the key spec):
+    /// reported, not a crash.
+    Unsupported {
+        /// The operation that was refused.
+        operation: &'static str,
+        /// AWS error type.
+        code: String,
+        /// The node's message.
+        message: String,
+    },
+    /// Anything else.
+    Failed(String),
+}
+
+impl std::fmt::Display for SetupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SetupError::Unsupported {
+                operation,
+                code,
+                message,
+            } => write!(f, "the node refused {operation}: {code}: {message}"),
+            SetupError::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+impl From<ClientError> for SetupError {
+    fn from(e: ClientError) -> Self {
+        SetupError::Failed(format!("setup request failed: {e}"))
+    }
+}
+
+/// The signing algorithm AWS pairs with a key spec for `Sign`.
+pub fn default_signing_algorithm(key_spec: &str) -> &'static str {
+    match key_spec {
+        "ECC_NIST_P384" => "ECDSA_SHA_384",
+        "ECC_NIST_P521" => "ECDSA_SHA_512",
+        s if s.starts_with("RSA_") => "RSASSA_PSS_SHA_256",
+        s if s.starts_with("ML_DSA_") => "ML_DSA_SHAKE_256",
+        "ECC_NIST_EDWARDS25519" => "ED25519_SHA_512",
+        // ECC_NIST_P256, ECC_SECG_P256K1, SM2 and anything unknown.
+        _ => "ECDSA_SHA_256",
+    }
+}
+
+/// A deterministic payload of `n` bytes.
+pub fn payload(n: usize) -> Vec<u8> {
+    (0..n).map(|i| (i * 31 + 7) as u8).collect()
+}
+
+/// Sends a setup call; a non-2xx answer becomes `Unsupported` for the codes a node
+/// uses to refuse an unknown operation or key spec, `Failed` otherwise.
+async fn setup_call(
+    conn: &mut Connection,
+    operation: &'static str,
+    body: &Value,
+) -> Result<Value, SetupError> {
+    let reply = conn.kms(operation, body).await?;
+    match reply.error_type() {
+        None => Ok(reply.json()),
+        Some(code) => {
+            let v = reply.json();
+            let message = v["message"]
+                .as_str()
+                .or_else(|| v["Message"].as_str())
+                .unwrap_or("")
+                .to_string();
+            if matches!(
+                code.as_str(),
+                "UnsupportedOperationException" | "ValidationException"
+            ) || code.starts_with("HTTP 404")
+            {
+                Err(SetupError::Unsupported {
+                    operation,
+                    code,
+                    message,
+                })
+            } else {
+                Err(SetupError::Failed(format!(
+                    "{operation} failed: {code}: {message}"
+                )))
+            }
+        }
+    }
+}
+
+/// Options that shape a workload.
+#[derive(Debug, Clone)]
+pub struct WorkloadOptions {
+    /// Which workload.
+    pub kind: WorkloadKind,
+    /// Plaintext / message size in bytes.
+    pub payload_size: usize,
+    /// Key spec for `sign`.
+    pub key_spec: String,
+    /// Signing algorithm override for `sign`.
+    pub signing_algorithm: Option<String>,
+    /// Use this key instead of creating one.
+    pub key_id: Option<String>,
+}
+
+/// Creates the key the workload needs (unless given), checks one round trip and
+/// builds the request bodies.
+pub async fn prepare(
+    conn: &mut Connection,
+    opts: &WorkloadOptions,
+) -> Result<Prepared, SetupError> {
+    let data = payload(opts.payload_size);
+    let plaintext = B64.encode(&data);
+    let sign = opts.kind == WorkloadKind::Sign;
+    let key_spec = if sign {
+        opts.key_spec.clone()
+    } else {
+        "SYMMETRIC_DEFAULT".to_string()
+    };
+    let (key_id, created) = match &opts.key_id {
+        Some(k) => (k.clone(), false),
+        None => {
+            let usage = if sign {
+                "SIGN_VERIFY"
+            } else {
+                "ENCRYPT_DECRYPT"
+            };
+            let v = setup_call(
+                conn,
+                "CreateKey",
+                &json!({
+                    "Description": "keyfence bench",
+                    "KeySpec": key_spec,
+                    "KeyUsage": usage,
+                }),
+            )
+            .await?;
+            let id = v["KeyMetadata"]["Arn"]
+                .as_str()
+                .or_else(|| v["KeyMetadata"]["KeyId"].as_str())
+                .ok_or_else(|| SetupError::Failed(format!("CreateKey: no KeyMetadata in {v}")))?;
+            (id.to_string(), true)
+        }
+    };
+
+    let encrypt = json!({ "KeyId": key_id, "Plaintext": plaintext });
+    let gdk = json!({ "KeyId": key_id, "KeySpec": "AES_256" });
+    let mut signing_algorithm = None;
+    let (operations, pattern) = match opts.kind {
+        WorkloadKind::Encrypt => (vec![Operation::new("Encrypt", &encrypt)], vec![0]),
+        WorkloadKind::GenerateDataKey => {
+            setup_call(conn, "GenerateDataKey", &gdk).await?;
+            (vec![Operation::new("GenerateDataKey", &gdk)], vec![0])
+        }
+        WorkloadKind::Decrypt | WorkloadKind::Mixed => {
+            let decrypt = round_trip(conn, &key_id, &encrypt, &plaintext).await?;
+            if opts.kind == WorkloadKind::Decrypt {
+                (vec![Operation::new("Decrypt", &decrypt)], vec![0])
+            } else {
+                setup_call(conn, "GenerateDataKey", &gdk).await?;
+                (
+                    vec![
+                        Operation::new("Encrypt", &encrypt),
+                        Operation::new("Decrypt", &decrypt),
+                        Operation::new("GenerateDataKey", &gdk),
+                    ],
+                    // 4:4:2, interleaved.
+                    vec![0, 1, 2, 0, 1, 0, 1, 2, 0, 1],
+                )
+            }
+        }
+        WorkloadKind::Sign => {
+            let alg = opts
+                .signing_algorithm
+                .clone()
+                .unwrap_or_else(|| default_signing_algorithm(&key_spec).to_string());
+            let body = json!({
+                "KeyId": key_id,
+                "Message": plaintext,
+                "MessageType": "RAW",
+                "SigningAlgorithm": alg,
+            });
+            let v = setup_call(conn, "Sign", &body).await?;
+            if v["Signature"].as_str().is_none_or(str::is_empty) {
+                return Err(SetupError::Failed(format!("Sign: no Signature in {v}")));
+            }
+            signing_algorithm = Some(alg);
+            (vec![Operation::new("Sign", &body)], vec![0])
+        }
+        WorkloadKind::Handshakes => {
+            return Err(SetupError::Failed(
+                "handshakes need no key (internal error)".into(),
+            ))
+        }
+    };
+    if opts.kind == WorkloadKind::Encrypt {
+        // One checked round trip, so a node that answers 200 with garbage is caught.
+        round_trip(conn, &key_id, &encrypt, &plaintext).await?;
+    }
+    Ok(Prepared {
+        operations,
+        pattern,
+        key_id,
+        key_spec,
+        signing_algorithm,
+        created,
+    })
+}
+
+/// Encrypt then Decrypt once and compare; gives the Decrypt body.
+async fn round_trip(
+    conn: &mut Connection,
+    key_id: &str,
+    encrypt: &Value,
+    plaintext: &str,
+) -> Result<Value, SetupError> {
+    let v = setup_call(conn, "Encrypt", encrypt).await?;
+    let blob = v["CiphertextBlob"]
+        .as_str()
+        .ok_or_else(|| SetupError::Failed(format!("Encrypt: no CiphertextBlob in {v}")))?
+        .to_string();
+    let decrypt = json!({ "KeyId": key_id, "CiphertextBlob": blob });
+    let v = setup_call(conn, "Decrypt", &decrypt).await?;
+    if v["Plaintext"].as_str() != Some(plaintext) {
+        return Err(SetupError::Failed(
+            "Decrypt did not give back the encrypted plaintext".into(),
+        ));
+    }
+    Ok(decrypt)
+}
+
+/// Schedules deletion of a key this run created (7 days, the minimum); best effort.
+pub async fn cleanup(conn: &mut Connection, prepared: &Prepared) -> Result<(), String> {
+    if !prepared.created {
+        return Ok(());
+    }
+    let reply = conn
+        .kms(
+            "ScheduleKeyDeletion",
+            &json!({ "KeyId": prepared.key_id, "PendingWindowInDays": 7 }),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    match reply.error_type() {
+        None => Ok(()),
+        Some(code) => Err(code),
+    }
+}
+
+/// A connection (or HTTP/2 stream slot) sending the prepared operations.
+pub struct KmsWorker {
+    conn: Connection,
+    operations: std::sync::Arc<Vec<Operation>>,
+}
+
+impl KmsWorker {
+    /// A worker on `conn`.
+    pub fn new(conn: Connection, operations: std::sync::Arc<Vec<Operation>>) -> Self {
+        Self { conn, operations }
+    }
+}
+
+impl Worker for KmsWorker {
+    async fn call(&mut self, kind: usize) -> Result<(), String> {
+        let op = &self.operations[kind];
+        match self.conn.call(&op.target, op.body.clone()).await {
+            Ok(reply) => match reply.error_type() {
+                None => Ok(()),
+                Some(code) => Err(code),
+            },
+            Err(e) => Err(e.kind().to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signing_algorithms_follow_the_key_spec() {
+        assert_eq!(default_signing_algorithm("ECC_NIST_P256"), "ECDSA_SHA_256");
+        assert_eq!(default_signing_algorithm("ECC_NIST_P384"), "ECDSA_SHA_384");
+        assert_eq!(default_signing_algorithm("RSA_2048"), "RSASSA_PSS_SHA_256");
+        assert_eq!(default_signing_algorithm("ML_DSA_65"), "ML_DSA_SHAKE_256");
+    }
+
+    #[test]
+    fn payloads_have_the_requested_size() {
+        assert_eq!(payload(256).len(), 256);
+        assert_ne!(payload(4), vec![0; 4]);
+    }
+}
