@@ -222,6 +222,33 @@ pub(super) fn encapsulate_with_public_key(
     encapsulate_to(&parse_public_key(spec, spki)?)
 }
 
+/// The raw FIPS 203 encapsulation key of a loaded key (for X-Wing).
+pub(super) fn raw_public_key(key: &MlKemKey) -> Result<Vec<u8>, CryptoError> {
+    Ok(key
+        .ek
+        .key_bytes()
+        .map_err(|_| CryptoError::Operation("ML-KEM public key encoding"))?
+        .as_ref()
+        .to_vec())
+}
+
+/// Encapsulates to a raw FIPS 203 encapsulation key of `spec` (for X-Wing).
+pub(super) fn encapsulate_raw(spec: KeySpec, ek: &[u8]) -> Result<(Vec<u8>, Secret), CryptoError> {
+    let params = Params::of(spec)?;
+    if ek.len() != params.ek_len() {
+        return Err(CryptoError::InvalidLength {
+            what: "ML-KEM encapsulation key",
+            expected: params.ek_len(),
+            got: ek.len(),
+        });
+    }
+    let ek = EncapsulationKey::new(params.alg, ek).map_err(|_| CryptoError::Malformed {
+        what: "ML-KEM encapsulation key",
+        reason: "rejected by aws-lc",
+    })?;
+    encapsulate_to(&ek)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,6 +20,7 @@ mod mldsa;
 mod mlkem;
 mod rsa;
 pub mod spec;
+pub mod xwing;
 
 use std::fmt;
 
