@@ -4,7 +4,7 @@
 //! (`A` is 3x2, `B` is 4x2 out of a random 4x4 `B̄`, `W` is 3x4, `k` has 4 entries).
 //!
 //! Secret scalars only ever go through blst's constant-time scalar multiplication
-//! (`blst_p1_mult`/`blst_p2_mult` via blstrs) and `Gt::pow_ct`; Pippenger
+//! (`blst_p1_mult`/`blst_p2_mult` via blstrs) and `Gt::multi_pow_ct`; Pippenger
 //! multi-exponentiation is used in decapsulation, where every scalar is public.
 
 use std::collections::BTreeMap;
