@@ -231,7 +231,8 @@ pub(crate) fn multi_pairing(pairs: &[(G1Affine, G2Affine)]) -> Gt {
     // reference into `pairs`, which outlives this call, so all are valid, aligned and
     // initialised `blst_p1_affine` / `blst_p2_affine` values (blstrs' `G1Affine` and
     // `G2Affine` expose them through `AsRef`). blst reads exactly `n` entries of each
-    // array and writes only to `f`, then reads `f` and writes `out`. Points at
+    // array and writes only to `f`, then reads `f` and writes `out`. No entry is null
+    // (blst reads a null entry as "the element after the previous one"). Points at
     // infinity, which blst's Miller loop does not handle, were filtered out above; all
     // other points are valid subgroup elements because blstrs only constructs checked
     // points (or results of group operations on them).
