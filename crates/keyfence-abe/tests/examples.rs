@@ -142,3 +142,15 @@ fn debug_output_hides_secrets() {
     assert!(!shown.contains("0x"));
     assert!(format!("{key:?}").contains("country"));
 }
+
+#[test]
+fn keys_of_another_authority_do_not_decrypt() {
+    let (mpk, _) = keys();
+    let (_, other_msk) = keyfence_abe::setup(&mut rand_core::OsRng);
+    let policy = Policy::parse("country: FR").unwrap();
+    let ct = mpk
+        .encrypt(&policy, b"secret", &mut rand_core::OsRng)
+        .unwrap();
+    let key = other_msk.keygen(&attrs(&[("country", "FR")]), &mut rand_core::OsRng);
+    assert_eq!(key.decrypt(&ct), Err(Error::DecryptionFailed));
+}
