@@ -21,6 +21,7 @@ use crate::keys::{AttributeKey, MasterPublicKey};
 use crate::pairing::Gt;
 use crate::policy::Policy;
 use crate::scheme::{decapsulate, encapsulate, Header};
+use crate::wipe::wipe;
 use crate::{circl, encoding};
 
 /// Length of the Boneh–Katz seed.
@@ -115,12 +116,14 @@ impl MasterPublicKey {
         let (id, mac_key) = commit(&envelope[..SEED_LEN])?;
         let formula = Formula::from_policy(policy);
         let augmented = formula.with_identity(hash_to_scalar(ID_DOMAIN, &id));
-        let (header, k) = encapsulate(&self.pp, &augmented, formula, rng);
+        let (header, mut k) = encapsulate(&self.pp, &augmented, formula, rng);
+        let dem = dem_key(&k);
+        wipe(core::slice::from_mut(&mut k));
+        let dem = dem?;
 
         let prefix = encoding::native_ciphertext_prefix(&id, &header);
         let mut sealed = envelope.to_vec();
-        dem_key(&k)?
-            .seal_in_place_append_tag(nonce(), aead::Aad::from(&prefix[..]), &mut sealed)
+        dem.seal_in_place_append_tag(nonce(), aead::Aad::from(&prefix[..]), &mut sealed)
             .map_err(|_| Error::Crypto("AES-256-GCM seal"))?;
         let tag_input = encoding::native_mac_input(prefix, &sealed);
         let tag = hmac::sign(
@@ -184,10 +187,13 @@ impl AttributeKey {
         tag: &[u8; TAG_LEN],
     ) -> Result<Vec<u8>> {
         let augmented = header.formula.with_identity(hash_to_scalar(ID_DOMAIN, id));
-        let k = decapsulate(header, &augmented, &self.km)?;
+        let mut k = decapsulate(header, &augmented, &self.km)?;
+        let dem = dem_key(&k);
+        wipe(core::slice::from_mut(&mut k));
+        let dem = dem?;
         let prefix = encoding::native_ciphertext_prefix(id, header);
         let mut buf = Zeroizing::new(sealed.to_vec());
-        let opened = dem_key(&k)?
+        let opened = dem
             .open_in_place(nonce(), aead::Aad::from(&prefix[..]), &mut buf)
             .map_err(|_| Error::DecryptionFailed)?;
         if opened.len() < SEED_LEN {

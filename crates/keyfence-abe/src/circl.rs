@@ -29,6 +29,7 @@ use crate::pairing::{g1_from_uncompressed, g2_from_uncompressed, scalar_from_be,
 use crate::policy::{Policy, MAX_LEAVES};
 use crate::scheme::SecretParams;
 use crate::scheme::{decapsulate, encapsulate, Header, KeyAttr, KeyMaterial, PublicParams};
+use crate::wipe::wipe;
 
 /// Prefix of CIRCL ciphertexts since v1.3.8.
 const V138: &[u8] = b"v1.3.8";
@@ -71,8 +72,11 @@ fn expand_seed(seed: &[u8]) -> ([u8; 32], Zeroizing<[u8; 32]>) {
 }
 
 /// XORs `data` with the BLAKE2X keystream keyed by BLAKE2b-256 of the GT key.
-fn keystream_xor(k: &Gt, data: &mut [u8]) {
-    let key = Zeroizing::new(blake2b256(&[&k.to_bytes()]));
+/// The GT key is wiped once used.
+fn keystream_xor(k: &mut Gt, data: &mut [u8]) {
+    let k_bytes = Zeroizing::new(k.to_bytes());
+    wipe(core::slice::from_mut(k));
+    let key = Zeroizing::new(blake2b256(&[&k_bytes[..]]));
     let mut ks = Zeroizing::new(vec![0u8; data.len()]);
     Blake2x::new(key.as_ref(), &[]).fill(&mut ks);
     data.iter_mut().zip(ks.iter()).for_each(|(d, k)| *d ^= k);
@@ -667,9 +671,9 @@ impl MasterPublicKey {
         // Fail before the expensive part if the policy cannot be framed.
         policy_bytes(&formula).into_checked()?;
         let augmented = formula.with_identity(scalar_reduce_be(&id));
-        let (header, k) = encapsulate(&self.pp, &augmented, formula, rng);
+        let (header, mut k) = encapsulate(&self.pp, &augmented, formula, rng);
         let mut env_ct = env.to_vec();
-        keystream_xor(&k, &mut env_ct);
+        keystream_xor(&mut k, &mut env_ct);
         let mut payload = CirclPayload {
             legacy: false,
             id: id.to_vec(),
@@ -688,9 +692,9 @@ impl MasterPublicKey {
 /// CIRCL's `DecryptCCA` on a parsed ciphertext.
 pub(crate) fn decrypt(km: &KeyMaterial, header: &Header, p: &CirclPayload) -> Result<Vec<u8>> {
     let augmented = header.formula.with_identity(scalar_reduce_be(&p.id));
-    let k = decapsulate(header, &augmented, km)?;
+    let mut k = decapsulate(header, &augmented, km)?;
     let mut env = Zeroizing::new(p.env.clone());
-    keystream_xor(&k, &mut env);
+    keystream_xor(&mut k, &mut env);
     if env.len() < SEED_LEN {
         return Err(Error::DecryptionFailed);
     }
