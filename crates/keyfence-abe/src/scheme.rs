@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::formula::Formula;
 use crate::hashing::{compute_value_points, label_points, prf, value_points};
 use crate::pairing::{multi_pairing, Gt};
-use crate::wipe::wipe;
+use crate::wipe::{wipe, wipe_to};
 
 /// Public parameters: `[B]_2` (4x2), `[WB]_1` (3x2) and `[Bᵀk]_T` (2).
 #[derive(Clone, PartialEq, Eq)]
@@ -315,7 +315,7 @@ pub(crate) fn encapsulate<R: RngCore + CryptoRng>(
     let wb_times = |v: &[Scalar; 2]| -> [G1Projective; 3] {
         core::array::from_fn(|i| ct_lincomb_g1(&pp.wb1[i], v))
     };
-    let shares = formula.share(wb_times(&r), &mut |s: [G1Projective; 3]| {
+    let mut shares = formula.share(wb_times(&r), &mut |s: [G1Projective; 3]| {
         let mut t: [Scalar; 2] = random_vec(rng);
         let left = wb_times(&t);
         wipe(&mut t);
@@ -374,6 +374,7 @@ pub(crate) fn encapsulate<R: RngCore + CryptoRng>(
     }
     wipe(&mut r);
     wipe(ri.as_flattened_mut());
+    wipe_to(shares.as_flattened_mut(), G1Projective::identity());
     (
         Header {
             formula: sent,
