@@ -22,31 +22,48 @@ pub fn limit(limit: Option<i64>, default: usize, max: usize) -> Result<usize, Km
     }
 }
 
+/// Prefix of every marker this service issues.
+const MARKER_PREFIX: &str = "kf1.";
+
+fn encode_marker(sort_key: &str) -> String {
+    format!("{MARKER_PREFIX}{}", hex::encode(sort_key))
+}
+
+fn decode_marker(marker: &str) -> Result<String, KmsError> {
+    let invalid = || {
+        KmsError::InvalidMarker("The request was rejected because the marker is not valid".into())
+    };
+    let hex_part = marker.strip_prefix(MARKER_PREFIX).ok_or_else(invalid)?;
+    let bytes = hex::decode(hex_part).map_err(|_| invalid())?;
+    String::from_utf8(bytes).map_err(|_| invalid())
+}
+
 /// Pages `items`, already sorted by `sort_key` ascending and unique in it:
-/// the page starts after `marker` (the sort key of the previous page's last item).
+/// the page starts after the item a previous page's marker points at.
+/// Markers are opaque; one this service did not issue is InvalidMarkerException.
 pub fn paginate<T>(
     items: Vec<T>,
     sort_key: impl Fn(&T) -> String,
     marker: Option<&str>,
     limit: usize,
-) -> Page<T> {
+) -> Result<Page<T>, KmsError> {
     let mut rest: Vec<T> = match marker {
-        Some(m) => items
-            .into_iter()
-            .filter(|t| sort_key(t).as_str() > m)
-            .collect(),
+        Some(m) => {
+            let after = decode_marker(m)?;
+            items.into_iter().filter(|t| sort_key(t) > after).collect()
+        }
         None => items,
     };
     let next_marker = if rest.len() > limit {
         rest.truncate(limit);
-        rest.last().map(&sort_key)
+        rest.last().map(|t| encode_marker(&sort_key(t)))
     } else {
         None
     };
-    Page {
+    Ok(Page {
         items: rest,
         next_marker,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -59,7 +76,7 @@ mod tests {
         let mut seen = Vec::new();
         let mut marker = None;
         loop {
-            let page = paginate(items.clone(), |s| s.clone(), marker.as_deref(), 3);
+            let page = paginate(items.clone(), |s| s.clone(), marker.as_deref(), 3).unwrap();
             seen.extend(page.items);
             match page.next_marker {
                 Some(m) => marker = Some(m),
@@ -67,6 +84,19 @@ mod tests {
             }
         }
         assert_eq!(seen, items);
+    }
+
+    #[test]
+    fn foreign_markers_are_refused() {
+        for bad in ["definitely-not-a-marker", "kf1.zz", "kf1.ff", ""] {
+            assert!(
+                matches!(
+                    paginate(vec![1], |i| i.to_string(), Some(bad), 1),
+                    Err(KmsError::InvalidMarker(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

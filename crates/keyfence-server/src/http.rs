@@ -98,7 +98,10 @@ pub async fn handle(
     );
     let response = match (result, &protocol) {
         (Ok((content_type, body)), _) => respond(200, content_type, body, &id),
-        (Err(e), Protocol::Query) => respond(e.status, "text/xml", e.xml_body(&id), &id),
+        (Err(e), Protocol::Query) => {
+            let e = e.for_query_protocol();
+            respond(e.status, "text/xml", e.xml_body(&id), &id)
+        }
         (Err(e), _) => respond(e.status, "application/x-amz-json-1.1", e.json_body(), &id),
     };
     Ok(response)

@@ -38,6 +38,29 @@ async fn hybrid_client_uses_kms_over_x25519mlkem768() {
         )
         .await;
     assert_eq!(dec.json()["Plaintext"], B64.encode(b"hello"));
+    let dry = client
+        .kms(
+            &me,
+            "Encrypt",
+            json!({"KeyId": arn, "Plaintext": B64.encode(b"x"), "DryRun": true}),
+        )
+        .await;
+    assert_eq!(
+        (dry.status, dry.error_code().as_deref()),
+        (412, Some("DryRunOperationException"))
+    );
+    let dry_fail = client
+        .kms(
+            &me,
+            "Encrypt",
+            json!({"KeyId": "alias/none", "Plaintext": B64.encode(b"x"), "DryRun": true}),
+        )
+        .await;
+    assert_eq!(
+        dry_fail.error_code().as_deref(),
+        Some("NotFoundException"),
+        "a dry run still checks"
+    );
     let wrong = client
         .kms(&me, "Decrypt", json!({"CiphertextBlob": blob}))
         .await;
@@ -48,7 +71,7 @@ async fn hybrid_client_uses_kms_over_x25519mlkem768() {
 
     let metrics = scrape(&node).await;
     assert!(
-        metrics.contains("keyfence_tls_handshakes_total{group=\"X25519MLKEM768\"} 4"),
+        metrics.contains("keyfence_tls_handshakes_total{group=\"X25519MLKEM768\"} 6"),
         "{metrics}"
     );
     assert!(metrics.contains(
@@ -147,6 +170,21 @@ async fn authentication_errors_on_the_wire() {
         .await
         .unwrap();
     assert_eq!(r.error_code().as_deref(), Some("InvalidSignatureException"));
+
+    let sts = [("content-type", "application/x-www-form-urlencoded")];
+    let form = b"Action=GetCallerIdentity&Version=2011-06-15".to_vec();
+    let r = client
+        .send(&sts, form.clone(), Some((&wrong_secret, "sts")))
+        .await
+        .unwrap();
+    let xml = String::from_utf8_lossy(&r.body).to_string();
+    assert_eq!(r.status, 403);
+    assert!(xml.contains("<Code>SignatureDoesNotMatch</Code>"), "{xml}");
+    let r = client
+        .send(&sts, form, Some((&unknown, "sts")))
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&r.body).contains("<Code>InvalidClientTokenId</Code>"));
 
     let r = client
         .send(&headers, b"{}".to_vec(), Some((&me, "s3")))

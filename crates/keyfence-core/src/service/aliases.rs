@@ -2,7 +2,7 @@
 
 use super::lifecycle::require_not_pending_deletion;
 use super::Kms;
-use crate::ids::{AliasName, KeyRef};
+use crate::ids::AliasName;
 use crate::model::Alias;
 use crate::page::{self, Page};
 use crate::store::StoreError;
@@ -12,14 +12,6 @@ impl Kms {
     /// The key an alias may point to: named by id or key ARN (not alias), in the
     /// caller's account, not pending deletion.
     fn alias_target_key(&self, account: &str, target: &str) -> Result<KeyId, KmsError> {
-        if matches!(
-            KeyRef::parse(target),
-            Ok(KeyRef::Alias(_) | KeyRef::AliasArn { .. })
-        ) {
-            return Err(KmsError::Validation(
-                "TargetKeyId must be a key ID or key ARN, not an alias".into(),
-            ));
-        }
         let key = self.resolve_locked(account, target)?;
         require_not_pending_deletion(&key.meta)?;
         Ok(key.meta.id)
@@ -97,7 +89,7 @@ impl Kms {
     ) -> Result<Page<Alias>, KmsError> {
         let limit = page::limit(limit, 100, 100)?;
         let filter = match key_ref {
-            Some(k) => Some(self.resolve(account, k)?.meta.id),
+            Some(k) => Some(self.resolve_key(account, k)?.meta.id),
             None => None,
         };
         let now = self.now();
@@ -110,11 +102,6 @@ impl Kms {
                     .is_some_and(|k| !k.meta.is_due_for_destruction(now))
             })
             .collect();
-        Ok(page::paginate(
-            aliases,
-            |a| a.name.as_str().to_string(),
-            marker,
-            limit,
-        ))
+        page::paginate(aliases, |a| a.name.as_str().to_string(), marker, limit)
     }
 }

@@ -166,7 +166,7 @@ impl Kms {
             .map(|k| k.meta.clone())
             .collect();
         keys.sort_by_key(|k| k.id.to_string());
-        Ok(page::paginate(keys, |k| k.id.to_string(), marker, limit))
+        page::paginate(keys, |k| k.id.to_string(), marker, limit)
     }
 
     /// Applies `change` to the key's metadata under the writer lock, persists
@@ -194,6 +194,7 @@ impl Kms {
         account: &str,
         key_ref: &str,
     ) -> Result<std::sync::Arc<CachedKey>, KmsError> {
+        super::reject_alias(key_ref)?;
         let key = self.resolve_without_reaping(account, key_ref)?;
         if key.meta.is_due_for_destruction(self.now()) {
             return Err(KmsError::NotFound(format!(

@@ -32,6 +32,19 @@ use crate::KmsError;
 use cache::{Cache, CachedKey};
 use material::DomainKeys;
 
+/// Refuses an alias name or alias ARN where only a key id or key ARN may be given.
+fn reject_alias(key_ref: &str) -> Result<(), KmsError> {
+    if matches!(
+        KeyRef::parse(key_ref)?,
+        KeyRef::Alias(_) | KeyRef::AliasArn { .. }
+    ) {
+        return Err(KmsError::NotFound(format!(
+            "Invalid keyId '{key_ref}': this operation takes a key ID or key ARN, not an alias"
+        )));
+    }
+    Ok(())
+}
+
 /// A KMS for one node: keys, aliases and their material, cached in memory and
 /// persisted through a [`Store`].
 pub struct Kms {
@@ -126,6 +139,13 @@ impl Kms {
     fn resolve(&self, account: &str, key_ref: &str) -> Result<Arc<CachedKey>, KmsError> {
         self.resolve_without_reaping(account, key_ref)
             .and_then(|k| self.reap_if_due(k))
+    }
+
+    /// Like [`Self::resolve`] for operations that name a key only by key id or
+    /// key ARN, as AWS requires for management operations: an alias is refused.
+    fn resolve_key(&self, account: &str, key_ref: &str) -> Result<Arc<CachedKey>, KmsError> {
+        reject_alias(key_ref)?;
+        self.resolve(account, key_ref)
     }
 
     /// Resolves a key reference without destroying a key that is due.

@@ -90,7 +90,7 @@ impl Kms {
         account: &str,
         key_ref: &str,
     ) -> Result<RotationStatus, KmsError> {
-        let meta = self.resolve(account, key_ref)?.meta.clone();
+        let meta = self.resolve_key(account, key_ref)?.meta.clone();
         require_not_pending_deletion(&meta)?;
         Ok(RotationStatus {
             enabled: meta.rotation.enabled,
@@ -178,14 +178,14 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<(KeyMetadata, Page<RotationRecord>), KmsError> {
         let limit = page::limit(limit, 100, 1000)?;
-        let meta = self.resolve(account, key_ref)?.meta.clone();
+        let meta = self.resolve_key(account, key_ref)?.meta.clone();
         require_not_pending_deletion(&meta)?;
         let page = page::paginate(
             meta.rotations.clone(),
             |r| format!("{:010}", r.version),
             marker,
             limit,
-        );
+        )?;
         Ok((meta, page))
     }
 }

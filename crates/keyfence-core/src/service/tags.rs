@@ -82,8 +82,8 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<Page<(String, String)>, KmsError> {
         let limit = page::limit(limit, 50, 50)?;
-        let key = self.resolve(account, key_ref)?;
+        let key = self.resolve_key(account, key_ref)?;
         let tags: Vec<(String, String)> = key.meta.tags.clone().into_iter().collect();
-        Ok(page::paginate(tags, |(k, _)| k.clone(), marker, limit))
+        page::paginate(tags, |(k, _)| k.clone(), marker, limit)
     }
 }

@@ -211,8 +211,26 @@ fn key_is_named_four_ways() {
     ));
     assert!(matches!(
         f.kms.create_alias(A, "alias/other", "alias/app"),
-        Err(KmsError::Validation(_))
+        Err(KmsError::NotFound(_))
     ));
+    for refused in ["alias/app", "arn:aws:kms:us-east-1:111122223333:alias/app"] {
+        assert!(
+            matches!(f.kms.disable_key(A, refused), Err(KmsError::NotFound(_))),
+            "{refused}"
+        );
+        assert!(matches!(
+            f.kms.schedule_key_deletion(A, refused, Some(7)),
+            Err(KmsError::NotFound(_))
+        ));
+        assert!(matches!(
+            f.kms.list_resource_tags(A, refused, None, None),
+            Err(KmsError::NotFound(_))
+        ));
+    }
+    assert_eq!(
+        f.kms.describe_key(A, &key.id.to_string()).unwrap().state,
+        KeyState::Enabled
+    );
 }
 
 #[test]

@@ -36,6 +36,22 @@ impl ApiError {
         Self::new("ValidationException", message)
     }
 
+    /// The same error as STS (the query protocol) names it.
+    pub fn for_query_protocol(self) -> Self {
+        let (status, code) = match self.code {
+            "UnrecognizedClientException" => (403, "InvalidClientTokenId"),
+            "InvalidSignatureException" => (403, "SignatureDoesNotMatch"),
+            "IncompleteSignatureException" => (400, "IncompleteSignature"),
+            "MissingAuthenticationTokenException" => (403, "MissingAuthenticationToken"),
+            _ => return self,
+        };
+        Self {
+            status,
+            code,
+            ..self
+        }
+    }
+
     /// The JSON body of this error.
     pub fn json_body(&self) -> Vec<u8> {
         serde_json::to_vec(&serde_json::json!({"__type": self.code, "message": self.message}))

@@ -75,8 +75,54 @@ pub fn is_known(operation: &str) -> bool {
     OPERATIONS.contains(&operation)
 }
 
+/// Operations whose request has a `DryRun` member (all free of side effects here).
+const DRY_RUN_OPERATIONS: &[&str] = &[
+    "Encrypt",
+    "Decrypt",
+    "ReEncrypt",
+    "GenerateDataKey",
+    "GenerateDataKeyWithoutPlaintext",
+    "GenerateDataKeyPair",
+    "GenerateDataKeyPairWithoutPlaintext",
+    "Sign",
+    "Verify",
+    "GenerateMac",
+    "VerifyMac",
+    "Encapsulate",
+    "Decapsulate",
+    "DeriveSharedSecret",
+];
+
+#[derive(Deserialize)]
+struct DryRunFlag {
+    #[serde(rename = "DryRun")]
+    dry_run: Option<bool>,
+}
+
+/// Whether the request asks for a dry run (only looked for when the body names it).
+fn is_dry_run(operation: &str, body: &[u8]) -> Result<bool, ApiError> {
+    if !DRY_RUN_OPERATIONS.contains(&operation) || !body.windows(6).any(|w| w == b"DryRun") {
+        return Ok(false);
+    }
+    Ok(parse::<DryRunFlag>(body)?.dry_run.unwrap_or(false))
+}
+
 /// Runs one operation for a caller in `account`, returning the response document.
+/// With `DryRun`, every check runs and success is reported as DryRunOperationException.
 pub fn handle(kms: &Kms, account: &str, operation: &str, body: &[u8]) -> Result<Value, ApiError> {
+    let dry_run = is_dry_run(operation, body)?;
+    let result = run(kms, account, operation, body);
+    match result {
+        Ok(_) if dry_run => Err(ApiError {
+            status: 412,
+            code: "DryRunOperationException",
+            message: "The request would have succeeded, but the DryRun option is set.".into(),
+        }),
+        other => other,
+    }
+}
+
+fn run(kms: &Kms, account: &str, operation: &str, body: &[u8]) -> Result<Value, ApiError> {
     let ops = Ops { kms, account };
     match operation {
         "CreateKey" => ops.create_key(parse(body)?),
