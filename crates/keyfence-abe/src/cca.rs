@@ -122,7 +122,9 @@ impl MasterPublicKey {
         let dem = dem?;
 
         let prefix = encoding::native_ciphertext_prefix(&id, &header);
-        let mut sealed = envelope.to_vec();
+        // Room for the tag up front: no reallocation leaves a plaintext copy behind.
+        let mut sealed = Vec::with_capacity(envelope.len() + aead::AES_256_GCM.tag_len());
+        sealed.extend_from_slice(&envelope);
         dem.seal_in_place_append_tag(nonce(), aead::Aad::from(&prefix[..]), &mut sealed)
             .map_err(|_| Error::Crypto("AES-256-GCM seal"))?;
         let tag_input = encoding::native_mac_input(prefix, &sealed);
