@@ -9,16 +9,17 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::{http1, http2};
-use hyper::header::{HeaderName, HeaderValue, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::{Request, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use keyfence_server::sigv4::{self, SigningParams};
 use keyfence_server::tls::{self, ClientGroups};
 use rustls::pki_types::ServerName;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+
+use super::sigv4::{payload_hash, Signer};
 
 /// The content type of the AWS JSON 1.1 protocol.
 pub const AMZ_JSON: &str = "application/x-amz-json-1.1";
@@ -122,6 +123,7 @@ pub struct ClientContext {
     /// HTTP version.
     pub version: HttpVersion,
     uri: Uri,
+    host: HeaderValue,
 }
 
 impl ClientContext {
@@ -146,12 +148,15 @@ impl ClientContext {
                 .parse()
                 .map_err(|e| format!("endpoint URI: {e}"))?,
         };
+        let host = HeaderValue::from_str(&endpoint.authority)
+            .map_err(|e| format!("endpoint authority: {e}"))?;
         Ok(Self {
             endpoint,
             tls,
             credential,
             version,
             uri,
+            host,
         })
     }
 
@@ -188,6 +193,7 @@ impl ClientContext {
                 Ok(Connection {
                     ctx: self.clone(),
                     sender: Sender::H1(sender),
+                    signer: self.signer(),
                 })
             }
             HttpVersion::Http2 => {
@@ -199,48 +205,52 @@ impl ClientContext {
                 Ok(Connection {
                     ctx: self.clone(),
                     sender: Sender::H2(sender),
+                    signer: self.signer(),
                 })
             }
         }
     }
 
-    /// A signed KMS request for `target` (`TrentService.Encrypt`) with `body`.
+    /// A signer for this context's credential and endpoint.
+    pub fn signer(&self) -> Signer {
+        let c = &self.credential;
+        Signer::new(
+            &c.access_key_id,
+            &c.secret_access_key,
+            &c.region,
+            "kms",
+            &self.endpoint.authority,
+        )
+    }
+
+    /// A KMS request for `target` (`TrentService.Encrypt`) with `body`, whose hex
+    /// SHA-256 is `payload_hash`, signed now.
     pub fn request(
         &self,
+        signer: &mut Signer,
         target: &HeaderValue,
+        payload_hash: &str,
         body: Bytes,
     ) -> Result<Request<Full<Bytes>>, ClientError> {
         let (mut parts, ()) = Request::post(self.uri.clone())
             .body(())
             .map_err(|e| ClientError::Sign(e.to_string()))?
             .into_parts();
+        let target_str = target
+            .to_str()
+            .map_err(|e| ClientError::Sign(e.to_string()))?;
+        let (date, authorization) = signer
+            .sign(SystemTime::now(), target_str, payload_hash)
+            .map_err(ClientError::Sign)?;
         let headers = &mut parts.headers;
         if self.version == HttpVersion::Http1 {
-            headers.insert(
-                HOST,
-                HeaderValue::from_str(&self.endpoint.authority)
-                    .map_err(|e| ClientError::Sign(e.to_string()))?,
-            );
+            // HTTP/2 carries the host as :authority (the URI).
+            headers.insert(HOST, self.host.clone());
         }
         headers.insert(HeaderName::from_static("x-amz-target"), target.clone());
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(AMZ_JSON));
-        let c = &self.credential;
-        sigv4::sign(
-            &mut parts,
-            &body,
-            &SigningParams {
-                access_key_id: &c.access_key_id,
-                secret_access_key: &c.secret_access_key,
-                region: &c.region,
-                service: "kms",
-                time: SystemTime::now(),
-            },
-        )
-        .map_err(|e| ClientError::Sign(e.to_string()))?;
-        if self.version == HttpVersion::Http2 {
-            // sign() added Host from the URI; HTTP/2 sends it as :authority.
-            parts.headers.remove(HOST);
-        }
+        headers.insert(HeaderName::from_static("x-amz-date"), date);
+        headers.insert(AUTHORIZATION, authorization);
         Ok(Request::from_parts(parts, Full::new(body)))
     }
 }
@@ -315,6 +325,7 @@ enum Sender {
 pub struct Connection {
     ctx: ClientContext,
     sender: Sender,
+    signer: Signer,
 }
 
 /// A response: its status and body.
@@ -359,13 +370,22 @@ impl Connection {
             Sender::H2(s) => Some(Connection {
                 ctx: self.ctx.clone(),
                 sender: Sender::H2(s.clone()),
+                signer: self.signer.clone(),
             }),
         }
     }
 
-    /// Sends one signed request and reads the whole response.
-    pub async fn call(&mut self, target: &HeaderValue, body: Bytes) -> Result<Reply, ClientError> {
-        let req = self.ctx.request(target, body)?;
+    /// Signs and sends one request and reads the whole response; `payload_hash`
+    /// is the hex SHA-256 of `body`.
+    pub async fn call(
+        &mut self,
+        target: &HeaderValue,
+        payload_hash: &str,
+        body: Bytes,
+    ) -> Result<Reply, ClientError> {
+        let req = self
+            .ctx
+            .request(&mut self.signer, target, payload_hash, body)?;
         let transport = |e: hyper::Error| ClientError::Transport(e.to_string());
         let resp = match &mut self.sender {
             Sender::H1(s) => {
@@ -392,7 +412,8 @@ impl Connection {
         let target = HeaderValue::from_str(&format!("TrentService.{operation}"))
             .map_err(|e| ClientError::Sign(e.to_string()))?;
         let body = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
-        tokio::time::timeout(Duration::from_secs(30), self.call(&target, body))
+        let hash = payload_hash(&body);
+        tokio::time::timeout(Duration::from_secs(30), self.call(&target, &hash, body))
             .await
             .map_err(|_| ClientError::Timeout)?
     }
@@ -469,6 +490,29 @@ pub fn process_resident_memory(pid: u32) -> Result<u64, String> {
         .ok_or_else(|| format!("{path}: no VmRSS"))
 }
 
+/// CPU time (user + system, all threads, including exited ones) a local process
+/// has used so far, from `/proc/PID/stat` (`self` for this process).
+pub fn process_cpu_time(pid: &str) -> Result<Duration, String> {
+    let path = format!("/proc/{pid}/stat");
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    // Fields after the parenthesized command name: state is field 3, utime 14, stime 15.
+    let rest = text
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| format!("{path}: unexpected format"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| -> Result<u64, String> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse().ok())
+            .ok_or_else(|| format!("{path}: unexpected format"))
+    };
+    // utime and stime are fields 14 and 15, i.e. indexes 11 and 12 after the name;
+    // Linux reports them in USER_HZ = 100 ticks per second.
+    let ticks = tick(11)? + tick(12)?;
+    Ok(Duration::from_millis(ticks * 10))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,6 +543,15 @@ mod tests {
             None
         );
         assert!(process_resident_memory(std::process::id()).unwrap() > 0);
+        let before = process_cpu_time("self").unwrap();
+        let t = std::time::Instant::now();
+        let mut x = 0u64;
+        while t.elapsed() < Duration::from_millis(120) {
+            x = x.wrapping_add(std::hint::black_box(1));
+        }
+        assert!(x > 0);
+        let used = process_cpu_time("self").unwrap() - before;
+        assert!(used >= Duration::from_millis(50), "{used:?}");
     }
 
     #[test]

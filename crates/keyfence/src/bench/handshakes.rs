@@ -50,9 +50,28 @@ pub struct GroupResult {
     pub handshake_bytes_sent: u64,
     /// Bytes the client received until its handshake completed (one connection).
     pub handshake_bytes_received: u64,
+    /// CPU time of the load generator while this group ran.
+    pub client_cpu: Duration,
+    /// CPU time of the node while this group ran (with its pid).
+    pub node_cpu: Option<Duration>,
 }
 
 impl GroupResult {
+    fn empty(group: &'static str) -> Self {
+        Self {
+            group,
+            handshakes: 0,
+            elapsed: Duration::ZERO,
+            latency: histogram(),
+            errors: BTreeMap::new(),
+            client_hello_bytes: 0,
+            handshake_bytes_sent: 0,
+            handshake_bytes_received: 0,
+            client_cpu: Duration::ZERO,
+            node_cpu: None,
+        }
+    }
+
     /// Handshakes per second.
     pub fn rate(&self) -> f64 {
         let s = self.elapsed.as_secs_f64();
@@ -99,22 +118,19 @@ pub async fn run(
     ca: &std::path::Path,
     concurrency: usize,
     duration: Duration,
+    node_pid: Option<u32>,
     progress: Arc<AtomicU64>,
 ) -> Result<Vec<GroupResult>, String> {
+    let cpu = |pid: &str| client::process_cpu_time(pid).ok();
+    let node = node_pid.map(|p| p.to_string());
     let name = client::server_name(&endpoint.host).map_err(|e| e.to_string())?;
     let mut results = Vec::new();
     let mut configs = Vec::new();
     for (groups, label) in GROUPS {
         let config = handshake_config(ca, groups)?;
         results.push(GroupResult {
-            group: label,
-            handshakes: 0,
-            elapsed: Duration::ZERO,
-            latency: histogram(),
-            errors: BTreeMap::new(),
             client_hello_bytes: client_hello_size(Arc::clone(&config), name.clone())?,
-            handshake_bytes_sent: 0,
-            handshake_bytes_received: 0,
+            ..GroupResult::empty(label)
         });
         configs.push(config);
     }
@@ -123,6 +139,7 @@ pub async fn run(
     for round in 0..rounds {
         let order: [usize; 2] = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for g in order {
+            let (client0, node0) = (cpu("self"), node.as_deref().and_then(cpu));
             let r = segment_run(
                 endpoint,
                 &configs[g],
@@ -134,6 +151,12 @@ pub async fn run(
             )
             .await;
             let total = &mut results[g];
+            if let (Some(a), Some(b)) = (cpu("self"), client0) {
+                total.client_cpu += a.saturating_sub(b);
+            }
+            if let (Some(a), Some(b)) = (node.as_deref().and_then(cpu), node0) {
+                total.node_cpu = Some(total.node_cpu.unwrap_or_default() + a.saturating_sub(b));
+            }
             total.handshakes += r.handshakes;
             total.elapsed += r.elapsed;
             total.latency.add(&r.latency).expect("same bounds");
@@ -165,16 +188,7 @@ async fn segment_run(
         let connector = TlsConnector::from(Arc::clone(config));
         let (name, addr, progress) = (name.clone(), endpoint.addr, Arc::clone(&progress));
         tasks.push(tokio::spawn(async move {
-            let mut out = GroupResult {
-                group,
-                handshakes: 0,
-                elapsed: Duration::ZERO,
-                latency: histogram(),
-                errors: BTreeMap::new(),
-                client_hello_bytes: 0,
-                handshake_bytes_sent: 0,
-                handshake_bytes_received: 0,
-            };
+            let mut out = GroupResult::empty(group);
             let mut last = start;
             while Instant::now() < end {
                 let t0 = Instant::now();
@@ -204,16 +218,7 @@ async fn segment_run(
             out
         }));
     }
-    let mut total = GroupResult {
-        group,
-        handshakes: 0,
-        elapsed: Duration::ZERO,
-        latency: histogram(),
-        errors: BTreeMap::new(),
-        client_hello_bytes: 0,
-        handshake_bytes_sent: 0,
-        handshake_bytes_received: 0,
-    };
+    let mut total = GroupResult::empty(group);
     for t in tasks {
         match t.await {
             Ok(r) => {

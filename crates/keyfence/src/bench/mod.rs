@@ -7,6 +7,7 @@ pub mod client;
 pub mod handshakes;
 pub mod report;
 pub mod runner;
+pub mod sigv4;
 pub mod workload;
 
 use std::io::IsTerminal as _;
@@ -88,8 +89,8 @@ pub struct BenchArgs {
     /// "none" to skip.
     #[arg(long, default_value = "http://127.0.0.1:9464")]
     pub metrics: String,
-    /// Read the resident memory of this local process instead (/proc/PID), for a
-    /// peer without a metrics endpoint.
+    /// The node's process id, if local: its CPU time during the run is reported
+    /// (/proc/PID/stat), and its resident memory (VmRSS) when --metrics is none.
     #[arg(long)]
     pub pid: Option<u32>,
     /// Load-generator worker threads [default: number of CPUs].
@@ -234,19 +235,47 @@ fn resolve(args: &BenchArgs) -> Result<Resolved, String> {
 }
 
 async fn read_memory(args: &BenchArgs) -> Option<(String, Result<u64, String>)> {
-    if let Some(pid) = args.pid {
-        return Some((
-            format!("VmRSS of pid {pid}"),
-            client::process_resident_memory(pid),
-        ));
-    }
     if args.metrics == "none" {
-        return None;
+        return args.pid.map(|pid| {
+            (
+                format!("VmRSS of pid {pid}"),
+                client::process_resident_memory(pid),
+            )
+        });
     }
     Some((
         format!("process_resident_memory_bytes from {}", args.metrics),
         client::resident_memory(&args.metrics).await,
     ))
+}
+
+/// CPU time so far of this process and of the node (`--pid`).
+struct CpuMark {
+    client: Option<Duration>,
+    node: Option<Duration>,
+}
+
+impl CpuMark {
+    fn now(args: &BenchArgs) -> Self {
+        Self {
+            client: client::process_cpu_time("self").ok(),
+            node: args
+                .pid
+                .and_then(|p| client::process_cpu_time(&p.to_string()).ok()),
+        }
+    }
+
+    fn since(&self, args: &BenchArgs) -> Option<report::Cpu> {
+        let now = Self::now(args);
+        Some(report::Cpu {
+            client: now.client?.saturating_sub(self.client?),
+            node: match (now.node, self.node) {
+                (Some(a), Some(b)) => Some(a.saturating_sub(b)),
+                _ => None,
+            },
+            cpus: default_threads(),
+        })
+    }
 }
 
 /// A progress bar on stderr when it is a terminal, hidden otherwise.
@@ -393,6 +422,7 @@ pub async fn run(args: BenchArgs, command: String, show_progress: bool) -> Resul
                     message,
                 },
                 memory: None,
+                cpu: None,
             })
         }
         Err(SetupError::Failed(e)) => return Err(e),
@@ -444,7 +474,9 @@ pub async fn run(args: BenchArgs, command: String, show_progress: bool) -> Resul
         Arc::clone(&count),
         args.warmup.as_millis() as u64,
     );
+    let mark = CpuMark::now(&args);
     let (workers, stats) = runner::run(workers, &plan, count).await;
+    let cpu = mark.since(&args);
     drop(ticker);
     bar.finish_and_clear();
     drop(workers);
@@ -464,6 +496,7 @@ pub async fn run(args: BenchArgs, command: String, show_progress: bool) -> Resul
             operations: prepared.operations.iter().map(|o| o.name).collect(),
         },
         memory,
+        cpu,
     })
 }
 
@@ -490,14 +523,17 @@ async fn run_handshakes(
     let before = read_memory(args).await;
     let count = Arc::new(AtomicU64::new(0));
     let ticker = Ticker::start(bar.clone(), "handshakes", Arc::clone(&count), 0);
+    let mark = CpuMark::now(args);
     let groups = handshakes::run(
         &resolved.endpoint,
         ca,
         args.connections,
         args.duration,
+        args.pid,
         count,
     )
     .await?;
+    let cpu = mark.since(args);
     drop(ticker);
     bar.finish_and_clear();
     let after = read_memory(args).await;
@@ -513,6 +549,7 @@ async fn run_handshakes(
             default_client_hello,
         },
         memory,
+        cpu,
     })
 }
 

@@ -68,6 +68,18 @@ pub struct Memory {
     pub after: Result<u64, String>,
 }
 
+/// CPU time used during the measured run, by the load generator and (with `--pid`)
+/// by the node: robust against other load on the machine, unlike ops/s.
+#[derive(Debug, Clone)]
+pub struct Cpu {
+    /// Load generator (this process), measured run only.
+    pub client: Duration,
+    /// The node (`--pid`), measured run only.
+    pub node: Option<Duration>,
+    /// Logical CPUs of this machine.
+    pub cpus: usize,
+}
+
 impl Default for Setup {
     fn default() -> Self {
         Self {
@@ -126,6 +138,8 @@ pub struct Report {
     pub outcome: Outcome,
     /// Node memory.
     pub memory: Option<Memory>,
+    /// CPU time used.
+    pub cpu: Option<Cpu>,
 }
 
 fn latency_json(h: &Histogram<u64>) -> Value {
@@ -206,6 +220,23 @@ impl Report {
         }
     }
 
+    /// Requests (or handshakes) completed in the measured run, for per-op figures.
+    pub fn completed(&self) -> Option<u64> {
+        match &self.outcome {
+            Outcome::Load { stats, .. } => Some(stats.ok() + stats.failed()),
+            Outcome::Handshakes { groups, .. } => Some(groups.iter().map(|g| g.handshakes).sum()),
+            Outcome::Unsupported { .. } => None,
+        }
+    }
+
+    /// The rate this machine's CPUs would sustain if node and load generator had
+    /// them to themselves: CPUs ÷ (node + client CPU time per operation).
+    pub fn cpu_bound_estimate(&self) -> Option<f64> {
+        let c = self.cpu.as_ref()?;
+        let per = (c.client + c.node?).as_secs_f64() / self.completed()?.max(1) as f64;
+        (per > 0.0).then(|| c.cpus as f64 / per)
+    }
+
     /// The machine-readable form.
     pub fn to_json(&self) -> Value {
         let s = &self.setup;
@@ -273,6 +304,8 @@ impl Report {
                             "handshake_bytes_sent": g.handshake_bytes_sent,
                             "handshake_bytes_received": g.handshake_bytes_received,
                             "errors_by_type": errors_json(&g.errors),
+                            "client_cpu_us_per_handshake": round2(g.client_cpu.as_secs_f64() * 1e6 / g.handshakes.max(1) as f64),
+                            "node_cpu_us_per_handshake": g.node_cpu.map(|c| round2(c.as_secs_f64() * 1e6 / g.handshakes.max(1) as f64)),
                         })
                     })
                     .collect();
@@ -304,6 +337,21 @@ impl Report {
                     json!({ "operation": operation, "error_type": code, "message": message }),
                 );
             }
+        }
+        if let (Some(c), Some(n)) = (&self.cpu, self.completed()) {
+            let per = |d: Duration| round2(d.as_secs_f64() * 1e6 / n.max(1) as f64);
+            let mut cpu = json!({
+                "cpus": c.cpus,
+                "client_s": c.client.as_secs_f64(),
+                "client_us_per_op": per(c.client),
+            });
+            if let Some(node) = c.node {
+                cpu["node_s"] = json!(node.as_secs_f64());
+                cpu["node_us_per_op"] = json!(per(node));
+                cpu["cpu_bound_estimate_ops_per_s"] =
+                    json!(self.cpu_bound_estimate().map(|e| e.round()));
+            }
+            o.insert("cpu".into(), cpu);
         }
         if let Some(m) = &self.memory {
             let side = |r: &Result<u64, String>| match r {
@@ -448,6 +496,18 @@ impl Report {
                         c.client_hello_bytes
                     );
                 }
+                for g in groups {
+                    if let Some(node) = g.node_cpu {
+                        let per = |d: Duration| d.as_secs_f64() * 1e6 / g.handshakes.max(1) as f64;
+                        let _ = writeln!(
+                            t,
+                            "  {:<16} CPU per handshake: node {:.0} µs, client {:.0} µs",
+                            g.group,
+                            per(node),
+                            per(g.client_cpu)
+                        );
+                    }
+                }
                 let _ = writeln!(
                     t,
                     "  default client ClientHello (X25519MLKEM768 + X25519 shares): {default_client_hello} B"
@@ -467,6 +527,26 @@ impl Report {
                     "               (nothing was measured; the node does not support this workload or key spec yet)"
                 );
             }
+        }
+        if let (Some(c), Some(n)) = (&self.cpu, self.completed()) {
+            let per = |d: Duration| d.as_secs_f64() * 1e6 / n.max(1) as f64;
+            let _ = write!(
+                t,
+                "  cpu          client {:.2} s ({:.1} µs/op)",
+                c.client.as_secs_f64(),
+                per(c.client)
+            );
+            if let Some(node) = c.node {
+                let _ = write!(
+                    t,
+                    ", node {:.2} s ({:.1} µs/op); CPU-bound estimate on {} CPUs: {:.0} ops/s",
+                    node.as_secs_f64(),
+                    per(node),
+                    c.cpus,
+                    self.cpu_bound_estimate().unwrap_or(0.0)
+                );
+            }
+            let _ = writeln!(t);
         }
         if let Some(m) = &self.memory {
             let side = |r: &Result<u64, String>| match r {

@@ -50,15 +50,19 @@ pub struct Operation {
     pub target: HeaderValue,
     /// The JSON body, the same for every request (each is signed anew).
     pub body: Bytes,
+    /// Hex SHA-256 of `body`.
+    pub payload_hash: String,
 }
 
 impl Operation {
     fn new(name: &'static str, body: &Value) -> Self {
+        let body = Bytes::from(serde_json::to_vec(body).expect("JSON serializes"));
         Self {
             name,
             target: HeaderValue::from_str(&format!("TrentService.{name}"))
                 .expect("operation names are header-safe"),
-            body: Bytes::from(serde_json::to_vec(body).expect("JSON serializes")),
+            payload_hash: super::sigv4::payload_hash(&body),
+            body,
         }
     }
 }
@@ -345,7 +349,11 @@ impl KmsWorker {
 impl Worker for KmsWorker {
     async fn call(&mut self, kind: usize) -> Result<(), String> {
         let op = &self.operations[kind];
-        match self.conn.call(&op.target, op.body.clone()).await {
+        match self
+            .conn
+            .call(&op.target, &op.payload_hash, op.body.clone())
+            .await
+        {
             Ok(reply) => match reply.error_type() {
                 None => Ok(()),
                 Some(code) => Err(code),
