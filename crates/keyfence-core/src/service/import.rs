@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use keyfence_crypto::asym::{self, PrivateKey, WrappingAlgorithm};
+use keyfence_crypto::asym::{self, xwing, PrivateKey, WrappingAlgorithm};
 use keyfence_crypto::{ct, kdf, rand, Secret};
 
 use super::cache::CachedKey;
@@ -30,32 +30,106 @@ pub struct ImportParameters {
     pub key_arn: String,
     /// The opaque single-use token.
     pub import_token: Vec<u8>,
-    /// The wrapping public key (SubjectPublicKeyInfo DER).
+    /// The wrapping public key: SubjectPublicKeyInfo DER for RSA, the raw
+    /// 1216-byte X-Wing public key for the post-quantum wrapping.
     pub public_key: Vec<u8>,
     /// When the token expires.
     pub valid_to: Timestamp,
 }
 
+/// keyfence's post-quantum wrapping key spec (not in AWS's enum): an X-Wing key.
+pub const PQ_WRAPPING_KEY_SPEC: &str = "X25519_ML_KEM_768";
+/// keyfence's post-quantum wrapping algorithm (not in AWS's enum): X-Wing
+/// (draft-connolly-cfrg-xwing-kem) encapsulation, then AES-256-KWP of the
+/// material under the shared secret: `ciphertext (1120) ‖ KWP(material)`.
+pub const PQ_WRAPPING_ALGORITHM: &str = "XWING_AES_KEY_WRAP";
+
 /// How the caller will wrap the material.
-struct Wrapping {
-    spec: asym::KeySpec,
-    algorithm: WrappingAlgorithm,
+enum Wrapping {
+    /// AWS's RSA wrapping algorithms.
+    Rsa {
+        spec: asym::KeySpec,
+        algorithm: WrappingAlgorithm,
+    },
+    /// Hybrid post-quantum: X-Wing + AES-KWP.
+    XWing,
 }
 
 fn parse_wrapping(algorithm: &str, key_spec: &str) -> Result<Wrapping, KmsError> {
+    if algorithm == PQ_WRAPPING_ALGORITHM || key_spec == PQ_WRAPPING_KEY_SPEC {
+        if (algorithm, key_spec) != (PQ_WRAPPING_ALGORITHM, PQ_WRAPPING_KEY_SPEC) {
+            return Err(KmsError::Validation(format!(
+                "{PQ_WRAPPING_ALGORITHM} goes with WrappingKeySpec {PQ_WRAPPING_KEY_SPEC}, and only with it"
+            )));
+        }
+        return Ok(Wrapping::XWing);
+    }
     let algorithm = WrappingAlgorithm::from_aws_name(algorithm).ok_or_else(|| {
         KmsError::Validation(format!(
-            "WrappingAlgorithm {algorithm} is not supported; use RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_1 or RSA_AES_KEY_WRAP_SHA_256"
+            "WrappingAlgorithm {algorithm} is not supported; use RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_1, RSA_AES_KEY_WRAP_SHA_256 or {PQ_WRAPPING_ALGORITHM}"
         ))
     })?;
     let spec = asym::KeySpec::from_aws_name(key_spec)
         .filter(asym::KeySpec::is_wrapping_key_spec)
         .ok_or_else(|| {
             KmsError::Validation(format!(
-                "WrappingKeySpec {key_spec} is not supported; use RSA_2048, RSA_3072 or RSA_4096"
+                "WrappingKeySpec {key_spec} is not supported; use RSA_2048, RSA_3072, RSA_4096 or {PQ_WRAPPING_KEY_SPEC}"
             ))
         })?;
-    Ok(Wrapping { spec, algorithm })
+    Ok(Wrapping::Rsa { spec, algorithm })
+}
+
+/// A freshly generated wrapping key: its private bytes and what the caller gets.
+struct WrappingKey {
+    private: Secret,
+    public: Vec<u8>,
+}
+
+impl Wrapping {
+    fn generate(&self) -> Result<WrappingKey, KmsError> {
+        match self {
+            Wrapping::Rsa { spec, .. } => {
+                let key = PrivateKey::generate(*spec)?;
+                Ok(WrappingKey {
+                    public: key.public_key_der()?,
+                    private: Secret::new(key.to_bytes().to_vec()),
+                })
+            }
+            Wrapping::XWing => {
+                let key = xwing::XWingPrivateKey::generate()?;
+                Ok(WrappingKey {
+                    public: key.public_key().to_vec(),
+                    private: Secret::new(key.to_bytes().to_vec()),
+                })
+            }
+        }
+    }
+
+    fn unwrap(
+        &self,
+        private: &[u8],
+        wrapped: &[u8],
+    ) -> Result<Secret, keyfence_crypto::CryptoError> {
+        match self {
+            Wrapping::Rsa { spec, algorithm } => asym::unwrap_import(
+                &PrivateKey::from_bytes(*spec, private)?,
+                *algorithm,
+                wrapped,
+            ),
+            Wrapping::XWing => {
+                xwing::unwrap_key_material(&xwing::XWingPrivateKey::from_bytes(private)?, wrapped)
+            }
+        }
+    }
+
+    fn names(&self) -> (String, String) {
+        match self {
+            Wrapping::Rsa { spec, algorithm } => {
+                (spec.aws_name().into(), algorithm.aws_name().into())
+            }
+            Wrapping::XWing => (PQ_WRAPPING_KEY_SPEC.into(), PQ_WRAPPING_ALGORITHM.into()),
+        }
+    }
 }
 
 fn require_external(meta: &KeyMetadata) -> Result<(), KmsError> {
@@ -114,8 +188,8 @@ impl Kms {
         wrapping_key_spec: &str,
     ) -> Result<ImportParameters, KmsError> {
         let wrapping = parse_wrapping(wrapping_algorithm, wrapping_key_spec)?;
-        let wrapping_key = PrivateKey::generate(wrapping.spec)?;
-        let public_key = wrapping_key.public_key_der()?;
+        let wrapping_key = wrapping.generate()?;
+        let (spec_name, algorithm_name) = wrapping.names();
         let token = rand::bytes(32)?;
         let valid_to = Timestamp(self.now().0 + IMPORT_PARAMETERS_VALID_MS);
         let meta = self.update_metadata(account, key_ref, |m| {
@@ -127,16 +201,19 @@ impl Kms {
                     m.arn()
                 )));
             }
-            let wrapped =
-                self.domain
-                    .wrap_secret(WRAPPING_KEY_LABEL, &m.id, 0, wrapping_key.to_bytes())?;
+            let wrapped = self.domain.wrap_secret(
+                WRAPPING_KEY_LABEL,
+                &m.id,
+                0,
+                wrapping_key.private.expose(),
+            )?;
             m.import.get_or_insert_with(ImportState::default).pending =
                 Some(PendingImportParameters {
                     token: token.clone(),
                     wrapped_private_key: wrapped,
                     domain_key_id: self.domain.current,
-                    wrapping_key_spec: wrapping.spec.aws_name().to_string(),
-                    wrapping_algorithm: wrapping.algorithm.aws_name().to_string(),
+                    wrapping_key_spec: spec_name.clone(),
+                    wrapping_algorithm: algorithm_name.clone(),
                     valid_to,
                 });
             Ok(())
@@ -144,7 +221,7 @@ impl Kms {
         Ok(ImportParameters {
             key_arn: meta.arn(),
             import_token: token,
-            public_key,
+            public_key: wrapping_key.public,
             valid_to,
         })
     }
@@ -232,13 +309,14 @@ impl Kms {
             pending.domain_key_id,
             &pending.wrapped_private_key,
         )?;
-        let wrapping_key = PrivateKey::from_bytes(wrapping.spec, wrapping_bytes.expose())?;
-        asym::unwrap_import(&wrapping_key, wrapping.algorithm, encrypted).map_err(|_| {
-            KmsError::InvalidCiphertext(
-                "The encrypted key material could not be unwrapped with the import parameters"
-                    .into(),
-            )
-        })
+        wrapping
+            .unwrap(wrapping_bytes.expose(), encrypted)
+            .map_err(|_| {
+                KmsError::InvalidCiphertext(
+                    "The encrypted key material could not be unwrapped with the import parameters"
+                        .into(),
+                )
+            })
     }
 
     /// DeleteImportedKeyMaterial: the material is destroyed; the key waits for a re-import.

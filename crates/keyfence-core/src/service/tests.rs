@@ -953,6 +953,48 @@ mod import {
     }
 
     #[test]
+    fn post_quantum_import_with_xwing() {
+        let f = Fixture::new();
+        let id = external(&f);
+        let p = f
+            .kms
+            .get_parameters_for_import(A, &id, "XWING_AES_KEY_WRAP", "X25519_ML_KEM_768")
+            .unwrap();
+        assert_eq!(p.public_key.len(), asym::xwing::PUBLIC_KEY_LEN);
+        let material = [9u8; 32];
+        let mut wrapped = asym::xwing::wrap_key_material(&p.public_key, &material).unwrap();
+        let good = wrapped.clone();
+        wrapped[5] ^= 1;
+        assert!(matches!(
+            f.kms
+                .import_key_material(A, &id, &p.import_token, &wrapped, None, None),
+            Err(KmsError::InvalidCiphertext(_))
+        ));
+        f.kms
+            .import_key_material(A, &id, &p.import_token, &good, None, None)
+            .unwrap();
+        let blob = f
+            .kms
+            .encrypt(A, &id, b"pq", &ctx(&[]), None)
+            .unwrap()
+            .ciphertext;
+        assert_eq!(
+            f.kms
+                .decrypt(A, &blob, &ctx(&[]), None, None)
+                .unwrap()
+                .plaintext
+                .expose(),
+            b"pq"
+        );
+        let other = external(&f);
+        assert!(matches!(
+            f.kms
+                .get_parameters_for_import(A, &other, "XWING_AES_KEY_WRAP", "RSA_2048"),
+            Err(KmsError::Validation(_))
+        ));
+    }
+
+    #[test]
     fn tokens_expire_and_only_external_keys_import() {
         let f = Fixture::new();
         let id = external(&f);
