@@ -3,9 +3,9 @@
 
 use aws_lc_rs::digest;
 use keyfence_crypto::asym::{
-    encapsulate_with_public_key, encrypt_with_public_key, generate_data_key_pair, unwrap_import,
-    verify_with_public_key, wrap_for_import, EncryptionAlgorithm, KeySpec, KeyUsage, MacAlgorithm,
-    MessageType, PrivateKey, SigningAlgorithm, WrappingAlgorithm,
+    self, encapsulate_with_public_key, encrypt_with_public_key, generate_data_key_pair,
+    unwrap_import, verify_with_public_key, wrap_for_import, EncryptionAlgorithm, KeySpec, KeyUsage,
+    MacAlgorithm, MessageType, PrivateKey, SigningAlgorithm, WrappingAlgorithm,
 };
 use keyfence_crypto::CryptoError;
 
@@ -45,6 +45,13 @@ fn signing_specs() -> impl Iterator<Item = KeySpec> {
         .iter()
         .copied()
         .filter(|s| s.key_usages().contains(&KeyUsage::SignVerify))
+}
+
+#[test]
+fn keys_can_be_shared_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<PrivateKey>();
+    send_sync::<asym::xwing::XWingPrivateKey>();
 }
 
 #[test]

@@ -125,7 +125,8 @@ aws_enum! {
         EcdsaSha512 => "ECDSA_SHA_512",
         /// Pure Ed25519 (RFC 8032).
         Ed25519Sha512 => "ED25519_SHA_512",
-        /// Ed25519ph over a SHA-512 digest (RFC 8032).
+        /// Ed25519ph (RFC 8032), MessageType DIGEST only: AWS still applies the
+        /// SHA-512 prehash to the 64-byte digest it is given.
         Ed25519PhSha512 => "ED25519_PH_SHA_512",
         /// ML-DSA (FIPS 204), empty context.
         MlDsaShake256 => "ML_DSA_SHAKE_256",
