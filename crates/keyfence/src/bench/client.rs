@@ -124,6 +124,8 @@ pub struct ClientContext {
     pub version: HttpVersion,
     uri: Uri,
     host: HeaderValue,
+    /// Connections reopened because the server had closed them.
+    pub reconnects: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl ClientContext {
@@ -157,6 +159,7 @@ impl ClientContext {
             version,
             uri,
             host,
+            reconnects: Arc::default(),
         })
     }
 
@@ -383,6 +386,20 @@ impl Connection {
         payload_hash: &str,
         body: Bytes,
     ) -> Result<Reply, ClientError> {
+        let ready = match &mut self.sender {
+            Sender::H1(s) => s.ready().await,
+            Sender::H2(s) => s.ready().await,
+        };
+        if ready.is_err() {
+            // The server closed the connection (e.g. `Connection: close` after each
+            // response, as werkzeug-based servers do): open another, as SDKs do.
+            // The time it takes is part of this request's latency.
+            let fresh = self.ctx.connect().await?;
+            self.sender = fresh.sender;
+            self.ctx
+                .reconnects
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
         let req = self
             .ctx
             .request(&mut self.signer, target, payload_hash, body)?;

@@ -423,6 +423,7 @@ pub async fn run(args: BenchArgs, command: String, show_progress: bool) -> Resul
                 },
                 memory: None,
                 cpu: None,
+                reconnects: 0,
             })
         }
         Err(SetupError::Failed(e)) => return Err(e),
@@ -475,8 +476,10 @@ pub async fn run(args: BenchArgs, command: String, show_progress: bool) -> Resul
         args.warmup.as_millis() as u64,
     );
     let mark = CpuMark::now(&args);
+    let reconnects0 = ctx.reconnects.load(Ordering::Relaxed);
     let (workers, stats) = runner::run(workers, &plan, count).await;
     let cpu = mark.since(&args);
+    let reconnects = ctx.reconnects.load(Ordering::Relaxed) - reconnects0;
     drop(ticker);
     bar.finish_and_clear();
     drop(workers);
@@ -487,7 +490,8 @@ pub async fn run(args: BenchArgs, command: String, show_progress: bool) -> Resul
         after: after.map(|a| a.1).unwrap_or(Err("not read".into())),
     });
     if let Err(e) = workload::cleanup(&mut control, &prepared).await {
-        tracing::warn!(key = %prepared.key_id, error = %e, "could not schedule deletion of the benchmark key");
+        // Best effort: some peers (moto) fail this; the key is then left behind.
+        tracing::debug!(key = %prepared.key_id, error = %e, "could not schedule deletion of the benchmark key");
     }
     Ok(Report {
         setup,
@@ -497,6 +501,7 @@ pub async fn run(args: BenchArgs, command: String, show_progress: bool) -> Resul
         },
         memory,
         cpu,
+        reconnects,
     })
 }
 
@@ -550,6 +555,7 @@ async fn run_handshakes(
         },
         memory,
         cpu,
+        reconnects: 0,
     })
 }
 

@@ -140,6 +140,8 @@ pub struct Report {
     pub memory: Option<Memory>,
     /// CPU time used.
     pub cpu: Option<Cpu>,
+    /// Connections the server closed and the client reopened, measured run.
+    pub reconnects: u64,
 }
 
 fn latency_json(h: &Histogram<u64>) -> Value {
@@ -267,6 +269,7 @@ impl Report {
                 o.insert("errors".into(), json!(stats.failed()));
                 o.insert("errors_by_type".into(), errors_json(&stats.errors));
                 o.insert("elapsed_s".into(), json!(stats.elapsed.as_secs_f64()));
+                o.insert("reconnects".into(), json!(self.reconnects));
                 o.insert("ops_per_s".into(), json!(round2(stats.throughput())));
                 o.insert("latency_us".into(), latency_json(&stats.latency));
                 if s.rate.is_some() {
@@ -452,6 +455,13 @@ impl Report {
                     }
                 }
                 let _ = writeln!(t, "  errors       {}", errors_text(&stats.errors));
+                if self.reconnects > 0 {
+                    let _ = writeln!(
+                        t,
+                        "  reconnects   {} (the server closed keep-alive connections; reopening is in the latency)",
+                        self.reconnects
+                    );
+                }
             }
             Outcome::Handshakes {
                 groups,

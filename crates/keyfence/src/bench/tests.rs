@@ -1,6 +1,7 @@
 //! Tiny benchmarks against a real node started in-process.
 
 use std::path::Path;
+use std::time::SystemTime;
 
 use clap::Parser;
 use keyfence_server::{Config, Node};
@@ -348,4 +349,103 @@ fn durations_parse() {
     assert!(parse_duration("10h").is_err());
     assert!(parse_duration("-1s").is_err());
     assert!(parse_duration("x").is_err());
+}
+
+/// A stand-in for a plain-HTTP peer such as moto: it checks every SigV4 signature,
+/// answers Encrypt with the plaintext as "ciphertext" (and Decrypt the reverse),
+/// and closes the connection after each response, as werkzeug's server does.
+async fn fake_peer(
+    credential: keyfence_server::sigv4::Credential,
+) -> (std::net::SocketAddr, Arc<AtomicU64>) {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::{Request, Response};
+    use keyfence_server::sigv4::CredentialStore;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let store = Arc::new(CredentialStore::new([credential]).unwrap());
+    let bad = Arc::new(AtomicU64::new(0));
+    let bad2 = Arc::clone(&bad);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (store, bad) = (Arc::clone(&store), Arc::clone(&bad2));
+            let service = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                let (store, bad) = (Arc::clone(&store), Arc::clone(&bad));
+                async move {
+                    let (parts, body) = req.into_parts();
+                    let body = body.collect().await?.to_bytes();
+                    if keyfence_server::sigv4::verify(&parts, &body, &store, SystemTime::now())
+                        .is_err()
+                    {
+                        bad.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let target = parts.headers["x-amz-target"].to_str().unwrap_or("");
+                    let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    let out = match target {
+                        "TrentService.CreateKey" => {
+                            serde_json::json!({"KeyMetadata": {"Arn": "arn:aws:kms:us-east-1:000000000000:key/fake", "KeyId": "fake"}})
+                        }
+                        "TrentService.Encrypt" => {
+                            serde_json::json!({"CiphertextBlob": v["Plaintext"]})
+                        }
+                        "TrentService.Decrypt" => {
+                            serde_json::json!({"Plaintext": v["CiphertextBlob"]})
+                        }
+                        _ => serde_json::json!({}),
+                    };
+                    let mut resp = Response::new(Full::new(Bytes::from(out.to_string())));
+                    resp.headers_mut()
+                        .insert("connection", "close".parse().unwrap());
+                    Ok::<_, hyper::Error>(resp)
+                }
+            });
+            tokio::spawn(
+                hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service),
+            );
+        }
+    });
+    (addr, bad)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_peer_that_closes_connections() {
+    let credential = keyfence_server::datadir::generate_credential().unwrap();
+    let (id, secret) = (
+        credential.access_key_id.clone(),
+        credential.secret_access_key.to_string(),
+    );
+    let (addr, bad_signatures) = fake_peer(credential).await;
+    let endpoint = format!("http://{addr}");
+    let argv = [
+        "bench",
+        "--endpoint",
+        &endpoint,
+        "--access-key",
+        &id,
+        "--secret-key",
+        &secret,
+        "--metrics",
+        "none",
+        "--connections",
+        "3",
+        "--duration",
+        "300ms",
+        "--warmup",
+        "0s",
+    ];
+    let a = Cli::try_parse_from(argv).unwrap().bench;
+    let report = run(a, "test".into(), false).await.unwrap();
+    let v = report.to_json();
+    assert_eq!(v["transport"], "plain HTTP", "{v}");
+    assert!(v["ok"].as_u64().unwrap() > 10, "{v}");
+    assert_eq!(v["errors"], 0, "{v}");
+    // Every request after a connection's first needed a new connection.
+    let reconnects = v["reconnects"].as_u64().unwrap();
+    assert!(reconnects + 3 >= v["ok"].as_u64().unwrap(), "{v}");
+    assert_eq!(bad_signatures.load(Ordering::Relaxed), 0);
 }
