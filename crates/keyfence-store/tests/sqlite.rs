@@ -42,7 +42,7 @@ fn state_survives_reopen() {
         .encrypt(A, "alias/app", b"one", &ctx, None)
         .unwrap()
         .ciphertext;
-    kms.rotate_key_on_demand(A, "alias/app").unwrap();
+    kms.rotate_key_on_demand(A, &key.arn()).unwrap();
     let v2 = kms
         .encrypt(A, "alias/app", b"two", &ctx, None)
         .unwrap()
@@ -55,7 +55,7 @@ fn state_survives_reopen() {
     assert_eq!(meta.description, "d");
     assert_eq!(meta.current_version, 2);
     assert_eq!(meta.state, keyfence_core::KeyState::Disabled);
-    kms.enable_key(A, "alias/app").unwrap();
+    kms.enable_key(A, &meta.arn()).unwrap();
     assert_eq!(
         kms.decrypt(A, &v1, &ctx, None, None)
             .unwrap()
