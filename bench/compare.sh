@@ -113,15 +113,22 @@ bench() { # name, then bench arguments
     log "$name: keyfence bench $*"
     "$KF" bench "$@" --json >"$WORK/$name.json"
 }
+bench_may_fail() { # a workload the node may not support (it then says so in its JSON)
+    bench "$@" || log "$1: the node did not run it (see $WORK/$1.json)"
+}
 
+uptime >"$WORK/load-before.txt"
+# keyfence, moto, keyfence again (A-B-A): the machine's other load drifts.
 bench kf-encrypt --workload encrypt --payload-size "$PAYLOAD" "${COMMON[@]}" "${KF_ARGS[@]}" --pid "$KF_PID"
 bench moto-encrypt --workload encrypt --payload-size "$PAYLOAD" "${COMMON[@]}" \
     --endpoint "http://127.0.0.1:$MOTO_PORT" --access-key testing --secret-key testing \
     --metrics none --pid "$MOTO_PID"
-HALF="$("$PYTHON" -c 'import json,sys; print(max(1, round(json.load(open(sys.argv[1]))["ops_per_s"] / 2)))' "$WORK/kf-encrypt.json")"
+bench kf-encrypt-2 --workload encrypt --payload-size "$PAYLOAD" "${COMMON[@]}" "${KF_ARGS[@]}" --pid "$KF_PID"
+HALF="$("$PYTHON" -c 'import json,sys; print(max(1, round(sum(json.load(open(a))["ops_per_s"] for a in sys.argv[1:]) / 4)))' "$WORK/kf-encrypt.json" "$WORK/kf-encrypt-2.json")"
 bench kf-encrypt-open --workload encrypt --payload-size "$PAYLOAD" "${COMMON[@]}" "${KF_ARGS[@]}" \
     --pid "$KF_PID" --rate "$HALF"
 bench kf-handshakes --workload handshakes "${COMMON[@]}" "${KF_ARGS[@]}" --pid "$KF_PID"
+bench_may_fail kf-sign --workload sign --key-spec ECC_NIST_P256 --payload-size "$PAYLOAD" "${COMMON[@]}" "${KF_ARGS[@]}" --pid "$KF_PID"
 
 log "restarting keyfence with --post-quantum"
 stop_keyfence
@@ -129,13 +136,26 @@ start_keyfence --post-quantum
 bench kfpq-handshakes --workload handshakes "${COMMON[@]}" "${KF_ARGS[@]}" --pid "$KF_PID"
 bench kfpq-encrypt --workload encrypt --payload-size "$PAYLOAD" "${COMMON[@]}" "${KF_ARGS[@]}" \
     --pid "$KF_PID" --post-quantum
+uptime >"$WORK/load-after.txt"
+{
+    echo "nproc: $(nproc)"
+    echo "cpu: $(lscpu | sed -n 's/^Model name: *//p' | head -1)"
+    echo "memory: $(free -h | awk '/^Mem:/ {print $2}')"
+    echo "kernel: $(uname -r)"
+} >"$WORK/machine.txt"
 
 # --- 6. table --------------------------------------------------------------------
 "$PYTHON" - "$WORK" <<'EOF'
 import json, os, sys
 
 work = sys.argv[1]
-r = {n[:-5]: json.load(open(os.path.join(work, n))) for n in os.listdir(work) if n.endswith(".json")}
+def load(n):
+    try:
+        return json.load(open(os.path.join(work, n)))
+    except ValueError:
+        return {}
+
+r = {n[:-5]: load(n) for n in os.listdir(work) if n.endswith(".json")}
 
 def lat(j, q):
     v = (j.get("latency_us") or {}).get(q)
@@ -151,18 +171,33 @@ def mem(j):
         return "-"
     return f"{m['before'] / 2**20:.1f} → {m['after'] / 2**20:.1f}"
 
-kf, moto = r["kf-encrypt"], r["moto-encrypt"]
+def text(name):
+    return open(os.path.join(work, name)).read().strip()
+
+print()
+print(text("machine.txt"))
+print("load before:", text("load-before.txt"))
+print("load after: ", text("load-after.txt"))
+
+kf, kf2, moto = r["kf-encrypt"], r["kf-encrypt-2"], r["moto-encrypt"]
 print()
 print(f"Encrypt, {kf['payload_size']}-byte payload, {kf['connections']} HTTP/1.1 keep-alive connections, "
-      f"closed loop, {kf['duration_s']:g} s (after {kf['warmup_s']:g} s warm-up)")
-print(f"{'':28}{'keyfence (TLS)':>16}{'moto (plain HTTP)':>20}{'keyfence/moto':>16}")
-ratio = kf["ops_per_s"] / moto["ops_per_s"] if moto["ops_per_s"] else float("inf")
-print(f"{'throughput, ops/s':28}{kf['ops_per_s']:>16.1f}{moto['ops_per_s']:>20.1f}{ratio:>15.1f}x")
+      f"closed loop, {kf['duration_s']:g} s (after {kf['warmup_s']:g} s warm-up); keyfence ran before and after moto")
+print(f"{'':32}{'keyfence (TLS)':>16}{'keyfence again':>16}{'moto (plain HTTP)':>20}{'keyfence/moto':>15}")
+mean = (kf["ops_per_s"] + kf2["ops_per_s"]) / 2
+ratio = mean / moto["ops_per_s"] if moto["ops_per_s"] else float("inf")
+print(f"{'throughput, ops/s':32}{kf['ops_per_s']:>16.1f}{kf2['ops_per_s']:>16.1f}{moto['ops_per_s']:>20.1f}{ratio:>14.1f}x")
 for q, name in (("p50", "p50"), ("p99", "p99"), ("p99_9", "p99.9"), ("max", "max")):
-    print(f"{'latency ' + name + ', ms':28}{lat(kf, q):>16}{lat(moto, q):>20}")
-print(f"{'errors':28}{kf['errors']:>16}{moto['errors']:>20}")
-print(f"{'server CPU, µs per request':28}{cpu(kf):>16}{cpu(moto):>20}")
-print(f"{'server RSS before → after, MiB':28}{mem(kf):>16}{mem(moto):>20}")
+    print(f"{'latency ' + name + ', ms':32}{lat(kf, q):>16}{lat(kf2, q):>16}{lat(moto, q):>20}")
+print(f"{'errors':32}{kf['errors']:>16}{kf2['errors']:>16}{moto['errors']:>20}")
+print(f"{'connections reopened':32}{kf['reconnects']:>16}{kf2['reconnects']:>16}{moto['reconnects']:>20}")
+cr = ""
+try:
+    cr = f"{moto['cpu']['node_us_per_op'] / ((kf['cpu']['node_us_per_op'] + kf2['cpu']['node_us_per_op']) / 2):>14.1f}x"
+except (KeyError, TypeError, ZeroDivisionError):
+    pass
+print(f"{'server CPU, µs per request':32}{cpu(kf):>16}{cpu(kf2):>16}{cpu(moto):>20}{cr}")
+print(f"{'server RSS before → after, MiB':32}{mem(kf):>16}{mem(kf2):>16}{mem(moto):>20}")
 
 o = r["kf-encrypt-open"]
 print()
@@ -172,16 +207,30 @@ print(f"keyfence Encrypt, open loop at {o['rate']:g} req/s (half the closed-loop
 
 print()
 print("TLS handshakes (full, no resumption), per group offered alone")
-print(f"{'node':22}{'group':>16}{'handshakes/s':>14}{'p50 ms':>9}{'ClientHello':>13}{'node CPU µs':>13}  errors")
+print(f"{'node':22}{'group':>16}{'handshakes/s':>14}{'p50 ms':>9}{'ClientHello':>13}{'node CPU µs':>13}  errors   (node CPU per attempt)")
 for key, node in (("kf-handshakes", "default"), ("kfpq-handshakes", "--post-quantum")):
     for g in r[key]["groups"]:
         errs = ", ".join(f"{k} {v}" for k, v in g["errors_by_type"].items()) or "none"
         p50 = lat(g, "p50")
-        ncpu = g.get("node_cpu_us_per_handshake")
-        ncpu = "-" if ncpu is None or not g["handshakes"] else f"{ncpu:.0f}"
+        ncpu = g.get("node_cpu_us_per_attempt")
+        ncpu = "-" if ncpu is None else f"{ncpu:.0f}"
         print(f"{node:22}{g['group']:>16}{g['handshakes_per_s']:>14.1f}{p50:>9}{g['client_hello_bytes']:>11} B{ncpu:>13}  {errs}")
 h = r["kf-handshakes"]["hybrid_over_classical"]
-print(f"hybrid/classical on the default node: rate {h['rate']}, ClientHello {h['client_hello_bytes']}x")
+g = r["kf-handshakes"]["groups"]
+try:
+    cpu_ratio = f", node CPU per handshake classical/hybrid {g[0]['node_cpu_us_per_attempt'] / g[1]['node_cpu_us_per_attempt']:.3f}"
+except (KeyError, TypeError, ZeroDivisionError):
+    cpu_ratio = ""
+print(f"hybrid/classical on the default node: rate {h['rate']}, ClientHello {h['client_hello_bytes']}x{cpu_ratio}")
+
+sg = r["kf-sign"]
+print()
+if sg.get("status") == "ok":
+    print(f"keyfence Sign ({sg['key_spec']}, {sg['signing_algorithm']}, {sg['payload_size']}-byte RAW message): "
+          f"{sg['ops_per_s']:.1f} ops/s, p50 {lat(sg, 'p50')} ms, p99 {lat(sg, 'p99')} ms, {sg['errors']} errors, "
+          f"node CPU {cpu(sg)} µs/op")
+else:
+    print(f"keyfence Sign: {sg.get('status')}: {sg.get('unsupported')}")
 
 p = r["kfpq-encrypt"]
 print()

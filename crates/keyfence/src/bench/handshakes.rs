@@ -72,6 +72,11 @@ impl GroupResult {
         }
     }
 
+    /// Connection attempts: completed handshakes and failures.
+    pub fn attempts(&self) -> u64 {
+        self.handshakes + self.errors.values().sum::<u64>()
+    }
+
     /// Handshakes per second.
     pub fn rate(&self) -> f64 {
         let s = self.elapsed.as_secs_f64();

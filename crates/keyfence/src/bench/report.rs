@@ -307,8 +307,8 @@ impl Report {
                             "handshake_bytes_sent": g.handshake_bytes_sent,
                             "handshake_bytes_received": g.handshake_bytes_received,
                             "errors_by_type": errors_json(&g.errors),
-                            "client_cpu_us_per_handshake": round2(g.client_cpu.as_secs_f64() * 1e6 / g.handshakes.max(1) as f64),
-                            "node_cpu_us_per_handshake": g.node_cpu.map(|c| round2(c.as_secs_f64() * 1e6 / g.handshakes.max(1) as f64)),
+                            "client_cpu_us_per_attempt": round2(g.client_cpu.as_secs_f64() * 1e6 / g.attempts().max(1) as f64),
+                            "node_cpu_us_per_attempt": g.node_cpu.map(|c| round2(c.as_secs_f64() * 1e6 / g.attempts().max(1) as f64)),
                         })
                     })
                     .collect();
@@ -508,10 +508,10 @@ impl Report {
                 }
                 for g in groups {
                     if let Some(node) = g.node_cpu {
-                        let per = |d: Duration| d.as_secs_f64() * 1e6 / g.handshakes.max(1) as f64;
+                        let per = |d: Duration| d.as_secs_f64() * 1e6 / g.attempts().max(1) as f64;
                         let _ = writeln!(
                             t,
-                            "  {:<16} CPU per handshake: node {:.0} µs, client {:.0} µs",
+                            "  {:<16} CPU per attempt: node {:.0} µs, client {:.0} µs",
                             g.group,
                             per(node),
                             per(g.client_cpu)

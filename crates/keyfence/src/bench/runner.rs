@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 /// Latencies are recorded in microseconds, 1 µs to 60 s, 3 significant digits.
@@ -121,17 +122,29 @@ pub async fn run<W: Worker>(
         Pacing::Closed => 0,
         Pacing::Open { rate } => (plan.duration.as_secs_f64() * rate).floor() as u64,
     };
-    let next_slot = Arc::new(AtomicU64::new(0));
+    let schedule = Arc::new(Schedule {
+        permits: Semaphore::new(0),
+        next_slot: AtomicU64::new(0),
+        scheduled,
+    });
+    if let Pacing::Open { rate } = plan.pacing {
+        let (schedule, workers) = (Arc::clone(&schedule), workers.len());
+        let start = start.into_std();
+        std::thread::Builder::new()
+            .name("bench-pacer".into())
+            .spawn(move || pace(&schedule, start, rate, workers))
+            .expect("pacer thread starts");
+    }
     let plan = Arc::new(plan.clone());
     let mut handles = Vec::with_capacity(workers.len());
     for worker in workers {
-        let (plan, next_slot, progress) = (
+        let (plan, schedule, progress) = (
             Arc::clone(&plan),
-            Arc::clone(&next_slot),
+            Arc::clone(&schedule),
             Arc::clone(&progress),
         );
         handles.push(tokio::spawn(drive(
-            worker, plan, start, end, scheduled, next_slot, progress,
+            worker, plan, start, end, schedule, progress,
         )));
     }
     let mut stats = Stats {
@@ -173,13 +186,45 @@ pub async fn run<W: Worker>(
     (workers, stats)
 }
 
+/// The open-loop schedule: one permit per slot, released on time by the pacer.
+struct Schedule {
+    permits: Semaphore,
+    next_slot: AtomicU64,
+    scheduled: u64,
+}
+
+/// Releases slot `i` at `start + i / rate` from a dedicated thread: tokio's timer
+/// has a 1 ms granularity and fires late on a busy runtime, and that lateness would
+/// be charged to the node. A waiting worker is woken at once (the semaphore is
+/// FIFO); when none is free the slot waits, and its latency still counts from its
+/// intended time. At the end every worker gets a permit past the schedule: stop.
+fn pace(schedule: &Schedule, start: std::time::Instant, rate: f64, workers: usize) {
+    let mut released = 0u64;
+    while released < schedule.scheduled {
+        let elapsed = start.elapsed().as_secs_f64();
+        // Slots whose time has come: i <= elapsed * rate.
+        let due = ((elapsed * rate).floor() as u64 + 1).min(schedule.scheduled);
+        if due > released {
+            schedule.permits.add_permits((due - released) as usize);
+            released = due;
+        }
+        if released < schedule.scheduled {
+            let next = start + Duration::from_secs_f64(released as f64 / rate);
+            let now = std::time::Instant::now();
+            if next > now {
+                std::thread::sleep(next - now);
+            }
+        }
+    }
+    schedule.permits.add_permits(workers);
+}
+
 async fn drive<W: Worker>(
     mut worker: W,
     plan: Arc<Plan>,
     start: Instant,
     end: Instant,
-    scheduled: u64,
-    next_slot: Arc<AtomicU64>,
+    schedule: Arc<Schedule>,
     progress: Arc<AtomicU64>,
 ) -> (W, Local) {
     let mut local = Local {
@@ -200,17 +245,19 @@ async fn drive<W: Worker>(
                 (seq, now)
             }
             Pacing::Open { rate } => {
-                let slot = next_slot.fetch_add(1, Ordering::Relaxed);
-                if slot >= scheduled {
+                match schedule.permits.acquire().await {
+                    Ok(permit) => permit.forget(),
+                    Err(_) => break,
+                }
+                let slot = schedule.next_slot.fetch_add(1, Ordering::Relaxed);
+                if slot >= schedule.scheduled {
                     break;
                 }
-                let intended = start + Duration::from_secs_f64(slot as f64 / rate);
                 if Instant::now() > end + plan.drain {
                     // Hopelessly behind: give up; the rest are reported as missed.
                     break;
                 }
-                tokio::time::sleep_until(intended).await;
-                (slot, intended)
+                (slot, start + Duration::from_secs_f64(slot as f64 / rate))
             }
         };
         seq += 1;
