@@ -1,6 +1,8 @@
 //! `keyfence`: the node and its command-line tools.
 
 mod bench;
+mod connect;
+mod key;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +37,9 @@ enum Command {
     /// Load-test a running node (or a peer speaking the AWS KMS JSON API): throughput,
     /// latency percentiles, errors, memory; or TLS handshakes, classical vs hybrid.
     Bench(Box<bench::BenchArgs>),
+    /// Key commands beyond the AWS API (post-quantum import of key material).
+    #[command(subcommand)]
+    Key(key::KeyCommand),
 }
 
 #[derive(Args)]
@@ -157,6 +162,7 @@ fn main() -> ExitCode {
             .map_err(|e| e.to_string())
             .and_then(|rt| rt.block_on(server(args))),
         Command::Bench(args) => bench::main(*args),
+        Command::Key(command) => key::main(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
