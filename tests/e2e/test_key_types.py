@@ -810,3 +810,47 @@ def test_get_public_key_of_symmetric_key(kms):
                   "EncapsulationAlgorithms"):
         assert field not in sym
     assert sym["EncryptionAlgorithms"] == ["SYMMETRIC_DEFAULT"]
+
+
+def test_re_encrypt_with_rsa_keys(kms, keys, public_keys):
+    """ReEncrypt from an RSA key (pyca's ciphertext) to a symmetric key and from a
+    symmetric key to an RSA key; AWS echoes both algorithms in the response."""
+    rsa_key = keys("RSA_2048", "ENCRYPT_DECRYPT")
+    sym = kms.create_key()["KeyMetadata"]
+    pub = serialization.load_der_public_key(public_keys("RSA_2048", "ENCRYPT_DECRYPT")["PublicKey"])
+    ct = pub.encrypt(b"re-encrypt me", padding.OAEP(padding.MGF1(hashes.SHA256()), hashes.SHA256(), None))
+    to_sym = kms.re_encrypt(CiphertextBlob=ct, SourceKeyId=rsa_key["KeyId"],
+                            SourceEncryptionAlgorithm="RSAES_OAEP_SHA_256",
+                            DestinationKeyId=sym["KeyId"])
+    assert to_sym["SourceKeyId"] == rsa_key["Arn"] and to_sym["KeyId"] == sym["Arn"]
+    assert kms.decrypt(CiphertextBlob=to_sym["CiphertextBlob"])["Plaintext"] == b"re-encrypt me"
+
+    to_rsa = kms.re_encrypt(CiphertextBlob=to_sym["CiphertextBlob"], DestinationKeyId=rsa_key["KeyId"],
+                            DestinationEncryptionAlgorithm="RSAES_OAEP_SHA_1")
+    assert to_rsa["KeyId"] == rsa_key["Arn"] and to_rsa["SourceKeyId"] == sym["Arn"]
+    assert len(to_rsa["CiphertextBlob"]) == 256
+    assert kms.decrypt(CiphertextBlob=to_rsa["CiphertextBlob"], KeyId=rsa_key["KeyId"],
+                       EncryptionAlgorithm="RSAES_OAEP_SHA_1")["Plaintext"] == b"re-encrypt me"
+    # Checked last so the round trips above run regardless.
+    assert (to_sym["SourceEncryptionAlgorithm"], to_sym["DestinationEncryptionAlgorithm"]) == \
+        ("RSAES_OAEP_SHA_256", "SYMMETRIC_DEFAULT")
+    assert (to_rsa["SourceEncryptionAlgorithm"], to_rsa["DestinationEncryptionAlgorithm"]) == \
+        ("SYMMETRIC_DEFAULT", "RSAES_OAEP_SHA_1")
+
+
+def test_kem_and_ecdh_with_disabled_key(kms):
+    kem = kms.create_key(KeySpec="ML_KEM_768", KeyUsage="ENCAPSULATE_DECAPSULATE")["KeyMetadata"]
+    enc = kms.encapsulate(KeyId=kem["KeyId"], EncapsulationAlgorithm="ML_KEM")
+    ka = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="KEY_AGREEMENT")["KeyMetadata"]
+    peer = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    for k in (kem, ka):
+        kms.disable_key(KeyId=k["KeyId"])
+    expect_error("DisabledException", kms.encapsulate, KeyId=kem["KeyId"], EncapsulationAlgorithm="ML_KEM")
+    expect_error("DisabledException", kms.decapsulate, KeyId=kem["KeyId"],
+                 SharedSecretCiphertextBlob=enc["SharedSecretCiphertextBlob"], EncapsulationAlgorithm="ML_KEM")
+    expect_error("DisabledException", kms.derive_shared_secret, KeyId=ka["KeyId"],
+                 KeyAgreementAlgorithm="ECDH", PublicKey=peer)
+    kms.enable_key(KeyId=kem["KeyId"])
+    assert kms.decapsulate(KeyId=kem["KeyId"], SharedSecretCiphertextBlob=enc["SharedSecretCiphertextBlob"],
+                           EncapsulationAlgorithm="ML_KEM")["SharedSecret"] == enc["SharedSecret"]
