@@ -355,6 +355,10 @@ impl Kms {
             .filter(asym::KeySpec::is_data_key_pair_spec)
             .ok_or_else(|| match pair_spec {
                 "SM2" => KmsError::UnsupportedOperation("KeyPairSpec SM2 is not supported by keyfence".into()),
+                "ML_KEM_512" | "ML_KEM_768" | "ML_KEM_1024" => KmsError::UnsupportedOperation(format!(
+                    "KeyPairSpec {pair_spec} is not supported yet: its PKCS#8 private key is the 64-byte seed, \
+                     and aws-lc-rs cannot derive an ML-KEM key from a seed"
+                )),
                 other => KmsError::Validation(format!(
                     "1 validation error detected: Value '{other}' at 'keyPairSpec' failed to satisfy constraint: Member must satisfy enum value set"
                 )),

@@ -31,6 +31,8 @@ pub struct EncryptOutput {
     pub ciphertext: Vec<u8>,
     /// ARN of the key that encrypted.
     pub key_arn: String,
+    /// The encryption algorithm used (AWS name).
+    pub algorithm: &'static str,
 }
 
 /// Result of Decrypt.
@@ -40,6 +42,8 @@ pub struct DecryptOutput {
     pub plaintext: Secret,
     /// ARN of the key that decrypted.
     pub key_arn: String,
+    /// The encryption algorithm used (AWS name).
+    pub algorithm: &'static str,
 }
 
 /// Result of ReEncrypt.
@@ -51,6 +55,10 @@ pub struct ReEncryptOutput {
     pub source_key_arn: String,
     /// ARN of the key that encrypted.
     pub key_arn: String,
+    /// Algorithm that decrypted the source (AWS name).
+    pub source_algorithm: &'static str,
+    /// Algorithm that encrypted the result (AWS name).
+    pub destination_algorithm: &'static str,
 }
 
 /// Result of GenerateDataKey(WithoutPlaintext).
@@ -110,6 +118,16 @@ enum Scheme {
     Envelope,
     /// RSAES-OAEP with the key's RSA key pair.
     Rsa(EncryptionAlgorithm),
+}
+
+impl Scheme {
+    /// The AWS name of the algorithm.
+    fn name(&self) -> &'static str {
+        match self {
+            Scheme::Envelope => SYMMETRIC_DEFAULT,
+            Scheme::Rsa(alg) => alg.aws_name(),
+        }
+    }
 }
 
 fn scheme(meta: &KeyMetadata, algorithm: Option<&str>) -> Result<Scheme, KmsError> {
@@ -246,6 +264,7 @@ impl Kms {
         Ok(EncryptOutput {
             ciphertext: Self::encrypt_with(&key, context, plaintext, algorithm)?,
             key_arn: key.meta.arn(),
+            algorithm: scheme(&key.meta, algorithm)?.name(),
         })
     }
 
@@ -264,6 +283,7 @@ impl Kms {
         Ok(DecryptOutput {
             plaintext,
             key_arn: key.meta.arn(),
+            algorithm: scheme(&key.meta, algorithm)?.name(),
         })
     }
 
@@ -354,6 +374,8 @@ impl Kms {
             )?,
             source_key_arn: source.meta.arn(),
             key_arn: destination.meta.arn(),
+            source_algorithm: scheme(&source.meta, source_algorithm)?.name(),
+            destination_algorithm: scheme(&destination.meta, destination_algorithm)?.name(),
         })
     }
 

@@ -636,7 +636,7 @@ impl Ops<'_> {
         Ok(json!({
             "CiphertextBlob": b64(&out.ciphertext),
             "KeyId": out.key_arn,
-            "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            "EncryptionAlgorithm": out.algorithm,
         }))
     }
 
@@ -652,7 +652,7 @@ impl Ops<'_> {
         Ok(json!({
             "KeyId": out.key_arn,
             "Plaintext": b64(out.plaintext.expose()),
-            "EncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            "EncryptionAlgorithm": out.algorithm,
         }))
     }
 
@@ -672,8 +672,8 @@ impl Ops<'_> {
             "CiphertextBlob": b64(&out.ciphertext),
             "SourceKeyId": out.source_key_arn,
             "KeyId": out.key_arn,
-            "SourceEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
-            "DestinationEncryptionAlgorithm": "SYMMETRIC_DEFAULT",
+            "SourceEncryptionAlgorithm": out.source_algorithm,
+            "DestinationEncryptionAlgorithm": out.destination_algorithm,
         }))
     }
 
