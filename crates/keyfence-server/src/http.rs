@@ -30,16 +30,21 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
+/// A unique request id in UUID shape: a random per-process prefix and a counter
+/// (ids need uniqueness, not secrecy, so no CSPRNG draw per request).
 fn request_id() -> String {
-    let b = keyfence_crypto::rand::array::<16>().unwrap_or([0; 16]);
-    let h = hex::encode(b);
+    static PREFIX: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let prefix = *PREFIX
+        .get_or_init(|| u64::from_be_bytes(keyfence_crypto::rand::array().unwrap_or([0; 8])));
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        prefix >> 32,
+        (prefix >> 16) & 0xffff,
+        prefix & 0xffff,
+        (n >> 48) & 0xffff,
+        n & 0xffff_ffff_ffff
     )
 }
 
@@ -187,4 +192,16 @@ fn check_scope(caller: &VerifiedCaller, region: &str, protocol: &Protocol) -> Re
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn request_ids_are_unique_and_uuid_shaped() {
+        let (a, b) = (super::request_id(), super::request_id());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 36);
+        assert_eq!(a.matches('-').count(), 4);
+        assert_eq!(a[..19], b[..19], "one process, one prefix");
+    }
 }

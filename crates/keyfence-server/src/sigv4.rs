@@ -17,6 +17,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use aws_lc_rs::{digest, hmac};
@@ -89,7 +90,22 @@ pub struct DuplicateAccessKeyId(pub String);
 pub struct CredentialStore {
     by_access_key: HashMap<String, Credential>,
     services: Vec<String>,
+    signing_keys: Arc<Mutex<SigningKeyCache>>,
 }
+
+/// Derived signing keys by (access key id, credential scope): a scope changes once a
+/// day, so verification runs one HMAC per request instead of five.
+#[derive(Default)]
+struct SigningKeyCache(HashMap<(String, String), hmac::Key>);
+
+impl fmt::Debug for SigningKeyCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SigningKeyCache({} keys)", self.0.len())
+    }
+}
+
+/// Most cached signing keys before the cache starts over (scopes are client-chosen).
+const SIGNING_KEY_CACHE_LIMIT: usize = 256;
 
 impl CredentialStore {
     /// A store of `credentials` accepting scopes for [`DEFAULT_SERVICES`].
@@ -106,6 +122,7 @@ impl CredentialStore {
         Ok(CredentialStore {
             by_access_key,
             services: DEFAULT_SERVICES.iter().map(|s| (*s).to_owned()).collect(),
+            signing_keys: Arc::default(),
         })
     }
 
@@ -118,6 +135,21 @@ impl CredentialStore {
     /// The credential with this access key id.
     pub fn get(&self, access_key_id: &str) -> Option<&Credential> {
         self.by_access_key.get(access_key_id)
+    }
+
+    /// The signing key of `credential` for `scope`, derived once per scope.
+    fn signing_key(&self, credential: &Credential, scope: &Scope<'_>) -> hmac::Key {
+        let id = (credential.access_key_id.clone(), scope.render());
+        let mut cache = self.signing_keys.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(key) = cache.0.get(&id) {
+            return key.clone();
+        }
+        let key = signing_key(&credential.secret_access_key, scope);
+        if cache.0.len() >= SIGNING_KEY_CACHE_LIMIT {
+            cache.0.clear();
+        }
+        cache.0.insert(id, key.clone());
+        key
     }
 }
 
@@ -271,7 +303,7 @@ fn verify_inner(
     let payload_hash = payload_hash(parts, body)?;
     let canonical = canonical_request(parts, &auth.signed_headers, &payload_hash)?;
     let expected = signature(
-        &credential.secret_access_key,
+        &creds.signing_key(credential, &auth.scope),
         &amz_date,
         &auth.scope,
         &canonical,
@@ -359,7 +391,7 @@ pub fn sign(parts: &mut Parts, body: &[u8], params: &SigningParams<'_>) -> Resul
     let payload_hash = hex::encode(digest::digest(&digest::SHA256, body));
     let canonical = canonical_request(parts, &names, &payload_hash)?;
     let secret = Zeroizing::new(params.secret_access_key.to_owned());
-    let sig = signature(&secret, &amz_date, &scope, &canonical);
+    let sig = signature(&signing_key(&secret, &scope), &amz_date, &scope, &canonical);
     let value = format!(
         "{ALGORITHM} Credential={}/{}, SignedHeaders={}, Signature={}",
         params.access_key_id,
@@ -779,9 +811,20 @@ fn uri_encode(out: &mut String, bytes: &[u8]) {
     }
 }
 
-/// The request signature: HMAC of the string to sign under the derived signing key.
+/// The SigV4 signing key: `HMAC(HMAC(HMAC(HMAC("AWS4" ‖ secret, date), region), service), "aws4_request")`.
+fn signing_key(secret: &str, scope: &Scope<'_>) -> hmac::Key {
+    let mut key = Zeroizing::new(Vec::with_capacity(4 + secret.len()));
+    key.extend_from_slice(b"AWS4");
+    key.extend_from_slice(secret.as_bytes());
+    for part in [scope.date, scope.region, scope.service, TERMINATOR] {
+        key = hmac_sha256(&key, part.as_bytes());
+    }
+    hmac::Key::new(hmac::HMAC_SHA256, &key)
+}
+
+/// The request signature: HMAC of the string to sign under the signing key.
 fn signature(
-    secret: &str,
+    signing_key: &hmac::Key,
     amz_date: &str,
     scope: &Scope<'_>,
     canonical_request: &[u8],
@@ -791,13 +834,11 @@ fn signature(
         scope.render(),
         hex::encode(digest::digest(&digest::SHA256, canonical_request))
     );
-    let mut key = Zeroizing::new(Vec::with_capacity(4 + secret.len()));
-    key.extend_from_slice(b"AWS4");
-    key.extend_from_slice(secret.as_bytes());
-    for part in [scope.date, scope.region, scope.service, TERMINATOR] {
-        key = hmac_sha256(&key, part.as_bytes());
-    }
-    hmac_sha256(&key, string_to_sign.as_bytes())
+    Zeroizing::new(
+        hmac::sign(signing_key, string_to_sign.as_bytes())
+            .as_ref()
+            .to_vec(),
+    )
 }
 
 fn hmac_sha256(key: &[u8], data: &[u8]) -> Zeroizing<Vec<u8>> {

@@ -551,6 +551,25 @@ fn unknown_access_key() {
 }
 
 #[test]
+fn cached_signing_keys_change_nothing() {
+    let store = store();
+    let good = signed_kms_request();
+    for _ in 0..3 {
+        verify(&good, KMS_BODY, &store, now()).unwrap();
+    }
+    let wrong = signed_kms_request_with("not-the-secret", KEY_ID, now());
+    assert_eq!(
+        verify(&wrong, KMS_BODY, &store, now()).unwrap_err(),
+        SigV4Error::InvalidSignature,
+        "a warm cache for the scope must not let another secret through"
+    );
+    let next_day = now() + std::time::Duration::from_secs(86_400);
+    let tomorrow = signed_kms_request_with(SECRET, KEY_ID, next_day);
+    verify(&tomorrow, KMS_BODY, &store, next_day).unwrap();
+    verify(&good, KMS_BODY, &store, now()).unwrap();
+}
+
+#[test]
 fn wrong_secret_is_invalid_signature() {
     let parts = signed_kms_request_with("not-the-secret", KEY_ID, now());
     let err = verify(&parts, KMS_BODY, &store(), now()).unwrap_err();
