@@ -12,7 +12,7 @@ use crate::bench::client::{ClientContext, Credential, Endpoint, HttpVersion};
 /// Connection flags shared by client commands.
 #[derive(Args, Debug, Clone)]
 pub struct ConnectArgs {
-    /// The node: https://host:port.
+    /// The node: https://host:port (TLS), or http://host:port for a plain-HTTP peer such as moto.
     #[arg(long, default_value = "https://127.0.0.1:8443")]
     pub endpoint: String,
     /// Data directory of the node, for its CA (ca.pem) and first credential
@@ -23,24 +23,29 @@ pub struct ConnectArgs {
     #[arg(long)]
     pub ca: Option<PathBuf>,
     /// Access key id to sign with instead of the data directory's credential.
-    #[arg(long, requires = "secret_key", env = "AWS_ACCESS_KEY_ID")]
+    #[arg(long, requires = "secret_key")]
     pub access_key: Option<String>,
     /// Secret access key to sign with.
-    #[arg(
-        long,
-        requires = "access_key",
-        env = "AWS_SECRET_ACCESS_KEY",
-        hide_env_values = true
-    )]
+    #[arg(long, requires = "access_key")]
     pub secret_key: Option<String>,
     /// Region of the SigV4 credential scope.
     #[arg(long, default_value = "us-east-1")]
     pub region: String,
 }
 
+/// Where the node is, which CA to trust and what to sign with.
+pub struct Resolved {
+    /// The node.
+    pub endpoint: Endpoint,
+    /// CA certificate (required for https).
+    pub ca: Option<PathBuf>,
+    /// Signing credential.
+    pub credential: Credential,
+}
+
 impl ConnectArgs {
-    /// A client context for these flags; `groups` picks the TLS key exchange.
-    pub fn context(&self, groups: ClientGroups) -> Result<ClientContext, String> {
+    /// Resolves the flags (and the data directory's files) into endpoint, CA and credential.
+    pub fn resolve(&self) -> Result<Resolved, String> {
         let endpoint = Endpoint::parse(&self.endpoint)?;
         let data_dir = self.data_dir.clone().or_else(|| {
             let d = PathBuf::from(keyfence_server::config::DEFAULT_DATA_DIR);
@@ -50,6 +55,11 @@ impl ConnectArgs {
             .ca
             .clone()
             .or_else(|| data_dir.as_ref().map(|d| PkiPaths::in_dir(d).ca_cert));
+        if endpoint.tls && ca.is_none() {
+            return Err(
+                "an https endpoint needs the node's CA: --ca FILE or --data-dir DIR".into(),
+            );
+        }
         let credential = match (&self.access_key, &self.secret_key, &data_dir) {
             (Some(id), Some(secret), _) => Credential {
                 access_key_id: id.clone(),
@@ -78,11 +88,21 @@ impl ConnectArgs {
                     .into(),
             ),
         };
-        ClientContext::new(
+        Ok(Resolved {
             endpoint,
-            ca.as_deref(),
-            groups,
+            ca,
             credential,
+        })
+    }
+
+    /// A client context for these flags; `groups` picks the TLS key exchange.
+    pub fn context(&self, groups: ClientGroups) -> Result<ClientContext, String> {
+        let r = self.resolve()?;
+        ClientContext::new(
+            r.endpoint,
+            r.ca.as_deref(),
+            groups,
+            r.credential,
             HttpVersion::Http1,
         )
     }

@@ -11,17 +11,17 @@ pub mod sigv4;
 pub mod workload;
 
 use std::io::IsTerminal as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
-use keyfence_server::datadir::DataDir;
-use keyfence_server::tls::{ClientGroups, PkiPaths};
+use keyfence_server::tls::ClientGroups;
 
-use client::{ClientContext, Credential, Endpoint, HttpVersion};
+use crate::connect::{ConnectArgs, Resolved};
+use client::{ClientContext, HttpVersion};
 use report::{Memory, Outcome, Report, Setup};
 use runner::{Pacing, Plan};
 use workload::{KmsWorker, SetupError, WorkloadKind, WorkloadOptions};
@@ -29,25 +29,9 @@ use workload::{KmsWorker, SetupError, WorkloadKind, WorkloadOptions};
 /// Arguments of `keyfence bench`.
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
-    /// The node: https://host:port (TLS), or http://host:port for a plain-HTTP peer such as moto.
-    #[arg(long, default_value = "https://127.0.0.1:8443")]
-    pub endpoint: String,
-    /// Data directory of the node, for its CA (ca.pem) and its first credential
-    /// (credentials.toml) [default: ./keyfence-data if it exists].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// CA certificate to trust (PEM) instead of DATA_DIR/ca.pem.
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
-    /// Access key id to sign with instead of the data directory's credential.
-    #[arg(long, requires = "secret_key")]
-    pub access_key: Option<String>,
-    /// Secret access key to sign with.
-    #[arg(long, requires = "access_key")]
-    pub secret_key: Option<String>,
-    /// Region of the SigV4 credential scope.
-    #[arg(long, default_value = "us-east-1")]
-    pub region: String,
+    /// The node (or a plain-HTTP peer such as moto: http://host:port) and how to sign.
+    #[command(flatten)]
+    pub connect: ConnectArgs,
     /// What to send.
     #[arg(long, value_enum, default_value = "encrypt")]
     pub workload: WorkloadKind,
@@ -177,63 +161,6 @@ fn default_threads() -> usize {
         .unwrap_or(2)
 }
 
-/// Where the CA and credential come from.
-struct Resolved {
-    endpoint: Endpoint,
-    ca: Option<PathBuf>,
-    credential: Credential,
-}
-
-fn resolve(args: &BenchArgs) -> Result<Resolved, String> {
-    let endpoint = Endpoint::parse(&args.endpoint)?;
-    let data_dir = args.data_dir.clone().or_else(|| {
-        let d = PathBuf::from(keyfence_server::config::DEFAULT_DATA_DIR);
-        d.is_dir().then_some(d)
-    });
-    let ca = match (&args.ca, &data_dir) {
-        (Some(ca), _) => Some(ca.clone()),
-        (None, Some(d)) => Some(PkiPaths::in_dir(d).ca_cert),
-        (None, None) => None,
-    };
-    if endpoint.tls && ca.is_none() {
-        return Err("an https endpoint needs the node's CA: --ca FILE or --data-dir DIR".into());
-    }
-    let credential =
-        match (&args.access_key, &args.secret_key, &data_dir) {
-            (Some(id), Some(secret), _) => Credential {
-                access_key_id: id.clone(),
-                secret_access_key: secret.clone(),
-                region: args.region.clone(),
-            },
-            (_, _, Some(d)) => {
-                let dir = DataDir {
-                    path: d.clone(),
-                    pki: PkiPaths::in_dir(d),
-                };
-                let c = dir
-                    .load_credentials()
-                    .map_err(|e| format!("credentials in {}: {e}", d.display()))?
-                    .into_iter()
-                    .next()
-                    .ok_or_else(|| format!("{}: no credential", dir.credentials().display()))?;
-                Credential {
-                    access_key_id: c.access_key_id.clone(),
-                    secret_access_key: c.secret_access_key.to_string(),
-                    region: args.region.clone(),
-                }
-            }
-            _ => return Err(
-                "no credential: --data-dir DIR (its credentials.toml) or --access-key/--secret-key"
-                    .into(),
-            ),
-        };
-    Ok(Resolved {
-        endpoint,
-        ca,
-        credential,
-    })
-}
-
 async fn read_memory(args: &BenchArgs) -> Option<(String, Result<u64, String>)> {
     if args.metrics == "none" {
         return args.pid.map(|pid| {
@@ -339,7 +266,7 @@ pub async fn run(args: BenchArgs, command: String, show_progress: bool) -> Resul
     if args.duration.is_zero() {
         return Err("--duration must be positive".into());
     }
-    let resolved = resolve(&args)?;
+    let resolved = args.connect.resolve()?;
     let version = if args.http2 {
         HttpVersion::Http2
     } else {

@@ -331,8 +331,8 @@ async fn errors_are_counted_by_aws_type() {
     }
     // A wrong secret is refused with the AWS error type.
     let mut a = args(&node, &["--duration", "200ms", "--warmup", "0s"]);
-    a.access_key = Some("AKIAEXAMPLEEXAMPLE00".into());
-    a.secret_key = Some("wrong".into());
+    a.connect.access_key = Some("AKIAEXAMPLEEXAMPLE00".into());
+    a.connect.secret_key = Some("wrong".into());
     match run(a, "test".into(), false).await {
         Err(e) => assert!(e.contains("UnrecognizedClientException"), "{e}"),
         Ok(r) => panic!("{}", r.to_json()),
