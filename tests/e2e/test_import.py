@@ -392,6 +392,25 @@ def test_rfc8032_known_answer_through_import(kms, secret, public, message, signa
                       SigningAlgorithm="ED25519_SHA_512")["SignatureValid"] is True
 
 
+def test_rfc8032_ed25519ph_known_answer_through_import(kms):
+    """RFC 8032 section 7.3, TEST abc: Ed25519ph over SHA-512("abc"), MessageType DIGEST."""
+    secret = "833fe62409237b9d62ec77587520911e9a759cec1d19755b7da901b96dca3d42"
+    signature = ("98a70222f0b8121aa9d30f813d683f809e462b469c7ff87639499bb94e6dae41"
+                 "31f85042463c2a355a2003d062adf5aaa10b8c61e636062aaad11c2a26083406")
+    priv = ed25519.Ed25519PrivateKey.from_private_bytes(bytes.fromhex(secret))
+    kid = external_key(kms, KeySpec="ECC_NIST_EDWARDS25519", KeyUsage="SIGN_VERIFY")["KeyId"]
+    import_material(kms, kid, pkcs8(priv), "RSA_AES_KEY_WRAP_SHA_256", "RSA_2048")
+    digest = hashlib.sha512(b"abc").digest()
+    out = kms.sign(KeyId=kid, Message=digest, MessageType="DIGEST",
+                   SigningAlgorithm="ED25519_PH_SHA_512")
+    assert out["Signature"].hex() == signature
+    assert kms.verify(KeyId=kid, Message=digest, MessageType="DIGEST",
+                      Signature=bytes.fromhex(signature),
+                      SigningAlgorithm="ED25519_PH_SHA_512")["SignatureValid"] is True
+    expect_error("ValidationException", kms.sign, KeyId=kid, Message=b"abc",
+                 MessageType="RAW", SigningAlgorithm="ED25519_PH_SHA_512")
+
+
 # ================================================================== HMAC import
 HMAC_SPECS = {  # spec -> (MAC algorithm, hashlib name, min key, max key)
     "HMAC_224": ("HMAC_SHA_224", "sha224", 28, 64),

@@ -35,9 +35,9 @@ fn message_for(alg: SigningAlgorithm, message_type: MessageType) -> Vec<u8> {
     }
 }
 
-/// The combinations aws-lc-rs cannot do; everything else must work.
-fn known_gap(alg: SigningAlgorithm, message_type: MessageType) -> bool {
-    alg == SigningAlgorithm::Ed25519PhSha512 || message_type == MessageType::ExternalMu
+/// The combinations aws-lc cannot do; everything else must work.
+fn known_gap(_alg: SigningAlgorithm, message_type: MessageType) -> bool {
+    message_type == MessageType::ExternalMu
 }
 
 fn signing_specs() -> impl Iterator<Item = KeySpec> {
@@ -118,7 +118,7 @@ fn every_signing_algorithm_and_message_type_round_trips() {
                     "{spec} {alg} {mt}"
                 );
                 // A signature over the digest is a signature over the message.
-                if mt == MessageType::Digest {
+                if mt == MessageType::Digest && alg.message_types().contains(&MessageType::Raw) {
                     assert!(key.verify(alg, MessageType::Raw, MESSAGE, &sig).unwrap());
                 }
                 let mut bad = sig.clone();

@@ -8,9 +8,10 @@
 //! offers exactly the operations of its spec's key usages. Public keys travel
 //! as DER SubjectPublicKeyInfo, as AWS GetPublicKey returns them.
 //!
-//! What aws-lc-rs cannot do is reported as [`CryptoError::Unsupported`], never
-//! emulated: Ed25519ph (`ED25519_PH_SHA_512`), ML-DSA with a precomputed μ
-//! (`EXTERNAL_MU`) and ECDH on secp256k1.
+//! What aws-lc cannot do is reported as [`CryptoError::Unsupported`], never
+//! emulated: ML-DSA with a precomputed μ (`EXTERNAL_MU`) and ECDH on secp256k1.
+//! Ed25519ph, which aws-lc has but aws-lc-rs does not wrap, is called through
+//! aws-lc-sys (see `ed25519.rs`).
 
 mod aes_kw;
 mod ecc;
