@@ -4,43 +4,35 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::error::{Error, Result};
+use crate::text::{tokenize, write_text, Kind};
 
-/// Longest accepted attribute name or value, in bytes.
-pub const MAX_IDENTIFIER_LEN: usize = 255;
+/// Longest accepted attribute name or value, in bytes: the most CIRCL's 16-bit string
+/// framing can carry.
+pub const MAX_TEXT_LEN: usize = 65_535;
 /// Most attributes one set (and so one key) may hold.
 pub const MAX_ATTRIBUTES: usize = 1024;
 
 /// Label reserved for the Boneh–Katz transform (CIRCL's name, kept for interop).
 pub(crate) const BK_LABEL: &str = "internal-boneh-katz-transform-attribute";
 
-/// True for characters allowed in attribute names and values: ASCII letters, digits,
-/// `_`, `-` and `.`.
-pub(crate) fn is_identifier_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')
-}
-
-/// True for the words the policy language reserves.
-pub(crate) fn is_keyword(s: &str) -> bool {
-    matches!(s, "and" | "or" | "not")
-}
-
-/// Checks that `s` can appear as a name or value in a policy.
-pub(crate) fn validate_identifier(s: &str) -> Result<()> {
-    if s.is_empty() || s.len() > MAX_IDENTIFIER_LEN {
-        return Err(Error::InvalidAttribute(format!(
-            "{s:?}: names and values must be 1 to {MAX_IDENTIFIER_LEN} bytes"
-        )));
-    }
-    if !s.chars().all(is_identifier_char) {
-        return Err(Error::InvalidAttribute(format!(
-            "{s:?}: only ASCII letters, digits, '_', '-' and '.' are allowed"
-        )));
-    }
-    if is_keyword(s) {
-        return Err(Error::InvalidAttribute(format!("{s:?} is a reserved word")));
-    }
+/// Checks that `s` can be an attribute name: any UTF-8 text of at most
+/// [`MAX_TEXT_LEN`] bytes (the empty string and reserved words included: text forms
+/// quote them) other than the label the Boneh–Katz transform reserves.
+pub(crate) fn validate_name(s: &str) -> Result<()> {
     if s == BK_LABEL {
         return Err(Error::InvalidAttribute(format!("{s:?} is reserved")));
+    }
+    validate_value(s)
+}
+
+/// Checks that `s` can be an attribute value: any UTF-8 text of at most
+/// [`MAX_TEXT_LEN`] bytes.
+pub(crate) fn validate_value(s: &str) -> Result<()> {
+    if s.len() > MAX_TEXT_LEN {
+        return Err(Error::InvalidAttribute(format!(
+            "names and values are at most {MAX_TEXT_LEN} bytes, not {}",
+            s.len()
+        )));
     }
     Ok(())
 }
@@ -74,27 +66,63 @@ impl Attributes {
         Ok(attrs)
     }
 
-    /// Parses a comma-separated list of `name: value` pairs, e.g.
-    /// `country: FR, region: EU` (the empty string is the empty set).
+    /// Parses a comma-separated list of `name: value` pairs, optionally in braces
+    /// (as [`Display`](fmt::Display) prints them), e.g. `country: FR, region: EU` or
+    /// `{"data center": "Frankfurt am Main", country: DE}`. Names and values that are
+    /// not plain words are quoted as in policies (see [`Policy::parse`](crate::Policy::parse)).
+    /// The empty string and `{}` are the empty set.
     pub fn parse(input: &str) -> Result<Self> {
+        let at = |pos: usize, message: &str| {
+            Error::InvalidAttribute(format!("at byte {pos}: {message}"))
+        };
+        let tokens = tokenize(input).map_err(|e| at(e.pos, &e.message))?;
+        // The list always ends with `End`; clamping keeps every index in bounds.
+        let tok = |i: usize| &tokens[i.min(tokens.len() - 1)];
+        let braced = tok(0).kind == Kind::LBrace;
+        let close = if braced { Kind::RBrace } else { Kind::End };
+        let mut i = usize::from(braced);
         let mut attrs = Attributes::new();
-        if input.trim().is_empty() {
-            return Ok(attrs);
+        if tok(i).kind != close {
+            loop {
+                let text = |i: usize, what: &str| match &tok(i).kind {
+                    Kind::Text(s) => Ok(s.clone()),
+                    Kind::And | Kind::Or | Kind::Not => Err(at(
+                        tok(i).pos,
+                        &format!("{what} that is a reserved word must be quoted"),
+                    )),
+                    _ => Err(at(tok(i).pos, &format!("expected {what}"))),
+                };
+                let name = text(i, "an attribute name")?;
+                if tok(i + 1).kind != Kind::Colon {
+                    return Err(at(tok(i + 1).pos, "expected ':' after the name"));
+                }
+                let value = text(i + 2, "an attribute value")?;
+                attrs
+                    .insert(name, value)
+                    .map_err(|e| at(tok(i).pos, &e.to_string()))?;
+                i += 3;
+                if tok(i).kind != Kind::Comma {
+                    break;
+                }
+                i += 1;
+            }
         }
-        for item in input.split(',') {
-            let (name, value) = item.split_once(':').ok_or_else(|| {
-                Error::InvalidAttribute(format!("{:?} is not `name: value`", item.trim()))
-            })?;
-            attrs.insert(name.trim(), value.trim())?;
+        if tok(i).kind != close {
+            return Err(at(tok(i).pos, "expected ',' or the end of the list"));
+        }
+        if braced && tok(i + 1).kind != Kind::End {
+            return Err(at(tok(i + 1).pos, "unexpected text after '}'"));
         }
         Ok(attrs)
     }
 
-    /// Adds `name: value`; fails if the name is already present or not a valid identifier.
+    /// Adds `name: value`; fails if the name is already present, is the reserved
+    /// Boneh–Katz label, or either text is longer than [`MAX_TEXT_LEN`] bytes. Any
+    /// other UTF-8 text is accepted, as CIRCL accepts it.
     pub fn insert(&mut self, name: impl Into<String>, value: impl Into<String>) -> Result<()> {
         let (name, value) = (name.into(), value.into());
-        validate_identifier(&name)?;
-        validate_identifier(&value)?;
+        validate_name(&name)?;
+        validate_value(&value)?;
         if self.pairs.len() >= MAX_ATTRIBUTES {
             return Err(Error::InvalidAttribute(format!(
                 "more than {MAX_ATTRIBUTES} attributes"
@@ -150,7 +178,9 @@ impl fmt::Display for Attributes {
             if i > 0 {
                 f.write_str(", ")?;
             }
-            write!(f, "{k}: {v}")?;
+            write_text(f, k)?;
+            f.write_str(": ")?;
+            write_text(f, v)?;
         }
         f.write_str("}")
     }
@@ -165,15 +195,52 @@ mod tests {
         let a = Attributes::parse("country: FR, region: EU").unwrap();
         assert_eq!(a.get("country"), Some("FR"));
         assert_eq!(a.to_string(), "{country: FR, region: EU}");
+        assert_eq!(Attributes::parse(&a.to_string()).unwrap(), a);
         assert!(Attributes::parse("").unwrap().is_empty());
+        assert!(Attributes::parse(" { } ").unwrap().is_empty());
         for bad in [
             "country FR",
             "country: FR, country: DE",
             "a: b c",
             "and: x",
+            "a: or",
             "a: ",
+            "a: b,",
+            "{a: b",
+            "{a: b} c",
+            "a: \"open",
+            "internal-boneh-katz-transform-attribute: x",
         ] {
-            assert!(Attributes::parse(bad).is_err(), "{bad}");
+            assert!(
+                matches!(Attributes::parse(bad), Err(Error::InvalidAttribute(_))),
+                "{bad}"
+            );
         }
+    }
+
+    #[test]
+    fn quoted_names_and_values() {
+        let a = Attributes::parse(
+            r#"{"data center": "Frankfurt am Main", "and": "", country: DE, city: Zürich}"#,
+        )
+        .unwrap();
+        assert_eq!(a.get("data center"), Some("Frankfurt am Main"));
+        assert_eq!(a.get("and"), Some(""));
+        assert_eq!(a.get("city"), Some("Zürich"));
+        assert_eq!(
+            a.to_string(),
+            r#"{"and": "", city: Zürich, country: DE, "data center": "Frankfurt am Main"}"#
+        );
+        assert_eq!(Attributes::parse(&a.to_string()).unwrap(), a);
+    }
+
+    #[test]
+    fn lengths_up_to_circl_framing() {
+        let long = "n".repeat(MAX_TEXT_LEN);
+        let a = Attributes::from_pairs([(long.clone(), long.clone())]).unwrap();
+        assert_eq!(a.get(&long), Some(long.as_str()));
+        let too_long = "n".repeat(MAX_TEXT_LEN + 1);
+        assert!(Attributes::from_pairs([(too_long.as_str(), "v")]).is_err());
+        assert!(Attributes::from_pairs([("n", too_long.as_str())]).is_err());
     }
 }

@@ -46,6 +46,8 @@ pub struct Ciphertext {
 pub(crate) enum Payload {
     /// keyfence native (AES-256-GCM + HMAC-SHA256).
     Native {
+        /// The native encoding version the ciphertext was made in (its MAC covers it).
+        version: u8,
         id: [u8; ID_LEN],
         sealed: Vec<u8>,
         tag: [u8; TAG_LEN],
@@ -121,7 +123,7 @@ impl MasterPublicKey {
         wipe(core::slice::from_mut(&mut k));
         let dem = dem?;
 
-        let prefix = encoding::native_ciphertext_prefix(&id, &header);
+        let prefix = encoding::native_ciphertext_prefix(encoding::NATIVE_VERSION, &id, &header);
         // Room for the tag up front: no reallocation leaves a plaintext copy behind.
         let mut sealed = Vec::with_capacity(envelope.len() + aead::AES_256_GCM.tag_len());
         sealed.extend_from_slice(&envelope);
@@ -137,6 +139,7 @@ impl MasterPublicKey {
         Ok(Ciphertext {
             header,
             payload: Payload::Native {
+                version: encoding::NATIVE_VERSION,
                 id,
                 sealed,
                 tag: tag_bytes,
@@ -176,13 +179,19 @@ impl AttributeKey {
     /// is not authentic.
     pub fn decrypt(&self, ct: &Ciphertext) -> Result<Vec<u8>> {
         match &ct.payload {
-            Payload::Native { id, sealed, tag } => self.decrypt_native(&ct.header, id, sealed, tag),
+            Payload::Native {
+                version,
+                id,
+                sealed,
+                tag,
+            } => self.decrypt_native(*version, &ct.header, id, sealed, tag),
             Payload::Circl(p) => circl::decrypt(&self.km, &ct.header, p),
         }
     }
 
     fn decrypt_native(
         &self,
+        version: u8,
         header: &Header,
         id: &[u8; ID_LEN],
         sealed: &[u8],
@@ -193,7 +202,7 @@ impl AttributeKey {
         let dem = dem_key(&k);
         wipe(core::slice::from_mut(&mut k));
         let dem = dem?;
-        let prefix = encoding::native_ciphertext_prefix(id, header);
+        let prefix = encoding::native_ciphertext_prefix(version, id, header);
         let mut buf = Zeroizing::new(sealed.to_vec());
         let opened = dem
             .open_in_place(nonce(), aead::Aad::from(&prefix[..]), &mut buf)

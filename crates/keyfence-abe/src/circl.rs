@@ -18,7 +18,7 @@ use rand_core::{CryptoRng, RngCore};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
-use crate::attributes::{validate_identifier, BK_LABEL, MAX_ATTRIBUTES};
+use crate::attributes::{validate_name, validate_value, BK_LABEL, MAX_ATTRIBUTES};
 use crate::cca::{check_message_len, Ciphertext, Payload, SEED_LEN};
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
@@ -315,7 +315,7 @@ impl AttributeKey {
             let valid = if wild {
                 label == BK_LABEL && value == Scalar::ZERO
             } else {
-                validate_identifier(&label).is_ok()
+                validate_name(&label).is_ok()
             };
             if !valid {
                 return Err(Error::Malformed("unexpected attribute in CIRCL key"));
@@ -499,8 +499,8 @@ fn read_policy(bytes: &[u8]) -> Result<Formula> {
             _ => return Err(Error::Malformed("wire polarity must be 0 or 1")),
         };
         wr.finish()?;
-        validate_identifier(&label)
-            .and_then(|_| validate_identifier(&raw))
+        validate_name(&label)
+            .and_then(|_| validate_value(&raw))
             .map_err(|_| Error::Malformed("invalid attribute in CIRCL policy"))?;
         let wire = Wire::new(&label, &raw, positive);
         if wire.value != value {

@@ -57,10 +57,17 @@ impl Writer {
     pub(crate) fn bytes(&mut self, b: &[u8]) {
         self.buf.extend_from_slice(b);
     }
-    /// A string of at most 255 bytes with a one-byte length.
+    /// A string of at most 255 bytes with a one-byte length (native version 1).
     pub(crate) fn str8(&mut self, s: &str) {
         debug_assert!(s.len() <= 255);
         self.u8(s.len() as u8);
+        self.bytes(s.as_bytes());
+    }
+    /// A string of at most 65,535 bytes with a big-endian u16 length (native version 2).
+    /// Callers pass only validated names and values, which fit.
+    pub(crate) fn str16_be(&mut self, s: &str) {
+        debug_assert!(s.len() <= usize::from(u16::MAX));
+        self.u16_be(s.len() as u16);
         self.bytes(s.as_bytes());
     }
 }
@@ -71,6 +78,10 @@ pub(crate) struct Reader<'a> {
 }
 
 const SHORT: Error = Error::Malformed("unexpected end of input");
+
+fn utf8(raw: &[u8]) -> Result<String> {
+    String::from_utf8(raw.to_vec()).map_err(|_| Error::Malformed("string is not UTF-8"))
+}
 
 impl<'a> Reader<'a> {
     pub(crate) fn new(data: &'a [u8]) -> Self {
@@ -107,8 +118,12 @@ impl<'a> Reader<'a> {
     /// A UTF-8 string with a one-byte length.
     pub(crate) fn str8(&mut self) -> Result<String> {
         let n = usize::from(self.u8()?);
-        let raw = self.take(n)?;
-        String::from_utf8(raw.to_vec()).map_err(|_| Error::Malformed("string is not UTF-8"))
+        utf8(self.take(n)?)
+    }
+    /// A UTF-8 string with a big-endian u16 length.
+    pub(crate) fn str16_be(&mut self) -> Result<String> {
+        let n = usize::from(self.u16_be()?);
+        utf8(self.take(n)?)
     }
     /// Bytes prefixed with a little-endian u16 length (CIRCL's framing).
     pub(crate) fn lp16_le(&mut self) -> Result<&'a [u8]> {

@@ -1,18 +1,25 @@
 //! keyfence's native, versioned and canonical byte encodings.
 //!
 //! Every encoding starts with a 4-byte prefix `"kf" || type || version` and is then a
-//! fixed sequence of fields: big-endian integers, strings with a one-byte length,
-//! compressed G1 (48 B) and G2 (96 B) points, 576-byte GT elements and 32-byte
+//! fixed sequence of fields: big-endian integers, UTF-8 strings with a big-endian u16
+//! length, compressed G1 (48 B) and G2 (96 B) points, 576-byte GT elements and 32-byte
 //! big-endian scalars. Decoding rejects anything that would not re-encode to the same
-//! bytes: trailing data, unknown tags, unsorted or duplicate map entries,
-//! non-canonical scalars, points that are off-curve, outside the prime-order subgroup
-//! or not canonically encoded.
+//! bytes in the same version: trailing data, unknown tags, unsorted or duplicate map
+//! entries, non-canonical scalars, points that are off-curve, outside the prime-order
+//! subgroup or not canonically encoded.
+//!
+//! Version 2 (written now) differs from version 1 only in its strings: version 1 gave
+//! them a one-byte length and allowed only 1 to 255 bytes of ASCII letters, digits,
+//! `_`, `-` and `.` (no `and`, `or`, `not`). Version 1 is still read, with exactly its
+//! old rules. Keys, policies and attribute sets read from version 1 are written back
+//! as version 2; a ciphertext keeps the version it was made in, because its AES-GCM
+//! associated data and HMAC cover its encoding.
 
 use std::collections::BTreeMap;
 
 use blstrs::{G1Affine, G2Affine, Scalar};
 
-use crate::attributes::{validate_identifier, Attributes, BK_LABEL, MAX_ATTRIBUTES};
+use crate::attributes::{validate_name, validate_value, Attributes, BK_LABEL, MAX_ATTRIBUTES};
 use crate::cca::{Ciphertext, Payload, ID_LEN, SEED_LEN};
 use crate::codec::{Reader, Writer};
 use crate::error::{Error, Result};
@@ -22,9 +29,12 @@ use crate::keys::{AttributeKey, MasterPublicKey, MasterSecretKey};
 use crate::pairing::{g1_from_compressed, g2_from_compressed, scalar_from_be, Gt};
 use crate::policy::{Literal, Node, Policy, MAX_LEAVES};
 use crate::scheme::{Header, KeyAttr, KeyMaterial, PublicParams, SecretParams};
+use crate::text::needs_quotes;
 
-/// Version of the native encodings written by this crate.
-pub const NATIVE_VERSION: u8 = 1;
+/// Version of the native encodings written by this crate (version 1 is still read).
+pub const NATIVE_VERSION: u8 = 2;
+/// The first native version: one-byte string lengths, ASCII-word names and values.
+pub(crate) const V1: u8 = 1;
 
 const TYPE_MPK: u8 = 1;
 const TYPE_MSK: u8 = 2;
@@ -38,13 +48,14 @@ const TAG_OR: u8 = 2;
 const TAG_POS: u8 = 3;
 const TAG_NEG: u8 = 4;
 
-fn header(w: &mut Writer, ty: u8) {
+fn header(w: &mut Writer, ty: u8, version: u8) {
     w.bytes(b"kf");
     w.u8(ty);
-    w.u8(NATIVE_VERSION);
+    w.u8(version);
 }
 
-fn check_header(r: &mut Reader<'_>, ty: u8) -> Result<()> {
+/// Reads the prefix of an encoding of type `ty`; returns its version (1 or 2).
+fn check_header(r: &mut Reader<'_>, ty: u8) -> Result<u8> {
     let prefix: [u8; 4] = r.array()?;
     if &prefix[..2] != b"kf" {
         return Err(Error::UnsupportedVersion("not a keyfence-abe encoding"));
@@ -52,10 +63,60 @@ fn check_header(r: &mut Reader<'_>, ty: u8) -> Result<()> {
     if prefix[2] != ty {
         return Err(Error::UnsupportedVersion("encoding of another type"));
     }
-    if prefix[3] != NATIVE_VERSION {
+    if prefix[3] != V1 && prefix[3] != NATIVE_VERSION {
         return Err(Error::UnsupportedVersion("unknown native encoding version"));
     }
-    Ok(())
+    Ok(prefix[3])
+}
+
+/// Writes a name or value in the string framing of `version`.
+fn write_text(w: &mut Writer, version: u8, s: &str) {
+    if version == V1 {
+        w.str8(s);
+    } else {
+        w.str16_be(s);
+    }
+}
+
+/// What version 1 could hold: 1 to 255 bytes of ASCII letters, digits, `_`, `-`, `.`,
+/// not a reserved word, not the Boneh–Katz label.
+fn is_v1_text(s: &str) -> bool {
+    s.len() <= 255 && s.is_ascii() && !needs_quotes(s) && s != BK_LABEL
+}
+
+/// Reads a string in the framing of `version`, unchecked.
+fn read_text(r: &mut Reader<'_>, version: u8) -> Result<String> {
+    if version == V1 {
+        r.str8()
+    } else {
+        r.str16_be()
+    }
+}
+
+/// Reads an attribute name (`value == false`) or value under the rules of `version`.
+fn read_checked(r: &mut Reader<'_>, version: u8, value: bool) -> Result<String> {
+    let s = read_text(r, version)?;
+    let ok = if version == V1 {
+        is_v1_text(&s)
+    } else if value {
+        validate_value(&s).is_ok()
+    } else {
+        validate_name(&s).is_ok()
+    };
+    if !ok {
+        return Err(Error::Malformed("invalid attribute name or value"));
+    }
+    Ok(s)
+}
+
+/// An attribute name under the rules of `version`.
+fn read_name(r: &mut Reader<'_>, version: u8) -> Result<String> {
+    read_checked(r, version, false)
+}
+
+/// An attribute value under the rules of `version`.
+fn read_value(r: &mut Reader<'_>, version: u8) -> Result<String> {
+    read_checked(r, version, true)
 }
 
 fn g1(w: &mut Writer, p: &G1Affine) {
@@ -101,12 +162,6 @@ fn read_matrix<const N: usize>(r: &mut Reader<'_>) -> Result<[[Scalar; 2]; N]> {
     }
     Ok(out)
 }
-fn read_identifier(r: &mut Reader<'_>) -> Result<String> {
-    let s = r.str8()?;
-    validate_identifier(&s).map_err(|_| Error::Malformed("invalid attribute name or value"))?;
-    Ok(s)
-}
-
 fn write_node(w: &mut Writer, node: &Node) {
     match node {
         Node::And(a, b) | Node::Or(a, b) => {
@@ -120,23 +175,23 @@ fn write_node(w: &mut Writer, node: &Node) {
         }
         Node::Leaf(l) => {
             w.u8(if l.positive { TAG_POS } else { TAG_NEG });
-            w.str8(&l.label);
-            w.str8(&l.value);
+            w.str16_be(&l.label);
+            w.str16_be(&l.value);
         }
     }
 }
 
 /// Reads a prefix-order policy tree; `budget` bounds the number of nodes (and so the
 /// recursion depth) by `2 * MAX_LEAVES`.
-fn read_node(r: &mut Reader<'_>, budget: &mut usize) -> Result<Node> {
+fn read_node(r: &mut Reader<'_>, version: u8, budget: &mut usize) -> Result<Node> {
     if *budget == 0 {
         return Err(Error::Malformed("policy has too many nodes"));
     }
     *budget -= 1;
     match r.u8()? {
         t @ (TAG_AND | TAG_OR) => {
-            let a = Box::new(read_node(r, budget)?);
-            let b = Box::new(read_node(r, budget)?);
+            let a = Box::new(read_node(r, version, budget)?);
+            let b = Box::new(read_node(r, version, budget)?);
             Ok(if t == TAG_AND {
                 Node::And(a, b)
             } else {
@@ -144,33 +199,33 @@ fn read_node(r: &mut Reader<'_>, budget: &mut usize) -> Result<Node> {
             })
         }
         t @ (TAG_POS | TAG_NEG) => Ok(Node::Leaf(Literal {
-            label: read_identifier(r)?,
-            value: read_identifier(r)?,
+            label: read_name(r, version)?,
+            value: read_value(r, version)?,
             positive: t == TAG_POS,
         })),
         _ => Err(Error::Malformed("unknown policy node tag")),
     }
 }
 
-fn read_policy_tree(r: &mut Reader<'_>) -> Result<Policy> {
+fn read_policy_tree(r: &mut Reader<'_>, version: u8) -> Result<Policy> {
     let mut budget = 2 * MAX_LEAVES;
-    Policy::from_root(read_node(r, &mut budget)?)
+    Policy::from_root(read_node(r, version, &mut budget)?)
 }
 
 impl Policy {
     /// Native encoding of the policy (in negation normal form).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        header(&mut w, TYPE_POLICY);
+        header(&mut w, TYPE_POLICY, NATIVE_VERSION);
         write_node(&mut w, &self.root);
         w.buf
     }
 
-    /// Decodes [`Policy::to_bytes`] output.
+    /// Decodes [`Policy::to_bytes`] output (native version 2, or 1).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(bytes);
-        check_header(&mut r, TYPE_POLICY)?;
-        let p = read_policy_tree(&mut r)?;
+        let version = check_header(&mut r, TYPE_POLICY)?;
+        let p = read_policy_tree(&mut r, version)?;
         r.finish()?;
         Ok(p)
     }
@@ -180,29 +235,34 @@ impl Attributes {
     /// Native encoding of the attribute set.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        header(&mut w, TYPE_ATTRS);
+        header(&mut w, TYPE_ATTRS, NATIVE_VERSION);
         w.u16_be(self.len() as u16);
         for (k, v) in self.iter() {
-            w.str8(k);
-            w.str8(v);
+            w.str16_be(k);
+            w.str16_be(v);
         }
         w.buf
     }
 
-    /// Decodes [`Attributes::to_bytes`] output; names must be strictly increasing.
+    /// Decodes [`Attributes::to_bytes`] output (native version 2, or 1); names must be
+    /// strictly increasing.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(bytes);
-        check_header(&mut r, TYPE_ATTRS)?;
+        let version = check_header(&mut r, TYPE_ATTRS)?;
         let n = r.u16_be()?;
+        if usize::from(n) > MAX_ATTRIBUTES {
+            return Err(Error::Malformed("too many attributes"));
+        }
         let mut out = Attributes::new();
         let mut last: Option<String> = None;
         for _ in 0..n {
-            let k = read_identifier(&mut r)?;
-            let v = read_identifier(&mut r)?;
+            let k = read_name(&mut r, version)?;
+            let v = read_value(&mut r, version)?;
             if last.as_ref().is_some_and(|l| *l >= k) {
                 return Err(Error::Malformed("attribute names not strictly increasing"));
             }
-            out.insert(k.clone(), v)?;
+            out.insert(k.clone(), v)
+                .map_err(|_| Error::Malformed("invalid attribute"))?;
             last = Some(k);
         }
         r.finish()?;
@@ -215,14 +275,15 @@ impl MasterPublicKey {
     pub fn to_bytes(&self) -> Vec<u8> {
         let pp = &self.pp;
         let mut w = Writer::default();
-        header(&mut w, TYPE_MPK);
+        header(&mut w, TYPE_MPK, NATIVE_VERSION);
         pp.b2.as_flattened().iter().for_each(|p| g2(&mut w, p));
         pp.wb1.as_flattened().iter().for_each(|p| g1(&mut w, p));
         pp.btk.iter().for_each(|t| w.bytes(&t.to_bytes()));
         w.buf
     }
 
-    /// Decodes [`MasterPublicKey::to_bytes`] output, checking every group element.
+    /// Decodes [`MasterPublicKey::to_bytes`] output (native version 2, or 1: the body
+    /// is the same), checking every group element.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(bytes);
         check_header(&mut r, TYPE_MPK)?;
@@ -250,7 +311,7 @@ impl MasterSecretKey {
     pub fn to_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
         let sp = &self.sp;
         let mut w = Writer::default();
-        header(&mut w, TYPE_MSK);
+        header(&mut w, TYPE_MSK, NATIVE_VERSION);
         for s in
             sp.a.as_flattened()
                 .iter()
@@ -266,7 +327,8 @@ impl MasterSecretKey {
         zeroize::Zeroizing::new(w.buf)
     }
 
-    /// Decodes [`MasterSecretKey::to_bytes`] output.
+    /// Decodes [`MasterSecretKey::to_bytes`] output (native version 2, or 1: the body
+    /// is the same).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(bytes);
         check_header(&mut r, TYPE_MSK)?;
@@ -303,17 +365,17 @@ impl AttributeKey {
     pub fn to_bytes(&self) -> zeroize::Zeroizing<Vec<u8>> {
         let km = &self.km;
         let mut w = Writer::default();
-        header(&mut w, TYPE_KEY);
+        header(&mut w, TYPE_KEY, NATIVE_VERSION);
         km.k1.iter().for_each(|p| g2(&mut w, p));
         km.k2.iter().for_each(|p| g1(&mut w, p));
         w.u16_be(km.attrs.len() as u16);
         for (label, a) in &km.attrs {
-            w.str8(label);
+            w.str16_be(label);
             match (&a.raw, a.wild) {
                 (_, true) => w.u8(KEY_WILD),
                 (Some(raw), false) => {
                     w.u8(KEY_TAME_TEXT);
-                    w.str8(raw);
+                    w.str16_be(raw);
                 }
                 (None, false) => {
                     w.u8(KEY_TAME_SCALAR);
@@ -330,10 +392,10 @@ impl AttributeKey {
         zeroize::Zeroizing::new(w.buf)
     }
 
-    /// Decodes [`AttributeKey::to_bytes`] output.
+    /// Decodes [`AttributeKey::to_bytes`] output (native version 2, or 1).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(bytes);
-        check_header(&mut r, TYPE_KEY)?;
+        let version = check_header(&mut r, TYPE_KEY)?;
         let k1 = read_g2s::<3>(&mut r)?;
         let k2 = read_g1s::<4>(&mut r)?;
         let n = r.u16_be()?;
@@ -345,7 +407,7 @@ impl AttributeKey {
         let mut k3wild = BTreeMap::new();
         let mut last: Option<String> = None;
         for _ in 0..n {
-            let label = r.str8()?;
+            let label = read_text(&mut r, version)?;
             if last.as_ref().is_some_and(|l| *l >= label) {
                 return Err(Error::Malformed("key labels not strictly increasing"));
             }
@@ -357,10 +419,16 @@ impl AttributeKey {
                     raw: None,
                 },
                 KEY_TAME_TEXT | KEY_TAME_SCALAR => {
-                    validate_identifier(&label)
-                        .map_err(|_| Error::Malformed("invalid attribute name"))?;
+                    let valid = if version == V1 {
+                        is_v1_text(&label)
+                    } else {
+                        validate_name(&label).is_ok()
+                    };
+                    if !valid {
+                        return Err(Error::Malformed("invalid attribute name"));
+                    }
                     if kind == KEY_TAME_TEXT {
-                        let raw = read_identifier(&mut r)?;
+                        let raw = read_value(&mut r, version)?;
                         KeyAttr {
                             value: hash_value(&raw),
                             wild: false,
@@ -396,8 +464,8 @@ impl AttributeKey {
     }
 }
 
-fn write_formula(w: &mut Writer, f: &Formula) {
-    fn walk(w: &mut Writer, g: &Gate, f: &Formula) {
+fn write_formula(w: &mut Writer, version: u8, f: &Formula) {
+    fn walk(w: &mut Writer, version: u8, g: &Gate, f: &Formula) {
         match g {
             Gate::And(a, b) | Gate::Or(a, b) => {
                 w.u8(if matches!(g, Gate::And(..)) {
@@ -405,27 +473,27 @@ fn write_formula(w: &mut Writer, f: &Formula) {
                 } else {
                     TAG_OR
                 });
-                walk(w, a, f);
-                walk(w, b, f);
+                walk(w, version, a, f);
+                walk(w, version, b, f);
             }
             Gate::Leaf(i) => {
                 let wire = &f.wires[*i];
                 w.u8(if wire.positive { TAG_POS } else { TAG_NEG });
-                w.str8(&wire.label);
-                w.str8(&wire.raw);
+                write_text(w, version, &wire.label);
+                write_text(w, version, &wire.raw);
             }
         }
     }
-    walk(w, &f.root, f);
+    walk(w, version, &f.root, f);
 }
 
-/// Everything of a native ciphertext before the sealed payload: prefix, `id`, policy
-/// and the ABE header. It is the AES-GCM associated data.
-pub(crate) fn native_ciphertext_prefix(id: &[u8; ID_LEN], h: &Header) -> Vec<u8> {
+/// Everything of a native ciphertext of `version` before the sealed payload: prefix,
+/// `id`, policy and the ABE header. It is the AES-GCM associated data.
+pub(crate) fn native_ciphertext_prefix(version: u8, id: &[u8; ID_LEN], h: &Header) -> Vec<u8> {
     let mut w = Writer::default();
-    header(&mut w, TYPE_CT);
+    header(&mut w, TYPE_CT, version);
     w.bytes(id);
-    write_formula(&mut w, &h.formula);
+    write_formula(&mut w, version, &h.formula);
     h.c1.iter().for_each(|p| g2(&mut w, p));
     w.u16_be(h.c2.len() as u16);
     h.c2.iter().flatten().for_each(|p| g2(&mut w, p));
@@ -446,13 +514,19 @@ pub(crate) fn native_mac_input(mut prefix: Vec<u8>, sealed: &[u8]) -> Vec<u8> {
 }
 
 impl Ciphertext {
-    /// Encodes the ciphertext in its own format: keyfence native, or CIRCL's for
-    /// ciphertexts read with [`Ciphertext::from_circl_bytes`] or made by
-    /// [`MasterPublicKey::encrypt_circl`].
+    /// Encodes the ciphertext in its own format: keyfence native (in the version it was
+    /// made in: its MAC covers the encoding), or CIRCL's for ciphertexts read with
+    /// [`Ciphertext::from_circl_bytes`] or made by [`MasterPublicKey::encrypt_circl`].
     pub fn to_bytes(&self) -> Vec<u8> {
         match &self.payload {
-            Payload::Native { id, sealed, tag } => {
-                let mut out = native_mac_input(native_ciphertext_prefix(id, &self.header), sealed);
+            Payload::Native {
+                version,
+                id,
+                sealed,
+                tag,
+            } => {
+                let prefix = native_ciphertext_prefix(*version, id, &self.header);
+                let mut out = native_mac_input(prefix, sealed);
                 out.extend_from_slice(tag);
                 out
             }
@@ -460,12 +534,13 @@ impl Ciphertext {
         }
     }
 
-    /// Decodes a native ciphertext ([`Ciphertext::to_bytes`] of a native ciphertext).
+    /// Decodes a native ciphertext ([`Ciphertext::to_bytes`] of a native ciphertext),
+    /// of version 2 or 1.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
         let mut r = Reader::new(bytes);
-        check_header(&mut r, TYPE_CT)?;
+        let version = check_header(&mut r, TYPE_CT)?;
         let id: [u8; ID_LEN] = r.array()?;
-        let policy = read_policy_tree(&mut r)?;
+        let policy = read_policy_tree(&mut r, version)?;
         let formula = Formula::from_policy(&policy);
         let augmented = formula.with_identity(Scalar::default());
         let pi = augmented.repetition_indices();
@@ -503,7 +578,12 @@ impl Ciphertext {
                 c3,
                 c3neg,
             },
-            payload: Payload::Native { id, sealed, tag },
+            payload: Payload::Native {
+                version,
+                id,
+                sealed,
+                tag,
+            },
         })
     }
 }

@@ -25,6 +25,8 @@
 //! ```
 
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod attributes;
 mod cca;
@@ -35,12 +37,17 @@ mod error;
 mod formula;
 mod hashing;
 mod keys;
+// Calls into blst's C API (GT arithmetic, the shared Miller loop, encodings).
+#[allow(unsafe_code)]
 mod pairing;
 mod policy;
 mod scheme;
+mod text;
+// Volatile writes that erase secrets.
+#[allow(unsafe_code)]
 mod wipe;
 
-pub use attributes::{Attributes, MAX_ATTRIBUTES, MAX_IDENTIFIER_LEN};
+pub use attributes::{Attributes, MAX_ATTRIBUTES, MAX_TEXT_LEN};
 pub use cca::Ciphertext;
 pub use encoding::NATIVE_VERSION;
 pub use error::{Error, Result};

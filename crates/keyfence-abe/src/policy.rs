@@ -7,8 +7,9 @@
 
 use std::fmt;
 
-use crate::attributes::{validate_identifier, Attributes};
+use crate::attributes::{validate_name, validate_value, Attributes};
 use crate::error::{Error, Result};
+use crate::text::write_text;
 
 mod parser;
 
@@ -66,8 +67,14 @@ impl Node {
 impl fmt::Display for Node {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Node::Leaf(l) if l.positive => write!(f, "{}: {}", l.label, l.value),
-            Node::Leaf(l) => write!(f, "not {}: {}", l.label, l.value),
+            Node::Leaf(l) => {
+                if !l.positive {
+                    f.write_str("not ")?;
+                }
+                write_text(f, &l.label)?;
+                f.write_str(": ")?;
+                write_text(f, &l.value)
+            }
             Node::And(a, b) | Node::Or(a, b) => {
                 a.fmt_child(f)?;
                 f.write_str(if matches!(self, Node::And(..)) {
@@ -92,8 +99,12 @@ impl Policy {
     ///
     /// Grammar (lowest precedence first, `and`/`or` left-associative):
     /// `or := and ("or" and)*`, `and := not ("and" not)*`, `not := "not" not | atom`,
-    /// `atom := "(" or ")" | name ":" value`. Names and values use ASCII letters, digits,
-    /// `_`, `-` and `.`. Errors carry the byte position of the offending token.
+    /// `atom := "(" or ")" | text ":" text`. A name or value (`text`) is any UTF-8
+    /// string of at most [`MAX_TEXT_LEN`](crate::MAX_TEXT_LEN) bytes: bare when it is
+    /// a run of letters, digits, `_`, `-` and `.` other than `and`, `or`, `not`;
+    /// otherwise in double quotes, with `\\`, `\"`, `\n`, `\r`, `\t` and `\u{…}` escapes,
+    /// e.g. `"data center": "Frankfurt am Main" and not country: RU`. Errors carry the
+    /// byte position of the offending token.
     pub fn parse(input: &str) -> Result<Self> {
         parser::parse(input)
     }
@@ -106,8 +117,8 @@ impl Policy {
             return Err(Error::InvalidPolicy("too many literals"));
         }
         for l in &leaves {
-            validate_identifier(&l.label)
-                .and_then(|_| validate_identifier(&l.value))
+            validate_name(&l.label)
+                .and_then(|_| validate_value(&l.value))
                 .map_err(|_| Error::InvalidPolicy("invalid name or value in a literal"))?;
         }
         Ok(Policy { root })
@@ -132,7 +143,8 @@ impl Policy {
 }
 
 impl fmt::Display for Policy {
-    /// Canonical text form: parsing it yields the same policy.
+    /// Canonical text form: parsing it yields the same policy. Names and values are
+    /// quoted exactly when they cannot be written bare.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.root)
     }
@@ -186,6 +198,59 @@ mod tests {
             let p = Policy::parse(s).unwrap();
             assert_eq!(Policy::parse(&p.to_string()).unwrap(), p, "{s}");
         }
+    }
+
+    #[test]
+    fn quoted_names_and_values() {
+        let p = Policy::parse(
+            r#""data center": "Frankfurt am Main" and not country: RU or "and": "not""#,
+        )
+        .unwrap();
+        assert_eq!(
+            p.to_string(),
+            r#"("data center": "Frankfurt am Main" and not country: RU) or "and": "not""#
+        );
+        assert!(p.satisfied_by(&attrs(&[
+            ("data center", "Frankfurt am Main"),
+            ("country", "DE")
+        ])));
+        assert!(!p.satisfied_by(&attrs(&[("data center", "Frankfurt"), ("country", "DE")])));
+        assert!(p.satisfied_by(&attrs(&[("and", "not")])));
+        // Quotes around plain words are accepted and dropped from the canonical form.
+        let plain = Policy::parse(r#""region": "EU" and "city": Zürich"#).unwrap();
+        assert_eq!(plain.to_string(), "region: EU and city: Zürich");
+        // Empty texts and escapes.
+        let odd = Policy::parse(r#""": "" or "say \"hi\"": "a\\b\u{7}""#).unwrap();
+        assert_eq!(odd.to_string(), r#""": "" or "say \"hi\"": "a\\b\u{7}""#);
+        assert!(odd.satisfied_by(&attrs(&[("say \"hi\"", "a\\b\u{7}")])));
+        for s in [p, plain, odd] {
+            assert_eq!(Policy::parse(&s.to_string()).unwrap(), s);
+        }
+    }
+
+    #[test]
+    fn reserved_words_and_long_texts() {
+        let long = "x".repeat(crate::MAX_TEXT_LEN);
+        let p = Policy::parse(&format!("{long}: {long}")).unwrap();
+        assert_eq!(Policy::parse(&p.to_string()).unwrap(), p);
+        for (input, pos) in [
+            ("and: x", 0),
+            ("a: or", 3),
+            ("a: b and \"c: d", 9),
+            ("a: \"\\q\"", 4),
+            ("internal-boneh-katz-transform-attribute: x", 0),
+            ("\"internal-boneh-katz-transform-attribute\": x", 0),
+        ] {
+            match Policy::parse(input) {
+                Err(Error::PolicySyntax { position, .. }) => {
+                    assert_eq!(position, pos, "{input:?}")
+                }
+                other => panic!("{input:?}: {other:?}"),
+            }
+        }
+        let too_long = "x".repeat(crate::MAX_TEXT_LEN + 1);
+        assert!(Policy::parse(&format!("a: {too_long}")).is_err());
+        assert!(Policy::parse(&format!("\"{too_long}\": b")).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{attrs, keys};
+use common::{attrs, is_decoding_error, keys};
 use keyfence_abe::{
     AttributeKey, Attributes, Ciphertext, Error, MasterPublicKey, MasterSecretKey, Policy,
 };
@@ -10,10 +10,15 @@ use keyfence_abe::{
 fn fixtures() -> (AttributeKey, Ciphertext) {
     let (mpk, msk) = keys();
     let key = msk.keygen(
-        &attrs(&[("country", "FR"), ("region", "EU")]),
+        &attrs(&[
+            ("country", "FR"),
+            ("region", "EU"),
+            ("data center", "Paris 1"),
+        ]),
         &mut rand_core::OsRng,
     );
-    let policy = Policy::parse("region: EU and not country: DE").unwrap();
+    let policy =
+        Policy::parse(r#"region: EU and not country: DE and "data center": "Paris 1""#).unwrap();
     (
         key,
         mpk.encrypt(&policy, b"m", &mut rand_core::OsRng).unwrap(),
@@ -37,7 +42,11 @@ fn native_round_trips() {
     assert_eq!(again.decrypt(&ct).unwrap(), b"m");
     assert_eq!(
         again.attributes(),
-        Some(attrs(&[("country", "FR"), ("region", "EU")]))
+        Some(attrs(&[
+            ("country", "FR"),
+            ("region", "EU"),
+            ("data center", "Paris 1")
+        ]))
     );
 }
 
@@ -67,51 +76,69 @@ fn circl_round_trips_of_native_objects() {
     );
 }
 
-/// A decoder under test, discarding the decoded value.
-type Decode = fn(&[u8]) -> Result<(), Error>;
+/// A decoder under test, returning the re-encoding of what it decoded.
+type Decode = fn(&[u8]) -> Result<Vec<u8>, Error>;
 
 fn all_encodings() -> Vec<(&'static str, Vec<u8>, Decode)> {
     let (mpk, msk) = keys();
     let (key, ct) = fixtures();
+    let circl_ct = mpk
+        .encrypt_circl(&ct.policy(), b"m", &mut rand_core::OsRng)
+        .unwrap();
     vec![
         ("mpk", mpk.to_bytes(), |b| {
-            MasterPublicKey::from_bytes(b).map(drop)
+            MasterPublicKey::from_bytes(b).map(|v| v.to_bytes())
         }),
         ("msk", msk.to_bytes().to_vec(), |b| {
-            MasterSecretKey::from_bytes(b).map(drop)
+            MasterSecretKey::from_bytes(b).map(|v| v.to_bytes().to_vec())
         }),
         ("key", key.to_bytes().to_vec(), |b| {
-            AttributeKey::from_bytes(b).map(drop)
+            AttributeKey::from_bytes(b).map(|v| v.to_bytes().to_vec())
         }),
-        ("ct", ct.to_bytes(), |b| Ciphertext::from_bytes(b).map(drop)),
+        ("ct", ct.to_bytes(), |b| {
+            Ciphertext::from_bytes(b).map(|v| v.to_bytes())
+        }),
         ("policy", ct.policy().to_bytes(), |b| {
-            Policy::from_bytes(b).map(drop)
+            Policy::from_bytes(b).map(|v| v.to_bytes())
         }),
-        ("attrs", attrs(&[("a", "1")]).to_bytes(), |b| {
-            Attributes::from_bytes(b).map(drop)
-        }),
+        (
+            "attrs",
+            attrs(&[("a", "1"), ("data center", "Frankfurt am Main")]).to_bytes(),
+            |b| Attributes::from_bytes(b).map(|v| v.to_bytes()),
+        ),
         ("circl mpk", mpk.to_circl_bytes(), |b| {
-            MasterPublicKey::from_circl_bytes(b).map(drop)
+            MasterPublicKey::from_circl_bytes(b).map(|v| v.to_circl_bytes())
         }),
         ("circl msk", msk.to_circl_bytes().to_vec(), |b| {
-            MasterSecretKey::from_circl_bytes(b).map(drop)
+            MasterSecretKey::from_circl_bytes(b).map(|v| v.to_circl_bytes().to_vec())
         }),
         ("circl key", key.to_circl_bytes().unwrap().to_vec(), |b| {
-            AttributeKey::from_circl_bytes(b).map(drop)
+            AttributeKey::from_circl_bytes(b).and_then(|v| Ok(v.to_circl_bytes()?.to_vec()))
+        }),
+        ("circl ct", circl_ct.to_bytes(), |b| {
+            Ciphertext::from_circl_bytes(b).map(|v| v.to_bytes())
         }),
     ]
 }
 
 #[test]
-fn truncation_and_trailing_bytes_are_rejected() {
+fn truncation_and_trailing_bytes_are_malformed() {
     for (name, bytes, decode) in all_encodings() {
-        assert!(decode(&bytes).is_ok(), "{name}");
+        assert_eq!(decode(&bytes).as_ref(), Ok(&bytes), "{name}");
         for len in (0..bytes.len()).step_by(3) {
-            assert!(decode(&bytes[..len]).is_err(), "{name} truncated to {len}");
+            assert!(
+                matches!(decode(&bytes[..len]), Err(Error::Malformed(_))),
+                "{name} truncated to {len}: {:?}",
+                decode(&bytes[..len])
+            );
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(decode(&longer).is_err(), "{name} with a trailing byte");
+        assert!(
+            matches!(decode(&longer), Err(Error::Malformed(_))),
+            "{name} with a trailing byte: {:?}",
+            decode(&longer)
+        );
     }
 }
 
@@ -119,7 +146,8 @@ fn truncation_and_trailing_bytes_are_rejected() {
 fn wrong_prefix_type_or_version_is_unsupported() {
     let (mpk, _) = keys();
     let bytes = mpk.to_bytes();
-    for (i, v) in [(0usize, b'x'), (2, 9), (3, 2)] {
+    assert_eq!(&bytes[..4], b"kf\x01\x02");
+    for (i, v) in [(0usize, b'x'), (2, 9), (3, 0), (3, 3), (3, 0xff)] {
         let mut t = bytes.clone();
         t[i] = v;
         assert!(matches!(
@@ -191,13 +219,16 @@ fn bad_points_and_scalars_are_typed_errors() {
 }
 
 #[test]
-fn corrupted_bytes_never_panic() {
+fn corrupted_bytes_are_typed_errors_or_round_trip() {
     for (name, bytes, decode) in all_encodings() {
         for i in (0..bytes.len()).step_by(11) {
             let mut t = bytes.clone();
             t[i] ^= 0xff;
-            let _ = decode(&t);
-            let _ = name;
+            match decode(&t) {
+                // A flip inside a string can leave a valid encoding of something else.
+                Ok(again) => assert_eq!(again, t, "{name}: flip at {i} decoded non-canonically"),
+                Err(e) => assert!(is_decoding_error(&e), "{name}: flip at {i}: {e:?}"),
+            }
         }
     }
 }

@@ -1,78 +1,18 @@
 //! Tokenizer and recursive-descent parser for policy strings.
 
 use super::{Literal, Node, Policy};
-use crate::attributes::{is_identifier_char, is_keyword};
+use crate::attributes::{BK_LABEL, MAX_TEXT_LEN};
 use crate::error::{Error, Result};
+use crate::text::{tokenize, Kind, Token};
 
 /// Deepest nesting of parentheses and `not` the parser follows.
 const MAX_NESTING: usize = 64;
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Kind {
-    LParen,
-    RParen,
-    Colon,
-    And,
-    Or,
-    Not,
-    Ident(String),
-    End,
-}
-
-#[derive(Debug, Clone)]
-struct Token {
-    kind: Kind,
-    pos: usize,
-}
 
 fn syntax(position: usize, message: impl Into<String>) -> Error {
     Error::PolicySyntax {
         position,
         message: message.into(),
     }
-}
-
-fn tokenize(input: &str) -> Result<Vec<Token>> {
-    let mut tokens = Vec::new();
-    let mut chars = input.char_indices().peekable();
-    while let Some(&(pos, c)) = chars.peek() {
-        let kind = match c {
-            c if c.is_whitespace() => {
-                chars.next();
-                continue;
-            }
-            '(' => Kind::LParen,
-            ')' => Kind::RParen,
-            ':' => Kind::Colon,
-            c if is_identifier_char(c) => {
-                let mut end = pos;
-                while let Some(&(i, c)) = chars.peek() {
-                    if !is_identifier_char(c) {
-                        break;
-                    }
-                    end = i + c.len_utf8();
-                    chars.next();
-                }
-                let word = &input[pos..end];
-                let kind = match word {
-                    "and" => Kind::And,
-                    "or" => Kind::Or,
-                    "not" => Kind::Not,
-                    _ => Kind::Ident(word.to_owned()),
-                };
-                tokens.push(Token { kind, pos });
-                continue;
-            }
-            other => return Err(syntax(pos, format!("unexpected character {other:?}"))),
-        };
-        chars.next();
-        tokens.push(Token { kind, pos });
-    }
-    tokens.push(Token {
-        kind: Kind::End,
-        pos: input.len(),
-    });
-    Ok(tokens)
 }
 
 struct Parser {
@@ -163,26 +103,33 @@ impl Parser {
                 }
                 Ok(node)
             }
-            Kind::Ident(label) => {
+            Kind::Text(label) => {
                 let colon = self.bump();
                 if colon.kind != Kind::Colon {
                     return Err(syntax(colon.pos, format!("expected ':' after {label:?}")));
                 }
                 let value = self.bump();
-                let Kind::Ident(value_text) = value.kind else {
-                    return Err(syntax(value.pos, "expected an attribute value after ':'"));
+                let value_text = match value.kind {
+                    Kind::Text(v) => v,
+                    Kind::And | Kind::Or | Kind::Not => {
+                        return Err(syntax(
+                            value.pos,
+                            "a value that is a reserved word must be quoted",
+                        ))
+                    }
+                    _ => return Err(syntax(value.pos, "expected an attribute value after ':'")),
                 };
-                if label.len() > crate::attributes::MAX_IDENTIFIER_LEN {
+                if label.len() > MAX_TEXT_LEN {
                     return Err(syntax(t.pos, "attribute name too long"));
                 }
-                if value_text.len() > crate::attributes::MAX_IDENTIFIER_LEN {
+                if value_text.len() > MAX_TEXT_LEN {
                     return Err(syntax(value.pos, "attribute value too long"));
                 }
                 self.leaves += 1;
                 if self.leaves > super::MAX_LEAVES {
                     return Err(syntax(t.pos, "too many literals"));
                 }
-                if label == crate::attributes::BK_LABEL {
+                if label == BK_LABEL {
                     return Err(syntax(t.pos, "reserved attribute name"));
                 }
                 Ok(Node::Leaf(Literal {
@@ -192,6 +139,10 @@ impl Parser {
                 }))
             }
             Kind::End => Err(syntax(t.pos, "unexpected end of policy")),
+            Kind::And | Kind::Or => Err(syntax(
+                t.pos,
+                "a name that is a reserved word must be quoted",
+            )),
             _ => Err(syntax(t.pos, "expected '(', 'not' or an attribute name")),
         }
     }
@@ -199,11 +150,7 @@ impl Parser {
 
 /// Parses `input` into a policy in negation normal form.
 pub(super) fn parse(input: &str) -> Result<Policy> {
-    let tokens = tokenize(input)?;
-    debug_assert!(tokens.iter().all(|t| match &t.kind {
-        Kind::Ident(s) => !is_keyword(s),
-        _ => true,
-    }));
+    let tokens = tokenize(input).map_err(|e| syntax(e.pos, e.message))?;
     let mut parser = Parser {
         tokens,
         next: 0,
