@@ -240,7 +240,13 @@ mod tests {
         let a = Attributes::from_pairs([(long.clone(), long.clone())]).unwrap();
         assert_eq!(a.get(&long), Some(long.as_str()));
         let too_long = "n".repeat(MAX_TEXT_LEN + 1);
-        assert!(Attributes::from_pairs([(too_long.as_str(), "v")]).is_err());
-        assert!(Attributes::from_pairs([("n", too_long.as_str())]).is_err());
+        assert!(matches!(
+            Attributes::from_pairs([(too_long.as_str(), "v")]),
+            Err(Error::InvalidAttribute(_))
+        ));
+        assert!(matches!(
+            Attributes::from_pairs([("n", too_long.as_str())]),
+            Err(Error::InvalidAttribute(_))
+        ));
     }
 }

@@ -333,10 +333,13 @@ mod tests {
         assert_eq!(Gt::from_bytes(&bytes).unwrap(), g);
         let mut bad = bytes;
         bad[100] ^= 1;
-        assert!(Gt::from_bytes(&bad).is_err());
-        assert!(Gt::from_bytes(&bytes[1..]).is_err());
+        assert!(matches!(Gt::from_bytes(&bad), Err(Error::InvalidPoint(_))));
+        assert!(matches!(
+            Gt::from_bytes(&bytes[1..]),
+            Err(Error::Malformed(_))
+        ));
         let mut big = bytes;
         big[..48].copy_from_slice(&[0xff; 48]);
-        assert!(Gt::from_bytes(&big).is_err());
+        assert!(matches!(Gt::from_bytes(&big), Err(Error::InvalidPoint(_))));
     }
 }

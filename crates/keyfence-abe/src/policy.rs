@@ -249,8 +249,14 @@ mod tests {
             }
         }
         let too_long = "x".repeat(crate::MAX_TEXT_LEN + 1);
-        assert!(Policy::parse(&format!("a: {too_long}")).is_err());
-        assert!(Policy::parse(&format!("\"{too_long}\": b")).is_err());
+        assert!(matches!(
+            Policy::parse(&format!("a: {too_long}")),
+            Err(Error::PolicySyntax { position: 3, .. })
+        ));
+        assert!(matches!(
+            Policy::parse(&format!("\"{too_long}\": b")),
+            Err(Error::PolicySyntax { position: 0, .. })
+        ));
     }
 
     #[test]
@@ -278,8 +284,14 @@ mod tests {
     #[test]
     fn deep_nesting_is_rejected_not_overflowed() {
         let deep = format!("{}a: b{}", "(".repeat(10_000), ")".repeat(10_000));
-        assert!(Policy::parse(&deep).is_err());
+        assert!(matches!(
+            Policy::parse(&deep),
+            Err(Error::PolicySyntax { .. })
+        ));
         let nots = format!("{}a: b", "not ".repeat(10_000));
-        assert!(Policy::parse(&nots).is_err());
+        assert!(matches!(
+            Policy::parse(&nots),
+            Err(Error::PolicySyntax { .. })
+        ));
     }
 }

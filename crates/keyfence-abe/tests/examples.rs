@@ -117,8 +117,8 @@ fn keys_of_two_holders_do_not_combine() {
         .unwrap();
     let us = msk.keygen(&attrs(&[("country", "US")]), &mut rand_core::OsRng);
     let high = msk.keygen(&attrs(&[("security", "high")]), &mut rand_core::OsRng);
-    assert!(us.decrypt(&ct).is_err());
-    assert!(high.decrypt(&ct).is_err());
+    assert_eq!(us.decrypt(&ct), Err(Error::PolicyNotSatisfied));
+    assert_eq!(high.decrypt(&ct), Err(Error::PolicyNotSatisfied));
 }
 
 #[test]

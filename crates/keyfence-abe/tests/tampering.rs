@@ -2,13 +2,20 @@
 
 mod common;
 
-use common::{attrs, keys};
-use keyfence_abe::{Ciphertext, Policy};
+use common::{attrs, is_decoding_error, keys};
+use keyfence_abe::{Ciphertext, Error, Policy};
 
+/// Decodes and decrypts; a failure must be a decoding error or one of the two
+/// decryption errors, never anything else.
 fn decrypts(key: &keyfence_abe::AttributeKey, bytes: &[u8]) -> bool {
-    Ciphertext::from_bytes(bytes)
-        .and_then(|ct| key.decrypt(&ct))
-        .is_ok()
+    match Ciphertext::from_bytes(bytes).and_then(|ct| key.decrypt(&ct)) {
+        Ok(_) => true,
+        Err(Error::DecryptionFailed | Error::PolicyNotSatisfied) => false,
+        Err(e) => {
+            assert!(is_decoding_error(&e), "{e:?}");
+            false
+        }
+    }
 }
 
 #[test]
@@ -62,7 +69,7 @@ fn swapping_the_policy_fails() {
     swapped[36..36 + t2.len()].copy_from_slice(t2);
     let ct = Ciphertext::from_bytes(&swapped).unwrap();
     assert_eq!(ct.policy(), p2);
-    assert!(key.decrypt(&ct).is_err());
+    assert_eq!(key.decrypt(&ct), Err(Error::DecryptionFailed));
 }
 
 #[test]
