@@ -6,6 +6,9 @@
 //!
 //! * policies with `and`, `or` and `not` over `name: value` literals, with repeated
 //!   attributes; `not country: DE` means "has a `country`, and it is not `DE`";
+//! * names and values of any UTF-8 text up to 65,535 bytes, as CIRCL accepts them,
+//!   quoted in policy text when they are not plain words
+//!   (`"data center": "Frankfurt am Main" and not country: RU`);
 //! * CCA security through the Boneh–Katz transform;
 //! * hybrid encryption: the ABE part protects a fresh key, the message is sealed with
 //!   AES-256-GCM (aws-lc-rs), so messages of any size work;
