@@ -34,7 +34,7 @@ use crate::text::needs_quotes;
 /// Version of the native encodings written by this crate (version 1 is still read).
 pub const NATIVE_VERSION: u8 = 2;
 /// The first native version: one-byte string lengths, ASCII-word names and values.
-pub(crate) const V1: u8 = 1;
+const V1: u8 = 1;
 
 const TYPE_MPK: u8 = 1;
 const TYPE_MSK: u8 = 2;
@@ -93,30 +93,44 @@ fn read_text(r: &mut Reader<'_>, version: u8) -> Result<String> {
     }
 }
 
-/// Reads an attribute name (`value == false`) or value under the rules of `version`.
-fn read_checked(r: &mut Reader<'_>, version: u8, value: bool) -> Result<String> {
-    let s = read_text(r, version)?;
-    let ok = if version == V1 {
-        is_v1_text(&s)
-    } else if value {
-        validate_value(&s).is_ok()
+/// Whether `s` is an acceptable attribute name under the rules of `version`.
+fn name_ok(version: u8, s: &str) -> bool {
+    if version == V1 {
+        is_v1_text(s)
     } else {
-        validate_name(&s).is_ok()
-    };
-    if !ok {
-        return Err(Error::Malformed("invalid attribute name or value"));
+        validate_name(s).is_ok()
     }
-    Ok(s)
 }
+
+/// Whether `s` is an acceptable attribute value under the rules of `version`.
+fn value_ok(version: u8, s: &str) -> bool {
+    if version == V1 {
+        is_v1_text(s)
+    } else {
+        validate_value(s).is_ok()
+    }
+}
+
+const INVALID_TEXT: Error = Error::Malformed("invalid attribute name or value");
 
 /// An attribute name under the rules of `version`.
 fn read_name(r: &mut Reader<'_>, version: u8) -> Result<String> {
-    read_checked(r, version, false)
+    let s = read_text(r, version)?;
+    if name_ok(version, &s) {
+        Ok(s)
+    } else {
+        Err(INVALID_TEXT)
+    }
 }
 
 /// An attribute value under the rules of `version`.
 fn read_value(r: &mut Reader<'_>, version: u8) -> Result<String> {
-    read_checked(r, version, true)
+    let s = read_text(r, version)?;
+    if value_ok(version, &s) {
+        Ok(s)
+    } else {
+        Err(INVALID_TEXT)
+    }
 }
 
 fn g1(w: &mut Writer, p: &G1Affine) {
@@ -419,13 +433,8 @@ impl AttributeKey {
                     raw: None,
                 },
                 KEY_TAME_TEXT | KEY_TAME_SCALAR => {
-                    let valid = if version == V1 {
-                        is_v1_text(&label)
-                    } else {
-                        validate_name(&label).is_ok()
-                    };
-                    if !valid {
-                        return Err(Error::Malformed("invalid attribute name"));
+                    if !name_ok(version, &label) {
+                        return Err(INVALID_TEXT);
                     }
                     if kind == KEY_TAME_TEXT {
                         let raw = read_value(&mut r, version)?;
