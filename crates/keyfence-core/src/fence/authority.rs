@@ -179,13 +179,12 @@ impl Authority {
         for m in &self.masters {
             keys.push(self.grant_key(m, node.name(), node.kem_public(), &approved)?);
         }
-        let mut grant = NodeGrant {
+        let grant = self.sign_grant(NodeGrant {
             node,
             approved,
             keys,
             signature: Vec::new(),
-        };
-        grant.signature = sign::sign(&self.signing, sign::GRANT, &grant.body())?;
+        })?;
         let mut updated = Vec::new();
         for record in fences {
             let (policy, s_policy, _) = self.open_record(record)?;
@@ -259,13 +258,16 @@ impl Authority {
                 )?),
             }
         }
-        let mut out = NodeGrant {
+        self.sign_grant(NodeGrant {
             keys,
             signature: Vec::new(),
             ..grant.clone()
-        };
-        out.signature = sign::sign(&self.signing, sign::GRANT, &out.body())?;
-        Ok(out)
+        })
+    }
+
+    pub(crate) fn sign_grant(&self, mut grant: NodeGrant) -> Result<NodeGrant, FenceError> {
+        grant.signature = sign::sign(&self.signing, sign::GRANT, &grant.body())?;
+        Ok(grant)
     }
 
     /// Makes the fence for `policy` (normalized first): a fresh X-Wing policy
@@ -377,7 +379,7 @@ impl Authority {
         Ok(out)
     }
 
-    fn sign_record(&self, mut record: FenceRecord) -> Result<FenceRecord, FenceError> {
+    pub(crate) fn sign_record(&self, mut record: FenceRecord) -> Result<FenceRecord, FenceError> {
         record.signature = sign::sign(&self.signing, sign::RECORD, &record.body())?;
         Ok(record)
     }
@@ -467,8 +469,13 @@ impl Authority {
     pub fn refresh_fence(&self, record: &FenceRecord) -> Result<FenceRecord, FenceError> {
         let (policy, s_policy, private) = self.open_record(record)?;
         let mut out = record.clone();
-        out.generations =
-            self.entries(record, &policy, &s_policy, &private.key, &record.generations)?;
+        out.generations = self.entries(
+            record,
+            &policy,
+            &s_policy,
+            &private.key,
+            &record.generations,
+        )?;
         self.sign_record(out)
     }
 

@@ -47,5 +47,6 @@ pub(crate) fn open(
     let ss = key
         .decapsulate(kem_ct)
         .map_err(|_| FenceError::Unauthentic { what })?;
-    wrap::unwrap_bytes(&kek(&ss, purpose)?, aad, sealed).map_err(|_| FenceError::Unauthentic { what })
+    wrap::unwrap_bytes(&kek(&ss, purpose)?, aad, sealed)
+        .map_err(|_| FenceError::Unauthentic { what })
 }

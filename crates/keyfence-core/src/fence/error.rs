@@ -57,7 +57,9 @@ pub enum FenceError {
         policy: String,
     },
     /// A wrapped backing key belongs to another fence or another policy key epoch.
-    #[error("wrapped key is for fence {found} epoch {found_epoch}, not fence {fence} epoch {epoch}")]
+    #[error(
+        "wrapped key is for fence {found} epoch {found_epoch}, not fence {fence} epoch {epoch}"
+    )]
     WrongPolicyKey {
         /// The fence of the policy key given.
         fence: FenceId,

@@ -3,14 +3,16 @@
 
 use std::fmt;
 
-use keyfence_abe::{Attributes, AttributeKey, Ciphertext};
+use keyfence_abe::{AttributeKey, Attributes, Ciphertext};
 use keyfence_crypto::asym::xwing::XWingPrivateKey;
 use keyfence_crypto::{ct, Secret};
 
 use super::codec::{ty, Reader, Writer};
 use super::grant::{attribute_key_aad, AuthorityPublic, NodeGrant, ATTRIBUTE_KEY_PURPOSE};
 use super::identity::NodeIdentity;
-use super::record::{s_policy_aad, FenceId, FenceRecord, PolicyPublicKey, SealPlace, SECRET_LEN, S_POLICY_PURPOSE};
+use super::record::{
+    s_policy_aad, FenceId, FenceRecord, PolicyPublicKey, SealPlace, SECRET_LEN, S_POLICY_PURPOSE,
+};
 use super::{envelope, FenceError};
 
 const BACKING_KEY_PURPOSE: &[u8] = b"keyfence/v1/fence/backing-key";
@@ -191,10 +193,11 @@ impl NodeKeyring {
                 &k.envelope,
                 "attribute key envelope",
             )?;
-            let key = AttributeKey::from_bytes(bytes.expose()).map_err(|_| FenceError::Malformed {
-                what: "attribute key",
-                reason: "not a keyfence-abe attribute key",
-            })?;
+            let key =
+                AttributeKey::from_bytes(bytes.expose()).map_err(|_| FenceError::Malformed {
+                    what: "attribute key",
+                    reason: "not a keyfence-abe attribute key",
+                })?;
             keys.push((k.generation, key));
         }
         Ok(Self {
@@ -293,11 +296,10 @@ impl NodeKeyring {
                 fence: record.id,
                 policy: record.policy.clone(),
             })?;
-        let abe_ct = Ciphertext::from_bytes(&entry.abe_ciphertext).map_err(|_| {
-            FenceError::Unauthentic {
+        let abe_ct =
+            Ciphertext::from_bytes(&entry.abe_ciphertext).map_err(|_| FenceError::Unauthentic {
                 what: "ABE ciphertext of k_abe",
-            }
-        })?;
+            })?;
         if abe_ct.policy().to_string() != record.policy {
             return Err(FenceError::Unauthentic {
                 what: "ABE ciphertext of k_abe",

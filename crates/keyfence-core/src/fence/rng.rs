@@ -48,7 +48,10 @@ impl RngCore for AwsLcRng {
     fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
         rand::fill(dest).map_err(|_| {
             self.failed = true;
-            rand_core::Error::from(std::num::NonZeroU32::new(rand_core::Error::CUSTOM_START).unwrap_or(std::num::NonZeroU32::MIN))
+            rand_core::Error::from(
+                std::num::NonZeroU32::new(rand_core::Error::CUSTOM_START)
+                    .unwrap_or(std::num::NonZeroU32::MIN),
+            )
         })
     }
 }
