@@ -40,6 +40,8 @@
 //! these bytes (hex in JSON). Secret types have byte encodings only, returned
 //! in zeroizing buffers, to be sealed under the root of trust.
 
+#![deny(missing_docs)]
+
 pub mod authority;
 mod codec;
 mod envelope;
