@@ -156,6 +156,10 @@ fn master_secret_without_s_policy_opens_nothing() {
             SEAL_UNAUTHENTIC
         );
     }
+    // Control: the same call with the real s_policy (what fra holds) opens.
+    assert!(place
+        .open(&k_abe, &s.leak_s_policy("fra"), &entry.sealed_private)
+        .is_ok());
     // With its own fresh KEM key it opens no node's envelope, and its keyring
     // (satisfying attribute key, no envelope) opens no policy key.
     let evil = NodeIdentity::generate("fra", Attributes::new()).unwrap();
@@ -188,19 +192,49 @@ fn master_secret_without_s_policy_opens_nothing() {
 #[test]
 fn s_policy_with_an_unsatisfying_attribute_key_opens_nothing() {
     let s = setup();
+    let r = &s.record;
     let leaked = s.leak_s_policy("fra");
-    assert!(s
-        .keyring("par")
-        .open_with_secret(&s.record, &leaked)
-        .is_ok());
+    assert!(s.keyring("par").open_with_secret(r, &leaked).is_ok());
     for name in ["mow", "iad"] {
         assert_eq!(
-            s.keyring(name)
-                .open_with_secret(&s.record, &leaked)
-                .unwrap_err(),
+            s.keyring(name).open_with_secret(r, &leaked).unwrap_err(),
             s.not_satisfied()
         );
     }
+    // Skipping the CP-ABE step in the attacker's own code does not help: the
+    // sealing key needs k_abe, which only a satisfying attribute key yields.
+    let entry = &r.generations[0];
+    let place = SealPlace {
+        fence: r.id,
+        generation: 1,
+        epoch: r.epoch,
+        policy: &r.policy,
+    };
+    let other = s.authority.create_fence("region: NA", &[]).unwrap();
+    let mut rng = AwsLcRng::default();
+    let mut random = [0u8; 32];
+    rng.fill_bytes(&mut random);
+    for guess in [
+        Secret::new(vec![0; 32]),
+        Secret::new(random.to_vec()),
+        leaked.clone(),
+        Secret::new(other.generations[0].abe_ciphertext[..32].to_vec()),
+    ] {
+        assert_eq!(
+            place
+                .open(&guess, &leaked, &entry.sealed_private)
+                .unwrap_err(),
+            SEAL_UNAUTHENTIC
+        );
+    }
+    // Control: with k_abe as a satisfying key decrypts it, the same call opens.
+    let k_abe = Secret::new(
+        s.attribute_key("fra")
+            .decrypt(&Ciphertext::from_bytes(&entry.abe_ciphertext).unwrap())
+            .unwrap(),
+    );
+    assert!(place.open(&k_abe, &leaked, &entry.sealed_private).is_ok());
+    rng.check().unwrap();
 }
 
 /// The parts of a native attribute key encoding: header, K1 and K2, then one
