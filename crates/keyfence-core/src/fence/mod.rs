@@ -29,6 +29,27 @@
 //!   [`Authority::refresh_grant`]) re-encrypts `k_abe` only, generation by
 //!   generation. See [`authority`] for what the authority can and cannot do.
 //!
+//! # Choices beyond the design document
+//!
+//! - Grants and fence records are signed by the authority (ML-DSA-65) and
+//!   checked before use, so whoever can write to the store can neither add a
+//!   member nor swap a fence's public half. A store can still replay an older
+//!   signed record: callers must refuse a record whose epoch is lower than one
+//!   they have seen for that fence (after a removal, the old record still
+//!   names the removed node).
+//! - The per-node `s_policy` envelopes live in the fence record, not in the
+//!   grant: [`Authority::approve`] returns the updated records of the fences
+//!   the new node satisfies. One record then holds every copy of a fence's
+//!   secret, and a fence rotation replaces them all at once.
+//! - A fence has an *epoch* (its policy key pair and `s_policy`, bumped by
+//!   [`Authority::rotate_fence`]) apart from the master *generation* (the
+//!   CP-ABE keys); a record holds one `k_abe` ciphertext and sealed private
+//!   half per live generation.
+//! - The fence id is derived from the canonical policy (HKDF-SHA256), so one
+//!   policy is one fence wherever it is computed.
+//! - The authority keeps its own copy of each fence's secrets in the record,
+//!   encrypted to its X-Wing key; see [`authority`] for what that means.
+//!
 //! # Stored formats
 //!
 //! Every encoding is `"KF" ‖ type ‖ version (1)` then fields (big-endian

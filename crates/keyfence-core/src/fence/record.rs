@@ -141,7 +141,8 @@ impl FenceRecord {
     }
 
     /// The public half, after checking the authority's signature: what keys
-    /// fenced by this policy are wrapped under.
+    /// fenced by this policy are wrapped under. The signature does not prove
+    /// the record is current: refuse an epoch lower than one already seen.
     pub fn public_key(&self, authority: &AuthorityPublic) -> Result<PolicyPublicKey, FenceError> {
         self.verify(authority)?;
         Ok(PolicyPublicKey {
