@@ -8,6 +8,7 @@
 pub mod clock;
 pub mod context;
 pub mod error;
+pub mod fence;
 pub mod ids;
 pub mod model;
 pub mod page;
