@@ -42,3 +42,14 @@ pub(crate) fn pool(e: deadpool_postgres::PoolError) -> StoreError {
 pub(crate) fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{what}: {e}"))
 }
+
+/// Hands a connection back to the pool after a call, or drops it if the
+/// call failed in the backend: the connection may be broken, or lead to a
+/// server that is no longer the primary (after a switchover, writes there
+/// fail as read-only). A fresh connection walks the multi-host list again
+/// and finds the current primary. Conflicts and corrupt rows keep it.
+pub(crate) fn release(client: deadpool_postgres::Object, backend_failed: bool) {
+    if backend_failed {
+        drop(deadpool_postgres::Object::take(client));
+    }
+}

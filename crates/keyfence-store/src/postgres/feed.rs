@@ -27,13 +27,13 @@
 
 use std::collections::BTreeMap;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{Object, Pool, Transaction};
 use keyfence_core::model::Alias;
 use keyfence_core::store::{DomainKeyRecord, Snapshot};
 use keyfence_core::{AliasName, KeyId, StoreError};
 use tokio_postgres::IsolationLevel;
 
-use super::error::{corrupt, db, pool as pool_err};
+use super::error::{corrupt, db, pool as pool_err, release};
 use super::rows::{self, RevisionedKey};
 
 /// A position in the change feed: every change made by a transaction whose
@@ -145,9 +145,7 @@ enum EntityRef {
 }
 
 /// Opens a read-only REPEATABLE READ transaction and returns it with its snapshot's `xmin`.
-async fn snapshot(
-    client: &mut deadpool_postgres::Object,
-) -> Result<(deadpool_postgres::Transaction<'_>, u64), StoreError> {
+async fn snapshot(client: &mut Object) -> Result<(Transaction<'_>, u64), StoreError> {
     let tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -168,7 +166,13 @@ async fn snapshot(
 /// Reads everything in one snapshot.
 pub(crate) async fn seed(pool: Pool) -> Result<ReplicaSeed, StoreError> {
     let mut client = pool.get().await.map_err(pool_err)?;
-    let (tx, xmin) = snapshot(&mut client).await?;
+    let result = seed_in(&mut client).await;
+    release(client, matches!(result, Err(StoreError::Backend(_))));
+    result
+}
+
+async fn seed_in(client: &mut Object) -> Result<ReplicaSeed, StoreError> {
+    let (tx, xmin) = snapshot(client).await?;
     let seed = ReplicaSeed {
         domain_keys: rows::domain_keys(&tx, None).await?,
         keys: rows::keys(&tx, None).await?,
@@ -186,7 +190,13 @@ pub(crate) async fn changes_since(
     cursor: FeedCursor,
 ) -> Result<ChangeBatch, StoreError> {
     let mut client = pool.get().await.map_err(pool_err)?;
-    let (tx, xmin) = snapshot(&mut client).await?;
+    let result = changes_in(&mut client, cursor).await;
+    release(client, matches!(result, Err(StoreError::Backend(_))));
+    result
+}
+
+async fn changes_in(client: &mut Object, cursor: FeedCursor) -> Result<ChangeBatch, StoreError> {
+    let (tx, xmin) = snapshot(client).await?;
     let rewound = xmin < cursor.0;
     let from = cursor.0.min(xmin);
     let rows = tx

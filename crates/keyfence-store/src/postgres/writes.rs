@@ -2,12 +2,12 @@
 //! committed with `synchronous_commit = on` (durable, and on a synchronous
 //! standby too when one is configured, before it returns).
 
-use deadpool_postgres::{Pool, Transaction};
+use deadpool_postgres::{Object, Pool, Transaction};
 use keyfence_core::model::Alias;
 use keyfence_core::store::{DomainKeyRecord, VersionRecord};
 use keyfence_core::{KeyId, KeyMetadata, StoreError};
 
-use super::error::{db, pool as pool_err, ConditionalWriteError};
+use super::error::{db, pool as pool_err, release, ConditionalWriteError};
 use super::rows::i32_of;
 
 /// One state change, owning its inputs (it runs on the store's runtime).
@@ -187,8 +187,14 @@ async fn apply(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
 /// Runs one state change in its own transaction and commits it.
 pub(crate) async fn write(pool: Pool, write: Write) -> Result<(), StoreError> {
     let mut client = pool.get().await.map_err(pool_err)?;
+    let result = write_in(&mut client, &write).await;
+    release(client, matches!(result, Err(StoreError::Backend(_))));
+    result
+}
+
+async fn write_in(client: &mut Object, write: &Write) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(db)?;
-    apply(&tx, &write).await?;
+    apply(&tx, write).await?;
     tx.commit().await.map_err(db)
 }
 
@@ -199,6 +205,20 @@ pub(crate) async fn update_key_if_revision(
     expected: i64,
 ) -> Result<i64, ConditionalWriteError> {
     let mut client = pool.get().await.map_err(pool_err)?;
+    let result = update_if_revision_in(&mut client, key, expected).await;
+    let backend_failed = matches!(
+        result,
+        Err(ConditionalWriteError::Store(StoreError::Backend(_)))
+    );
+    release(client, backend_failed);
+    result
+}
+
+async fn update_if_revision_in(
+    client: &mut Object,
+    key: KeyMetadata,
+    expected: i64,
+) -> Result<i64, ConditionalWriteError> {
     let tx = client.transaction().await.map_err(db)?;
     match update_metadata(&tx, &key, Some(expected)).await? {
         Some(revision) => {
@@ -226,12 +246,14 @@ pub(crate) async fn update_key_if_revision(
 /// The stored revision of a key, `None` if it does not exist.
 pub(crate) async fn key_revision(pool: Pool, id: KeyId) -> Result<Option<i64>, StoreError> {
     let client = pool.get().await.map_err(pool_err)?;
-    let row = client
+    let result = client
         .query_opt(
             "SELECT revision FROM keys WHERE id = $1",
             &[&id.to_string()],
         )
         .await
-        .map_err(db)?;
-    Ok(row.map(|r| r.get(0)))
+        .map_err(db)
+        .map(|row| row.map(|r| r.get(0)));
+    release(client, result.is_err());
+    result
 }
