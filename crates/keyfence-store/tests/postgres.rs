@@ -130,6 +130,22 @@ fn every_store_method_round_trips() {
     assert_eq!(seed.aliases[0].target, created.id);
     assert_eq!(store.load().unwrap(), seed.clone().into_snapshot());
 
+    // insert_domain_key
+    let dk2 = keyfence_core::store::DomainKeyRecord {
+        id: 2,
+        wrapped: vec![9; 72],
+        created: Timestamp(1_700_000_000_000),
+    };
+    store.insert_domain_key(&dk2).unwrap();
+    assert_eq!(
+        store.load().unwrap().domain_keys,
+        vec![seed.domain_keys[0].clone(), dk2.clone()]
+    );
+    assert!(matches!(
+        store.insert_domain_key(&dk2),
+        Err(StoreError::Conflict(_))
+    ));
+
     // update_key
     let mut meta = stored.metadata.clone();
     meta.description = "changed".into();
@@ -287,30 +303,52 @@ fn migrations_run_once_when_nodes_start_together_and_refuse_a_newer_schema() {
 }
 
 #[test]
-fn acknowledged_writes_survive_kill9_and_the_node_recovers_without_restart() {
+fn acknowledged_writes_survive_kill9_during_writes_and_the_node_recovers_without_restart() {
     let mut pg = TempPostgres::new().unwrap();
     let store =
         Arc::new(PostgresStore::connect_with(&pg.connection_string(), short_timeouts()).unwrap());
     let root = root();
-    let kms1 = kms(&store, &root);
-    let mut acknowledged = Vec::new();
-    for i in 0..20 {
-        let key = kms1
-            .create_key(
-                A,
-                CreateKeyInput {
-                    description: Some(format!("k{i}")),
-                    ..Default::default()
-                },
-            )
-            .unwrap();
-        let blob = kms1
-            .encrypt(A, &key.arn(), format!("p{i}").as_bytes(), &ctx(), None)
-            .unwrap()
-            .ciphertext;
-        acknowledged.push((key, blob));
-    }
+    let kms1 = Arc::new(kms(&store, &root));
+    // Writers keep creating keys (and encrypting under them) while the database is killed.
+    let writers: Vec<_> = (0..3)
+        .map(|w| {
+            let kms1 = kms1.clone();
+            std::thread::spawn(move || {
+                let mut acknowledged = Vec::new();
+                let mut failures = 0;
+                for i in 0..10_000 {
+                    let input = CreateKeyInput {
+                        description: Some(format!("w{w}-{i}")),
+                        ..Default::default()
+                    };
+                    match kms1.create_key(A, input) {
+                        Ok(key) => {
+                            let plain = format!("p{w}-{i}");
+                            let blob = kms1
+                                .encrypt(A, &key.arn(), plain.as_bytes(), &ctx(), None)
+                                .unwrap()
+                                .ciphertext;
+                            acknowledged.push((key, blob, plain));
+                        }
+                        Err(_) => {
+                            failures += 1;
+                            if failures == 3 {
+                                break;
+                            }
+                        }
+                    }
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(700));
     pg.kill9().unwrap();
+    let acknowledged: Vec<_> = writers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    assert!(acknowledged.len() >= 3, "too few writes before the kill");
 
     // While the database is gone, a change fails (within the timeout) instead of hanging.
     let started = Instant::now();
@@ -324,7 +362,7 @@ fn acknowledged_writes_survive_kill9_and_the_node_recovers_without_restart() {
     pg.start().unwrap();
     // The same store (node) reconnects by itself.
     let seed = eventually(Duration::from_secs(20), || store.load_replica());
-    for (key, _) in &acknowledged {
+    for (key, _, _) in &acknowledged {
         assert!(
             seed.keys.iter().any(|k| k.key.metadata == *key),
             "acknowledged key {} lost",
@@ -332,9 +370,9 @@ fn acknowledged_writes_survive_kill9_and_the_node_recovers_without_restart() {
         );
     }
     let kms2 = kms(&store, &root);
-    for (i, (_, blob)) in acknowledged.iter().enumerate() {
+    for (_, blob, plain) in &acknowledged {
         let out = kms2.decrypt(A, blob, &ctx(), None, None).unwrap();
-        assert_eq!(out.plaintext.expose(), format!("p{i}").as_bytes());
+        assert_eq!(out.plaintext.expose(), plain.as_bytes());
     }
     kms2.create_key(A, CreateKeyInput::default()).unwrap();
 }
@@ -511,8 +549,8 @@ fn feed_reports_every_kind_of_change_with_current_state() {
 }
 
 #[test]
-fn waker_wakes_on_another_nodes_commit() {
-    let pg = TempPostgres::new().unwrap();
+fn waker_wakes_on_another_nodes_commit_and_after_an_outage() {
+    let mut pg = TempPostgres::new().unwrap();
     let node1 = PostgresStore::connect(&pg.connection_string()).unwrap();
     let node2 = Arc::new(PostgresStore::connect(&pg.connection_string()).unwrap());
     let waker = node1.change_waker();
@@ -532,6 +570,32 @@ fn waker_wakes_on_another_nodes_commit() {
     assert!(waker.wait(Duration::from_secs(5)), "no wake-up");
     assert!(started.elapsed() < Duration::from_secs(2));
     let batch = node1.changes_since(cursor).unwrap();
+    assert!(batch
+        .changes
+        .iter()
+        .any(|c| matches!(&c.entity, ChangedEntity::Key { id, .. } if *id == key.id)));
+
+    // Losing the database: the waker reconnects by itself and wakes on the next commit.
+    pg.stop().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while waker.is_listening() {
+        assert!(Instant::now() < deadline, "waker did not notice the outage");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    pg.start().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !waker.is_listening() {
+        assert!(Instant::now() < deadline, "waker never reconnected");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    waker.wait(Duration::from_secs(1));
+    let cursor = batch.cursor;
+    eventually(Duration::from_secs(20), || node2.update_key(&key));
+    assert!(
+        waker.wait(Duration::from_secs(5)),
+        "no wake-up after reconnecting"
+    );
+    let batch = eventually(Duration::from_secs(20), || node1.changes_since(cursor));
     assert!(batch
         .changes
         .iter()
@@ -667,4 +731,57 @@ async fn calls_work_inside_a_multi_thread_runtime_and_from_spawn_blocking() {
         .unwrap();
     assert_eq!(from_task, 1);
     drop(store);
+}
+
+/// A switchover where the old primary stays up but read-only: pooled
+/// connections to it fail, are dropped, and fresh ones find the new primary.
+#[test]
+fn switchover_to_a_new_primary_while_the_old_one_turns_read_only() {
+    let old = TempPostgres::new().unwrap();
+    let mut new = TempPostgres::start_standby(&old, false).unwrap();
+    let conn = format!(
+        "host=127.0.0.1,127.0.0.1 port={},{} user=postgres dbname=postgres \
+         target_session_attrs=read-write",
+        old.port(),
+        new.port()
+    );
+    let store = Arc::new(PostgresStore::connect_with(&conn, short_timeouts()).unwrap());
+    let root = root();
+    let kms1 = kms(&store, &root);
+    let before = kms1.create_key(A, CreateKeyInput::default()).unwrap();
+    // Let the standby catch up, then swap roles.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while new
+        .psql(&format!(
+            "SELECT count(*) FROM keys WHERE id = '{}'",
+            before.id
+        ))
+        .unwrap()
+        .trim()
+        != "1"
+    {
+        assert!(Instant::now() < deadline, "standby never caught up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    new.promote().unwrap();
+    old.psql("ALTER SYSTEM SET default_transaction_read_only = on")
+        .unwrap();
+    old.psql("SELECT pg_reload_conf()").unwrap();
+
+    let after = eventually(Duration::from_secs(20), || {
+        kms1.create_key(A, CreateKeyInput::default())
+            .map_err(|e| StoreError::Backend(e.to_string()))
+    });
+    assert_eq!(
+        new.psql(&format!(
+            "SELECT count(*) FROM keys WHERE id = '{}'",
+            after.id
+        ))
+        .unwrap()
+        .trim(),
+        "1"
+    );
+    let seed = store.load_replica().unwrap();
+    assert!(seed.keys.iter().any(|k| k.key.metadata == before));
+    assert!(seed.keys.iter().any(|k| k.key.metadata == after));
 }
