@@ -51,10 +51,10 @@ if [[ -z "$bin" ]]; then
         $SUDO apt-get update -q >&2
     fi
     log "apt-get install postgresql"
-    if ! $SUDO apt-get install -y -q postgresql >&2; then
+    if ! $SUDO apt-get install -y -q --no-install-recommends postgresql >&2; then
         log "install failed; refreshing the package lists once and retrying"
         $SUDO apt-get update -q >&2
-        $SUDO apt-get install -y -q postgresql >&2
+        $SUDO apt-get install -y -q --no-install-recommends postgresql >&2
     fi
     bin="$(find_bin)"
     [[ -n "$bin" ]] || { log "postgresql installed but initdb/pg_ctl still not found"; exit 1; }

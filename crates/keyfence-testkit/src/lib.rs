@@ -8,8 +8,9 @@
 //!
 //! PostgreSQL refuses to run as root. When the tests run as root (as in CI),
 //! every server program is started as the `postgres` OS user through
-//! `runuser -u postgres --`, and the temporary directory is handed to that
-//! user with `chown`; as any other user the programs run as that user.
+//! `runuser -u postgres --`, and the temporary directory (under `/tmp`, which
+//! that user can reach) is handed to it with `chown`; as any other user the
+//! programs run as that user, under `$TMPDIR`.
 //!
 //! The server programs are found in `$KEYFENCE_PG_BIN`, else in the newest
 //! Debian `/usr/lib/postgresql/<major>/bin`, else on `PATH`. If they are

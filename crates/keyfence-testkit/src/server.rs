@@ -233,10 +233,19 @@ impl TempPostgres {
     /// A temporary directory owned by the user the server runs as, with no cluster yet.
     fn empty() -> Result<Self, PgError> {
         let bin = PgBin::find()?;
+        // As root, the `postgres` user must be able to reach the directory:
+        // /tmp always is, a $TMPDIR under /root may not be.
+        let parent = match bin.owner() {
+            Some(_) => PathBuf::from("/tmp"),
+            None => std::env::temp_dir(),
+        };
         let dir = tempfile::Builder::new()
             .prefix("keyfence-pg-")
-            .tempdir()
-            .map_err(PgError::io("create temporary directory"))?;
+            .tempdir_in(&parent)
+            .map_err(PgError::io(format!(
+                "create a temporary directory in {}",
+                parent.display()
+            )))?;
         if let Some((uid, gid)) = bin.owner() {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
                 .map_err(PgError::io("chown the temporary directory to postgres"))?;
