@@ -53,15 +53,17 @@ impl Bridge {
 
     /// Runs `work` on the store's runtime and waits for its result, at most
     /// the bridge's timeout.
-    pub(crate) fn run<T, F>(&self, what: &'static str, work: F) -> Result<T, StoreError>
+    pub(crate) fn run<T, E, F>(&self, what: &'static str, work: F) -> Result<T, E>
     where
-        F: Future<Output = Result<T, StoreError>> + Send + 'static,
+        F: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
         if STORE_WORKER.with(Cell::get) {
             return Err(StoreError::Backend(format!(
                 "{what}: a blocking store call from the store's own runtime would deadlock"
-            )));
+            ))
+            .into());
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let timeout = self.timeout;
@@ -70,7 +72,8 @@ impl Bridge {
                 Ok(out) => out,
                 Err(_) => Err(StoreError::Backend(format!(
                     "{what}: no answer from PostgreSQL within {timeout:?} (a change in flight may or may not have been committed)"
-                ))),
+                ))
+                .into()),
             };
             // The caller is waiting on the channel; it cannot have gone away.
             let _ = tx.send(out);
@@ -98,10 +101,13 @@ mod tests {
     #[test]
     fn runs_work_and_bounds_it_by_the_timeout() {
         let bridge = Bridge::new(Duration::from_millis(100)).unwrap();
-        assert_eq!(bridge.run("add", async { Ok(1 + 1) }), Ok(2));
+        assert_eq!(
+            bridge.run("add", async { Ok::<_, StoreError>(1 + 1) }),
+            Ok(2)
+        );
         let slow = bridge.run("sleep", async {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            Ok(())
+            Ok::<_, StoreError>(())
         });
         assert!(matches!(slow, Err(StoreError::Backend(m)) if m.contains("no answer")));
     }
@@ -112,7 +118,7 @@ mod tests {
         let inner = bridge.clone();
         let out = bridge.run("outer", async move {
             // Synchronous call on a worker of the same runtime.
-            Ok(inner.run("inner", async { Ok(()) }))
+            Ok::<_, StoreError>(inner.run("inner", async { Ok::<_, StoreError>(()) }))
         });
         assert!(matches!(out, Ok(Err(StoreError::Backend(m))) if m.contains("deadlock")));
     }
@@ -120,7 +126,10 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn works_and_drops_inside_a_callers_runtime() {
         let bridge = Bridge::new(Duration::from_secs(5)).unwrap();
-        assert_eq!(bridge.run("in a runtime", async { Ok(3) }), Ok(3));
+        assert_eq!(
+            bridge.run("in a runtime", async { Ok::<_, StoreError>(3) }),
+            Ok(3)
+        );
         drop(bridge);
     }
 }

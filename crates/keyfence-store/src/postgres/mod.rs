@@ -15,6 +15,7 @@
 //!   appends to a change feed in the same transaction, read with
 //!   [`PostgresStore::changes_since`] (see [`feed`] for why it never skips a
 //!   change) and woken by [`ChangeWaker`].
+//! - Needs PostgreSQL 13 or later (`xid8`, `pg_current_xact_id`).
 
 mod bridge;
 mod error;
@@ -136,10 +137,11 @@ impl PostgresStore {
     /// The schema version this build migrates databases to.
     pub const SCHEMA_VERSION: i32 = schema::LATEST;
 
-    fn run<T, F>(&self, what: &'static str, work: impl FnOnce(Pool) -> F) -> Result<T, StoreError>
+    fn run<T, E, F>(&self, what: &'static str, work: impl FnOnce(Pool) -> F) -> Result<T, E>
     where
-        F: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+        F: std::future::Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
     {
         self.bridge.run(what, work(self.pool.clone()))
     }
@@ -163,7 +165,9 @@ impl PostgresStore {
         })
     }
 
-    /// A waker for a feed reader, listening on its own connection.
+    /// A waker for a feed reader, listening on its own connection. It runs
+    /// on the store's runtime: once the store is dropped it no longer wakes,
+    /// and waits only time out.
     pub fn change_waker(&self) -> ChangeWaker {
         ChangeWaker::spawn(self.bridge.handle(), self.config.clone())
     }
@@ -177,13 +181,9 @@ impl PostgresStore {
         expected: i64,
     ) -> Result<i64, ConditionalWriteError> {
         let key = key.clone();
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.run("conditional key update", move |pool| async move {
-            let _ = tx.send(writes::update_key_if_revision(pool, key, expected).await);
-            Ok(())
-        })?;
-        rx.recv()
-            .map_err(|_| StoreError::Backend("conditional key update: no answer".into()))?
+        self.run("conditional key update", move |pool| {
+            writes::update_key_if_revision(pool, key, expected)
+        })
     }
 
     /// A key's stored revision, `None` if it does not exist.
