@@ -198,16 +198,32 @@ pub(crate) async fn changes_since(
 async fn changes_in(client: &mut Object, cursor: FeedCursor) -> Result<ChangeBatch, StoreError> {
     let (tx, xmin) = snapshot(client).await?;
     let rewound = xmin < cursor.0;
-    let from = cursor.0.min(xmin);
+    let latest = window(&tx, cursor.0.min(xmin), xmin).await?;
+    let changes = resolve(&tx, latest).await?;
+    tx.commit().await.map_err(db)?;
+    Ok(ChangeBatch {
+        changes,
+        cursor: FeedCursor(xmin),
+        rewound,
+    })
+}
+
+/// The entities named by feed rows of transactions with ids in `[from, to)`,
+/// each with the `seq` of its latest row.
+async fn window(
+    tx: &Transaction<'_>,
+    from: u64,
+    to: u64,
+) -> Result<BTreeMap<EntityRef, i64>, StoreError> {
     let rows = tx
         .query(
             "SELECT seq, entity, key_id, domain_key_id, account, alias_name FROM changes \
              WHERE xid >= $1::text::xid8 AND xid < $2::text::xid8 ORDER BY seq",
-            &[&from.to_string(), &xmin.to_string()],
+            &[&from.to_string(), &to.to_string()],
         )
         .await
         .map_err(db)?;
-    let mut latest: BTreeMap<EntityRef, i64> = BTreeMap::new();
+    let mut latest = BTreeMap::new();
     for row in &rows {
         let seq: i64 = row.get(0);
         let entity: &str = row.get(1);
@@ -223,7 +239,15 @@ async fn changes_in(client: &mut Object, cursor: FeedCursor) -> Result<ChangeBat
         .ok_or_else(|| corrupt("change feed row", format!("seq {seq}: {entity}")))?;
         latest.insert(named, seq);
     }
+    Ok(latest)
+}
 
+/// Reads the current state of each entity in `latest` and returns the
+/// changes in increasing `seq`.
+async fn resolve(
+    tx: &Transaction<'_>,
+    latest: BTreeMap<EntityRef, i64>,
+) -> Result<Vec<Change>, StoreError> {
     let mut key_ids = Vec::new();
     let mut domain_ids = Vec::new();
     let (mut accounts, mut names) = (Vec::new(), Vec::new());
@@ -239,23 +263,22 @@ async fn changes_in(client: &mut Object, cursor: FeedCursor) -> Result<ChangeBat
     }
     let mut keys: BTreeMap<String, RevisionedKey> = BTreeMap::new();
     if !key_ids.is_empty() {
-        for k in rows::keys(&tx, Some(&key_ids)).await? {
+        for k in rows::keys(tx, Some(&key_ids)).await? {
             keys.insert(k.key.metadata.id.to_string(), k);
         }
     }
     let mut domain_keys: BTreeMap<i32, DomainKeyRecord> = BTreeMap::new();
     if !domain_ids.is_empty() {
-        for d in rows::domain_keys(&tx, Some(&domain_ids)).await? {
-            domain_keys.insert(super::rows::i32_of("domain key id", d.id)?, d);
+        for d in rows::domain_keys(tx, Some(&domain_ids)).await? {
+            domain_keys.insert(rows::i32_of("domain key id", d.id)?, d);
         }
     }
     let mut aliases: BTreeMap<(String, String), Alias> = BTreeMap::new();
     if !accounts.is_empty() {
-        for a in rows::aliases(&tx, Some((&accounts, &names))).await? {
+        for a in rows::aliases(tx, Some((&accounts, &names))).await? {
             aliases.insert((a.account.clone(), a.name.as_str().to_string()), a);
         }
     }
-    tx.commit().await.map_err(db)?;
 
     let mut changes = latest
         .into_iter()
@@ -279,9 +302,5 @@ async fn changes_in(client: &mut Object, cursor: FeedCursor) -> Result<ChangeBat
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     changes.sort_by_key(|c| c.seq);
-    Ok(ChangeBatch {
-        changes,
-        cursor: FeedCursor(xmin),
-        rewound,
-    })
+    Ok(changes)
 }
