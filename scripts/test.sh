@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n== %s ==\n' "$*"; }
+scripts/setup-postgres.sh >/dev/null # the Rust tests start their own PostgreSQL (crates/keyfence-testkit)
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

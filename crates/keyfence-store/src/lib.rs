@@ -3,7 +3,11 @@
 //! [`SqliteStore`] is the embedded default: one file, WAL journal,
 //! `synchronous=FULL`, every change in one transaction, so a change is durable
 //! when the call returns.
+//!
+//! [`PostgresStore`] serves many nodes over one PostgreSQL database (see [`postgres`]).
 
+pub mod postgres;
 mod sqlite;
 
+pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;

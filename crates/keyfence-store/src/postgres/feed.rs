@@ -1,0 +1,306 @@
+//! Reading the change feed: which entities changed since a cursor, with
+//! their state as of one snapshot.
+//!
+//! # Why the cursor is a transaction id, not a sequence number
+//!
+//! Feed rows get their `seq` when they are written, before their transaction
+//! commits, so a row with a lower `seq` can become visible after one with a
+//! higher `seq`; a reader that remembered "the highest `seq` seen" would skip
+//! it forever. Each row therefore also records its transaction's id (`xid8`,
+//! which never wraps). A reader opens a REPEATABLE READ snapshot and takes
+//! that snapshot's `xmin`: every transaction with a smaller id has finished,
+//! and those that committed are visible in the snapshot. So the rows with
+//! `cursor <= xid < xmin` are complete and final; the reader returns them and
+//! `xmin` becomes the next cursor. A transaction still running holds `xmin`
+//! at or below its own id, so its rows, and those of every transaction with a
+//! larger id, wait for the next read: nothing is skipped, whatever order
+//! commits happen in. Writers are not serialized, so commits still group.
+//!
+//! The feed names entities, not their new values: a reader takes each named
+//! entity's state (or its absence) from the same snapshot, so applying a
+//! batch is idempotent and a batch is consistent in itself.
+//!
+//! Caveat: any transaction holding an id (keyfence's own writes are short,
+//! but also an idle-in-transaction session of another program on the same
+//! database) holds the feed back until it ends; the wake-up on its commit,
+//! or the polling fallback, then delivers everything.
+
+use std::collections::BTreeMap;
+
+use deadpool_postgres::{Object, Pool, Transaction};
+use keyfence_core::model::Alias;
+use keyfence_core::store::{DomainKeyRecord, Snapshot};
+use keyfence_core::{AliasName, KeyId, StoreError};
+use tokio_postgres::IsolationLevel;
+
+use super::error::{corrupt, db, pool as pool_err, release};
+use super::rows::{self, RevisionedKey};
+
+/// A position in the change feed: every change made by a transaction whose
+/// id is below it has been read. Only ever moves forward on one server; see
+/// [`ChangeBatch::rewound`] for a failover to a server that is behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct FeedCursor(u64);
+
+impl FeedCursor {
+    /// Before every change: reading from here returns the whole history still in the feed.
+    pub const START: Self = Self(0);
+
+    /// The cursor as a number (a PostgreSQL `xid8`), to persist it.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// A cursor persisted with [`as_u64`](Self::as_u64).
+    pub fn from_u64(v: u64) -> Self {
+        Self(v)
+    }
+}
+
+/// Everything the store holds, read in one snapshot, with the feed cursor
+/// from which changes after that snapshot are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaSeed {
+    /// Domain keys.
+    pub domain_keys: Vec<DomainKeyRecord>,
+    /// Keys with their versions and revisions.
+    pub keys: Vec<RevisionedKey>,
+    /// Aliases.
+    pub aliases: Vec<Alias>,
+    /// Read changes from here on with
+    /// [`PostgresStore::changes_since`](super::PostgresStore::changes_since).
+    /// Changes already in the seed may be delivered again; applying them is idempotent.
+    pub cursor: FeedCursor,
+}
+
+impl ReplicaSeed {
+    /// The core's [`Snapshot`], without revisions and cursor.
+    pub fn into_snapshot(self) -> Snapshot {
+        Snapshot {
+            domain_keys: self.domain_keys,
+            keys: self.keys.into_iter().map(|k| k.key).collect(),
+            aliases: self.aliases,
+        }
+    }
+}
+
+/// One changed entity and its state as of the batch's snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangedEntity {
+    /// A domain key (they are never removed).
+    DomainKey {
+        /// Its number.
+        id: u32,
+        /// Its record; `None` only if it was removed by hand.
+        current: Option<DomainKeyRecord>,
+    },
+    /// A key's metadata or versions.
+    Key {
+        /// The key.
+        id: KeyId,
+        /// Its state, `None` once deleted.
+        current: Option<Box<RevisionedKey>>,
+    },
+    /// An alias.
+    Alias {
+        /// Owning account.
+        account: String,
+        /// The alias name.
+        name: AliasName,
+        /// The alias, `None` once deleted.
+        current: Option<Alias>,
+    },
+}
+
+/// A changed entity with the feed position of its latest change in the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Feed sequence number of the entity's latest change in this batch;
+    /// changes are returned in increasing `seq`.
+    pub seq: i64,
+    /// The entity and its current state.
+    pub entity: ChangedEntity,
+}
+
+/// The result of one read of the feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeBatch {
+    /// The entities changed since the cursor, each once, in order of their latest change.
+    pub changes: Vec<Change>,
+    /// Where the next read starts.
+    pub cursor: FeedCursor,
+    /// The server is behind the cursor it was given (a failover to a
+    /// standby that had not received everything): the reader cannot know
+    /// what it holds that the server lost, and should reload everything with
+    /// [`PostgresStore::load_replica`](super::PostgresStore::load_replica).
+    pub rewound: bool,
+}
+
+/// Which entity a feed row names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum EntityRef {
+    DomainKey(i32),
+    Key(String),
+    Alias(String, String),
+}
+
+/// Opens a read-only REPEATABLE READ transaction and returns it with its snapshot's `xmin`.
+async fn snapshot(client: &mut Object) -> Result<(Transaction<'_>, u64), StoreError> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(db)?;
+    // The first statement fixes the transaction's snapshot; this reads its xmin.
+    let xmin: String = tx
+        .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text", &[])
+        .await
+        .map_err(db)?
+        .get(0);
+    let xmin = xmin.parse().map_err(|e| corrupt("snapshot xmin", e))?;
+    Ok((tx, xmin))
+}
+
+/// Reads everything in one snapshot.
+pub(crate) async fn seed(pool: Pool) -> Result<ReplicaSeed, StoreError> {
+    let mut client = pool.get().await.map_err(pool_err)?;
+    let result = seed_in(&mut client).await;
+    release(client, matches!(result, Err(StoreError::Backend(_))));
+    result
+}
+
+async fn seed_in(client: &mut Object) -> Result<ReplicaSeed, StoreError> {
+    let (tx, xmin) = snapshot(client).await?;
+    let seed = ReplicaSeed {
+        domain_keys: rows::domain_keys(&tx, None).await?,
+        keys: rows::keys(&tx, None).await?,
+        aliases: rows::aliases(&tx, None).await?,
+        cursor: FeedCursor(xmin),
+    };
+    tx.commit().await.map_err(db)?;
+    Ok(seed)
+}
+
+/// Reads the changes of transactions with ids in `[cursor, xmin)` and the
+/// changed entities' state, in one snapshot (see the module documentation).
+pub(crate) async fn changes_since(
+    pool: Pool,
+    cursor: FeedCursor,
+) -> Result<ChangeBatch, StoreError> {
+    let mut client = pool.get().await.map_err(pool_err)?;
+    let result = changes_in(&mut client, cursor).await;
+    release(client, matches!(result, Err(StoreError::Backend(_))));
+    result
+}
+
+async fn changes_in(client: &mut Object, cursor: FeedCursor) -> Result<ChangeBatch, StoreError> {
+    let (tx, xmin) = snapshot(client).await?;
+    let rewound = xmin < cursor.0;
+    let latest = window(&tx, cursor.0.min(xmin), xmin).await?;
+    let changes = resolve(&tx, latest).await?;
+    tx.commit().await.map_err(db)?;
+    Ok(ChangeBatch {
+        changes,
+        cursor: FeedCursor(xmin),
+        rewound,
+    })
+}
+
+/// The entities named by feed rows of transactions with ids in `[from, to)`,
+/// each with the `seq` of its latest row.
+async fn window(
+    tx: &Transaction<'_>,
+    from: u64,
+    to: u64,
+) -> Result<BTreeMap<EntityRef, i64>, StoreError> {
+    let rows = tx
+        .query(
+            "SELECT seq, entity, key_id, domain_key_id, account, alias_name FROM changes \
+             WHERE xid >= $1::text::xid8 AND xid < $2::text::xid8 ORDER BY seq",
+            &[&from.to_string(), &to.to_string()],
+        )
+        .await
+        .map_err(db)?;
+    let mut latest = BTreeMap::new();
+    for row in &rows {
+        let seq: i64 = row.get(0);
+        let entity: &str = row.get(1);
+        let named = match entity {
+            "key" => row.get::<_, Option<String>>(2).map(EntityRef::Key),
+            "domain_key" => row.get::<_, Option<i32>>(3).map(EntityRef::DomainKey),
+            "alias" => row
+                .get::<_, Option<String>>(4)
+                .zip(row.get::<_, Option<String>>(5))
+                .map(|(a, n)| EntityRef::Alias(a, n)),
+            _ => None,
+        }
+        .ok_or_else(|| corrupt("change feed row", format!("seq {seq}: {entity}")))?;
+        latest.insert(named, seq);
+    }
+    Ok(latest)
+}
+
+/// Reads the current state of each entity in `latest` and returns the
+/// changes in increasing `seq`.
+async fn resolve(
+    tx: &Transaction<'_>,
+    latest: BTreeMap<EntityRef, i64>,
+) -> Result<Vec<Change>, StoreError> {
+    let mut key_ids = Vec::new();
+    let mut domain_ids = Vec::new();
+    let (mut accounts, mut names) = (Vec::new(), Vec::new());
+    for entity in latest.keys() {
+        match entity {
+            EntityRef::Key(id) => key_ids.push(id.clone()),
+            EntityRef::DomainKey(id) => domain_ids.push(*id),
+            EntityRef::Alias(a, n) => {
+                accounts.push(a.clone());
+                names.push(n.clone());
+            }
+        }
+    }
+    let mut keys: BTreeMap<String, RevisionedKey> = BTreeMap::new();
+    if !key_ids.is_empty() {
+        for k in rows::keys(tx, Some(&key_ids)).await? {
+            keys.insert(k.key.metadata.id.to_string(), k);
+        }
+    }
+    let mut domain_keys: BTreeMap<i32, DomainKeyRecord> = BTreeMap::new();
+    if !domain_ids.is_empty() {
+        for d in rows::domain_keys(tx, Some(&domain_ids)).await? {
+            domain_keys.insert(rows::i32_of("domain key id", d.id)?, d);
+        }
+    }
+    let mut aliases: BTreeMap<(String, String), Alias> = BTreeMap::new();
+    if !accounts.is_empty() {
+        for a in rows::aliases(tx, Some((&accounts, &names))).await? {
+            aliases.insert((a.account.clone(), a.name.as_str().to_string()), a);
+        }
+    }
+
+    let mut changes = latest
+        .into_iter()
+        .map(|(entity, seq)| {
+            let entity = match entity {
+                EntityRef::Key(id) => ChangedEntity::Key {
+                    current: keys.remove(&id).map(Box::new),
+                    id: id.parse().map_err(|_| corrupt("change feed key id", &id))?,
+                },
+                EntityRef::DomainKey(id) => ChangedEntity::DomainKey {
+                    current: domain_keys.remove(&id),
+                    id: u32::try_from(id).map_err(|_| corrupt("change feed domain key", id))?,
+                },
+                EntityRef::Alias(account, name) => ChangedEntity::Alias {
+                    current: aliases.remove(&(account.clone(), name.clone())),
+                    name: AliasName::parse(&name).map_err(|e| corrupt("change feed alias", e))?,
+                    account,
+                },
+            };
+            Ok(Change { seq, entity })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    changes.sort_by_key(|c| c.seq);
+    Ok(changes)
+}

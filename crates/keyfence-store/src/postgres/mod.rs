@@ -1,0 +1,254 @@
+//! The PostgreSQL adapter: many keyfence nodes over one database.
+//!
+//! - Driver: `tokio-postgres` (async; multi-host connection strings with
+//!   `target_session_attrs=read-write` for failover; LISTEN/NOTIFY through the
+//!   connection's message stream), pooled by `deadpool-postgres`.
+//! - The port is synchronous: the store runs its own small tokio runtime and a
+//!   blocking call waits for its task on a channel, which works from any thread,
+//!   inside a runtime or not (a call from the store's own workers is refused
+//!   rather than deadlocking).
+//! - Schema: versioned migrations run at [`PostgresStore::connect`] under a
+//!   transaction-scoped advisory lock, recorded in `schema_migrations`.
+//! - Every write is one transaction committed with `synchronous_commit = on`.
+//!   Every key carries a revision for conditional writes
+//!   ([`PostgresStore::update_key_if_revision`]), and every state change
+//!   appends to a change feed in the same transaction, read with
+//!   [`PostgresStore::changes_since`] (see [`feed`] for why it never skips a
+//!   change) and woken by [`ChangeWaker`].
+//! - Needs PostgreSQL 13 or later (`xid8`, `pg_current_xact_id`).
+
+mod bridge;
+mod error;
+pub mod feed;
+mod rows;
+mod schema;
+mod waker;
+mod writes;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use keyfence_core::model::Alias;
+use keyfence_core::store::{DomainKeyRecord, Snapshot, VersionRecord};
+use keyfence_core::{KeyId, KeyMetadata, Store, StoreError};
+use tokio_postgres::NoTls;
+
+use bridge::Bridge;
+pub use error::ConditionalWriteError;
+pub use feed::{Change, ChangeBatch, ChangedEntity, FeedCursor, ReplicaSeed};
+pub use rows::RevisionedKey;
+pub use waker::ChangeWaker;
+use writes::Write;
+
+/// Tuning of a [`PostgresStore`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresOptions {
+    /// Most connections the pool holds.
+    pub pool_size: usize,
+    /// Bound on one store call: getting a connection, running, committing.
+    /// A write that times out may or may not have committed.
+    pub operation_timeout: Duration,
+    /// Bound on opening one connection (per host tried), unless the
+    /// connection string sets `connect_timeout`.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PostgresOptions {
+    fn default() -> Self {
+        Self {
+            pool_size: 16,
+            operation_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A [`Store`] in a PostgreSQL database, shared by any number of nodes.
+pub struct PostgresStore {
+    pool: Pool,
+    config: tokio_postgres::Config,
+    // Last: the runtime outlives everything that may still use it.
+    bridge: Bridge,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The configuration may hold a password: show only where it points.
+        f.debug_struct("PostgresStore")
+            .field("hosts", &self.config.get_hosts())
+            .field("dbname", &self.config.get_dbname())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PostgresStore {
+    /// Connects with default [`PostgresOptions`] and migrates the schema.
+    /// `url` is a libpq-style connection string, either key/value
+    /// (`host=db1,db2 dbname=keyfence target_session_attrs=read-write`) or a
+    /// URL (`postgres://keyfence@db1,db2/keyfence?target_session_attrs=read-write`).
+    pub fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_with(url, PostgresOptions::default())
+    }
+
+    /// Connects with `options` and migrates the schema.
+    pub fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+            StoreError::Backend(format!("invalid PostgreSQL connection string: {e}"))
+        })?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(options.connect_timeout);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("keyfence");
+        }
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(options.operation_timeout))
+            .create_timeout(Some(options.operation_timeout))
+            .recycle_timeout(Some(options.operation_timeout))
+            .post_create(Hook::async_fn(|client, _| {
+                Box::pin(async move {
+                    // Durable commits whatever the server's default.
+                    client
+                        .batch_execute("SET synchronous_commit = on")
+                        .await
+                        .map_err(HookError::Backend)
+                })
+            }))
+            .build()
+            .map_err(|e| StoreError::Backend(format!("PostgreSQL pool: {e}")))?;
+        let store = Self {
+            pool,
+            config,
+            bridge: Bridge::new(options.operation_timeout)?,
+        };
+        store.run("migrate", schema::migrate)?;
+        Ok(store)
+    }
+
+    /// The schema version this build migrates databases to.
+    pub const SCHEMA_VERSION: i32 = schema::LATEST;
+
+    fn run<T, E, F>(&self, what: &'static str, work: impl FnOnce(Pool) -> F) -> Result<T, E>
+    where
+        F: std::future::Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        self.bridge.run(what, work(self.pool.clone()))
+    }
+
+    fn write(&self, what: &'static str, write: Write) -> Result<(), StoreError> {
+        self.run(what, |pool| writes::write(pool, write))
+    }
+
+    /// Everything, read in one snapshot, with each key's revision and the
+    /// feed cursor to follow changes from.
+    pub fn load_replica(&self) -> Result<ReplicaSeed, StoreError> {
+        self.run("load", feed::seed)
+    }
+
+    /// The entities changed since `cursor`, with their current state, and
+    /// the cursor to read from next. Never skips a change, whatever order
+    /// the writing transactions committed in (see [`feed`]).
+    pub fn changes_since(&self, cursor: FeedCursor) -> Result<ChangeBatch, StoreError> {
+        self.run("read the change feed", move |pool| {
+            feed::changes_since(pool, cursor)
+        })
+    }
+
+    /// A waker for a feed reader, listening on its own connection. It runs
+    /// on the store's runtime: once the store is dropped it no longer wakes,
+    /// and waits only time out.
+    pub fn change_waker(&self) -> ChangeWaker {
+        ChangeWaker::spawn(self.bridge.handle(), self.config.clone())
+    }
+
+    /// Replaces a key's metadata only if its stored revision is still
+    /// `expected` (optimistic concurrency); returns the new revision, or
+    /// [`ConditionalWriteError::Stale`] if another change came first.
+    pub fn update_key_if_revision(
+        &self,
+        key: &KeyMetadata,
+        expected: i64,
+    ) -> Result<i64, ConditionalWriteError> {
+        let key = key.clone();
+        self.run("conditional key update", move |pool| {
+            writes::update_key_if_revision(pool, key, expected)
+        })
+    }
+
+    /// A key's stored revision, `None` if it does not exist.
+    pub fn key_revision(&self, id: &KeyId) -> Result<Option<i64>, StoreError> {
+        let id = *id;
+        self.run("read a revision", move |pool| {
+            writes::key_revision(pool, id)
+        })
+    }
+}
+
+impl Store for PostgresStore {
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        self.load_replica().map(ReplicaSeed::into_snapshot)
+    }
+
+    fn insert_domain_key(&self, key: &DomainKeyRecord) -> Result<(), StoreError> {
+        self.write("insert domain key", Write::DomainKey(key.clone()))
+    }
+
+    fn insert_key(&self, key: &KeyMetadata, versions: &[VersionRecord]) -> Result<(), StoreError> {
+        self.write(
+            "insert key",
+            Write::InsertKey(key.clone(), versions.to_vec()),
+        )
+    }
+
+    fn update_key(&self, key: &KeyMetadata) -> Result<(), StoreError> {
+        self.write("update key", Write::UpdateKey(key.clone()))
+    }
+
+    fn add_version(&self, key: &KeyMetadata, version: &VersionRecord) -> Result<(), StoreError> {
+        self.write(
+            "add version",
+            Write::AddVersion(key.clone(), version.clone()),
+        )
+    }
+
+    fn replace_versions(
+        &self,
+        key: &KeyMetadata,
+        versions: &[VersionRecord],
+    ) -> Result<(), StoreError> {
+        self.write(
+            "replace versions",
+            Write::ReplaceVersions(key.clone(), versions.to_vec()),
+        )
+    }
+
+    fn delete_key(&self, id: &KeyId) -> Result<(), StoreError> {
+        self.write("delete key", Write::DeleteKey(*id))
+    }
+
+    fn insert_alias(&self, alias: &Alias) -> Result<(), StoreError> {
+        self.write("insert alias", Write::InsertAlias(alias.clone()))
+    }
+
+    fn update_alias(&self, alias: &Alias) -> Result<(), StoreError> {
+        self.write("update alias", Write::UpdateAlias(alias.clone()))
+    }
+
+    fn delete_alias(&self, account: &str, name: &str) -> Result<(), StoreError> {
+        self.write(
+            "delete alias",
+            Write::DeleteAlias(account.to_string(), name.to_string()),
+        )
+    }
+}

@@ -1,0 +1,26 @@
+//! Test harness for keyfence, used only as a dev-dependency.
+//!
+//! [`TempPostgres`] is a real PostgreSQL server started for one test: `initdb`
+//! on a temporary directory, `pg_ctl` on a free loopback port, `fsync` on,
+//! stopped and removed when dropped. It can be killed with SIGKILL, stopped and
+//! started again on the same data directory, and given a streaming standby
+//! (optionally synchronous) that can be promoted.
+//!
+//! PostgreSQL refuses to run as root. When the tests run as root (as in CI),
+//! every server program is started as the `postgres` OS user through
+//! `runuser -u postgres --`, and the temporary directory (under `/tmp`, which
+//! that user can reach) is handed to it with `chown`; as any other user the
+//! programs run as that user, under `$TMPDIR`.
+//!
+//! The server programs are found in `$KEYFENCE_PG_BIN`, else in the newest
+//! Debian `/usr/lib/postgresql/<major>/bin`, else on `PATH`. If they are
+//! missing, starting a server fails (it does not skip) with an error naming
+//! `scripts/setup-postgres.sh`, which installs them.
+
+mod bin;
+mod error;
+mod process;
+mod server;
+
+pub use error::PgError;
+pub use server::TempPostgres;
