@@ -12,86 +12,186 @@ use serde_json::{json, Value};
 use super::wire::{b64, date, parse, Blob};
 use super::ApiError;
 
-/// Operations served without touching storage on the common path; the rest
-/// may block on a durable write and run on the blocking pool.
-pub fn is_read_path(operation: &str) -> bool {
-    matches!(
-        operation,
-        "Encrypt"
-            | "Decrypt"
-            | "ReEncrypt"
-            | "GenerateDataKey"
-            | "GenerateDataKeyWithoutPlaintext"
-            | "GenerateRandom"
-            | "DescribeKey"
-            | "ListKeys"
-            | "ListAliases"
-            | "ListResourceTags"
-            | "GetKeyRotationStatus"
-            | "ListKeyRotations"
-            | "Sign"
-            | "Verify"
-            | "GetPublicKey"
-            | "GenerateMac"
-            | "VerifyMac"
-            | "Encapsulate"
-            | "Decapsulate"
-            | "DeriveSharedSecret"
+/// One KMS operation: its wire name, where it runs, whether it honours
+/// `DryRun`, and its handler. [`OPERATIONS`] holds one row per operation; the
+/// dispatcher and the metrics labels both read it.
+pub struct Operation {
+    /// The name in `X-Amz-Target: TrentService.<name>`, also its metrics label.
+    pub name: &'static str,
+    /// Whether it may block its thread (a durable write, key generation), and
+    /// so runs on the blocking pool instead of an async worker.
+    pub may_block: bool,
+    /// Whether its request has a `DryRun` member (every such operation is free
+    /// of side effects here, so a dry run is the real checks without a result).
+    pub dry_run: bool,
+    handler: Handler,
+}
+
+impl std::fmt::Debug for Operation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Operation")
+            .field("name", &self.name)
+            .field("may_block", &self.may_block)
+            .field("dry_run", &self.dry_run)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses the body into the operation's input and runs it.
+type Handler = fn(&Ops<'_>, &[u8]) -> Result<Value, ApiError>;
+
+/// Runs on an async worker.
+const WORKER: bool = false;
+/// Runs on the blocking pool.
+const BLOCKING: bool = true;
+/// Honours `DryRun`.
+const DRY_RUN: bool = true;
+/// Has no `DryRun` member.
+const NO_DRY_RUN: bool = false;
+
+const fn op(name: &'static str, may_block: bool, dry_run: bool, handler: Handler) -> Operation {
+    Operation {
+        name,
+        may_block,
+        dry_run,
+        handler,
+    }
+}
+
+/// Every operation this node serves, one row each.
+pub static OPERATIONS: &[Operation] = &[
+    // Key lifecycle.
+    op("CreateKey", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.create_key(parse(b)?)
+    }),
+    op("DescribeKey", WORKER, NO_DRY_RUN, |o, b| {
+        o.describe_key(parse(b)?)
+    }),
+    op("ListKeys", WORKER, NO_DRY_RUN, |o, b| {
+        o.list_keys(parse(b)?)
+    }),
+    op("UpdateKeyDescription", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.update_key_description(parse(b)?)
+    }),
+    op("EnableKey", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.key_only(parse(b)?, Kms::enable_key)
+    }),
+    op("DisableKey", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.key_only(parse(b)?, Kms::disable_key)
+    }),
+    op("ScheduleKeyDeletion", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.schedule_key_deletion(parse(b)?)
+    }),
+    op("CancelKeyDeletion", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.cancel_key_deletion(parse(b)?)
+    }),
+    // Aliases.
+    op("CreateAlias", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.alias(parse(b)?, Kms::create_alias)
+    }),
+    op("UpdateAlias", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.alias(parse(b)?, Kms::update_alias)
+    }),
+    op("DeleteAlias", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.delete_alias(parse(b)?)
+    }),
+    op("ListAliases", WORKER, NO_DRY_RUN, |o, b| {
+        o.list_aliases(parse(b)?)
+    }),
+    // Symmetric cryptography and data keys.
+    op("Encrypt", WORKER, DRY_RUN, |o, b| o.encrypt(parse(b)?)),
+    op("Decrypt", WORKER, DRY_RUN, |o, b| o.decrypt(parse(b)?)),
+    op("ReEncrypt", WORKER, DRY_RUN, |o, b| o.re_encrypt(parse(b)?)),
+    op("GenerateDataKey", WORKER, DRY_RUN, |o, b| {
+        o.generate_data_key(parse(b)?, true)
+    }),
+    op(
+        "GenerateDataKeyWithoutPlaintext",
+        WORKER,
+        DRY_RUN,
+        |o, b| o.generate_data_key(parse(b)?, false),
+    ),
+    op("GenerateRandom", WORKER, NO_DRY_RUN, |o, b| {
+        o.generate_random(parse(b)?)
+    }),
+    // Rotation.
+    op("EnableKeyRotation", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.enable_key_rotation(parse(b)?)
+    }),
+    op("DisableKeyRotation", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.key_only(parse(b)?, Kms::disable_key_rotation)
+    }),
+    op("GetKeyRotationStatus", WORKER, NO_DRY_RUN, |o, b| {
+        o.get_key_rotation_status(parse(b)?)
+    }),
+    op("RotateKeyOnDemand", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.rotate_key_on_demand(parse(b)?)
+    }),
+    op("ListKeyRotations", WORKER, NO_DRY_RUN, |o, b| {
+        o.list_key_rotations(parse(b)?)
+    }),
+    // Tags.
+    op("TagResource", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.tag_resource(parse(b)?)
+    }),
+    op("UntagResource", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.untag_resource(parse(b)?)
+    }),
+    op("ListResourceTags", WORKER, NO_DRY_RUN, |o, b| {
+        o.list_resource_tags(parse(b)?)
+    }),
+    // Asymmetric, HMAC and KEM keys.
+    op("Sign", WORKER, DRY_RUN, |o, b| o.sign(parse(b)?)),
+    op("Verify", WORKER, DRY_RUN, |o, b| o.verify(parse(b)?)),
+    op("GetPublicKey", WORKER, NO_DRY_RUN, |o, b| {
+        o.get_public_key(parse(b)?)
+    }),
+    op("GenerateMac", WORKER, DRY_RUN, |o, b| {
+        o.generate_mac(parse(b)?)
+    }),
+    op("VerifyMac", WORKER, DRY_RUN, |o, b| o.verify_mac(parse(b)?)),
+    op("Encapsulate", WORKER, DRY_RUN, |o, b| {
+        o.encapsulate(parse(b)?)
+    }),
+    op("Decapsulate", WORKER, DRY_RUN, |o, b| {
+        o.decapsulate(parse(b)?)
+    }),
+    op("DeriveSharedSecret", WORKER, DRY_RUN, |o, b| {
+        o.derive_shared_secret(parse(b)?)
+    }),
+    op("GenerateDataKeyPair", BLOCKING, DRY_RUN, |o, b| {
+        o.generate_data_key_pair(parse(b)?, true)
+    }),
+    op(
+        "GenerateDataKeyPairWithoutPlaintext",
+        BLOCKING,
+        DRY_RUN,
+        |o, b| o.generate_data_key_pair(parse(b)?, false),
+    ),
+    // Imported key material.
+    op("GetParametersForImport", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.get_parameters_for_import(parse(b)?)
+    }),
+    op("ImportKeyMaterial", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.import_key_material(parse(b)?)
+    }),
+    op("DeleteImportedKeyMaterial", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.delete_imported_key_material(parse(b)?)
+    }),
+];
+
+/// The row of `name`, if this node serves it.
+pub fn operation(name: &str) -> Option<&'static Operation> {
+    OPERATIONS.iter().find(|o| o.name == name)
+}
+
+/// UnknownOperationException for a name no row has.
+pub fn unknown_operation(name: &str) -> ApiError {
+    ApiError::new(
+        "UnknownOperationException",
+        format!("Operation {name} is not supported by keyfence"),
     )
 }
-
-/// Every operation this node serves.
-const OPERATIONS: &[&str] = &[
-    "CreateKey",
-    "DescribeKey",
-    "ListKeys",
-    "UpdateKeyDescription",
-    "EnableKey",
-    "DisableKey",
-    "ScheduleKeyDeletion",
-    "CancelKeyDeletion",
-    "CreateAlias",
-    "UpdateAlias",
-    "DeleteAlias",
-    "ListAliases",
-    "Encrypt",
-    "Decrypt",
-    "ReEncrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "GenerateRandom",
-    "EnableKeyRotation",
-    "DisableKeyRotation",
-    "GetKeyRotationStatus",
-    "RotateKeyOnDemand",
-    "ListKeyRotations",
-    "TagResource",
-    "UntagResource",
-    "ListResourceTags",
-];
-
-/// Whether `operation` is one this node serves (bounded metric labels).
-pub fn is_known(operation: &str) -> bool {
-    OPERATIONS.contains(&operation)
-}
-
-/// Operations whose request has a `DryRun` member (all free of side effects here).
-const DRY_RUN_OPERATIONS: &[&str] = &[
-    "Encrypt",
-    "Decrypt",
-    "ReEncrypt",
-    "GenerateDataKey",
-    "GenerateDataKeyWithoutPlaintext",
-    "GenerateDataKeyPair",
-    "GenerateDataKeyPairWithoutPlaintext",
-    "Sign",
-    "Verify",
-    "GenerateMac",
-    "VerifyMac",
-    "Encapsulate",
-    "Decapsulate",
-    "DeriveSharedSecret",
-];
 
 #[derive(Deserialize)]
 struct DryRunFlag {
@@ -100,8 +200,8 @@ struct DryRunFlag {
 }
 
 /// Whether the request asks for a dry run (only looked for when the body names it).
-fn is_dry_run(operation: &str, body: &[u8]) -> Result<bool, ApiError> {
-    if !DRY_RUN_OPERATIONS.contains(&operation) || !body.windows(6).any(|w| w == b"DryRun") {
+fn is_dry_run(operation: &Operation, body: &[u8]) -> Result<bool, ApiError> {
+    if !operation.dry_run || !body.windows(6).any(|w| w == b"DryRun") {
         return Ok(false);
     }
     Ok(parse::<DryRunFlag>(body)?.dry_run.unwrap_or(false))
@@ -109,9 +209,14 @@ fn is_dry_run(operation: &str, body: &[u8]) -> Result<bool, ApiError> {
 
 /// Runs one operation for a caller in `account`, returning the response document.
 /// With `DryRun`, every check runs and success is reported as DryRunOperationException.
-pub fn handle(kms: &Kms, account: &str, operation: &str, body: &[u8]) -> Result<Value, ApiError> {
+pub fn handle(
+    kms: &Kms,
+    account: &str,
+    operation: &Operation,
+    body: &[u8],
+) -> Result<Value, ApiError> {
     let dry_run = is_dry_run(operation, body)?;
-    let result = run(kms, account, operation, body);
+    let result = (operation.handler)(&Ops { kms, account }, body);
     match result {
         Ok(_) if dry_run => Err(ApiError {
             status: 412,
@@ -119,55 +224,6 @@ pub fn handle(kms: &Kms, account: &str, operation: &str, body: &[u8]) -> Result<
             message: "The request would have succeeded, but the DryRun option is set.".into(),
         }),
         other => other,
-    }
-}
-
-fn run(kms: &Kms, account: &str, operation: &str, body: &[u8]) -> Result<Value, ApiError> {
-    let ops = Ops { kms, account };
-    match operation {
-        "CreateKey" => ops.create_key(parse(body)?),
-        "DescribeKey" => ops.describe_key(parse(body)?),
-        "ListKeys" => ops.list_keys(parse(body)?),
-        "UpdateKeyDescription" => ops.update_key_description(parse(body)?),
-        "EnableKey" => ops.key_only(parse(body)?, Kms::enable_key),
-        "DisableKey" => ops.key_only(parse(body)?, Kms::disable_key),
-        "ScheduleKeyDeletion" => ops.schedule_key_deletion(parse(body)?),
-        "CancelKeyDeletion" => ops.cancel_key_deletion(parse(body)?),
-        "CreateAlias" => ops.alias(parse(body)?, Kms::create_alias),
-        "UpdateAlias" => ops.alias(parse(body)?, Kms::update_alias),
-        "DeleteAlias" => ops.delete_alias(parse(body)?),
-        "ListAliases" => ops.list_aliases(parse(body)?),
-        "Encrypt" => ops.encrypt(parse(body)?),
-        "Decrypt" => ops.decrypt(parse(body)?),
-        "ReEncrypt" => ops.re_encrypt(parse(body)?),
-        "GenerateDataKey" => ops.generate_data_key(parse(body)?, true),
-        "GenerateDataKeyWithoutPlaintext" => ops.generate_data_key(parse(body)?, false),
-        "GenerateRandom" => ops.generate_random(parse(body)?),
-        "EnableKeyRotation" => ops.enable_key_rotation(parse(body)?),
-        "DisableKeyRotation" => ops.key_only(parse(body)?, Kms::disable_key_rotation),
-        "GetKeyRotationStatus" => ops.get_key_rotation_status(parse(body)?),
-        "RotateKeyOnDemand" => ops.rotate_key_on_demand(parse(body)?),
-        "ListKeyRotations" => ops.list_key_rotations(parse(body)?),
-        "TagResource" => ops.tag_resource(parse(body)?),
-        "UntagResource" => ops.untag_resource(parse(body)?),
-        "ListResourceTags" => ops.list_resource_tags(parse(body)?),
-        "Sign" => ops.sign(parse(body)?),
-        "Verify" => ops.verify(parse(body)?),
-        "GetPublicKey" => ops.get_public_key(parse(body)?),
-        "GenerateMac" => ops.generate_mac(parse(body)?),
-        "VerifyMac" => ops.verify_mac(parse(body)?),
-        "Encapsulate" => ops.encapsulate(parse(body)?),
-        "Decapsulate" => ops.decapsulate(parse(body)?),
-        "DeriveSharedSecret" => ops.derive_shared_secret(parse(body)?),
-        "GenerateDataKeyPair" => ops.generate_data_key_pair(parse(body)?, true),
-        "GenerateDataKeyPairWithoutPlaintext" => ops.generate_data_key_pair(parse(body)?, false),
-        "GetParametersForImport" => ops.get_parameters_for_import(parse(body)?),
-        "ImportKeyMaterial" => ops.import_key_material(parse(body)?),
-        "DeleteImportedKeyMaterial" => ops.delete_imported_key_material(parse(body)?),
-        other => Err(ApiError::new(
-            "UnknownOperationException",
-            format!("Operation {other} is not supported by keyfence"),
-        )),
     }
 }
 
@@ -955,5 +1011,49 @@ impl Ops<'_> {
             .delete_imported_key_material(self.account, &i.key_id)?;
         tracing::info!(key_id = %meta.id, "imported key material deleted");
         Ok(json!({ "KeyId": meta.arn() }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use keyfence_core::{LocalRootKey, SystemClock};
+    use keyfence_crypto::SymmetricKey;
+    use keyfence_store::SqliteStore;
+
+    use super::*;
+
+    fn kms(dir: &std::path::Path) -> Kms {
+        let store = SqliteStore::open(&dir.join("keyfence.db")).unwrap();
+        let root = LocalRootKey::new(SymmetricKey::generate().unwrap());
+        Kms::open(Arc::new(store), &root, Arc::new(SystemClock), "us-east-1").unwrap()
+    }
+
+    #[test]
+    fn table_rows_are_unique_and_found_by_name() {
+        let names: HashSet<&str> = OPERATIONS.iter().map(|o| o.name).collect();
+        assert_eq!(names.len(), OPERATIONS.len(), "one row per operation");
+        for op in OPERATIONS {
+            assert!(std::ptr::eq(operation(op.name).unwrap(), op));
+        }
+        assert!(operation("MadeUpOperation").is_none());
+        assert!(operation("encrypt").is_none(), "names are case-sensitive");
+    }
+
+    #[test]
+    fn every_row_is_dispatched_to_its_handler() {
+        let dir = tempfile::tempdir().unwrap();
+        let kms = kms(dir.path());
+        for op in OPERATIONS {
+            // An empty input reaches the handler, which names what is missing
+            // (or, for the operations without required members, answers).
+            let result = handle(&kms, "111122223333", op, b"{}");
+            if let Err(e) = &result {
+                assert_ne!(e.code, "UnknownOperationException", "{}", op.name);
+                assert!(e.status < 500, "{}: {e:?}", op.name);
+            }
+        }
     }
 }
