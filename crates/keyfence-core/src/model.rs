@@ -62,6 +62,16 @@ impl KeySpec {
         }
     }
 
+    /// Whether private-key operations with keys of this spec take long enough
+    /// (milliseconds: RSA, ML-DSA) to be kept off an async worker.
+    pub fn is_cpu_heavy(self) -> bool {
+        use asym::KeySpec::*;
+        matches!(
+            self,
+            Self::Asymmetric(Rsa2048 | Rsa3072 | Rsa4096 | MlDsa44 | MlDsa65 | MlDsa87)
+        )
+    }
+
     /// The asymmetric spec, if this is not a symmetric key.
     pub fn asymmetric(self) -> Option<asym::KeySpec> {
         match self {

@@ -142,20 +142,21 @@ async fn serve(
     match protocol {
         Protocol::Kms(name) => {
             let op = api::kms::operation(name).ok_or_else(|| api::kms::unknown_operation(name))?;
-            let value = if !op.may_block {
-                api::kms::handle(&state.kms, &caller.account_id, op, &body)?
-            } else {
-                let (state, account) = (Arc::clone(state), caller.account_id.clone());
-                tokio::task::spawn_blocking(move || {
-                    api::kms::handle(&state.kms, &account, op, &body)
-                })
-                .await
-                .map_err(|_| {
-                    ApiError::from(keyfence_core::KmsError::Internal(
-                        "request task failed".into(),
-                    ))
-                })??
-            };
+            let value =
+                if !api::kms::runs_on_blocking_pool(&state.kms, &caller.account_id, op, &body) {
+                    api::kms::handle(&state.kms, &caller.account_id, op, &body)?
+                } else {
+                    let (state, account) = (Arc::clone(state), caller.account_id.clone());
+                    tokio::task::spawn_blocking(move || {
+                        api::kms::handle(&state.kms, &account, op, &body)
+                    })
+                    .await
+                    .map_err(|_| {
+                        ApiError::from(keyfence_core::KmsError::Internal(
+                            "request task failed".into(),
+                        ))
+                    })??
+                };
             let body = serde_json::to_vec(&value).expect("JSON values serialize");
             Ok(("application/x-amz-json-1.1", body))
         }

@@ -240,7 +240,7 @@ impl Kms {
         let now = self.now();
         let (model, valid_to) = expiry(now, valid_to, expiration_model)?;
         let _w = self.lock_writer();
-        let key = self.resolve_locked(account, key_ref)?;
+        let key = self.resolve_key(account, key_ref)?;
         let mut meta = key.meta.clone();
         require_external(&meta)?;
         require_not_pending_deletion(&meta)?;
@@ -326,7 +326,7 @@ impl Kms {
         key_ref: &str,
     ) -> Result<KeyMetadata, KmsError> {
         let _w = self.lock_writer();
-        let key = self.resolve_locked(account, key_ref)?;
+        let key = self.resolve_key(account, key_ref)?;
         require_external(&key.meta)?;
         require_not_pending_deletion(&key.meta)?;
         self.drop_imported_material(&key)

@@ -178,31 +178,13 @@ impl Kms {
         change: impl FnOnce(&mut KeyMetadata) -> Result<(), KmsError>,
     ) -> Result<KeyMetadata, KmsError> {
         let _w = self.lock_writer();
-        let key = self.resolve_locked(account, key_ref)?;
+        let key = self.resolve_key(account, key_ref)?;
         let mut meta = key.meta.clone();
         change(&mut meta)?;
         if meta == key.meta {
             return Ok(meta);
         }
         self.commit_metadata(&key, meta)
-    }
-
-    /// Like `resolve`, for callers already holding the writer lock: a key due
-    /// for destruction is reported missing (the reaper destroys it later).
-    pub(super) fn resolve_locked(
-        &self,
-        account: &str,
-        key_ref: &str,
-    ) -> Result<std::sync::Arc<CachedKey>, KmsError> {
-        super::reject_alias(key_ref)?;
-        let key = self.resolve_without_reaping(account, key_ref)?;
-        if key.meta.is_due_for_destruction(self.now()) {
-            return Err(KmsError::NotFound(format!(
-                "Key '{}' does not exist",
-                key.meta.arn()
-            )));
-        }
-        Ok(key)
     }
 
     /// UpdateKeyDescription.

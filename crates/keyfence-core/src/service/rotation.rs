@@ -110,7 +110,7 @@ impl Kms {
         key_ref: &str,
     ) -> Result<KeyMetadata, KmsError> {
         let _w = self.lock_writer();
-        let key = self.resolve_locked(account, key_ref)?;
+        let key = self.resolve_key(account, key_ref)?;
         require_enabled(&key.meta)?;
         require_rotatable(&key.meta)?;
         let on_demand = key

@@ -376,7 +376,7 @@ fn states_are_enforced() {
 }
 
 #[test]
-fn key_past_its_deletion_date_is_destroyed() {
+fn key_past_its_deletion_date_answers_as_destroyed_and_the_sweeper_destroys_it() {
     let f = Fixture::new();
     let id = f.key().id.to_string();
     f.kms.create_alias(A, "alias/doomed", &id).unwrap();
@@ -400,16 +400,29 @@ fn key_past_its_deletion_date_is_destroyed() {
         f.kms.describe_key(A, &id),
         Err(KmsError::NotFound(_))
     ));
-    assert!(
-        f.store.0.lock().unwrap().keys.is_empty(),
-        "material must be gone from the store"
-    );
+    assert!(matches!(
+        f.kms.encrypt(A, "alias/doomed", b"x", &ctx(&[]), None),
+        Err(KmsError::NotFound(_))
+    ));
+    assert!(f.kms.list_keys(A, None, None).unwrap().items.is_empty());
     assert!(f
         .kms
         .list_aliases(A, None, None, None)
         .unwrap()
         .items
         .is_empty());
+    assert_eq!(
+        f.store.0.lock().unwrap().keys.len(),
+        1,
+        "requests never write: the key is still stored until the sweeper runs"
+    );
+    assert_eq!(f.kms.run_due_tasks().unwrap(), 1);
+    assert!(
+        f.store.0.lock().unwrap().keys.is_empty(),
+        "material must be gone from the store"
+    );
+    assert!(f.store.0.lock().unwrap().aliases.is_empty());
+    assert_eq!(f.kms.run_due_tasks().unwrap(), 0);
     let f = f.restart();
     assert!(matches!(
         f.kms.describe_key(A, &id),

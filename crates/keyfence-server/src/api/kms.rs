@@ -18,9 +18,9 @@ use super::ApiError;
 pub struct Operation {
     /// The name in `X-Amz-Target: TrentService.<name>`, also its metrics label.
     pub name: &'static str,
-    /// Whether it may block its thread (a durable write, key generation), and
-    /// so runs on the blocking pool instead of an async worker.
-    pub may_block: bool,
+    /// Whether it may block its thread, and so runs on the blocking pool
+    /// instead of an async worker.
+    pub runs: Runs,
     /// Whether its request has a `DryRun` member (every such operation is free
     /// of side effects here, so a dry run is the real checks without a result).
     pub dry_run: bool,
@@ -31,7 +31,7 @@ impl std::fmt::Debug for Operation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Operation")
             .field("name", &self.name)
-            .field("may_block", &self.may_block)
+            .field("runs", &self.runs)
             .field("dry_run", &self.dry_run)
             .finish_non_exhaustive()
     }
@@ -40,19 +40,34 @@ impl std::fmt::Debug for Operation {
 /// Parses the body into the operation's input and runs it.
 type Handler = fn(&Ops<'_>, &[u8]) -> Result<Value, ApiError>;
 
-/// Runs on an async worker.
-const WORKER: bool = false;
-/// Runs on the blocking pool.
-const BLOCKING: bool = true;
+/// Where an operation runs. Writes and CPU-heavy work (key generation, RSA and
+/// ML-DSA private-key operations) go to the blocking pool, so that one slow
+/// request cannot stall the other connections of an async worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runs {
+    /// On the async worker: no durable write, little CPU.
+    Worker,
+    /// On the blocking pool: a durable write or key generation.
+    BlockingPool,
+    /// On the blocking pool when a key the request names is CPU-heavy
+    /// ([`Kms::is_cpu_heavy_key`]), on the worker otherwise (the symmetric and
+    /// elliptic-curve common path pays no thread hand-off).
+    BlockingPoolForHeavyKeys,
+}
+
+/// Short names for the table.
+const WORKER: Runs = Runs::Worker;
+const BLOCKING: Runs = Runs::BlockingPool;
+const HEAVY_KEY: Runs = Runs::BlockingPoolForHeavyKeys;
 /// Honours `DryRun`.
 const DRY_RUN: bool = true;
 /// Has no `DryRun` member.
 const NO_DRY_RUN: bool = false;
 
-const fn op(name: &'static str, may_block: bool, dry_run: bool, handler: Handler) -> Operation {
+const fn op(name: &'static str, runs: Runs, dry_run: bool, handler: Handler) -> Operation {
     Operation {
         name,
-        may_block,
+        runs,
         dry_run,
         handler,
     }
@@ -100,8 +115,10 @@ pub static OPERATIONS: &[Operation] = &[
     }),
     // Symmetric cryptography and data keys.
     op("Encrypt", WORKER, DRY_RUN, |o, b| o.encrypt(parse(b)?)),
-    op("Decrypt", WORKER, DRY_RUN, |o, b| o.decrypt(parse(b)?)),
-    op("ReEncrypt", WORKER, DRY_RUN, |o, b| o.re_encrypt(parse(b)?)),
+    op("Decrypt", HEAVY_KEY, DRY_RUN, |o, b| o.decrypt(parse(b)?)),
+    op("ReEncrypt", HEAVY_KEY, DRY_RUN, |o, b| {
+        o.re_encrypt(parse(b)?)
+    }),
     op("GenerateDataKey", WORKER, DRY_RUN, |o, b| {
         o.generate_data_key(parse(b)?, true)
     }),
@@ -141,7 +158,7 @@ pub static OPERATIONS: &[Operation] = &[
         o.list_resource_tags(parse(b)?)
     }),
     // Asymmetric, HMAC and KEM keys.
-    op("Sign", WORKER, DRY_RUN, |o, b| o.sign(parse(b)?)),
+    op("Sign", HEAVY_KEY, DRY_RUN, |o, b| o.sign(parse(b)?)),
     op("Verify", WORKER, DRY_RUN, |o, b| o.verify(parse(b)?)),
     op("GetPublicKey", WORKER, NO_DRY_RUN, |o, b| {
         o.get_public_key(parse(b)?)
@@ -191,6 +208,32 @@ pub fn unknown_operation(name: &str) -> ApiError {
         "UnknownOperationException",
         format!("Operation {name} is not supported by keyfence"),
     )
+}
+
+/// The members through which a request may name the key it uses.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct NamedKeys {
+    key_id: Option<String>,
+    source_key_id: Option<String>,
+    destination_key_id: Option<String>,
+}
+
+/// Whether this request runs on the blocking pool (see [`Runs`]). A body that
+/// does not parse runs on the worker, where it is refused at once.
+pub fn runs_on_blocking_pool(kms: &Kms, account: &str, operation: &Operation, body: &[u8]) -> bool {
+    match operation.runs {
+        Runs::Worker => false,
+        Runs::BlockingPool => true,
+        Runs::BlockingPoolForHeavyKeys => serde_json::from_slice::<NamedKeys>(body)
+            .ok()
+            .is_some_and(|n| {
+                [n.key_id, n.source_key_id, n.destination_key_id]
+                    .iter()
+                    .flatten()
+                    .any(|k| kms.is_cpu_heavy_key(account, k))
+            }),
+    }
 }
 
 #[derive(Deserialize)]
@@ -1055,5 +1098,67 @@ mod tests {
                 assert!(e.status < 500, "{}: {e:?}", op.name);
             }
         }
+    }
+
+    #[test]
+    fn heavy_keys_go_to_the_blocking_pool() {
+        let dir = tempfile::tempdir().unwrap();
+        let kms = kms(dir.path());
+        let account = "111122223333";
+        let create = |spec: &str, usage: &str| {
+            let meta = kms
+                .create_key(
+                    account,
+                    keyfence_core::service::CreateKeyInput {
+                        key_spec: Some(spec.into()),
+                        key_usage: Some(usage.into()),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            meta.id.to_string()
+        };
+        let rsa_sign = create("RSA_2048", "SIGN_VERIFY");
+        let rsa_encrypt = create("RSA_2048", "ENCRYPT_DECRYPT");
+        let ml_dsa = create("ML_DSA_44", "SIGN_VERIFY");
+        let ecc = create("ECC_NIST_P256", "SIGN_VERIFY");
+        let symmetric = create("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT");
+        let on_pool = |name: &str, body: Value| {
+            runs_on_blocking_pool(
+                &kms,
+                account,
+                operation(name).unwrap(),
+                &serde_json::to_vec(&body).unwrap(),
+            )
+        };
+        assert!(on_pool("Sign", json!({"KeyId": rsa_sign})));
+        assert!(on_pool("Sign", json!({"KeyId": ml_dsa})));
+        assert!(!on_pool("Sign", json!({"KeyId": ecc})));
+        assert!(on_pool("Decrypt", json!({"KeyId": rsa_encrypt})));
+        assert!(!on_pool("Decrypt", json!({"KeyId": symmetric})));
+        assert!(!on_pool("Decrypt", json!({"CiphertextBlob": "AAAA"})));
+        assert!(on_pool(
+            "ReEncrypt",
+            json!({"SourceKeyId": rsa_encrypt, "DestinationKeyId": symmetric})
+        ));
+        assert!(on_pool(
+            "ReEncrypt",
+            json!({"DestinationKeyId": rsa_encrypt})
+        ));
+        assert!(!on_pool(
+            "ReEncrypt",
+            json!({"DestinationKeyId": symmetric})
+        ));
+        assert!(
+            !on_pool("Sign", json!({"KeyId": 7})),
+            "unparsable: refused on the worker"
+        );
+        assert!(!on_pool("Encrypt", json!({"KeyId": rsa_encrypt})));
+        assert!(on_pool("GenerateDataKeyPair", json!({"KeyId": symmetric})));
+        assert!(on_pool("CreateKey", json!({})));
+        assert!(!on_pool(
+            "Sign",
+            json!({"KeyId": rsa_sign.replace('-', "")})
+        ));
     }
 }
