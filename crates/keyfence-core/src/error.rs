@@ -73,8 +73,13 @@ impl From<StoreError> for KmsError {
     }
 }
 
-impl From<CryptoError> for KmsError {
-    fn from(e: CryptoError) -> Self {
-        KmsError::Internal(format!("crypto: {e}"))
+impl KmsError {
+    /// For a cryptographic failure that no request can cause (the system RNG,
+    /// key generation, wrapping under a domain key): an internal error that
+    /// names `what` failed. There is deliberately no blanket
+    /// `From<CryptoError>`: each call site decides whether a failure is the
+    /// caller's (InvalidCiphertext, Validation, …) or this service's.
+    pub fn internal_crypto(what: &'static str) -> impl FnOnce(CryptoError) -> Self {
+        move |e| Self::Internal(format!("{what}: {e}"))
     }
 }

@@ -14,7 +14,8 @@ pub struct KeyId([u8; 16]);
 impl KeyId {
     /// A fresh random id.
     pub fn generate() -> Result<Self, KmsError> {
-        let mut b = keyfence_crypto::rand::array::<16>()?;
+        let mut b =
+            keyfence_crypto::rand::array::<16>().map_err(KmsError::internal_crypto("key id"))?;
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
         Ok(Self(b))

@@ -227,7 +227,8 @@ impl Kms {
                     version,
                     &context.canonical_bytes(),
                     plaintext,
-                )?;
+                )
+                .map_err(KmsError::internal_crypto("seal ciphertext blob"))?;
                 Ok(blob.to_bytes())
             }
             (Scheme::Rsa(alg), Material::Private(k)) => k.encrypt(alg, plaintext).map_err(|e| {
@@ -390,7 +391,7 @@ impl Kms {
     ) -> Result<DataKeyOutput, KmsError> {
         let key = self.data_key_encryption_key(account, key_ref)?;
         let DataKeySize::Bytes(n) = size;
-        let data_key = Secret::random(n)?;
+        let data_key = Secret::random(n).map_err(KmsError::internal_crypto("data key"))?;
         Ok(DataKeyOutput {
             ciphertext: Self::encrypt_with(&key, context, data_key.expose(), None)?,
             plaintext: with_plaintext.then_some(data_key),
@@ -402,6 +403,7 @@ impl Kms {
     pub fn generate_random(&self, number_of_bytes: Option<i64>) -> Result<Vec<u8>, KmsError> {
         let n = number_of_bytes
             .ok_or_else(|| KmsError::Validation("NumberOfBytes is required".into()))?;
-        Ok(rand::bytes(check_byte_count(n, "numberOfBytes")?)?)
+        rand::bytes(check_byte_count(n, "numberOfBytes")?)
+            .map_err(KmsError::internal_crypto("random bytes"))
     }
 }

@@ -89,14 +89,19 @@ impl Wrapping {
     fn generate(&self) -> Result<WrappingKey, KmsError> {
         match self {
             Wrapping::Rsa { spec, .. } => {
-                let key = PrivateKey::generate(*spec)?;
+                let failed = KmsError::internal_crypto("wrapping key");
+                let key = PrivateKey::generate(*spec).map_err(failed)?;
+                let public = key
+                    .public_key_der()
+                    .map_err(KmsError::internal_crypto("wrapping public key"))?;
                 Ok(WrappingKey {
-                    public: key.public_key_der()?,
+                    public,
                     private: Secret::new(key.to_bytes().to_vec()),
                 })
             }
             Wrapping::XWing => {
-                let key = xwing::XWingPrivateKey::generate()?;
+                let key = xwing::XWingPrivateKey::generate()
+                    .map_err(KmsError::internal_crypto("X-Wing wrapping key"))?;
                 Ok(WrappingKey {
                     public: key.public_key().to_vec(),
                     private: Secret::new(key.to_bytes().to_vec()),
@@ -143,7 +148,9 @@ fn require_external(meta: &KeyMetadata) -> Result<(), KmsError> {
 }
 
 fn commitment(key_id: &KeyId, material: &[u8]) -> Result<Vec<u8>, KmsError> {
-    Ok(kdf::derive::<32>(material, key_id.as_bytes(), &[COMMITMENT_INFO])?.to_vec())
+    kdf::derive::<32>(material, key_id.as_bytes(), &[COMMITMENT_INFO])
+        .map(|c| c.to_vec())
+        .map_err(KmsError::internal_crypto("material commitment"))
 }
 
 /// Parses ImportKeyMaterial's ValidTo/ExpirationModel pair.
@@ -190,7 +197,7 @@ impl Kms {
         let wrapping = parse_wrapping(wrapping_algorithm, wrapping_key_spec)?;
         let wrapping_key = wrapping.generate()?;
         let (spec_name, algorithm_name) = wrapping.names();
-        let token = rand::bytes(32)?;
+        let token = rand::bytes(32).map_err(KmsError::internal_crypto("import token"))?;
         let valid_to = Timestamp(self.now().0 + IMPORT_PARAMETERS_VALID_MS);
         let meta = self.update_metadata(account, key_ref, |m| {
             require_external(m)?;

@@ -68,7 +68,8 @@ impl Kms {
     ) -> Result<Self, KmsError> {
         let mut snapshot = store.load()?;
         if snapshot.domain_keys.is_empty() {
-            let key = SymmetricKey::generate()?;
+            let key = SymmetricKey::generate()
+                .map_err(KmsError::internal_crypto("domain key generation"))?;
             let record = DomainKeyRecord {
                 id: 1,
                 wrapped: root.wrap_domain_key(1, &key)?,
