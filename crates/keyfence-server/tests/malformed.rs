@@ -617,7 +617,7 @@ async fn every_operation_refuses_malformed_input_with_a_typed_400() {
         (
             "Decrypt",
             json!({"KeyId": rsa, "CiphertextBlob": b64(&world.rsa_ciphertext), "EncryptionAlgorithm": "RSAES_PKCS1"}),
-            &["InvalidKeyUsageException"],
+            VALIDATION,
         ),
         (
             "Decrypt",

@@ -4,6 +4,7 @@
 //! `synchronous=FULL`, every change in one transaction, so a change is durable
 //! when the call returns.
 
+mod format;
 mod sqlite;
 
 pub use sqlite::SqliteStore;

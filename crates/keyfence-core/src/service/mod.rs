@@ -18,7 +18,7 @@ use keyfence_crypto::SymmetricKey;
 
 pub use asymmetric::{DataKeyPairOutput, SignOutput};
 pub use crypto_ops::{DataKeyOutput, DataKeySize, DecryptOutput, EncryptOutput, ReEncryptOutput};
-pub use import::{ImportParameters, PQ_WRAPPING_ALGORITHM, PQ_WRAPPING_KEY_SPEC};
+pub use import::ImportParameters;
 pub use lifecycle::{CreateKeyInput, DeletionScheduled};
 pub use rotation::RotationStatus;
 

@@ -2,11 +2,16 @@
 //! VerifyMac, Encapsulate, Decapsulate, DeriveSharedSecret,
 //! GenerateDataKeyPair(WithoutPlaintext).
 
+use keyfence_crypto::asym::{
+    self, KeyAgreementAlgorithm, MacAlgorithm, MessageType, SigningAlgorithm,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::shapes::algorithm_lists;
 use super::{context, required_blob, Context, KeyIdInput, Ops};
+use crate::api::messages;
+use crate::api::names::{aws_names, AwsName, ML_KEM};
 use crate::api::wire::{b64, Blob};
 use crate::api::ApiError;
 
@@ -81,6 +86,51 @@ fn no_recipient(recipient: &Option<Value>) -> Result<(), ApiError> {
     Ok(())
 }
 
+fn signing_algorithm(name: &str) -> Result<SigningAlgorithm, ApiError> {
+    SigningAlgorithm::from_aws_name(name)
+        .ok_or_else(|| messages::not_in_enum(name, "signingAlgorithm"))
+}
+
+/// MessageType, RAW when absent.
+fn message_type(name: Option<&str>) -> Result<MessageType, ApiError> {
+    let Some(name) = name else {
+        return Ok(MessageType::Raw);
+    };
+    MessageType::from_aws_name(name).ok_or_else(|| {
+        messages::not_in_enum_of(
+            name,
+            "messageType",
+            &aws_names(MessageType::ALL.iter().copied()),
+        )
+    })
+}
+
+fn mac_algorithm(name: &str) -> Result<MacAlgorithm, ApiError> {
+    MacAlgorithm::from_aws_name(name).ok_or_else(|| messages::unknown_mac_algorithm(name))
+}
+
+fn check_kem_algorithm(name: &str) -> Result<(), ApiError> {
+    if name != ML_KEM {
+        return Err(messages::not_in_enum_of(
+            name,
+            "encapsulationAlgorithm",
+            &[ML_KEM],
+        ));
+    }
+    Ok(())
+}
+
+/// A KeyPairSpec (AWS `DataKeyPairSpec`) keyfence generates.
+fn data_key_pair_spec(name: &str) -> Result<asym::KeySpec, ApiError> {
+    asym::KeySpec::from_aws_name(name)
+        .filter(asym::KeySpec::is_data_key_pair_spec)
+        .ok_or_else(|| match name {
+            "SM2" => messages::sm2_key_pair_spec(),
+            "ML_KEM_512" | "ML_KEM_768" | "ML_KEM_1024" => messages::ml_kem_key_pair_spec(name),
+            other => messages::not_in_enum(other, "keyPairSpec"),
+        })
+}
+
 impl Ops<'_> {
     pub(super) fn sign(&self, i: SignInput) -> Result<Value, ApiError> {
         let message = required_blob(i.message, "Message")?;
@@ -88,8 +138,8 @@ impl Ops<'_> {
             self.account,
             &i.key_id,
             &message.0,
-            i.message_type.as_deref(),
-            &i.signing_algorithm,
+            message_type(i.message_type.as_deref())?,
+            signing_algorithm(&i.signing_algorithm)?,
         )?;
         Ok(json!({
             "KeyId": out.key_arn,
@@ -105,9 +155,9 @@ impl Ops<'_> {
             self.account,
             &i.key_id,
             &message.0,
-            i.message_type.as_deref(),
+            message_type(i.message_type.as_deref())?,
             &signature.0,
-            &i.signing_algorithm,
+            signing_algorithm(&i.signing_algorithm)?,
         )?;
         Ok(json!({ "KeyId": arn, "SignatureValid": true, "SigningAlgorithm": alg.aws_name() }))
     }
@@ -117,8 +167,8 @@ impl Ops<'_> {
         let mut v = json!({
             "KeyId": meta.arn(),
             "PublicKey": b64(&public),
-            "CustomerMasterKeySpec": meta.spec.as_str(),
-            "KeySpec": meta.spec.as_str(),
+            "CustomerMasterKeySpec": meta.spec.aws_name(),
+            "KeySpec": meta.spec.aws_name(),
             "KeyUsage": meta.usage.aws_name(),
         });
         algorithm_lists(&mut v, &meta);
@@ -127,29 +177,26 @@ impl Ops<'_> {
 
     pub(super) fn generate_mac(&self, i: MacInput) -> Result<Value, ApiError> {
         let message = required_blob(i.message, "Message")?;
-        let (arn, mac) =
-            self.kms
-                .generate_mac(self.account, &i.key_id, &message.0, &i.mac_algorithm)?;
+        let algorithm = mac_algorithm(&i.mac_algorithm)?;
+        let (arn, mac) = self
+            .kms
+            .generate_mac(self.account, &i.key_id, &message.0, algorithm)?;
         Ok(json!({ "KeyId": arn, "Mac": b64(&mac), "MacAlgorithm": i.mac_algorithm }))
     }
 
     pub(super) fn verify_mac(&self, i: MacInput) -> Result<Value, ApiError> {
         let message = required_blob(i.message, "Message")?;
         let mac = required_blob(i.mac, "Mac")?;
-        let arn = self.kms.verify_mac(
-            self.account,
-            &i.key_id,
-            &message.0,
-            &mac.0,
-            &i.mac_algorithm,
-        )?;
+        let algorithm = mac_algorithm(&i.mac_algorithm)?;
+        let arn = self
+            .kms
+            .verify_mac(self.account, &i.key_id, &message.0, &mac.0, algorithm)?;
         Ok(json!({ "KeyId": arn, "MacValid": true, "MacAlgorithm": i.mac_algorithm }))
     }
 
     pub(super) fn encapsulate(&self, i: EncapsulateInput) -> Result<Value, ApiError> {
-        let (arn, ciphertext, shared) =
-            self.kms
-                .encapsulate(self.account, &i.key_id, &i.encapsulation_algorithm)?;
+        check_kem_algorithm(&i.encapsulation_algorithm)?;
+        let (arn, ciphertext, shared) = self.kms.encapsulate(self.account, &i.key_id)?;
         Ok(json!({
             "KeyId": arn,
             "SharedSecret": b64(shared.expose()),
@@ -163,12 +210,10 @@ impl Ops<'_> {
             i.shared_secret_ciphertext_blob,
             "SharedSecretCiphertextBlob",
         )?;
-        let (arn, shared) = self.kms.decapsulate(
-            self.account,
-            &i.key_id,
-            &ciphertext.0,
-            &i.encapsulation_algorithm,
-        )?;
+        check_kem_algorithm(&i.encapsulation_algorithm)?;
+        let (arn, shared) = self
+            .kms
+            .decapsulate(self.account, &i.key_id, &ciphertext.0)?;
         Ok(json!({
             "KeyId": arn,
             "SharedSecret": b64(shared.expose()),
@@ -182,17 +227,22 @@ impl Ops<'_> {
     ) -> Result<Value, ApiError> {
         no_recipient(&i.recipient)?;
         let public = required_blob(i.public_key, "PublicKey")?;
-        let (meta, shared) = self.kms.derive_shared_secret(
-            self.account,
-            &i.key_id,
-            &i.key_agreement_algorithm,
-            &public.0,
-        )?;
+        let algorithm = KeyAgreementAlgorithm::from_aws_name(&i.key_agreement_algorithm)
+            .ok_or_else(|| {
+                messages::not_in_enum_of(
+                    &i.key_agreement_algorithm,
+                    "keyAgreementAlgorithm",
+                    &aws_names(KeyAgreementAlgorithm::ALL.iter().copied()),
+                )
+            })?;
+        let (meta, shared) =
+            self.kms
+                .derive_shared_secret(self.account, &i.key_id, algorithm, &public.0)?;
         Ok(json!({
             "KeyId": meta.arn(),
             "SharedSecret": b64(shared.expose()),
             "KeyAgreementAlgorithm": i.key_agreement_algorithm,
-            "KeyOrigin": meta.origin.as_str(),
+            "KeyOrigin": meta.origin.aws_name(),
         }))
     }
 
@@ -202,11 +252,13 @@ impl Ops<'_> {
         with_plaintext: bool,
     ) -> Result<Value, ApiError> {
         no_recipient(&i.recipient)?;
+        let context = context(i.encryption_context)?;
+        let spec = data_key_pair_spec(&i.key_pair_spec)?;
         let out = self.kms.generate_data_key_pair(
             self.account,
             &i.key_id,
-            &i.key_pair_spec,
-            &context(i.encryption_context)?,
+            spec,
+            &context,
             with_plaintext,
         )?;
         let mut v = json!({

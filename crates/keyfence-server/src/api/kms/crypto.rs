@@ -2,12 +2,47 @@
 //! GenerateDataKey(WithoutPlaintext), GenerateRandom.
 
 use keyfence_core::service::DataKeySize;
+use keyfence_core::EncryptionAlgorithm;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{context, required_blob, Context, Ops};
+use crate::api::messages;
+use crate::api::names::{aws_names, AwsName};
 use crate::api::wire::{b64, Blob};
 use crate::api::ApiError;
+
+/// An EncryptionAlgorithm member, if given.
+fn encryption_algorithm(
+    name: Option<&str>,
+    member: &str,
+) -> Result<Option<EncryptionAlgorithm>, ApiError> {
+    name.map(|n| {
+        EncryptionAlgorithm::from_aws_name(n).ok_or_else(|| {
+            messages::not_in_enum_of(n, member, &aws_names(EncryptionAlgorithm::all()))
+        })
+    })
+    .transpose()
+}
+
+/// GenerateDataKey's KeySpec / NumberOfBytes pair: exactly one.
+fn data_key_size(
+    key_spec: Option<&str>,
+    number_of_bytes: Option<i64>,
+) -> Result<DataKeySize, ApiError> {
+    match (key_spec, number_of_bytes) {
+        (Some(_), Some(_)) => Err(messages::data_key_size_twice()),
+        (None, None) => Err(messages::data_key_size_missing()),
+        (Some("AES_256"), None) => Ok(DataKeySize::Bytes(32)),
+        (Some("AES_128"), None) => Ok(DataKeySize::Bytes(16)),
+        (Some(other), None) => Err(messages::not_in_enum_of(
+            other,
+            "keySpec",
+            &["AES_256", "AES_128"],
+        )),
+        (None, Some(n)) => Ok(DataKeySize::number_of_bytes(n)?),
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -63,12 +98,12 @@ impl Ops<'_> {
             &i.key_id,
             &plaintext.0,
             &context(i.encryption_context)?,
-            i.encryption_algorithm.as_deref(),
+            encryption_algorithm(i.encryption_algorithm.as_deref(), "encryptionAlgorithm")?,
         )?;
         Ok(json!({
             "CiphertextBlob": b64(&out.ciphertext),
             "KeyId": out.key_arn,
-            "EncryptionAlgorithm": out.algorithm,
+            "EncryptionAlgorithm": out.algorithm.aws_name(),
         }))
     }
 
@@ -79,12 +114,12 @@ impl Ops<'_> {
             &blob.0,
             &context(i.encryption_context)?,
             i.key_id.as_deref(),
-            i.encryption_algorithm.as_deref(),
+            encryption_algorithm(i.encryption_algorithm.as_deref(), "encryptionAlgorithm")?,
         )?;
         Ok(json!({
             "KeyId": out.key_arn,
             "Plaintext": b64(out.plaintext.expose()),
-            "EncryptionAlgorithm": out.algorithm,
+            "EncryptionAlgorithm": out.algorithm.aws_name(),
         }))
     }
 
@@ -97,15 +132,21 @@ impl Ops<'_> {
             i.source_key_id.as_deref(),
             &i.destination_key_id,
             &context(i.destination_encryption_context)?,
-            i.source_encryption_algorithm.as_deref(),
-            i.destination_encryption_algorithm.as_deref(),
+            encryption_algorithm(
+                i.source_encryption_algorithm.as_deref(),
+                "sourceEncryptionAlgorithm",
+            )?,
+            encryption_algorithm(
+                i.destination_encryption_algorithm.as_deref(),
+                "destinationEncryptionAlgorithm",
+            )?,
         )?;
         Ok(json!({
             "CiphertextBlob": b64(&out.ciphertext),
             "SourceKeyId": out.source_key_arn,
             "KeyId": out.key_arn,
-            "SourceEncryptionAlgorithm": out.source_algorithm,
-            "DestinationEncryptionAlgorithm": out.destination_algorithm,
+            "SourceEncryptionAlgorithm": out.source_algorithm.aws_name(),
+            "DestinationEncryptionAlgorithm": out.destination_algorithm.aws_name(),
         }))
     }
 
@@ -114,7 +155,7 @@ impl Ops<'_> {
         i: GenerateDataKeyInput,
         with_plaintext: bool,
     ) -> Result<Value, ApiError> {
-        let size = DataKeySize::from_request(i.key_spec.as_deref(), i.number_of_bytes)?;
+        let size = data_key_size(i.key_spec.as_deref(), i.number_of_bytes)?;
         let out = self.kms.generate_data_key(
             self.account,
             &i.key_id,

@@ -1,12 +1,14 @@
 //! Key lifecycle: CreateKey, DescribeKey, ListKeys, UpdateKeyDescription,
 //! EnableKey, DisableKey, ScheduleKeyDeletion, CancelKeyDeletion.
 
-use keyfence_core::Kms;
+use keyfence_core::{KeySpec, KeyUsage, Kms, Origin};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::shapes::{key_metadata, paged};
 use super::{KeyIdInput, ListInput, Ops, Tag};
+use crate::api::messages;
+use crate::api::names::AwsName;
 use crate::api::wire::date;
 use crate::api::ApiError;
 
@@ -56,13 +58,30 @@ impl Ops<'_> {
                 "KeySpec and CustomerMasterKeySpec cannot both be specified",
             ));
         }
+        let spec = match i.key_spec.or(i.customer_master_key_spec).as_deref() {
+            None => KeySpec::SymmetricDefault,
+            Some("SM2") => return Err(messages::sm2_key_spec()),
+            Some(name) => KeySpec::from_aws_name(name)
+                .ok_or_else(|| messages::not_in_enum(name, "keySpec"))?,
+        };
+        let usage = match i.key_usage.as_deref() {
+            None => KeyUsage::EncryptDecrypt,
+            Some(name) => KeyUsage::from_aws_name(name)
+                .ok_or_else(|| messages::usage_not_for_spec(name, spec))?,
+        };
+        let origin = match i.origin.as_deref() {
+            None => Origin::AwsKms,
+            Some(name) => {
+                Origin::from_aws_name(name).ok_or_else(|| messages::unsupported_origin(name))?
+            }
+        };
         let meta = self.kms.create_key(
             self.account,
             keyfence_core::service::CreateKeyInput {
                 description: i.description,
-                key_spec: i.key_spec.or(i.customer_master_key_spec),
-                key_usage: i.key_usage,
-                origin: i.origin,
+                spec,
+                usage,
+                origin,
                 tags: i
                     .tags
                     .into_iter()
@@ -120,7 +139,7 @@ impl Ops<'_> {
         Ok(json!({
             "KeyId": s.metadata.arn(),
             "DeletionDate": date(s.deletion_date),
-            "KeyState": s.metadata.state.as_str(),
+            "KeyState": s.metadata.state.aws_name(),
             "PendingWindowInDays": s.pending_window_days,
         }))
     }

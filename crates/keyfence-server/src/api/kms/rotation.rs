@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::shapes::paged;
 use super::{KeyIdInput, KeyListInput, Ops};
+use crate::api::names::AwsName;
 use crate::api::wire::date;
 use crate::api::ApiError;
 
@@ -48,7 +49,7 @@ impl Ops<'_> {
         let items = page
             .items
             .iter()
-            .map(|r| json!({"KeyId": meta.arn(), "RotationDate": date(r.date), "RotationType": r.kind.as_str()}))
+            .map(|r| json!({"KeyId": meta.arn(), "RotationDate": date(r.date), "RotationType": r.kind.aws_name()}))
             .collect();
         Ok(paged(json!({}), "Rotations", items, page.next_marker))
     }

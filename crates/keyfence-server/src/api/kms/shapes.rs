@@ -5,6 +5,7 @@ use keyfence_core::model::{Alias, KeyMetadata};
 use keyfence_core::Kms;
 use serde_json::{json, Value};
 
+use crate::api::names::{aws_names, AwsName, ML_KEM};
 use crate::api::wire::date;
 
 /// The KeyMetadata structure of DescribeKey/CreateKey.
@@ -17,11 +18,11 @@ pub(super) fn key_metadata(m: &KeyMetadata) -> Value {
         "Enabled": m.state == keyfence_core::KeyState::Enabled,
         "Description": m.description,
         "KeyUsage": m.usage.aws_name(),
-        "KeyState": m.state.as_str(),
-        "Origin": m.origin.as_str(),
+        "KeyState": m.state.aws_name(),
+        "Origin": m.origin.aws_name(),
         "KeyManager": "CUSTOMER",
-        "CustomerMasterKeySpec": m.spec.as_str(),
-        "KeySpec": m.spec.as_str(),
+        "CustomerMasterKeySpec": m.spec.aws_name(),
+        "KeySpec": m.spec.aws_name(),
         "MultiRegion": false,
     });
     if let Some(d) = m.deletion_date {
@@ -30,7 +31,7 @@ pub(super) fn key_metadata(m: &KeyMetadata) -> Value {
     algorithm_lists(&mut v, m);
     if let Some(import) = &m.import {
         if let Some(model) = import.expiration_model {
-            v["ExpirationModel"] = json!(model.as_str());
+            v["ExpirationModel"] = json!(model.aws_name());
         }
         if let Some(t) = import.valid_to {
             v["ValidTo"] = date(t);
@@ -47,31 +48,20 @@ pub(super) fn algorithm_lists(v: &mut Value, m: &KeyMetadata) {
     use keyfence_core::model::KeyUsage;
     match (m.usage, m.spec.asymmetric()) {
         (KeyUsage::EncryptDecrypt, _) => {
-            v["EncryptionAlgorithms"] = json!(m.spec.encryption_algorithms())
+            v["EncryptionAlgorithms"] = json!(aws_names(m.spec.encryption_algorithms()))
         }
         (KeyUsage::SignVerify, Some(s)) => {
-            v["SigningAlgorithms"] = json!(s
-                .signing_algorithms()
-                .iter()
-                .map(|a| a.aws_name())
-                .collect::<Vec<_>>())
+            v["SigningAlgorithms"] = json!(aws_names(s.signing_algorithms().iter().copied()))
         }
         (KeyUsage::GenerateVerifyMac, Some(s)) => {
-            v["MacAlgorithms"] = json!(s
-                .mac_algorithms()
-                .iter()
-                .map(|a| a.aws_name())
-                .collect::<Vec<_>>())
+            v["MacAlgorithms"] = json!(aws_names(s.mac_algorithms().iter().copied()))
         }
         (KeyUsage::KeyAgreement, Some(s)) => {
-            v["KeyAgreementAlgorithms"] = json!(s
-                .key_agreement_algorithms()
-                .iter()
-                .map(|a| a.aws_name())
-                .collect::<Vec<_>>())
+            v["KeyAgreementAlgorithms"] =
+                json!(aws_names(s.key_agreement_algorithms().iter().copied()))
         }
         (KeyUsage::EncapsulateDecapsulate, Some(_)) => {
-            v["EncapsulationAlgorithms"] = json!(["ML_KEM"])
+            v["EncapsulationAlgorithms"] = json!([ML_KEM])
         }
         _ => {}
     }
