@@ -1,9 +1,32 @@
-//! The typed errors of KMS operations. Each variant is one AWS KMS error shape;
-//! the server maps them to `__type` names at the edge.
+//! The typed errors of KMS operations. The server maps each variant to an AWS
+//! error shape at the edge; the variants that name algorithms, specs or usages
+//! carry them typed, and the server words their messages.
 
+use keyfence_crypto::asym::{self, MacAlgorithm, SigningAlgorithm};
 use keyfence_crypto::CryptoError;
 
+use crate::model::{EncryptionAlgorithm, KeySpec, KeyUsage};
 use crate::store::StoreError;
+
+/// An algorithm a request asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Algorithm {
+    /// An encryption algorithm.
+    Encryption(EncryptionAlgorithm),
+    /// A signing algorithm.
+    Signing(SigningAlgorithm),
+    /// A MAC algorithm.
+    Mac(MacAlgorithm),
+}
+
+/// An operation a key's spec rules out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpecOperation {
+    /// GetPublicKey (symmetric and HMAC keys have no public key).
+    GetPublicKey,
+    /// Rotation (only symmetric keys rotate).
+    Rotate,
+}
 
 /// Why a KMS operation was refused. Messages never contain key material.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -62,6 +85,66 @@ pub enum KmsError {
     /// Imported material differs from what the key held before.
     #[error("{0}")]
     IncorrectKeyMaterial(String),
+    /// The key's usage does not allow the operation (an InvalidKeyUsage).
+    #[error("{key} has key usage {usage:?}; the operation needs {needed:?}")]
+    WrongKeyUsage {
+        /// The key's ARN.
+        key: String,
+        /// Its usage.
+        usage: KeyUsage,
+        /// The usage the operation needs.
+        needed: KeyUsage,
+    },
+    /// The algorithm is not one the key's spec offers (an InvalidKeyUsage).
+    #[error("{algorithm:?} is not compatible with {key} ({spec:?})")]
+    IncompatibleAlgorithm {
+        /// The key's ARN.
+        key: String,
+        /// Its spec.
+        spec: KeySpec,
+        /// The algorithm asked for.
+        algorithm: Algorithm,
+    },
+    /// A key usage the key spec does not allow (a Validation error).
+    #[error("key usage {usage:?} is not compatible with key spec {spec:?}")]
+    UsageNotForSpec {
+        /// The usage asked for.
+        usage: KeyUsage,
+        /// The spec asked for.
+        spec: KeySpec,
+    },
+    /// The key's spec rules the operation out (an UnsupportedOperation).
+    #[error("{key} is a {spec:?} key; it does not support {operation:?}")]
+    SpecCannot {
+        /// The key's ARN.
+        key: String,
+        /// Its spec.
+        spec: KeySpec,
+        /// What was asked.
+        operation: SpecOperation,
+    },
+    /// The plaintext is too long for RSAES-OAEP with this key (a Validation error).
+    #[error(
+        "plaintext of {len} bytes cannot be encrypted with {algorithm:?} under {spec:?}: {detail}"
+    )]
+    PlaintextTooLong {
+        /// Plaintext length.
+        len: usize,
+        /// The algorithm.
+        algorithm: asym::EncryptionAlgorithm,
+        /// The key's spec.
+        spec: KeySpec,
+        /// What the crypto layer said.
+        detail: CryptoError,
+    },
+    /// Imported material is not a valid key of the key's spec (an IncorrectKeyMaterial).
+    #[error("the imported material is not a valid {spec:?} key: {detail}")]
+    MaterialNotOfSpec {
+        /// The key's spec.
+        spec: KeySpec,
+        /// What the crypto layer said.
+        detail: CryptoError,
+    },
     /// An internal failure; details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -73,8 +156,13 @@ impl From<StoreError> for KmsError {
     }
 }
 
-impl From<CryptoError> for KmsError {
-    fn from(e: CryptoError) -> Self {
-        KmsError::Internal(format!("crypto: {e}"))
+impl KmsError {
+    /// For a cryptographic failure that no request can cause (the system RNG,
+    /// key generation, wrapping under a domain key): an internal error that
+    /// names `what` failed. There is deliberately no blanket
+    /// `From<CryptoError>`: each call site decides whether a failure is the
+    /// caller's (InvalidCiphertext, Validation, …) or this service's.
+    pub fn internal_crypto(what: &'static str) -> impl FnOnce(CryptoError) -> Self {
+        move |e| Self::Internal(format!("{what}: {e}"))
     }
 }

@@ -3,8 +3,6 @@
 use std::fmt;
 use std::str::FromStr;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
 use crate::KmsError;
 
 /// A KMS key's id: a random (version 4) UUID.
@@ -14,7 +12,8 @@ pub struct KeyId([u8; 16]);
 impl KeyId {
     /// A fresh random id.
     pub fn generate() -> Result<Self, KmsError> {
-        let mut b = keyfence_crypto::rand::array::<16>()?;
+        let mut b =
+            keyfence_crypto::rand::array::<16>().map_err(KmsError::internal_crypto("key id"))?;
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
         Ok(Self(b))
@@ -68,20 +67,6 @@ impl FromStr for KeyId {
     }
 }
 
-impl Serialize for KeyId {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for KeyId {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse()
-            .map_err(|_| serde::de::Error::custom("invalid key id"))
-    }
-}
-
 /// The ARN of a key.
 pub fn key_arn(region: &str, account: &str, id: &KeyId) -> String {
     format!("arn:aws:kms:{region}:{account}:key/{id}")
@@ -94,8 +79,7 @@ pub fn alias_arn(region: &str, account: &str, name: &AliasName) -> String {
 
 /// A validated alias name, `alias/` followed by `[a-zA-Z0-9:/_-]+`, at most
 /// 256 characters, and not in the reserved `alias/aws/` namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct AliasName(String);
 
 impl AliasName {

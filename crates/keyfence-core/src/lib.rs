@@ -18,9 +18,9 @@ pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use context::EncryptionContext;
-pub use error::KmsError;
+pub use error::{Algorithm, KmsError, SpecOperation};
 pub use ids::{AliasName, KeyId, KeyRef};
-pub use model::{KeyMetadata, KeySpec, KeyState, KeyUsage, Origin};
+pub use model::{EncryptionAlgorithm, KeyMetadata, KeySpec, KeyState, KeyUsage, Origin};
 pub use root::{LocalRootKey, RootOfTrust};
 pub use service::Kms;
 pub use store::{Store, StoreError};

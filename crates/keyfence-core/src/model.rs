@@ -2,15 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-
-use crate::{clock::Timestamp, ids::AliasName, KeyId, KmsError};
+use crate::{clock::Timestamp, ids::AliasName, KeyId};
 
 pub use keyfence_crypto::asym::KeyUsage;
-use keyfence_crypto::asym::{self, EncryptionAlgorithm};
+use keyfence_crypto::asym::{self, WrappingAlgorithm};
 
 /// What kind of key material a KMS key holds (AWS `KeySpec`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeySpec {
     /// AES-256-GCM envelope encryption (`SYMMETRIC_DEFAULT`).
     SymmetricDefault,
@@ -19,27 +17,10 @@ pub enum KeySpec {
 }
 
 impl KeySpec {
-    /// The AWS name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::SymmetricDefault => "SYMMETRIC_DEFAULT",
-            Self::Asymmetric(s) => s.aws_name(),
-        }
-    }
-
-    /// Parses an AWS KeySpec name.
-    pub fn parse(s: &str) -> Result<Self, KmsError> {
-        match s {
-            "SYMMETRIC_DEFAULT" => Ok(Self::SymmetricDefault),
-            "SM2" => Err(KmsError::UnsupportedOperation(
-                "KeySpec SM2 is available only in AWS China Regions and is not supported by keyfence".into(),
-            )),
-            other => asym::KeySpec::from_aws_name(other).map(Self::Asymmetric).ok_or_else(|| {
-                KmsError::Validation(format!(
-                    "1 validation error detected: Value '{other}' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set"
-                ))
-            }),
-        }
+    /// Every spec.
+    pub fn all() -> impl Iterator<Item = KeySpec> {
+        std::iter::once(Self::SymmetricDefault)
+            .chain(asym::KeySpec::ALL.iter().copied().map(Self::Asymmetric))
     }
 
     /// The usages AWS allows for the spec.
@@ -50,16 +31,27 @@ impl KeySpec {
         }
     }
 
-    /// Encryption algorithms the spec supports, by AWS name.
-    pub fn encryption_algorithms(self) -> Vec<&'static str> {
+    /// Encryption algorithms the spec supports.
+    pub fn encryption_algorithms(self) -> Vec<EncryptionAlgorithm> {
         match self {
-            Self::SymmetricDefault => vec!["SYMMETRIC_DEFAULT"],
+            Self::SymmetricDefault => vec![EncryptionAlgorithm::SymmetricDefault],
             Self::Asymmetric(s) => s
                 .encryption_algorithms()
                 .iter()
-                .map(EncryptionAlgorithm::aws_name)
+                .copied()
+                .map(EncryptionAlgorithm::Rsa)
                 .collect(),
         }
+    }
+
+    /// Whether private-key operations with keys of this spec take long enough
+    /// (milliseconds: RSA, ML-DSA) to be kept off an async worker.
+    pub fn is_cpu_heavy(self) -> bool {
+        use asym::KeySpec::*;
+        matches!(
+            self,
+            Self::Asymmetric(Rsa2048 | Rsa3072 | Rsa4096 | MlDsa44 | MlDsa65 | MlDsa87)
+        )
     }
 
     /// The asymmetric spec, if this is not a symmetric key.
@@ -71,90 +63,73 @@ impl KeySpec {
     }
 }
 
-impl Serialize for KeySpec {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
+/// An encryption algorithm (AWS `EncryptionAlgorithmSpec`): the symmetric
+/// envelope or RSAES-OAEP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EncryptionAlgorithm {
+    /// keyfence's envelope of symmetric keys (`SYMMETRIC_DEFAULT`).
+    SymmetricDefault,
+    /// RSAES-OAEP with an RSA key pair.
+    Rsa(asym::EncryptionAlgorithm),
+}
+
+impl EncryptionAlgorithm {
+    /// Every encryption algorithm.
+    pub fn all() -> impl Iterator<Item = EncryptionAlgorithm> {
+        std::iter::once(Self::SymmetricDefault).chain(
+            asym::EncryptionAlgorithm::ALL
+                .iter()
+                .copied()
+                .map(Self::Rsa),
+        )
     }
 }
 
-impl<'de> Deserialize<'de> for KeySpec {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let name = String::deserialize(d)?;
-        Self::parse(&name).map_err(serde::de::Error::custom)
-    }
+/// How imported key material is wrapped on its way in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ImportWrapping {
+    /// One of AWS's RSA wrapping algorithms with an RSA wrapping key of `spec`.
+    Rsa {
+        /// The wrapping key's spec (RSA_2048/3072/4096).
+        spec: asym::KeySpec,
+        /// The wrapping algorithm.
+        algorithm: WrappingAlgorithm,
+    },
+    /// keyfence's post-quantum wrapping (not in AWS's enum): X-Wing
+    /// (draft-connolly-cfrg-xwing-kem) encapsulation, then AES-256-KWP of the
+    /// material under the shared secret: `ciphertext (1120) ‖ KWP(material)`.
+    XWing,
 }
 
-/// Checks a KeyUsage name against a spec (ValidationException if they do not fit).
-pub fn parse_usage_for(name: &str, spec: KeySpec) -> Result<KeyUsage, KmsError> {
-    KeyUsage::from_aws_name(name)
-        .filter(|u| spec.key_usages().contains(u))
-        .ok_or_else(|| {
-            KmsError::Validation(format!(
-                "KeyUsage {name} is not compatible with KeySpec {}",
-                spec.as_str()
-            ))
-        })
-}
-
-/// Serde for [`KeyUsage`] by its AWS name.
-mod usage_serde {
-    use super::KeyUsage;
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(u: &KeyUsage, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(u.aws_name())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<KeyUsage, D::Error> {
-        let name = String::deserialize(d)?;
-        KeyUsage::from_aws_name(&name).ok_or_else(|| serde::de::Error::custom("unknown key usage"))
-    }
+/// When imported material expires (ImportKeyMaterial's ExpirationModel and ValidTo).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportExpiry {
+    /// KEY_MATERIAL_DOES_NOT_EXPIRE.
+    Never,
+    /// KEY_MATERIAL_EXPIRES at this time.
+    At(Timestamp),
 }
 
 /// Where the key material came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
     /// Generated by keyfence.
-    #[serde(rename = "AWS_KMS")]
     AwsKms,
     /// Imported by the customer.
-    #[serde(rename = "EXTERNAL")]
     External,
 }
 
-impl Origin {
-    /// The AWS name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::AwsKms => "AWS_KMS",
-            Self::External => "EXTERNAL",
-        }
-    }
-}
-
 /// Whether imported material expires (AWS `ExpirationModelType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpirationModel {
     /// The material is deleted at `ValidTo`.
-    #[serde(rename = "KEY_MATERIAL_EXPIRES")]
     Expires,
     /// The material stays until deleted.
-    #[serde(rename = "KEY_MATERIAL_DOES_NOT_EXPIRE")]
     DoesNotExpire,
 }
 
-impl ExpirationModel {
-    /// The AWS name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Expires => "KEY_MATERIAL_EXPIRES",
-            Self::DoesNotExpire => "KEY_MATERIAL_DOES_NOT_EXPIRE",
-        }
-    }
-}
-
 /// Parameters handed out by GetParametersForImport, awaiting ImportKeyMaterial.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PendingImportParameters {
     /// Random token id (the import token carries it).
     pub token: Vec<u8>,
@@ -162,16 +137,14 @@ pub struct PendingImportParameters {
     pub wrapped_private_key: Vec<u8>,
     /// Which domain key wraps it.
     pub domain_key_id: u32,
-    /// Wrapping key spec AWS name.
-    pub wrapping_key_spec: String,
-    /// Wrapping algorithm name.
-    pub wrapping_algorithm: String,
+    /// How the caller wraps the material.
+    pub wrapping: ImportWrapping,
     /// When the token stops being accepted.
     pub valid_to: Timestamp,
 }
 
 /// Commitment to imported material, so a re-import must bring the same bytes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportState {
     /// Expiration model of the current import.
     pub expiration_model: Option<ExpirationModel>,
@@ -184,7 +157,7 @@ pub struct ImportState {
 }
 
 /// Lifecycle state of a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyState {
     /// Usable.
     Enabled,
@@ -196,20 +169,8 @@ pub enum KeyState {
     PendingImport,
 }
 
-impl KeyState {
-    /// The AWS name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Enabled => "Enabled",
-            Self::Disabled => "Disabled",
-            Self::PendingDeletion => "PendingDeletion",
-            Self::PendingImport => "PendingImport",
-        }
-    }
-}
-
 /// Automatic rotation settings.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct RotationSchedule {
     /// Whether automatic rotation is on.
     pub enabled: bool,
@@ -220,28 +181,16 @@ pub struct RotationSchedule {
 }
 
 /// How a rotation happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RotationType {
     /// By the rotation schedule.
-    #[serde(rename = "AUTOMATIC")]
     Automatic,
     /// By RotateKeyOnDemand.
-    #[serde(rename = "ON_DEMAND")]
     OnDemand,
 }
 
-impl RotationType {
-    /// The AWS name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Automatic => "AUTOMATIC",
-            Self::OnDemand => "ON_DEMAND",
-        }
-    }
-}
-
 /// One completed rotation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RotationRecord {
     /// When it happened.
     pub date: Timestamp,
@@ -252,7 +201,7 @@ pub struct RotationRecord {
 }
 
 /// Everything known about a KMS key except its material.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyMetadata {
     /// The key id.
     pub id: KeyId,
@@ -273,7 +222,6 @@ pub struct KeyMetadata {
     /// Material kind.
     pub spec: KeySpec,
     /// Allowed use.
-    #[serde(with = "usage_serde")]
     pub usage: KeyUsage,
     /// Material origin.
     pub origin: Origin,
@@ -286,7 +234,6 @@ pub struct KeyMetadata {
     /// Tags, by key.
     pub tags: BTreeMap<String, String>,
     /// Imported-material state (origin EXTERNAL only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub import: Option<ImportState>,
 }
 
@@ -312,7 +259,7 @@ impl KeyMetadata {
 }
 
 /// An alias: a friendly name for a key in one account.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alias {
     /// Owning account.
     pub account: String,

@@ -31,7 +31,8 @@ impl LocalRootKey {
 
 impl RootOfTrust for LocalRootKey {
     fn wrap_domain_key(&self, id: u32, key: &SymmetricKey) -> Result<Vec<u8>, KmsError> {
-        Ok(wrap::wrap(&self.0, &Self::binding(id), key)?)
+        wrap::wrap(&self.0, &Self::binding(id), key)
+            .map_err(KmsError::internal_crypto("wrap domain key"))
     }
 
     fn unwrap_domain_key(&self, id: u32, wrapped: &[u8]) -> Result<SymmetricKey, KmsError> {

@@ -29,7 +29,7 @@ const MESSAGE: &[u8; 32] = b"keyfence sign/verify benchmark!!";
 fn bench(c: &mut Criterion) {
     for &(spec, alg) in SPECS {
         let key = PrivateKey::generate(spec).expect("keygen");
-        let name = spec.aws_name();
+        let name = format!("{spec:?}");
         c.bench_function(&format!("sign/{name}"), |b| {
             b.iter(|| {
                 key.sign(alg, MessageType::Raw, black_box(MESSAGE))

@@ -64,11 +64,11 @@ fn respond(
     resp
 }
 
-/// Operation label for metrics: a known KMS operation name, or a fixed word.
-fn metric_operation(protocol: &Protocol) -> &str {
+/// Operation label for metrics: the name of a row of the operation table, or
+/// a fixed word (never a client-chosen string, which would grow the label set).
+fn metric_operation(protocol: &Protocol) -> &'static str {
     match protocol {
-        Protocol::Kms(op) if api::kms::is_known(op) => op,
-        Protocol::Kms(_) => "unknown",
+        Protocol::Kms(op) => api::kms::operation(op).map_or("unknown", |o| o.name),
         Protocol::Query => "sts",
         Protocol::Unknown => "unknown",
     }
@@ -140,22 +140,23 @@ async fn serve(
     let caller = sigv4::verify(&parts, &body, &state.credentials, SystemTime::now())?;
     check_scope(&caller, state.kms.region(), protocol)?;
     match protocol {
-        Protocol::Kms(op) => {
-            let value = if api::kms::is_read_path(op) {
-                api::kms::handle(&state.kms, &caller.account_id, op, &body)?
-            } else {
-                let (state, op, account) =
-                    (Arc::clone(state), op.clone(), caller.account_id.clone());
-                tokio::task::spawn_blocking(move || {
-                    api::kms::handle(&state.kms, &account, &op, &body)
-                })
-                .await
-                .map_err(|_| {
-                    ApiError::from(keyfence_core::KmsError::Internal(
-                        "request task failed".into(),
-                    ))
-                })??
-            };
+        Protocol::Kms(name) => {
+            let op = api::kms::operation(name).ok_or_else(|| api::kms::unknown_operation(name))?;
+            let value =
+                if !api::kms::runs_on_blocking_pool(&state.kms, &caller.account_id, op, &body) {
+                    api::kms::handle(&state.kms, &caller.account_id, op, &body)?
+                } else {
+                    let (state, account) = (Arc::clone(state), caller.account_id.clone());
+                    tokio::task::spawn_blocking(move || {
+                        api::kms::handle(&state.kms, &account, op, &body)
+                    })
+                    .await
+                    .map_err(|_| {
+                        ApiError::from(keyfence_core::KmsError::Internal(
+                            "request task failed".into(),
+                        ))
+                    })??
+                };
             let body = serde_json::to_vec(&value).expect("JSON values serialize");
             Ok(("application/x-amz-json-1.1", body))
         }
@@ -196,6 +197,23 @@ fn check_scope(caller: &VerifiedCaller, region: &str, protocol: &Protocol) -> Re
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn every_operation_is_labelled_by_its_name() {
+        for op in api::kms::OPERATIONS {
+            assert_eq!(
+                metric_operation(&Protocol::Kms(op.name.to_string())),
+                op.name
+            );
+        }
+        assert_eq!(
+            metric_operation(&Protocol::Kms("MadeUpOperation".into())),
+            "unknown"
+        );
+        assert_eq!(metric_operation(&Protocol::Query), "sts");
+    }
+
     #[test]
     fn request_ids_are_unique_and_uuid_shaped() {
         let (a, b) = (super::request_id(), super::request_id());

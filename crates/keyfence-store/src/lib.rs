@@ -6,6 +6,7 @@
 //!
 //! [`PostgresStore`] serves many nodes over one PostgreSQL database (see [`postgres`]).
 
+mod format;
 pub mod postgres;
 mod sqlite;
 

@@ -8,6 +8,8 @@ use keyfence_core::store::{DomainKeyRecord, Snapshot, StoreError, StoredKey, Ver
 use keyfence_core::{AliasName, KeyId, Store, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
+use crate::format;
+
 /// Schema version this build writes.
 const SCHEMA_VERSION: i64 = 1;
 
@@ -122,7 +124,7 @@ impl SqliteStore {
 }
 
 fn metadata_json(key: &KeyMetadata) -> Result<String, StoreError> {
-    serde_json::to_string(key).map_err(|e| StoreError::Backend(format!("encode metadata: {e}")))
+    format::encode(key)
 }
 
 fn put_version(tx: &rusqlite::Transaction<'_>, v: &VersionRecord) -> Result<(), StoreError> {
@@ -177,8 +179,8 @@ impl Store for SqliteStore {
         let mut by_id = std::collections::BTreeMap::new();
         for row in rows {
             let (id, json) = row.map_err(backend)?;
-            let metadata: KeyMetadata = serde_json::from_str(&json)
-                .map_err(|e| corrupt(&format!("metadata of {id}"), e))?;
+            let metadata =
+                format::decode(&json).map_err(|e| corrupt(&format!("metadata of {id}"), e))?;
             if metadata.id.to_string() != id {
                 return Err(corrupt(
                     "metadata",

@@ -143,33 +143,3 @@ impl<'a> Reader<'a> {
     }
 }
 
-/// Serde for a public record type through its byte encoding: lowercase hex in
-/// human-readable formats (JSON), raw bytes otherwise.
-macro_rules! serde_via_bytes {
-    ($ty:ty, $what:literal) => {
-        impl serde::Serialize for $ty {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let bytes = self.to_bytes();
-                if s.is_human_readable() {
-                    s.serialize_str(&hex::encode(bytes))
-                } else {
-                    s.serialize_bytes(&bytes)
-                }
-            }
-        }
-
-        impl<'de> serde::Deserialize<'de> for $ty {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                use serde::de::Error as _;
-                let bytes: Vec<u8> = if d.is_human_readable() {
-                    let text = String::deserialize(d)?;
-                    hex::decode(text).map_err(|_| D::Error::custom(concat!($what, ": not hex")))?
-                } else {
-                    serde::Deserialize::deserialize(d)?
-                };
-                <$ty>::from_bytes(&bytes).map_err(D::Error::custom)
-            }
-        }
-    };
-}
-pub(crate) use serde_via_bytes;

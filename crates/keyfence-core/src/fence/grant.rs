@@ -5,7 +5,7 @@ use std::fmt;
 
 use keyfence_abe::Attributes;
 
-use super::codec::{serde_via_bytes, ty, Reader, Writer};
+use super::codec::{ty, Reader, Writer};
 use super::identity::NodePublic;
 use super::{sign, FenceError};
 
@@ -70,7 +70,6 @@ impl fmt::Debug for AuthorityPublic {
     }
 }
 
-serde_via_bytes!(AuthorityPublic, "authority public key");
 
 /// One CP-ABE attribute key of a grant, encrypted to the node's KEM key.
 #[derive(Clone, PartialEq, Eq)]
@@ -189,4 +188,3 @@ impl NodeGrant {
     }
 }
 
-serde_via_bytes!(NodeGrant, "node grant");

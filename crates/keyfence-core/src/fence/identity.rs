@@ -7,7 +7,7 @@ use keyfence_crypto::asym::xwing::{XWingPrivateKey, PUBLIC_KEY_LEN};
 use keyfence_crypto::asym::PrivateKey;
 use zeroize::Zeroizing;
 
-use super::codec::{serde_via_bytes, ty, Reader, Writer};
+use super::codec::{ty, Reader, Writer};
 use super::{sign, FenceError};
 
 /// Longest node name, in bytes.
@@ -98,7 +98,6 @@ impl fmt::Debug for NodePublic {
     }
 }
 
-serde_via_bytes!(NodePublic, "node public part");
 
 /// A node's own secrets: its ML-DSA-65 identity signing key and its X-Wing KEM
 /// key, made on first start. Zeroized on drop; `Debug` shows the name only.
@@ -248,4 +247,3 @@ impl JoinRequest {
     }
 }
 
-serde_via_bytes!(JoinRequest, "join request");

@@ -57,9 +57,8 @@
 //! trailing bytes). Types: `0x10` [`NodePublic`], `0x11` [`JoinRequest`],
 //! `0x12` [`NodeGrant`], `0x13` [`FenceRecord`], `0x14` [`NodeIdentity`]
 //! (secret), `0x15` [`Authority`] (secret), `0x16` wrapped backing key,
-//! `0x17` [`AuthorityPublic`]. The public types also implement serde through
-//! these bytes (hex in JSON). Secret types have byte encodings only, returned
-//! in zeroizing buffers, to be sealed under the root of trust.
+//! `0x17` [`AuthorityPublic`]. Secret types' encodings are returned in
+//! zeroizing buffers, to be sealed under the root of trust.
 
 #![deny(missing_docs)]
 

@@ -6,7 +6,7 @@ use keyfence_abe::Policy;
 use keyfence_crypto::asym::xwing::PUBLIC_KEY_LEN;
 use keyfence_crypto::{kdf, wrap, Secret, SymmetricKey};
 
-use super::codec::{serde_via_bytes, ty, Reader, Writer};
+use super::codec::{ty, Reader, Writer};
 use super::grant::AuthorityPublic;
 use super::{sign, FenceError};
 
@@ -258,7 +258,6 @@ impl FenceRecord {
     }
 }
 
-serde_via_bytes!(FenceRecord, "fence record");
 
 /// A fence's public half, taken from a record whose signature was checked:
 /// wraps the backing keys of every KMS key fenced by the policy.

@@ -239,7 +239,8 @@ fn s_policy_with_an_unsatisfying_attribute_key_opens_nothing() {
 
 /// The parts of a native attribute key encoding: header, K1 and K2, then one
 /// entry per label (label, kind, optional value, K3 and for the wild label its
-/// extra points), as keyfence-abe writes them.
+/// extra points), as keyfence-abe writes them (native version 2: 16-bit
+/// string lengths).
 fn split_key(bytes: &[u8]) -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
     let prefix_len = 4 + 3 * 96 + 4 * 48;
     let prefix = bytes[..prefix_len].to_vec();
@@ -248,13 +249,13 @@ fn split_key(bytes: &[u8]) -> (Vec<u8>, Vec<(String, Vec<u8>)>) {
     let mut entries = Vec::new();
     for _ in 0..n {
         let start = at;
-        let len = usize::from(bytes[at]);
-        let label = String::from_utf8(bytes[at + 1..at + 1 + len].to_vec()).unwrap();
-        at += 1 + len;
+        let len = usize::from(u16::from_be_bytes([bytes[at], bytes[at + 1]]));
+        let label = String::from_utf8(bytes[at + 2..at + 2 + len].to_vec()).unwrap();
+        at += 2 + len;
         let kind = bytes[at];
         at += 1;
         if kind == 0 {
-            at += 1 + usize::from(bytes[at]);
+            at += 2 + usize::from(u16::from_be_bytes([bytes[at], bytes[at + 1]]));
         }
         at += 4 * 48;
         if kind == 2 {

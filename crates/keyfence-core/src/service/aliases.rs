@@ -12,7 +12,7 @@ impl Kms {
     /// The key an alias may point to: named by id or key ARN (not alias), in the
     /// caller's account, not pending deletion.
     fn alias_target_key(&self, account: &str, target: &str) -> Result<KeyId, KmsError> {
-        let key = self.resolve_locked(account, target)?;
+        let key = self.resolve_key(account, target)?;
         require_not_pending_deletion(&key.meta)?;
         Ok(key.meta.id)
     }

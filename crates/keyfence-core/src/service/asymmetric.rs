@@ -5,13 +5,14 @@
 use std::sync::Arc;
 
 use keyfence_crypto::asym::{
-    self, KeyUsage, MacAlgorithm, MessageType, PrivateKey, SigningAlgorithm,
+    self, KeyAgreementAlgorithm, KeyUsage, MacAlgorithm, MessageType, PrivateKey, SigningAlgorithm,
 };
 use keyfence_crypto::{CryptoError, Secret};
 
 use super::cache::CachedKey;
 use super::lifecycle::require_enabled;
 use super::Kms;
+use crate::error::{Algorithm, SpecOperation};
 use crate::model::{KeyMetadata, KeySpec};
 use crate::{EncryptionContext, KmsError};
 
@@ -77,43 +78,28 @@ fn check_message(message: &[u8]) -> Result<(), KmsError> {
 
 fn require_usage(meta: &KeyMetadata, usage: KeyUsage) -> Result<(), KmsError> {
     if meta.usage != usage {
-        return Err(KmsError::InvalidKeyUsage(format!(
-            "{} has KeyUsage {}; this operation needs {}",
-            meta.arn(),
-            meta.usage.aws_name(),
-            usage.aws_name()
-        )));
+        return Err(KmsError::WrongKeyUsage {
+            key: meta.arn(),
+            usage: meta.usage,
+            needed: usage,
+        });
     }
     Ok(())
 }
 
-fn parse_signing(
+fn require_algorithm(
     meta: &KeyMetadata,
-    spec: asym::KeySpec,
-    algorithm: &str,
-) -> Result<SigningAlgorithm, KmsError> {
-    let alg = SigningAlgorithm::from_aws_name(algorithm).ok_or_else(|| {
-        KmsError::Validation(format!(
-            "1 validation error detected: Value '{algorithm}' at 'signingAlgorithm' failed to satisfy constraint: Member must satisfy enum value set"
-        ))
-    })?;
-    if !spec.signing_algorithms().contains(&alg) {
-        return Err(KmsError::InvalidKeyUsage(format!(
-            "The signing algorithm {algorithm} is not compatible with {} ({})",
-            meta.arn(),
-            spec.aws_name()
-        )));
+    offered: bool,
+    algorithm: Algorithm,
+) -> Result<(), KmsError> {
+    if !offered {
+        return Err(KmsError::IncompatibleAlgorithm {
+            key: meta.arn(),
+            spec: meta.spec,
+            algorithm,
+        });
     }
-    Ok(alg)
-}
-
-fn parse_message_type(name: Option<&str>) -> Result<MessageType, KmsError> {
-    let name = name.unwrap_or("RAW");
-    MessageType::from_aws_name(name).ok_or_else(|| {
-        KmsError::Validation(format!(
-            "1 validation error detected: Value '{name}' at 'messageType' failed to satisfy constraint: Member must satisfy enum value set: [RAW, DIGEST, EXTERNAL_MU]"
-        ))
-    })
+    Ok(())
 }
 
 impl Kms {
@@ -129,9 +115,8 @@ impl Kms {
         require_usage(&key.meta, usage)?;
         let spec = key.meta.spec.asymmetric().ok_or_else(|| {
             KmsError::Internal(format!(
-                "{} has usage {} but no private key",
-                key.meta.id,
-                usage.aws_name()
+                "{} has usage {usage:?} but no private key",
+                key.meta.id
             ))
         })?;
         Ok((key, spec))
@@ -149,13 +134,13 @@ impl Kms {
         account: &str,
         key_ref: &str,
         message: &[u8],
-        message_type: Option<&str>,
-        algorithm: &str,
+        message_type: MessageType,
+        alg: SigningAlgorithm,
     ) -> Result<SignOutput, KmsError> {
         check_message(message)?;
         let (key, spec) = self.private_key(account, key_ref, KeyUsage::SignVerify)?;
-        let alg = parse_signing(&key.meta, spec, algorithm)?;
-        let message_type = parse_message_type(message_type)?;
+        let offered = spec.signing_algorithms().contains(&alg);
+        require_algorithm(&key.meta, offered, Algorithm::Signing(alg))?;
         let signature = Self::private_of(&key)?
             .sign(alg, message_type, message)
             .map_err(|e| crypto_refusal(e, "Sign"))?;
@@ -172,9 +157,9 @@ impl Kms {
         account: &str,
         key_ref: &str,
         message: &[u8],
-        message_type: Option<&str>,
+        message_type: MessageType,
         signature: &[u8],
-        algorithm: &str,
+        alg: SigningAlgorithm,
     ) -> Result<(String, SigningAlgorithm), KmsError> {
         check_message(message)?;
         if signature.is_empty() || signature.len() > 6144 {
@@ -183,8 +168,8 @@ impl Kms {
             ));
         }
         let (key, spec) = self.private_key(account, key_ref, KeyUsage::SignVerify)?;
-        let alg = parse_signing(&key.meta, spec, algorithm)?;
-        let message_type = parse_message_type(message_type)?;
+        let offered = spec.signing_algorithms().contains(&alg);
+        require_algorithm(&key.meta, offered, Algorithm::Signing(alg))?;
         let valid = Self::private_of(&key)?
             .verify(alg, message_type, message, signature)
             .map_err(|e| crypto_refusal(e, "Verify"))?;
@@ -209,11 +194,11 @@ impl Kms {
                 .public_key_der()
                 .map_err(|e| crypto_refusal(e, "GetPublicKey"))?,
             _ => {
-                return Err(KmsError::UnsupportedOperation(format!(
-                    "{} is a {} key; it has no public key",
-                    key.meta.arn(),
-                    key.meta.spec.as_str()
-                )))
+                return Err(KmsError::SpecCannot {
+                    key: key.meta.arn(),
+                    spec: key.meta.spec,
+                    operation: SpecOperation::GetPublicKey,
+                })
             }
         };
         Ok((key.meta.clone(), public))
@@ -223,20 +208,12 @@ impl Kms {
         &self,
         account: &str,
         key_ref: &str,
-        algorithm: &str,
-    ) -> Result<(Arc<CachedKey>, MacAlgorithm), KmsError> {
+        alg: MacAlgorithm,
+    ) -> Result<Arc<CachedKey>, KmsError> {
         let (key, spec) = self.private_key(account, key_ref, KeyUsage::GenerateVerifyMac)?;
-        let alg = MacAlgorithm::from_aws_name(algorithm).ok_or_else(|| {
-            KmsError::Validation(format!("MacAlgorithm {algorithm} is not a MAC algorithm"))
-        })?;
-        if !spec.mac_algorithms().contains(&alg) {
-            return Err(KmsError::InvalidKeyUsage(format!(
-                "The MAC algorithm {algorithm} is not compatible with {} ({})",
-                key.meta.arn(),
-                spec.aws_name()
-            )));
-        }
-        Ok((key, alg))
+        let offered = spec.mac_algorithms().contains(&alg);
+        require_algorithm(&key.meta, offered, Algorithm::Mac(alg))?;
+        Ok(key)
     }
 
     /// GenerateMac.
@@ -245,10 +222,10 @@ impl Kms {
         account: &str,
         key_ref: &str,
         message: &[u8],
-        algorithm: &str,
+        alg: MacAlgorithm,
     ) -> Result<(String, Vec<u8>), KmsError> {
         check_message(message)?;
-        let (key, alg) = self.mac_key(account, key_ref, algorithm)?;
+        let key = self.mac_key(account, key_ref, alg)?;
         let mac = Self::private_of(&key)?
             .mac(alg, message)
             .map_err(|e| crypto_refusal(e, "GenerateMac"))?;
@@ -262,10 +239,10 @@ impl Kms {
         key_ref: &str,
         message: &[u8],
         mac: &[u8],
-        algorithm: &str,
+        alg: MacAlgorithm,
     ) -> Result<String, KmsError> {
         check_message(message)?;
-        let (key, alg) = self.mac_key(account, key_ref, algorithm)?;
+        let key = self.mac_key(account, key_ref, alg)?;
         let valid = Self::private_of(&key)?
             .verify_mac(alg, message, mac)
             .map_err(|e| crypto_refusal(e, "VerifyMac"))?;
@@ -277,23 +254,12 @@ impl Kms {
         Ok(key.meta.arn())
     }
 
-    fn check_kem_algorithm(algorithm: &str) -> Result<(), KmsError> {
-        if algorithm != "ML_KEM" {
-            return Err(KmsError::Validation(format!(
-                "1 validation error detected: Value '{algorithm}' at 'encapsulationAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: [ML_KEM]"
-            )));
-        }
-        Ok(())
-    }
-
     /// Encapsulate: a fresh shared secret and its ML-KEM ciphertext.
     pub fn encapsulate(
         &self,
         account: &str,
         key_ref: &str,
-        algorithm: &str,
     ) -> Result<(String, Vec<u8>, Secret), KmsError> {
-        Self::check_kem_algorithm(algorithm)?;
         let (key, _) = self.private_key(account, key_ref, KeyUsage::EncapsulateDecapsulate)?;
         let (ciphertext, shared) = Self::private_of(&key)?
             .encapsulate()
@@ -307,9 +273,7 @@ impl Kms {
         account: &str,
         key_ref: &str,
         ciphertext: &[u8],
-        algorithm: &str,
     ) -> Result<(String, Secret), KmsError> {
-        Self::check_kem_algorithm(algorithm)?;
         let (key, _) = self.private_key(account, key_ref, KeyUsage::EncapsulateDecapsulate)?;
         let shared = Self::private_of(&key)?
             .decapsulate(ciphertext)
@@ -326,14 +290,10 @@ impl Kms {
         &self,
         account: &str,
         key_ref: &str,
-        algorithm: &str,
+        algorithm: KeyAgreementAlgorithm,
         peer_public_key: &[u8],
     ) -> Result<(KeyMetadata, Secret), KmsError> {
-        if algorithm != "ECDH" {
-            return Err(KmsError::Validation(format!(
-                "1 validation error detected: Value '{algorithm}' at 'keyAgreementAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: [ECDH]"
-            )));
-        }
+        let KeyAgreementAlgorithm::Ecdh = algorithm;
         let (key, _) = self.private_key(account, key_ref, KeyUsage::KeyAgreement)?;
         let shared = Self::private_of(&key)?
             .derive_shared_secret(peer_public_key)
@@ -347,22 +307,15 @@ impl Kms {
         &self,
         account: &str,
         key_ref: &str,
-        pair_spec: &str,
+        spec: asym::KeySpec,
         context: &EncryptionContext,
         with_plaintext: bool,
     ) -> Result<DataKeyPairOutput, KmsError> {
-        let spec = asym::KeySpec::from_aws_name(pair_spec)
-            .filter(asym::KeySpec::is_data_key_pair_spec)
-            .ok_or_else(|| match pair_spec {
-                "SM2" => KmsError::UnsupportedOperation("KeyPairSpec SM2 is not supported by keyfence".into()),
-                "ML_KEM_512" | "ML_KEM_768" | "ML_KEM_1024" => KmsError::UnsupportedOperation(format!(
-                    "KeyPairSpec {pair_spec} is not supported yet: its PKCS#8 private key is the 64-byte seed, \
-                     and aws-lc-rs cannot derive an ML-KEM key from a seed"
-                )),
-                other => KmsError::Validation(format!(
-                    "1 validation error detected: Value '{other}' at 'keyPairSpec' failed to satisfy constraint: Member must satisfy enum value set"
-                )),
-            })?;
+        if !spec.is_data_key_pair_spec() {
+            return Err(KmsError::Validation(format!(
+                "{spec:?} is not a data key pair spec"
+            )));
+        }
         let key = self.data_key_encryption_key(account, key_ref)?;
         let (private_key, public_key) = asym::generate_data_key_pair(spec)
             .map_err(|e| crypto_refusal(e, "GenerateDataKeyPair"))?;

@@ -10,9 +10,10 @@ use super::cache::CachedKey;
 use super::lifecycle::require_enabled;
 use super::material::Material;
 use super::Kms;
-use crate::model::{KeyMetadata, KeySpec, KeyUsage};
+use crate::error::Algorithm;
+use crate::model::{EncryptionAlgorithm, KeyMetadata, KeySpec, KeyUsage};
 use crate::{EncryptionContext, KeyId, KmsError};
-use keyfence_crypto::asym::EncryptionAlgorithm;
+use keyfence_crypto::asym;
 
 /// Plaintext limit of Encrypt (AWS: 4,096 bytes).
 pub const MAX_PLAINTEXT: usize = 4096;
@@ -21,9 +22,6 @@ pub const MAX_CIPHERTEXT: usize = 6144;
 /// GenerateRandom / NumberOfBytes limit (AWS: 1,024 bytes).
 pub const MAX_RANDOM: i64 = 1024;
 
-/// The only encryption algorithm of symmetric keys.
-pub const SYMMETRIC_DEFAULT: &str = "SYMMETRIC_DEFAULT";
-
 /// Result of Encrypt.
 #[derive(Debug)]
 pub struct EncryptOutput {
@@ -31,8 +29,8 @@ pub struct EncryptOutput {
     pub ciphertext: Vec<u8>,
     /// ARN of the key that encrypted.
     pub key_arn: String,
-    /// The encryption algorithm used (AWS name).
-    pub algorithm: &'static str,
+    /// The encryption algorithm used.
+    pub algorithm: EncryptionAlgorithm,
 }
 
 /// Result of Decrypt.
@@ -42,8 +40,8 @@ pub struct DecryptOutput {
     pub plaintext: Secret,
     /// ARN of the key that decrypted.
     pub key_arn: String,
-    /// The encryption algorithm used (AWS name).
-    pub algorithm: &'static str,
+    /// The encryption algorithm used.
+    pub algorithm: EncryptionAlgorithm,
 }
 
 /// Result of ReEncrypt.
@@ -55,10 +53,10 @@ pub struct ReEncryptOutput {
     pub source_key_arn: String,
     /// ARN of the key that encrypted.
     pub key_arn: String,
-    /// Algorithm that decrypted the source (AWS name).
-    pub source_algorithm: &'static str,
-    /// Algorithm that encrypted the result (AWS name).
-    pub destination_algorithm: &'static str,
+    /// Algorithm that decrypted the source.
+    pub source_algorithm: EncryptionAlgorithm,
+    /// Algorithm that encrypted the result.
+    pub destination_algorithm: EncryptionAlgorithm,
 }
 
 /// Result of GenerateDataKey(WithoutPlaintext).
@@ -72,33 +70,17 @@ pub struct DataKeyOutput {
     pub key_arn: String,
 }
 
-/// Requested size of a data key: a KeySpec or a byte count, exactly one.
+/// Requested size of a data key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataKeySize {
-    /// `KeySpec` AES_128 / AES_256, or `NumberOfBytes`.
+    /// This many bytes (`KeySpec` AES_128 / AES_256, or `NumberOfBytes`).
     Bytes(usize),
 }
 
 impl DataKeySize {
-    /// Validates GenerateDataKey's KeySpec / NumberOfBytes pair.
-    pub fn from_request(
-        key_spec: Option<&str>,
-        number_of_bytes: Option<i64>,
-    ) -> Result<Self, KmsError> {
-        match (key_spec, number_of_bytes) {
-            (Some(_), Some(_)) => Err(KmsError::Validation(
-                "KeySpec and NumberOfBytes are mutually exclusive; specify one".into(),
-            )),
-            (None, None) => Err(KmsError::Validation(
-                "Please specify either number of bytes or key spec.".into(),
-            )),
-            (Some("AES_256"), None) => Ok(Self::Bytes(32)),
-            (Some("AES_128"), None) => Ok(Self::Bytes(16)),
-            (Some(other), None) => Err(KmsError::Validation(format!(
-                "1 validation error detected: Value '{other}' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: [AES_256, AES_128]"
-            ))),
-            (None, Some(n)) => Ok(Self::Bytes(check_byte_count(n, "numberOfBytes")?)),
-        }
+    /// A `NumberOfBytes` of 1–1,024.
+    pub fn number_of_bytes(n: i64) -> Result<Self, KmsError> {
+        Ok(Self::Bytes(check_byte_count(n, "numberOfBytes")?))
     }
 }
 
@@ -117,49 +99,37 @@ enum Scheme {
     /// keyfence's symmetric envelope (SYMMETRIC_DEFAULT).
     Envelope,
     /// RSAES-OAEP with the key's RSA key pair.
-    Rsa(EncryptionAlgorithm),
+    Rsa(asym::EncryptionAlgorithm),
 }
 
-impl Scheme {
-    /// The AWS name of the algorithm.
-    fn name(&self) -> &'static str {
-        match self {
-            Scheme::Envelope => SYMMETRIC_DEFAULT,
-            Scheme::Rsa(alg) => alg.aws_name(),
-        }
+/// The scheme of `algorithm` (SYMMETRIC_DEFAULT when absent) with this key,
+/// if its spec offers it.
+fn scheme(
+    meta: &KeyMetadata,
+    algorithm: Option<EncryptionAlgorithm>,
+) -> Result<(Scheme, EncryptionAlgorithm), KmsError> {
+    let algorithm = algorithm.unwrap_or(EncryptionAlgorithm::SymmetricDefault);
+    if !meta.spec.encryption_algorithms().contains(&algorithm) {
+        return Err(KmsError::IncompatibleAlgorithm {
+            key: meta.arn(),
+            spec: meta.spec,
+            algorithm: Algorithm::Encryption(algorithm),
+        });
     }
-}
-
-fn scheme(meta: &KeyMetadata, algorithm: Option<&str>) -> Result<Scheme, KmsError> {
-    let incompatible = |name: &str| {
-        KmsError::InvalidKeyUsage(format!(
-            "The encryption algorithm {name} is not compatible with {} ({})",
-            meta.arn(),
-            meta.spec.as_str()
-        ))
+    let scheme = match algorithm {
+        EncryptionAlgorithm::SymmetricDefault => Scheme::Envelope,
+        EncryptionAlgorithm::Rsa(alg) => Scheme::Rsa(alg),
     };
-    match meta.spec {
-        KeySpec::SymmetricDefault => match algorithm {
-            None | Some(SYMMETRIC_DEFAULT) => Ok(Scheme::Envelope),
-            Some(other) => Err(incompatible(other)),
-        },
-        KeySpec::Asymmetric(spec) => {
-            let name = algorithm.unwrap_or(SYMMETRIC_DEFAULT);
-            EncryptionAlgorithm::from_aws_name(name)
-                .filter(|a| spec.encryption_algorithms().contains(a))
-                .map(Scheme::Rsa)
-                .ok_or_else(|| incompatible(name))
-        }
-    }
+    Ok((scheme, algorithm))
 }
 
 fn require_encrypt_decrypt(key: &CachedKey) -> Result<(), KmsError> {
     if key.meta.usage != KeyUsage::EncryptDecrypt {
-        return Err(KmsError::InvalidKeyUsage(format!(
-            "{} has KeyUsage {}; this operation needs ENCRYPT_DECRYPT",
-            key.meta.arn(),
-            key.meta.usage.aws_name()
-        )));
+        return Err(KmsError::WrongKeyUsage {
+            key: key.meta.arn(),
+            usage: key.meta.usage,
+            needed: KeyUsage::EncryptDecrypt,
+        });
     }
     Ok(())
 }
@@ -215,10 +185,10 @@ impl Kms {
         key: &CachedKey,
         context: &EncryptionContext,
         plaintext: &[u8],
-        algorithm: Option<&str>,
+        algorithm: Option<EncryptionAlgorithm>,
     ) -> Result<Vec<u8>, KmsError> {
         let material = Self::current_material(key)?;
-        match (scheme(&key.meta, algorithm)?, material) {
+        match (scheme(&key.meta, algorithm)?.0, material) {
             (Scheme::Envelope, Material::Symmetric(k)) => {
                 let version = key.meta.current_version;
                 let blob = blob::seal(
@@ -227,17 +197,19 @@ impl Kms {
                     version,
                     &context.canonical_bytes(),
                     plaintext,
-                )?;
+                )
+                .map_err(KmsError::internal_crypto("seal ciphertext blob"))?;
                 Ok(blob.to_bytes())
             }
-            (Scheme::Rsa(alg), Material::Private(k)) => k.encrypt(alg, plaintext).map_err(|e| {
-                KmsError::Validation(format!(
-                    "Plaintext of {} bytes cannot be encrypted with {} under {}: {e}",
-                    plaintext.len(),
-                    alg.aws_name(),
-                    key.meta.spec.as_str()
-                ))
-            }),
+            (Scheme::Rsa(alg), Material::Private(k)) => {
+                k.encrypt(alg, plaintext)
+                    .map_err(|detail| KmsError::PlaintextTooLong {
+                        len: plaintext.len(),
+                        algorithm: alg,
+                        spec: key.meta.spec,
+                        detail,
+                    })
+            }
             _ => Err(KmsError::Internal(format!(
                 "{} material does not match its spec",
                 key.meta.id
@@ -252,7 +224,7 @@ impl Kms {
         key_ref: &str,
         plaintext: &[u8],
         context: &EncryptionContext,
-        algorithm: Option<&str>,
+        algorithm: Option<EncryptionAlgorithm>,
     ) -> Result<EncryptOutput, KmsError> {
         if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
             return Err(KmsError::Validation(format!(
@@ -264,7 +236,7 @@ impl Kms {
         Ok(EncryptOutput {
             ciphertext: Self::encrypt_with(&key, context, plaintext, algorithm)?,
             key_arn: key.meta.arn(),
-            algorithm: scheme(&key.meta, algorithm)?.name(),
+            algorithm: scheme(&key.meta, algorithm)?.1,
         })
     }
 
@@ -276,14 +248,14 @@ impl Kms {
         ciphertext: &[u8],
         context: &EncryptionContext,
         key_ref: Option<&str>,
-        algorithm: Option<&str>,
+        algorithm: Option<EncryptionAlgorithm>,
     ) -> Result<DecryptOutput, KmsError> {
         let (key, plaintext) =
             self.decrypt_any(account, ciphertext, context, key_ref, algorithm)?;
         Ok(DecryptOutput {
             plaintext,
             key_arn: key.meta.arn(),
-            algorithm: scheme(&key.meta, algorithm)?.name(),
+            algorithm: scheme(&key.meta, algorithm)?.1,
         })
     }
 
@@ -293,7 +265,7 @@ impl Kms {
         ciphertext: &[u8],
         context: &EncryptionContext,
         key_ref: Option<&str>,
-        algorithm: Option<&str>,
+        algorithm: Option<EncryptionAlgorithm>,
     ) -> Result<(Arc<CachedKey>, Secret), KmsError> {
         if ciphertext.is_empty() || ciphertext.len() > MAX_CIPHERTEXT {
             return Err(KmsError::Validation(format!(
@@ -308,7 +280,7 @@ impl Kms {
         {
             require_enabled(&key.meta)?;
             require_encrypt_decrypt(key)?;
-            let Scheme::Rsa(alg) = scheme(&key.meta, algorithm)? else {
+            let (Scheme::Rsa(alg), _) = scheme(&key.meta, algorithm)? else {
                 return Err(KmsError::Internal(
                     "asymmetric key selected the envelope scheme".into(),
                 ));
@@ -353,8 +325,8 @@ impl Kms {
         source_key_ref: Option<&str>,
         destination_key_ref: &str,
         destination_context: &EncryptionContext,
-        source_algorithm: Option<&str>,
-        destination_algorithm: Option<&str>,
+        source_algorithm: Option<EncryptionAlgorithm>,
+        destination_algorithm: Option<EncryptionAlgorithm>,
     ) -> Result<ReEncryptOutput, KmsError> {
         let destination = self.encryption_key(account, destination_key_ref)?;
         scheme(&destination.meta, destination_algorithm)?;
@@ -374,8 +346,8 @@ impl Kms {
             )?,
             source_key_arn: source.meta.arn(),
             key_arn: destination.meta.arn(),
-            source_algorithm: scheme(&source.meta, source_algorithm)?.name(),
-            destination_algorithm: scheme(&destination.meta, destination_algorithm)?.name(),
+            source_algorithm: scheme(&source.meta, source_algorithm)?.1,
+            destination_algorithm: scheme(&destination.meta, destination_algorithm)?.1,
         })
     }
 
@@ -390,7 +362,7 @@ impl Kms {
     ) -> Result<DataKeyOutput, KmsError> {
         let key = self.data_key_encryption_key(account, key_ref)?;
         let DataKeySize::Bytes(n) = size;
-        let data_key = Secret::random(n)?;
+        let data_key = Secret::random(n).map_err(KmsError::internal_crypto("data key"))?;
         Ok(DataKeyOutput {
             ciphertext: Self::encrypt_with(&key, context, data_key.expose(), None)?,
             plaintext: with_plaintext.then_some(data_key),
@@ -402,6 +374,7 @@ impl Kms {
     pub fn generate_random(&self, number_of_bytes: Option<i64>) -> Result<Vec<u8>, KmsError> {
         let n = number_of_bytes
             .ok_or_else(|| KmsError::Validation("NumberOfBytes is required".into()))?;
-        Ok(rand::bytes(check_byte_count(n, "numberOfBytes")?)?)
+        rand::bytes(check_byte_count(n, "numberOfBytes")?)
+            .map_err(KmsError::internal_crypto("random bytes"))
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use keyfence_crypto::asym::{self, xwing, PrivateKey, WrappingAlgorithm};
+use keyfence_crypto::asym::{self, xwing, PrivateKey};
 use keyfence_crypto::{ct, kdf, rand, Secret};
 
 use super::cache::CachedKey;
@@ -12,7 +12,8 @@ use super::material::Material;
 use super::Kms;
 use crate::clock::Timestamp;
 use crate::model::{
-    ExpirationModel, ImportState, KeyMetadata, KeyState, Origin, PendingImportParameters,
+    ExpirationModel, ImportExpiry, ImportState, ImportWrapping, KeyMetadata, KeyState, Origin,
+    PendingImportParameters,
 };
 use crate::{KeyId, KmsError};
 
@@ -37,66 +38,39 @@ pub struct ImportParameters {
     pub valid_to: Timestamp,
 }
 
-/// keyfence's post-quantum wrapping key spec (not in AWS's enum): an X-Wing key.
-pub const PQ_WRAPPING_KEY_SPEC: &str = "X25519_ML_KEM_768";
-/// keyfence's post-quantum wrapping algorithm (not in AWS's enum): X-Wing
-/// (draft-connolly-cfrg-xwing-kem) encapsulation, then AES-256-KWP of the
-/// material under the shared secret: `ciphertext (1120) ‖ KWP(material)`.
-pub const PQ_WRAPPING_ALGORITHM: &str = "XWING_AES_KEY_WRAP";
-
-/// How the caller will wrap the material.
-enum Wrapping {
-    /// AWS's RSA wrapping algorithms.
-    Rsa {
-        spec: asym::KeySpec,
-        algorithm: WrappingAlgorithm,
-    },
-    /// Hybrid post-quantum: X-Wing + AES-KWP.
-    XWing,
-}
-
-fn parse_wrapping(algorithm: &str, key_spec: &str) -> Result<Wrapping, KmsError> {
-    if algorithm == PQ_WRAPPING_ALGORITHM || key_spec == PQ_WRAPPING_KEY_SPEC {
-        if (algorithm, key_spec) != (PQ_WRAPPING_ALGORITHM, PQ_WRAPPING_KEY_SPEC) {
-            return Err(KmsError::Validation(format!(
-                "{PQ_WRAPPING_ALGORITHM} goes with WrappingKeySpec {PQ_WRAPPING_KEY_SPEC}, and only with it"
-            )));
-        }
-        return Ok(Wrapping::XWing);
-    }
-    let algorithm = WrappingAlgorithm::from_aws_name(algorithm).ok_or_else(|| {
-        KmsError::Validation(format!(
-            "WrappingAlgorithm {algorithm} is not supported; use RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_1, RSA_AES_KEY_WRAP_SHA_256 or {PQ_WRAPPING_ALGORITHM}"
-        ))
-    })?;
-    let spec = asym::KeySpec::from_aws_name(key_spec)
-        .filter(asym::KeySpec::is_wrapping_key_spec)
-        .ok_or_else(|| {
-            KmsError::Validation(format!(
-                "WrappingKeySpec {key_spec} is not supported; use RSA_2048, RSA_3072, RSA_4096 or {PQ_WRAPPING_KEY_SPEC}"
-            ))
-        })?;
-    Ok(Wrapping::Rsa { spec, algorithm })
-}
-
 /// A freshly generated wrapping key: its private bytes and what the caller gets.
 struct WrappingKey {
     private: Secret,
     public: Vec<u8>,
 }
 
-impl Wrapping {
-    fn generate(&self) -> Result<WrappingKey, KmsError> {
-        match self {
-            Wrapping::Rsa { spec, .. } => {
-                let key = PrivateKey::generate(*spec)?;
+/// Refuses an RSA wrapping key spec AWS does not offer for import.
+fn check_wrapping(wrapping: ImportWrapping) -> Result<(), KmsError> {
+    match wrapping {
+        ImportWrapping::Rsa { spec, .. } if !spec.is_wrapping_key_spec() => Err(
+            KmsError::Validation(format!("{spec:?} is not an import wrapping key spec")),
+        ),
+        _ => Ok(()),
+    }
+}
+
+impl WrappingKey {
+    fn generate(wrapping: ImportWrapping) -> Result<WrappingKey, KmsError> {
+        match wrapping {
+            ImportWrapping::Rsa { spec, .. } => {
+                let failed = KmsError::internal_crypto("wrapping key");
+                let key = PrivateKey::generate(spec).map_err(failed)?;
+                let public = key
+                    .public_key_der()
+                    .map_err(KmsError::internal_crypto("wrapping public key"))?;
                 Ok(WrappingKey {
-                    public: key.public_key_der()?,
+                    public,
                     private: Secret::new(key.to_bytes().to_vec()),
                 })
             }
-            Wrapping::XWing => {
-                let key = xwing::XWingPrivateKey::generate()?;
+            ImportWrapping::XWing => {
+                let key = xwing::XWingPrivateKey::generate()
+                    .map_err(KmsError::internal_crypto("X-Wing wrapping key"))?;
                 Ok(WrappingKey {
                     public: key.public_key().to_vec(),
                     private: Secret::new(key.to_bytes().to_vec()),
@@ -105,29 +79,19 @@ impl Wrapping {
         }
     }
 
+    /// Unwraps material wrapped to the wrapping key whose private bytes are `private`.
     fn unwrap(
-        &self,
+        wrapping: ImportWrapping,
         private: &[u8],
         wrapped: &[u8],
     ) -> Result<Secret, keyfence_crypto::CryptoError> {
-        match self {
-            Wrapping::Rsa { spec, algorithm } => asym::unwrap_import(
-                &PrivateKey::from_bytes(*spec, private)?,
-                *algorithm,
-                wrapped,
-            ),
-            Wrapping::XWing => {
+        match wrapping {
+            ImportWrapping::Rsa { spec, algorithm } => {
+                asym::unwrap_import(&PrivateKey::from_bytes(spec, private)?, algorithm, wrapped)
+            }
+            ImportWrapping::XWing => {
                 xwing::unwrap_key_material(&xwing::XWingPrivateKey::from_bytes(private)?, wrapped)
             }
-        }
-    }
-
-    fn names(&self) -> (String, String) {
-        match self {
-            Wrapping::Rsa { spec, algorithm } => {
-                (spec.aws_name().into(), algorithm.aws_name().into())
-            }
-            Wrapping::XWing => (PQ_WRAPPING_KEY_SPEC.into(), PQ_WRAPPING_ALGORITHM.into()),
         }
     }
 }
@@ -143,38 +107,23 @@ fn require_external(meta: &KeyMetadata) -> Result<(), KmsError> {
 }
 
 fn commitment(key_id: &KeyId, material: &[u8]) -> Result<Vec<u8>, KmsError> {
-    Ok(kdf::derive::<32>(material, key_id.as_bytes(), &[COMMITMENT_INFO])?.to_vec())
+    kdf::derive::<32>(material, key_id.as_bytes(), &[COMMITMENT_INFO])
+        .map(|c| c.to_vec())
+        .map_err(KmsError::internal_crypto("material commitment"))
 }
 
-/// Parses ImportKeyMaterial's ValidTo/ExpirationModel pair.
+/// Checks the expiry ImportKeyMaterial asks for: ValidTo in the future, at
+/// most 365 days away.
 fn expiry(
     now: Timestamp,
-    valid_to: Option<Timestamp>,
-    model: Option<&str>,
+    expiry: ImportExpiry,
 ) -> Result<(ExpirationModel, Option<Timestamp>), KmsError> {
-    let model = match model {
-        None if valid_to.is_none() => ExpirationModel::DoesNotExpire,
-        None | Some("KEY_MATERIAL_EXPIRES") => ExpirationModel::Expires,
-        Some("KEY_MATERIAL_DOES_NOT_EXPIRE") => ExpirationModel::DoesNotExpire,
-        Some(other) => {
-            return Err(KmsError::Validation(format!(
-                "ExpirationModel {other} is not valid"
-            )))
-        }
-    };
-    match (model, valid_to) {
-        (ExpirationModel::Expires, None) => Err(KmsError::Validation(
-            "ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES".into(),
-        )),
-        (ExpirationModel::DoesNotExpire, Some(_)) => Err(KmsError::Validation(
-            "ValidTo must be omitted when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE".into(),
-        )),
-        (ExpirationModel::Expires, Some(t)) if t <= now || t > now.plus_days(MAX_VALID_TO_DAYS) => {
-            Err(KmsError::Validation(
-                "ValidTo must be in the future and at most 365 days away".into(),
-            ))
-        }
-        (model, t) => Ok((model, t)),
+    match expiry {
+        ImportExpiry::Never => Ok((ExpirationModel::DoesNotExpire, None)),
+        ImportExpiry::At(t) if t <= now || t > now.plus_days(MAX_VALID_TO_DAYS) => Err(
+            KmsError::Validation("ValidTo must be in the future and at most 365 days away".into()),
+        ),
+        ImportExpiry::At(t) => Ok((ExpirationModel::Expires, Some(t))),
     }
 }
 
@@ -184,13 +133,11 @@ impl Kms {
         &self,
         account: &str,
         key_ref: &str,
-        wrapping_algorithm: &str,
-        wrapping_key_spec: &str,
+        wrapping: ImportWrapping,
     ) -> Result<ImportParameters, KmsError> {
-        let wrapping = parse_wrapping(wrapping_algorithm, wrapping_key_spec)?;
-        let wrapping_key = wrapping.generate()?;
-        let (spec_name, algorithm_name) = wrapping.names();
-        let token = rand::bytes(32)?;
+        check_wrapping(wrapping)?;
+        let wrapping_key = WrappingKey::generate(wrapping)?;
+        let token = rand::bytes(32).map_err(KmsError::internal_crypto("import token"))?;
         let valid_to = Timestamp(self.now().0 + IMPORT_PARAMETERS_VALID_MS);
         let meta = self.update_metadata(account, key_ref, |m| {
             require_external(m)?;
@@ -212,8 +159,7 @@ impl Kms {
                     token: token.clone(),
                     wrapped_private_key: wrapped,
                     domain_key_id: self.domain.current,
-                    wrapping_key_spec: spec_name.clone(),
-                    wrapping_algorithm: algorithm_name.clone(),
+                    wrapping,
                     valid_to,
                 });
             Ok(())
@@ -234,13 +180,12 @@ impl Kms {
         key_ref: &str,
         import_token: &[u8],
         encrypted_material: &[u8],
-        valid_to: Option<Timestamp>,
-        expiration_model: Option<&str>,
+        requested_expiry: ImportExpiry,
     ) -> Result<KeyMetadata, KmsError> {
         let now = self.now();
-        let (model, valid_to) = expiry(now, valid_to, expiration_model)?;
+        let (model, valid_to) = expiry(now, requested_expiry)?;
         let _w = self.lock_writer();
-        let key = self.resolve_locked(account, key_ref)?;
+        let key = self.resolve_key(account, key_ref)?;
         let mut meta = key.meta.clone();
         require_external(&meta)?;
         require_not_pending_deletion(&meta)?;
@@ -264,11 +209,11 @@ impl Kms {
             ));
         }
         let material = self.unwrap_imported(&meta.id, &pending, encrypted_material)?;
-        let parsed = Material::from_bytes(meta.spec, material.expose()).map_err(|e| {
-            KmsError::IncorrectKeyMaterial(format!(
-                "The imported material is not a valid {} key: {e}",
-                meta.spec.as_str()
-            ))
+        let parsed = Material::from_bytes(meta.spec, material.expose()).map_err(|detail| {
+            KmsError::MaterialNotOfSpec {
+                spec: meta.spec,
+                detail,
+            }
         })?;
         let commit = commitment(&meta.id, material.expose())?;
         if import
@@ -301,7 +246,6 @@ impl Kms {
         pending: &PendingImportParameters,
         encrypted: &[u8],
     ) -> Result<Secret, KmsError> {
-        let wrapping = parse_wrapping(&pending.wrapping_algorithm, &pending.wrapping_key_spec)?;
         let wrapping_bytes = self.domain.unwrap_secret(
             WRAPPING_KEY_LABEL,
             key_id,
@@ -309,14 +253,12 @@ impl Kms {
             pending.domain_key_id,
             &pending.wrapped_private_key,
         )?;
-        wrapping
-            .unwrap(wrapping_bytes.expose(), encrypted)
-            .map_err(|_| {
-                KmsError::InvalidCiphertext(
-                    "The encrypted key material could not be unwrapped with the import parameters"
-                        .into(),
-                )
-            })
+        WrappingKey::unwrap(pending.wrapping, wrapping_bytes.expose(), encrypted).map_err(|_| {
+            KmsError::InvalidCiphertext(
+                "The encrypted key material could not be unwrapped with the import parameters"
+                    .into(),
+            )
+        })
     }
 
     /// DeleteImportedKeyMaterial: the material is destroyed; the key waits for a re-import.
@@ -326,7 +268,7 @@ impl Kms {
         key_ref: &str,
     ) -> Result<KeyMetadata, KmsError> {
         let _w = self.lock_writer();
-        let key = self.resolve_locked(account, key_ref)?;
+        let key = self.resolve_key(account, key_ref)?;
         require_external(&key.meta)?;
         require_not_pending_deletion(&key.meta)?;
         self.drop_imported_material(&key)

@@ -23,9 +23,12 @@ pub(crate) enum Material {
 impl Material {
     /// Fresh material of `spec`.
     pub fn generate(spec: KeySpec) -> Result<Self, KmsError> {
+        let failed = KmsError::internal_crypto("key generation");
         Ok(match spec {
-            KeySpec::SymmetricDefault => Self::Symmetric(SymmetricKey::generate()?),
-            KeySpec::Asymmetric(s) => Self::Private(Arc::new(PrivateKey::generate(s)?)),
+            KeySpec::SymmetricDefault => Self::Symmetric(SymmetricKey::generate().map_err(failed)?),
+            KeySpec::Asymmetric(s) => {
+                Self::Private(Arc::new(PrivateKey::generate(s).map_err(failed)?))
+            }
         })
     }
 
@@ -87,11 +90,12 @@ impl DomainKeys {
         secret: &[u8],
     ) -> Result<Vec<u8>, KmsError> {
         let dk = &self.keys[&self.current];
-        Ok(wrap::wrap_bytes(
+        wrap::wrap_bytes(
             dk,
             &Self::binding(label, key_id, version, self.current),
             secret,
-        )?)
+        )
+        .map_err(KmsError::internal_crypto("wrap under the domain key"))
     }
 
     /// Unwraps what [`Self::wrap_secret`] wrapped.

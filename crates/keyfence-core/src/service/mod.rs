@@ -18,7 +18,7 @@ use keyfence_crypto::SymmetricKey;
 
 pub use asymmetric::{DataKeyPairOutput, SignOutput};
 pub use crypto_ops::{DataKeyOutput, DataKeySize, DecryptOutput, EncryptOutput, ReEncryptOutput};
-pub use import::{ImportParameters, PQ_WRAPPING_ALGORITHM, PQ_WRAPPING_KEY_SPEC};
+pub use import::ImportParameters;
 pub use lifecycle::{CreateKeyInput, DeletionScheduled};
 pub use rotation::RotationStatus;
 
@@ -68,7 +68,8 @@ impl Kms {
     ) -> Result<Self, KmsError> {
         let mut snapshot = store.load()?;
         if snapshot.domain_keys.is_empty() {
-            let key = SymmetricKey::generate()?;
+            let key = SymmetricKey::generate()
+                .map_err(KmsError::internal_crypto("domain key generation"))?;
             let record = DomainKeyRecord {
                 id: 1,
                 wrapped: root.wrap_domain_key(1, &key)?,
@@ -135,10 +136,17 @@ impl Kms {
     }
 
     /// Resolves a caller's key reference to a live key of `account`. A key whose
-    /// deletion date has passed is destroyed here and reported as not found.
+    /// deletion date has passed answers as destroyed (NotFound); the request
+    /// path never writes, the sweeper ([`Self::run_due_tasks`]) destroys it.
     fn resolve(&self, account: &str, key_ref: &str) -> Result<Arc<CachedKey>, KmsError> {
-        self.resolve_without_reaping(account, key_ref)
-            .and_then(|k| self.reap_if_due(k))
+        let key = self.lookup(account, key_ref)?;
+        if key.meta.is_due_for_destruction(self.now()) {
+            return Err(KmsError::NotFound(format!(
+                "Key '{}' does not exist",
+                key.meta.arn()
+            )));
+        }
+        Ok(key)
     }
 
     /// Like [`Self::resolve`] for operations that name a key only by key id or
@@ -148,12 +156,16 @@ impl Kms {
         self.resolve(account, key_ref)
     }
 
-    /// Resolves a key reference without destroying a key that is due.
-    fn resolve_without_reaping(
-        &self,
-        account: &str,
-        key_ref: &str,
-    ) -> Result<Arc<CachedKey>, KmsError> {
+    /// Whether `key_ref` names a key of `account` whose private-key operations
+    /// are CPU-heavy (RSA, ML-DSA), so a caller on an async runtime should run
+    /// them off its workers. False for anything that does not resolve.
+    pub fn is_cpu_heavy_key(&self, account: &str, key_ref: &str) -> bool {
+        self.lookup(account, key_ref)
+            .is_ok_and(|k| k.meta.spec.is_cpu_heavy())
+    }
+
+    /// Finds the key a reference names, whatever its state.
+    fn lookup(&self, account: &str, key_ref: &str) -> Result<Arc<CachedKey>, KmsError> {
         let not_found = || KmsError::NotFound(format!("Key '{key_ref}' does not exist"));
         let id = match KeyRef::parse(key_ref)? {
             KeyRef::Id(id) => id,
@@ -199,18 +211,6 @@ impl Kms {
         self.read_cache()
             .key(id)
             .filter(|k| k.meta.account == account)
-    }
-
-    /// Destroys `key` if its deletion date has passed (then: NotFound).
-    fn reap_if_due(&self, key: Arc<CachedKey>) -> Result<Arc<CachedKey>, KmsError> {
-        if key.meta.is_due_for_destruction(self.now()) {
-            self.destroy(&key.meta.id)?;
-            return Err(KmsError::NotFound(format!(
-                "Key '{}' does not exist",
-                key.meta.arn()
-            )));
-        }
-        Ok(key)
     }
 
     fn destroy(&self, id: &KeyId) -> Result<(), KmsError> {

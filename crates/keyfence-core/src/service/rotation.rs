@@ -31,11 +31,11 @@ pub struct RotationStatus {
 /// Only symmetric keys with keyfence-generated material rotate, as in AWS.
 fn require_rotatable(meta: &KeyMetadata) -> Result<(), KmsError> {
     if meta.spec != KeySpec::SymmetricDefault {
-        return Err(KmsError::UnsupportedOperation(format!(
-            "{} is a {} key; only symmetric encryption keys can be rotated",
-            meta.arn(),
-            meta.spec.as_str()
-        )));
+        return Err(KmsError::SpecCannot {
+            key: meta.arn(),
+            spec: meta.spec,
+            operation: crate::error::SpecOperation::Rotate,
+        });
     }
     if meta.origin != Origin::AwsKms {
         return Err(KmsError::UnsupportedOperation(format!(
@@ -110,7 +110,7 @@ impl Kms {
         key_ref: &str,
     ) -> Result<KeyMetadata, KmsError> {
         let _w = self.lock_writer();
-        let key = self.resolve_locked(account, key_ref)?;
+        let key = self.resolve_key(account, key_ref)?;
         require_enabled(&key.meta)?;
         require_rotatable(&key.meta)?;
         let on_demand = key

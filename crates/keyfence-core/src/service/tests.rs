@@ -4,11 +4,30 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use keyfence_crypto::asym::{
+    self, KeyAgreementAlgorithm, MacAlgorithm, MessageType,
+    SigningAlgorithm::{EcdsaSha256, RsassaPssSha256},
+    WrappingAlgorithm::{self, RsaAesKeyWrapSha256, RsaesOaepSha1, RsaesOaepSha256},
+};
 use keyfence_crypto::SymmetricKey;
 
 use super::*;
 use crate::clock::ManualClock;
-use crate::model::KeyState;
+use crate::model::{
+    EncryptionAlgorithm, ImportExpiry, ImportWrapping, KeySpec, KeyState, KeyUsage, Origin,
+};
+use asym::KeySpec::{
+    EccNistEdwards25519, EccNistP256, EccNistP384, Hmac256, Hmac384, MlKem768, Rsa2048, Rsa3072,
+};
+
+const OAEP_256: EncryptionAlgorithm =
+    EncryptionAlgorithm::Rsa(asym::EncryptionAlgorithm::RsaesOaepSha256);
+const OAEP_1: EncryptionAlgorithm =
+    EncryptionAlgorithm::Rsa(asym::EncryptionAlgorithm::RsaesOaepSha1);
+
+fn rsa_wrapping(algorithm: WrappingAlgorithm, spec: asym::KeySpec) -> ImportWrapping {
+    ImportWrapping::Rsa { spec, algorithm }
+}
 use crate::root::LocalRootKey;
 use crate::store::{Snapshot, StoreError, StoredKey, VersionRecord};
 use crate::EncryptionContext;
@@ -376,7 +395,7 @@ fn states_are_enforced() {
 }
 
 #[test]
-fn key_past_its_deletion_date_is_destroyed() {
+fn key_past_its_deletion_date_answers_as_destroyed_and_the_sweeper_destroys_it() {
     let f = Fixture::new();
     let id = f.key().id.to_string();
     f.kms.create_alias(A, "alias/doomed", &id).unwrap();
@@ -400,16 +419,29 @@ fn key_past_its_deletion_date_is_destroyed() {
         f.kms.describe_key(A, &id),
         Err(KmsError::NotFound(_))
     ));
-    assert!(
-        f.store.0.lock().unwrap().keys.is_empty(),
-        "material must be gone from the store"
-    );
+    assert!(matches!(
+        f.kms.encrypt(A, "alias/doomed", b"x", &ctx(&[]), None),
+        Err(KmsError::NotFound(_))
+    ));
+    assert!(f.kms.list_keys(A, None, None).unwrap().items.is_empty());
     assert!(f
         .kms
         .list_aliases(A, None, None, None)
         .unwrap()
         .items
         .is_empty());
+    assert_eq!(
+        f.store.0.lock().unwrap().keys.len(),
+        1,
+        "requests never write: the key is still stored until the sweeper runs"
+    );
+    assert_eq!(f.kms.run_due_tasks().unwrap(), 1);
+    assert!(
+        f.store.0.lock().unwrap().keys.is_empty(),
+        "material must be gone from the store"
+    );
+    assert!(f.store.0.lock().unwrap().aliases.is_empty());
+    assert_eq!(f.kms.run_due_tasks().unwrap(), 0);
     let f = f.restart();
     assert!(matches!(
         f.kms.describe_key(A, &id),
@@ -468,13 +500,7 @@ fn re_encrypt_and_data_keys() {
     let c2 = ctx(&[("b", "2")]);
     let dk = f
         .kms
-        .generate_data_key(
-            A,
-            &k1.arn(),
-            DataKeySize::from_request(Some("AES_256"), None).unwrap(),
-            &c1,
-            true,
-        )
+        .generate_data_key(A, &k1.arn(), DataKeySize::Bytes(32), &c1, true)
         .unwrap();
     let plain = dk.plaintext.unwrap();
     assert_eq!(plain.len(), 32);
@@ -493,13 +519,9 @@ fn re_encrypt_and_data_keys() {
             .plaintext,
         plain
     );
-    assert!(DataKeySize::from_request(None, None).is_err());
-    assert!(DataKeySize::from_request(Some("AES_256"), Some(32)).is_err());
-    assert!(DataKeySize::from_request(None, Some(1025)).is_err());
-    assert_eq!(
-        DataKeySize::from_request(Some("AES_128"), None),
-        Ok(DataKeySize::Bytes(16))
-    );
+    assert!(DataKeySize::number_of_bytes(0).is_err());
+    assert!(DataKeySize::number_of_bytes(1025).is_err());
+    assert_eq!(DataKeySize::number_of_bytes(16), Ok(DataKeySize::Bytes(16)));
     assert!(f.kms.generate_random(Some(0)).is_err());
     assert_eq!(f.kms.generate_random(Some(1024)).unwrap().len(), 1024);
 }
@@ -518,9 +540,10 @@ fn plaintext_limits() {
     ));
     assert!(f.kms.encrypt(A, &id, &[0; 4096], &ctx(&[]), None).is_ok());
     assert!(matches!(
-        f.kms
-            .encrypt(A, &id, b"x", &ctx(&[]), Some("RSAES_OAEP_SHA_256")),
-        Err(KmsError::InvalidKeyUsage(_))
+        f.kms.encrypt(A, &id, b"x", &ctx(&[]), Some(OAEP_256)),
+        Err(KmsError::InvalidKeyUsage(_)
+            | KmsError::WrongKeyUsage { .. }
+            | KmsError::IncompatibleAlgorithm { .. })
     ));
 }
 
@@ -562,13 +585,13 @@ fn list_keys_pages_and_tags() {
     ));
 }
 
-fn create(f: &Fixture, spec: &str, usage: &str) -> KeyMetadata {
+fn create(f: &Fixture, spec: asym::KeySpec, usage: KeyUsage) -> KeyMetadata {
     f.kms
         .create_key(
             A,
             CreateKeyInput {
-                key_spec: Some(spec.into()),
-                key_usage: Some(usage.into()),
+                spec: KeySpec::Asymmetric(spec),
+                usage,
                 ..Default::default()
             },
         )
@@ -579,52 +602,40 @@ fn create(f: &Fixture, spec: &str, usage: &str) -> KeyMetadata {
 fn usage_must_fit_the_spec() {
     let f = Fixture::new();
     for (spec, usage) in [
-        ("ECC_NIST_P256", "ENCRYPT_DECRYPT"),
-        ("HMAC_256", "SIGN_VERIFY"),
-        ("ML_KEM_768", "SIGN_VERIFY"),
-        ("ECC_NIST_EDWARDS25519", "KEY_AGREEMENT"),
-        ("SYMMETRIC_DEFAULT", "SIGN_VERIFY"),
-        ("RSA_2048", "KEY_AGREEMENT"),
+        (KeySpec::Asymmetric(EccNistP256), KeyUsage::EncryptDecrypt),
+        (KeySpec::Asymmetric(Hmac256), KeyUsage::SignVerify),
+        (KeySpec::Asymmetric(MlKem768), KeyUsage::SignVerify),
+        (
+            KeySpec::Asymmetric(EccNistEdwards25519),
+            KeyUsage::KeyAgreement,
+        ),
+        (KeySpec::SymmetricDefault, KeyUsage::SignVerify),
+        (KeySpec::Asymmetric(Rsa2048), KeyUsage::KeyAgreement),
     ] {
         let r = f.kms.create_key(
             A,
             CreateKeyInput {
-                key_spec: Some(spec.into()),
-                key_usage: Some(usage.into()),
+                spec,
+                usage,
                 ..Default::default()
             },
         );
-        assert!(
-            matches!(r, Err(KmsError::Validation(_))),
-            "{spec}/{usage}: {r:?}"
+        assert_eq!(
+            r.err(),
+            Some(KmsError::UsageNotForSpec { usage, spec }),
+            "{spec:?}/{usage:?}"
         );
     }
-    let r = f.kms.create_key(
-        A,
-        CreateKeyInput {
-            key_spec: Some("SM2".into()),
-            ..Default::default()
-        },
-    );
-    assert!(matches!(r, Err(KmsError::UnsupportedOperation(_))));
-    let r = f.kms.create_key(
-        A,
-        CreateKeyInput {
-            key_spec: Some("AES_999".into()),
-            ..Default::default()
-        },
-    );
-    assert!(matches!(r, Err(KmsError::Validation(_))));
 }
 
 #[test]
 fn sign_and_verify_survive_a_restart() {
     let f = Fixture::new();
-    let key = create(&f, "ECC_NIST_P256", "SIGN_VERIFY");
+    let key = create(&f, EccNistP256, KeyUsage::SignVerify);
     let id = key.id.to_string();
     let out = f
         .kms
-        .sign(A, &id, b"message", None, "ECDSA_SHA_256")
+        .sign(A, &id, b"message", MessageType::Raw, EcdsaSha256)
         .unwrap();
     assert_eq!(out.key_arn, key.arn());
     let (_, public) = f.kms.get_public_key(A, &id).unwrap();
@@ -635,45 +646,69 @@ fn sign_and_verify_survive_a_restart() {
         "the same key pair after restart"
     );
     f.kms
-        .verify(A, &id, b"message", None, &out.signature, "ECDSA_SHA_256")
+        .verify(
+            A,
+            &id,
+            b"message",
+            MessageType::Raw,
+            &out.signature,
+            EcdsaSha256,
+        )
         .unwrap();
     assert!(matches!(
-        f.kms
-            .verify(A, &id, b"messagE", None, &out.signature, "ECDSA_SHA_256"),
+        f.kms.verify(
+            A,
+            &id,
+            b"messagE",
+            MessageType::Raw,
+            &out.signature,
+            EcdsaSha256
+        ),
         Err(KmsError::InvalidSignature(_))
     ));
     assert!(matches!(
-        f.kms.sign(A, &id, b"m", None, "RSASSA_PSS_SHA_256"),
-        Err(KmsError::InvalidKeyUsage(_))
+        f.kms.sign(A, &id, b"m", MessageType::Raw, RsassaPssSha256),
+        Err(KmsError::InvalidKeyUsage(_)
+            | KmsError::WrongKeyUsage { .. }
+            | KmsError::IncompatibleAlgorithm { .. })
     ));
     assert!(matches!(
         f.kms
-            .sign(A, &id, b"short", Some("DIGEST"), "ECDSA_SHA_256"),
+            .sign(A, &id, b"short", MessageType::Digest, EcdsaSha256),
         Err(KmsError::Validation(_))
     ));
     assert!(f
         .kms
-        .sign(A, &id, &[7; 32], Some("DIGEST"), "ECDSA_SHA_256")
+        .sign(A, &id, &[7; 32], MessageType::Digest, EcdsaSha256)
         .is_ok());
     assert!(matches!(
-        f.kms.sign(A, &id, &[0; 4097], None, "ECDSA_SHA_256"),
+        f.kms
+            .sign(A, &id, &[0; 4097], MessageType::Raw, EcdsaSha256),
         Err(KmsError::Validation(_))
     ));
     assert!(matches!(
         f.kms.encrypt(A, &id, b"x", &ctx(&[]), None),
-        Err(KmsError::InvalidKeyUsage(_))
+        Err(KmsError::InvalidKeyUsage(_)
+            | KmsError::WrongKeyUsage { .. }
+            | KmsError::IncompatibleAlgorithm { .. })
     ));
     assert!(matches!(
         f.kms.rotate_key_on_demand(A, &id),
-        Err(KmsError::UnsupportedOperation(_))
+        Err(KmsError::SpecCannot {
+            operation: crate::SpecOperation::Rotate,
+            ..
+        })
     ));
     assert!(matches!(
         f.kms.enable_key_rotation(A, &id, None),
-        Err(KmsError::UnsupportedOperation(_))
+        Err(KmsError::SpecCannot {
+            operation: crate::SpecOperation::Rotate,
+            ..
+        })
     ));
     f.kms.disable_key(A, &id).unwrap();
     assert!(matches!(
-        f.kms.sign(A, &id, b"m", None, "ECDSA_SHA_256"),
+        f.kms.sign(A, &id, b"m", MessageType::Raw, EcdsaSha256),
         Err(KmsError::Disabled(_))
     ));
 }
@@ -681,91 +716,97 @@ fn sign_and_verify_survive_a_restart() {
 #[test]
 fn hmac_kem_ecdh_and_rsa_encryption() {
     let f = Fixture::new();
-    let hmac = create(&f, "HMAC_384", "GENERATE_VERIFY_MAC").id.to_string();
+    let hmac = create(&f, Hmac384, KeyUsage::GenerateVerifyMac)
+        .id
+        .to_string();
     let (_, mac) = f
         .kms
-        .generate_mac(A, &hmac, b"data", "HMAC_SHA_384")
+        .generate_mac(A, &hmac, b"data", MacAlgorithm::HmacSha384)
         .unwrap();
     assert_eq!(mac.len(), 48);
     f.kms
-        .verify_mac(A, &hmac, b"data", &mac, "HMAC_SHA_384")
+        .verify_mac(A, &hmac, b"data", &mac, MacAlgorithm::HmacSha384)
         .unwrap();
     assert!(matches!(
-        f.kms.verify_mac(A, &hmac, b"datA", &mac, "HMAC_SHA_384"),
+        f.kms
+            .verify_mac(A, &hmac, b"datA", &mac, MacAlgorithm::HmacSha384),
         Err(KmsError::InvalidMac(_))
     ));
     assert!(matches!(
-        f.kms.generate_mac(A, &hmac, b"data", "HMAC_SHA_256"),
-        Err(KmsError::InvalidKeyUsage(_))
+        f.kms
+            .generate_mac(A, &hmac, b"data", MacAlgorithm::HmacSha256),
+        Err(KmsError::InvalidKeyUsage(_)
+            | KmsError::WrongKeyUsage { .. }
+            | KmsError::IncompatibleAlgorithm { .. })
     ));
     assert!(matches!(
         f.kms.get_public_key(A, &hmac),
-        Err(KmsError::UnsupportedOperation(_))
+        Err(KmsError::SpecCannot {
+            operation: crate::SpecOperation::GetPublicKey,
+            ..
+        })
     ));
 
-    let kem = create(&f, "ML_KEM_768", "ENCAPSULATE_DECAPSULATE")
+    let kem = create(&f, MlKem768, KeyUsage::EncapsulateDecapsulate)
         .id
         .to_string();
-    let (_, ct, shared) = f.kms.encapsulate(A, &kem, "ML_KEM").unwrap();
-    assert_eq!(f.kms.decapsulate(A, &kem, &ct, "ML_KEM").unwrap().1, shared);
+    let (_, ct, shared) = f.kms.encapsulate(A, &kem).unwrap();
+    assert_eq!(f.kms.decapsulate(A, &kem, &ct).unwrap().1, shared);
     assert!(matches!(
-        f.kms.decapsulate(A, &kem, &ct[1..], "ML_KEM"),
+        f.kms.decapsulate(A, &kem, &ct[1..]),
         Err(KmsError::InvalidCiphertext(_))
     ));
-    assert!(matches!(
-        f.kms.encapsulate(A, &kem, "RSA"),
-        Err(KmsError::Validation(_))
-    ));
 
-    let a = create(&f, "ECC_NIST_P384", "KEY_AGREEMENT").id.to_string();
-    let b = create(&f, "ECC_NIST_P384", "KEY_AGREEMENT").id.to_string();
+    let a = create(&f, EccNistP384, KeyUsage::KeyAgreement)
+        .id
+        .to_string();
+    let b = create(&f, EccNistP384, KeyUsage::KeyAgreement)
+        .id
+        .to_string();
     let (pa, pb) = (
         f.kms.get_public_key(A, &a).unwrap().1,
         f.kms.get_public_key(A, &b).unwrap().1,
     );
     assert_eq!(
-        f.kms.derive_shared_secret(A, &a, "ECDH", &pb).unwrap().1,
-        f.kms.derive_shared_secret(A, &b, "ECDH", &pa).unwrap().1
+        f.kms
+            .derive_shared_secret(A, &a, KeyAgreementAlgorithm::Ecdh, &pb)
+            .unwrap()
+            .1,
+        f.kms
+            .derive_shared_secret(A, &b, KeyAgreementAlgorithm::Ecdh, &pa)
+            .unwrap()
+            .1
     );
     assert!(matches!(
-        f.kms.derive_shared_secret(A, &a, "ECDH", b"junk"),
+        f.kms
+            .derive_shared_secret(A, &a, KeyAgreementAlgorithm::Ecdh, b"junk"),
         Err(KmsError::Validation(_))
     ));
 
-    let rsa = create(&f, "RSA_2048", "ENCRYPT_DECRYPT").id.to_string();
+    let rsa = create(&f, Rsa2048, KeyUsage::EncryptDecrypt).id.to_string();
     let out = f
         .kms
-        .encrypt(A, &rsa, b"secret", &ctx(&[]), Some("RSAES_OAEP_SHA_256"))
+        .encrypt(A, &rsa, b"secret", &ctx(&[]), Some(OAEP_256))
         .unwrap();
     let plain = f
         .kms
-        .decrypt(
-            A,
-            &out.ciphertext,
-            &ctx(&[]),
-            Some(&rsa),
-            Some("RSAES_OAEP_SHA_256"),
-        )
+        .decrypt(A, &out.ciphertext, &ctx(&[]), Some(&rsa), Some(OAEP_256))
         .unwrap();
     assert_eq!(plain.plaintext.expose(), b"secret");
     assert!(matches!(
-        f.kms.decrypt(
-            A,
-            &out.ciphertext,
-            &ctx(&[]),
-            Some(&rsa),
-            Some("RSAES_OAEP_SHA_1")
-        ),
+        f.kms
+            .decrypt(A, &out.ciphertext, &ctx(&[]), Some(&rsa), Some(OAEP_1)),
         Err(KmsError::InvalidCiphertext(_))
     ));
     assert!(matches!(
         f.kms.encrypt(A, &rsa, b"x", &ctx(&[]), None),
-        Err(KmsError::InvalidKeyUsage(_))
+        Err(KmsError::InvalidKeyUsage(_)
+            | KmsError::WrongKeyUsage { .. }
+            | KmsError::IncompatibleAlgorithm { .. })
     ));
     assert!(matches!(
-        f.kms
-            .encrypt(A, &rsa, &[1; 300], &ctx(&[]), Some("RSAES_OAEP_SHA_256")),
-        Err(KmsError::Validation(_))
+        f.kms.encrypt(A, &rsa, &[1; 300], &ctx(&[]), Some(OAEP_256)),
+        Err(KmsError::PlaintextTooLong { len: 300, .. })
     ));
 }
 
@@ -776,7 +817,7 @@ fn data_key_pairs_are_encrypted_under_symmetric_keys() {
     let c = ctx(&[("pair", "1")]);
     let out = f
         .kms
-        .generate_data_key_pair(A, &sym, "ECC_NIST_P256", &c, true)
+        .generate_data_key_pair(A, &sym, EccNistP256, &c, true)
         .unwrap();
     let private = out.private_key.unwrap();
     assert_eq!(
@@ -788,18 +829,20 @@ fn data_key_pairs_are_encrypted_under_symmetric_keys() {
     );
     let without = f
         .kms
-        .generate_data_key_pair(A, &sym, "RSA_2048", &c, false)
+        .generate_data_key_pair(A, &sym, Rsa2048, &c, false)
         .unwrap();
     assert!(without.private_key.is_none());
     assert!(matches!(
-        f.kms.generate_data_key_pair(A, &sym, "HMAC_256", &c, true),
+        f.kms.generate_data_key_pair(A, &sym, Hmac256, &c, true),
         Err(KmsError::Validation(_))
     ));
-    let signing = create(&f, "ECC_NIST_P256", "SIGN_VERIFY").id.to_string();
+    let signing = create(&f, EccNistP256, KeyUsage::SignVerify).id.to_string();
     assert!(matches!(
         f.kms
-            .generate_data_key_pair(A, &signing, "ECC_NIST_P256", &c, true),
-        Err(KmsError::InvalidKeyUsage(_))
+            .generate_data_key_pair(A, &signing, EccNistP256, &c, true),
+        Err(KmsError::InvalidKeyUsage(_)
+            | KmsError::WrongKeyUsage { .. }
+            | KmsError::IncompatibleAlgorithm { .. })
     ));
 }
 
@@ -813,7 +856,7 @@ mod import {
             .create_key(
                 A,
                 CreateKeyInput {
-                    origin: Some("EXTERNAL".into()),
+                    origin: Origin::External,
                     ..Default::default()
                 },
             )
@@ -843,7 +886,7 @@ mod import {
         let material = [0x42u8; 32];
         let p = f
             .kms
-            .get_parameters_for_import(A, &id, "RSAES_OAEP_SHA_256", "RSA_2048")
+            .get_parameters_for_import(A, &id, rsa_wrapping(RsaesOaepSha256, Rsa2048))
             .unwrap();
         assert!(matches!(
             f.kms.import_key_material(
@@ -851,14 +894,13 @@ mod import {
                 &id,
                 b"wrong token",
                 &wrap(&p.public_key, &material),
-                None,
-                None
+                ImportExpiry::Never
             ),
             Err(KmsError::InvalidImportToken(_))
         ));
         assert!(matches!(
             f.kms
-                .import_key_material(A, &id, &p.import_token, b"garbage", None, None),
+                .import_key_material(A, &id, &p.import_token, b"garbage", ImportExpiry::Never),
             Err(KmsError::InvalidCiphertext(_))
         ));
         f.kms
@@ -867,8 +909,7 @@ mod import {
                 &id,
                 &p.import_token,
                 &wrap(&p.public_key, &material),
-                None,
-                None,
+                ImportExpiry::Never,
             )
             .unwrap();
         let blob = f
@@ -898,8 +939,7 @@ mod import {
                     &id,
                     &p.import_token,
                     &wrap(&p.public_key, &material),
-                    None,
-                    None
+                    ImportExpiry::Never
                 ),
                 Err(KmsError::InvalidImportToken(_))
             ),
@@ -908,7 +948,7 @@ mod import {
 
         let p = f
             .kms
-            .get_parameters_for_import(A, &id, "RSA_AES_KEY_WRAP_SHA_256", "RSA_3072")
+            .get_parameters_for_import(A, &id, rsa_wrapping(RsaAesKeyWrapSha256, Rsa3072))
             .unwrap();
         let other = [0x43u8; 32];
         let wrapped_other = asym::wrap_for_import(
@@ -920,7 +960,7 @@ mod import {
         .unwrap();
         assert!(matches!(
             f.kms
-                .import_key_material(A, &id, &p.import_token, &wrapped_other, None, None),
+                .import_key_material(A, &id, &p.import_token, &wrapped_other, ImportExpiry::Never),
             Err(KmsError::IncorrectKeyMaterial(_))
         ));
         let wrapped = asym::wrap_for_import(
@@ -932,7 +972,13 @@ mod import {
         .unwrap();
         let valid_to = f.clock.now().plus_days(10);
         f.kms
-            .import_key_material(A, &id, &p.import_token, &wrapped, Some(valid_to), None)
+            .import_key_material(
+                A,
+                &id,
+                &p.import_token,
+                &wrapped,
+                ImportExpiry::At(valid_to),
+            )
             .unwrap();
         assert_eq!(
             f.kms
@@ -958,7 +1004,7 @@ mod import {
         let id = external(&f);
         let p = f
             .kms
-            .get_parameters_for_import(A, &id, "XWING_AES_KEY_WRAP", "X25519_ML_KEM_768")
+            .get_parameters_for_import(A, &id, ImportWrapping::XWing)
             .unwrap();
         assert_eq!(p.public_key.len(), asym::xwing::PUBLIC_KEY_LEN);
         let material = [9u8; 32];
@@ -967,11 +1013,11 @@ mod import {
         wrapped[5] ^= 1;
         assert!(matches!(
             f.kms
-                .import_key_material(A, &id, &p.import_token, &wrapped, None, None),
+                .import_key_material(A, &id, &p.import_token, &wrapped, ImportExpiry::Never),
             Err(KmsError::InvalidCiphertext(_))
         ));
         f.kms
-            .import_key_material(A, &id, &p.import_token, &good, None, None)
+            .import_key_material(A, &id, &p.import_token, &good, ImportExpiry::Never)
             .unwrap();
         let blob = f
             .kms
@@ -986,12 +1032,6 @@ mod import {
                 .expose(),
             b"pq"
         );
-        let other = external(&f);
-        assert!(matches!(
-            f.kms
-                .get_parameters_for_import(A, &other, "XWING_AES_KEY_WRAP", "RSA_2048"),
-            Err(KmsError::Validation(_))
-        ));
     }
 
     #[test]
@@ -1000,7 +1040,7 @@ mod import {
         let id = external(&f);
         let p = f
             .kms
-            .get_parameters_for_import(A, &id, "RSAES_OAEP_SHA_1", "RSA_2048")
+            .get_parameters_for_import(A, &id, rsa_wrapping(RsaesOaepSha1, Rsa2048))
             .unwrap();
         f.clock.advance_days(1);
         let wrapped = asym::encrypt_with_public_key(
@@ -1012,23 +1052,18 @@ mod import {
         .unwrap();
         assert!(matches!(
             f.kms
-                .import_key_material(A, &id, &p.import_token, &wrapped, None, None),
+                .import_key_material(A, &id, &p.import_token, &wrapped, ImportExpiry::Never),
             Err(KmsError::ExpiredImportToken(_))
         ));
         let own = f.key().id.to_string();
         assert!(matches!(
             f.kms
-                .get_parameters_for_import(A, &own, "RSAES_OAEP_SHA_1", "RSA_2048"),
+                .get_parameters_for_import(A, &own, rsa_wrapping(RsaesOaepSha1, Rsa2048)),
             Err(KmsError::UnsupportedOperation(_))
         ));
         assert!(matches!(
             f.kms
-                .get_parameters_for_import(A, &id, "RSAES_PKCS1_V1_5", "RSA_2048"),
-            Err(KmsError::Validation(_))
-        ));
-        assert!(matches!(
-            f.kms
-                .get_parameters_for_import(A, &id, "RSAES_OAEP_SHA_1", "ECC_NIST_P256"),
+                .get_parameters_for_import(A, &id, rsa_wrapping(RsaesOaepSha1, EccNistP256)),
             Err(KmsError::Validation(_))
         ));
     }

@@ -1,12 +1,14 @@
-//! The AWS KMS enums for asymmetric, HMAC and KEM keys, with their wire names
-//! (as in the AWS KMS service model) and the rules that tie them together.
+//! The enums of asymmetric, HMAC and KEM keys (those of the AWS KMS service
+//! model) and the rules that tie them together.
 
-/// Declares a fieldless enum whose variants map one-to-one to AWS wire names.
-macro_rules! aws_enum {
+/// Declares a fieldless enum with the list of its variants. The enums carry
+/// no names: the wire names are the API's (keyfence-server `api::names`), the
+/// stored names the store's (keyfence-store).
+macro_rules! algorithm_enum {
     (
         $(#[$meta:meta])*
         pub enum $name:ident {
-            $( $(#[$vmeta:meta])* $variant:ident => $aws:literal, )+
+            $( $(#[$vmeta:meta])* $variant:ident, )+
         }
     ) => {
         $(#[$meta])*
@@ -18,178 +20,164 @@ macro_rules! aws_enum {
         impl $name {
             /// Every variant, in declaration order.
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
-
-            /// The name AWS KMS uses on the wire.
-            pub fn aws_name(&self) -> &'static str {
-                match self {
-                    $( $name::$variant => $aws, )+
-                }
-            }
-
-            /// Parses an AWS KMS wire name; `None` for anything else.
-            pub fn from_aws_name(name: &str) -> Option<Self> {
-                match name {
-                    $( $aws => Some($name::$variant), )+
-                    _ => None,
-                }
-            }
         }
 
+        /// The variant's Rust name (for diagnostics; not a wire or stored name).
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.aws_name())
+                std::fmt::Debug::fmt(self, f)
             }
         }
     };
 }
 
-aws_enum! {
+algorithm_enum! {
     /// The type of an asymmetric, HMAC or KEM key (AWS `KeySpec`, without
     /// `SYMMETRIC_DEFAULT` and `SM2`).
     pub enum KeySpec {
         /// RSA with a 2048-bit modulus.
-        Rsa2048 => "RSA_2048",
+        Rsa2048,
         /// RSA with a 3072-bit modulus.
-        Rsa3072 => "RSA_3072",
+        Rsa3072,
         /// RSA with a 4096-bit modulus.
-        Rsa4096 => "RSA_4096",
+        Rsa4096,
         /// NIST P-256 (secp256r1).
-        EccNistP256 => "ECC_NIST_P256",
+        EccNistP256,
         /// NIST P-384 (secp384r1).
-        EccNistP384 => "ECC_NIST_P384",
+        EccNistP384,
         /// NIST P-521 (secp521r1).
-        EccNistP521 => "ECC_NIST_P521",
+        EccNistP521,
         /// SEC secp256k1.
-        EccSecgP256k1 => "ECC_SECG_P256K1",
+        EccSecgP256k1,
         /// Ed25519 (RFC 8032).
-        EccNistEdwards25519 => "ECC_NIST_EDWARDS25519",
+        EccNistEdwards25519,
         /// HMAC with SHA-224.
-        Hmac224 => "HMAC_224",
+        Hmac224,
         /// HMAC with SHA-256.
-        Hmac256 => "HMAC_256",
+        Hmac256,
         /// HMAC with SHA-384.
-        Hmac384 => "HMAC_384",
+        Hmac384,
         /// HMAC with SHA-512.
-        Hmac512 => "HMAC_512",
+        Hmac512,
         /// ML-DSA-44 (FIPS 204).
-        MlDsa44 => "ML_DSA_44",
+        MlDsa44,
         /// ML-DSA-65 (FIPS 204).
-        MlDsa65 => "ML_DSA_65",
+        MlDsa65,
         /// ML-DSA-87 (FIPS 204).
-        MlDsa87 => "ML_DSA_87",
+        MlDsa87,
         /// ML-KEM-512 (FIPS 203).
-        MlKem512 => "ML_KEM_512",
+        MlKem512,
         /// ML-KEM-768 (FIPS 203).
-        MlKem768 => "ML_KEM_768",
+        MlKem768,
         /// ML-KEM-1024 (FIPS 203).
-        MlKem1024 => "ML_KEM_1024",
+        MlKem1024,
     }
 }
 
-aws_enum! {
+algorithm_enum! {
     /// What a key may be used for (AWS `KeyUsageType`, plus the KEM usage).
     pub enum KeyUsage {
         /// Sign and Verify.
-        SignVerify => "SIGN_VERIFY",
+        SignVerify,
         /// Encrypt and Decrypt.
-        EncryptDecrypt => "ENCRYPT_DECRYPT",
+        EncryptDecrypt,
         /// GenerateMac and VerifyMac.
-        GenerateVerifyMac => "GENERATE_VERIFY_MAC",
+        GenerateVerifyMac,
         /// DeriveSharedSecret.
-        KeyAgreement => "KEY_AGREEMENT",
+        KeyAgreement,
         /// Encapsulate and Decapsulate.
-        EncapsulateDecapsulate => "ENCAPSULATE_DECAPSULATE",
+        EncapsulateDecapsulate,
     }
 }
 
-aws_enum! {
+algorithm_enum! {
     /// A signature algorithm (AWS `SigningAlgorithmSpec`, without `SM2DSA`).
     pub enum SigningAlgorithm {
         /// RSASSA-PSS, SHA-256, MGF1-SHA-256, 32-byte salt.
-        RsassaPssSha256 => "RSASSA_PSS_SHA_256",
+        RsassaPssSha256,
         /// RSASSA-PSS, SHA-384, MGF1-SHA-384, 48-byte salt.
-        RsassaPssSha384 => "RSASSA_PSS_SHA_384",
+        RsassaPssSha384,
         /// RSASSA-PSS, SHA-512, MGF1-SHA-512, 64-byte salt.
-        RsassaPssSha512 => "RSASSA_PSS_SHA_512",
+        RsassaPssSha512,
         /// RSASSA-PKCS1-v1_5 with SHA-256.
-        RsassaPkcs1V15Sha256 => "RSASSA_PKCS1_V1_5_SHA_256",
+        RsassaPkcs1V15Sha256,
         /// RSASSA-PKCS1-v1_5 with SHA-384.
-        RsassaPkcs1V15Sha384 => "RSASSA_PKCS1_V1_5_SHA_384",
+        RsassaPkcs1V15Sha384,
         /// RSASSA-PKCS1-v1_5 with SHA-512.
-        RsassaPkcs1V15Sha512 => "RSASSA_PKCS1_V1_5_SHA_512",
+        RsassaPkcs1V15Sha512,
         /// ECDSA with SHA-256, DER-encoded signature.
-        EcdsaSha256 => "ECDSA_SHA_256",
+        EcdsaSha256,
         /// ECDSA with SHA-384, DER-encoded signature.
-        EcdsaSha384 => "ECDSA_SHA_384",
+        EcdsaSha384,
         /// ECDSA with SHA-512, DER-encoded signature.
-        EcdsaSha512 => "ECDSA_SHA_512",
+        EcdsaSha512,
         /// Pure Ed25519 (RFC 8032).
-        Ed25519Sha512 => "ED25519_SHA_512",
+        Ed25519Sha512,
         /// Ed25519ph (RFC 8032), MessageType DIGEST only: AWS still applies the
         /// SHA-512 prehash to the 64-byte digest it is given.
-        Ed25519PhSha512 => "ED25519_PH_SHA_512",
+        Ed25519PhSha512,
         /// ML-DSA (FIPS 204), empty context.
-        MlDsaShake256 => "ML_DSA_SHAKE_256",
+        MlDsaShake256,
     }
 }
 
-aws_enum! {
+algorithm_enum! {
     /// How the `Message` of Sign and Verify is to be read (AWS `MessageType`).
     pub enum MessageType {
         /// The message itself; the algorithm hashes it.
-        Raw => "RAW",
+        Raw,
         /// A digest made with the algorithm's hash; its length must match.
-        Digest => "DIGEST",
+        Digest,
         /// The 64-byte ML-DSA message representative μ (FIPS 204, section 6.2).
-        ExternalMu => "EXTERNAL_MU",
+        ExternalMu,
     }
 }
 
-aws_enum! {
+algorithm_enum! {
     /// An asymmetric encryption algorithm (AWS `EncryptionAlgorithmSpec`,
     /// RSA only).
     pub enum EncryptionAlgorithm {
         /// RSAES-OAEP with SHA-1 and MGF1-SHA-1.
-        RsaesOaepSha1 => "RSAES_OAEP_SHA_1",
+        RsaesOaepSha1,
         /// RSAES-OAEP with SHA-256 and MGF1-SHA-256.
-        RsaesOaepSha256 => "RSAES_OAEP_SHA_256",
+        RsaesOaepSha256,
     }
 }
 
-aws_enum! {
+algorithm_enum! {
     /// A MAC algorithm (AWS `MacAlgorithmSpec`).
     pub enum MacAlgorithm {
         /// HMAC-SHA-224.
-        HmacSha224 => "HMAC_SHA_224",
+        HmacSha224,
         /// HMAC-SHA-256.
-        HmacSha256 => "HMAC_SHA_256",
+        HmacSha256,
         /// HMAC-SHA-384.
-        HmacSha384 => "HMAC_SHA_384",
+        HmacSha384,
         /// HMAC-SHA-512.
-        HmacSha512 => "HMAC_SHA_512",
+        HmacSha512,
     }
 }
 
-aws_enum! {
+algorithm_enum! {
     /// A key agreement algorithm (AWS `KeyAgreementAlgorithmSpec`).
     pub enum KeyAgreementAlgorithm {
         /// Cofactor ECDH; the raw shared secret (the x-coordinate) is returned.
-        Ecdh => "ECDH",
+        Ecdh,
     }
 }
 
-aws_enum! {
+algorithm_enum! {
     /// How imported key material is wrapped (AWS `AlgorithmSpec` of
     /// GetParametersForImport, without `RSAES_PKCS1_V1_5` and `SM2PKE`).
     pub enum WrappingAlgorithm {
         /// RSA-OAEP (SHA-1, MGF1-SHA-1) of the material itself.
-        RsaesOaepSha1 => "RSAES_OAEP_SHA_1",
+        RsaesOaepSha1,
         /// RSA-OAEP (SHA-256, MGF1-SHA-256) of the material itself.
-        RsaesOaepSha256 => "RSAES_OAEP_SHA_256",
+        RsaesOaepSha256,
         /// RSA-OAEP (SHA-1) of a fresh AES-256 key, then AES-KWP (RFC 5649) of the material.
-        RsaAesKeyWrapSha1 => "RSA_AES_KEY_WRAP_SHA_1",
+        RsaAesKeyWrapSha1,
         /// RSA-OAEP (SHA-256) of a fresh AES-256 key, then AES-KWP (RFC 5649) of the material.
-        RsaAesKeyWrapSha256 => "RSA_AES_KEY_WRAP_SHA_256",
+        RsaAesKeyWrapSha256,
     }
 }
 
@@ -396,25 +384,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_round_trip() {
-        for s in KeySpec::ALL {
-            assert_eq!(KeySpec::from_aws_name(s.aws_name()), Some(*s));
-        }
-        for a in SigningAlgorithm::ALL {
-            assert_eq!(SigningAlgorithm::from_aws_name(a.aws_name()), Some(*a));
-        }
-        for m in MessageType::ALL {
-            assert_eq!(MessageType::from_aws_name(m.aws_name()), Some(*m));
-        }
-        for w in WrappingAlgorithm::ALL {
-            assert_eq!(WrappingAlgorithm::from_aws_name(w.aws_name()), Some(*w));
-        }
-        assert_eq!(KeySpec::from_aws_name("SM2"), None);
-        assert_eq!(KeySpec::from_aws_name("rsa_2048"), None);
-        assert_eq!(KeySpec::EccSecgP256k1.to_string(), "ECC_SECG_P256K1");
-    }
-
-    #[test]
     fn every_spec_has_a_usage_and_algorithms_for_it() {
         for s in KeySpec::ALL {
             assert!(!s.key_usages().is_empty());
@@ -426,7 +395,7 @@ mod tests {
                     KeyUsage::KeyAgreement => !s.key_agreement_algorithms().is_empty(),
                     KeyUsage::EncapsulateDecapsulate => true,
                 };
-                assert!(has, "{s} {u}");
+                assert!(has, "{s:?} {u:?}");
             }
         }
     }

@@ -3,6 +3,8 @@
 
 use keyfence_core::KmsError;
 
+use super::messages;
+use super::names::AwsName;
 use crate::sigv4::SigV4Error;
 
 /// An error as the client will see it.
@@ -103,6 +105,43 @@ impl From<KmsError> for ApiError {
             KmsError::InvalidImportToken(_) => "InvalidImportTokenException",
             KmsError::ExpiredImportToken(_) => "ExpiredImportTokenException",
             KmsError::IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
+            KmsError::WrongKeyUsage { key, usage, needed } => {
+                let message = messages::wrong_key_usage(key, *usage, *needed);
+                return Self::new("InvalidKeyUsageException", message);
+            }
+            KmsError::IncompatibleAlgorithm {
+                key,
+                spec,
+                algorithm,
+            } => {
+                let message = messages::incompatible_algorithm(key, *spec, *algorithm);
+                return Self::new("InvalidKeyUsageException", message);
+            }
+            KmsError::UsageNotForSpec { usage, spec } => {
+                return messages::usage_not_for_spec(usage.aws_name(), *spec);
+            }
+            KmsError::SpecCannot {
+                key,
+                spec,
+                operation,
+            } => {
+                let message = messages::spec_cannot(key, *spec, *operation);
+                return Self::new("UnsupportedOperationException", message);
+            }
+            KmsError::PlaintextTooLong {
+                len,
+                algorithm,
+                spec,
+                detail,
+            } => {
+                return Self::validation(messages::plaintext_too_long(
+                    *len, *algorithm, *spec, detail,
+                ));
+            }
+            KmsError::MaterialNotOfSpec { spec, detail } => {
+                let message = messages::material_not_of_spec(*spec, detail);
+                return Self::new("IncorrectKeyMaterialException", message);
+            }
             KmsError::Internal(detail) => {
                 tracing::error!(detail = %detail, "internal error");
                 return Self {

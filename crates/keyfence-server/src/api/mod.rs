@@ -3,6 +3,8 @@
 
 pub mod error;
 pub mod kms;
+pub mod messages;
+pub mod names;
 pub mod sts;
 mod wire;
 

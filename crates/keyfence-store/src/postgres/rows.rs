@@ -94,7 +94,7 @@ pub(crate) async fn keys(
         let id: String = row.get(0);
         let json: String = row.get(1);
         let metadata: KeyMetadata =
-            serde_json::from_str(&json).map_err(|e| corrupt(&format!("metadata of {id}"), e))?;
+            crate::format::decode(&json).map_err(|e| corrupt(&format!("metadata of {id}"), e))?;
         if metadata.id.to_string() != id {
             return Err(corrupt(
                 "metadata",

@@ -24,7 +24,7 @@ pub(crate) enum Write {
 }
 
 fn metadata_json(key: &KeyMetadata) -> Result<String, StoreError> {
-    serde_json::to_string(key).map_err(|e| StoreError::Backend(format!("encode metadata: {e}")))
+    crate::format::encode(key)
 }
 
 async fn put_version(tx: &Transaction<'_>, v: &VersionRecord) -> Result<(), StoreError> {

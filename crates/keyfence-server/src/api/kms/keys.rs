@@ -1,0 +1,151 @@
+//! Key lifecycle: CreateKey, DescribeKey, ListKeys, UpdateKeyDescription,
+//! EnableKey, DisableKey, ScheduleKeyDeletion, CancelKeyDeletion.
+
+use keyfence_core::{KeySpec, KeyUsage, Kms, Origin};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::shapes::{key_metadata, paged};
+use super::{KeyIdInput, ListInput, Ops, Tag};
+use crate::api::messages;
+use crate::api::names::AwsName;
+use crate::api::wire::date;
+use crate::api::ApiError;
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct CreateKeyInput {
+    description: Option<String>,
+    key_spec: Option<String>,
+    customer_master_key_spec: Option<String>,
+    key_usage: Option<String>,
+    origin: Option<String>,
+    #[serde(default)]
+    tags: Vec<Tag>,
+    multi_region: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct DescribeKeyInput {
+    key_id: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct UpdateKeyDescriptionInput {
+    key_id: String,
+    description: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct ScheduleKeyDeletionInput {
+    key_id: String,
+    pending_window_in_days: Option<i64>,
+}
+
+impl Ops<'_> {
+    pub(super) fn create_key(&self, i: CreateKeyInput) -> Result<Value, ApiError> {
+        if i.multi_region == Some(true) {
+            return Err(ApiError::new(
+                "UnsupportedOperationException",
+                "Multi-Region keys are not supported by keyfence",
+            ));
+        }
+        if i.key_spec.is_some() && i.customer_master_key_spec.is_some() {
+            return Err(ApiError::validation(
+                "KeySpec and CustomerMasterKeySpec cannot both be specified",
+            ));
+        }
+        let spec = match i.key_spec.or(i.customer_master_key_spec).as_deref() {
+            None => KeySpec::SymmetricDefault,
+            Some("SM2") => return Err(messages::sm2_key_spec()),
+            Some(name) => KeySpec::from_aws_name(name)
+                .ok_or_else(|| messages::not_in_enum(name, "keySpec"))?,
+        };
+        let usage = match i.key_usage.as_deref() {
+            None => KeyUsage::EncryptDecrypt,
+            Some(name) => KeyUsage::from_aws_name(name)
+                .ok_or_else(|| messages::usage_not_for_spec(name, spec))?,
+        };
+        let origin = match i.origin.as_deref() {
+            None => Origin::AwsKms,
+            Some(name) => {
+                Origin::from_aws_name(name).ok_or_else(|| messages::unsupported_origin(name))?
+            }
+        };
+        let meta = self.kms.create_key(
+            self.account,
+            keyfence_core::service::CreateKeyInput {
+                description: i.description,
+                spec,
+                usage,
+                origin,
+                tags: i
+                    .tags
+                    .into_iter()
+                    .map(|t| (t.tag_key, t.tag_value))
+                    .collect(),
+            },
+        )?;
+        tracing::info!(key_id = %meta.id, account = self.account, "key created");
+        Ok(json!({ "KeyMetadata": key_metadata(&meta) }))
+    }
+
+    pub(super) fn describe_key(&self, i: DescribeKeyInput) -> Result<Value, ApiError> {
+        let meta = self.kms.describe_key(self.account, &i.key_id)?;
+        Ok(json!({ "KeyMetadata": key_metadata(&meta) }))
+    }
+
+    pub(super) fn list_keys(&self, i: ListInput) -> Result<Value, ApiError> {
+        let page = self
+            .kms
+            .list_keys(self.account, i.limit, i.marker.as_deref())?;
+        let items = page
+            .items
+            .iter()
+            .map(|k| json!({"KeyId": k.id.to_string(), "KeyArn": k.arn()}))
+            .collect();
+        Ok(paged(json!({}), "Keys", items, page.next_marker))
+    }
+
+    pub(super) fn update_key_description(
+        &self,
+        i: UpdateKeyDescriptionInput,
+    ) -> Result<Value, ApiError> {
+        self.kms
+            .update_key_description(self.account, &i.key_id, &i.description)?;
+        Ok(json!({}))
+    }
+
+    pub(super) fn key_only(
+        &self,
+        i: KeyIdInput,
+        op: impl FnOnce(&Kms, &str, &str) -> Result<(), keyfence_core::KmsError>,
+    ) -> Result<Value, ApiError> {
+        op(self.kms, self.account, &i.key_id)?;
+        Ok(json!({}))
+    }
+
+    pub(super) fn schedule_key_deletion(
+        &self,
+        i: ScheduleKeyDeletionInput,
+    ) -> Result<Value, ApiError> {
+        let s =
+            self.kms
+                .schedule_key_deletion(self.account, &i.key_id, i.pending_window_in_days)?;
+        tracing::info!(key_id = %s.metadata.id, days = s.pending_window_days, "key deletion scheduled");
+        Ok(json!({
+            "KeyId": s.metadata.arn(),
+            "DeletionDate": date(s.deletion_date),
+            "KeyState": s.metadata.state.aws_name(),
+            "PendingWindowInDays": s.pending_window_days,
+        }))
+    }
+
+    pub(super) fn cancel_key_deletion(&self, i: KeyIdInput) -> Result<Value, ApiError> {
+        let meta = self.kms.cancel_key_deletion(self.account, &i.key_id)?;
+        Ok(json!({ "KeyId": meta.arn() }))
+    }
+}

@@ -1,0 +1,175 @@
+//! The wording of the errors the API answers for requests it refuses itself
+//! (names it does not know, members that do not go together) and of the core
+//! errors that name algorithms, specs or usages: one place, so every
+//! operation words the same fault the same way.
+
+use keyfence_core::{Algorithm, KeySpec, KeyUsage, SpecOperation};
+use keyfence_crypto::asym;
+use keyfence_crypto::CryptoError;
+
+use super::names::{AwsName, PQ_WRAPPING_ALGORITHM, PQ_WRAPPING_KEY_SPEC};
+use super::ApiError;
+
+/// A value outside a member's enum, as AWS words it.
+pub fn not_in_enum(value: &str, member: &str) -> ApiError {
+    ApiError::validation(format!(
+        "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set"
+    ))
+}
+
+/// A value outside a member's enum, listing the values keyfence accepts.
+pub fn not_in_enum_of(value: &str, member: &str, values: &[&str]) -> ApiError {
+    ApiError::validation(format!(
+        "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+        values.join(", ")
+    ))
+}
+
+/// CreateKey's KeySpec SM2.
+pub fn sm2_key_spec() -> ApiError {
+    ApiError::new(
+        "UnsupportedOperationException",
+        "KeySpec SM2 is available only in AWS China Regions and is not supported by keyfence",
+    )
+}
+
+/// A KeyUsage (known or not) that the KeySpec does not allow.
+pub fn usage_not_for_spec(usage: &str, spec: KeySpec) -> ApiError {
+    ApiError::validation(format!(
+        "KeyUsage {usage} is not compatible with KeySpec {}",
+        spec.aws_name()
+    ))
+}
+
+/// An Origin keyfence does not offer.
+pub fn unsupported_origin(origin: &str) -> ApiError {
+    ApiError::new(
+        "UnsupportedOperationException",
+        format!("Origin {origin} is not supported by keyfence"),
+    )
+}
+
+/// GenerateDataKey with both KeySpec and NumberOfBytes.
+pub fn data_key_size_twice() -> ApiError {
+    ApiError::validation("KeySpec and NumberOfBytes are mutually exclusive; specify one")
+}
+
+/// GenerateDataKey with neither KeySpec nor NumberOfBytes.
+pub fn data_key_size_missing() -> ApiError {
+    ApiError::validation("Please specify either number of bytes or key spec.")
+}
+
+/// A MacAlgorithm that is not one.
+pub fn unknown_mac_algorithm(name: &str) -> ApiError {
+    ApiError::validation(format!("MacAlgorithm {name} is not a MAC algorithm"))
+}
+
+/// GenerateDataKeyPair's KeyPairSpec SM2.
+pub fn sm2_key_pair_spec() -> ApiError {
+    ApiError::new(
+        "UnsupportedOperationException",
+        "KeyPairSpec SM2 is not supported by keyfence",
+    )
+}
+
+/// GenerateDataKeyPair's ML-KEM KeyPairSpecs.
+pub fn ml_kem_key_pair_spec(name: &str) -> ApiError {
+    ApiError::new(
+        "UnsupportedOperationException",
+        format!(
+            "KeyPairSpec {name} is not supported yet: its PKCS#8 private key is the 64-byte seed, \
+             and aws-lc-rs cannot derive an ML-KEM key from a seed"
+        ),
+    )
+}
+
+/// The post-quantum wrapping algorithm and key spec named apart.
+pub fn pq_wrapping_mismatch() -> ApiError {
+    ApiError::validation(format!(
+        "{PQ_WRAPPING_ALGORITHM} goes with WrappingKeySpec {PQ_WRAPPING_KEY_SPEC}, and only with it"
+    ))
+}
+
+/// A WrappingAlgorithm keyfence does not offer.
+pub fn unsupported_wrapping_algorithm(name: &str) -> ApiError {
+    ApiError::validation(format!(
+        "WrappingAlgorithm {name} is not supported; use RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_1, RSA_AES_KEY_WRAP_SHA_256 or {PQ_WRAPPING_ALGORITHM}"
+    ))
+}
+
+/// A WrappingKeySpec keyfence does not offer.
+pub fn unsupported_wrapping_key_spec(name: &str) -> ApiError {
+    ApiError::validation(format!(
+        "WrappingKeySpec {name} is not supported; use RSA_2048, RSA_3072, RSA_4096 or {PQ_WRAPPING_KEY_SPEC}"
+    ))
+}
+
+/// An ExpirationModel that is not one.
+pub fn unknown_expiration_model(name: &str) -> ApiError {
+    ApiError::validation(format!("ExpirationModel {name} is not valid"))
+}
+
+/// KEY_MATERIAL_EXPIRES without ValidTo.
+pub fn valid_to_required() -> ApiError {
+    ApiError::validation("ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES")
+}
+
+/// KEY_MATERIAL_DOES_NOT_EXPIRE with ValidTo.
+pub fn valid_to_forbidden() -> ApiError {
+    ApiError::validation(
+        "ValidTo must be omitted when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE",
+    )
+}
+
+/// The message of a key used for what its usage does not allow.
+pub fn wrong_key_usage(key: &str, usage: KeyUsage, needed: KeyUsage) -> String {
+    format!(
+        "{key} has KeyUsage {}; this operation needs {}",
+        usage.aws_name(),
+        needed.aws_name()
+    )
+}
+
+/// The message of an algorithm the key's spec does not offer.
+pub fn incompatible_algorithm(key: &str, spec: KeySpec, algorithm: Algorithm) -> String {
+    let (kind, name) = match algorithm {
+        Algorithm::Encryption(a) => ("encryption", a.aws_name()),
+        Algorithm::Signing(a) => ("signing", a.aws_name()),
+        Algorithm::Mac(a) => ("MAC", a.aws_name()),
+    };
+    format!(
+        "The {kind} algorithm {name} is not compatible with {key} ({})",
+        spec.aws_name()
+    )
+}
+
+/// The message of an operation the key's spec rules out.
+pub fn spec_cannot(key: &str, spec: KeySpec, operation: SpecOperation) -> String {
+    let why = match operation {
+        SpecOperation::GetPublicKey => "it has no public key",
+        SpecOperation::Rotate => "only symmetric encryption keys can be rotated",
+    };
+    format!("{key} is a {} key; {why}", spec.aws_name())
+}
+
+/// The message of a plaintext too long for RSAES-OAEP under the key.
+pub fn plaintext_too_long(
+    len: usize,
+    algorithm: asym::EncryptionAlgorithm,
+    spec: KeySpec,
+    detail: &CryptoError,
+) -> String {
+    format!(
+        "Plaintext of {len} bytes cannot be encrypted with {} under {}: {detail}",
+        keyfence_core::EncryptionAlgorithm::Rsa(algorithm).aws_name(),
+        spec.aws_name()
+    )
+}
+
+/// The message of imported material that is not a key of the key's spec.
+pub fn material_not_of_spec(spec: KeySpec, detail: &CryptoError) -> String {
+    format!(
+        "The imported material is not a valid {} key: {detail}",
+        spec.aws_name()
+    )
+}
