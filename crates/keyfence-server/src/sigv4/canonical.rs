@@ -1,0 +1,248 @@
+//! The canonical request, the string to sign and the key derivation, shared by
+//! verification and signing.
+
+use aws_lc_rs::{digest, hmac};
+use hyper::http::request::Parts;
+use zeroize::Zeroizing;
+
+use super::parse::Scope;
+use super::{SigV4Error, ALGORITHM, TERMINATOR};
+
+pub(super) fn canonical_request(
+    parts: &Parts,
+    signed_headers: &[&str],
+    payload_hash: &str,
+) -> Result<Vec<u8>, SigV4Error> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(parts.method.as_str().as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(canonical_uri(parts.uri.path()).as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(canonical_query(parts.uri.query().unwrap_or("")).as_bytes());
+    out.push(b'\n');
+    for name in signed_headers {
+        out.extend_from_slice(name.as_bytes());
+        out.push(b':');
+        let mut values = parts.headers.get_all(*name).iter().peekable();
+        if values.peek().is_none() {
+            // HTTP/2 carries the host in the :authority pseudo-header (the URI).
+            match (*name, parts.uri.authority()) {
+                ("host", Some(authority)) => out.extend_from_slice(authority.as_str().as_bytes()),
+                _ => {
+                    return Err(SigV4Error::IncompleteSignature(format!(
+                        "Signed header '{name}' is not present in the request."
+                    )))
+                }
+            }
+        }
+        let mut first = true;
+        for value in values {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            push_trimmed(&mut out, value.as_bytes());
+        }
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+    out.extend_from_slice(signed_headers.join(";").as_bytes());
+    out.push(b'\n');
+    out.extend_from_slice(payload_hash.as_bytes());
+    Ok(out)
+}
+
+/// Appends `value` with leading/trailing whitespace removed and inner runs of spaces
+/// and tabs collapsed into one space.
+fn push_trimmed(out: &mut Vec<u8>, value: &[u8]) {
+    let is_ws = |b: &u8| *b == b' ' || *b == b'\t';
+    let mut in_ws = false;
+    let start = out.len();
+    for b in value {
+        if is_ws(b) {
+            in_ws = true;
+        } else {
+            if in_ws && out.len() > start {
+                out.push(b' ');
+            }
+            in_ws = false;
+            out.push(*b);
+        }
+    }
+}
+
+/// Normalized, URI-encoded path (non-S3 rules: dot segments resolved, empty segments
+/// dropped, then each byte other than unreserved characters and `/` percent-encoded).
+fn canonical_uri(path: &str) -> String {
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in path.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            s => segments.push(s),
+        }
+    }
+    let mut out = String::with_capacity(path.len() + 1);
+    out.push('/');
+    for (i, segment) in segments.iter().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        uri_encode(&mut out, segment.as_bytes());
+    }
+    if !segments.is_empty() && path.ends_with('/') {
+        out.push('/');
+    }
+    out
+}
+
+/// Decoded, re-encoded and sorted query parameters joined with `&`.
+fn canonical_query(query: &str) -> String {
+    let mut params: Vec<(String, String)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            let mut key = String::new();
+            let mut val = String::new();
+            uri_encode(&mut key, &percent_decode(k));
+            uri_encode(&mut val, &percent_decode(v));
+            (key, val)
+        })
+        .collect();
+    params.sort();
+    let mut out = String::with_capacity(query.len() + 8);
+    for (i, (k, v)) in params.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(k);
+        out.push('=');
+        out.push_str(v);
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hi = b.get(i + 1).and_then(|c| (*c as char).to_digit(16));
+            let lo = b.get(i + 2).and_then(|c| (*c as char).to_digit(16));
+            if let (Some(hi), Some(lo)) = (hi, lo) {
+                // Two hex digits: at most 0xFF.
+                out.push(((hi << 4) | lo) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+/// RFC 3986 encoding as SigV4 defines it: unreserved characters kept, every other byte
+/// as `%XX` (uppercase).
+fn uri_encode(out: &mut String, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+    }
+}
+
+/// The SigV4 signing key: `HMAC(HMAC(HMAC(HMAC("AWS4" ‖ secret, date), region), service), "aws4_request")`.
+pub(super) fn signing_key(secret: &str, scope: &Scope<'_>) -> hmac::Key {
+    let mut key = Zeroizing::new(Vec::with_capacity(4 + secret.len()));
+    key.extend_from_slice(b"AWS4");
+    key.extend_from_slice(secret.as_bytes());
+    for part in [scope.date, scope.region, scope.service, TERMINATOR] {
+        key = hmac_sha256(&key, part.as_bytes());
+    }
+    hmac::Key::new(hmac::HMAC_SHA256, &key)
+}
+
+/// The request signature: HMAC of the string to sign under the signing key.
+pub(super) fn signature(
+    signing_key: &hmac::Key,
+    amz_date: &str,
+    scope: &Scope<'_>,
+    canonical_request: &[u8],
+) -> Zeroizing<Vec<u8>> {
+    let string_to_sign = format!(
+        "{ALGORITHM}\n{amz_date}\n{}\n{}",
+        scope.render(),
+        hex::encode(digest::digest(&digest::SHA256, canonical_request))
+    );
+    Zeroizing::new(
+        hmac::sign(signing_key, string_to_sign.as_bytes())
+            .as_ref()
+            .to_vec(),
+    )
+}
+
+fn hmac_sha256(key: &[u8], data: &[u8]) -> Zeroizing<Vec<u8>> {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, key);
+    Zeroizing::new(hmac::sign(&key, data).as_ref().to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_uri_normalizes_like_the_aws_suite() {
+        for (path, expected) in [
+            ("/", "/"),
+            ("", "/"),
+            ("//", "/"),
+            ("/./", "/"),
+            ("/example/..", "/"),
+            ("/example1/example2/../..", "/"),
+            ("/./example", "/example"),
+            ("//example//", "/example/"),
+            ("/a/b/", "/a/b/"),
+            ("/../../a", "/a"),
+            ("/foo%20bar", "/foo%2520bar"),
+            ("/-._~AZaz09", "/-._~AZaz09"),
+        ] {
+            assert_eq!(canonical_uri(path), expected, "{path:?}");
+        }
+    }
+
+    #[test]
+    fn canonical_query_sorts_and_encodes() {
+        assert_eq!(canonical_query(""), "");
+        assert_eq!(
+            canonical_query("Param2=value2&Param1=value1"),
+            "Param1=value1&Param2=value2"
+        );
+        assert_eq!(
+            canonical_query("Param1=value2&Param1=Value1"),
+            "Param1=Value1&Param1=value2"
+        );
+        assert_eq!(canonical_query("%E1%88%B4=bar"), "%E1%88%B4=bar");
+        assert_eq!(canonical_query("a&b=&&c=%2"), "a=&b=&c=%252");
+        assert_eq!(canonical_query("k=a+b%20c"), "k=a%2Bb%20c");
+    }
+
+    #[test]
+    fn header_values_are_trimmed_and_collapsed() {
+        let mut out = Vec::new();
+        push_trimmed(&mut out, b"  \"a   b \t c\"  ");
+        assert_eq!(out, b"\"a b c\"");
+        out.clear();
+        push_trimmed(&mut out, b"   ");
+        assert!(out.is_empty());
+    }
+}
