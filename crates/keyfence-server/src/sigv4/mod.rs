@@ -20,7 +20,7 @@ mod parse;
 mod sign;
 mod verify;
 
-pub use sign::{sign, SigningParams};
+pub use sign::{payload_hash, sign, Signer, SigningParams};
 pub use verify::{
     verify, Credential, CredentialStore, DuplicateAccessKeyId, VerifiedCaller, DEFAULT_SERVICES,
 };

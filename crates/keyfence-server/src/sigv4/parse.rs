@@ -3,7 +3,8 @@
 
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::http::request::Parts;
-use time::{Date, Month, OffsetDateTime, PrimitiveDateTime, Time};
+use time::format_description::BorrowedFormatItem;
+use time::{OffsetDateTime, PrimitiveDateTime};
 
 use super::{echo, incomplete, SigV4Error, ALGORITHM, X_AMZ_DATE};
 
@@ -170,26 +171,24 @@ fn bad_date(text: &str) -> SigV4Error {
     ))
 }
 
+/// ISO-8601 basic format in UTC, as SigV4 writes dates: `20150830T123600Z`.
+const BASIC_FORMAT: &[BorrowedFormatItem<'static>] =
+    time::macros::format_description!("[year][month][day]T[hour][minute][second]Z");
+
+/// Parses `YYYYMMDDTHHMMSSZ`; exactly 16 characters, digits everywhere but `T` and `Z`.
 fn parse_basic(s: &str) -> Option<OffsetDateTime> {
-    let b = s.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+    let shape = s.len() == 16
+        && s.bytes().enumerate().all(|(i, b)| match i {
+            8 => b == b'T',
+            15 => b == b'Z',
+            _ => b.is_ascii_digit(),
+        });
+    if !shape {
         return None;
     }
-    let num = |range: std::ops::Range<usize>| -> Option<u32> {
-        let digits = b.get(range)?;
-        digits.iter().try_fold(0u32, |acc, d| {
-            d.is_ascii_digit().then(|| acc * 10 + u32::from(d - b'0'))
-        })
-    };
-    let year = i32::try_from(num(0..4)?).ok()?;
-    let month = Month::try_from(u8::try_from(num(4..6)?).ok()?).ok()?;
-    let day = u8::try_from(num(6..8)?).ok()?;
-    let hour = u8::try_from(num(9..11)?).ok()?;
-    let minute = u8::try_from(num(11..13)?).ok()?;
-    let second = u8::try_from(num(13..15)?).ok()?;
-    let date = Date::from_calendar_date(year, month, day).ok()?;
-    let time = Time::from_hms(hour, minute, second).ok()?;
-    Some(PrimitiveDateTime::new(date, time).assume_utc())
+    PrimitiveDateTime::parse(s, BASIC_FORMAT)
+        .ok()
+        .map(PrimitiveDateTime::assume_utc)
 }
 
 fn parse_http_date(s: &str) -> Option<OffsetDateTime> {
@@ -201,20 +200,13 @@ fn parse_http_date(s: &str) -> Option<OffsetDateTime> {
         .map(PrimitiveDateTime::assume_utc)
 }
 
+/// `t` in ISO-8601 basic format (UTC); `None` outside the years 0 to 9999.
 pub(super) fn format_basic(t: OffsetDateTime) -> Option<String> {
     let t = t.to_offset(time::UtcOffset::UTC);
     if !(0..=9999).contains(&t.year()) {
         return None;
     }
-    Some(format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    ))
+    t.format(BASIC_FORMAT).ok()
 }
 
 #[cfg(test)]
@@ -237,5 +229,15 @@ mod tests {
         }
         let t = parse_http_date("Sun, 30 Aug 2015 12:36:00 GMT").expect("IMF-fixdate");
         assert_eq!(format_basic(t).as_deref(), Some("20150830T123600Z"));
+        assert_eq!(parse_basic("20150830T123600Z"), Some(t));
+        // Leap day, the epoch and the last second of a year round-trip.
+        for text in ["20000229T000000Z", "19700101T000000Z", "20991231T235959Z"] {
+            let t = parse_basic(text).expect(text);
+            assert_eq!(format_basic(t).as_deref(), Some(text));
+        }
+        assert!(parse_basic("20010229T000000Z").is_none());
+        let year_0 = OffsetDateTime::from_unix_timestamp(-62_167_219_200).unwrap();
+        assert_eq!(format_basic(year_0).as_deref(), Some("00000101T000000Z"));
+        assert_eq!(format_basic(year_0 - time::Duration::SECOND), None);
     }
 }
