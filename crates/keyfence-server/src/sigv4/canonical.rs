@@ -1,12 +1,23 @@
 //! The canonical request, the string to sign and the key derivation, shared by
 //! verification and signing.
 
+use std::borrow::Cow;
+
 use aws_lc_rs::{digest, hmac};
 use hyper::http::request::Parts;
+use percent_encoding::{percent_decode_str, percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use zeroize::Zeroizing;
 
 use super::parse::Scope;
 use super::{SigV4Error, ALGORITHM, TERMINATOR};
+
+/// What SigV4 percent-encodes (RFC 3986 as SigV4 defines it): every byte but the
+/// unreserved characters `A-Z a-z 0-9 - _ . ~`, as `%XX` with uppercase hex.
+const SIGV4_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 
 pub(super) fn canonical_request(
     parts: &Parts,
@@ -90,7 +101,7 @@ fn canonical_uri(path: &str) -> String {
         if i > 0 {
             out.push('/');
         }
-        uri_encode(&mut out, segment.as_bytes());
+        out.extend(percent_encode(segment.as_bytes(), SIGV4_ENCODE));
     }
     if !segments.is_empty() && path.ends_with('/') {
         out.push('/');
@@ -99,17 +110,21 @@ fn canonical_uri(path: &str) -> String {
 }
 
 /// Decoded, re-encoded and sorted query parameters joined with `&`.
+///
+/// A `%` not followed by two hex digits (`%2`, `%zz`, `%+f`) is not an escape: it is
+/// kept as the literal character and so re-encoded as `%25`, the same on the signing
+/// and the verifying side.
 fn canonical_query(query: &str) -> String {
+    let encode = |s: &str| {
+        let decoded: Cow<'_, [u8]> = percent_decode_str(s).into();
+        percent_encode(&decoded, SIGV4_ENCODE).to_string()
+    };
     let mut params: Vec<(String, String)> = query
         .split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            let mut key = String::new();
-            let mut val = String::new();
-            uri_encode(&mut key, &percent_decode(k));
-            uri_encode(&mut val, &percent_decode(v));
-            (key, val)
+            (encode(k), encode(v))
         })
         .collect();
     params.sort();
@@ -123,42 +138,6 @@ fn canonical_query(query: &str) -> String {
         out.push_str(v);
     }
     out
-}
-
-fn percent_decode(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hi = b.get(i + 1).and_then(|c| (*c as char).to_digit(16));
-            let lo = b.get(i + 2).and_then(|c| (*c as char).to_digit(16));
-            if let (Some(hi), Some(lo)) = (hi, lo) {
-                // Two hex digits: at most 0xFF.
-                out.push(((hi << 4) | lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    out
-}
-
-/// RFC 3986 encoding as SigV4 defines it: unreserved characters kept, every other byte
-/// as `%XX` (uppercase).
-fn uri_encode(out: &mut String, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in bytes {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0x0f)]));
-        }
-    }
 }
 
 /// The SigV4 signing key: `HMAC(HMAC(HMAC(HMAC("AWS4" ‖ secret, date), region), service), "aws4_request")`.
@@ -234,6 +213,24 @@ mod tests {
         assert_eq!(canonical_query("%E1%88%B4=bar"), "%E1%88%B4=bar");
         assert_eq!(canonical_query("a&b=&&c=%2"), "a=&b=&c=%252");
         assert_eq!(canonical_query("k=a+b%20c"), "k=a%2Bb%20c");
+        assert_eq!(canonical_query("k=%7e%2f%E9"), "k=~%2F%E9");
+    }
+
+    #[test]
+    fn malformed_escapes_in_the_query_are_kept_literally() {
+        // `%` without two hex digits after it is a literal `%` (encoded `%25`); the
+        // `+` of `%+f` is not a hex digit (u8::from_str_radix would accept "+f").
+        for (query, expected) in [
+            ("k=%+f", "k=%25%2Bf"),
+            ("k=%2", "k=%252"),
+            ("k=%zz", "k=%25zz"),
+            ("k=%", "k=%25"),
+            ("k=%%41", "k=%25A"),
+            ("%g1=v", "%25g1=v"),
+            ("k=%-1", "k=%25-1"),
+        ] {
+            assert_eq!(canonical_query(query), expected, "{query:?}");
+        }
     }
 
     #[test]
