@@ -57,7 +57,12 @@ pub(super) fn canonical_request(
         out.push(b'\n');
     }
     out.push(b'\n');
-    out.extend_from_slice(signed_headers.join(";").as_bytes());
+    for (i, name) in signed_headers.iter().enumerate() {
+        if i > 0 {
+            out.push(b';');
+        }
+        out.extend_from_slice(name.as_bytes());
+    }
     out.push(b'\n');
     out.extend_from_slice(payload_hash.as_bytes());
     Ok(out)
@@ -84,7 +89,10 @@ fn push_trimmed(out: &mut Vec<u8>, value: &[u8]) {
 
 /// Normalized, URI-encoded path (non-S3 rules: dot segments resolved, empty segments
 /// dropped, then each byte other than unreserved characters and `/` percent-encoded).
-fn canonical_uri(path: &str) -> String {
+fn canonical_uri(path: &str) -> Cow<'_, str> {
+    if path == "/" {
+        return Cow::Borrowed(path);
+    }
     let mut segments: Vec<&str> = Vec::new();
     for segment in path.split('/') {
         match segment {
@@ -106,7 +114,7 @@ fn canonical_uri(path: &str) -> String {
     if !segments.is_empty() && path.ends_with('/') {
         out.push('/');
     }
-    out
+    Cow::Owned(out)
 }
 
 /// Decoded, re-encoded and sorted query parameters joined with `&`.
@@ -115,6 +123,9 @@ fn canonical_uri(path: &str) -> String {
 /// kept as the literal character and so re-encoded as `%25`, the same on the signing
 /// and the verifying side.
 fn canonical_query(query: &str) -> String {
+    if query.is_empty() {
+        return String::new();
+    }
     let encode = |s: &str| {
         let decoded: Cow<'_, [u8]> = percent_decode_str(s).into();
         percent_encode(&decoded, SIGV4_ENCODE).to_string()
@@ -152,15 +163,15 @@ pub(super) fn signing_key(secret: &str, scope: &Scope<'_>) -> hmac::Key {
 }
 
 /// The request signature: HMAC of the string to sign under the signing key.
+/// `scope` is the rendered credential scope (`date/region/service/aws4_request`).
 pub(super) fn signature(
     signing_key: &hmac::Key,
     amz_date: &str,
-    scope: &Scope<'_>,
+    scope: &str,
     canonical_request: &[u8],
 ) -> Zeroizing<Vec<u8>> {
     let string_to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{}\n{}",
-        scope.render(),
+        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
         hex::encode(digest::digest(&digest::SHA256, canonical_request))
     );
     Zeroizing::new(

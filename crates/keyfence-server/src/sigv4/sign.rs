@@ -2,7 +2,7 @@
 //! import`, tests).
 
 use std::fmt;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::{digest, hmac};
 use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, HOST};
@@ -92,10 +92,23 @@ pub struct Signer {
     secret_access_key: Zeroizing<String>,
     region: String,
     service: String,
-    /// The signing key and the `yyyymmdd` of the scope it was derived for.
-    key: Option<(String, hmac::Key)>,
+    /// Signing key and scope of the current day.
+    day: Option<Day>,
     /// The `X-Amz-Date` value and the Unix second it renders.
-    date: Option<(i64, HeaderValue)>,
+    date: Option<(u64, HeaderValue)>,
+}
+
+/// What a [`Signer`] keeps for one day of credential scope.
+#[derive(Clone)]
+struct Day {
+    /// `yyyymmdd`.
+    date: String,
+    /// The signing key for the (access key, scope).
+    key: hmac::Key,
+    /// The rendered scope, `date/region/service/aws4_request`.
+    scope: String,
+    /// `AWS4-HMAC-SHA256 Credential=…/scope, SignedHeaders=`.
+    auth_prefix: String,
 }
 
 impl fmt::Debug for Signer {
@@ -117,7 +130,7 @@ impl Signer {
             secret_access_key: Zeroizing::new(secret_access_key.to_owned()),
             region: region.to_owned(),
             service: service.to_owned(),
-            key: None,
+            day: None,
             date: None,
         }
     }
@@ -164,47 +177,63 @@ impl Signer {
         }
         names.sort_unstable();
         names.dedup();
-        let scope = Scope {
-            date: &amz_date[..8],
-            region: &self.region,
-            service: &self.service,
-            terminator: TERMINATOR,
-        };
         let canonical = canonical_request(parts, &names, payload_hash)?;
-        let key = match &self.key {
-            Some((day, key)) if day == scope.date => key,
-            _ => {
-                let key = signing_key(&self.secret_access_key, &scope);
-                &self.key.insert((scope.date.to_owned(), key)).1
+        let day = self.day(&amz_date[..8]);
+        let sig = signature(&day.key, amz_date, &day.scope, &canonical);
+        let mut value = String::with_capacity(day.auth_prefix.len() + 160);
+        value.push_str(&day.auth_prefix);
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                value.push(';');
             }
-        };
-        let sig = signature(key, amz_date, &scope, &canonical);
-        let value = format!(
-            "{ALGORITHM} Credential={}/{}, SignedHeaders={}, Signature={}",
-            self.access_key_id,
-            scope.render(),
-            names.join(";"),
-            hex::encode(sig.as_slice())
-        );
+            value.push_str(name);
+        }
+        value.push_str(", Signature=");
+        value.push_str(&hex::encode(sig.as_slice()));
         let value =
             HeaderValue::from_str(&value).map_err(|_| incomplete("Invalid access key id."))?;
         parts.headers.insert(AUTHORIZATION, value);
         Ok(())
     }
 
+    /// What is constant for the day `date` (`yyyymmdd`), derived when it changes.
+    fn day(&mut self, date: &str) -> &Day {
+        if self.day.as_ref().is_none_or(|d| d.date != date) {
+            let scope = Scope {
+                date,
+                region: &self.region,
+                service: &self.service,
+                terminator: TERMINATOR,
+            };
+            let rendered = scope.render();
+            self.day = Some(Day {
+                date: date.to_owned(),
+                key: signing_key(&self.secret_access_key, &scope),
+                auth_prefix: format!(
+                    "{ALGORITHM} Credential={}/{rendered}, SignedHeaders=",
+                    self.access_key_id
+                ),
+                scope: rendered,
+            });
+        }
+        self.day.as_ref().expect("set above")
+    }
+
     /// The `X-Amz-Date` value for `time`, formatted once per second.
     fn amz_date(&mut self, time: SystemTime) -> Result<HeaderValue, SigV4Error> {
-        let time = OffsetDateTime::from(time);
-        let second = time.unix_timestamp();
-        if let Some((cached, value)) = &self.date {
+        // Before 1970 there is no cache, only the formatting below.
+        let second = time.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs());
+        if let (Some(second), Some((cached, value))) = (second, &self.date) {
             if *cached == second {
                 return Ok(value.clone());
             }
         }
-        let text = format_basic(time)
+        let text = format_basic(OffsetDateTime::from(time))
             .ok_or_else(|| incomplete("Signing time must be between years 0 and 9999."))?;
         let value = HeaderValue::from_str(&text).map_err(|_| incomplete("Invalid date."))?;
-        self.date = Some((second, value.clone()));
+        if let Some(second) = second {
+            self.date = Some((second, value.clone()));
+        }
         Ok(value)
     }
 }
@@ -215,7 +244,7 @@ fn no_host() -> SigV4Error {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, UNIX_EPOCH};
+    use std::time::Duration;
 
     use hyper::Request;
 

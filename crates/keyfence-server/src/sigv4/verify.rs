@@ -108,9 +108,15 @@ impl CredentialStore {
         self.by_access_key.get(access_key_id)
     }
 
-    /// The signing key of `credential` for `scope`, derived once per scope.
-    fn signing_key(&self, credential: &Credential, scope: &Scope<'_>) -> hmac::Key {
-        let id = (credential.access_key_id.clone(), scope.render());
+    /// The signing key of `credential` for `scope` (rendered: `rendered_scope`),
+    /// derived once per scope.
+    fn signing_key(
+        &self,
+        credential: &Credential,
+        scope: &Scope<'_>,
+        rendered_scope: &str,
+    ) -> hmac::Key {
+        let id = (credential.access_key_id.clone(), rendered_scope.to_owned());
         let mut cache = self.signing_keys.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(key) = cache.0.get(&id) {
             return key.clone();
@@ -210,10 +216,11 @@ fn verify_inner(
 
     let payload_hash = payload_hash(parts, body)?;
     let canonical = canonical_request(parts, &auth.signed_headers, &payload_hash)?;
+    let scope = auth.scope.render();
     let expected = signature(
-        &creds.signing_key(credential, &auth.scope),
+        &creds.signing_key(credential, &auth.scope, &scope),
         &amz_date,
-        &auth.scope,
+        &scope,
         &canonical,
     );
 
