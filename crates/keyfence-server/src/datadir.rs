@@ -5,6 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use keyfence_crypto::{rand, SymmetricKey};
+use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::config::{parse_toml, ConfigError, CredentialsFile, DEFAULT_ACCOUNT};
@@ -41,6 +42,9 @@ pub enum DataDirError {
     /// The random generator failed.
     #[error("random generator: {0}")]
     Crypto(#[from] keyfence_crypto::CryptoError),
+    /// credentials.toml could not be rendered.
+    #[error("writing credentials.toml: {0}")]
+    Toml(#[from] toml::ser::Error),
 }
 
 /// Paths inside a data directory.
@@ -106,10 +110,7 @@ impl DataDir {
         root_key::create(&dir.root_key(), passphrase.as_ref().map(|p| p.as_bytes()))?;
         tls::ensure_dev_pki(path)?;
         let credential = generate_credential()?;
-        let text = Zeroizing::new(format!(
-            "# keyfence development credential; keep this file private.\n[[credentials]]\naccess_key_id = \"{}\"\nsecret_access_key = \"{}\"\naccount_id = \"{}\"\nuser_name = \"{}\"\n",
-            credential.access_key_id, credential.secret_access_key.as_str(), credential.account_id, credential.user_name
-        ));
+        let text = credentials_toml(&credential)?;
         root_key::write_private(&dir.credentials(), text.as_bytes())
             .map_err(io(&dir.credentials()))?;
         Ok((dir, Initialized { credential }))
@@ -149,6 +150,37 @@ impl DataDir {
     }
 }
 
+/// The text of credentials.toml holding `credential`, in a buffer zeroized on drop.
+fn credentials_toml(credential: &Credential) -> Result<Zeroizing<String>, DataDirError> {
+    /// credentials.toml: one `[[credentials]]` table.
+    #[derive(Serialize)]
+    struct File<'a> {
+        credentials: [Entry<'a>; 1],
+    }
+    /// The fields `CredentialEntry` reads back.
+    #[derive(Serialize)]
+    struct Entry<'a> {
+        access_key_id: &'a str,
+        secret_access_key: &'a str,
+        account_id: &'a str,
+        user_name: &'a str,
+    }
+    const HEADER: &str = "# keyfence development credential; keep this file private.\n";
+    let file = File {
+        credentials: [Entry {
+            access_key_id: &credential.access_key_id,
+            secret_access_key: &credential.secret_access_key,
+            account_id: &credential.account_id,
+            user_name: &credential.user_name,
+        }],
+    };
+    let body = Zeroizing::new(toml::to_string(&file)?);
+    let mut text = Zeroizing::new(String::with_capacity(HEADER.len() + body.len()));
+    text.push_str(HEADER);
+    text.push_str(&body);
+    Ok(text)
+}
+
 fn random_string(alphabet: &[u8], len: usize) -> Result<String, DataDirError> {
     // Rejection sampling keeps every character uniform.
     let limit = 256 - 256 % alphabet.len();
@@ -178,6 +210,30 @@ pub fn generate_credential() -> Result<Credential, DataDirError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credentials_toml_round_trips_any_secret() {
+        let credential = Credential {
+            access_key_id: "AKIAEXAMPLE".into(),
+            secret_access_key: Zeroizing::new("a\"b\\c'd\n=e#f+/".into()),
+            account_id: DEFAULT_ACCOUNT.into(),
+            user_name: "ad\"min".into(),
+        };
+        let text = credentials_toml(&credential).unwrap();
+        assert!(
+            text.starts_with("# keyfence development credential"),
+            "{}",
+            *text
+        );
+        assert!(text.contains("[[credentials]]"), "{}", *text);
+        let file: CredentialsFile = parse_toml(&text, Path::new("credentials.toml")).unwrap();
+        let [entry] = <[_; 1]>::try_from(file.credentials).ok().unwrap();
+        let back = entry.into_credential().unwrap();
+        assert_eq!(back.access_key_id, credential.access_key_id);
+        assert_eq!(back.secret_access_key, credential.secret_access_key);
+        assert_eq!(back.account_id, credential.account_id);
+        assert_eq!(back.user_name, credential.user_name);
+    }
 
     #[test]
     fn init_creates_everything_and_refuses_twice() {

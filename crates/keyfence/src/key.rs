@@ -11,8 +11,8 @@ use keyfence_server::tls::ClientGroups;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::bench::client::Connection;
-use crate::connect::ConnectArgs;
+use keyfence_bench::client::Connection;
+use keyfence_bench::connect::ConnectArgs;
 
 /// `keyfence key …`.
 #[derive(Subcommand, Debug)]

@@ -1,7 +1,5 @@
 //! `keyfence`: the node and its command-line tools.
 
-mod bench;
-mod connect;
 mod key;
 
 use std::net::SocketAddr;
@@ -36,7 +34,7 @@ enum Command {
     },
     /// Load-test a running node (or a peer speaking the AWS KMS JSON API): throughput,
     /// latency percentiles, errors, memory; or TLS handshakes, classical vs hybrid.
-    Bench(Box<bench::BenchArgs>),
+    Bench(Box<keyfence_bench::BenchArgs>),
     /// Key commands beyond the AWS API (post-quantum import of key material).
     #[command(subcommand)]
     Key(key::KeyCommand),
@@ -161,7 +159,7 @@ fn main() -> ExitCode {
             .build()
             .map_err(|e| e.to_string())
             .and_then(|rt| rt.block_on(server(args))),
-        Command::Bench(args) => bench::main(*args),
+        Command::Bench(args) => keyfence_bench::main(*args),
         Command::Key(command) => key::main(command),
     };
     match result {

@@ -70,7 +70,6 @@ impl fmt::Debug for AuthorityPublic {
     }
 }
 
-
 /// One CP-ABE attribute key of a grant, encrypted to the node's KEM key.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct GrantedKey {
@@ -187,4 +186,3 @@ impl NodeGrant {
         })
     }
 }
-

@@ -98,7 +98,6 @@ impl fmt::Debug for NodePublic {
     }
 }
 
-
 /// A node's own secrets: its ML-DSA-65 identity signing key and its X-Wing KEM
 /// key, made on first start. Zeroized on drop; `Debug` shows the name only.
 pub struct NodeIdentity {
@@ -246,4 +245,3 @@ impl JoinRequest {
         Ok(Self { node, signature })
     }
 }
-

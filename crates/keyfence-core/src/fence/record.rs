@@ -258,7 +258,6 @@ impl FenceRecord {
     }
 }
 
-
 /// A fence's public half, taken from a record whose signature was checked:
 /// wraps the backing keys of every KMS key fenced by the policy.
 #[derive(Clone, PartialEq, Eq)]

@@ -61,7 +61,7 @@ impl Operation {
             name,
             target: HeaderValue::from_str(&format!("TrentService.{name}"))
                 .expect("operation names are header-safe"),
-            payload_hash: super::sigv4::payload_hash(&body),
+            payload_hash: keyfence_server::sigv4::payload_hash(&body),
             body,
         }
     }

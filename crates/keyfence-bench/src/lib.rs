@@ -2,12 +2,16 @@
 //! speaks the AWS KMS JSON API) over the real wire — TLS or plain HTTP, HTTP/1.1
 //! keep-alive or HTTP/2, every request SigV4-signed — and reports throughput,
 //! latency percentiles (HDR histogram), errors by type and the node's memory.
+//!
+//! The `keyfence` binary runs it as `keyfence bench` ([`main`]); its HTTP client
+//! ([`client`], [`connect`]) also serves `keyfence key`. Every request is signed by
+//! the node's own SigV4 signer, [`keyfence_server::sigv4::Signer`].
 
 pub mod client;
+pub mod connect;
 pub mod handshakes;
 pub mod report;
 pub mod runner;
-pub mod sigv4;
 pub mod workload;
 
 use std::io::IsTerminal as _;
@@ -20,8 +24,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use keyfence_server::tls::ClientGroups;
 
-use crate::connect::{ConnectArgs, Resolved};
 use client::{ClientContext, HttpVersion};
+use connect::{ConnectArgs, Resolved};
 use report::{Memory, Outcome, Report, Setup};
 use runner::{Pacing, Plan};
 use workload::{KmsWorker, SetupError, WorkloadKind, WorkloadOptions};

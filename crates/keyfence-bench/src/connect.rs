@@ -7,7 +7,9 @@ use clap::Args;
 use keyfence_server::datadir::DataDir;
 use keyfence_server::tls::{ClientGroups, PkiPaths};
 
-use crate::bench::client::{ClientContext, Credential, Endpoint, HttpVersion};
+use zeroize::Zeroizing;
+
+use crate::client::{ClientContext, Credential, Endpoint, HttpVersion};
 
 /// Connection flags shared by client commands.
 #[derive(Args, Debug, Clone)]
@@ -63,7 +65,7 @@ impl ConnectArgs {
         let credential = match (&self.access_key, &self.secret_key, &data_dir) {
             (Some(id), Some(secret), _) => Credential {
                 access_key_id: id.clone(),
-                secret_access_key: secret.clone(),
+                secret_access_key: Zeroizing::new(secret.clone()),
                 region: self.region.clone(),
             },
             (_, _, Some(d)) => {
@@ -79,7 +81,7 @@ impl ConnectArgs {
                     .ok_or_else(|| format!("{}: no credential", dir.credentials().display()))?;
                 Credential {
                     access_key_id: c.access_key_id.clone(),
-                    secret_access_key: c.secret_access_key.to_string(),
+                    secret_access_key: c.secret_access_key.clone(),
                     region: self.region.clone(),
                 }
             }
