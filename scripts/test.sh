@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole test suite, as CI runs it: format, lints, Rust tests, then the
-# end-to-end suite (real AWS CLI, boto3 and AWS Encryption SDK against a real node).
+# The whole test suite, as CI runs it: format, lints, dependency policy
+# (cargo deny), Rust tests, then the end-to-end suite (real AWS CLI, boto3 and
+# AWS Encryption SDK against a real node).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -12,6 +13,12 @@ cargo fmt --all -- --check
 
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo deny (bans, licenses, sources)"
+# Advisories need the RustSec database from GitHub, which CI cannot reach;
+# run `cargo deny check advisories` where the network allows (CONTRIBUTING.md).
+scripts/setup-cargo-deny.sh
+cargo deny --locked check bans licenses sources
 
 step "cargo test"
 cargo test --workspace

@@ -1,8 +1,16 @@
 """Fixtures for the keyfence end-to-end suite.
 
-One keyfence node is started per test session on free loopback ports with a
-fresh data directory.  Tests talk to it with the real AWS CLI (v1), boto3 and
-the AWS Encryption SDK, exactly as a user would with --endpoint-url.
+Every test module gets a keyfence node of its own (`node`, with a fresh data
+directory), so no state leaks from one module into another; a test that counts
+(metrics), lists everything in an account or restarts/kills the node takes
+`fresh_node` instead, a node of its own for that one test.  Tests talk to the
+node with the real AWS CLI (v1), boto3 and the AWS Encryption SDK, exactly as a
+user would with --endpoint-url.
+
+Ports: a node listens on port 0 (the kernel picks free ports, no race) and
+publishes what it bound in `<data_dir>/node.addr.json`, which `Node.start`
+reads.  A restart or crash re-binds the same ports, as an operator's node
+would, so clients made before it keep working.
 
 Environment:
   KEYFENCE_BIN   path of the keyfence binary (default target/debug/keyfence,
@@ -17,7 +25,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import string
 import subprocess
 import sys
@@ -34,6 +41,7 @@ REGION = "us-east-1"
 ACCOUNT1 = "111122223333"
 ACCOUNT2 = "444455556666"
 READY_TIMEOUT = 20.0
+ADDR_FILE = "node.addr.json"  # keyfence_server::node::ADDR_FILE
 
 
 def keyfence_bin() -> Path:
@@ -50,12 +58,6 @@ def venv_bin_dir() -> Path:
     if (here / "aws").exists():
         return here
     return REPO_ROOT / "target" / "e2e-venv" / "bin"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def random_access_key() -> str:
@@ -91,7 +93,10 @@ class AwsCliError(Exception):
 class Node:
     """A keyfence server process plus the clients that talk to it."""
 
-    def __init__(self, workdir: Path, name: str = "node", extra_args=(), extra_credentials=()):
+    def __init__(self, workdir: Path, name: str = "node", extra_args=(), extra_credentials=(),
+                 port: int = 0, metrics_port: int = 0):
+        """`port`/`metrics_port` 0 (the default): the node binds free ports and
+        they are known after `start()`."""
         self.workdir = workdir
         self.name = name
         self.data_dir = workdir / f"{name}-data"
@@ -99,10 +104,8 @@ class Node:
         self.log_path = workdir / f"{name}.log"
         self.extra_args = list(extra_args)
         self.extra_credentials = list(extra_credentials)
-        self.port = free_port()
-        self.metrics_port = free_port()
-        while self.metrics_port == self.port:
-            self.metrics_port = free_port()
+        self.port = port
+        self.metrics_port = metrics_port
         self.proc: subprocess.Popen | None = None
         self._log_fh = None
         self.creds: dict[int, Credential] = {}
@@ -175,37 +178,43 @@ class Node:
         self.wait_ready()
         self._load_credentials()
 
+    @property
+    def addr_path(self) -> Path:
+        return self.data_dir / ADDR_FILE
+
+    def _published_addrs(self) -> dict | None:
+        """The node's `node.addr.json` if this process wrote it (a file left by
+        a killed predecessor has another pid)."""
+        try:
+            doc = json.loads(self.addr_path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return None
+        return doc if doc.get("pid") == self.proc.pid else None
+
     def wait_ready(self):
+        """Wait until the node has published its bound addresses: it does so
+        once both listeners are bound and serving."""
         deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
+        while (doc := self._published_addrs()) is None:
             if self.proc.poll() is not None:
                 raise RuntimeError(
                     f"keyfence exited with {self.proc.returncode} during startup\n"
                     + self.log_tail()
                 )
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    pass
-            except OSError:
-                time.sleep(0.1)
-                continue
-            if self.ca_path.exists() and (self.data_dir / "credentials.toml").exists():
-                break
-            time.sleep(0.1)
-        else:
-            raise RuntimeError(
-                f"keyfence not ready on port {self.port} within {READY_TIMEOUT}s\n"
-                + self.log_tail()
-            )
-        # The metrics listener should come up too; give it a moment.
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.metrics_url, timeout=1) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"keyfence did not publish {self.addr_path} within {READY_TIMEOUT}s\n"
+                    + self.log_tail()
+                )
+            time.sleep(0.02)
+        host, port = doc["api"].rsplit(":", 1)
+        mhost, mport = doc["metrics"].rsplit(":", 1)
+        assert host == mhost == "127.0.0.1", doc
+        if self.port:
+            assert int(port) == self.port, (doc, self.port)
+        if self.metrics_port:
+            assert int(mport) == self.metrics_port, (doc, self.metrics_port)
+        self.port, self.metrics_port = int(port), int(mport)
 
     def stop(self, timeout: float = 15.0) -> int | None:
         if self.proc is None:
@@ -360,16 +369,30 @@ def second_credential() -> Credential:
     return Credential(random_access_key(), random_secret(), ACCOUNT2, "bob")
 
 
-@pytest.fixture(scope="session")
-def node(tmp_path_factory, second_credential):
-    workdir = tmp_path_factory.mktemp("keyfence")
-    n = Node(workdir, extra_credentials=[second_credential])
-    # boto3 / botocore in this process must not read the host's AWS config.
-    saved = {k: os.environ.get(k) for k in ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_EC2_METADATA_DISABLED", "AWS_PROFILE")}
-    os.environ["AWS_CONFIG_FILE"] = str(n.aws_config_file)
-    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(n.aws_credentials_file)
+@pytest.fixture(scope="session", autouse=True)
+def no_host_aws_config(tmp_path_factory):
+    """boto3 / botocore in this process must not read the host's AWS config."""
+    d = tmp_path_factory.mktemp("aws-config")
+    (d / "config").write_text("")
+    (d / "credentials").write_text("")
+    keys = ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_EC2_METADATA_DISABLED", "AWS_PROFILE")
+    saved = {k: os.environ.get(k) for k in keys}
+    os.environ["AWS_CONFIG_FILE"] = str(d / "config")
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(d / "credentials")
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     os.environ.pop("AWS_PROFILE", None)
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def running_node(workdir: Path, second_credential: Credential, **kwargs):
+    """Start a node in `workdir` (generator fixture body): yields it running,
+    stops it afterwards; its log is attached to failing tests meanwhile."""
+    n = Node(workdir, extra_credentials=[second_credential], **kwargs)
     try:
         n.start()
     except Exception:
@@ -379,27 +402,35 @@ def node(tmp_path_factory, second_credential):
     yield n
     _NODES.remove(n)
     n.stop()
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
+def node(tmp_path_factory, second_credential):
+    """The test module's own node: a fresh data directory for every module."""
+    yield from running_node(tmp_path_factory.mktemp("keyfence"), second_credential)
+
+
+@pytest.fixture
+def fresh_node(tmp_path_factory, second_credential):
+    """A node for one test alone, for tests that change or observe node-wide
+    state: metrics counters, everything listed in an account, restarts."""
+    yield from running_node(tmp_path_factory.mktemp("keyfence-fresh"), second_credential)
+
+
+@pytest.fixture(scope="module")
 def kms(node):
     """boto3 KMS client of account 1 (client-side validation on)."""
     return node.boto3_client(1)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kms_raw(node):
     """boto3 KMS client of account 1 without client-side parameter validation,
     so out-of-range values reach the server."""
     return node.boto3_client(1, validate=False)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def kms2(node):
     return node.boto3_client(2)
 

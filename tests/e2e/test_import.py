@@ -446,7 +446,9 @@ def test_import_hmac_key_matches_pyca(kms, spec):
 
 
 # ================================================================== durability
-def test_imported_material_survives_restart(node, kms):
+def test_imported_material_survives_restart(fresh_node):
+    node = fresh_node
+    kms = node.boto3_client(1)
     sym_material = os.urandom(32)
     sym = external_key(kms)["KeyId"]
     import_material(kms, sym, sym_material, "RSA_AES_KEY_WRAP_SHA_256", "RSA_2048")

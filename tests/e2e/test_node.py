@@ -89,7 +89,8 @@ def test_cli_refuses_server_without_dev_ca(node, tmp_path):
 
 class ConfigOnlyNode(Node):
     """A node configured only through --config (listen, metrics_listen,
-    data_dir, region and credentials all in the TOML file)."""
+    data_dir, region and credentials all in the TOML file; port 0, read back
+    from the published addresses)."""
 
     def __init__(self, workdir, region):
         self.region = region
@@ -182,13 +183,15 @@ def test_refuses_to_start_without_its_root_key(tmp_path):
 def test_exits_when_port_in_use(tmp_path):
     import socket
 
-    n = Node(tmp_path)
     with socket.socket() as s:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind(("127.0.0.1", n.port))
+        s.bind(("127.0.0.1", 0))
         s.listen()
+        taken = s.getsockname()[1]
+        n = Node(tmp_path, port=taken)
         out = run_server_expecting_exit(n)
-    assert str(n.port) in out
+    assert str(taken) in out
+    assert not n.addr_path.exists(), "a node that failed to start published addresses"
 
 
 def test_exits_on_bad_config(tmp_path):

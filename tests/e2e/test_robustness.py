@@ -15,9 +15,10 @@ from conftest import ACCOUNT1, ACCOUNT2, REGION, unique
 from test_boto3 import expect_error, raw_request
 
 
-def test_acknowledged_writes_survive_sigkill(node):
+def test_acknowledged_writes_survive_sigkill(fresh_node):
     """A KMS must not lose a key it has acknowledged: ciphertexts made with it
     would become undecryptable forever."""
+    node = fresh_node
     kms = node.boto3_client(1)
     key = kms.create_key(Description="crash survivor")["KeyMetadata"]
     alias = f"alias/{unique('crash')}"

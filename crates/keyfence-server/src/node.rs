@@ -2,6 +2,7 @@
 //! the background sweeper, started together and stopped together.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +24,14 @@ use crate::tls::{self, KxMode, PqAcceptor, TlsError};
 
 /// How often the sweeper destroys keys past their deletion date and runs due rotations.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+
+/// File in the data directory where a started node publishes the addresses it
+/// actually bound, so a caller that asked for port 0 can find it:
+/// `{"api": "127.0.0.1:PORT", "metrics": "127.0.0.1:PORT", "pid": N}`.
+/// Written atomically (temporary file, then rename) once both listeners are
+/// serving; removed on a clean shutdown. `pid` tells a fresh file from one left
+/// behind by a killed process.
+pub const ADDR_FILE: &str = "node.addr.json";
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +56,14 @@ pub enum NodeError {
     Bind {
         /// The address.
         addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The bound addresses could not be written to [`ADDR_FILE`].
+    #[error("cannot write {path}: {source}")]
+    PublishAddrs {
+        /// The file.
+        path: PathBuf,
         /// The cause.
         source: std::io::Error,
     },
@@ -133,6 +150,7 @@ impl Node {
             stopped.clone(),
         ));
         tasks.spawn(until_stopped(sweep(Arc::clone(&kms)), stopped));
+        publish_addrs(&data_dir.path, api_addr, metrics_addr)?;
         tracing::info!(%api_addr, %metrics_addr, data_dir = %data_dir.path.display(), ?mode, "node started");
         Ok(Self {
             api_addr,
@@ -150,8 +168,30 @@ impl Node {
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
+        // Best effort: a stale file is told apart by its pid anyway.
+        let _ = std::fs::remove_file(self.data_dir.path.join(ADDR_FILE));
         tracing::info!("node stopped");
     }
+}
+
+/// Writes [`ADDR_FILE`] in `dir` atomically: readers see the old file or the
+/// whole new one, never a partial write.
+fn publish_addrs(dir: &Path, api: SocketAddr, metrics: SocketAddr) -> Result<(), NodeError> {
+    let path = dir.join(ADDR_FILE);
+    let pid = std::process::id();
+    let tmp = dir.join(format!("{ADDR_FILE}.{pid}.tmp"));
+    let body = serde_json::json!({
+        "api": api.to_string(),
+        "metrics": metrics.to_string(),
+        "pid": pid,
+    })
+    .to_string();
+    std::fs::write(&tmp, body)
+        .and_then(|()| std::fs::rename(&tmp, &path))
+        .map_err(|source| {
+            let _ = std::fs::remove_file(&tmp);
+            NodeError::PublishAddrs { path, source }
+        })
 }
 
 async fn until_stopped(

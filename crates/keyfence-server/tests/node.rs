@@ -318,3 +318,33 @@ async fn sts_and_restart_durability() {
     );
     node.shutdown().await;
 }
+
+/// A node asked for port 0 publishes the ports it got in the data directory,
+/// and removes the file when it stops cleanly.
+#[tokio::test]
+async fn bound_addresses_are_published_in_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let node = start_node(&data, false).await;
+    let path = data.join(keyfence_server::node::ADDR_FILE);
+    let published: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(
+        published,
+        json!({
+            "api": node.api_addr.to_string(),
+            "metrics": node.metrics_addr.to_string(),
+            "pid": std::process::id(),
+        })
+    );
+    assert_ne!(node.api_addr.port(), 0);
+    assert_ne!(node.metrics_addr.port(), 0);
+    let leftovers: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    node.shutdown().await;
+    assert!(!path.exists());
+}

@@ -108,6 +108,19 @@ impl SqliteStore {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The durability settings of the store's own connection, as SQLite reports
+    /// them: `PRAGMA journal_mode` (`"wal"`) and `PRAGMA synchronous` (2 = FULL).
+    pub fn durability(&self) -> Result<(String, i64), StoreError> {
+        let conn = self.conn();
+        let journal = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .map_err(backend)?;
+        let synchronous = conn
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .map_err(backend)?;
+        Ok((journal, synchronous))
+    }
+
     /// Runs `f` in an IMMEDIATE transaction and commits it.
     fn write<T>(
         &self,

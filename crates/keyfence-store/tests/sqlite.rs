@@ -134,11 +134,21 @@ fn duplicate_alias_is_a_conflict_and_corrupt_rows_are_reported() {
     assert!(matches!(store.load(), Err(StoreError::Corrupt(_))));
 }
 
+/// `PRAGMA synchronous` is per connection (a fresh connection reports the build's
+/// default), so the store's own connection is asked, on a new file and on reopen.
 #[test]
 fn journal_is_wal_and_sync_is_full() {
+    const FULL: i64 = 2;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keyfence.db");
-    drop(SqliteStore::open(&path).unwrap());
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.durability().unwrap(), ("wal".to_string(), FULL));
+    drop(store);
+
+    let reopened = SqliteStore::open(&path).unwrap();
+    assert_eq!(reopened.durability().unwrap(), ("wal".to_string(), FULL));
+
+    // WAL is persistent in the file: another connection sees it too.
     let conn = rusqlite::Connection::open(&path).unwrap();
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
