@@ -624,6 +624,38 @@ mod tests {
             refused("ImportKeyMaterial", body)
         };
         assert_eq!(
+            refused("ListKeys", json!({"Limit": 0})),
+            validation("1 validation error detected: Value '0' at 'limit' failed to satisfy constraint: Member must have value between 1 and 1000")
+        );
+        assert_eq!(
+            refused("GenerateRandom", json!({"NumberOfBytes": 1025})),
+            validation("1 validation error detected: Value '1025' at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and 1024")
+        );
+        assert_eq!(
+            refused("ScheduleKeyDeletion", json!({"KeyId": sym, "PendingWindowInDays": 6})),
+            validation("1 validation error detected: Value '6' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30")
+        );
+        assert_eq!(
+            refused("EnableKeyRotation", json!({"KeyId": sym, "RotationPeriodInDays": 2561})),
+            validation("1 validation error detected: Value '2561' at 'rotationPeriodInDays' failed to satisfy constraint: Member must have value between 90 and 2560")
+        );
+        assert_eq!(
+            refused("Encrypt", json!({"KeyId": sym, "Plaintext": ""})),
+            validation("1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length between 1 and 4096 (got 0)")
+        );
+        assert_eq!(
+            refused("Decrypt", json!({"CiphertextBlob": crate::api::wire::b64(&[0; 6145])})),
+            validation("1 validation error detected: Value at 'ciphertextBlob' failed to satisfy constraint: Member must have length between 1 and 6144 (got 6145)")
+        );
+        assert_eq!(
+            refused("Sign", json!({"KeyId": ecc, "Message": "", "SigningAlgorithm": "ECDSA_SHA_256"})),
+            validation("1 validation error detected: Value at 'message' failed to satisfy constraint: Member must have length between 1 and 4096 (got 0)")
+        );
+        assert_eq!(
+            refused("UpdateKeyDescription", json!({"KeyId": sym, "Description": "d".repeat(8193)})),
+            validation("1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to 8192")
+        );
+        assert_eq!(
             import(json!({"ExpirationModel": "SOMETIMES"})),
             validation("ExpirationModel SOMETIMES is not valid")
         );
