@@ -381,9 +381,7 @@ impl Kms {
     }
 
     /// GenerateRandom: 1–1,024 random bytes.
-    pub fn generate_random(&self, number_of_bytes: Option<i64>) -> Result<Vec<u8>, KmsError> {
-        let n = number_of_bytes
-            .ok_or_else(|| KmsError::Validation("NumberOfBytes is required".into()))?;
+    pub fn generate_random(&self, n: i64) -> Result<Vec<u8>, KmsError> {
         rand::bytes(check_byte_count(n)?).map_err(KmsError::internal_crypto("random bytes"))
     }
 }

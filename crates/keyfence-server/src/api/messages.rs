@@ -85,6 +85,11 @@ pub fn data_key_size_missing() -> ApiError {
     ApiError::validation("Please specify either number of bytes or key spec.")
 }
 
+/// GenerateRandom without NumberOfBytes.
+pub fn number_of_bytes_required() -> ApiError {
+    ApiError::validation("NumberOfBytes is required")
+}
+
 /// A MacAlgorithm that is not one.
 pub fn unknown_mac_algorithm(name: &str) -> ApiError {
     ApiError::validation(format!("MacAlgorithm {name} is not a MAC algorithm"))

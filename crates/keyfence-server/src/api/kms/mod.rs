@@ -628,6 +628,10 @@ mod tests {
             validation("1 validation error detected: Value '0' at 'limit' failed to satisfy constraint: Member must have value between 1 and 1000")
         );
         assert_eq!(
+            refused("GenerateRandom", json!({})),
+            validation("NumberOfBytes is required")
+        );
+        assert_eq!(
             refused("GenerateRandom", json!({"NumberOfBytes": 1025})),
             validation("1 validation error detected: Value '1025' at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and 1024")
         );
