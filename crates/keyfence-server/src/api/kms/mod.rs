@@ -28,8 +28,8 @@ use super::ApiError;
 pub struct Operation {
     /// The name in `X-Amz-Target: TrentService.<name>`, also its metrics label.
     pub name: &'static str,
-    /// Whether it may block its thread, and so runs on the blocking pool
-    /// instead of an async worker.
+    /// Where it runs: on an async worker, or (when it may block its thread)
+    /// on the blocking pool.
     pub runs: Runs,
     /// Whether its request has a `DryRun` member (every such operation is free
     /// of side effects here, so a dry run is the real checks without a result).
@@ -65,9 +65,11 @@ pub enum Runs {
     BlockingPoolForHeavyKeys,
 }
 
-/// Short names for the table.
+/// Runs on the worker (short name for the table).
 const WORKER: Runs = Runs::Worker;
+/// Runs on the blocking pool.
 const BLOCKING: Runs = Runs::BlockingPool;
+/// Runs on the blocking pool for RSA and ML-DSA keys.
 const HEAVY_KEY: Runs = Runs::BlockingPoolForHeavyKeys;
 /// Honours `DryRun`.
 const DRY_RUN: bool = true;
