@@ -19,6 +19,55 @@ pub enum Algorithm {
     Mac(MacAlgorithm),
 }
 
+/// A request member whose value or length has bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Member {
+    /// A List* page size.
+    Limit,
+    /// GenerateRandom's or GenerateDataKey's byte count.
+    NumberOfBytes,
+    /// ScheduleKeyDeletion's waiting period.
+    PendingWindowInDays,
+    /// EnableKeyRotation's period.
+    RotationPeriodInDays,
+    /// Encrypt's plaintext.
+    Plaintext,
+    /// Decrypt's or ReEncrypt's ciphertext.
+    CiphertextBlob,
+    /// Sign's, Verify's or a MAC's message.
+    Message,
+    /// A key's description.
+    Description,
+}
+
+/// The bound a member broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// A number outside `min..=max`.
+    Value {
+        /// The value given.
+        value: i64,
+        /// Smallest allowed.
+        min: i64,
+        /// Largest allowed.
+        max: i64,
+    },
+    /// A length outside `min..=max`.
+    Length {
+        /// The length given.
+        len: usize,
+        /// Shortest allowed.
+        min: usize,
+        /// Longest allowed.
+        max: usize,
+    },
+    /// A length over `max`.
+    MaxLength {
+        /// Longest allowed.
+        max: usize,
+    },
+}
+
 /// An operation a key's spec rules out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpecOperation {
@@ -85,6 +134,14 @@ pub enum KmsError {
     /// Imported material differs from what the key held before.
     #[error("{0}")]
     IncorrectKeyMaterial(String),
+    /// A member out of its bounds (a Validation error).
+    #[error("{member:?} out of bounds: {bound:?}")]
+    OutOfBounds {
+        /// Which member.
+        member: Member,
+        /// What it broke.
+        bound: Bound,
+    },
     /// The key's usage does not allow the operation (an InvalidKeyUsage).
     #[error("{key} has key usage {usage:?}; the operation needs {needed:?}")]
     WrongKeyUsage {

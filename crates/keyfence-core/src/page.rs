@@ -1,6 +1,6 @@
 //! Limit/Marker paging as the AWS List* operations do it.
 
-use crate::KmsError;
+use crate::{Bound, KmsError, Member};
 
 /// One page of results.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,9 +16,14 @@ pub fn limit(limit: Option<i64>, default: usize, max: usize) -> Result<usize, Km
     match limit {
         None => Ok(default),
         Some(n) if n >= 1 && n as u64 <= max as u64 => Ok(n as usize),
-        Some(n) => Err(KmsError::Validation(format!(
-            "1 validation error detected: Value '{n}' at 'limit' failed to satisfy constraint: Member must have value between 1 and {max}"
-        ))),
+        Some(n) => Err(KmsError::OutOfBounds {
+            member: Member::Limit,
+            bound: Bound::Value {
+                value: n,
+                min: 1,
+                max: max as i64,
+            },
+        }),
     }
 }
 

@@ -143,9 +143,7 @@ async fn serve(
         Protocol::Kms(name) => {
             let op = api::kms::operation(name).ok_or_else(|| api::kms::unknown_operation(name))?;
             let value =
-                if !api::kms::runs_on_blocking_pool(&state.kms, &caller.account_id, op, &body) {
-                    api::kms::handle(&state.kms, &caller.account_id, op, &body)?
-                } else {
+                if api::kms::runs_on_blocking_pool(&state.kms, &caller.account_id, op, &body) {
                     let (state, account) = (Arc::clone(state), caller.account_id.clone());
                     tokio::task::spawn_blocking(move || {
                         api::kms::handle(&state.kms, &account, op, &body)
@@ -156,6 +154,8 @@ async fn serve(
                             "request task failed".into(),
                         ))
                     })??
+                } else {
+                    api::kms::handle(&state.kms, &caller.account_id, op, &body)?
                 };
             let body = serde_json::to_vec(&value).expect("JSON values serialize");
             Ok(("application/x-amz-json-1.1", body))

@@ -10,11 +10,12 @@ use keyfence_crypto::asym::{
 use keyfence_crypto::{CryptoError, Secret};
 
 use super::cache::CachedKey;
+use super::crypto_ops::check_length;
 use super::lifecycle::require_enabled;
 use super::Kms;
 use crate::error::{Algorithm, SpecOperation};
 use crate::model::{KeyMetadata, KeySpec};
-use crate::{EncryptionContext, KmsError};
+use crate::{EncryptionContext, KmsError, Member};
 
 /// Largest Sign/Verify/GenerateMac message (AWS: 4,096 bytes).
 pub const MAX_MESSAGE: usize = 4096;
@@ -67,13 +68,7 @@ fn crypto_refusal(e: CryptoError, what: &str) -> KmsError {
 }
 
 fn check_message(message: &[u8]) -> Result<(), KmsError> {
-    if message.is_empty() || message.len() > MAX_MESSAGE {
-        return Err(KmsError::Validation(format!(
-            "1 validation error detected: Value at 'message' failed to satisfy constraint: Member must have length between 1 and {MAX_MESSAGE} (got {})",
-            message.len()
-        )));
-    }
-    Ok(())
+    check_length(Member::Message, message, MAX_MESSAGE)
 }
 
 fn require_usage(meta: &KeyMetadata, usage: KeyUsage) -> Result<(), KmsError> {

@@ -12,7 +12,7 @@ use super::material::Material;
 use super::Kms;
 use crate::error::Algorithm;
 use crate::model::{EncryptionAlgorithm, KeyMetadata, KeySpec, KeyUsage};
-use crate::{EncryptionContext, KeyId, KmsError};
+use crate::{Bound, EncryptionContext, KeyId, KmsError, Member};
 use keyfence_crypto::asym;
 
 /// Plaintext limit of Encrypt (AWS: 4,096 bytes).
@@ -80,18 +80,38 @@ pub enum DataKeySize {
 impl DataKeySize {
     /// A `NumberOfBytes` of 1–1,024.
     pub fn number_of_bytes(n: i64) -> Result<Self, KmsError> {
-        Ok(Self::Bytes(check_byte_count(n, "numberOfBytes")?))
+        Ok(Self::Bytes(check_byte_count(n)?))
     }
 }
 
-fn check_byte_count(n: i64, field: &str) -> Result<usize, KmsError> {
+fn check_byte_count(n: i64) -> Result<usize, KmsError> {
     if (1..=MAX_RANDOM).contains(&n) {
         Ok(n as usize)
     } else {
-        Err(KmsError::Validation(format!(
-            "1 validation error detected: Value '{n}' at '{field}' failed to satisfy constraint: Member must have value between 1 and {MAX_RANDOM}"
-        )))
+        Err(KmsError::OutOfBounds {
+            member: Member::NumberOfBytes,
+            bound: Bound::Value {
+                value: n,
+                min: 1,
+                max: MAX_RANDOM,
+            },
+        })
     }
+}
+
+/// Refuses an empty `value`, or one longer than `max` bytes.
+pub(super) fn check_length(member: Member, value: &[u8], max: usize) -> Result<(), KmsError> {
+    if value.is_empty() || value.len() > max {
+        return Err(KmsError::OutOfBounds {
+            member,
+            bound: Bound::Length {
+                len: value.len(),
+                min: 1,
+                max,
+            },
+        });
+    }
+    Ok(())
 }
 
 /// How a key encrypts, decided by its spec and the requested algorithm.
@@ -226,12 +246,7 @@ impl Kms {
         context: &EncryptionContext,
         algorithm: Option<EncryptionAlgorithm>,
     ) -> Result<EncryptOutput, KmsError> {
-        if plaintext.is_empty() || plaintext.len() > MAX_PLAINTEXT {
-            return Err(KmsError::Validation(format!(
-                "1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length between 1 and {MAX_PLAINTEXT} (got {})",
-                plaintext.len()
-            )));
-        }
+        check_length(Member::Plaintext, plaintext, MAX_PLAINTEXT)?;
         let key = self.encryption_key(account, key_ref)?;
         Ok(EncryptOutput {
             ciphertext: Self::encrypt_with(&key, context, plaintext, algorithm)?,
@@ -267,12 +282,7 @@ impl Kms {
         key_ref: Option<&str>,
         algorithm: Option<EncryptionAlgorithm>,
     ) -> Result<(Arc<CachedKey>, Secret), KmsError> {
-        if ciphertext.is_empty() || ciphertext.len() > MAX_CIPHERTEXT {
-            return Err(KmsError::Validation(format!(
-                "1 validation error detected: Value at 'ciphertextBlob' failed to satisfy constraint: Member must have length between 1 and {MAX_CIPHERTEXT} (got {})",
-                ciphertext.len()
-            )));
-        }
+        check_length(Member::CiphertextBlob, ciphertext, MAX_CIPHERTEXT)?;
         let named = key_ref.map(|r| self.resolve(account, r)).transpose()?;
         if let Some(key) = named
             .as_ref()
@@ -371,10 +381,7 @@ impl Kms {
     }
 
     /// GenerateRandom: 1–1,024 random bytes.
-    pub fn generate_random(&self, number_of_bytes: Option<i64>) -> Result<Vec<u8>, KmsError> {
-        let n = number_of_bytes
-            .ok_or_else(|| KmsError::Validation("NumberOfBytes is required".into()))?;
-        rand::bytes(check_byte_count(n, "numberOfBytes")?)
-            .map_err(KmsError::internal_crypto("random bytes"))
+    pub fn generate_random(&self, n: i64) -> Result<Vec<u8>, KmsError> {
+        rand::bytes(check_byte_count(n)?).map_err(KmsError::internal_crypto("random bytes"))
     }
 }

@@ -10,7 +10,7 @@ use crate::model::{
     ImportState, KeyMetadata, KeySpec, KeyState, KeyUsage, Origin, RotationSchedule,
 };
 use crate::page::{self, Page};
-use crate::{KeyId, KmsError};
+use crate::{Bound, KeyId, KmsError, Member};
 
 /// Longest description AWS accepts.
 const MAX_DESCRIPTION: usize = 8192;
@@ -57,9 +57,12 @@ pub struct DeletionScheduled {
 
 fn check_description(d: &str) -> Result<(), KmsError> {
     if d.chars().count() > MAX_DESCRIPTION {
-        return Err(KmsError::Validation(format!(
-            "1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to {MAX_DESCRIPTION}"
-        )));
+        return Err(KmsError::OutOfBounds {
+            member: Member::Description,
+            bound: Bound::MaxLength {
+                max: MAX_DESCRIPTION,
+            },
+        });
     }
     Ok(())
 }
@@ -236,9 +239,14 @@ impl Kms {
     ) -> Result<DeletionScheduled, KmsError> {
         let days = window.unwrap_or(30);
         if !(7..=30).contains(&days) {
-            return Err(KmsError::Validation(format!(
-                "1 validation error detected: Value '{days}' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30"
-            )));
+            return Err(KmsError::OutOfBounds {
+                member: Member::PendingWindowInDays,
+                bound: Bound::Value {
+                    value: days,
+                    min: 7,
+                    max: 30,
+                },
+            });
         }
         let days = days as u32;
         let now = self.now();

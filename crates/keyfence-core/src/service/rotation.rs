@@ -8,7 +8,7 @@ use super::Kms;
 use crate::clock::Timestamp;
 use crate::model::{KeyMetadata, KeySpec, KeyState, Origin, RotationRecord, RotationType};
 use crate::page::{self, Page};
-use crate::{KeyId, KmsError};
+use crate::{Bound, KeyId, KmsError, Member};
 
 /// Default automatic rotation period (AWS: 365 days).
 const DEFAULT_PERIOD_DAYS: u32 = 365;
@@ -56,9 +56,14 @@ impl Kms {
     ) -> Result<(), KmsError> {
         let days = period.unwrap_or(i64::from(DEFAULT_PERIOD_DAYS));
         if !(90..=2560).contains(&days) {
-            return Err(KmsError::Validation(format!(
-                "1 validation error detected: Value '{days}' at 'rotationPeriodInDays' failed to satisfy constraint: Member must have value between 90 and 2560"
-            )));
+            return Err(KmsError::OutOfBounds {
+                member: Member::RotationPeriodInDays,
+                bound: Bound::Value {
+                    value: days,
+                    min: 90,
+                    max: 2560,
+                },
+            });
         }
         let days = days as u32;
         let now = self.now();

@@ -16,6 +16,7 @@ use crate::clock::ManualClock;
 use crate::model::{
     EncryptionAlgorithm, ImportExpiry, ImportWrapping, KeySpec, KeyState, KeyUsage, Origin,
 };
+use crate::Member;
 use asym::KeySpec::{
     EccNistEdwards25519, EccNistP256, EccNistP384, Hmac256, Hmac384, MlKem768, Rsa2048, Rsa3072,
 };
@@ -338,7 +339,10 @@ fn automatic_rotation_follows_the_clock() {
     let id = f.key().id.to_string();
     assert!(matches!(
         f.kms.enable_key_rotation(A, &id, Some(89)),
-        Err(KmsError::Validation(_))
+        Err(KmsError::OutOfBounds {
+            member: Member::RotationPeriodInDays,
+            ..
+        })
     ));
     f.kms.enable_key_rotation(A, &id, Some(90)).unwrap();
     f.clock.advance_days(89);
@@ -373,7 +377,10 @@ fn states_are_enforced() {
     for bad in [6, 31] {
         assert!(matches!(
             f.kms.schedule_key_deletion(A, &id, Some(bad)),
-            Err(KmsError::Validation(_))
+            Err(KmsError::OutOfBounds {
+                member: Member::PendingWindowInDays,
+                ..
+            })
         ));
     }
     let scheduled = f.kms.schedule_key_deletion(A, &id, Some(7)).unwrap();
@@ -482,7 +489,10 @@ fn decrypt_checks_named_key_and_blob() {
     ));
     assert!(matches!(
         f.kms.decrypt(A, &vec![0; 6145], &ctx(&[]), None, None),
-        Err(KmsError::Validation(_))
+        Err(KmsError::OutOfBounds {
+            member: Member::CiphertextBlob,
+            ..
+        })
     ));
     let mut flipped = blob.clone();
     *flipped.last_mut().unwrap() ^= 1;
@@ -522,8 +532,8 @@ fn re_encrypt_and_data_keys() {
     assert!(DataKeySize::number_of_bytes(0).is_err());
     assert!(DataKeySize::number_of_bytes(1025).is_err());
     assert_eq!(DataKeySize::number_of_bytes(16), Ok(DataKeySize::Bytes(16)));
-    assert!(f.kms.generate_random(Some(0)).is_err());
-    assert_eq!(f.kms.generate_random(Some(1024)).unwrap().len(), 1024);
+    assert!(f.kms.generate_random(0).is_err());
+    assert_eq!(f.kms.generate_random(1024).unwrap().len(), 1024);
 }
 
 #[test]
@@ -532,11 +542,17 @@ fn plaintext_limits() {
     let id = f.key().id.to_string();
     assert!(matches!(
         f.kms.encrypt(A, &id, b"", &ctx(&[]), None),
-        Err(KmsError::Validation(_))
+        Err(KmsError::OutOfBounds {
+            member: Member::Plaintext,
+            ..
+        })
     ));
     assert!(matches!(
         f.kms.encrypt(A, &id, &[0; 4097], &ctx(&[]), None),
-        Err(KmsError::Validation(_))
+        Err(KmsError::OutOfBounds {
+            member: Member::Plaintext,
+            ..
+        })
     ));
     assert!(f.kms.encrypt(A, &id, &[0; 4096], &ctx(&[]), None).is_ok());
     assert!(matches!(
@@ -684,7 +700,10 @@ fn sign_and_verify_survive_a_restart() {
     assert!(matches!(
         f.kms
             .sign(A, &id, &[0; 4097], MessageType::Raw, EcdsaSha256),
-        Err(KmsError::Validation(_))
+        Err(KmsError::OutOfBounds {
+            member: Member::Message,
+            ..
+        })
     ));
     assert!(matches!(
         f.kms.encrypt(A, &id, b"x", &ctx(&[]), None),

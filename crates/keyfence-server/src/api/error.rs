@@ -105,6 +105,9 @@ impl From<KmsError> for ApiError {
             KmsError::InvalidImportToken(_) => "InvalidImportTokenException",
             KmsError::ExpiredImportToken(_) => "ExpiredImportTokenException",
             KmsError::IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
+            KmsError::OutOfBounds { member, bound } => {
+                return messages::out_of_bounds(*member, *bound);
+            }
             KmsError::WrongKeyUsage { key, usage, needed } => {
                 let message = messages::wrong_key_usage(key, *usage, *needed);
                 return Self::new("InvalidKeyUsageException", message);

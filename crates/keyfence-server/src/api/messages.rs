@@ -3,12 +3,38 @@
 //! errors that name algorithms, specs or usages: one place, so every
 //! operation words the same fault the same way.
 
-use keyfence_core::{Algorithm, KeySpec, KeyUsage, SpecOperation};
+use keyfence_core::{Algorithm, Bound, KeySpec, KeyUsage, Member, SpecOperation};
 use keyfence_crypto::asym;
 use keyfence_crypto::CryptoError;
 
 use super::names::{AwsName, PQ_WRAPPING_ALGORITHM, PQ_WRAPPING_KEY_SPEC};
 use super::ApiError;
+
+/// A member out of its bounds, as AWS words it.
+pub fn out_of_bounds(member: Member, bound: Bound) -> ApiError {
+    let member = match member {
+        Member::Limit => "limit",
+        Member::NumberOfBytes => "numberOfBytes",
+        Member::PendingWindowInDays => "pendingWindowInDays",
+        Member::RotationPeriodInDays => "rotationPeriodInDays",
+        Member::Plaintext => "plaintext",
+        Member::CiphertextBlob => "ciphertextBlob",
+        Member::Message => "message",
+        Member::Description => "description",
+    };
+    let constraint = match bound {
+        Bound::Value { value, min, max } => format!(
+            "Value '{value}' at '{member}' failed to satisfy constraint: Member must have value between {min} and {max}"
+        ),
+        Bound::Length { len, min, max } => format!(
+            "Value at '{member}' failed to satisfy constraint: Member must have length between {min} and {max} (got {len})"
+        ),
+        Bound::MaxLength { max } => format!(
+            "Value at '{member}' failed to satisfy constraint: Member must have length less than or equal to {max}"
+        ),
+    };
+    ApiError::validation(format!("1 validation error detected: {constraint}"))
+}
 
 /// A value outside a member's enum, as AWS words it.
 pub fn not_in_enum(value: &str, member: &str) -> ApiError {
@@ -57,6 +83,11 @@ pub fn data_key_size_twice() -> ApiError {
 /// GenerateDataKey with neither KeySpec nor NumberOfBytes.
 pub fn data_key_size_missing() -> ApiError {
     ApiError::validation("Please specify either number of bytes or key spec.")
+}
+
+/// GenerateRandom without NumberOfBytes.
+pub fn number_of_bytes_required() -> ApiError {
+    ApiError::validation("NumberOfBytes is required")
 }
 
 /// A MacAlgorithm that is not one.

@@ -177,7 +177,10 @@ impl Ops<'_> {
                 "keyfence has no custom key stores",
             ));
         }
-        let bytes = self.kms.generate_random(i.number_of_bytes)?;
+        let n = i
+            .number_of_bytes
+            .ok_or_else(messages::number_of_bytes_required)?;
+        let bytes = self.kms.generate_random(n)?;
         Ok(json!({ "Plaintext": b64(&bytes) }))
     }
 }

@@ -1,0 +1,357 @@
+//! The operation table and dispatch, through the API layer over a real SQLite store.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use keyfence_core::{LocalRootKey, SystemClock};
+use keyfence_crypto::SymmetricKey;
+use keyfence_store::SqliteStore;
+use serde_json::json;
+
+use crate::api::names::AwsName;
+
+use super::*;
+
+fn kms(dir: &std::path::Path) -> Kms {
+    let store = SqliteStore::open(&dir.join("keyfence.db")).unwrap();
+    let root = LocalRootKey::new(SymmetricKey::generate().unwrap());
+    Kms::open(Arc::new(store), &root, Arc::new(SystemClock), "us-east-1").unwrap()
+}
+
+#[test]
+fn table_rows_are_unique_and_found_by_name() {
+    let names: HashSet<&str> = OPERATIONS.iter().map(|o| o.name).collect();
+    assert_eq!(names.len(), OPERATIONS.len(), "one row per operation");
+    for op in OPERATIONS {
+        assert!(std::ptr::eq(operation(op.name).unwrap(), op));
+    }
+    assert!(operation("MadeUpOperation").is_none());
+    assert!(operation("encrypt").is_none(), "names are case-sensitive");
+}
+
+#[test]
+fn every_row_is_dispatched_to_its_handler() {
+    let dir = tempfile::tempdir().unwrap();
+    let kms = kms(dir.path());
+    for op in OPERATIONS {
+        // An empty input reaches the handler, which names what is missing
+        // (or, for the operations without required members, answers).
+        let result = handle(&kms, "111122223333", op, b"{}");
+        if let Err(e) = &result {
+            assert_ne!(e.code, "UnknownOperationException", "{}", op.name);
+            assert!(e.status < 500, "{}: {e:?}", op.name);
+        }
+    }
+}
+
+#[test]
+fn heavy_keys_go_to_the_blocking_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let kms = kms(dir.path());
+    let account = "111122223333";
+    let create = |spec: &str, usage: &str| {
+        let meta = kms
+            .create_key(
+                account,
+                keyfence_core::service::CreateKeyInput {
+                    spec: keyfence_core::KeySpec::from_aws_name(spec).unwrap(),
+                    usage: keyfence_core::KeyUsage::from_aws_name(usage).unwrap(),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        meta.id.to_string()
+    };
+    let rsa_sign = create("RSA_2048", "SIGN_VERIFY");
+    let rsa_encrypt = create("RSA_2048", "ENCRYPT_DECRYPT");
+    let ml_dsa = create("ML_DSA_44", "SIGN_VERIFY");
+    let ecc = create("ECC_NIST_P256", "SIGN_VERIFY");
+    let symmetric = create("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT");
+    let on_pool = |name: &str, body: Value| {
+        runs_on_blocking_pool(
+            &kms,
+            account,
+            operation(name).unwrap(),
+            &serde_json::to_vec(&body).unwrap(),
+        )
+    };
+    assert!(on_pool("Sign", json!({"KeyId": rsa_sign})));
+    assert!(on_pool("Sign", json!({"KeyId": ml_dsa})));
+    assert!(!on_pool("Sign", json!({"KeyId": ecc})));
+    assert!(on_pool("Decrypt", json!({"KeyId": rsa_encrypt})));
+    assert!(!on_pool("Decrypt", json!({"KeyId": symmetric})));
+    assert!(!on_pool("Decrypt", json!({"CiphertextBlob": "AAAA"})));
+    assert!(on_pool(
+        "ReEncrypt",
+        json!({"SourceKeyId": rsa_encrypt, "DestinationKeyId": symmetric})
+    ));
+    assert!(on_pool(
+        "ReEncrypt",
+        json!({"DestinationKeyId": rsa_encrypt})
+    ));
+    assert!(!on_pool(
+        "ReEncrypt",
+        json!({"DestinationKeyId": symmetric})
+    ));
+    assert!(
+        !on_pool("Sign", json!({"KeyId": 7})),
+        "unparsable: refused on the worker"
+    );
+    assert!(!on_pool("Encrypt", json!({"KeyId": rsa_encrypt})));
+    assert!(on_pool("GenerateDataKeyPair", json!({"KeyId": symmetric})));
+    assert!(on_pool("CreateKey", json!({})));
+    assert!(!on_pool(
+        "Sign",
+        json!({"KeyId": rsa_sign.replace('-', "")})
+    ));
+}
+
+/// The refusals the API words itself, and the core's typed refusals it
+/// words, read as they did when the core worded them.
+#[test]
+fn refusals_keep_their_wording() {
+    let dir = tempfile::tempdir().unwrap();
+    let kms = kms(dir.path());
+    let account = "111122223333";
+    let call = |name: &str, body: Value| {
+        handle(
+            &kms,
+            account,
+            operation(name).unwrap(),
+            &serde_json::to_vec(&body).unwrap(),
+        )
+    };
+    let refused = |name: &str, body: Value| {
+        let e = call(name, body).unwrap_err();
+        (e.code, e.message)
+    };
+    let key = |spec: &str, usage: &str| {
+        let out = call("CreateKey", json!({"KeySpec": spec, "KeyUsage": usage})).unwrap();
+        (
+            out["KeyMetadata"]["KeyId"].as_str().unwrap().to_string(),
+            out["KeyMetadata"]["Arn"].as_str().unwrap().to_string(),
+        )
+    };
+    let validation = |m: &str| ("ValidationException", m.to_string());
+    assert_eq!(
+        refused("CreateKey", json!({"KeySpec": "SM2"})),
+        (
+            "UnsupportedOperationException",
+            "KeySpec SM2 is available only in AWS China Regions and is not supported by keyfence"
+                .into()
+        )
+    );
+    assert_eq!(
+        refused("CreateKey", json!({"KeySpec": "AES_999"})),
+        validation("1 validation error detected: Value 'AES_999' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set")
+    );
+    assert_eq!(
+        refused(
+            "CreateKey",
+            json!({"KeySpec": "HMAC_256", "KeyUsage": "SIGN_VERIFY"})
+        ),
+        validation("KeyUsage SIGN_VERIFY is not compatible with KeySpec HMAC_256")
+    );
+    assert_eq!(
+        refused("CreateKey", json!({"KeyUsage": "NOPE"})),
+        validation("KeyUsage NOPE is not compatible with KeySpec SYMMETRIC_DEFAULT")
+    );
+    assert_eq!(
+        refused("CreateKey", json!({"Origin": "AWS_CLOUDHSM"})),
+        (
+            "UnsupportedOperationException",
+            "Origin AWS_CLOUDHSM is not supported by keyfence".into()
+        )
+    );
+    let (sym, sym_arn) = key("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT");
+    let (ecc, ecc_arn) = key("ECC_NIST_P256", "SIGN_VERIFY");
+    let (rsa, rsa_arn) = key("RSA_2048", "ENCRYPT_DECRYPT");
+    let (hmac, hmac_arn) = key("HMAC_256", "GENERATE_VERIFY_MAC");
+    assert_eq!(
+        refused("GenerateDataKey", json!({"KeyId": sym, "KeySpec": "AES_999"})),
+        validation("1 validation error detected: Value 'AES_999' at 'keySpec' failed to satisfy constraint: Member must satisfy enum value set: [AES_256, AES_128]")
+    );
+    assert_eq!(
+        refused("GenerateDataKey", json!({"KeyId": sym})),
+        validation("Please specify either number of bytes or key spec.")
+    );
+    assert_eq!(
+        refused(
+            "GenerateDataKey",
+            json!({"KeyId": sym, "KeySpec": "AES_256", "NumberOfBytes": 32})
+        ),
+        validation("KeySpec and NumberOfBytes are mutually exclusive; specify one")
+    );
+    assert_eq!(
+        refused("Encrypt", json!({"KeyId": ecc, "Plaintext": "eA=="})),
+        (
+            "InvalidKeyUsageException",
+            format!("{ecc_arn} has KeyUsage SIGN_VERIFY; this operation needs ENCRYPT_DECRYPT")
+        )
+    );
+    assert_eq!(
+        refused(
+            "Sign",
+            json!({"KeyId": sym, "Message": "eA==", "SigningAlgorithm": "ECDSA_SHA_256"})
+        ),
+        (
+            "InvalidKeyUsageException",
+            format!("{sym_arn} has KeyUsage ENCRYPT_DECRYPT; this operation needs SIGN_VERIFY")
+        )
+    );
+    assert_eq!(
+        refused("Encrypt", json!({"KeyId": rsa, "Plaintext": "eA=="})),
+        ("InvalidKeyUsageException", format!("The encryption algorithm SYMMETRIC_DEFAULT is not compatible with {rsa_arn} (RSA_2048)"))
+    );
+    assert_eq!(
+        refused("Encrypt", json!({"KeyId": sym, "Plaintext": "eA==", "EncryptionAlgorithm": "RSAES_OAEP_SHA_1"})),
+        ("InvalidKeyUsageException", format!("The encryption algorithm RSAES_OAEP_SHA_1 is not compatible with {sym_arn} (SYMMETRIC_DEFAULT)"))
+    );
+    assert_eq!(
+        refused("Sign", json!({"KeyId": ecc, "Message": "eA==", "SigningAlgorithm": "RSASSA_PSS_SHA_256"})),
+        ("InvalidKeyUsageException", format!("The signing algorithm RSASSA_PSS_SHA_256 is not compatible with {ecc_arn} (ECC_NIST_P256)"))
+    );
+    assert_eq!(
+        refused(
+            "GenerateMac",
+            json!({"KeyId": hmac, "Message": "eA==", "MacAlgorithm": "HMAC_SHA_512"})
+        ),
+        (
+            "InvalidKeyUsageException",
+            format!("The MAC algorithm HMAC_SHA_512 is not compatible with {hmac_arn} (HMAC_256)")
+        )
+    );
+    assert_eq!(
+        refused(
+            "GenerateMac",
+            json!({"KeyId": hmac, "Message": "eA==", "MacAlgorithm": "MD5"})
+        ),
+        validation("MacAlgorithm MD5 is not a MAC algorithm")
+    );
+    assert_eq!(
+        refused("Sign", json!({"KeyId": ecc, "Message": "eA==", "SigningAlgorithm": "ECDSA_SHA_256", "MessageType": "HEX"})),
+        validation("1 validation error detected: Value 'HEX' at 'messageType' failed to satisfy constraint: Member must satisfy enum value set: [RAW, DIGEST, EXTERNAL_MU]")
+    );
+    assert_eq!(
+        refused("GetPublicKey", json!({"KeyId": hmac})),
+        (
+            "UnsupportedOperationException",
+            format!("{hmac_arn} is a HMAC_256 key; it has no public key")
+        )
+    );
+    assert_eq!(
+        refused("RotateKeyOnDemand", json!({"KeyId": rsa})),
+        (
+            "UnsupportedOperationException",
+            format!("{rsa_arn} is a RSA_2048 key; only symmetric encryption keys can be rotated")
+        )
+    );
+    let long = refused(
+        "Encrypt",
+        json!({"KeyId": rsa, "Plaintext": crate::api::wire::b64(&[1; 300]), "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}),
+    );
+    assert_eq!(long.0, "ValidationException");
+    assert!(
+        long.1.starts_with(
+            "Plaintext of 300 bytes cannot be encrypted with RSAES_OAEP_SHA_256 under RSA_2048: "
+        ),
+        "{}",
+        long.1
+    );
+    assert_eq!(
+        refused(
+            "GenerateDataKeyPair",
+            json!({"KeyId": sym, "KeyPairSpec": "ML_KEM_768"})
+        )
+        .0,
+        "UnsupportedOperationException"
+    );
+    assert_eq!(
+        refused("GenerateDataKeyPair", json!({"KeyId": sym, "KeyPairSpec": "HMAC_256"})),
+        validation("1 validation error detected: Value 'HMAC_256' at 'keyPairSpec' failed to satisfy constraint: Member must satisfy enum value set")
+    );
+    assert_eq!(
+        refused("Encapsulate", json!({"KeyId": sym, "EncapsulationAlgorithm": "RSA"})),
+        validation("1 validation error detected: Value 'RSA' at 'encapsulationAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: [ML_KEM]")
+    );
+    assert_eq!(
+        refused("DeriveSharedSecret", json!({"KeyId": sym, "KeyAgreementAlgorithm": "X25519", "PublicKey": "eA=="})),
+        validation("1 validation error detected: Value 'X25519' at 'keyAgreementAlgorithm' failed to satisfy constraint: Member must satisfy enum value set: [ECDH]")
+    );
+    assert_eq!(
+        refused(
+            "GetParametersForImport",
+            json!({"KeyId": sym, "WrappingAlgorithm": "XWING_AES_KEY_WRAP", "WrappingKeySpec": "RSA_2048"})
+        ),
+        validation(
+            "XWING_AES_KEY_WRAP goes with WrappingKeySpec X25519_ML_KEM_768, and only with it"
+        )
+    );
+    assert_eq!(
+        refused("GetParametersForImport", json!({"KeyId": sym, "WrappingAlgorithm": "RSAES_PKCS1_V1_5", "WrappingKeySpec": "RSA_2048"})),
+        validation("WrappingAlgorithm RSAES_PKCS1_V1_5 is not supported; use RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_1, RSA_AES_KEY_WRAP_SHA_256 or XWING_AES_KEY_WRAP")
+    );
+    assert_eq!(
+        refused("GetParametersForImport", json!({"KeyId": sym, "WrappingAlgorithm": "RSAES_OAEP_SHA_1", "WrappingKeySpec": "ECC_NIST_P256"})),
+        validation("WrappingKeySpec ECC_NIST_P256 is not supported; use RSA_2048, RSA_3072, RSA_4096 or X25519_ML_KEM_768")
+    );
+    let import = |extra: Value| {
+        let mut body = json!({"KeyId": sym, "ImportToken": "eA==", "EncryptedKeyMaterial": "eA=="});
+        for (k, v) in extra.as_object().unwrap() {
+            body[k] = v.clone();
+        }
+        refused("ImportKeyMaterial", body)
+    };
+    assert_eq!(
+        refused("ListKeys", json!({"Limit": 0})),
+        validation("1 validation error detected: Value '0' at 'limit' failed to satisfy constraint: Member must have value between 1 and 1000")
+    );
+    assert_eq!(
+        refused("GenerateRandom", json!({})),
+        validation("NumberOfBytes is required")
+    );
+    assert_eq!(
+        refused("GenerateRandom", json!({"NumberOfBytes": 1025})),
+        validation("1 validation error detected: Value '1025' at 'numberOfBytes' failed to satisfy constraint: Member must have value between 1 and 1024")
+    );
+    assert_eq!(
+        refused("ScheduleKeyDeletion", json!({"KeyId": sym, "PendingWindowInDays": 6})),
+        validation("1 validation error detected: Value '6' at 'pendingWindowInDays' failed to satisfy constraint: Member must have value between 7 and 30")
+    );
+    assert_eq!(
+        refused("EnableKeyRotation", json!({"KeyId": sym, "RotationPeriodInDays": 2561})),
+        validation("1 validation error detected: Value '2561' at 'rotationPeriodInDays' failed to satisfy constraint: Member must have value between 90 and 2560")
+    );
+    assert_eq!(
+        refused("Encrypt", json!({"KeyId": sym, "Plaintext": ""})),
+        validation("1 validation error detected: Value at 'plaintext' failed to satisfy constraint: Member must have length between 1 and 4096 (got 0)")
+    );
+    assert_eq!(
+        refused("Decrypt", json!({"CiphertextBlob": crate::api::wire::b64(&[0; 6145])})),
+        validation("1 validation error detected: Value at 'ciphertextBlob' failed to satisfy constraint: Member must have length between 1 and 6144 (got 6145)")
+    );
+    assert_eq!(
+        refused("Sign", json!({"KeyId": ecc, "Message": "", "SigningAlgorithm": "ECDSA_SHA_256"})),
+        validation("1 validation error detected: Value at 'message' failed to satisfy constraint: Member must have length between 1 and 4096 (got 0)")
+    );
+    assert_eq!(
+        refused("UpdateKeyDescription", json!({"KeyId": sym, "Description": "d".repeat(8193)})),
+        validation("1 validation error detected: Value at 'description' failed to satisfy constraint: Member must have length less than or equal to 8192")
+    );
+    assert_eq!(
+        import(json!({"ExpirationModel": "SOMETIMES"})),
+        validation("ExpirationModel SOMETIMES is not valid")
+    );
+    assert_eq!(
+        import(json!({"ExpirationModel": "KEY_MATERIAL_EXPIRES"})),
+        validation("ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES")
+    );
+    assert_eq!(
+        import(json!({"ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE", "ValidTo": 4e9})),
+        validation("ValidTo must be omitted when ExpirationModel is KEY_MATERIAL_DOES_NOT_EXPIRE")
+    );
+    assert_eq!(
+        import(json!({"ValidTo": 1.0})),
+        validation("ValidTo must be in the future and at most 365 days away")
+    );
+}
