@@ -7,6 +7,9 @@
 //! ([`client`], [`connect`]) also serves `keyfence key`. Every request is signed by
 //! the node's own SigV4 signer, [`keyfence_server::sigv4::Signer`].
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 pub mod client;
 pub mod connect;
 pub mod handshakes;

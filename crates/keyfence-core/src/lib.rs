@@ -5,6 +5,9 @@
 //! trait and the root of trust only through [`RootOfTrust`]; time comes from a
 //! [`Clock`] so tests can move it.
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 pub mod clock;
 pub mod context;
 pub mod error;

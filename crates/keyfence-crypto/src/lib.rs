@@ -4,6 +4,10 @@
 //! Nothing here does I/O. Every secret lives in a zeroizing type whose `Debug`
 //! prints no material, and every parser of untrusted bytes returns a typed error.
 
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
+#![deny(missing_docs)]
+
 pub mod aead;
 pub mod asym;
 pub mod blob;

@@ -1,6 +1,9 @@
 //! keyfence node: post-quantum TLS transport, the AWS KMS JSON 1.1 API, SigV4
 //! authentication, configuration, the data directory and metrics.
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 pub mod api;
 pub mod config;
 pub mod datadir;

@@ -6,6 +6,9 @@
 //!
 //! [`PostgresStore`] serves many nodes over one PostgreSQL database (see [`postgres`]).
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 mod format;
 pub mod postgres;
 mod sqlite;

@@ -17,6 +17,9 @@
 //! missing, starting a server fails (it does not skip) with an error naming
 //! `scripts/setup-postgres.sh`, which installs them.
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 mod bin;
 mod error;
 mod process;

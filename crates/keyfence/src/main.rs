@@ -1,5 +1,8 @@
 //! `keyfence`: the node and its command-line tools.
 
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
 mod key;
 
 use std::net::SocketAddr;
