@@ -22,6 +22,12 @@ use tokio_rustls::TlsConnector;
 
 /// A node on ephemeral loopback ports in `dir`.
 pub async fn start_node(dir: &Path, post_quantum: bool) -> Node {
+    // The node's own log lines (an internal error's detail among them) go to
+    // the test's captured output, shown when a test fails.
+    let _ = tracing_subscriber::fmt()
+        .with_test_writer()
+        .with_env_filter("keyfence=info")
+        .try_init();
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
