@@ -6,6 +6,7 @@
 //! [`Clock`] so tests can move it.
 
 pub mod clock;
+pub mod cluster;
 pub mod context;
 pub mod error;
 pub mod fence;
