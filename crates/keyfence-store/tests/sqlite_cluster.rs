@@ -61,11 +61,11 @@ fn nodes_fences_and_authority_survive_reopen_and_refuse_stale_writes() {
         .unwrap();
 
     let v1 = authority
-        .create_fence("region: EU", &[approval.grant.clone()])
+        .create_fence("region: EU", std::slice::from_ref(&approval.grant))
         .unwrap();
     store.put_fence(&stored(&v1)).unwrap();
     let v2 = authority
-        .rotate_fence(&v1, &[approval.grant.clone()], &[])
+        .rotate_fence(&v1, std::slice::from_ref(&approval.grant), &[])
         .unwrap()
         .record;
     store.put_fence(&stored(&v2)).unwrap();
