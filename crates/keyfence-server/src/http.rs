@@ -28,6 +28,8 @@ pub struct AppState {
     pub credentials: CredentialStore,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
+    /// This node's cluster membership, if it is in one.
+    pub cluster: Option<Arc<crate::cluster::Membership>>,
 }
 
 /// A unique request id in UUID shape: a random per-process prefix and a counter
@@ -69,6 +71,10 @@ fn respond(
 fn metric_operation(protocol: &Protocol) -> &'static str {
     match protocol {
         Protocol::Kms(op) => api::kms::operation(op).map_or("unknown", |o| o.name),
+        Protocol::Admin(op) => crate::admin::OPERATIONS
+            .iter()
+            .find(|o| *o == op)
+            .map_or("unknown", |o| o),
         Protocol::Query => "sts",
         Protocol::Unknown => "unknown",
     }
@@ -159,6 +165,22 @@ async fn serve(
                 };
             let body = serde_json::to_vec(&value).expect("JSON values serialize");
             Ok(("application/x-amz-json-1.1", body))
+        }
+        Protocol::Admin(op) => {
+            let (state, op) = (Arc::clone(state), op.clone());
+            let value = tokio::task::spawn_blocking(move || {
+                crate::admin::handle(state.cluster.as_deref(), &caller, &op, &body)
+            })
+            .await
+            .map_err(|_| {
+                ApiError::from(keyfence_core::KmsError::Internal(
+                    "admin task failed".into(),
+                ))
+            })??;
+            Ok((
+                "application/x-amz-json-1.1",
+                serde_json::to_vec(&value).expect("JSON values serialize"),
+            ))
         }
         Protocol::Query => {
             let form = api::sts::parse_form(&body)?;

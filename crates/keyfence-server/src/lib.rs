@@ -1,7 +1,9 @@
 //! keyfence node: post-quantum TLS transport, the AWS KMS JSON 1.1 API, SigV4
 //! authentication, configuration, the data directory and metrics.
 
+pub mod admin;
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod datadir;
 pub mod http;

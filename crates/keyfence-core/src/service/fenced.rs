@@ -47,6 +47,13 @@ pub struct FenceView {
     pub records: Vec<FenceRecord>,
 }
 
+/// Makes a fence on demand: the node that holds the authority answers a
+/// CreateKey fenced to a policy no fence exists for yet by making it.
+pub trait FenceMaker: Send + Sync {
+    /// Makes and stores the fence of the canonical `policy`; returns its record.
+    fn make_fence(&self, policy: &str) -> Result<FenceRecord, KmsError>;
+}
+
 /// Mutable fencing state of one node.
 #[derive(Default)]
 struct State {
@@ -65,6 +72,8 @@ pub(super) struct Fencing {
     state: RwLock<State>,
     /// The fence of keys created without a fence tag (the region's default).
     default_policy: Option<KeyFence>,
+    /// Set at the authority node.
+    maker: RwLock<Option<Arc<dyn FenceMaker>>>,
 }
 
 fn elsewhere(key: &str, fence: &KeyFence) -> KmsError {
@@ -227,6 +236,15 @@ impl Kms {
         Ok(self)
     }
 
+    /// Lets this node make fences on demand (it holds the authority).
+    pub fn set_fence_maker(&self, maker: Arc<dyn FenceMaker>) {
+        *self
+            .fencing
+            .maker
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(maker);
+    }
+
     /// Installs or refreshes this node's view of the fences (after its grant
     /// arrives, or a fence is made or rotated), then opens the keys it kept
     /// sealed that it can open now. Returns how many keys it opened.
@@ -284,7 +302,29 @@ impl Kms {
             None => self.fencing.default_policy.clone(),
         };
         if let Some(fence) = &fence {
-            self.fencing.policy_key("a new key", fence)?;
+            match self.fencing.policy_key("a new key", fence) {
+                Err(KmsError::UnknownFence { .. }) => {
+                    let maker = self
+                        .fencing
+                        .maker
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    let Some(maker) = maker else {
+                        return Err(KmsError::UnknownFence {
+                            fence: fence.id,
+                            policy: fence.policy.clone(),
+                        });
+                    };
+                    let record = maker.make_fence(&fence.policy)?;
+                    self.fencing.install(FenceView {
+                        records: vec![record],
+                        ..FenceView::default()
+                    })?;
+                    self.fencing.policy_key("a new key", fence)?;
+                }
+                other => drop(other?),
+            }
             tags.push((FENCE_TAG.to_owned(), fence.policy.clone()));
         }
         Ok(fence)
