@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::cluster::{Membership, POLL_INTERVAL};
+use crate::cluster::{ClusterError, Membership, POLL_INTERVAL};
 use crate::config::Config;
 use crate::datadir::{DataDir, DataDirError, Initialized};
 use crate::http::{self, AppState};
@@ -251,7 +251,7 @@ async fn until_stopped(
     }
 }
 
-/// Heartbeat and pick up grants and fence records from the store.
+/// Heartbeat, pick up grants and fence records, and adopt keys other nodes made.
 async fn poll_cluster(cluster: Arc<Membership>, kms: Arc<Kms>, api_addr: SocketAddr) {
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     loop {
@@ -259,7 +259,9 @@ async fn poll_cluster(cluster: Arc<Membership>, kms: Arc<Kms>, api_addr: SocketA
         let (cluster, kms) = (Arc::clone(&cluster), Arc::clone(&kms));
         let polled = tokio::task::spawn_blocking(move || {
             cluster.heartbeat(&api_addr.to_string(), SystemClock.now())?;
-            cluster.refresh(&kms)
+            cluster.refresh(&kms)?;
+            // Until the change feed: keys other nodes of the store made.
+            kms.adopt_new_keys().map_err(ClusterError::from)
         })
         .await;
         match polled {

@@ -1,6 +1,7 @@
 //! The KMS service: every operation, over an in-memory cache of keys that is
 //! written through to the [`Store`] before any change is acknowledged.
 
+mod adopt;
 mod aliases;
 mod asymmetric;
 mod cache;
