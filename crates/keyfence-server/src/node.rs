@@ -20,10 +20,11 @@ use tokio::task::JoinSet;
 use crate::cluster::{ClusterError, Membership, POLL_INTERVAL};
 use crate::config::Config;
 use crate::datadir::{DataDir, DataDirError, Initialized};
+use crate::forward::Forwarder;
 use crate::http::{self, AppState};
 use crate::metrics::{self, Metrics};
 use crate::sigv4::CredentialStore;
-use crate::tls::{self, KxMode, PqAcceptor, TlsError};
+use crate::tls::{self, ClientGroups, KxMode, PqAcceptor, TlsError};
 
 /// How often the sweeper destroys keys past their deletion date and runs due rotations.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
@@ -171,6 +172,14 @@ impl Node {
             kms: Arc::clone(&kms),
             credentials,
             metrics: Arc::clone(&metrics),
+            forwarder: match &cluster {
+                Some(c) => Some(Arc::new(Forwarder::new(
+                    Arc::clone(c),
+                    tls::client_config(&data_dir.pki.ca_cert, ClientGroups::HybridOnly)?,
+                    Arc::clone(&metrics),
+                ))),
+                None => None,
+            },
             cluster: cluster.clone(),
         });
         if let Some(c) = &cluster {

@@ -225,42 +225,163 @@ async fn enrollment_and_a_fenced_key_across_three_nodes() {
     let dec = kms(&par, &s, "Decrypt", json!({"CiphertextBlob": blob})).await;
     assert_eq!(dec.status, 200, "{:?}", dec.json());
     assert_eq!(dec.json()["Plaintext"], "Z2Vv");
-    // iad holds the whole store and its own keys: metadata, but no material.
+    // iad holds the whole store and its own keys: metadata, but no material;
+    // its own KMS refuses, naming the fence.
     let described = kms(&iad, &s, "DescribeKey", json!({"KeyId": arn})).await;
     assert_eq!(described.status, 200);
-    for (op, body) in [
-        ("Decrypt", json!({"CiphertextBlob": blob})),
-        ("Encrypt", json!({"KeyId": arn, "Plaintext": "Z2Vv"})),
-        (
-            "GenerateDataKey",
-            json!({"KeyId": arn, "KeySpec": "AES_256"}),
-        ),
-    ] {
-        let r = kms(&iad, &s, op, body).await;
-        assert_eq!(
-            r.error_code().as_deref(),
-            Some("KeyUnavailableException"),
-            "{op}"
-        );
-        assert!(
-            r.json()["message"].as_str().unwrap().contains(POLICY),
-            "{op}: {:?}",
-            r.json()
-        );
+    match iad.kms.encrypt(
+        "111122223333",
+        &arn,
+        b"x",
+        &keyfence_core::EncryptionContext::default(),
+        None,
+    ) {
+        Err(keyfence_core::KmsError::FencedElsewhere { policy, .. }) => assert_eq!(policy, POLICY),
+        other => panic!("{other:?}"),
     }
-    // A fenced CreateKey at iad is refused before any material exists.
-    let r = kms(
+    // Through the API, iad forwards the caller's signed request to fra or par.
+    let dec = kms(&iad, &s, "Decrypt", json!({"CiphertextBlob": blob})).await;
+    assert_eq!(dec.status, 200, "{:?}", dec.json());
+    assert_eq!(dec.json()["Plaintext"], "Z2Vv");
+    let enc = kms(
+        &iad,
+        &s,
+        "Encrypt",
+        json!({"KeyId": arn, "Plaintext": "aWFk"}),
+    )
+    .await;
+    assert_eq!(enc.status, 200, "{:?}", enc.json());
+    let dec = kms(
+        &par,
+        &s,
+        "Decrypt",
+        json!({"CiphertextBlob": enc.json()["CiphertextBlob"]}),
+    )
+    .await;
+    assert_eq!(dec.json()["Plaintext"], "aWFk");
+    let gdk = kms(
+        &iad,
+        &s,
+        "GenerateDataKey",
+        json!({"KeyId": arn, "KeySpec": "AES_256"}),
+    )
+    .await;
+    assert_eq!(gdk.status, 200, "{:?}", gdk.json());
+    // A fenced CreateKey at iad is forwarded too: the key is made inside the fence.
+    let made = kms(
         &iad,
         &s,
         "CreateKey",
         json!({"Tags": [{"TagKey": "keyfence:fence", "TagValue": POLICY}]}),
     )
     .await;
-    assert_eq!(r.error_code().as_deref(), Some("KeyUnavailableException"));
-    for node in [par, iad] {
-        node.shutdown().await;
-    }
+    assert_eq!(made.status, 200, "{:?}", made.json());
+    // Made at fra or par, not at iad: iad learns of it from the store.
+    assert_eq!(iad.kms.adopt_new_keys().unwrap(), 1);
+    let metrics = support::scrape(&iad).await;
+    let forwarded: u64 = metrics
+        .lines()
+        .filter(|l| {
+            l.starts_with("keyfence_forwarded_requests_total{") && l.contains("outcome=\"ok\"")
+        })
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    // Decrypt, Encrypt, GenerateDataKey and CreateKey at iad.
+    assert_eq!(forwarded, 4, "{metrics}");
+
+    // One hop at most: a request marked as forwarded is not forwarded again.
+    let marked = Client::new(&iad, ClientGroups::HybridOnly)
+        .send(
+            &[
+                ("x-amz-target", "TrentService.Encrypt"),
+                ("content-type", "application/x-amz-json-1.1"),
+                ("x-keyfence-forwarded-by", "par"),
+            ],
+            serde_json::to_vec(&json!({"KeyId": arn, "Plaintext": "Z2Vv"})).unwrap(),
+            Some((&s, "kms")),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        marked.error_code().as_deref(),
+        Some("KeyUnavailableException")
+    );
+    assert!(
+        marked.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("one hop"),
+        "{:?}",
+        marked.json()
+    );
+
+    // A forwarder that alters the signed request gets it refused by the satisfying node.
+    let body = serde_json::to_vec(&json!({"KeyId": arn, "Plaintext": "Z2Vv"})).unwrap();
+    let mut parts = hyper::Request::post(format!("https://localhost:{}/", iad.api_addr.port()))
+        .header("x-amz-target", "TrentService.Encrypt")
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    keyfence_server::sigv4::sign(
+        &mut parts,
+        &body,
+        &keyfence_server::sigv4::SigningParams {
+            access_key_id: &s.access_key_id,
+            secret_access_key: &s.secret,
+            region: &s.region,
+            service: "kms",
+            time: s.time,
+        },
+    )
+    .unwrap();
+    parts
+        .headers
+        .insert("x-keyfence-forwarded-by", "iad".parse().unwrap());
+    let honest = Client::new(&par, ClientGroups::HybridOnly)
+        .send_signed(parts.clone(), body.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        honest.status,
+        200,
+        "the unaltered forward is served: {:?}",
+        honest.json()
+    );
+    let altered = serde_json::to_vec(&json!({"KeyId": arn, "Plaintext": "ZXZpbA=="})).unwrap();
+    let refused = Client::new(&par, ClientGroups::HybridOnly)
+        .send_signed(parts, altered)
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.error_code().as_deref(),
+        Some("InvalidSignatureException")
+    );
+
+    // With every satisfying node down, iad answers at once with the fence's error.
+    par.shutdown().await;
     for node in nodes {
         node.shutdown().await;
     }
+    let started = std::time::Instant::now();
+    let r = kms(
+        &iad,
+        &s,
+        "Encrypt",
+        json!({"KeyId": arn, "Plaintext": "Z2Vv"}),
+    )
+    .await;
+    assert_eq!(r.error_code().as_deref(), Some("KeyUnavailableException"));
+    let message = r.json()["message"].as_str().unwrap().to_string();
+    assert!(
+        message.contains(POLICY) && message.contains("tried: 2"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    iad.shutdown().await;
 }

@@ -186,6 +186,18 @@ pub fn fenced_elsewhere(key: &str, fence: &str, policy: &str) -> ApiError {
     )
 }
 
+/// The fence named by an error from [`fenced_elsewhere`] (`fence-` and 32
+/// hex digits in parentheses), so the node can forward the request to a node
+/// that satisfies it.
+pub fn fenced_elsewhere_fence(e: &ApiError) -> Option<[u8; 16]> {
+    if e.code != "KeyUnavailableException" {
+        return None;
+    }
+    let start = e.message.find("(fence-")? + "(fence-".len();
+    let hex_id = e.message.get(start..start + 32)?;
+    hex::decode(hex_id).ok()?.try_into().ok()
+}
+
 /// A CreateKey fenced to a policy for which the authority has made no fence yet.
 pub fn unknown_fence(fence: &str, policy: &str) -> ApiError {
     ApiError::validation(format!(
