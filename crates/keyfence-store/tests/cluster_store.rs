@@ -1,6 +1,7 @@
-//! The cluster tables of the SQLite store, on a real file, with real fence
-//! objects: what goes in comes back out after a reopen, and the store refuses
-//! what would let an old or foreign record replace a newer one.
+//! The cluster tables of both stores — a real SQLite file, a real PostgreSQL
+//! server — with real fence objects: what goes in comes back out after a
+//! reopen, and the store refuses what would let an old or foreign record
+//! replace a newer one.
 
 use keyfence_abe::Attributes;
 use keyfence_core::cluster::{ClusterStore, NodeRecord, NodeState, StoredAuthority, StoredFence};
@@ -8,7 +9,7 @@ use keyfence_core::fence::{Authority, AuthorityPublic, FenceRecord, JoinRequest,
 use keyfence_core::store::StoreError;
 use keyfence_core::{LocalRootKey, RootOfTrust, Timestamp};
 use keyfence_crypto::SymmetricKey;
-use keyfence_store::SqliteStore;
+use keyfence_store::{PostgresStore, SqliteStore};
 
 fn stored(record: &FenceRecord) -> StoredFence {
     StoredFence {
@@ -20,9 +21,20 @@ fn stored(record: &FenceRecord) -> StoredFence {
 }
 
 #[test]
-fn nodes_fences_and_authority_survive_reopen_and_refuse_stale_writes() {
+fn sqlite_nodes_fences_and_authority_survive_reopen_and_refuse_stale_writes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keyfence.db");
+    exercise(&|| Box::new(SqliteStore::open(&path).unwrap()));
+}
+
+#[test]
+fn postgres_nodes_fences_and_authority_survive_reopen_and_refuse_stale_writes() {
+    let pg = keyfence_testkit::TempPostgres::new().unwrap();
+    let url = pg.connection_string();
+    exercise(&|| Box::new(PostgresStore::connect(&url).unwrap()));
+}
+
+fn exercise(open: &dyn Fn() -> Box<dyn ClusterStore>) {
     let root = LocalRootKey::new(SymmetricKey::generate().unwrap());
     let authority = Authority::new().unwrap();
     let identity =
@@ -30,7 +42,7 @@ fn nodes_fences_and_authority_survive_reopen_and_refuse_stale_writes() {
             .unwrap();
     let request = identity.join_request().unwrap();
 
-    let store = SqliteStore::open(&path).unwrap();
+    let store = open();
     assert_eq!(store.nodes().unwrap(), []);
     assert_eq!(store.authority().unwrap(), None);
     let mut node = NodeRecord {
@@ -100,7 +112,7 @@ fn nodes_fences_and_authority_survive_reopen_and_refuse_stale_writes() {
     ));
     drop(store);
 
-    let store = SqliteStore::open(&path).unwrap();
+    let store = open();
     let nodes = store.nodes().unwrap();
     assert_eq!(nodes.len(), 1);
     let fra = store.node("fra").unwrap().unwrap();
