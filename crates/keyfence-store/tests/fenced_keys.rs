@@ -1,6 +1,6 @@
 //! Geo-fenced keys through the core service, with several nodes sharing one
-//! real SQLite file: who serves a fenced key, who knows it by metadata only,
-//! and what the store holds.
+//! store — a real SQLite file, then a real PostgreSQL server: who serves a
+//! fenced key, who knows it by metadata only, and what the store holds.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use keyfence_core::fence::{
 use keyfence_core::service::{CreateKeyInput, DataKeySize, FenceView, FENCE_TAG};
 use keyfence_core::{EncryptionContext, Kms, KmsError, LocalRootKey, Store, SystemClock};
 use keyfence_crypto::SymmetricKey;
-use keyfence_store::SqliteStore;
+use keyfence_store::{PostgresStore, SqliteStore};
 
 const A: &str = "111122223333";
 const POLICY: &str = "region: EU and not country: RU";
@@ -23,8 +23,60 @@ struct Enrolled {
     grant: NodeGrant,
 }
 
+/// Where the nodes' shared store lives.
+enum Backend {
+    Sqlite(tempfile::TempDir),
+    Postgres(keyfence_testkit::TempPostgres),
+}
+
+impl Backend {
+    fn sqlite() -> Self {
+        Self::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    fn postgres() -> Self {
+        Self::Postgres(keyfence_testkit::TempPostgres::new().unwrap())
+    }
+
+    fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Sqlite(dir) => {
+                Arc::new(SqliteStore::open(&dir.path().join("keyfence.db")).unwrap())
+            }
+            Self::Postgres(pg) => {
+                Arc::new(PostgresStore::connect(&pg.connection_string()).unwrap())
+            }
+        }
+    }
+}
+
+/// Runs a test body against each backend.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::sqlite())
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                super::$name(super::Backend::postgres())
+            })*
+        }
+    };
+}
+
+on_both_stores!(
+    a_fenced_key_is_served_by_satisfying_nodes_only,
+    the_fence_tag_is_fixed_at_creation,
+    the_region_default_fence_applies_unless_create_key_opts_out,
+    a_node_approved_after_start_opens_the_keys_it_kept_sealed,
+);
+
 struct Cluster {
-    dir: tempfile::TempDir,
+    backend: Backend,
     root: LocalRootKey,
     authority: Authority,
     nodes: BTreeMap<&'static str, Enrolled>,
@@ -51,7 +103,7 @@ fn enroll(
 }
 
 impl Cluster {
-    fn new() -> Self {
+    fn new(backend: Backend) -> Self {
         let authority = Authority::new().unwrap();
         let mut nodes = BTreeMap::new();
         for (name, attrs) in [
@@ -67,7 +119,7 @@ impl Cluster {
             authority.create_fence("region: NA", &grants).unwrap(),
         ];
         Self {
-            dir: tempfile::tempdir().unwrap(),
+            backend,
             root: LocalRootKey::new(SymmetricKey::generate().unwrap()),
             authority,
             nodes,
@@ -75,8 +127,8 @@ impl Cluster {
         }
     }
 
-    fn store(&self) -> Arc<SqliteStore> {
-        Arc::new(SqliteStore::open(&self.dir.path().join("keyfence.db")).unwrap())
+    fn store(&self) -> Arc<dyn Store> {
+        self.backend.open()
     }
 
     fn keyring(&self, name: &str) -> NodeKeyring {
@@ -144,9 +196,8 @@ fn assert_elsewhere(err: KmsError, key: &str) {
     }
 }
 
-#[test]
-fn a_fenced_key_is_served_by_satisfying_nodes_only() {
-    let c = Cluster::new();
+fn a_fenced_key_is_served_by_satisfying_nodes_only(backend: Backend) {
+    let c = Cluster::new(backend);
     let fra = c.node("fra");
     // Written differently, normalized to the one canonical policy.
     let meta = fra
@@ -242,9 +293,8 @@ fn a_fenced_key_is_served_by_satisfying_nodes_only() {
     );
 }
 
-#[test]
-fn the_fence_tag_is_fixed_at_creation() {
-    let c = Cluster::new();
+fn the_fence_tag_is_fixed_at_creation(backend: Backend) {
+    let c = Cluster::new(backend);
     let fra = c.node("fra");
     let meta = fra.create_key(A, fenced(POLICY)).unwrap();
     let plain = fra.create_key(A, CreateKeyInput::default()).unwrap();
@@ -284,9 +334,8 @@ fn the_fence_tag_is_fixed_at_creation() {
     }
 }
 
-#[test]
-fn the_region_default_fence_applies_unless_create_key_opts_out() {
-    let c = Cluster::new();
+fn the_region_default_fence_applies_unless_create_key_opts_out(backend: Backend) {
+    let c = Cluster::new(backend);
     let fra = c.node("fra").with_default_fence(Some(POLICY)).unwrap();
     let by_default = fra.create_key(A, CreateKeyInput::default()).unwrap();
     assert_eq!(by_default.fence.as_ref().unwrap().policy, POLICY);
@@ -302,9 +351,8 @@ fn the_region_default_fence_applies_unless_create_key_opts_out() {
     );
 }
 
-#[test]
-fn a_node_approved_after_start_opens_the_keys_it_kept_sealed() {
-    let mut c = Cluster::new();
+fn a_node_approved_after_start_opens_the_keys_it_kept_sealed(backend: Backend) {
+    let mut c = Cluster::new(backend);
     let fra = c.node("fra");
     let meta = fra.create_key(A, fenced(POLICY)).unwrap();
     let ct = fra
