@@ -229,6 +229,9 @@ async fn enrollment_and_a_fenced_key_across_three_nodes() {
     // its own KMS refuses, naming the fence.
     let described = kms(&iad, &s, "DescribeKey", json!({"KeyId": arn})).await;
     assert_eq!(described.status, 200);
+    let fence = &described.json()["KeyMetadata"]["KeyfenceFence"];
+    assert_eq!(fence["Policy"], POLICY);
+    assert!(fence["FenceId"].as_str().unwrap().starts_with("fence-"));
     match iad.kms.encrypt(
         "111122223333",
         &arn,
