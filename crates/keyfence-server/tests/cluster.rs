@@ -362,11 +362,41 @@ async fn enrollment_and_a_fenced_key_across_three_nodes() {
         Some("InvalidSignatureException")
     );
 
-    // With every satisfying node down, iad answers at once with the fence's error.
-    par.shutdown().await;
+    // Kill the satisfying nodes one by one: with fra gone every request moves
+    // to par, none fails; with par gone too, iad answers at once with the fence's error.
+    // fra heard from most recently, so iad tries it first.
+    let fra_addr = nodes[0].api_addr.to_string();
+    let later =
+        keyfence_core::Timestamp(keyfence_core::Clock::now(&keyfence_core::SystemClock).0 + 60_000);
+    iad.cluster
+        .as_ref()
+        .unwrap()
+        .store()
+        .touch_node("fra", &fra_addr, later)
+        .unwrap();
     for node in nodes {
         node.shutdown().await;
     }
+    for i in 0..5 {
+        let r = kms(
+            &iad,
+            &s,
+            "Encrypt",
+            json!({"KeyId": arn, "Plaintext": "Z2Vv"}),
+        )
+        .await;
+        assert_eq!(r.status, 200, "request {i} with fra down: {:?}", r.json());
+    }
+    let metrics = support::scrape(&iad).await;
+    assert!(
+        metrics.contains("keyfence_forwarded_requests_total{peer=\"par\",outcome=\"ok\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("keyfence_forwarded_requests_total{peer=\"fra\",outcome=\"unreachable\"}"),
+        "fra was tried first and found down: {metrics}"
+    );
+    par.shutdown().await;
     let started = std::time::Instant::now();
     let r = kms(
         &iad,
