@@ -415,8 +415,13 @@ impl Connection {
 
     /// A KMS call with a JSON body, for setup (not measured).
     pub async fn kms(&mut self, operation: &str, body: &Value) -> Result<Reply, ClientError> {
-        let target = HeaderValue::from_str(&format!("TrentService.{operation}"))
-            .map_err(|e| ClientError::Sign(e.to_string()))?;
+        self.json(&format!("TrentService.{operation}"), body).await
+    }
+
+    /// A call of `target` (an `X-Amz-Target` such as `KeyfenceAdmin.ListNodes`)
+    /// with a JSON body, within 30 s.
+    pub async fn json(&mut self, target: &str, body: &Value) -> Result<Reply, ClientError> {
+        let target = HeaderValue::from_str(target).map_err(|e| ClientError::Sign(e.to_string()))?;
         let body = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
         let hash = payload_hash(&body);
         tokio::time::timeout(Duration::from_secs(30), self.call(&target, &hash, body))

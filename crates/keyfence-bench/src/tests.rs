@@ -23,6 +23,8 @@ async fn start_node(dir: &Path, post_quantum: bool) -> Node {
         region: "us-east-1".into(),
         post_quantum,
         credentials: Vec::new(),
+        node: None,
+        default_fence: None,
     };
     Node::start(config).await.expect("node starts")
 }

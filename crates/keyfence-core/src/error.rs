@@ -5,6 +5,7 @@
 use keyfence_crypto::asym::{self, MacAlgorithm, SigningAlgorithm};
 use keyfence_crypto::CryptoError;
 
+use crate::fence::FenceId;
 use crate::model::{EncryptionAlgorithm, KeySpec, KeyUsage};
 use crate::store::StoreError;
 
@@ -201,6 +202,26 @@ pub enum KmsError {
         spec: KeySpec,
         /// What the crypto layer said.
         detail: CryptoError,
+    },
+    /// The key is fenced to nodes this node is not one of: it knows the key's
+    /// metadata only, and the request must be served by a node that satisfies
+    /// the fence (the server forwards it).
+    #[error("{key} is fenced to {policy} ({fence}); this node does not satisfy the fence")]
+    FencedElsewhere {
+        /// The key's ARN (or the key being created).
+        key: String,
+        /// The fence.
+        fence: FenceId,
+        /// Its canonical policy.
+        policy: String,
+    },
+    /// A CreateKey names a fence that the authority has not made yet.
+    #[error("fence {fence} ({policy}) does not exist yet; the authority makes it")]
+    UnknownFence {
+        /// The fence id the policy derives.
+        fence: FenceId,
+        /// Its canonical policy.
+        policy: String,
     },
     /// An internal failure; details are logged, not returned.
     #[error("internal error: {0}")]

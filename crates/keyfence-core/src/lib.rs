@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod clock;
+pub mod cluster;
 pub mod context;
 pub mod error;
 pub mod fence;

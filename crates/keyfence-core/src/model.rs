@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::fence::FenceId;
 use crate::{clock::Timestamp, ids::AliasName, KeyId};
 
 pub use keyfence_crypto::asym::KeyUsage;
@@ -235,6 +236,18 @@ pub struct KeyMetadata {
     pub tags: BTreeMap<String, String>,
     /// Imported-material state (origin EXTERNAL only).
     pub import: Option<ImportState>,
+    /// The geo-fence the key's material is wrapped under, if any; fixed at creation.
+    pub fence: Option<KeyFence>,
+}
+
+/// A key's geo-fence: its backing versions are wrapped under this fence's
+/// policy key, so only nodes whose attributes satisfy the policy unwrap them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyFence {
+    /// The fence (derived from the canonical policy).
+    pub id: FenceId,
+    /// The canonical policy text (keyfence-abe's grammar).
+    pub policy: String,
 }
 
 impl KeyMetadata {

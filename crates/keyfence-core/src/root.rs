@@ -1,6 +1,6 @@
 //! The root of trust: what wraps domain keys.
 
-use keyfence_crypto::{wrap, SymmetricKey};
+use keyfence_crypto::{wrap, Secret, SymmetricKey};
 
 use crate::KmsError;
 
@@ -11,6 +11,11 @@ pub trait RootOfTrust: Send + Sync {
     fn wrap_domain_key(&self, id: u32, key: &SymmetricKey) -> Result<Vec<u8>, KmsError>;
     /// Unwraps domain key number `id`.
     fn unwrap_domain_key(&self, id: u32, wrapped: &[u8]) -> Result<SymmetricKey, KmsError>;
+    /// Seals a secret that is not a domain key (a node identity, the fencing
+    /// authority); `label` names what it is, so one kind never unseals as another.
+    fn seal(&self, label: &str, secret: &[u8]) -> Result<Vec<u8>, KmsError>;
+    /// Unseals what [`Self::seal`] sealed with the same `label`.
+    fn unseal(&self, label: &str, sealed: &[u8]) -> Result<Secret, KmsError>;
 }
 
 /// A 256-bit root key held in memory (unsealed by the node at start-up).
@@ -27,6 +32,12 @@ impl LocalRootKey {
         b.extend_from_slice(&id.to_be_bytes());
         b
     }
+
+    fn seal_binding(label: &str) -> Vec<u8> {
+        let mut b = b"keyfence/v1/sealed/".to_vec();
+        b.extend_from_slice(label.as_bytes());
+        b
+    }
 }
 
 impl RootOfTrust for LocalRootKey {
@@ -41,5 +52,15 @@ impl RootOfTrust for LocalRootKey {
                 "domain key {id} does not unwrap under this root key"
             ))
         })
+    }
+
+    fn seal(&self, label: &str, secret: &[u8]) -> Result<Vec<u8>, KmsError> {
+        wrap::wrap_bytes(&self.0, &Self::seal_binding(label), secret)
+            .map_err(KmsError::internal_crypto("seal under the root key"))
+    }
+
+    fn unseal(&self, label: &str, sealed: &[u8]) -> Result<Secret, KmsError> {
+        wrap::unwrap_bytes(&self.0, &Self::seal_binding(label), sealed)
+            .map_err(|_| KmsError::Internal(format!("{label} does not unseal under this root key")))
     }
 }

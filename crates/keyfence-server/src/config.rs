@@ -1,5 +1,6 @@
 //! Node configuration: defaults, a TOML file, then command-line flags.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -94,6 +95,23 @@ pub struct CredentialsFile {
     pub credentials: Vec<CredentialEntry>,
 }
 
+/// The `[node]` table: this node as a member of a geo-fencing cluster.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// The node's name (1 to 63 ASCII letters, digits, '.', '_' or '-').
+    pub name: String,
+    /// Its claimed attributes, e.g. `{ country = "DE", region = "EU" }`.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, String>,
+    /// Whether this node holds the fencing authority (one node of a cluster).
+    #[serde(default)]
+    pub authority: bool,
+    /// The SQLite database shared by the cluster's nodes on one host
+    /// [default: the data directory's keyfence.db].
+    pub store: Option<PathBuf>,
+}
+
 /// The config file's schema; every field optional.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -111,6 +129,11 @@ pub struct ConfigFile {
     /// Credentials beyond the data directory's.
     #[serde(default)]
     pub credentials: Vec<CredentialEntry>,
+    /// This node in a geo-fencing cluster.
+    pub node: Option<NodeSection>,
+    /// Default fence policy of keys created in a region, by region name.
+    #[serde(default)]
+    pub regions: BTreeMap<String, String>,
 }
 
 /// Parses TOML text into `T`, naming `path` in errors.
@@ -162,6 +185,10 @@ pub struct Config {
     pub post_quantum: bool,
     /// Credentials from the config file.
     pub credentials: Vec<Credential>,
+    /// This node in a geo-fencing cluster.
+    pub node: Option<NodeSection>,
+    /// The fence of keys created without a `keyfence:fence` tag (`[regions]` of this region).
+    pub default_fence: Option<String>,
 }
 
 impl Config {
@@ -190,13 +217,15 @@ impl Config {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
-            region,
             post_quantum: overrides.post_quantum || file.post_quantum.unwrap_or(false),
             credentials: file
                 .credentials
                 .into_iter()
                 .map(CredentialEntry::into_credential)
                 .collect::<Result<_, _>>()?,
+            default_fence: file.regions.get(&region).cloned(),
+            node: file.node,
+            region,
         })
     }
 }
@@ -225,6 +254,28 @@ mod tests {
         assert!(config.post_quantum);
         assert_eq!(config.region, "eu-west-1");
         assert_eq!(config.credentials[0].account_id, "444455556666");
+        assert!(config.node.is_none());
+        assert_eq!(config.default_fence, None);
+    }
+
+    #[test]
+    fn node_section_and_region_default_fences() {
+        let file: ConfigFile = parse_toml(
+            "region = \"eu-central-1\"\n[node]\nname = \"fra\"\nattributes = { country = \"DE\", region = \"EU\" }\nauthority = true\n[regions]\neu-central-1 = \"region: EU\"\nus-east-1 = \"region: NA\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let config = Config::resolve(file, Overrides::default()).unwrap();
+        let node = config.node.unwrap();
+        assert_eq!(node.name, "fra");
+        assert!(node.authority);
+        assert_eq!(node.attributes["country"], "DE");
+        assert_eq!(config.default_fence.as_deref(), Some("region: EU"));
+        assert!(parse_toml::<ConfigFile>(
+            "[node]\nname = \"a\"\nweight = 3\n",
+            Path::new("c.toml")
+        )
+        .is_err());
     }
 
     #[test]

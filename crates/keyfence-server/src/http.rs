@@ -13,6 +13,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use keyfence_core::Kms;
 
 use crate::api::{self, ApiError, Protocol};
+use crate::forward;
 use crate::metrics::Metrics;
 use crate::sigv4::{self, CredentialStore, VerifiedCaller};
 
@@ -28,6 +29,16 @@ pub struct AppState {
     pub credentials: CredentialStore,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
+    /// This node's cluster membership, if it is in one.
+    pub cluster: Option<Arc<crate::cluster::Membership>>,
+    /// Forwards requests for keys fenced away from this node (cluster nodes).
+    pub forwarder: Option<Arc<crate::forward::Forwarder>>,
+}
+
+/// A request's answer: made here, or relayed from the node it was forwarded to.
+enum Served {
+    Local(&'static str, Vec<u8>),
+    Forwarded(Response<Full<Bytes>>),
 }
 
 /// A unique request id in UUID shape: a random per-process prefix and a counter
@@ -69,6 +80,10 @@ fn respond(
 fn metric_operation(protocol: &Protocol) -> &'static str {
     match protocol {
         Protocol::Kms(op) => api::kms::operation(op).map_or("unknown", |o| o.name),
+        Protocol::Admin(op) => crate::admin::OPERATIONS
+            .iter()
+            .find(|o| *o == op)
+            .map_or("unknown", |o| o),
         Protocol::Query => "sts",
         Protocol::Unknown => "unknown",
     }
@@ -93,7 +108,8 @@ pub async fn handle(
     );
     let result = serve(&state, req, &protocol, &id).await;
     let outcome = match &result {
-        Ok(_) => "ok",
+        Ok(Served::Local(..)) => "ok",
+        Ok(Served::Forwarded(_)) => "forwarded",
         Err(e) => e.code,
     };
     state.metrics.record_request(
@@ -102,7 +118,8 @@ pub async fn handle(
         started.elapsed().as_secs_f64(),
     );
     let response = match (result, &protocol) {
-        (Ok((content_type, body)), _) => respond(200, content_type, body, &id),
+        (Ok(Served::Local(content_type, body)), _) => respond(200, content_type, body, &id),
+        (Ok(Served::Forwarded(response)), _) => response,
         (Err(e), Protocol::Query) => {
             let e = e.for_query_protocol();
             respond(e.status, "text/xml", e.xml_body(&id), &id)
@@ -117,7 +134,7 @@ async fn serve(
     req: Request<Incoming>,
     protocol: &Protocol,
     request_id: &str,
-) -> Result<(&'static str, Vec<u8>), ApiError> {
+) -> Result<Served, ApiError> {
     if req.method() != Method::POST {
         return Err(ApiError {
             status: 405,
@@ -144,7 +161,8 @@ async fn serve(
             let op = api::kms::operation(name).ok_or_else(|| api::kms::unknown_operation(name))?;
             let value =
                 if api::kms::runs_on_blocking_pool(&state.kms, &caller.account_id, op, &body) {
-                    let (state, account) = (Arc::clone(state), caller.account_id.clone());
+                    let (state, account, body) =
+                        (Arc::clone(state), caller.account_id.clone(), body.clone());
                     tokio::task::spawn_blocking(move || {
                         api::kms::handle(&state.kms, &account, op, &body)
                     })
@@ -153,16 +171,41 @@ async fn serve(
                         ApiError::from(keyfence_core::KmsError::Internal(
                             "request task failed".into(),
                         ))
-                    })??
+                    })?
                 } else {
-                    api::kms::handle(&state.kms, &caller.account_id, op, &body)?
+                    api::kms::handle(&state.kms, &caller.account_id, op, &body)
                 };
+            let value = match value {
+                Ok(value) => value,
+                Err(refused) => {
+                    let forwarder = state.forwarder.as_deref();
+                    let relayed = forward::on_refusal(forwarder, &parts, &body, refused).await;
+                    return relayed.map(Served::Forwarded);
+                }
+            };
             let body = serde_json::to_vec(&value).expect("JSON values serialize");
-            Ok(("application/x-amz-json-1.1", body))
+            Ok(Served::Local("application/x-amz-json-1.1", body))
+        }
+        Protocol::Admin(op) => {
+            let (state, op) = (Arc::clone(state), op.clone());
+            let value = tokio::task::spawn_blocking(move || {
+                crate::admin::handle(state.cluster.as_deref(), &caller, &op, &body)
+            })
+            .await
+            .map_err(|_| {
+                ApiError::from(keyfence_core::KmsError::Internal(
+                    "admin task failed".into(),
+                ))
+            })??;
+            let body = serde_json::to_vec(&value).expect("JSON values serialize");
+            Ok(Served::Local("application/x-amz-json-1.1", body))
         }
         Protocol::Query => {
             let form = api::sts::parse_form(&body)?;
-            Ok(("text/xml", api::sts::handle(&caller, &form, request_id)?))
+            Ok(Served::Local(
+                "text/xml",
+                api::sts::handle(&caller, &form, request_id)?,
+            ))
         }
         Protocol::Unknown => Err(ApiError::new(
             "UnknownOperationException",

@@ -4,9 +4,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod api;
+pub mod cluster;
 pub mod config;
 pub mod datadir;
+pub mod forward;
 pub mod http;
 pub mod metrics;
 pub mod node;

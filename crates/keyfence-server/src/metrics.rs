@@ -47,6 +47,12 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ForwardLabels {
+    peer: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
     operation: String,
 }
@@ -68,6 +74,7 @@ pub struct Metrics {
     handshake_failures: Family<ReasonLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     request_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    forwards: Family<ForwardLabels, Counter>,
 }
 
 impl Metrics {
@@ -99,6 +106,12 @@ impl Metrics {
             "API request latency in seconds by operation",
             request_duration.clone(),
         );
+        let forwards = Family::<ForwardLabels, Counter>::default();
+        registry.register(
+            "keyfence_forwarded_requests",
+            "Requests for keys fenced away from this node, forwarded by peer node and outcome (ok, or the error code; peer none when no satisfying node answered)",
+            forwards.clone(),
+        );
         registry.register_collector(Box::new(ProcessCollector));
         Arc::new(Metrics {
             registry,
@@ -106,6 +119,7 @@ impl Metrics {
             handshake_failures,
             requests,
             request_duration,
+            forwards,
         })
     }
 
@@ -143,6 +157,17 @@ impl Metrics {
                 operation: operation.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// Counts a forwarded request: `keyfence_forwarded_requests_total{peer,outcome}`
+    /// (peer is a node name from the cluster store, a small operator-chosen set).
+    pub fn record_forward(&self, peer: &str, outcome: &str) {
+        self.forwards
+            .get_or_create(&ForwardLabels {
+                peer: peer.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 
     /// The text exposition of every metric, including `process_resident_memory_bytes`

@@ -9,18 +9,22 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use keyfence_core::{Kms, KmsError, LocalRootKey, SystemClock};
+use keyfence_core::cluster::ClusterStore;
+use keyfence_core::service::{FenceMaker, FenceView};
+use keyfence_core::{Clock, Kms, KmsError, LocalRootKey, SystemClock};
 use keyfence_store::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::cluster::{ClusterError, Membership, POLL_INTERVAL};
 use crate::config::Config;
 use crate::datadir::{DataDir, DataDirError, Initialized};
+use crate::forward::Forwarder;
 use crate::http::{self, AppState};
 use crate::metrics::{self, Metrics};
 use crate::sigv4::CredentialStore;
-use crate::tls::{self, KxMode, PqAcceptor, TlsError};
+use crate::tls::{self, ClientGroups, KxMode, PqAcceptor, TlsError};
 
 /// How often the sweeper destroys keys past their deletion date and runs due rotations.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
@@ -48,6 +52,9 @@ pub enum NodeError {
     /// TLS could not be configured.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The node could not join its cluster.
+    #[error("cluster: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// Two credentials share an access key id.
     #[error("credentials: {0}")]
     Credentials(String),
@@ -83,6 +90,8 @@ pub struct Node {
     pub mode: KxMode,
     /// The KMS, for in-process callers (tests, benchmarks).
     pub kms: Arc<Kms>,
+    /// This node's cluster membership (with a `[node]` table).
+    pub cluster: Option<Arc<Membership>>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -99,13 +108,33 @@ impl Node {
     pub async fn start(config: Config) -> Result<Self, NodeError> {
         let (data_dir, initialized) = DataDir::open_or_init(&config.data_dir)?;
         let root = LocalRootKey::new(data_dir.load_root_key()?);
-        let store = Arc::new(SqliteStore::open(&data_dir.database())?);
-        let kms = Arc::new(Kms::open(
-            store,
-            &root,
-            Arc::new(SystemClock),
-            &config.region,
-        )?);
+        let database = config
+            .node
+            .as_ref()
+            .and_then(|n| n.store.clone())
+            .unwrap_or_else(|| data_dir.database());
+        let store = Arc::new(SqliteStore::open(&database)?);
+        let cluster = match &config.node {
+            Some(section) => Some(Arc::new(Membership::join(
+                section,
+                &data_dir.path,
+                Arc::clone(&store) as Arc<dyn ClusterStore>,
+                &root,
+                &config.listen.to_string(),
+                SystemClock.now(),
+            )?)),
+            None => None,
+        };
+        let view = match &cluster {
+            Some(c) => c.view()?,
+            None => FenceView::default(),
+        };
+        let kms = Kms::open_fenced(store, &root, Arc::new(SystemClock), &config.region, view)?
+            .with_default_fence(config.default_fence.as_deref())?;
+        let kms = Arc::new(kms);
+        if let Some(c) = cluster.as_ref().filter(|c| c.is_authority()) {
+            kms.set_fence_maker(Arc::clone(c) as Arc<dyn FenceMaker>);
+        }
         drop(root);
 
         let mut credentials = data_dir.load_credentials()?;
@@ -143,14 +172,30 @@ impl Node {
             kms: Arc::clone(&kms),
             credentials,
             metrics: Arc::clone(&metrics),
+            forwarder: match &cluster {
+                Some(c) => Some(Arc::new(Forwarder::new(
+                    Arc::clone(c),
+                    tls::client_config(&data_dir.pki.ca_cert, ClientGroups::HybridOnly)?,
+                    Arc::clone(&metrics),
+                ))),
+                None => None,
+            },
+            cluster: cluster.clone(),
         });
+        if let Some(c) = &cluster {
+            tasks.spawn(until_stopped(
+                poll_cluster(Arc::clone(c), Arc::clone(&kms), api_addr),
+                stopped.clone(),
+            ));
+        }
         tasks.spawn(accept_loop(api, acceptor, state, stopped.clone()));
         tasks.spawn(until_stopped(
             metrics::serve_metrics(metrics_listener, metrics),
             stopped.clone(),
         ));
         tasks.spawn(until_stopped(sweep(Arc::clone(&kms)), stopped));
-        publish_addrs(&data_dir.path, api_addr, metrics_addr)?;
+        let addr_file = addr_file(cluster.as_deref().map(Membership::name));
+        publish_addrs(&data_dir.path.join(&addr_file), api_addr, metrics_addr)?;
         tracing::info!(%api_addr, %metrics_addr, data_dir = %data_dir.path.display(), ?mode, "node started");
         Ok(Self {
             api_addr,
@@ -159,6 +204,7 @@ impl Node {
             initialized,
             mode,
             kms,
+            cluster,
             stop,
             tasks,
         })
@@ -169,17 +215,27 @@ impl Node {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
         // Best effort: a stale file is told apart by its pid anyway.
-        let _ = std::fs::remove_file(self.data_dir.path.join(ADDR_FILE));
+        let name = self.cluster.as_deref().map(Membership::name);
+        let _ = std::fs::remove_file(self.data_dir.path.join(addr_file(name)));
         tracing::info!("node stopped");
     }
 }
 
-/// Writes [`ADDR_FILE`] in `dir` atomically: readers see the old file or the
+/// The file a node publishes its addresses in: [`ADDR_FILE`], or
+/// `node-NAME.addr.json` for a cluster node (several may share a data directory).
+pub fn addr_file(node: Option<&str>) -> String {
+    match node {
+        Some(name) => format!("node-{name}.addr.json"),
+        None => ADDR_FILE.to_owned(),
+    }
+}
+
+/// Writes the addresses to `path` atomically: readers see the old file or the
 /// whole new one, never a partial write.
-fn publish_addrs(dir: &Path, api: SocketAddr, metrics: SocketAddr) -> Result<(), NodeError> {
-    let path = dir.join(ADDR_FILE);
+fn publish_addrs(path: &Path, api: SocketAddr, metrics: SocketAddr) -> Result<(), NodeError> {
+    let path = path.to_path_buf();
     let pid = std::process::id();
-    let tmp = dir.join(format!("{ADDR_FILE}.{pid}.tmp"));
+    let tmp = path.with_extension(format!("{pid}.tmp"));
     let body = serde_json::json!({
         "api": api.to_string(),
         "metrics": metrics.to_string(),
@@ -201,6 +257,27 @@ async fn until_stopped(
     tokio::select! {
         _ = work => {}
         _ = stopped.changed() => {}
+    }
+}
+
+/// Heartbeat, pick up grants and fence records, and adopt keys other nodes made.
+async fn poll_cluster(cluster: Arc<Membership>, kms: Arc<Kms>, api_addr: SocketAddr) {
+    let mut tick = tokio::time::interval(POLL_INTERVAL);
+    loop {
+        tick.tick().await;
+        let (cluster, kms) = (Arc::clone(&cluster), Arc::clone(&kms));
+        let polled = tokio::task::spawn_blocking(move || {
+            cluster.heartbeat(&api_addr.to_string(), SystemClock.now())?;
+            cluster.refresh(&kms)?;
+            // Until the change feed: keys other nodes of the store made.
+            kms.adopt_new_keys().map_err(ClusterError::from)
+        })
+        .await;
+        match polled {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "cluster poll failed"),
+            Err(e) => tracing::error!(error = %e, "cluster poll task panicked"),
+        }
     }
 }
 

@@ -5,9 +5,10 @@
 
 use std::collections::BTreeMap;
 
+use keyfence_core::fence::FenceId;
 use keyfence_core::model::{
-    ExpirationModel, ImportState, ImportWrapping, KeyMetadata, KeySpec, KeyState, KeyUsage, Origin,
-    PendingImportParameters, RotationRecord, RotationSchedule, RotationType,
+    ExpirationModel, ImportState, ImportWrapping, KeyFence, KeyMetadata, KeySpec, KeyState,
+    KeyUsage, Origin, PendingImportParameters, RotationRecord, RotationSchedule, RotationType,
 };
 use keyfence_core::{StoreError, Timestamp};
 use keyfence_crypto::asym::{self, WrappingAlgorithm};
@@ -177,6 +178,24 @@ struct Metadata {
     tags: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     import: Option<Import>,
+    /// Absent in rows written before geo-fencing: an unfenced key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fence: Option<Fence>,
+}
+
+/// A key's fence as stored: the id in hex and the canonical policy.
+#[derive(Serialize, Deserialize)]
+struct Fence {
+    id: String,
+    policy: String,
+}
+
+fn fence_id_from_hex(hex_id: &str) -> Result<FenceId, StoreError> {
+    let bytes: [u8; 16] = hex::decode(hex_id)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("fence id {hex_id:?}")))?;
+    Ok(FenceId::from_bytes(bytes))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -257,6 +276,10 @@ pub(crate) fn encode(m: &KeyMetadata) -> Result<String, StoreError> {
                 }
             }),
         }),
+        fence: m.fence.as_ref().map(|f| Fence {
+            id: hex::encode(f.id.as_bytes()),
+            policy: f.policy.clone(),
+        }),
     };
     serde_json::to_string(&stored).map_err(|e| StoreError::Backend(format!("encode metadata: {e}")))
 }
@@ -321,6 +344,13 @@ pub(crate) fn decode(json: &str) -> Result<KeyMetadata, StoreError> {
         current_version: m.current_version,
         tags: m.tags,
         import,
+        fence: match m.fence {
+            None => None,
+            Some(f) => Some(KeyFence {
+                id: fence_id_from_hex(&f.id)?,
+                policy: f.policy,
+            }),
+        },
     })
 }
 
@@ -347,6 +377,28 @@ mod tests {
             seen += 1;
         }
         assert_eq!(seen, 12);
+    }
+
+    #[test]
+    fn a_fence_is_stored_and_read_back_and_its_absence_means_unfenced() {
+        let row = VERSION_1_ROWS.lines().next().unwrap();
+        let mut meta = decode(row).unwrap();
+        assert_eq!(meta.fence, None);
+        assert!(!encode(&meta).unwrap().contains("fence"));
+        let policy = "region: EU and not country: RU".to_string();
+        meta.fence = Some(KeyFence {
+            id: FenceId::of_policy(&policy).unwrap(),
+            policy,
+        });
+        let json = encode(&meta).unwrap();
+        assert_eq!(decode(&json).unwrap(), meta);
+        let doc: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(doc["fence"]["policy"], "region: EU and not country: RU");
+        let bad = json.replace(
+            &hex::encode(meta.fence.as_ref().unwrap().id.as_bytes()),
+            "zz",
+        );
+        assert!(matches!(decode(&bad), Err(StoreError::Corrupt(_))));
     }
 
     #[test]

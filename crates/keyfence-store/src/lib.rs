@@ -12,6 +12,7 @@
 mod format;
 pub mod postgres;
 mod sqlite;
+mod sqlite_cluster;
 
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;

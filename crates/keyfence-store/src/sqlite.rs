@@ -48,7 +48,7 @@ pub struct SqliteStore {
     conn: Mutex<Connection>,
 }
 
-fn backend(e: rusqlite::Error) -> StoreError {
+pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
     match e {
         rusqlite::Error::SqliteFailure(err, msg)
             if err.code == rusqlite::ErrorCode::ConstraintViolation =>
@@ -80,6 +80,8 @@ impl SqliteStore {
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(backend)?;
         conn.execute_batch(SCHEMA).map_err(backend)?;
+        conn.execute_batch(crate::sqlite_cluster::SCHEMA)
+            .map_err(backend)?;
         let version: Option<i64> = conn
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
             .optional()
@@ -106,6 +108,11 @@ impl SqliteStore {
 
     fn conn(&self) -> MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connection, for the cluster tables ([`crate::sqlite_cluster`]).
+    pub(crate) fn connection(&self) -> MutexGuard<'_, Connection> {
+        self.conn()
     }
 
     /// The durability settings of the store's own connection, as SQLite reports

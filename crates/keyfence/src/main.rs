@@ -3,6 +3,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod cluster_cmd;
+mod dev;
 mod key;
 
 use std::net::SocketAddr;
@@ -41,6 +43,15 @@ enum Command {
     /// Key commands beyond the AWS API (post-quantum import of key material).
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// A local geo-fencing cluster in one process: fra, par, iad sharing one SQLite
+    /// store, fra the authority, all approved; prints endpoints, CA and credential.
+    Dev(dev::DevArgs),
+    /// Cluster nodes: list them, approve a pending one (admin API of a node).
+    #[command(subcommand)]
+    Node(cluster_cmd::NodeCommand),
+    /// Geo-fences: list them, make one (admin API of a node).
+    #[command(subcommand)]
+    Fence(cluster_cmd::FenceCommand),
 }
 
 #[derive(Args)]
@@ -75,7 +86,8 @@ fn init_logging(format: &str) {
     }
 }
 
-async fn shutdown_signal() {
+/// Waits for Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -164,6 +176,9 @@ fn main() -> ExitCode {
             .and_then(|rt| rt.block_on(server(args))),
         Command::Bench(args) => keyfence_bench::main(*args),
         Command::Key(command) => key::main(command),
+        Command::Dev(args) => dev::main(args),
+        Command::Node(command) => cluster_cmd::node_main(command),
+        Command::Fence(command) => cluster_cmd::fence_main(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

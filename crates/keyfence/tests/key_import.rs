@@ -18,6 +18,8 @@ async fn node(dir: &std::path::Path) -> Node {
         region: "us-east-1".into(),
         post_quantum: true,
         credentials: Vec::new(),
+        node: None,
+        default_fence: None,
     })
     .await
     .unwrap()

@@ -9,7 +9,7 @@ use keyfence_crypto::{rand, Secret};
 use super::cache::CachedKey;
 use super::lifecycle::require_enabled;
 use super::material::Material;
-use super::Kms;
+use super::{fenced, Kms};
 use crate::error::Algorithm;
 use crate::model::{EncryptionAlgorithm, KeyMetadata, KeySpec, KeyUsage};
 use crate::{Bound, EncryptionContext, KeyId, KmsError, Member};
@@ -195,9 +195,11 @@ impl Kms {
 
     pub(super) fn current_material(key: &CachedKey) -> Result<&Material, KmsError> {
         let version = key.meta.current_version;
-        key.versions
-            .get(&version)
-            .ok_or_else(|| KmsError::Internal(format!("{} has no version {version}", key.meta.id)))
+        key.versions.get(&version).ok_or_else(|| {
+            fenced::sealed_error(key).unwrap_or_else(|| {
+                KmsError::Internal(format!("{} has no version {version}", key.meta.id))
+            })
+        })
     }
 
     /// Encrypts under the key's newest version with the scheme the key and algorithm select.
@@ -314,6 +316,9 @@ impl Kms {
         require_enabled(&key.meta)?;
         require_encrypt_decrypt(&key)?;
         scheme(&key.meta, algorithm)?;
+        if let Some(sealed) = fenced::sealed_error(&key) {
+            return Err(sealed);
+        }
         let material = key
             .versions
             .get(&blob.header.key_version)

@@ -189,6 +189,7 @@ impl Kms {
         let mut meta = key.meta.clone();
         require_external(&meta)?;
         require_not_pending_deletion(&meta)?;
+        self.require_inside(&meta)?;
         if meta.state != KeyState::PendingImport {
             return Err(KmsError::InvalidState(format!(
                 "{} already has key material",
@@ -232,7 +233,7 @@ impl Kms {
         import.valid_to = valid_to;
         meta.state = KeyState::Enabled;
         meta.current_version = 1;
-        let record = self.domain.wrap(&meta.id, 1, &parsed, now)?;
+        let record = self.wrap_version(&meta, 1, &parsed)?;
         self.store
             .replace_versions(&meta, std::slice::from_ref(&record))?;
         self.write_cache()

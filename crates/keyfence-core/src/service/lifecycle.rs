@@ -107,8 +107,10 @@ impl Kms {
         }
         let description = input.description.unwrap_or_default();
         check_description(&description)?;
+        let mut input_tags = input.tags;
+        let fence = self.fence_for_create(&mut input_tags)?;
         let mut tag_map = BTreeMap::new();
-        tags::apply(&mut tag_map, input.tags)?;
+        tags::apply(&mut tag_map, input_tags)?;
 
         let now = self.now();
         let id = KeyId::generate()?;
@@ -134,6 +136,7 @@ impl Kms {
             current_version: if external { 0 } else { 1 },
             tags: tag_map,
             import: external.then(ImportState::default),
+            fence,
         };
         let versions = if external {
             BTreeMap::new()
@@ -142,7 +145,7 @@ impl Kms {
         };
         let records = versions
             .iter()
-            .map(|(v, m)| self.domain.wrap(&id, *v, m, now))
+            .map(|(v, m)| self.wrap_version(&meta, *v, m))
             .collect::<Result<Vec<_>, _>>()?;
         let _w = self.lock_writer();
         self.store.insert_key(&meta, &records)?;

@@ -7,6 +7,7 @@ use keyfence_crypto::asym::PrivateKey;
 use keyfence_crypto::{wrap, CryptoError, SymmetricKey};
 
 use crate::clock::Timestamp;
+use crate::fence::{unwrap_backing_key, wrap_backing_key, PolicyPrivateKey, PolicyPublicKey};
 use crate::model::KeySpec;
 use crate::store::VersionRecord;
 use crate::{KeyId, KmsError};
@@ -155,3 +156,63 @@ impl DomainKeys {
 
 /// Binding label of backing key material (format of version 1 records).
 const BACKING_LABEL: &[u8] = b"keyfence/v1/backing-key/";
+
+/// Binding label of backing key material wrapped under a fence.
+const FENCED_LABEL: &[u8] = b"keyfence/v1/fenced-backing-key/";
+
+fn fenced_aad(key_id: &KeyId, version: u32) -> Vec<u8> {
+    let mut b = FENCED_LABEL.to_vec();
+    b.extend_from_slice(key_id.as_bytes());
+    b.extend_from_slice(&version.to_be_bytes());
+    b
+}
+
+/// Wraps a fenced key's version under its fence's policy public key (not a
+/// domain key). The record still names the domain key current at the time
+/// (`domain_key_id`), which unwrapping does not use: the wrapped bytes say
+/// which fence and epoch they need.
+pub(crate) fn wrap_fenced(
+    public: &PolicyPublicKey,
+    key_id: &KeyId,
+    version: u32,
+    material: &Material,
+    domain_key_id: u32,
+    now: Timestamp,
+) -> Result<VersionRecord, KmsError> {
+    let wrapped = wrap_backing_key(public, material.bytes(), &fenced_aad(key_id, version))
+        .map_err(|e| KmsError::Internal(format!("wrap under {}: {e}", public.fence())))?;
+    Ok(VersionRecord {
+        key_id: *key_id,
+        version,
+        domain_key_id,
+        wrapped,
+        created: now,
+    })
+}
+
+/// Unwraps what [`wrap_fenced`] wrapped, with the fence's opened policy key.
+pub(crate) fn unwrap_fenced(
+    key: &PolicyPrivateKey,
+    record: &VersionRecord,
+    spec: KeySpec,
+) -> Result<Material, KmsError> {
+    let bytes = unwrap_backing_key(
+        key,
+        &record.wrapped,
+        &fenced_aad(&record.key_id, record.version),
+    )
+    .map_err(|e| {
+        KmsError::Internal(format!(
+            "material of {} v{} does not unwrap under {}: {e}",
+            record.key_id,
+            record.version,
+            key.fence()
+        ))
+    })?;
+    Material::from_bytes(spec, bytes.expose()).map_err(|e| {
+        KmsError::Internal(format!(
+            "material of {} v{} is unusable: {e}",
+            record.key_id, record.version
+        ))
+    })
+}

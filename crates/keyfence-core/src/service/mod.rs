@@ -1,10 +1,12 @@
 //! The KMS service: every operation, over an in-memory cache of keys that is
 //! written through to the [`Store`] before any change is acknowledged.
 
+mod adopt;
 mod aliases;
 mod asymmetric;
 mod cache;
 mod crypto_ops;
+mod fenced;
 mod import;
 mod lifecycle;
 mod material;
@@ -18,6 +20,7 @@ use keyfence_crypto::SymmetricKey;
 
 pub use asymmetric::{DataKeyPairOutput, SignOutput};
 pub use crypto_ops::{DataKeyOutput, DataKeySize, DecryptOutput, EncryptOutput, ReEncryptOutput};
+pub use fenced::{FenceMaker, FenceView, FENCE_TAG};
 pub use import::ImportParameters;
 pub use lifecycle::{CreateKeyInput, DeletionScheduled};
 pub use rotation::RotationStatus;
@@ -53,6 +56,7 @@ pub struct Kms {
     region: String,
     domain: DomainKeys,
     cache: RwLock<Cache>,
+    fencing: fenced::Fencing,
     /// Serializes state changes so each is checked against the state it replaces.
     writer: Mutex<()>,
 }
@@ -66,6 +70,20 @@ impl Kms {
         clock: Arc<dyn Clock>,
         region: &str,
     ) -> Result<Self, KmsError> {
+        Self::open_fenced(store, root, clock, region, FenceView::default())
+    }
+
+    /// Like [`Self::open`], for a node of a cluster: keys fenced to policies
+    /// `fences` opens are unwrapped, the others are known by metadata only.
+    pub fn open_fenced(
+        store: Arc<dyn Store>,
+        root: &dyn RootOfTrust,
+        clock: Arc<dyn Clock>,
+        region: &str,
+        fences: FenceView,
+    ) -> Result<Self, KmsError> {
+        let fencing = fenced::Fencing::default();
+        fencing.install(fences)?;
         let mut snapshot = store.load()?;
         if snapshot.domain_keys.is_empty() {
             let key = SymmetricKey::generate()
@@ -94,10 +112,9 @@ impl Kms {
         let domain = DomainKeys { current, keys };
         let mut cache = Cache::default();
         for stored in snapshot.keys {
-            let mut versions = std::collections::BTreeMap::new();
-            for v in &stored.versions {
-                versions.insert(v.version, domain.unwrap(v, stored.metadata.spec)?);
-            }
+            let versions =
+                Self::unwrap_stored(&domain, &fencing, &stored.metadata, &stored.versions)?
+                    .unwrap_or_default();
             cache.put(CachedKey::new(stored.metadata, versions));
         }
         for alias in snapshot.aliases {
@@ -109,6 +126,7 @@ impl Kms {
             region: region.to_string(),
             domain,
             cache: RwLock::new(cache),
+            fencing,
             writer: Mutex::new(()),
         })
     }

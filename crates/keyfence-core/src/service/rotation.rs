@@ -152,8 +152,9 @@ impl Kms {
     fn add_version(&self, key: &CachedKey, kind: RotationType) -> Result<KeyMetadata, KmsError> {
         let now = self.now();
         let version = key.meta.current_version + 1;
+        self.require_inside(&key.meta)?;
         let material = Material::generate(key.meta.spec)?;
-        let record = self.domain.wrap(&key.meta.id, version, &material, now)?;
+        let record = self.wrap_version(&key.meta, version, &material)?;
         let mut meta = key.meta.clone();
         meta.current_version = version;
         meta.rotations.push(RotationRecord {

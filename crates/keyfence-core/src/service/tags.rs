@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::lifecycle::require_not_pending_deletion;
-use super::Kms;
+use super::{fenced, Kms};
 use crate::page::{self, Page};
 use crate::KmsError;
 
@@ -51,6 +51,7 @@ impl Kms {
     ) -> Result<(), KmsError> {
         self.update_metadata(account, key_ref, |m| {
             require_not_pending_deletion(m)?;
+            fenced::refuse_fence_tag(m, tags.iter().map(|(k, _)| k.as_str()))?;
             apply(&mut m.tags, tags)
         })
         .map(drop)
@@ -65,6 +66,7 @@ impl Kms {
     ) -> Result<(), KmsError> {
         self.update_metadata(account, key_ref, |m| {
             require_not_pending_deletion(m)?;
+            fenced::refuse_fence_tag(m, tag_keys.iter().map(String::as_str))?;
             for k in tag_keys {
                 m.tags.remove(k);
             }

@@ -145,6 +145,12 @@ impl From<KmsError> for ApiError {
                 let message = messages::material_not_of_spec(*spec, detail);
                 return Self::new("IncorrectKeyMaterialException", message);
             }
+            KmsError::FencedElsewhere { key, fence, policy } => {
+                return messages::fenced_elsewhere(key, &fence.to_string(), policy);
+            }
+            KmsError::UnknownFence { fence, policy } => {
+                return messages::unknown_fence(&fence.to_string(), policy);
+            }
             KmsError::Internal(detail) => {
                 tracing::error!(detail = %detail, "internal error");
                 return Self {

@@ -204,3 +204,34 @@ pub fn material_not_of_spec(spec: KeySpec, detail: &CryptoError) -> String {
         spec.aws_name()
     )
 }
+
+/// A fenced key (or fenced CreateKey) at a node outside the fence, when no
+/// satisfying node served it: `KeyUnavailableException`, a 400 so that SDKs
+/// answer at once instead of retrying what no retry here can serve.
+pub fn fenced_elsewhere(key: &str, fence: &str, policy: &str) -> ApiError {
+    ApiError::new(
+        "KeyUnavailableException",
+        format!(
+            "{key} is fenced to '{policy}' ({fence}); this node does not satisfy the fence and no node that does served the request"
+        ),
+    )
+}
+
+/// The fence named by an error from [`fenced_elsewhere`] (`fence-` and 32
+/// hex digits in parentheses), so the node can forward the request to a node
+/// that satisfies it.
+pub fn fenced_elsewhere_fence(e: &ApiError) -> Option<[u8; 16]> {
+    if e.code != "KeyUnavailableException" {
+        return None;
+    }
+    let start = e.message.find("(fence-")? + "(fence-".len();
+    let hex_id = e.message.get(start..start + 32)?;
+    hex::decode(hex_id).ok()?.try_into().ok()
+}
+
+/// A CreateKey fenced to a policy for which the authority has made no fence yet.
+pub fn unknown_fence(fence: &str, policy: &str) -> ApiError {
+    ApiError::validation(format!(
+        "No fence exists for policy '{policy}' ({fence}); create the key at the authority node, which makes the fence"
+    ))
+}

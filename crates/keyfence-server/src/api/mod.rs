@@ -16,6 +16,8 @@ pub use error::ApiError;
 pub enum Protocol {
     /// AWS JSON 1.1 with the KMS operation name.
     Kms(String),
+    /// keyfence's cluster admin API (`X-Amz-Target: KeyfenceAdmin.*`).
+    Admin(String),
     /// AWS query protocol (form-encoded), as STS uses.
     Query,
     /// Neither.
@@ -25,6 +27,9 @@ pub enum Protocol {
 /// Classifies a request by its `X-Amz-Target` and `Content-Type` headers.
 pub fn classify(target: Option<&str>, content_type: Option<&str>) -> Protocol {
     if let Some(t) = target {
+        if let Some(op) = t.strip_prefix(crate::admin::TARGET_PREFIX) {
+            return Protocol::Admin(op.to_string());
+        }
         return match t.strip_prefix("TrentService.") {
             Some(op) => Protocol::Kms(op.to_string()),
             None => Protocol::Unknown,
@@ -47,6 +52,10 @@ mod tests {
             Protocol::Kms("Encrypt".into())
         );
         assert_eq!(classify(Some("Other.Encrypt"), None), Protocol::Unknown);
+        assert_eq!(
+            classify(Some("KeyfenceAdmin.ApproveNode"), None),
+            Protocol::Admin("ApproveNode".into())
+        );
         assert_eq!(
             classify(
                 None,

@@ -35,6 +35,8 @@ pub async fn start_node(dir: &Path, post_quantum: bool) -> Node {
         region: "us-east-1".into(),
         post_quantum,
         credentials: Vec::new(),
+        node: None,
+        default_fence: None,
     };
     Node::start(config).await.expect("node starts")
 }
@@ -112,7 +114,7 @@ impl Client {
             .negotiated_key_exchange_group()
             .map(|g| g.name().as_str().unwrap_or("?"))
             .unwrap_or("none");
-        let (mut sender, conn) =
+        let (sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
                 .await
                 .map_err(|e| e.to_string())?;
@@ -136,6 +138,37 @@ impl Client {
             )
             .unwrap();
         }
+        self.send_parts(parts, body, sender, group).await
+    }
+
+    /// Sends `parts` (already signed, or tampered with after signing) and `body`.
+    pub async fn send_signed(
+        &self,
+        parts: hyper::http::request::Parts,
+        body: Vec<u8>,
+    ) -> Result<Reply, String> {
+        let tcp = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let tls = TlsConnector::from(Arc::clone(&self.config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        self.send_parts(parts, body, sender, "?").await
+    }
+
+    async fn send_parts(
+        &self,
+        parts: hyper::http::request::Parts,
+        body: Vec<u8>,
+        mut sender: hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+        group: &'static str,
+    ) -> Result<Reply, String> {
         let resp = sender
             .send_request(Request::from_parts(parts, Full::new(Bytes::from(body))))
             .await

@@ -18,6 +18,7 @@
 //! - Needs PostgreSQL 13 or later (`xid8`, `pg_current_xact_id`).
 
 mod bridge;
+mod cluster;
 mod error;
 pub mod feed;
 mod rows;

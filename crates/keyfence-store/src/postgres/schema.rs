@@ -15,7 +15,10 @@ use super::error::db;
 const MIGRATION_LOCK: i64 = 0x6b65_7966_656e_6365;
 
 /// `(version, name, SQL)`, in order. Never edit an applied migration: add one.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "keys, versions, aliases, change feed", V1)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "keys, versions, aliases, change feed", V1),
+    (2, "cluster: nodes, fences, authority", super::cluster::V2),
+];
 
 /// The newest schema version this build knows.
 pub(crate) const LATEST: i32 = MIGRATIONS[MIGRATIONS.len() - 1].0;

@@ -40,6 +40,10 @@ pub(super) fn key_metadata(m: &KeyMetadata) -> Value {
     if let Some(w) = m.pending_window_days {
         v["PendingDeletionWindowInDays"] = json!(w);
     }
+    if let Some(f) = &m.fence {
+        // keyfence's own member: AWS SDKs drop it, ListResourceTags shows the fence to them.
+        v["KeyfenceFence"] = json!({"FenceId": f.id.to_string(), "Policy": f.policy});
+    }
     v
 }
 

@@ -1,0 +1,401 @@
+//! Geo-fenced keys at this node.
+//!
+//! A fenced key's backing versions are wrapped under its fence's policy
+//! public key instead of a domain key ([`super::material`]). This node holds
+//! its [`NodeKeyring`] (once its grant is in) and the fence records it was
+//! given; it opens a fence's policy private key the first time it needs it
+//! and caches it. A key fenced to a policy this node cannot open is known by
+//! metadata only: its stored versions stay wrapped ("sealed") and every
+//! cryptographic operation on it answers [`KmsError::FencedElsewhere`], which
+//! the server turns into a forward to a satisfying node. A fenced CreateKey
+//! is refused the same way before any material exists, so a node outside a
+//! fence never sees the material of a key fenced away from it.
+//!
+//! Fencing from unmodified AWS clients: the tag [`FENCE_TAG`] at CreateKey
+//! (an empty value opts out of the node's default fence), or the default
+//! fence of the node's region ([`Kms::with_default_fence`]). The tag is kept
+//! with the canonical policy, so ListResourceTags and DescribeKey show it;
+//! TagResource and UntagResource refuse to set, change or remove it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use super::cache::CachedKey;
+use super::material::{self, Material};
+use super::Kms;
+use crate::fence::{
+    normalize_policy, AuthorityPublic, FenceError, FenceId, FenceRecord, NodeKeyring,
+    PolicyPrivateKey,
+};
+use crate::model::{KeyFence, KeyMetadata};
+use crate::store::VersionRecord;
+use crate::{KeyId, KmsError};
+
+/// The tag that fences a key at CreateKey; its value is a policy in
+/// keyfence-abe's grammar, e.g. `region: EU and not country: RU`.
+pub const FENCE_TAG: &str = "keyfence:fence";
+
+/// What this node knows of the cluster's fences: the authority's public key,
+/// its own keyring (absent until approved), and the fence records.
+#[derive(Debug, Default)]
+pub struct FenceView {
+    /// The authority's public key, which every record must be signed with.
+    pub authority: Option<AuthorityPublic>,
+    /// This node's keyring, once its grant is in.
+    pub keyring: Option<NodeKeyring>,
+    /// Fence records (any order; the highest epoch of a fence wins).
+    pub records: Vec<FenceRecord>,
+}
+
+/// Makes a fence on demand: the node that holds the authority answers a
+/// CreateKey fenced to a policy no fence exists for yet by making it.
+pub trait FenceMaker: Send + Sync {
+    /// Makes and stores the fence of the canonical `policy`; returns its record.
+    fn make_fence(&self, policy: &str) -> Result<FenceRecord, KmsError>;
+}
+
+/// Mutable fencing state of one node.
+#[derive(Default)]
+struct State {
+    authority: Option<AuthorityPublic>,
+    keyring: Option<Arc<NodeKeyring>>,
+    records: HashMap<FenceId, FenceRecord>,
+    /// Policy private keys opened so far (ABE decryption happens once per fence epoch).
+    opened: HashMap<FenceId, Arc<PolicyPrivateKey>>,
+    /// Stored versions of fenced keys this node could not open.
+    sealed: HashMap<KeyId, Vec<VersionRecord>>,
+}
+
+/// A node's fences and opened policy keys.
+#[derive(Default)]
+pub(super) struct Fencing {
+    state: RwLock<State>,
+    /// The fence of keys created without a fence tag (the region's default).
+    default_policy: Option<KeyFence>,
+    /// Set at the authority node.
+    maker: RwLock<Option<Arc<dyn FenceMaker>>>,
+}
+
+fn elsewhere(key: &str, fence: &KeyFence) -> KmsError {
+    KmsError::FencedElsewhere {
+        key: key.to_owned(),
+        fence: fence.id,
+        policy: fence.policy.clone(),
+    }
+}
+
+/// Parses a policy into the fence it names.
+fn fence_of_policy(policy: &str) -> Result<KeyFence, KmsError> {
+    let (_, canonical) = normalize_policy(policy).map_err(|e| KmsError::Tag(e.to_string()))?;
+    let id =
+        FenceId::of_policy(&canonical).map_err(|e| KmsError::Internal(format!("fence id: {e}")))?;
+    Ok(KeyFence {
+        id,
+        policy: canonical,
+    })
+}
+
+/// The error of a cryptographic operation on `key` when its material is sealed here.
+pub(super) fn sealed_error(key: &CachedKey) -> Option<KmsError> {
+    let fence = key.meta.fence.as_ref()?;
+    (key.versions.is_empty() && key.meta.current_version > 0)
+        .then(|| elsewhere(&key.meta.arn(), fence))
+}
+
+/// Takes the fence tag out of CreateKey's tags: `Some(None)` for an explicit
+/// opt-out (empty value), `Some(Some(fence))` for a fence, `None` if absent.
+fn take_fence_tag(tags: &mut Vec<(String, String)>) -> Result<Option<Option<KeyFence>>, KmsError> {
+    let mut found = None;
+    let mut rest = Vec::with_capacity(tags.len());
+    for (k, v) in tags.drain(..) {
+        if k == FENCE_TAG {
+            found = Some(if v.trim().is_empty() {
+                None
+            } else {
+                Some(fence_of_policy(&v)?)
+            });
+        } else {
+            rest.push((k, v));
+        }
+    }
+    *tags = rest;
+    Ok(found)
+}
+
+impl Fencing {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Replaces the view: checks every record's signature, keeps a fence's
+    /// latest record of the highest epoch (never going back to an older
+    /// epoch than already held), and
+    /// forgets opened policy keys whose epoch changed or whose node keyring changed.
+    pub(super) fn install(&self, view: FenceView) -> Result<(), KmsError> {
+        let mut state = self.write();
+        let authority = view.authority.or_else(|| state.authority.clone());
+        if let Some(authority) = &authority {
+            for record in view.records {
+                record.verify(authority).map_err(|e| {
+                    KmsError::Internal(format!("fence record {}: {e}", record.id()))
+                })?;
+                // Same epoch: the record may name more nodes (an approval
+                // adds envelopes without a new epoch). Older: refused silently.
+                let newer = state
+                    .records
+                    .get(&record.id())
+                    .is_none_or(|held| held.epoch() <= record.epoch());
+                if newer {
+                    state.opened.remove(&record.id());
+                    state.records.insert(record.id(), record);
+                }
+            }
+        }
+        if let Some(keyring) = view.keyring {
+            state.opened.clear();
+            state.keyring = Some(Arc::new(keyring));
+        }
+        state.authority = authority;
+        Ok(())
+    }
+
+    /// The fence's policy private key, opened once and then cached.
+    fn policy_key(&self, key: &str, fence: &KeyFence) -> Result<Arc<PolicyPrivateKey>, KmsError> {
+        let (keyring, record) = {
+            let state = self.read();
+            if let Some(opened) = state.opened.get(&fence.id) {
+                return Ok(Arc::clone(opened));
+            }
+            let record = state.records.get(&fence.id).cloned();
+            (state.keyring.clone(), record)
+        };
+        let record = record.ok_or_else(|| KmsError::UnknownFence {
+            fence: fence.id,
+            policy: fence.policy.clone(),
+        })?;
+        let keyring = keyring.ok_or_else(|| elsewhere(key, fence))?;
+        let opened = match keyring.open_policy_key(&record) {
+            Ok(k) => Arc::new(k),
+            Err(FenceError::NotSatisfied { .. } | FenceError::StaleGeneration { .. }) => {
+                return Err(elsewhere(key, fence))
+            }
+            Err(e) => return Err(KmsError::Internal(format!("{}: {e}", fence.id))),
+        };
+        let mut state = self.write();
+        // Cache only if the record is still the one opened (no newer epoch meanwhile).
+        if state
+            .records
+            .get(&fence.id)
+            .is_some_and(|r| r.epoch() == opened.epoch())
+        {
+            state.opened.insert(fence.id, Arc::clone(&opened));
+        }
+        Ok(opened)
+    }
+
+    /// Unwraps a fenced key's stored versions, or `None` if this node cannot
+    /// open its fence (the versions are then kept sealed).
+    fn unwrap_all(
+        &self,
+        meta: &KeyMetadata,
+        fence: &KeyFence,
+        records: &[VersionRecord],
+    ) -> Result<Option<BTreeMap<u32, Material>>, KmsError> {
+        if records.is_empty() {
+            return Ok(Some(BTreeMap::new()));
+        }
+        let key = match self.policy_key(&meta.arn(), fence) {
+            Ok(k) => k,
+            Err(KmsError::FencedElsewhere { .. } | KmsError::UnknownFence { .. }) => {
+                self.write().sealed.insert(meta.id, records.to_vec());
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let mut versions = BTreeMap::new();
+        for record in records {
+            versions.insert(
+                record.version,
+                material::unwrap_fenced(&key, record, meta.spec)?,
+            );
+        }
+        self.write().sealed.remove(&meta.id);
+        Ok(Some(versions))
+    }
+}
+
+impl Kms {
+    /// Sets the fence of keys created without a [`FENCE_TAG`] tag (the
+    /// node's `[regions]` default for its region). Call before serving.
+    pub fn with_default_fence(mut self, policy: Option<&str>) -> Result<Self, KmsError> {
+        self.fencing.default_policy = policy.map(fence_of_policy).transpose()?;
+        Ok(self)
+    }
+
+    /// Lets this node make fences on demand (it holds the authority).
+    pub fn set_fence_maker(&self, maker: Arc<dyn FenceMaker>) {
+        *self
+            .fencing
+            .maker
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(maker);
+    }
+
+    /// Installs or refreshes this node's view of the fences (after its grant
+    /// arrives, or a fence is made or rotated), then opens the keys it kept
+    /// sealed that it can open now. Returns how many keys it opened.
+    pub fn install_fences(&self, view: FenceView) -> Result<usize, KmsError> {
+        self.fencing.install(view)?;
+        let sealed: Vec<KeyId> = self.fencing.read().sealed.keys().copied().collect();
+        let mut opened = 0;
+        for id in sealed {
+            let _w = self.lock_writer();
+            let Some(key) = self.read_cache().key(&id) else {
+                self.fencing.write().sealed.remove(&id);
+                continue;
+            };
+            let records = self.fencing.read().sealed.get(&id).cloned();
+            let (Some(fence), Some(records)) = (key.meta.fence.as_ref(), records) else {
+                continue;
+            };
+            if let Some(versions) = self.fencing.unwrap_all(&key.meta, fence, &records)? {
+                self.write_cache()
+                    .put(CachedKey::new(key.meta.clone(), versions));
+                opened += 1;
+            }
+        }
+        Ok(opened)
+    }
+
+    /// The fences this node holds records of, by policy, with whether it
+    /// opens each (for `keyfence fence list`). Opening may CP-ABE-decrypt once.
+    pub fn fences(&self) -> Vec<(FenceRecord, bool)> {
+        let mut records: Vec<FenceRecord> = self.fencing.read().records.values().cloned().collect();
+        records.sort_by(|a, b| a.policy().cmp(b.policy()));
+        records
+            .into_iter()
+            .map(|r| {
+                let fence = KeyFence {
+                    id: r.id(),
+                    policy: r.policy().to_owned(),
+                };
+                let opens = self.fencing.policy_key("", &fence).is_ok();
+                (r, opens)
+            })
+            .collect()
+    }
+
+    /// The fence a CreateKey asks for (its tag, else the region default),
+    /// with the tag rewritten to the canonical policy; refuses
+    /// ([`KmsError::FencedElsewhere`], [`KmsError::UnknownFence`]) before any
+    /// material exists if this node cannot open it.
+    pub(super) fn fence_for_create(
+        &self,
+        tags: &mut Vec<(String, String)>,
+    ) -> Result<Option<KeyFence>, KmsError> {
+        let fence = match take_fence_tag(tags)? {
+            Some(explicit) => explicit,
+            None => self.fencing.default_policy.clone(),
+        };
+        if let Some(fence) = &fence {
+            match self.fencing.policy_key("a new key", fence) {
+                Err(KmsError::UnknownFence { .. }) => {
+                    let maker = self
+                        .fencing
+                        .maker
+                        .read()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone();
+                    let Some(maker) = maker else {
+                        return Err(KmsError::UnknownFence {
+                            fence: fence.id,
+                            policy: fence.policy.clone(),
+                        });
+                    };
+                    let record = maker.make_fence(&fence.policy)?;
+                    self.fencing.install(FenceView {
+                        records: vec![record],
+                        ..FenceView::default()
+                    })?;
+                    self.fencing.policy_key("a new key", fence)?;
+                }
+                other => drop(other?),
+            }
+            tags.push((FENCE_TAG.to_owned(), fence.policy.clone()));
+        }
+        Ok(fence)
+    }
+
+    /// Refuses to work with the material of `meta` at a node outside its fence.
+    pub(super) fn require_inside(&self, meta: &KeyMetadata) -> Result<(), KmsError> {
+        match &meta.fence {
+            None => Ok(()),
+            Some(fence) => self.fencing.policy_key(&meta.arn(), fence).map(drop),
+        }
+    }
+
+    /// Wraps a new version of `meta`'s material: under its fence's policy key
+    /// if fenced, else under the current domain key.
+    pub(super) fn wrap_version(
+        &self,
+        meta: &KeyMetadata,
+        version: u32,
+        material: &Material,
+    ) -> Result<VersionRecord, KmsError> {
+        let now = self.now();
+        match &meta.fence {
+            None => self.domain.wrap(&meta.id, version, material, now),
+            Some(fence) => {
+                let key = self.fencing.policy_key(&meta.arn(), fence)?;
+                material::wrap_fenced(
+                    &key.public(),
+                    &meta.id,
+                    version,
+                    material,
+                    self.domain.current,
+                    now,
+                )
+            }
+        }
+    }
+
+    /// Unwraps a stored key's versions at start-up: `None` for a fenced key
+    /// this node cannot open (kept sealed for [`Self::install_fences`]).
+    pub(super) fn unwrap_stored(
+        domain: &material::DomainKeys,
+        fencing: &Fencing,
+        meta: &KeyMetadata,
+        records: &[VersionRecord],
+    ) -> Result<Option<BTreeMap<u32, Material>>, KmsError> {
+        match &meta.fence {
+            Some(fence) => fencing.unwrap_all(meta, fence, records),
+            None => records
+                .iter()
+                .map(|v| Ok((v.version, domain.unwrap(v, meta.spec)?)))
+                .collect::<Result<_, KmsError>>()
+                .map(Some),
+        }
+    }
+}
+
+/// Refuses TagResource on the fence tag: a key's fence is fixed at CreateKey.
+pub(super) fn refuse_fence_tag<'a>(
+    meta: &KeyMetadata,
+    mut keys: impl Iterator<Item = &'a str>,
+) -> Result<(), KmsError> {
+    if keys.any(|k| k == FENCE_TAG) {
+        let now = match &meta.fence {
+            Some(f) => format!("it is fenced to {}", f.policy),
+            None => "it is not fenced".to_owned(),
+        };
+        return Err(KmsError::Tag(format!(
+            "The {FENCE_TAG} tag is set only at CreateKey and can be neither changed nor removed; {} is unchanged ({now})",
+            meta.arn()
+        )));
+    }
+    Ok(())
+}

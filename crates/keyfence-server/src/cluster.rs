@@ -1,0 +1,407 @@
+//! This node as a member of a geo-fencing cluster: its identity, its join
+//! request, the authority (on the node that holds it), and the view of
+//! fences it hands to the KMS.
+//!
+//! - First start: the node makes its [`NodeIdentity`] (ML-DSA-65 identity
+//!   key, X-Wing KEM key), seals it under the root of trust in the data
+//!   directory (`node-NAME.identity`), and registers its signed join request
+//!   in the cluster store as pending.
+//! - The node with `authority = true` makes the [`Authority`] on the
+//!   cluster's first start, seals it under the root of trust and keeps it in
+//!   the store; later starts unseal it. It approves joins ([`Membership::approve`])
+//!   and makes fences ([`Membership::create_fence`], also on demand from a
+//!   fenced CreateKey through [`FenceMaker`]).
+//! - Every node polls the store ([`POLL_INTERVAL`]) for its grant and for new
+//!   or rotated fence records and installs them in its KMS
+//!   ([`Membership::refresh`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use keyfence_abe::Attributes;
+use keyfence_core::cluster::{ClusterStore, NodeRecord, NodeState, StoredAuthority, StoredFence};
+use keyfence_core::fence::{
+    Authority, AuthorityPublic, FenceError, FenceRecord, JoinRequest, NodeGrant, NodeIdentity,
+    NodeKeyring,
+};
+use keyfence_core::service::{FenceMaker, FenceView};
+use keyfence_core::{Kms, KmsError, RootOfTrust, StoreError, Timestamp};
+use zeroize::Zeroizing;
+
+use crate::config::NodeSection;
+
+/// How often a node looks in the store for its grant and new fence records.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Why a cluster operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// The store failed.
+    #[error("cluster store: {0}")]
+    Store(#[from] StoreError),
+    /// A fencing object was refused or could not be made.
+    #[error("fencing: {0}")]
+    Fence(#[from] FenceError),
+    /// The root of trust or the KMS refused.
+    #[error("{0}")]
+    Kms(#[from] KmsError),
+    /// The identity file could not be read or written.
+    #[error("node identity {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The `[node]` attributes are not acceptable.
+    #[error("node attributes: {0}")]
+    Attributes(String),
+    /// The stored identity was made for other attributes than the config names.
+    #[error("node {name} was enrolled with attributes {enrolled}; the config now says {configured} (changing attributes needs a new enrollment)")]
+    AttributesChanged {
+        /// The node.
+        name: String,
+        /// What its identity holds.
+        enrolled: String,
+        /// What the config says.
+        configured: String,
+    },
+    /// Another node registered under this name with other keys.
+    #[error("node name {0} is registered with another identity")]
+    NameTaken(String),
+    /// An authority operation at a node that does not hold the authority.
+    #[error("this node does not hold the fencing authority")]
+    NotAuthority,
+    /// The cluster has no authority yet.
+    #[error("the cluster has no authority yet (start the node with authority = true first)")]
+    NoAuthority,
+    /// No node of that name asked to join.
+    #[error("no node named {0} asked to join")]
+    NoSuchNode(String),
+    /// The node is not waiting for approval.
+    #[error("node {name} is {state:?}, not pending")]
+    NotPending {
+        /// The node.
+        name: String,
+        /// Its state.
+        state: NodeState,
+    },
+}
+
+const AUTHORITY_LABEL: &str = "fence-authority";
+
+fn identity_label(name: &str) -> String {
+    format!("node-identity/{name}")
+}
+
+/// The file holding a node's sealed identity in the data directory.
+pub fn identity_file(data_dir: &Path, name: &str) -> PathBuf {
+    data_dir.join(format!("node-{name}.identity"))
+}
+
+/// A node's attributes from its config table.
+pub fn attributes(section: &NodeSection) -> Result<Attributes, ClusterError> {
+    Attributes::from_pairs(section.attributes.iter())
+        .map_err(|e| ClusterError::Attributes(e.to_string()))
+}
+
+fn stored(record: &FenceRecord) -> StoredFence {
+    StoredFence {
+        id: record.id(),
+        policy: record.policy().to_owned(),
+        epoch: record.epoch(),
+        record: record.to_bytes(),
+    }
+}
+
+/// The grant and fence record bytes a view was built from: what
+/// [`Membership::refresh`] compares to install only what changed.
+#[derive(Default, PartialEq, Eq)]
+struct Installed {
+    grant: Option<Vec<u8>>,
+    records: Vec<Vec<u8>>,
+}
+
+/// This node's membership: identity, store, and the authority if it holds it.
+pub struct Membership {
+    name: String,
+    store: Arc<dyn ClusterStore>,
+    identity: Zeroizing<Vec<u8>>,
+    authority: Option<Mutex<Authority>>,
+    /// The grant and records installed last (to install only what changed).
+    installed: Mutex<Installed>,
+}
+
+impl std::fmt::Debug for Membership {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Membership({}, authority: {})",
+            self.name,
+            self.authority.is_some()
+        )
+    }
+}
+
+impl Membership {
+    /// Loads or makes this node's identity and (with `authority = true`) the
+    /// authority, and registers the node's join request if the store does not
+    /// hold it yet.
+    pub fn join(
+        section: &NodeSection,
+        data_dir: &Path,
+        store: Arc<dyn ClusterStore>,
+        root: &dyn RootOfTrust,
+        address: &str,
+        now: Timestamp,
+    ) -> Result<Self, ClusterError> {
+        let attrs = attributes(section)?;
+        let identity = load_or_make_identity(data_dir, &section.name, attrs, root)?;
+        let request = identity.join_request()?;
+        match store.node(&section.name)? {
+            None => store.insert_node(&NodeRecord {
+                name: section.name.clone(),
+                address: address.to_owned(),
+                join_request: request.to_bytes(),
+                state: NodeState::Pending,
+                grant: None,
+                last_contact: now,
+            })?,
+            Some(known) => {
+                let theirs = JoinRequest::from_bytes(&known.join_request)?;
+                if theirs.claimed() != identity.public() {
+                    return Err(ClusterError::NameTaken(section.name.clone()));
+                }
+                store.touch_node(&section.name, address, now)?;
+            }
+        }
+        let authority = if section.authority {
+            Some(Mutex::new(load_or_make_authority(store.as_ref(), root)?))
+        } else {
+            None
+        };
+        Ok(Self {
+            name: section.name.clone(),
+            store,
+            identity: Zeroizing::new(identity.to_bytes().to_vec()),
+            authority,
+            installed: Mutex::new(Installed::default()),
+        })
+    }
+
+    /// The node's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether this node holds the authority.
+    pub fn is_authority(&self) -> bool {
+        self.authority.is_some()
+    }
+
+    /// The cluster store.
+    pub fn store(&self) -> &Arc<dyn ClusterStore> {
+        &self.store
+    }
+
+    fn lock_authority(&self) -> Result<MutexGuard<'_, Authority>, ClusterError> {
+        let authority = self.authority.as_ref().ok_or(ClusterError::NotAuthority)?;
+        Ok(authority.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn authority_public(&self) -> Result<Option<AuthorityPublic>, ClusterError> {
+        Ok(match self.store.authority()? {
+            Some(a) => Some(AuthorityPublic::from_bytes(&a.public)?),
+            None => None,
+        })
+    }
+
+    /// What this node knows of the fences now, read from the store; with the
+    /// grant and record bytes it was built from.
+    fn read_view(&self) -> Result<(FenceView, Installed), ClusterError> {
+        let Some(authority) = self.authority_public()? else {
+            return Ok((FenceView::default(), Installed::default()));
+        };
+        let grant = self
+            .store
+            .node(&self.name)?
+            .filter(|n| n.state == NodeState::Approved)
+            .and_then(|n| n.grant);
+        let keyring = match &grant {
+            Some(bytes) => Some(NodeKeyring::open(
+                NodeIdentity::from_bytes(&self.identity)?,
+                &NodeGrant::from_bytes(bytes)?,
+                &authority,
+            )?),
+            None => None,
+        };
+        let fences = self.store.fences()?;
+        let records = fences
+            .iter()
+            .map(|f| FenceRecord::from_bytes(&f.record))
+            .collect::<Result<Vec<_>, _>>()?;
+        let bytes = fences.into_iter().map(|f| f.record).collect();
+        Ok((
+            FenceView {
+                authority: Some(authority),
+                keyring,
+                records,
+            },
+            Installed {
+                grant,
+                records: bytes,
+            },
+        ))
+    }
+
+    /// The view to open the KMS with.
+    pub fn view(&self) -> Result<FenceView, ClusterError> {
+        let (view, seen) = self.read_view()?;
+        *self.installed.lock().unwrap_or_else(|p| p.into_inner()) = seen;
+        Ok(view)
+    }
+
+    /// Installs in `kms` what changed in the store since the last time (a
+    /// grant, new or rotated fences). Returns whether anything changed.
+    pub fn refresh(&self, kms: &Kms) -> Result<bool, ClusterError> {
+        let (mut view, seen) = self.read_view()?;
+        let mut installed = self.installed.lock().unwrap_or_else(|p| p.into_inner());
+        if *installed == seen {
+            return Ok(false);
+        }
+        if installed.grant == seen.grant {
+            view.keyring = None; // unchanged: keep the opened policy keys
+        }
+        let opened = kms.install_fences(view)?;
+        tracing::info!(node = %self.name, keys_opened = opened, "installed fence updates");
+        *installed = seen;
+        Ok(true)
+    }
+
+    /// Records that this node is alive.
+    pub fn heartbeat(&self, address: &str, now: Timestamp) -> Result<(), ClusterError> {
+        Ok(self.store.touch_node(&self.name, address, now)?)
+    }
+
+    /// Approves a pending node with the attributes it claimed: issues its
+    /// grant and adds it to every fence it satisfies. Authority only.
+    pub fn approve(&self, name: &str) -> Result<NodeRecord, ClusterError> {
+        let authority = self.lock_authority()?;
+        let mut node = self
+            .store
+            .node(name)?
+            .ok_or_else(|| ClusterError::NoSuchNode(name.to_owned()))?;
+        if node.state != NodeState::Pending {
+            return Err(ClusterError::NotPending {
+                name: name.to_owned(),
+                state: node.state,
+            });
+        }
+        let request = JoinRequest::from_bytes(&node.join_request)?;
+        let claimed = request.verify()?.attributes().clone();
+        let fences = self
+            .store
+            .fences()?
+            .iter()
+            .map(|f| FenceRecord::from_bytes(&f.record))
+            .collect::<Result<Vec<_>, _>>()?;
+        let approval = authority.approve(&request, claimed, &fences)?;
+        node.state = NodeState::Approved;
+        node.grant = Some(approval.grant.to_bytes());
+        self.store.update_node(&node)?;
+        for record in &approval.fences {
+            self.store.put_fence(&stored(record))?;
+        }
+        tracing::info!(node = %name, fences = approval.fences.len(), "node approved");
+        Ok(node)
+    }
+
+    /// Makes the fence of `policy` for the approved nodes (or returns the
+    /// stored one if it exists). Authority only.
+    pub fn create_fence(&self, policy: &str) -> Result<FenceRecord, ClusterError> {
+        let authority = self.lock_authority()?;
+        let (_, canonical) = keyfence_core::fence::normalize_policy(policy)?;
+        if let Some(existing) = self
+            .store
+            .fences()?
+            .into_iter()
+            .find(|f| f.policy == canonical)
+        {
+            return Ok(FenceRecord::from_bytes(&existing.record)?);
+        }
+        let grants = self
+            .store
+            .nodes()?
+            .into_iter()
+            .filter(|n| n.state == NodeState::Approved)
+            .filter_map(|n| n.grant)
+            .map(|g| NodeGrant::from_bytes(&g))
+            .collect::<Result<Vec<_>, _>>()?;
+        let record = authority.create_fence(&canonical, &grants)?;
+        self.store.put_fence(&stored(&record))?;
+        tracing::info!(fence = %record.id(), policy = %record.policy(), nodes = ?record.nodes(), "fence created");
+        Ok(record)
+    }
+}
+
+/// The authority node makes fences on demand for fenced CreateKeys.
+impl FenceMaker for Membership {
+    fn make_fence(&self, policy: &str) -> Result<FenceRecord, KmsError> {
+        self.create_fence(policy).map_err(|e| match e {
+            ClusterError::Kms(k) => k,
+            other => KmsError::Internal(format!("making fence for {policy}: {other}")),
+        })
+    }
+}
+
+fn load_or_make_identity(
+    data_dir: &Path,
+    name: &str,
+    attrs: Attributes,
+    root: &dyn RootOfTrust,
+) -> Result<NodeIdentity, ClusterError> {
+    let path = identity_file(data_dir, name);
+    let io = |source| ClusterError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read(&path) {
+        Ok(sealed) => {
+            let bytes = root.unseal(&identity_label(name), &sealed)?;
+            let identity = NodeIdentity::from_bytes(bytes.expose())?;
+            if identity.public().attributes() != &attrs {
+                return Err(ClusterError::AttributesChanged {
+                    name: name.to_owned(),
+                    enrolled: identity.public().attributes().to_string(),
+                    configured: attrs.to_string(),
+                });
+            }
+            Ok(identity)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let identity = NodeIdentity::generate(name, attrs)?;
+            let sealed = root.seal(&identity_label(name), &identity.to_bytes())?;
+            crate::root_key::write_private(&path, &sealed).map_err(io)?;
+            Ok(identity)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+fn load_or_make_authority(
+    store: &dyn ClusterStore,
+    root: &dyn RootOfTrust,
+) -> Result<Authority, ClusterError> {
+    if let Some(stored) = store.authority()? {
+        let bytes = root.unseal(AUTHORITY_LABEL, &stored.sealed)?;
+        return Ok(Authority::from_bytes(bytes.expose())?);
+    }
+    let authority = Authority::new()?;
+    store.insert_authority(&StoredAuthority {
+        public: authority.public().to_bytes(),
+        sealed: root.seal(AUTHORITY_LABEL, &authority.to_bytes())?,
+    })?;
+    tracing::info!("fencing authority created");
+    Ok(authority)
+}
