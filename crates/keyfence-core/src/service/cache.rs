@@ -5,27 +5,31 @@ use std::sync::Arc;
 
 use super::material::Material;
 use crate::model::{Alias, KeyMetadata};
+use crate::store::Revision;
 use crate::KeyId;
 
-/// A key's metadata with its unwrapped backing keys, by version.
+/// A key's metadata with its unwrapped backing keys, by version, at a revision.
 pub(super) struct CachedKey {
     pub meta: KeyMetadata,
     pub versions: Arc<BTreeMap<u32, Material>>,
+    pub revision: Revision,
 }
 
 impl CachedKey {
-    pub fn new(meta: KeyMetadata, versions: BTreeMap<u32, Material>) -> Self {
+    pub fn new(meta: KeyMetadata, versions: BTreeMap<u32, Material>, revision: Revision) -> Self {
         Self {
             meta,
             versions: Arc::new(versions),
+            revision,
         }
     }
 
-    /// The same material under new metadata.
-    pub fn with_metadata(&self, meta: KeyMetadata) -> Self {
+    /// The same material under new metadata, at a new revision.
+    pub fn with_metadata(&self, meta: KeyMetadata, revision: Revision) -> Self {
         Self {
             meta,
             versions: Arc::clone(&self.versions),
+            revision,
         }
     }
 }
@@ -42,8 +46,22 @@ impl Cache {
         self.keys.get(id).cloned()
     }
 
-    pub fn put(&mut self, key: CachedKey) {
-        self.keys.insert(key.meta.id, Arc::new(key));
+    /// Publishes `key` unless the cache already holds a newer revision of it
+    /// (a change and the feed may deliver the same key in either order).
+    pub fn put(&mut self, key: CachedKey) -> Arc<CachedKey> {
+        match self.keys.get(&key.meta.id) {
+            Some(held) if held.revision > key.revision => Arc::clone(held),
+            _ => {
+                let key = Arc::new(key);
+                self.keys.insert(key.meta.id, Arc::clone(&key));
+                key
+            }
+        }
+    }
+
+    /// Replaces everything (after a reload).
+    pub fn replace_all(&mut self, other: Cache) {
+        *self = other;
     }
 
     /// Removes a key and every alias that points to it.

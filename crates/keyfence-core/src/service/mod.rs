@@ -8,11 +8,15 @@ mod crypto_ops;
 mod import;
 mod lifecycle;
 mod material;
+mod replica;
 mod rotation;
 mod tags;
+mod writes;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use keyfence_crypto::SymmetricKey;
 
@@ -20,13 +24,14 @@ pub use asymmetric::{DataKeyPairOutput, SignOutput};
 pub use crypto_ops::{DataKeyOutput, DataKeySize, DecryptOutput, EncryptOutput, ReEncryptOutput};
 pub use import::ImportParameters;
 pub use lifecycle::{CreateKeyInput, DeletionScheduled};
+pub use replica::SyncOutcome;
 pub use rotation::RotationStatus;
 
 use crate::clock::{Clock, Timestamp};
 use crate::ids::{KeyId, KeyRef};
-use crate::model::{Alias, KeyMetadata};
+use crate::model::Alias;
 use crate::root::RootOfTrust;
-use crate::store::{DomainKeyRecord, Store};
+use crate::store::{DomainKeyRecord, Store, StoreError};
 use crate::KmsError;
 
 use cache::{Cache, CachedKey};
@@ -45,21 +50,37 @@ fn reject_alias(key_ref: &str) -> Result<(), KmsError> {
     Ok(())
 }
 
-/// A KMS for one node: keys, aliases and their material, cached in memory and
-/// persisted through a [`Store`].
+/// How old a replica may be before a node on a shared store refuses to
+/// answer from it (the default of [`Kms::with_max_staleness`]).
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(60);
+
+/// A KMS for one node: keys, aliases and their material, held in memory as a
+/// replica of a [`Store`] that other nodes may share.
+///
+/// Correctness does not rest on this process being the only writer: every
+/// state change is conditional on the key revision it was checked against
+/// (see `writes`), and [`Kms::sync`] applies the store's change feed to the
+/// replica (see `replica`).
 pub struct Kms {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     region: String,
     domain: DomainKeys,
     cache: RwLock<Cache>,
-    /// Serializes state changes so each is checked against the state it replaces.
-    writer: Mutex<()>,
+    /// Orders publications to the cache: a feed batch and this node's own
+    /// committed changes are applied one at a time (revisions decide for
+    /// keys; for aliases, the order of application).
+    replica: Mutex<replica::Replica>,
+    /// Clock time (ms) of the last confirmed read of the store.
+    last_sync: AtomicI64,
+    /// Bound on the replica's age, only on a shared store.
+    max_staleness: Option<Duration>,
 }
 
 impl Kms {
     /// Opens the service over `store`: creates the first domain key on an
-    /// empty store, then loads and unwraps every key into memory.
+    /// empty store, then loads and unwraps every key into memory. On a
+    /// shared store the replica's age is bounded by [`DEFAULT_MAX_STALENESS`].
     pub fn open(
         store: Arc<dyn Store>,
         root: &dyn RootOfTrust,
@@ -75,8 +96,12 @@ impl Kms {
                 wrapped: root.wrap_domain_key(1, &key)?,
                 created: clock.now(),
             };
-            store.insert_domain_key(&record)?;
-            snapshot.domain_keys.push(record);
+            match store.insert_domain_key(&record) {
+                // Another node starting on the same empty store came first.
+                Ok(()) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            snapshot = store.load()?;
         }
         let mut keys = HashMap::new();
         for record in &snapshot.domain_keys {
@@ -90,27 +115,30 @@ impl Kms {
             .iter()
             .map(|d| d.id)
             .max()
-            .expect("at least one domain key");
+            .ok_or_else(|| KmsError::Internal("the store holds no domain key".into()))?;
         let domain = DomainKeys { current, keys };
-        let mut cache = Cache::default();
-        for stored in snapshot.keys {
-            let mut versions = std::collections::BTreeMap::new();
-            for v in &stored.versions {
-                versions.insert(v.version, domain.unwrap(v, stored.metadata.spec)?);
-            }
-            cache.put(CachedKey::new(stored.metadata, versions));
-        }
-        for alias in snapshot.aliases {
-            cache.put_alias(alias);
-        }
-        Ok(Self {
+        let max_staleness = store.is_shared().then_some(DEFAULT_MAX_STALENESS);
+        let now = clock.now();
+        let kms = Self {
             store,
             clock,
             region: region.to_string(),
             domain,
-            cache: RwLock::new(cache),
-            writer: Mutex::new(()),
-        })
+            cache: RwLock::new(Cache::default()),
+            replica: Mutex::new(replica::Replica::default()),
+            last_sync: AtomicI64::new(now.0),
+            max_staleness,
+        };
+        kms.reload(snapshot)?;
+        Ok(kms)
+    }
+
+    /// Sets the bound on the replica's age beyond which reads are refused
+    /// with [`KmsError::DependencyTimeout`] (`None`: never). Only a shared
+    /// store has one by default; a single node's replica is never behind.
+    pub fn with_max_staleness(mut self, bound: Option<Duration>) -> Self {
+        self.max_staleness = bound;
+        self
     }
 
     /// The region this node names in ARNs.
@@ -123,8 +151,8 @@ impl Kms {
         self.clock.now()
     }
 
-    fn lock_writer(&self) -> MutexGuard<'_, ()> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock_replica(&self) -> MutexGuard<'_, replica::Replica> {
+        self.replica.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
@@ -139,6 +167,7 @@ impl Kms {
     /// deletion date has passed answers as destroyed (NotFound); the request
     /// path never writes, the sweeper ([`Self::run_due_tasks`]) destroys it.
     fn resolve(&self, account: &str, key_ref: &str) -> Result<Arc<CachedKey>, KmsError> {
+        self.require_fresh()?;
         let key = self.lookup(account, key_ref)?;
         if key.meta.is_due_for_destruction(self.now()) {
             return Err(KmsError::NotFound(format!(
@@ -213,21 +242,22 @@ impl Kms {
             .filter(|k| k.meta.account == account)
     }
 
+    /// Destroys a key whose deletion date has passed (run by the sweeper).
     fn destroy(&self, id: &KeyId) -> Result<(), KmsError> {
-        let _w = self.lock_writer();
-        if self.read_cache().key(id).is_none() {
+        let Some(key) = self.read_cache().key(id) else {
             return Ok(());
+        };
+        let now = self.now();
+        let done = self.change_key(key, |k| {
+            Ok(k.meta
+                .is_due_for_destruction(now)
+                .then_some(writes::KeyChange::Delete))
+        });
+        match done {
+            // Another node destroyed it first.
+            Ok(_) | Err(KmsError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
         }
-        self.store.delete_key(id)?;
-        self.write_cache().remove_key(id);
-        Ok(())
-    }
-
-    /// Persists new metadata for a key, then publishes it. Caller holds the writer lock.
-    fn commit_metadata(&self, key: &CachedKey, meta: KeyMetadata) -> Result<KeyMetadata, KmsError> {
-        self.store.update_key(&meta)?;
-        self.write_cache().put(key.with_metadata(meta.clone()));
-        Ok(meta)
     }
 
     /// Runs what the clock has made due: destroys keys whose deletion date has

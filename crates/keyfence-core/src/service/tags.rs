@@ -51,7 +51,7 @@ impl Kms {
     ) -> Result<(), KmsError> {
         self.update_metadata(account, key_ref, |m| {
             require_not_pending_deletion(m)?;
-            apply(&mut m.tags, tags)
+            apply(&mut m.tags, tags.clone())
         })
         .map(drop)
     }
