@@ -23,6 +23,8 @@ async fn start_node(dir: &Path, post_quantum: bool) -> Node {
         region: "us-east-1".into(),
         post_quantum,
         credentials: Vec::new(),
+        store: keyfence_server::config::StoreLocation::DataDir,
+        max_staleness: std::time::Duration::from_secs(60),
     };
     Node::start(config).await.expect("node starts")
 }

@@ -9,21 +9,19 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use keyfence_core::{Kms, KmsError, LocalRootKey, SystemClock};
-use keyfence_store::SqliteStore;
+use keyfence_core::{Kms, KmsError, LocalRootKey, Store, SystemClock};
+use keyfence_store::{PostgresStore, SqliteStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::Config;
+use crate::config::{Config, StoreLocation};
 use crate::datadir::{DataDir, DataDirError, Initialized};
 use crate::http::{self, AppState};
 use crate::metrics::{self, Metrics};
+use crate::replica::{self, Follow};
 use crate::sigv4::CredentialStore;
 use crate::tls::{self, KxMode, PqAcceptor, TlsError};
-
-/// How often the sweeper destroys keys past their deletion date and runs due rotations.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// File in the data directory where a started node publishes the addresses it
 /// actually bound, so a caller that asked for port 0 can find it:
@@ -99,13 +97,13 @@ impl Node {
     pub async fn start(config: Config) -> Result<Self, NodeError> {
         let (data_dir, initialized) = DataDir::open_or_init(&config.data_dir)?;
         let root = LocalRootKey::new(data_dir.load_root_key()?);
-        let store = Arc::new(SqliteStore::open(&data_dir.database())?);
-        let kms = Arc::new(Kms::open(
-            store,
-            &root,
-            Arc::new(SystemClock),
-            &config.region,
-        )?);
+        let (store, follow) = open_store(&config.store, &data_dir)?;
+        let kms = Kms::open(store, &root, Arc::new(SystemClock), &config.region)?;
+        let kms = Arc::new(if config.store.is_shared() {
+            kms.with_max_staleness(Some(config.max_staleness))
+        } else {
+            kms
+        });
         drop(root);
 
         let mut credentials = data_dir.load_credentials()?;
@@ -149,9 +147,12 @@ impl Node {
             metrics::serve_metrics(metrics_listener, metrics),
             stopped.clone(),
         ));
-        tasks.spawn(until_stopped(sweep(Arc::clone(&kms)), stopped));
+        tasks.spawn(until_stopped(
+            replica::run(Arc::clone(&kms), follow),
+            stopped,
+        ));
         publish_addrs(&data_dir.path, api_addr, metrics_addr)?;
-        tracing::info!(%api_addr, %metrics_addr, data_dir = %data_dir.path.display(), ?mode, "node started");
+        tracing::info!(%api_addr, %metrics_addr, data_dir = %data_dir.path.display(), store = ?config.store, ?mode, "node started");
         Ok(Self {
             api_addr,
             metrics_addr,
@@ -204,18 +205,26 @@ async fn until_stopped(
     }
 }
 
-async fn sweep(kms: Arc<Kms>) {
-    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
-    loop {
-        tick.tick().await;
-        let kms = Arc::clone(&kms);
-        match tokio::task::spawn_blocking(move || kms.run_due_tasks()).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(keys = n, "sweeper destroyed or rotated keys"),
-            Ok(Err(e)) => tracing::error!(error = %e, "sweeper failed"),
-            Err(e) => tracing::error!(error = %e, "sweeper task panicked"),
+/// Opens the store `location` names and says how to follow its changes.
+fn open_store(
+    location: &StoreLocation,
+    data_dir: &DataDir,
+) -> Result<(Arc<dyn Store>, Follow), NodeError> {
+    Ok(match location {
+        StoreLocation::DataDir => (
+            Arc::new(SqliteStore::open(&data_dir.database())?),
+            Follow::Nothing,
+        ),
+        StoreLocation::SharedSqlite(path) => (
+            Arc::new(SqliteStore::open_shared(path)?),
+            Follow::Poll(replica::SQLITE_POLL),
+        ),
+        StoreLocation::Postgres(url) => {
+            let store = PostgresStore::connect(url)?;
+            let waker = store.change_waker();
+            (Arc::new(store), Follow::Notify(waker))
         }
-    }
+    })
 }
 
 async fn accept_loop(

@@ -57,6 +57,12 @@ struct ServerArgs {
     /// Accept only hybrid post-quantum key exchange; refuse classical-only clients.
     #[arg(long)]
     post_quantum: bool,
+    /// Where keys are kept: `sqlite` (the data directory's file, one node),
+    /// `sqlite:PATH` (a file shared by nodes on one host) or a PostgreSQL
+    /// connection string such as
+    /// `postgres://keyfence@db1,db2/keyfence?target_session_attrs=read-write` [default: sqlite].
+    #[arg(long, env = "KEYFENCE_STORE")]
+    store: Option<String>,
 }
 
 fn init_logging(format: &str) {
@@ -98,6 +104,7 @@ async fn server(args: ServerArgs) -> Result<(), String> {
             metrics_listen: args.metrics_listen,
             data_dir: args.data_dir,
             post_quantum: args.post_quantum,
+            store: args.store,
         },
     )
     .map_err(|e| e.to_string())?;

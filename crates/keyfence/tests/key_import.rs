@@ -18,6 +18,8 @@ async fn node(dir: &std::path::Path) -> Node {
         region: "us-east-1".into(),
         post_quantum: true,
         credentials: Vec::new(),
+        store: keyfence_server::config::StoreLocation::DataDir,
+        max_staleness: std::time::Duration::from_secs(60),
     })
     .await
     .unwrap()
