@@ -1,6 +1,7 @@
 //! `keyfence`: the node and its command-line tools.
 
 mod key;
+mod store_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ enum Command {
     /// Key commands beyond the AWS API (post-quantum import of key material).
     #[command(subcommand)]
     Key(key::KeyCommand),
+    /// Store commands: move a single node's keys into PostgreSQL.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
 }
 
 #[derive(Args)]
@@ -168,6 +172,7 @@ fn main() -> ExitCode {
             .and_then(|rt| rt.block_on(server(args))),
         Command::Bench(args) => keyfence_bench::main(*args),
         Command::Key(command) => key::main(command),
+        Command::Store(command) => store_cmd::main(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
