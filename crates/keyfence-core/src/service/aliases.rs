@@ -90,6 +90,7 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<Page<Alias>, KmsError> {
         let limit = page::limit(limit, 100, 100)?;
+        self.require_fresh()?;
         let filter = match key_ref {
             Some(k) => Some(self.resolve_key(account, k)?.meta.id),
             None => None,

@@ -160,6 +160,7 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<Page<KeyMetadata>, KmsError> {
         let limit = page::limit(limit, 100, 1000)?;
+        self.require_fresh()?;
         let now = self.now();
         let mut keys: Vec<KeyMetadata> = self
             .read_cache()

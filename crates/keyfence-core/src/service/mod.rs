@@ -1,5 +1,8 @@
-//! The KMS service: every operation, over an in-memory cache of keys that is
-//! written through to the [`Store`] before any change is acknowledged.
+//! The KMS service: every operation, over an in-memory replica of the keys
+//! in a [`Store`] that other nodes may share. A change is committed to the
+//! store (conditional on the key revision it was checked against) before it
+//! is acknowledged and published to the replica; [`Kms::sync`] applies what
+//! other nodes changed.
 
 mod aliases;
 mod asymmetric;
