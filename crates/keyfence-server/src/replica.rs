@@ -40,7 +40,10 @@ impl Follow {
     async fn wait(&self, until: Instant) {
         match self {
             Self::Nothing => tokio::time::sleep_until(until).await,
-            Self::Poll(period) => tokio::time::sleep((*period).min(until - Instant::now())).await,
+            Self::Poll(period) => {
+                let left = until.saturating_duration_since(Instant::now());
+                tokio::time::sleep((*period).min(left)).await
+            }
             Self::Notify(waker) => {
                 let left = until.saturating_duration_since(Instant::now());
                 waker.wait_async(left.min(NOTIFY_FALLBACK)).await;
