@@ -106,3 +106,45 @@ async fn a_change_at_one_node_reaches_the_other_through_the_feed() {
     n2.shutdown().await;
     n1.shutdown().await;
 }
+
+/// Propagation figures, not a check: `cargo test -p keyfence-server --release
+/// --test replica_nodes -- --ignored --nocapture`. Times 200 CreateKeys from
+/// commit at one node to visible at the other (polled every 100 µs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by hand"]
+async fn propagation_percentiles() {
+    let pg = TempPostgres::new().unwrap();
+    let store = StoreLocation::Postgres(pg.connection_string());
+    let dirs = tempfile::tempdir().unwrap();
+    let (d1, d2) = (dirs.path().join("n1"), dirs.path().join("n2"));
+    let n1 = start(&d1, &store).await;
+    copy_dir(&d1, &d2);
+    let n2 = start(&d2, &store).await;
+    let (k1, k2) = (n1.kms.clone(), n2.kms.clone());
+    let mut samples = Vec::new();
+    for _ in 0..200 {
+        let k = k1.clone();
+        let key = tokio::task::spawn_blocking(move || k.create_key(A, CreateKeyInput::default()))
+            .await
+            .unwrap()
+            .unwrap();
+        let committed = Instant::now();
+        let arn = key.arn();
+        while k2.describe_key(A, &arn).is_err() {
+            assert!(committed.elapsed() < Duration::from_secs(5));
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+        samples.push(committed.elapsed());
+    }
+    samples.sort();
+    let at = |p: usize| samples[(samples.len() * p / 100).min(samples.len() - 1)];
+    eprintln!(
+        "propagation over {} CreateKeys: p50 {:?}, p99 {:?}, max {:?}",
+        samples.len(),
+        at(50),
+        at(99),
+        samples[samples.len() - 1]
+    );
+    n2.shutdown().await;
+    n1.shutdown().await;
+}
