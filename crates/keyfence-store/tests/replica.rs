@@ -174,6 +174,10 @@ fn changes_reach_the_other_node(shared: Shared) {
     let [n1, n2] = nodes(&shared, Arc::new(SystemClock));
     let key = n1.create_key(A, CreateKeyInput::default()).unwrap();
     assert!(n2.describe_key(A, &key.arn()).is_err());
+    // A management operation at the other node finds the key in the store
+    // even before that node syncs.
+    n2.tag_resource(A, &key.id.to_string(), vec![("t".into(), "v".into())])
+        .unwrap();
     let outcome = n2.sync().unwrap();
     assert!(outcome.applied >= 1, "{outcome:?}");
     let blob = n2

@@ -183,9 +183,42 @@ impl Kms {
 
     /// Like [`Self::resolve`] for operations that name a key only by key id or
     /// key ARN, as AWS requires for management operations: an alias is refused.
+    /// On a shared store, a key this replica has not synced yet (created at
+    /// another node a moment ago) is read from the store.
     fn resolve_key(&self, account: &str, key_ref: &str) -> Result<Arc<CachedKey>, KmsError> {
         reject_alias(key_ref)?;
-        self.resolve(account, key_ref)
+        match self.resolve(account, key_ref) {
+            Err(KmsError::NotFound(message)) if self.store.is_shared() => self
+                .fetch_unsynced(account, key_ref)?
+                .ok_or(KmsError::NotFound(message)),
+            other => other,
+        }
+    }
+
+    /// Reads a key named by id or key ARN from the store and publishes it;
+    /// `None` if the store has no such live key of `account`.
+    fn fetch_unsynced(
+        &self,
+        account: &str,
+        key_ref: &str,
+    ) -> Result<Option<Arc<CachedKey>>, KmsError> {
+        let id = match KeyRef::parse(key_ref)? {
+            KeyRef::Id(id) => id,
+            KeyRef::Arn {
+                region,
+                account: a,
+                id,
+            } if a == account && region == self.region => id,
+            _ => return Ok(None),
+        };
+        let Some(stored) = self.store.load_key(&id)? else {
+            return Ok(None);
+        };
+        if stored.metadata.account != account {
+            return Ok(None);
+        }
+        let key = self.publish(self.cached_key(stored)?);
+        Ok((!key.meta.is_due_for_destruction(self.now())).then_some(key))
     }
 
     /// Whether `key_ref` names a key of `account` whose private-key operations
