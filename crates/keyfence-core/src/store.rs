@@ -182,6 +182,8 @@ pub trait Store: Send + Sync {
     fn load(&self) -> Result<Snapshot, StoreError>;
     /// Reads one key with its versions and revision; `None` if it does not exist.
     fn load_key(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError>;
+    /// One alias; `None` if it does not exist.
+    fn load_alias(&self, account: &str, name: &str) -> Result<Option<Alias>, StoreError>;
     /// A key's current revision; `None` if it does not exist.
     fn key_revision(&self, id: &KeyId) -> Result<Option<Revision>, StoreError>;
     /// The entities changed since `cursor`, with their current state, and

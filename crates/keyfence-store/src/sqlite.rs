@@ -505,6 +505,10 @@ impl Store for SqliteStore {
         self.read(|tx| Ok(keys(tx, Some(id))?.pop()))
     }
 
+    fn load_alias(&self, account: &str, name: &str) -> Result<Option<Alias>, StoreError> {
+        Ok(aliases(&self.conn(), Some((account, name)))?.pop())
+    }
+
     fn key_revision(&self, id: &KeyId) -> Result<Option<Revision>, StoreError> {
         revision_of(&self.conn(), id)
     }

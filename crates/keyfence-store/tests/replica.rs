@@ -351,3 +351,25 @@ fn postgres_outage_keeps_crypto_and_refuses_changes_then_recovers() {
     }
     n2.disable_key(A, &created.arn()).unwrap();
 }
+
+/// Racing UpdateAlias calls at one node (no writer lock): the replica ends
+/// with what the store holds, never with the target of the call that
+/// committed first but published last.
+#[test]
+fn racing_alias_updates_leave_the_replica_as_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SqliteStore::open(&dir.path().join("k.db")).unwrap());
+    let root = LocalRootKey::new(SymmetricKey::generate().unwrap());
+    let kms = Kms::open(store.clone(), &root, Arc::new(SystemClock), "us-east-1").unwrap();
+    let a = kms.create_key(A, CreateKeyInput::default()).unwrap();
+    let b = kms.create_key(A, CreateKeyInput::default()).unwrap();
+    kms.create_alias(A, "alias/x", &a.arn()).unwrap();
+    for _ in 0..20 {
+        race(
+            || kms.update_alias(A, "alias/x", &a.arn()).unwrap(),
+            || kms.update_alias(A, "alias/x", &b.arn()).unwrap(),
+        );
+        let stored = store.load_alias(A, "alias/x").unwrap().unwrap();
+        assert_eq!(kms.describe_key(A, "alias/x").unwrap().id, stored.target);
+    }
+}

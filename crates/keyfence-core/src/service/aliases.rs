@@ -37,7 +37,8 @@ impl Kms {
             }
             other => other.into(),
         })?;
-        self.publish_alias(alias);
+        let (account, name) = (alias.account.clone(), alias.name.as_str().to_string());
+        self.publish_alias_state(&account, &name, Some(alias));
         Ok(())
     }
 
@@ -55,11 +56,11 @@ impl Kms {
         };
         match self.store.update_alias(&wanted)? {
             Some(stored) => {
-                self.publish_alias(stored);
+                self.publish_alias_state(account, wanted.name.as_str(), Some(stored));
                 Ok(())
             }
             None => {
-                self.publish_alias_removal(account, wanted.name.as_str());
+                self.publish_alias_state(account, wanted.name.as_str(), None);
                 Err(KmsError::NotFound(format!(
                     "Alias {} is not found.",
                     self.alias_arn_str(account, wanted.name.as_str())
@@ -71,7 +72,7 @@ impl Kms {
     /// DeleteAlias.
     pub fn delete_alias(&self, account: &str, name: &str) -> Result<(), KmsError> {
         let existed = self.store.delete_alias(account, name)?;
-        self.publish_alias_removal(account, name);
+        self.publish_alias_state(account, name, None);
         if !existed {
             return Err(KmsError::NotFound(format!(
                 "Alias {} is not found.",

@@ -1,6 +1,6 @@
 //! The in-memory view of keys and aliases that the request path reads.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::material::Material;
@@ -39,6 +39,10 @@ impl CachedKey {
 pub(super) struct Cache {
     keys: HashMap<KeyId, Arc<CachedKey>>,
     aliases: HashMap<(String, String), Alias>,
+    /// Keys known to be destroyed (ids are never reused), so that a change
+    /// committed before the destruction but published after it cannot bring
+    /// the key back.
+    destroyed: HashSet<KeyId>,
 }
 
 impl Cache {
@@ -49,6 +53,9 @@ impl Cache {
     /// Publishes `key` unless the cache already holds a newer revision of it
     /// (a change and the feed may deliver the same key in either order).
     pub fn put(&mut self, key: CachedKey) -> Arc<CachedKey> {
+        if self.destroyed.contains(&key.meta.id) {
+            return Arc::new(key);
+        }
         match self.keys.get(&key.meta.id) {
             Some(held) if held.revision > key.revision => Arc::clone(held),
             _ => {
@@ -59,13 +66,16 @@ impl Cache {
         }
     }
 
-    /// Replaces everything (after a reload).
-    pub fn replace_all(&mut self, other: Cache) {
+    /// Replaces everything (after a reload), remembering destroyed keys.
+    pub fn replace_all(&mut self, mut other: Cache) {
+        other.destroyed.extend(self.destroyed.drain());
+        other.keys.retain(|id, _| !other.destroyed.contains(id));
         *self = other;
     }
 
     /// Removes a key and every alias that points to it.
     pub fn remove_key(&mut self, id: &KeyId) {
+        self.destroyed.insert(*id);
         self.keys.remove(id);
         self.aliases.retain(|_, a| a.target != *id);
     }

@@ -173,15 +173,24 @@ impl Kms {
         self.write_cache().remove_key(id);
     }
 
-    /// Publishes an alias this node has just committed.
-    pub(super) fn publish_alias(&self, alias: crate::model::Alias) {
+    /// Publishes the state of an alias this node has just changed. Aliases
+    /// have no revision, so the alias is read back from the store under the
+    /// replica lock: every publication of an alias reads the store later than
+    /// the one before, and the replica never goes back to an older target.
+    /// If the store cannot be read, `written` (what this node committed) is
+    /// published; the next sync corrects it.
+    pub(super) fn publish_alias_state(
+        &self,
+        account: &str,
+        name: &str,
+        written: Option<crate::model::Alias>,
+    ) {
         let _replica = self.lock_replica();
-        self.write_cache().put_alias(alias);
-    }
-
-    /// Removes an alias this node has just deleted (or found gone).
-    pub(super) fn publish_alias_removal(&self, account: &str, name: &str) {
-        let _replica = self.lock_replica();
-        self.write_cache().remove_alias(account, name);
+        let current = self.store.load_alias(account, name).unwrap_or(written);
+        let mut cache = self.write_cache();
+        match current {
+            Some(alias) => cache.put_alias(alias),
+            None => cache.remove_alias(account, name),
+        }
     }
 }

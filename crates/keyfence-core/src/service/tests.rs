@@ -76,6 +76,13 @@ impl Store for MemoryStore {
         let s = self.0.lock().unwrap();
         Ok(s.keys.iter().find(|k| k.metadata.id == *id).cloned())
     }
+    fn load_alias(&self, account: &str, name: &str) -> Result<Option<Alias>, StoreError> {
+        let s = self.0.lock().unwrap();
+        Ok(s.aliases
+            .iter()
+            .find(|a| a.account == account && a.name.as_str() == name)
+            .cloned())
+    }
     fn key_revision(&self, id: &KeyId) -> Result<Option<Revision>, StoreError> {
         Ok(self.load_key(id)?.map(|k| k.revision))
     }

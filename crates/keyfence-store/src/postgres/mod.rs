@@ -178,6 +178,13 @@ impl Store for PostgresStore {
         self.run("load a key", move |pool| writes::load_key(pool, id))
     }
 
+    fn load_alias(&self, account: &str, name: &str) -> Result<Option<Alias>, StoreError> {
+        let (account, name) = (account.to_string(), name.to_string());
+        self.run("load an alias", move |pool| {
+            writes::load_alias(pool, account, name)
+        })
+    }
+
     fn key_revision(&self, id: &KeyId) -> Result<Option<Revision>, StoreError> {
         let id = *id;
         self.run("read a revision", move |pool| {

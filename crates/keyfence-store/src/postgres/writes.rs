@@ -278,3 +278,25 @@ pub(crate) async fn load_key(pool: Pool, id: KeyId) -> Result<Option<StoredKey>,
     release(client, suspect(&result));
     result
 }
+
+/// One alias, `None` if it does not exist.
+pub(crate) async fn load_alias(
+    pool: Pool,
+    account: String,
+    name: String,
+) -> Result<Option<Alias>, StoreError> {
+    let mut client = pool.get().await.map_err(pool_err)?;
+    let result = async {
+        let tx = client.transaction().await.map_err(db)?;
+        let mut found = rows::aliases(
+            &tx,
+            Some((std::slice::from_ref(&account), std::slice::from_ref(&name))),
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(found.pop())
+    }
+    .await;
+    release(client, suspect(&result));
+    result
+}
