@@ -26,3 +26,9 @@ cargo test --workspace
 step "end-to-end (AWS CLI, boto3, AWS Encryption SDK)"
 cargo build -p keyfence
 KEYFENCE_BIN=target/debug/keyfence tests/e2e/run.sh
+
+step "end-to-end against a node on PostgreSQL"
+# Same suite, every node on its own database of one throw-away PostgreSQL server
+# (target/debug/temp-postgres, from keyfence-testkit). About 2.5 minutes.
+cargo build -p keyfence-testkit --bin temp-postgres
+KEYFENCE_E2E_STORE=postgres KEYFENCE_BIN=target/debug/keyfence tests/e2e/run.sh

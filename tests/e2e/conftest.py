@@ -19,6 +19,7 @@ Environment:
 
 from __future__ import annotations
 
+import atexit
 import base64
 import json
 import os
@@ -90,6 +91,33 @@ class AwsCliError(Exception):
         )
 
 
+_TEMP_POSTGRES: subprocess.Popen | None = None
+
+
+def store_args() -> list[str]:
+    """`--store` for a new node: nothing (its data directory's SQLite file), or,
+    with KEYFENCE_E2E_STORE=postgres, a database of its own on one throw-away
+    PostgreSQL server for the whole session (target/debug/temp-postgres, from
+    `cargo build -p keyfence-testkit`; KEYFENCE_TEMP_POSTGRES overrides)."""
+    global _TEMP_POSTGRES
+    if os.environ.get("KEYFENCE_E2E_STORE", "sqlite") != "postgres":
+        return []
+    if _TEMP_POSTGRES is None:
+        helper = os.environ.get("KEYFENCE_TEMP_POSTGRES", str(REPO_ROOT / "target/debug/temp-postgres"))
+        _TEMP_POSTGRES = subprocess.Popen(
+            [helper], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        atexit.register(_TEMP_POSTGRES.stdin.close)
+        if _TEMP_POSTGRES.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"{helper} did not start PostgreSQL")
+    _TEMP_POSTGRES.stdin.write(f"kf_{secrets.token_hex(8)}\n")
+    _TEMP_POSTGRES.stdin.flush()
+    url = _TEMP_POSTGRES.stdout.readline().strip()
+    if not url.startswith("postgres://"):
+        raise RuntimeError(f"temp-postgres: {url}")
+    return ["--store", url]
+
+
 class Node:
     """A keyfence server process plus the clients that talk to it."""
 
@@ -102,7 +130,7 @@ class Node:
         self.data_dir = workdir / f"{name}-data"
         self.config_path = workdir / f"{name}-config.toml"
         self.log_path = workdir / f"{name}.log"
-        self.extra_args = list(extra_args)
+        self.extra_args = list(extra_args) + store_args()
         self.extra_credentials = list(extra_credentials)
         self.port = port
         self.metrics_port = metrics_port

@@ -25,6 +25,8 @@ async fn start_node(dir: &Path, post_quantum: bool) -> Node {
         credentials: Vec::new(),
         node: None,
         default_fence: None,
+        store: keyfence_server::config::StoreLocation::DataDir,
+        max_staleness: std::time::Duration::from_secs(60),
     };
     Node::start(config).await.expect("node starts")
 }

@@ -223,6 +223,10 @@ pub enum KmsError {
         /// Its canonical policy.
         policy: String,
     },
+    /// The store could not be reached, or this node's replica is older than
+    /// its staleness bound (AWS: DependencyTimeoutException; retry later).
+    #[error("{0}")]
+    DependencyTimeout(String),
     /// An internal failure; details are logged, not returned.
     #[error("internal error: {0}")]
     Internal(String),
@@ -230,7 +234,12 @@ pub enum KmsError {
 
 impl From<StoreError> for KmsError {
     fn from(e: StoreError) -> Self {
-        KmsError::Internal(format!("storage: {e}"))
+        match e {
+            StoreError::Unavailable(m) => {
+                KmsError::DependencyTimeout(format!("The key store is unavailable: {m}"))
+            }
+            other => KmsError::Internal(format!("storage: {other}")),
+        }
     }
 }
 

@@ -1,7 +1,22 @@
 //! The storage port: what the core asks of durable storage. Every method
 //! returns only after its change is durable.
+//!
+//! The store may be shared by several nodes (several processes on one SQLite
+//! file, or many nodes on PostgreSQL), so a node's view can be behind:
+//!
+//! - every change to a key is **conditional** on the key's [`Revision`] the
+//!   node checked it against, and fails with [`StoreError::Stale`] if another
+//!   change came first (optimistic concurrency);
+//! - an append-only **change feed** ([`Store::changes_since`]) names every
+//!   changed entity, so a node brings its in-memory replica up to date.
 
-use crate::{clock::Timestamp, model::Alias, KeyId, KeyMetadata};
+use crate::clock::Timestamp;
+use crate::model::Alias;
+use crate::{AliasName, KeyId, KeyMetadata};
+
+/// A key's revision: 1 when it is created, incremented by every change to its
+/// metadata or versions.
+pub type Revision = i64;
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -9,6 +24,22 @@ pub enum StoreError {
     /// A uniqueness constraint was violated (e.g. an alias that already exists).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A conditional write found the key at another revision (or gone):
+    /// another change came first. Re-read the key and re-check.
+    #[error("key {key_id} is at revision {found:?}, not {expected}")]
+    Stale {
+        /// The key.
+        key_id: KeyId,
+        /// The revision the write was checked against.
+        expected: Revision,
+        /// The stored revision, `None` if the key no longer exists.
+        found: Option<Revision>,
+    },
+    /// The store cannot be reached or did not answer in time (connection
+    /// lost, timeout, server shutting down, database locked too long). A
+    /// write that fails this way may or may not have been committed.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
     /// The stored data could not be decoded.
     #[error("corrupt record: {0}")]
     Corrupt(String),
@@ -43,51 +74,156 @@ pub struct VersionRecord {
     pub created: Timestamp,
 }
 
-/// A key and all its versions.
+/// A key, all its versions and its revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredKey {
     /// Metadata.
     pub metadata: KeyMetadata,
     /// Backing key versions.
     pub versions: Vec<VersionRecord>,
+    /// The key's revision.
+    pub revision: Revision,
 }
 
-/// Everything the store holds, read once at start-up.
+/// A position in a store's change feed. Its meaning belongs to the store
+/// (a sequence number for SQLite, a transaction id for PostgreSQL); the core
+/// only hands back what the store gave it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct FeedCursor(u64);
+
+impl FeedCursor {
+    /// Before every change: reading from here returns the whole history still in the feed.
+    pub const START: Self = Self(0);
+
+    /// The cursor as a number, to persist it.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    /// A cursor persisted with [`as_u64`](Self::as_u64).
+    pub fn from_u64(v: u64) -> Self {
+        Self(v)
+    }
+}
+
+/// Everything the store holds, read in one consistent snapshot, with the
+/// feed cursor from which changes after that snapshot are read.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// Domain keys.
     pub domain_keys: Vec<DomainKeyRecord>,
-    /// Keys with their versions.
+    /// Keys with their versions and revisions.
     pub keys: Vec<StoredKey>,
     /// Aliases.
     pub aliases: Vec<Alias>,
+    /// Read changes from here on with [`Store::changes_since`]. Changes
+    /// already in the snapshot may be delivered again; applying them is idempotent.
+    pub cursor: FeedCursor,
+}
+
+/// One changed entity and its state as of the batch's snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangedEntity {
+    /// A domain key (they are never removed).
+    DomainKey {
+        /// Its number.
+        id: u32,
+        /// Its record; `None` only if it was removed by hand.
+        current: Option<DomainKeyRecord>,
+    },
+    /// A key's metadata or versions.
+    Key {
+        /// The key.
+        id: KeyId,
+        /// Its state, `None` once deleted.
+        current: Option<Box<StoredKey>>,
+    },
+    /// An alias.
+    Alias {
+        /// Owning account.
+        account: String,
+        /// The alias name.
+        name: AliasName,
+        /// The alias, `None` once deleted.
+        current: Option<Alias>,
+    },
+}
+
+/// A changed entity with the feed position of its latest change in the batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Feed sequence number of the entity's latest change in this batch;
+    /// changes are returned in increasing `seq`.
+    pub seq: i64,
+    /// The entity and its current state.
+    pub entity: ChangedEntity,
+}
+
+/// The result of one read of the change feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeBatch {
+    /// The entities changed since the cursor, each once, in order of their latest change.
+    pub changes: Vec<Change>,
+    /// Where the next read starts.
+    pub cursor: FeedCursor,
+    /// The store is behind the cursor it was given (a failover to a standby
+    /// that had not received everything, or a database file replaced): the
+    /// reader cannot know what it holds that the store lost, and must reload
+    /// everything with [`Store::load`].
+    pub rewound: bool,
 }
 
 /// Durable storage for wrapped key material and metadata.
 pub trait Store: Send + Sync {
-    /// Reads everything.
+    /// Whether other nodes may write to this store too (then a node's
+    /// replica can fall behind, and is bounded in staleness).
+    fn is_shared(&self) -> bool;
+    /// Reads everything, in one snapshot.
     fn load(&self) -> Result<Snapshot, StoreError>;
-    /// Adds a domain key.
+    /// Reads one key with its versions and revision; `None` if it does not exist.
+    fn load_key(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError>;
+    /// One alias; `None` if it does not exist.
+    fn load_alias(&self, account: &str, name: &str) -> Result<Option<Alias>, StoreError>;
+    /// A key's current revision; `None` if it does not exist.
+    fn key_revision(&self, id: &KeyId) -> Result<Option<Revision>, StoreError>;
+    /// The entities changed since `cursor`, with their current state, and
+    /// the cursor to read from next. Never skips a committed change.
+    fn changes_since(&self, cursor: FeedCursor) -> Result<ChangeBatch, StoreError>;
+    /// Adds a domain key; [`StoreError::Conflict`] if its number exists.
     fn insert_domain_key(&self, key: &DomainKeyRecord) -> Result<(), StoreError>;
-    /// Adds a key with its versions (none for a key awaiting imported material), atomically.
+    /// Adds a key with its versions (none for a key awaiting imported
+    /// material), atomically, at revision 1.
     fn insert_key(&self, key: &KeyMetadata, versions: &[VersionRecord]) -> Result<(), StoreError>;
-    /// Replaces a key's metadata.
-    fn update_key(&self, key: &KeyMetadata) -> Result<(), StoreError>;
-    /// Adds a version and replaces the metadata, atomically.
-    fn add_version(&self, key: &KeyMetadata, version: &VersionRecord) -> Result<(), StoreError>;
-    /// Replaces all of a key's versions and its metadata, atomically (import
-    /// and deletion of imported material).
+    /// Replaces a key's metadata if it is still at revision `expected`;
+    /// returns the new revision, or [`StoreError::Stale`].
+    fn update_key(&self, key: &KeyMetadata, expected: Revision) -> Result<Revision, StoreError>;
+    /// Adds a version and replaces the metadata, atomically, if the key is
+    /// still at revision `expected`; returns the new revision.
+    fn add_version(
+        &self,
+        key: &KeyMetadata,
+        version: &VersionRecord,
+        expected: Revision,
+    ) -> Result<Revision, StoreError>;
+    /// Replaces all of a key's versions and its metadata, atomically, if the
+    /// key is still at revision `expected` (import and deletion of imported
+    /// material); returns the new revision.
     fn replace_versions(
         &self,
         key: &KeyMetadata,
         versions: &[VersionRecord],
-    ) -> Result<(), StoreError>;
-    /// Destroys a key: its metadata, every version of its material and its aliases.
-    fn delete_key(&self, id: &KeyId) -> Result<(), StoreError>;
-    /// Adds an alias; [`StoreError::Conflict`] if the name exists in the account.
+        expected: Revision,
+    ) -> Result<Revision, StoreError>;
+    /// Destroys a key at revision `expected`: its metadata, every version of
+    /// its material and its aliases.
+    fn delete_key(&self, id: &KeyId, expected: Revision) -> Result<(), StoreError>;
+    /// Adds an alias; [`StoreError::Conflict`] if the name exists in the
+    /// account or the target key does not exist.
     fn insert_alias(&self, alias: &Alias) -> Result<(), StoreError>;
-    /// Points an existing alias at another key.
-    fn update_alias(&self, alias: &Alias) -> Result<(), StoreError>;
-    /// Removes an alias.
-    fn delete_alias(&self, account: &str, name: &str) -> Result<(), StoreError>;
+    /// Points an existing alias at `alias.target` and sets its update time;
+    /// returns the alias as stored (with its creation time), `None` if there
+    /// is no such alias.
+    fn update_alias(&self, alias: &Alias) -> Result<Option<Alias>, StoreError>;
+    /// Removes an alias; returns whether it existed.
+    fn delete_alias(&self, account: &str, name: &str) -> Result<bool, StoreError>;
 }

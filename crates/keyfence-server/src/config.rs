@@ -19,6 +19,60 @@ pub const DEFAULT_DATA_DIR: &str = "keyfence-data";
 pub const DEFAULT_REGION: &str = "us-east-1";
 /// Default account of the development credential.
 pub const DEFAULT_ACCOUNT: &str = "111122223333";
+/// Default bound on a replica's age on a shared store (seconds).
+pub const DEFAULT_MAX_STALENESS_SECS: u64 = 60;
+
+/// Where a node keeps its keys.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// `sqlite` (the default): the data directory's `keyfence.db`, this node alone.
+    DataDir,
+    /// `sqlite:PATH`: a SQLite file shared by several nodes on one host.
+    SharedSqlite(PathBuf),
+    /// `postgres://…` or `postgresql://…` (or a libpq `key=value` string):
+    /// a PostgreSQL database shared by many nodes.
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// Parses the `--store` / `store =` value.
+    pub fn parse(s: &str) -> Result<Self, ConfigError> {
+        if s == "sqlite" {
+            Ok(Self::DataDir)
+        } else if let Some(path) = s.strip_prefix("sqlite:") {
+            if path.is_empty() {
+                return Err(ConfigError::Invalid("sqlite: needs a file path".into()));
+            }
+            Ok(Self::SharedSqlite(PathBuf::from(path)))
+        } else if s.starts_with("postgres://")
+            || s.starts_with("postgresql://")
+            || s.contains("host=")
+        {
+            Ok(Self::Postgres(s.to_string()))
+        } else {
+            Err(ConfigError::Invalid(format!(
+                "store must be sqlite, sqlite:PATH or a PostgreSQL connection string, not {:?}",
+                s.split('@').next_back().unwrap_or_default()
+            )))
+        }
+    }
+
+    /// Whether other nodes may share it.
+    pub fn is_shared(&self) -> bool {
+        !matches!(self, Self::DataDir)
+    }
+}
+
+impl std::fmt::Debug for StoreLocation {
+    /// Never shows a connection string: it may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::DataDir => f.write_str("sqlite"),
+            Self::SharedSqlite(p) => write!(f, "sqlite:{}", p.display()),
+            Self::Postgres(_) => f.write_str("postgres"),
+        }
+    }
+}
 
 /// A configuration problem.
 #[derive(Debug, thiserror::Error)]
@@ -126,6 +180,10 @@ pub struct ConfigFile {
     pub region: Option<String>,
     /// Refuse classical-only TLS clients.
     pub post_quantum: Option<bool>,
+    /// Where keys are kept: `sqlite` (default), `sqlite:PATH`, `postgres://…`.
+    pub store: Option<String>,
+    /// Bound on the replica's age on a shared store, in seconds (default 60).
+    pub max_staleness_seconds: Option<u64>,
     /// Credentials beyond the data directory's.
     #[serde(default)]
     pub credentials: Vec<CredentialEntry>,
@@ -169,6 +227,8 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// `--post-quantum`.
     pub post_quantum: bool,
+    /// `--store`.
+    pub store: Option<String>,
 }
 
 /// The resolved configuration of a node.
@@ -189,6 +249,10 @@ pub struct Config {
     pub node: Option<NodeSection>,
     /// The fence of keys created without a `keyfence:fence` tag (`[regions]` of this region).
     pub default_fence: Option<String>,
+    /// Where keys are kept.
+    pub store: StoreLocation,
+    /// Bound on the replica's age on a shared store.
+    pub max_staleness: std::time::Duration,
 }
 
 impl Config {
@@ -204,7 +268,21 @@ impl Config {
                 "region {region:?} is not a region name"
             )));
         }
+        let store = match overrides.store.or(file.store) {
+            Some(s) => StoreLocation::parse(&s)?,
+            None => StoreLocation::DataDir,
+        };
+        let staleness = file
+            .max_staleness_seconds
+            .unwrap_or(DEFAULT_MAX_STALENESS_SECS);
+        if staleness == 0 {
+            return Err(ConfigError::Invalid(
+                "max_staleness_seconds must be at least 1".into(),
+            ));
+        }
         Ok(Self {
+            store,
+            max_staleness: std::time::Duration::from_secs(staleness),
             listen: overrides
                 .listen
                 .or(file.listen)
@@ -276,6 +354,38 @@ mod tests {
             Path::new("c.toml")
         )
         .is_err());
+    }
+
+    #[test]
+    fn store_locations_parse_and_never_show_a_password() {
+        let file: ConfigFile = parse_toml(
+            "store = \"postgres://kf:secret@db1,db2/keyfence?target_session_attrs=read-write\"\nmax_staleness_seconds = 5\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let config = Config::resolve(file, Overrides::default()).unwrap();
+        assert!(matches!(&config.store, StoreLocation::Postgres(u) if u.contains("db2")));
+        assert_eq!(format!("{:?}", config.store), "postgres");
+        assert_eq!(config.max_staleness, std::time::Duration::from_secs(5));
+        let config = Config::resolve(
+            ConfigFile::default(),
+            Overrides {
+                store: Some("sqlite:/tmp/shared.db".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            config.store,
+            StoreLocation::SharedSqlite("/tmp/shared.db".into())
+        );
+        assert!(config.store.is_shared());
+        let config = Config::resolve(ConfigFile::default(), Overrides::default()).unwrap();
+        assert_eq!(config.store, StoreLocation::DataDir);
+        assert!(!config.store.is_shared());
+        assert_eq!(config.max_staleness, std::time::Duration::from_secs(60));
+        let err = StoreLocation::parse("mysql://u:pw@h/db").err().unwrap();
+        assert!(!err.to_string().contains("pw"), "{err}");
     }
 
     #[test]

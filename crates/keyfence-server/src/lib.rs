@@ -13,6 +13,7 @@ pub mod forward;
 pub mod http;
 pub mod metrics;
 pub mod node;
+pub mod replica;
 pub mod root_key;
 pub mod sigv4;
 pub mod tls;

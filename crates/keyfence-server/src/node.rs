@@ -11,23 +11,21 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use keyfence_core::cluster::ClusterStore;
 use keyfence_core::service::{FenceMaker, FenceView};
-use keyfence_core::{Clock, Kms, KmsError, LocalRootKey, SystemClock};
-use keyfence_store::SqliteStore;
+use keyfence_core::{Clock, Kms, KmsError, LocalRootKey, Store, SystemClock};
+use keyfence_store::{PostgresStore, SqliteStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::cluster::{ClusterError, Membership, POLL_INTERVAL};
-use crate::config::Config;
+use crate::cluster::{Membership, POLL_INTERVAL};
+use crate::config::{Config, StoreLocation};
 use crate::datadir::{DataDir, DataDirError, Initialized};
 use crate::forward::Forwarder;
 use crate::http::{self, AppState};
 use crate::metrics::{self, Metrics};
+use crate::replica::{self, Follow};
 use crate::sigv4::CredentialStore;
 use crate::tls::{self, ClientGroups, KxMode, PqAcceptor, TlsError};
-
-/// How often the sweeper destroys keys past their deletion date and runs due rotations.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// File in the data directory where a started node publishes the addresses it
 /// actually bound, so a caller that asked for port 0 can find it:
@@ -108,17 +106,17 @@ impl Node {
     pub async fn start(config: Config) -> Result<Self, NodeError> {
         let (data_dir, initialized) = DataDir::open_or_init(&config.data_dir)?;
         let root = LocalRootKey::new(data_dir.load_root_key()?);
-        let database = config
-            .node
-            .as_ref()
-            .and_then(|n| n.store.clone())
-            .unwrap_or_else(|| data_dir.database());
-        let store = Arc::new(SqliteStore::open(&database)?);
+        // A cluster node's `[node] store` names a SQLite file its peers share.
+        let location = match config.node.as_ref().and_then(|n| n.store.clone()) {
+            Some(path) => StoreLocation::SharedSqlite(path),
+            None => config.store.clone(),
+        };
+        let (store, cluster_store, follow) = open_store(&location, &data_dir)?;
         let cluster = match &config.node {
             Some(section) => Some(Arc::new(Membership::join(
                 section,
                 &data_dir.path,
-                Arc::clone(&store) as Arc<dyn ClusterStore>,
+                cluster_store,
                 &root,
                 &config.listen.to_string(),
                 SystemClock.now(),
@@ -131,7 +129,11 @@ impl Node {
         };
         let kms = Kms::open_fenced(store, &root, Arc::new(SystemClock), &config.region, view)?
             .with_default_fence(config.default_fence.as_deref())?;
-        let kms = Arc::new(kms);
+        let kms = Arc::new(if location.is_shared() {
+            kms.with_max_staleness(Some(config.max_staleness))
+        } else {
+            kms
+        });
         if let Some(c) = cluster.as_ref().filter(|c| c.is_authority()) {
             kms.set_fence_maker(Arc::clone(c) as Arc<dyn FenceMaker>);
         }
@@ -193,10 +195,13 @@ impl Node {
             metrics::serve_metrics(metrics_listener, metrics),
             stopped.clone(),
         ));
-        tasks.spawn(until_stopped(sweep(Arc::clone(&kms)), stopped));
+        tasks.spawn(until_stopped(
+            replica::run(Arc::clone(&kms), follow),
+            stopped,
+        ));
         let addr_file = addr_file(cluster.as_deref().map(Membership::name));
         publish_addrs(&data_dir.path.join(&addr_file), api_addr, metrics_addr)?;
-        tracing::info!(%api_addr, %metrics_addr, data_dir = %data_dir.path.display(), ?mode, "node started");
+        tracing::info!(%api_addr, %metrics_addr, data_dir = %data_dir.path.display(), store = ?location, ?mode, "node started");
         Ok(Self {
             api_addr,
             metrics_addr,
@@ -260,7 +265,8 @@ async fn until_stopped(
     }
 }
 
-/// Heartbeat, pick up grants and fence records, and adopt keys other nodes made.
+/// Heartbeat, and pick up this node's grant and the fence records (keys
+/// themselves arrive through the store's change feed, see `replica`).
 async fn poll_cluster(cluster: Arc<Membership>, kms: Arc<Kms>, api_addr: SocketAddr) {
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     loop {
@@ -268,31 +274,38 @@ async fn poll_cluster(cluster: Arc<Membership>, kms: Arc<Kms>, api_addr: SocketA
         let (cluster, kms) = (Arc::clone(&cluster), Arc::clone(&kms));
         let polled = tokio::task::spawn_blocking(move || {
             cluster.heartbeat(&api_addr.to_string(), SystemClock.now())?;
-            cluster.refresh(&kms)?;
-            // Until the change feed: keys other nodes of the store made.
-            kms.adopt_new_keys().map_err(ClusterError::from)
+            cluster.refresh(&kms).map(drop)
         })
         .await;
         match polled {
-            Ok(Ok(_)) => {}
+            Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "cluster poll failed"),
             Err(e) => tracing::error!(error = %e, "cluster poll task panicked"),
         }
     }
 }
 
-async fn sweep(kms: Arc<Kms>) {
-    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
-    loop {
-        tick.tick().await;
-        let kms = Arc::clone(&kms);
-        match tokio::task::spawn_blocking(move || kms.run_due_tasks()).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(keys = n, "sweeper destroyed or rotated keys"),
-            Ok(Err(e)) => tracing::error!(error = %e, "sweeper failed"),
-            Err(e) => tracing::error!(error = %e, "sweeper task panicked"),
+/// An opened store: its key port, its cluster port (the same database), and
+/// how to follow its changes.
+type OpenedStore = (Arc<dyn Store>, Arc<dyn ClusterStore>, Follow);
+
+/// Opens the store `location` names (with its cluster tables).
+fn open_store(location: &StoreLocation, data_dir: &DataDir) -> Result<OpenedStore, NodeError> {
+    Ok(match location {
+        StoreLocation::DataDir => {
+            let store = Arc::new(SqliteStore::open(&data_dir.database())?);
+            (store.clone(), store, Follow::Nothing)
         }
-    }
+        StoreLocation::SharedSqlite(path) => {
+            let store = Arc::new(SqliteStore::open_shared(path)?);
+            (store.clone(), store, Follow::Poll(replica::SQLITE_POLL))
+        }
+        StoreLocation::Postgres(url) => {
+            let store = Arc::new(PostgresStore::connect(url)?);
+            let waker = store.change_waker();
+            (store.clone(), store, Follow::Notify(waker))
+        }
+    })
 }
 
 async fn accept_loop(

@@ -42,6 +42,8 @@ async fn start(dir: &Path, name: &str, attrs: &[(&str, &str)], authority: bool) 
             store: None,
         }),
         default_fence: None,
+        store: keyfence_server::config::StoreLocation::DataDir,
+        max_staleness: std::time::Duration::from_secs(60),
     })
     .await
     .expect("node starts")
@@ -206,21 +208,15 @@ async fn enrollment_and_a_fenced_key_across_three_nodes() {
     assert_eq!(enc.status, 200, "{:?}", enc.json());
     let blob = enc.json()["CiphertextBlob"].clone();
 
-    // Keys made at one node reach the others by polling the store (the
-    // change feed is not wired in yet); poll now rather than wait.
+    // Keys made at one node reach the others through the store's change
+    // feed (each node's replica task follows it); sync now rather than wait.
     let mut nodes = nodes;
     let iad = nodes.pop().unwrap();
     let par = nodes.pop().unwrap();
-    assert_eq!(
-        kms(&iad, &s, "DescribeKey", json!({"KeyId": arn}))
-            .await
-            .error_code()
-            .as_deref(),
-        Some("NotFoundException")
-    );
-    assert_eq!(par.kms.adopt_new_keys().unwrap(), 1);
-    assert_eq!(iad.kms.adopt_new_keys().unwrap(), 1);
-    assert_eq!(iad.kms.adopt_new_keys().unwrap(), 0);
+    par.kms.sync().unwrap();
+    iad.kms.sync().unwrap();
+    let described = kms(&iad, &s, "DescribeKey", json!({"KeyId": arn})).await;
+    assert_eq!(described.status, 200, "{:?}", described.json());
 
     let dec = kms(&par, &s, "Decrypt", json!({"CiphertextBlob": blob})).await;
     assert_eq!(dec.status, 200, "{:?}", dec.json());
@@ -280,7 +276,7 @@ async fn enrollment_and_a_fenced_key_across_three_nodes() {
     .await;
     assert_eq!(made.status, 200, "{:?}", made.json());
     // Made at fra or par, not at iad: iad learns of it from the store.
-    assert_eq!(iad.kms.adopt_new_keys().unwrap(), 1);
+    iad.kms.sync().unwrap();
     let metrics = support::scrape(&iad).await;
     let forwarded: u64 = metrics
         .lines()

@@ -1,20 +1,28 @@
-//! The SQLite adapter.
+//! The SQLite adapter: one file, one writer at a time.
+//!
+//! Several processes may share the file (a development cluster on one host,
+//! opened with [`SqliteStore::open_shared`]): WAL lets readers run beside the
+//! writer, and a 5 s busy timeout waits for the write lock. Every change runs
+//! in an `IMMEDIATE` transaction, so writers are serialized and the change
+//! feed's sequence numbers are taken in commit order: a reader that remembers
+//! the highest `seq` it has read never skips a change.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
 use keyfence_core::model::{Alias, KeyMetadata};
-use keyfence_core::store::{DomainKeyRecord, Snapshot, StoreError, StoredKey, VersionRecord};
+use keyfence_core::store::{
+    Change, ChangeBatch, ChangedEntity, DomainKeyRecord, FeedCursor, Revision, Snapshot,
+    StoreError, StoredKey, VersionRecord,
+};
 use keyfence_core::{AliasName, KeyId, Store, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
 
 use crate::format;
 
-/// Schema version this build writes.
-const SCHEMA_VERSION: i64 = 1;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
+/// Schema version 1: keys, versions, aliases, domain keys.
+const V1: &str = "
 CREATE TABLE IF NOT EXISTS domain_keys (
     id INTEGER PRIMARY KEY,
     wrapped BLOB NOT NULL,
@@ -43,9 +51,49 @@ CREATE TABLE IF NOT EXISTS aliases (
 );
 ";
 
+/// Schema version 2: a revision per key (for conditional writes) and the
+/// append-only change feed, written by triggers in the changing transaction.
+const V2: &str = "
+ALTER TABLE keys ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+CREATE TABLE changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    entity TEXT NOT NULL,
+    key_id TEXT,
+    domain_key_id INTEGER,
+    account TEXT,
+    alias_name TEXT
+);
+CREATE TRIGGER keys_insert_feed AFTER INSERT ON keys
+    BEGIN INSERT INTO changes (entity, key_id) VALUES ('key', NEW.id); END;
+CREATE TRIGGER keys_update_feed AFTER UPDATE ON keys
+    BEGIN INSERT INTO changes (entity, key_id) VALUES ('key', NEW.id); END;
+CREATE TRIGGER keys_delete_feed AFTER DELETE ON keys
+    BEGIN INSERT INTO changes (entity, key_id) VALUES ('key', OLD.id); END;
+CREATE TRIGGER key_versions_insert_feed AFTER INSERT ON key_versions
+    BEGIN INSERT INTO changes (entity, key_id) VALUES ('key', NEW.key_id); END;
+CREATE TRIGGER key_versions_delete_feed AFTER DELETE ON key_versions
+    BEGIN INSERT INTO changes (entity, key_id) VALUES ('key', OLD.key_id); END;
+CREATE TRIGGER aliases_insert_feed AFTER INSERT ON aliases
+    BEGIN INSERT INTO changes (entity, account, alias_name) VALUES ('alias', NEW.account, NEW.name); END;
+CREATE TRIGGER aliases_update_feed AFTER UPDATE ON aliases
+    BEGIN INSERT INTO changes (entity, account, alias_name) VALUES ('alias', NEW.account, NEW.name); END;
+CREATE TRIGGER aliases_delete_feed AFTER DELETE ON aliases
+    BEGIN INSERT INTO changes (entity, account, alias_name) VALUES ('alias', OLD.account, OLD.name); END;
+CREATE TRIGGER domain_keys_insert_feed AFTER INSERT ON domain_keys
+    BEGIN INSERT INTO changes (entity, domain_key_id) VALUES ('domain_key', NEW.id); END;
+";
+
+/// `(version, SQL)` in order; a database at version n gets every later one.
+/// Never edit an applied migration: add one.
+const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
+
+/// Schema version this build writes.
+const SCHEMA_VERSION: i64 = 2;
+
 /// A [`Store`] in one SQLite file.
 pub struct SqliteStore {
     conn: Mutex<Connection>,
+    shared: bool,
 }
 
 pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
@@ -54,6 +102,14 @@ pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
             if err.code == rusqlite::ErrorCode::ConstraintViolation =>
         {
             StoreError::Conflict(msg.unwrap_or_else(|| err.to_string()))
+        }
+        rusqlite::Error::SqliteFailure(err, msg)
+            if matches!(
+                err.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ) =>
+        {
+            StoreError::Unavailable(msg.unwrap_or_else(|| err.to_string()))
         }
         other => StoreError::Backend(other.to_string()),
     }
@@ -67,42 +123,67 @@ fn parse_key_id(s: &str) -> Result<KeyId, StoreError> {
     s.parse().map_err(|_| corrupt("key id", s))
 }
 
+/// Brings the schema to [`SCHEMA_VERSION`], in one IMMEDIATE transaction so
+/// that processes opening the file together migrate it once.
+fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);")
+        .map_err(backend)?;
+    let found: Option<i64> = tx
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    let applied = found.unwrap_or(0);
+    if applied > SCHEMA_VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "database schema version {applied}; this build reads up to {SCHEMA_VERSION}"
+        )));
+    }
+    for (_, sql) in MIGRATIONS.iter().filter(|(v, _)| *v > applied) {
+        tx.execute_batch(sql).map_err(backend)?;
+    }
+    match found {
+        None => tx.execute(
+            "INSERT INTO schema_version (version) VALUES (?1)",
+            [SCHEMA_VERSION],
+        ),
+        Some(_) => tx.execute("UPDATE schema_version SET version = ?1", [SCHEMA_VERSION]),
+    }
+    .map_err(backend)?;
+    tx.commit().map_err(backend)
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the database at `path` for one node, and
+    /// migrates an older schema.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let conn = Connection::open(path).map_err(backend)?;
+        Self::open_with(path, false)
+    }
+
+    /// Opens the database at `path` as one of several nodes sharing it (on
+    /// one host): the node's replica follows the change feed and its age is bounded.
+    pub fn open_shared(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, shared: bool) -> Result<Self, StoreError> {
+        let mut conn = Connection::open(path).map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(backend)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(backend)?;
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(backend)?;
         conn.pragma_update(None, "foreign_keys", "ON")
             .map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(backend)?;
-        conn.execute_batch(SCHEMA).map_err(backend)?;
+        migrate(&mut conn)?;
         conn.execute_batch(crate::sqlite_cluster::SCHEMA)
             .map_err(backend)?;
-        let version: Option<i64> = conn
-            .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
-            .optional()
-            .map_err(backend)?;
-        match version {
-            None => {
-                conn.execute(
-                    "INSERT INTO schema_version (version) VALUES (?1)",
-                    [SCHEMA_VERSION],
-                )
-                .map_err(backend)?;
-            }
-            Some(SCHEMA_VERSION) => {}
-            Some(other) => {
-                return Err(StoreError::Corrupt(format!(
-                    "database schema version {other}; this build reads {SCHEMA_VERSION}"
-                )))
-            }
-        }
         Ok(Self {
             conn: Mutex::new(conn),
+            shared,
         })
     }
 
@@ -141,13 +222,25 @@ impl SqliteStore {
         tx.commit().map_err(backend)?;
         Ok(out)
     }
+
+    /// Runs `f` in a read transaction: one snapshot of the file.
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(backend)?;
+        let out = f(&tx)?;
+        tx.commit().map_err(backend)?;
+        Ok(out)
+    }
 }
 
 fn metadata_json(key: &KeyMetadata) -> Result<String, StoreError> {
     format::encode(key)
 }
 
-fn put_version(tx: &rusqlite::Transaction<'_>, v: &VersionRecord) -> Result<(), StoreError> {
+fn put_version(tx: &Connection, v: &VersionRecord) -> Result<(), StoreError> {
     tx.execute(
         "INSERT INTO key_versions (key_id, version, domain_key_id, wrapped, created) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![v.key_id.to_string(), v.version, v.domain_key_id, v.wrapped, v.created.0],
@@ -156,122 +249,279 @@ fn put_version(tx: &rusqlite::Transaction<'_>, v: &VersionRecord) -> Result<(), 
     Ok(())
 }
 
-fn update_metadata(tx: &rusqlite::Transaction<'_>, key: &KeyMetadata) -> Result<(), StoreError> {
+fn revision_of(conn: &Connection, id: &KeyId) -> Result<Option<Revision>, StoreError> {
+    conn.query_row(
+        "SELECT revision FROM keys WHERE id = ?1",
+        [id.to_string()],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(backend)
+}
+
+/// Replaces a key's metadata at revision `expected` and increments it.
+fn update_metadata(
+    tx: &Connection,
+    key: &KeyMetadata,
+    expected: Revision,
+) -> Result<Revision, StoreError> {
     let n = tx
         .execute(
-            "UPDATE keys SET metadata = ?2 WHERE id = ?1",
-            params![key.id.to_string(), metadata_json(key)?],
+            "UPDATE keys SET metadata = ?2, revision = revision + 1 WHERE id = ?1 AND revision = ?3",
+            params![key.id.to_string(), metadata_json(key)?, expected],
         )
         .map_err(backend)?;
     if n != 1 {
-        return Err(StoreError::Backend(format!("key {} is not stored", key.id)));
+        return Err(StoreError::Stale {
+            key_id: key.id,
+            expected,
+            found: revision_of(tx, &key.id)?,
+        });
     }
-    Ok(())
+    Ok(expected + 1)
+}
+
+fn domain_keys(conn: &Connection) -> Result<Vec<DomainKeyRecord>, StoreError> {
+    let mut stmt = conn
+        .prepare("SELECT id, wrapped, created FROM domain_keys ORDER BY id")
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok(DomainKeyRecord {
+                id: r.get(0)?,
+                wrapped: r.get(1)?,
+                created: Timestamp(r.get(2)?),
+            })
+        })
+        .map_err(backend)?;
+    rows.map(|r| r.map_err(backend)).collect()
+}
+
+/// Keys with their versions: all of them, or the one `only` names.
+fn keys(conn: &Connection, only: Option<&KeyId>) -> Result<Vec<StoredKey>, StoreError> {
+    let filter = only.map(|id| id.to_string());
+    let mut stmt = conn
+        .prepare("SELECT id, metadata, revision FROM keys WHERE ?1 IS NULL OR id = ?1 ORDER BY id")
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([&filter], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })
+        .map_err(backend)?;
+    let mut by_id = BTreeMap::new();
+    for row in rows {
+        let (id, json, revision) = row.map_err(backend)?;
+        let metadata =
+            format::decode(&json).map_err(|e| corrupt(&format!("metadata of {id}"), e))?;
+        if metadata.id.to_string() != id {
+            return Err(corrupt(
+                "metadata",
+                format!("row {id} holds key {}", metadata.id),
+            ));
+        }
+        by_id.insert(
+            id,
+            StoredKey {
+                metadata,
+                versions: Vec::new(),
+                revision,
+            },
+        );
+    }
+
+    let mut stmt = conn
+        .prepare(
+            "SELECT key_id, version, domain_key_id, wrapped, created FROM key_versions \
+             WHERE ?1 IS NULL OR key_id = ?1 ORDER BY key_id, version",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([&filter], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, u32>(1)?,
+                r.get::<_, u32>(2)?,
+                r.get::<_, Vec<u8>>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .map_err(backend)?;
+    for row in rows {
+        let (key_id, version, domain_key_id, wrapped, created) = row.map_err(backend)?;
+        let record = VersionRecord {
+            key_id: parse_key_id(&key_id)?,
+            version,
+            domain_key_id,
+            wrapped,
+            created: Timestamp(created),
+        };
+        by_id
+            .get_mut(&key_id)
+            .ok_or_else(|| corrupt("key version", format!("orphan version of {key_id}")))?
+            .versions
+            .push(record);
+    }
+    Ok(by_id.into_values().collect())
+}
+
+/// Aliases: all of them, or the one `only` names.
+fn aliases(conn: &Connection, only: Option<(&str, &str)>) -> Result<Vec<Alias>, StoreError> {
+    let (account, name) = only.unzip();
+    let mut stmt = conn
+        .prepare(
+            "SELECT account, name, target, created, updated FROM aliases \
+             WHERE ?1 IS NULL OR (account = ?1 AND name = ?2) ORDER BY account, name",
+        )
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map(params![account, name], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+            ))
+        })
+        .map_err(backend)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (account, name, target, created, updated) = row.map_err(backend)?;
+        out.push(Alias {
+            account,
+            name: AliasName::parse(&name).map_err(|e| corrupt("alias", e))?,
+            target: parse_key_id(&target)?,
+            created: Timestamp(created),
+            updated: Timestamp(updated),
+        });
+    }
+    Ok(out)
+}
+
+/// The highest feed sequence number written.
+fn last_seq(conn: &Connection) -> Result<u64, StoreError> {
+    let seq: i64 = conn
+        .query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
+            r.get(0)
+        })
+        .map_err(backend)?;
+    u64::try_from(seq).map_err(|_| corrupt("change feed seq", seq))
+}
+
+/// Which entity a feed row names.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum EntityRef {
+    DomainKey(u32),
+    Key(String),
+    Alias(String, String),
+}
+
+/// The changes after `cursor`, each entity once with its current state.
+fn changes_in(conn: &Connection, cursor: FeedCursor) -> Result<ChangeBatch, StoreError> {
+    let last = last_seq(conn)?;
+    if last < cursor.as_u64() {
+        return Ok(ChangeBatch {
+            changes: Vec::new(),
+            cursor: FeedCursor::from_u64(last),
+            rewound: true,
+        });
+    }
+    let mut stmt = conn
+        .prepare(
+            "SELECT seq, entity, key_id, domain_key_id, account, alias_name FROM changes \
+             WHERE seq > ?1 ORDER BY seq",
+        )
+        .map_err(backend)?;
+    let from =
+        i64::try_from(cursor.as_u64()).map_err(|_| corrupt("feed cursor", cursor.as_u64()))?;
+    let rows = stmt
+        .query_map([from], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<u32>>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+            ))
+        })
+        .map_err(backend)?;
+    let mut latest = BTreeMap::new();
+    for row in rows {
+        let (seq, entity, key_id, domain_key_id, account, alias_name) = row.map_err(backend)?;
+        let named = match entity.as_str() {
+            "key" => key_id.map(EntityRef::Key),
+            "domain_key" => domain_key_id.map(EntityRef::DomainKey),
+            "alias" => account.zip(alias_name).map(|(a, n)| EntityRef::Alias(a, n)),
+            _ => None,
+        }
+        .ok_or_else(|| corrupt("change feed row", format!("seq {seq}: {entity}")))?;
+        latest.insert(named, seq);
+    }
+    let mut changes = Vec::with_capacity(latest.len());
+    for (entity, seq) in latest {
+        let entity = match entity {
+            EntityRef::Key(id) => {
+                let id = parse_key_id(&id)?;
+                ChangedEntity::Key {
+                    current: keys(conn, Some(&id))?.pop().map(Box::new),
+                    id,
+                }
+            }
+            EntityRef::DomainKey(id) => ChangedEntity::DomainKey {
+                current: domain_keys(conn)?.into_iter().find(|d| d.id == id),
+                id,
+            },
+            EntityRef::Alias(account, name) => ChangedEntity::Alias {
+                current: aliases(conn, Some((&account, &name)))?.pop(),
+                name: AliasName::parse(&name).map_err(|e| corrupt("change feed alias", e))?,
+                account,
+            },
+        };
+        changes.push(Change { seq, entity });
+    }
+    changes.sort_by_key(|c| c.seq);
+    Ok(ChangeBatch {
+        changes,
+        cursor: FeedCursor::from_u64(last),
+        rewound: false,
+    })
 }
 
 impl Store for SqliteStore {
+    fn is_shared(&self) -> bool {
+        self.shared
+    }
+
     fn load(&self) -> Result<Snapshot, StoreError> {
-        let conn = self.conn();
-        let mut snapshot = Snapshot::default();
-
-        let mut stmt = conn
-            .prepare("SELECT id, wrapped, created FROM domain_keys ORDER BY id")
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok(DomainKeyRecord {
-                    id: r.get(0)?,
-                    wrapped: r.get(1)?,
-                    created: Timestamp(r.get(2)?),
-                })
+        self.read(|tx| {
+            Ok(Snapshot {
+                domain_keys: domain_keys(tx)?,
+                keys: keys(tx, None)?,
+                aliases: aliases(tx, None)?,
+                cursor: FeedCursor::from_u64(last_seq(tx)?),
             })
-            .map_err(backend)?;
-        for row in rows {
-            snapshot.domain_keys.push(row.map_err(backend)?);
-        }
+        })
+    }
 
-        let mut stmt = conn
-            .prepare("SELECT id, metadata FROM keys ORDER BY id")
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-            .map_err(backend)?;
-        let mut by_id = std::collections::BTreeMap::new();
-        for row in rows {
-            let (id, json) = row.map_err(backend)?;
-            let metadata =
-                format::decode(&json).map_err(|e| corrupt(&format!("metadata of {id}"), e))?;
-            if metadata.id.to_string() != id {
-                return Err(corrupt(
-                    "metadata",
-                    format!("row {id} holds key {}", metadata.id),
-                ));
-            }
-            by_id.insert(
-                id,
-                StoredKey {
-                    metadata,
-                    versions: Vec::new(),
-                },
-            );
-        }
+    fn load_key(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
+        self.read(|tx| Ok(keys(tx, Some(id))?.pop()))
+    }
 
-        let mut stmt = conn
-            .prepare("SELECT key_id, version, domain_key_id, wrapped, created FROM key_versions ORDER BY key_id, version")
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, u32>(1)?,
-                    r.get::<_, u32>(2)?,
-                    r.get::<_, Vec<u8>>(3)?,
-                    r.get::<_, i64>(4)?,
-                ))
-            })
-            .map_err(backend)?;
-        for row in rows {
-            let (key_id, version, domain_key_id, wrapped, created) = row.map_err(backend)?;
-            let record = VersionRecord {
-                key_id: parse_key_id(&key_id)?,
-                version,
-                domain_key_id,
-                wrapped,
-                created: Timestamp(created),
-            };
-            by_id
-                .get_mut(&key_id)
-                .ok_or_else(|| corrupt("key version", format!("orphan version of {key_id}")))?
-                .versions
-                .push(record);
-        }
-        snapshot.keys = by_id.into_values().collect();
+    fn load_alias(&self, account: &str, name: &str) -> Result<Option<Alias>, StoreError> {
+        Ok(aliases(&self.conn(), Some((account, name)))?.pop())
+    }
 
-        let mut stmt = conn
-            .prepare("SELECT account, name, target, created, updated FROM aliases ORDER BY account, name")
-            .map_err(backend)?;
-        let rows = stmt
-            .query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                ))
-            })
-            .map_err(backend)?;
-        for row in rows {
-            let (account, name, target, created, updated) = row.map_err(backend)?;
-            snapshot.aliases.push(Alias {
-                account,
-                name: AliasName::parse(&name).map_err(|e| corrupt("alias", e))?,
-                target: parse_key_id(&target)?,
-                created: Timestamp(created),
-                updated: Timestamp(updated),
-            });
-        }
-        Ok(snapshot)
+    fn key_revision(&self, id: &KeyId) -> Result<Option<Revision>, StoreError> {
+        revision_of(&self.conn(), id)
+    }
+
+    fn changes_since(&self, cursor: FeedCursor) -> Result<ChangeBatch, StoreError> {
+        self.read(|tx| changes_in(tx, cursor))
     }
 
     fn insert_domain_key(&self, key: &DomainKeyRecord) -> Result<(), StoreError> {
@@ -288,7 +538,7 @@ impl Store for SqliteStore {
     fn insert_key(&self, key: &KeyMetadata, versions: &[VersionRecord]) -> Result<(), StoreError> {
         self.write(|tx| {
             tx.execute(
-                "INSERT INTO keys (id, account, metadata) VALUES (?1, ?2, ?3)",
+                "INSERT INTO keys (id, account, metadata, revision) VALUES (?1, ?2, ?3, 1)",
                 params![key.id.to_string(), key.account, metadata_json(key)?],
             )
             .map_err(backend)?;
@@ -300,31 +550,47 @@ impl Store for SqliteStore {
         &self,
         key: &KeyMetadata,
         versions: &[VersionRecord],
-    ) -> Result<(), StoreError> {
+        expected: Revision,
+    ) -> Result<Revision, StoreError> {
         self.write(|tx| {
-            update_metadata(tx, key)?;
+            let revision = update_metadata(tx, key, expected)?;
             tx.execute(
                 "DELETE FROM key_versions WHERE key_id = ?1",
                 [key.id.to_string()],
             )
             .map_err(backend)?;
-            versions.iter().try_for_each(|v| put_version(tx, v))
+            versions.iter().try_for_each(|v| put_version(tx, v))?;
+            Ok(revision)
         })
     }
 
-    fn update_key(&self, key: &KeyMetadata) -> Result<(), StoreError> {
-        self.write(|tx| update_metadata(tx, key))
+    fn update_key(&self, key: &KeyMetadata, expected: Revision) -> Result<Revision, StoreError> {
+        self.write(|tx| update_metadata(tx, key, expected))
     }
 
-    fn add_version(&self, key: &KeyMetadata, version: &VersionRecord) -> Result<(), StoreError> {
+    fn add_version(
+        &self,
+        key: &KeyMetadata,
+        version: &VersionRecord,
+        expected: Revision,
+    ) -> Result<Revision, StoreError> {
         self.write(|tx| {
-            update_metadata(tx, key)?;
-            put_version(tx, version)
+            let revision = update_metadata(tx, key, expected)?;
+            put_version(tx, version)?;
+            Ok(revision)
         })
     }
 
-    fn delete_key(&self, id: &KeyId) -> Result<(), StoreError> {
+    fn delete_key(&self, id: &KeyId, expected: Revision) -> Result<(), StoreError> {
         self.write(|tx| {
+            let found = revision_of(tx, id)?;
+            if found != Some(expected) {
+                return Err(StoreError::Stale {
+                    key_id: *id,
+                    expected,
+                    found,
+                });
+            }
             let id = id.to_string();
             tx.execute("DELETE FROM aliases WHERE target = ?1", [&id])
                 .map_err(backend)?;
@@ -347,7 +613,7 @@ impl Store for SqliteStore {
         })
     }
 
-    fn update_alias(&self, alias: &Alias) -> Result<(), StoreError> {
+    fn update_alias(&self, alias: &Alias) -> Result<Option<Alias>, StoreError> {
         self.write(|tx| {
             let n = tx
                 .execute(
@@ -360,24 +626,22 @@ impl Store for SqliteStore {
                     ],
                 )
                 .map_err(backend)?;
-            if n != 1 {
-                return Err(StoreError::Backend(format!(
-                    "alias {} is not stored",
-                    alias.name.as_str()
-                )));
+            if n == 0 {
+                return Ok(None);
             }
-            Ok(())
+            Ok(aliases(tx, Some((&alias.account, alias.name.as_str())))?.pop())
         })
     }
 
-    fn delete_alias(&self, account: &str, name: &str) -> Result<(), StoreError> {
+    fn delete_alias(&self, account: &str, name: &str) -> Result<bool, StoreError> {
         self.write(|tx| {
-            tx.execute(
-                "DELETE FROM aliases WHERE account = ?1 AND name = ?2",
-                params![account, name],
-            )
-            .map_err(backend)?;
-            Ok(())
+            let n = tx
+                .execute(
+                    "DELETE FROM aliases WHERE account = ?1 AND name = ?2",
+                    params![account, name],
+                )
+                .map_err(backend)?;
+            Ok(n > 0)
         })
     }
 }

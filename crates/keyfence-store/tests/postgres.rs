@@ -12,7 +12,7 @@ use keyfence_core::{
     Timestamp,
 };
 use keyfence_crypto::SymmetricKey;
-use keyfence_store::postgres::{ChangedEntity, ConditionalWriteError, FeedCursor};
+use keyfence_store::postgres::{ChangedEntity, FeedCursor};
 use keyfence_store::{PostgresOptions, PostgresStore};
 use keyfence_testkit::TempPostgres;
 
@@ -118,17 +118,17 @@ fn every_store_method_round_trips() {
     let created = kms.create_key(A, CreateKeyInput::default()).unwrap();
     kms.create_alias(A, "alias/one", &created.arn()).unwrap();
 
-    let seed = store.load_replica().unwrap();
+    let seed = store.load().unwrap();
     assert_eq!(seed.domain_keys.len(), 1);
     assert_eq!(seed.domain_keys[0].id, 1);
     assert_eq!(seed.keys.len(), 1);
     assert_eq!(seed.keys[0].revision, 1);
-    let stored = seed.keys[0].key.clone();
+    let stored = seed.keys[0].clone();
     assert_eq!(stored.metadata, created);
     assert_eq!(stored.versions.len(), 1);
     assert_eq!(seed.aliases.len(), 1);
     assert_eq!(seed.aliases[0].target, created.id);
-    assert_eq!(store.load().unwrap(), seed.clone().into_snapshot());
+    assert_eq!(store.load().unwrap(), seed.clone());
 
     // insert_domain_key
     let dk2 = keyfence_core::store::DomainKeyRecord {
@@ -149,7 +149,7 @@ fn every_store_method_round_trips() {
     // update_key
     let mut meta = stored.metadata.clone();
     meta.description = "changed".into();
-    store.update_key(&meta).unwrap();
+    assert_eq!(store.update_key(&meta, 1).unwrap(), 2);
     let key = &store.load().unwrap().keys[0];
     assert_eq!(key.metadata.description, "changed");
     assert_eq!(key.versions, stored.versions);
@@ -164,22 +164,30 @@ fn every_store_method_round_trips() {
         created: Timestamp(1_700_000_000_123),
     };
     meta.current_version = 2;
-    store.add_version(&meta, &v2).unwrap();
+    assert_eq!(store.add_version(&meta, &v2, 2).unwrap(), 3);
     let key = &store.load().unwrap().keys[0];
     assert_eq!(key.metadata.current_version, 2);
     assert_eq!(key.versions, vec![stored.versions[0].clone(), v2.clone()]);
     assert_eq!(store.key_revision(&meta.id).unwrap(), Some(3));
     assert!(matches!(
-        store.add_version(&meta, &v2),
+        store.add_version(&meta, &v2, 3),
         Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        store.add_version(&meta, &v2, 2),
+        Err(StoreError::Stale {
+            expected: 2,
+            found: Some(3),
+            ..
+        })
     ));
 
     // replace_versions
     store
-        .replace_versions(&meta, std::slice::from_ref(&v2))
+        .replace_versions(&meta, std::slice::from_ref(&v2), 3)
         .unwrap();
     assert_eq!(store.load().unwrap().keys[0].versions, vec![v2.clone()]);
-    store.replace_versions(&meta, &[]).unwrap();
+    store.replace_versions(&meta, &[], 4).unwrap();
     assert!(store.load().unwrap().keys[0].versions.is_empty());
 
     // insert_key, with and without versions
@@ -214,26 +222,34 @@ fn every_store_method_round_trips() {
     // update_key of a key that is not stored fails
     let mut ghost = meta.clone();
     ghost.id = KeyId::generate().unwrap();
-    assert!(store.update_key(&ghost).is_err());
+    assert!(matches!(
+        store.update_key(&ghost, 1),
+        Err(StoreError::Stale { found: None, .. })
+    ));
 
     // aliases
     let mut alias = seed.aliases[0].clone();
     alias.target = other.id;
     alias.updated = Timestamp(1_800_000_000_000);
-    store.update_alias(&alias).unwrap();
+    assert_eq!(store.update_alias(&alias).unwrap(), Some(alias.clone()));
     assert_eq!(store.load().unwrap().aliases, vec![alias.clone()]);
     let mut second = alias.clone();
     second.name = keyfence_core::AliasName::parse("alias/two").unwrap();
     store.insert_alias(&second).unwrap();
     assert_eq!(store.load().unwrap().aliases.len(), 2);
-    store.delete_alias(A, "alias/two").unwrap();
+    assert!(store.delete_alias(A, "alias/two").unwrap());
+    assert!(!store.delete_alias(A, "alias/two").unwrap());
     assert_eq!(store.load().unwrap().aliases, vec![alias.clone()]);
     let mut missing = alias.clone();
     missing.name = keyfence_core::AliasName::parse("alias/missing").unwrap();
-    assert!(store.update_alias(&missing).is_err());
+    assert_eq!(store.update_alias(&missing).unwrap(), None);
 
     // delete_key takes its versions and aliases with it
-    store.delete_key(&other.id).unwrap();
+    assert!(matches!(
+        store.delete_key(&other.id, 2),
+        Err(StoreError::Stale { found: Some(1), .. })
+    ));
+    store.delete_key(&other.id, 1).unwrap();
     let snapshot = store.load().unwrap();
     assert_eq!(snapshot.keys.len(), 2);
     assert!(snapshot.aliases.is_empty());
@@ -364,10 +380,10 @@ fn acknowledged_writes_survive_kill9_during_writes_and_the_node_recovers_without
 
     pg.start().unwrap();
     // The same store (node) reconnects by itself.
-    let seed = eventually(Duration::from_secs(20), || store.load_replica());
+    let seed = eventually(Duration::from_secs(20), || store.load());
     for (key, _, _) in &acknowledged {
         assert!(
-            seed.keys.iter().any(|k| k.key.metadata == *key),
+            seed.keys.iter().any(|k| k.metadata == *key),
             "acknowledged key {} lost",
             key.id
         );
@@ -389,11 +405,11 @@ fn conditional_update_conflicts_on_a_stale_revision() {
 
     let mut meta = key.clone();
     meta.description = "first".into();
-    assert_eq!(store.update_key_if_revision(&meta, 1).unwrap(), 2);
+    assert_eq!(store.update_key(&meta, 1).unwrap(), 2);
     meta.description = "lost race".into();
     assert_eq!(
-        store.update_key_if_revision(&meta, 1),
-        Err(ConditionalWriteError::Stale {
+        store.update_key(&meta, 1),
+        Err(StoreError::Stale {
             key_id: key.id,
             expected: 1,
             found: Some(2)
@@ -406,15 +422,15 @@ fn conditional_update_conflicts_on_a_stale_revision() {
     let revision = store.key_revision(&key.id).unwrap().unwrap();
     assert!(revision > 2, "{revision}");
     assert!(matches!(
-        store.update_key_if_revision(&meta, 2),
-        Err(ConditionalWriteError::Stale { found: Some(r), .. }) if r == revision
+        store.update_key(&meta, 2),
+        Err(StoreError::Stale { found: Some(r), .. }) if r == revision
     ));
 
     let mut ghost = meta.clone();
     ghost.id = KeyId::generate().unwrap();
     assert_eq!(
-        store.update_key_if_revision(&ghost, 1),
-        Err(ConditionalWriteError::Stale {
+        store.update_key(&ghost, 1),
+        Err(StoreError::Stale {
             key_id: ghost.id,
             expected: 1,
             found: None
@@ -432,7 +448,7 @@ async fn feed_never_skips_a_change_committed_after_a_higher_one() {
     let kms = kms(&store, &root());
     let k1 = kms.create_key(A, CreateKeyInput::default()).unwrap();
     let k2 = kms.create_key(A, CreateKeyInput::default()).unwrap();
-    let mut cursor = store.load_replica().unwrap().cursor;
+    let mut cursor = store.load().unwrap().cursor;
     assert!(store.changes_since(cursor).unwrap().changes.is_empty());
 
     let connect = || async {
@@ -496,7 +512,7 @@ async fn feed_never_skips_a_change_committed_after_a_higher_one() {
             ChangedEntity::Key {
                 id,
                 current: Some(k),
-            } => (c.seq, *id, k.key.metadata.description.clone()),
+            } => (c.seq, *id, k.metadata.description.clone()),
             other => panic!("unexpected change {other:?}"),
         })
         .collect();
@@ -531,7 +547,7 @@ fn feed_reports_every_kind_of_change_with_current_state() {
             ChangedEntity::Key {
                 id,
                 current: Some(k),
-            } if *id == key.id && k.key.versions.len() == 1 => "key",
+            } if *id == key.id && k.versions.len() == 1 => "key",
             ChangedEntity::Alias {
                 current: Some(a), ..
             } if a.target == key.id => "alias",
@@ -542,7 +558,8 @@ fn feed_reports_every_kind_of_change_with_current_state() {
 
     // Deleting the key reports the key and its alias gone, in one batch.
     let cursor = batch.cursor;
-    store.delete_key(&key.id).unwrap();
+    let revision = store.key_revision(&key.id).unwrap().unwrap();
+    store.delete_key(&key.id, revision).unwrap();
     let batch = store.changes_since(cursor).unwrap();
     assert_eq!(batch.changes.len(), 2, "{:?}", batch.changes);
     assert!(batch.changes.iter().all(|c| matches!(
@@ -564,7 +581,7 @@ fn waker_wakes_on_another_nodes_commit_and_after_an_outage() {
     }
     // The wake-up on (re)connection, then quiet.
     waker.wait(Duration::from_secs(1));
-    let cursor = node1.load_replica().unwrap().cursor;
+    let cursor = node1.load().unwrap().cursor;
     assert!(!waker.wait(Duration::from_millis(200)));
 
     let kms2 = kms(&node2, &root());
@@ -593,7 +610,10 @@ fn waker_wakes_on_another_nodes_commit_and_after_an_outage() {
     }
     waker.wait(Duration::from_secs(1));
     let cursor = batch.cursor;
-    eventually(Duration::from_secs(20), || node2.update_key(&key));
+    eventually(Duration::from_secs(20), || {
+        let revision = node2.key_revision(&key.id)?.unwrap_or_default();
+        node2.update_key(&key, revision)
+    });
     assert!(
         waker.wait(Duration::from_secs(5)),
         "no wake-up after reconnecting"
@@ -667,16 +687,16 @@ fn failover_to_a_promoted_synchronous_standby_loses_no_acknowledged_write() {
     let acknowledged: Vec<_> = (0..10)
         .map(|_| kms1.create_key(A, CreateKeyInput::default()).unwrap())
         .collect();
-    let seed = store.load_replica().unwrap();
+    let seed = store.load().unwrap();
 
     primary.kill9().unwrap();
     standby.promote().unwrap();
 
     // The same node carries on against the promoted standby.
-    let after = eventually(Duration::from_secs(30), || store.load_replica());
+    let after = eventually(Duration::from_secs(30), || store.load());
     for key in &acknowledged {
         assert!(
-            after.keys.iter().any(|k| k.key.metadata == *key),
+            after.keys.iter().any(|k| k.metadata == *key),
             "lost {}",
             key.id
         );
@@ -783,7 +803,7 @@ fn switchover_to_a_new_primary_while_the_old_one_turns_read_only() {
         .trim(),
         "1"
     );
-    let seed = store.load_replica().unwrap();
-    assert!(seed.keys.iter().any(|k| k.key.metadata == before));
-    assert!(seed.keys.iter().any(|k| k.key.metadata == after));
+    let seed = store.load().unwrap();
+    assert!(seed.keys.iter().any(|k| k.metadata == before));
+    assert!(seed.keys.iter().any(|k| k.metadata == after));
 }

@@ -155,3 +155,53 @@ fn journal_is_wal_and_sync_is_full() {
         .unwrap();
     assert_eq!(mode, "wal");
 }
+
+/// A version 1 file (no revisions, no change feed) migrates on open: keys
+/// start at revision 1, the feed records changes from then on.
+#[test]
+fn a_version_1_file_migrates_to_version_2_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyfence.db");
+    let root = LocalRootKey::new(SymmetricKey::generate().unwrap());
+    {
+        let kms = open(&path, &root);
+        kms.create_key(A, CreateKeyInput::default()).unwrap();
+    }
+    // Turn the file back into version 1.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let triggers: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(triggers.len(), 9, "{triggers:?}");
+    for t in triggers {
+        conn.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
+    }
+    conn.execute_batch(
+        "DROP TABLE changes; ALTER TABLE keys DROP COLUMN revision; UPDATE schema_version SET version = 1;",
+    )
+    .unwrap();
+    drop(conn);
+
+    let store = SqliteStore::open(&path).unwrap();
+    let snapshot = store.load().unwrap();
+    assert_eq!(snapshot.keys.len(), 1);
+    assert_eq!(snapshot.keys[0].revision, 1);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+    let store: Arc<dyn Store> = Arc::new(store);
+    let kms = Kms::open(store.clone(), &root, Arc::new(SystemClock), "us-east-1").unwrap();
+    let key = kms.create_key(A, CreateKeyInput::default()).unwrap();
+    let batch = store.changes_since(snapshot.cursor).unwrap();
+    assert!(!batch.rewound);
+    assert!(batch.changes.iter().any(|c| matches!(
+        &c.entity,
+        keyfence_core::store::ChangedEntity::Key { id, current: Some(k) } if *id == key.id && k.revision == 1
+    )));
+}

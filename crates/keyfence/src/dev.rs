@@ -62,6 +62,8 @@ fn config(args: &DevArgs, index: usize) -> Result<Config, String> {
             store: None,
         }),
         default_fence: None,
+        store: keyfence_server::config::StoreLocation::DataDir,
+        max_staleness: std::time::Duration::from_secs(60),
     })
 }
 

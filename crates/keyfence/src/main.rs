@@ -6,6 +6,7 @@
 mod cluster_cmd;
 mod dev;
 mod key;
+mod store_cmd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -52,6 +53,9 @@ enum Command {
     /// Geo-fences: list them, make one (admin API of a node).
     #[command(subcommand)]
     Fence(cluster_cmd::FenceCommand),
+    /// Store commands: move a single node's keys into PostgreSQL.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
 }
 
 #[derive(Args)]
@@ -71,6 +75,12 @@ struct ServerArgs {
     /// Accept only hybrid post-quantum key exchange; refuse classical-only clients.
     #[arg(long)]
     post_quantum: bool,
+    /// Where keys are kept: `sqlite` (the data directory's file, one node),
+    /// `sqlite:PATH` (a file shared by nodes on one host) or a PostgreSQL
+    /// connection string such as
+    /// `postgres://keyfence@db1,db2/keyfence?target_session_attrs=read-write` [default: sqlite].
+    #[arg(long, env = "KEYFENCE_STORE")]
+    store: Option<String>,
 }
 
 fn init_logging(format: &str) {
@@ -113,6 +123,7 @@ async fn server(args: ServerArgs) -> Result<(), String> {
             metrics_listen: args.metrics_listen,
             data_dir: args.data_dir,
             post_quantum: args.post_quantum,
+            store: args.store,
         },
     )
     .map_err(|e| e.to_string())?;
@@ -179,6 +190,7 @@ fn main() -> ExitCode {
         Command::Dev(args) => dev::main(args),
         Command::Node(command) => cluster_cmd::node_main(command),
         Command::Fence(command) => cluster_cmd::fence_main(command),
+        Command::Store(command) => store_cmd::main(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

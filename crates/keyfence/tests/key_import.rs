@@ -20,6 +20,8 @@ async fn node(dir: &std::path::Path) -> Node {
         credentials: Vec::new(),
         node: None,
         default_fence: None,
+        store: keyfence_server::config::StoreLocation::DataDir,
+        max_staleness: std::time::Duration::from_secs(60),
     })
     .await
     .unwrap()

@@ -17,17 +17,12 @@ impl Kms {
         Ok(key.meta.id)
     }
 
-    /// CreateAlias.
+    /// CreateAlias. The store decides whether the name is taken, not this
+    /// node's replica, which may be behind.
     pub fn create_alias(&self, account: &str, name: &str, target: &str) -> Result<(), KmsError> {
         let name = AliasName::parse(name)?;
-        let _w = self.lock_writer();
         let target = self.alias_target_key(account, target)?;
         let arn = self.alias_arn_str(account, name.as_str());
-        let exists =
-            || KmsError::AlreadyExists(format!("An alias with the name {arn} already exists"));
-        if self.read_cache().alias(account, name.as_str()).is_some() {
-            return Err(exists());
-        }
         let now = self.now();
         let alias = Alias {
             account: account.to_string(),
@@ -37,45 +32,53 @@ impl Kms {
             updated: now,
         };
         self.store.insert_alias(&alias).map_err(|e| match e {
-            StoreError::Conflict(_) => exists(),
+            StoreError::Conflict(_) => {
+                KmsError::AlreadyExists(format!("An alias with the name {arn} already exists"))
+            }
             other => other.into(),
         })?;
-        self.write_cache().put_alias(alias);
+        let (account, name) = (alias.account.clone(), alias.name.as_str().to_string());
+        self.publish_alias_state(&account, &name, Some(alias));
         Ok(())
     }
 
     /// UpdateAlias: points an existing alias at another key.
     pub fn update_alias(&self, account: &str, name: &str, target: &str) -> Result<(), KmsError> {
         let name = AliasName::parse(name)?;
-        let _w = self.lock_writer();
-        let mut alias = self
-            .read_cache()
-            .alias(account, name.as_str())
-            .cloned()
-            .ok_or_else(|| {
-                KmsError::NotFound(format!(
+        let target = self.alias_target_key(account, target)?;
+        let now = self.now();
+        let wanted = Alias {
+            account: account.to_string(),
+            name,
+            target,
+            created: now,
+            updated: now,
+        };
+        match self.store.update_alias(&wanted)? {
+            Some(stored) => {
+                self.publish_alias_state(account, wanted.name.as_str(), Some(stored));
+                Ok(())
+            }
+            None => {
+                self.publish_alias_state(account, wanted.name.as_str(), None);
+                Err(KmsError::NotFound(format!(
                     "Alias {} is not found.",
-                    self.alias_arn_str(account, name.as_str())
-                ))
-            })?;
-        alias.target = self.alias_target_key(account, target)?;
-        alias.updated = self.now();
-        self.store.update_alias(&alias)?;
-        self.write_cache().put_alias(alias);
-        Ok(())
+                    self.alias_arn_str(account, wanted.name.as_str())
+                )))
+            }
+        }
     }
 
     /// DeleteAlias.
     pub fn delete_alias(&self, account: &str, name: &str) -> Result<(), KmsError> {
-        let _w = self.lock_writer();
-        if self.read_cache().alias(account, name).is_none() {
+        let existed = self.store.delete_alias(account, name)?;
+        self.publish_alias_state(account, name, None);
+        if !existed {
             return Err(KmsError::NotFound(format!(
                 "Alias {} is not found.",
                 self.alias_arn_str(account, name)
             )));
         }
-        self.store.delete_alias(account, name)?;
-        self.write_cache().remove_alias(account, name);
         Ok(())
     }
 
@@ -88,6 +91,7 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<Page<Alias>, KmsError> {
         let limit = page::limit(limit, 100, 100)?;
+        self.require_fresh()?;
         let filter = match key_ref {
             Some(k) => Some(self.resolve_key(account, k)?.meta.id),
             None => None,

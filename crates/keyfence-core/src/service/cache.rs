@@ -1,31 +1,35 @@
 //! The in-memory view of keys and aliases that the request path reads.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use super::material::Material;
 use crate::model::{Alias, KeyMetadata};
+use crate::store::Revision;
 use crate::KeyId;
 
-/// A key's metadata with its unwrapped backing keys, by version.
+/// A key's metadata with its unwrapped backing keys, by version, at a revision.
 pub(super) struct CachedKey {
     pub meta: KeyMetadata,
     pub versions: Arc<BTreeMap<u32, Material>>,
+    pub revision: Revision,
 }
 
 impl CachedKey {
-    pub fn new(meta: KeyMetadata, versions: BTreeMap<u32, Material>) -> Self {
+    pub fn new(meta: KeyMetadata, versions: BTreeMap<u32, Material>, revision: Revision) -> Self {
         Self {
             meta,
             versions: Arc::new(versions),
+            revision,
         }
     }
 
-    /// The same material under new metadata.
-    pub fn with_metadata(&self, meta: KeyMetadata) -> Self {
+    /// The same material under new metadata, at a new revision.
+    pub fn with_metadata(&self, meta: KeyMetadata, revision: Revision) -> Self {
         Self {
             meta,
             versions: Arc::clone(&self.versions),
+            revision,
         }
     }
 }
@@ -35,6 +39,10 @@ impl CachedKey {
 pub(super) struct Cache {
     keys: HashMap<KeyId, Arc<CachedKey>>,
     aliases: HashMap<(String, String), Alias>,
+    /// Keys known to be destroyed (ids are never reused), so that a change
+    /// committed before the destruction but published after it cannot bring
+    /// the key back.
+    destroyed: HashSet<KeyId>,
 }
 
 impl Cache {
@@ -42,12 +50,32 @@ impl Cache {
         self.keys.get(id).cloned()
     }
 
-    pub fn put(&mut self, key: CachedKey) {
-        self.keys.insert(key.meta.id, Arc::new(key));
+    /// Publishes `key` unless the cache already holds a newer revision of it
+    /// (a change and the feed may deliver the same key in either order).
+    pub fn put(&mut self, key: CachedKey) -> Arc<CachedKey> {
+        if self.destroyed.contains(&key.meta.id) {
+            return Arc::new(key);
+        }
+        match self.keys.get(&key.meta.id) {
+            Some(held) if held.revision > key.revision => Arc::clone(held),
+            _ => {
+                let key = Arc::new(key);
+                self.keys.insert(key.meta.id, Arc::clone(&key));
+                key
+            }
+        }
+    }
+
+    /// Replaces everything (after a reload), remembering destroyed keys.
+    pub fn replace_all(&mut self, mut other: Cache) {
+        other.destroyed.extend(self.destroyed.drain());
+        other.keys.retain(|id, _| !other.destroyed.contains(id));
+        *self = other;
     }
 
     /// Removes a key and every alias that points to it.
     pub fn remove_key(&mut self, id: &KeyId) {
+        self.destroyed.insert(*id);
         self.keys.remove(id);
         self.aliases.retain(|_, a| a.target != *id);
     }

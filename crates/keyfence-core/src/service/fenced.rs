@@ -199,7 +199,7 @@ impl Fencing {
 
     /// Unwraps a fenced key's stored versions, or `None` if this node cannot
     /// open its fence (the versions are then kept sealed).
-    fn unwrap_all(
+    pub(super) fn unwrap_all(
         &self,
         meta: &KeyMetadata,
         fence: &KeyFence,
@@ -253,7 +253,7 @@ impl Kms {
         let sealed: Vec<KeyId> = self.fencing.read().sealed.keys().copied().collect();
         let mut opened = 0;
         for id in sealed {
-            let _w = self.lock_writer();
+            let _replica = self.lock_replica();
             let Some(key) = self.read_cache().key(&id) else {
                 self.fencing.write().sealed.remove(&id);
                 continue;
@@ -264,7 +264,7 @@ impl Kms {
             };
             if let Some(versions) = self.fencing.unwrap_all(&key.meta, fence, &records)? {
                 self.write_cache()
-                    .put(CachedKey::new(key.meta.clone(), versions));
+                    .put(CachedKey::new(key.meta.clone(), versions, key.revision));
                 opened += 1;
             }
         }
@@ -360,24 +360,6 @@ impl Kms {
                     now,
                 )
             }
-        }
-    }
-
-    /// Unwraps a stored key's versions at start-up: `None` for a fenced key
-    /// this node cannot open (kept sealed for [`Self::install_fences`]).
-    pub(super) fn unwrap_stored(
-        domain: &material::DomainKeys,
-        fencing: &Fencing,
-        meta: &KeyMetadata,
-        records: &[VersionRecord],
-    ) -> Result<Option<BTreeMap<u32, Material>>, KmsError> {
-        match &meta.fence {
-            Some(fence) => fencing.unwrap_all(meta, fence, records),
-            None => records
-                .iter()
-                .map(|v| Ok((v.version, domain.unwrap(v, meta.spec)?)))
-                .collect::<Result<_, KmsError>>()
-                .map(Some),
         }
     }
 }

@@ -9,6 +9,7 @@ use keyfence_crypto::{ct, kdf, rand, Secret};
 use super::cache::CachedKey;
 use super::lifecycle::require_not_pending_deletion;
 use super::material::Material;
+use super::writes::KeyChange;
 use super::Kms;
 use crate::clock::Timestamp;
 use crate::model::{
@@ -184,8 +185,24 @@ impl Kms {
     ) -> Result<KeyMetadata, KmsError> {
         let now = self.now();
         let (model, valid_to) = expiry(now, requested_expiry)?;
-        let _w = self.lock_writer();
         let key = self.resolve_key(account, key_ref)?;
+        let key = self.change_kept_key(key, |k| {
+            self.plan_import(k, import_token, encrypted_material, now, model, valid_to)
+                .map(Some)
+        })?;
+        Ok(key.meta.clone())
+    }
+
+    /// Checks an import against `key` and returns the change that makes the key usable.
+    fn plan_import(
+        &self,
+        key: &CachedKey,
+        import_token: &[u8],
+        encrypted_material: &[u8],
+        now: Timestamp,
+        model: ExpirationModel,
+        valid_to: Option<Timestamp>,
+    ) -> Result<KeyChange, KmsError> {
         let mut meta = key.meta.clone();
         require_external(&meta)?;
         require_not_pending_deletion(&meta)?;
@@ -233,12 +250,10 @@ impl Kms {
         import.valid_to = valid_to;
         meta.state = KeyState::Enabled;
         meta.current_version = 1;
-        let record = self.wrap_version(&meta, 1, &parsed)?;
-        self.store
-            .replace_versions(&meta, std::slice::from_ref(&record))?;
-        self.write_cache()
-            .put(CachedKey::new(meta.clone(), BTreeMap::from([(1, parsed)])));
-        Ok(meta)
+        Ok(KeyChange::ReplaceVersions(
+            meta,
+            BTreeMap::from([(1, parsed)]),
+        ))
     }
 
     fn unwrap_imported(
@@ -268,37 +283,38 @@ impl Kms {
         account: &str,
         key_ref: &str,
     ) -> Result<KeyMetadata, KmsError> {
-        let _w = self.lock_writer();
         let key = self.resolve_key(account, key_ref)?;
-        require_external(&key.meta)?;
-        require_not_pending_deletion(&key.meta)?;
-        self.drop_imported_material(&key)
-    }
-
-    /// Removes a key's imported material (deletion or expiry). Caller holds the writer lock.
-    pub(super) fn drop_imported_material(&self, key: &CachedKey) -> Result<KeyMetadata, KmsError> {
-        let mut meta = key.meta.clone();
-        meta.state = KeyState::PendingImport;
-        meta.current_version = 0;
-        if let Some(import) = meta.import.as_mut() {
-            import.valid_to = None;
-            import.expiration_model = None;
-        }
-        self.store.replace_versions(&meta, &[])?;
-        self.write_cache()
-            .put(CachedKey::new(meta.clone(), BTreeMap::new()));
-        Ok(meta)
+        let key = self.change_kept_key(key, |k| {
+            require_external(&k.meta)?;
+            require_not_pending_deletion(&k.meta)?;
+            Ok(Some(drop_imported_material(k)))
+        })?;
+        Ok(key.meta.clone())
     }
 
     /// Deletes imported material whose ValidTo has passed (run by the sweeper).
     pub(super) fn expire_imported_material(&self, id: &KeyId) -> Result<(), KmsError> {
-        let _w = self.lock_writer();
         let Some(key) = self.read_cache().key(id) else {
             return Ok(());
         };
-        if key.meta.is_import_expired(self.now()) {
-            self.drop_imported_material(&key)?;
-        }
-        Ok(())
+        let now = self.now();
+        self.change_key(key, |k| {
+            Ok(k.meta
+                .is_import_expired(now)
+                .then(|| drop_imported_material(k)))
+        })
+        .map(drop)
     }
+}
+
+/// The change that removes a key's imported material (deletion or expiry).
+fn drop_imported_material(key: &CachedKey) -> KeyChange {
+    let mut meta = key.meta.clone();
+    meta.state = KeyState::PendingImport;
+    meta.current_version = 0;
+    if let Some(import) = meta.import.as_mut() {
+        import.valid_to = None;
+        import.expiration_model = None;
+    }
+    KeyChange::ReplaceVersions(meta, BTreeMap::new())
 }

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use super::cache::CachedKey;
 use super::material::Material;
+use super::writes::KeyChange;
 use super::{tags, Kms};
 use crate::clock::Timestamp;
 use crate::model::{
@@ -147,10 +148,8 @@ impl Kms {
             .iter()
             .map(|(v, m)| self.wrap_version(&meta, *v, m))
             .collect::<Result<Vec<_>, _>>()?;
-        let _w = self.lock_writer();
         self.store.insert_key(&meta, &records)?;
-        self.write_cache()
-            .put(CachedKey::new(meta.clone(), versions));
+        self.publish(CachedKey::new(meta.clone(), versions, 1));
         Ok(meta)
     }
 
@@ -167,6 +166,7 @@ impl Kms {
         marker: Option<&str>,
     ) -> Result<Page<KeyMetadata>, KmsError> {
         let limit = page::limit(limit, 100, 1000)?;
+        self.require_fresh()?;
         let now = self.now();
         let mut keys: Vec<KeyMetadata> = self
             .read_cache()
@@ -179,22 +179,22 @@ impl Kms {
         page::paginate(keys, |k| k.id.to_string(), marker, limit)
     }
 
-    /// Applies `change` to the key's metadata under the writer lock, persists
-    /// it, and returns the new metadata.
+    /// Applies `change` to the key's metadata, persists it conditional on
+    /// the revision it was checked against (re-checking after a conflict),
+    /// and returns the new metadata.
     pub(super) fn update_metadata(
         &self,
         account: &str,
         key_ref: &str,
-        change: impl FnOnce(&mut KeyMetadata) -> Result<(), KmsError>,
+        mut change: impl FnMut(&mut KeyMetadata) -> Result<(), KmsError>,
     ) -> Result<KeyMetadata, KmsError> {
-        let _w = self.lock_writer();
         let key = self.resolve_key(account, key_ref)?;
-        let mut meta = key.meta.clone();
-        change(&mut meta)?;
-        if meta == key.meta {
-            return Ok(meta);
-        }
-        self.commit_metadata(&key, meta)
+        let key = self.change_kept_key(key, |k| {
+            let mut meta = k.meta.clone();
+            change(&mut meta)?;
+            Ok((meta != k.meta).then_some(KeyChange::Metadata(meta)))
+        })?;
+        Ok(key.meta.clone())
     }
 
     /// UpdateKeyDescription.

@@ -154,6 +154,19 @@ impl DomainKeys {
     }
 }
 
+impl super::Kms {
+    /// Unwraps a stored version of a key of `spec`. Every unwrapping of a
+    /// stored version record (at start, after a re-read, from the change
+    /// feed) goes through here.
+    pub(super) fn unwrap_version(
+        &self,
+        record: &VersionRecord,
+        spec: KeySpec,
+    ) -> Result<Material, KmsError> {
+        self.domain.unwrap(record, spec)
+    }
+}
+
 /// Binding label of backing key material (format of version 1 records).
 const BACKING_LABEL: &[u8] = b"keyfence/v1/backing-key/";
 

@@ -1,7 +1,9 @@
-//! The KMS service: every operation, over an in-memory cache of keys that is
-//! written through to the [`Store`] before any change is acknowledged.
+//! The KMS service: every operation, over an in-memory replica of the keys
+//! in a [`Store`] that other nodes may share. A change is committed to the
+//! store (conditional on the key revision it was checked against) before it
+//! is acknowledged and published to the replica; [`Kms::sync`] applies what
+//! other nodes changed.
 
-mod adopt;
 mod aliases;
 mod asymmetric;
 mod cache;
@@ -10,11 +12,15 @@ mod fenced;
 mod import;
 mod lifecycle;
 mod material;
+mod replica;
 mod rotation;
 mod tags;
+mod writes;
 
 use std::collections::HashMap;
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 
 use keyfence_crypto::SymmetricKey;
 
@@ -23,13 +29,14 @@ pub use crypto_ops::{DataKeyOutput, DataKeySize, DecryptOutput, EncryptOutput, R
 pub use fenced::{FenceMaker, FenceView, FENCE_TAG};
 pub use import::ImportParameters;
 pub use lifecycle::{CreateKeyInput, DeletionScheduled};
+pub use replica::SyncOutcome;
 pub use rotation::RotationStatus;
 
 use crate::clock::{Clock, Timestamp};
 use crate::ids::{KeyId, KeyRef};
-use crate::model::{Alias, KeyMetadata};
+use crate::model::Alias;
 use crate::root::RootOfTrust;
-use crate::store::{DomainKeyRecord, Store};
+use crate::store::{DomainKeyRecord, Store, StoreError};
 use crate::KmsError;
 
 use cache::{Cache, CachedKey};
@@ -48,8 +55,17 @@ fn reject_alias(key_ref: &str) -> Result<(), KmsError> {
     Ok(())
 }
 
-/// A KMS for one node: keys, aliases and their material, cached in memory and
-/// persisted through a [`Store`].
+/// How old a replica may be before a node on a shared store refuses to
+/// answer from it (the default of [`Kms::with_max_staleness`]).
+pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(60);
+
+/// A KMS for one node: keys, aliases and their material, held in memory as a
+/// replica of a [`Store`] that other nodes may share.
+///
+/// Correctness does not rest on this process being the only writer: every
+/// state change is conditional on the key revision it was checked against
+/// (see `writes`), and [`Kms::sync`] applies the store's change feed to the
+/// replica (see `replica`).
 pub struct Kms {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -57,13 +73,20 @@ pub struct Kms {
     domain: DomainKeys,
     cache: RwLock<Cache>,
     fencing: fenced::Fencing,
-    /// Serializes state changes so each is checked against the state it replaces.
-    writer: Mutex<()>,
+    /// Orders publications to the cache: a feed batch and this node's own
+    /// committed changes are applied one at a time (revisions decide for
+    /// keys; for aliases, the order of application).
+    replica: Mutex<replica::Replica>,
+    /// Clock time (ms) of the last confirmed read of the store.
+    last_sync: AtomicI64,
+    /// Bound on the replica's age, only on a shared store.
+    max_staleness: Option<Duration>,
 }
 
 impl Kms {
     /// Opens the service over `store`: creates the first domain key on an
-    /// empty store, then loads and unwraps every key into memory.
+    /// empty store, then loads and unwraps every key into memory. On a
+    /// shared store the replica's age is bounded by [`DEFAULT_MAX_STALENESS`].
     pub fn open(
         store: Arc<dyn Store>,
         root: &dyn RootOfTrust,
@@ -93,8 +116,12 @@ impl Kms {
                 wrapped: root.wrap_domain_key(1, &key)?,
                 created: clock.now(),
             };
-            store.insert_domain_key(&record)?;
-            snapshot.domain_keys.push(record);
+            match store.insert_domain_key(&record) {
+                // Another node starting on the same empty store came first.
+                Ok(()) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+            snapshot = store.load()?;
         }
         let mut keys = HashMap::new();
         for record in &snapshot.domain_keys {
@@ -108,27 +135,31 @@ impl Kms {
             .iter()
             .map(|d| d.id)
             .max()
-            .expect("at least one domain key");
+            .ok_or_else(|| KmsError::Internal("the store holds no domain key".into()))?;
         let domain = DomainKeys { current, keys };
-        let mut cache = Cache::default();
-        for stored in snapshot.keys {
-            let versions =
-                Self::unwrap_stored(&domain, &fencing, &stored.metadata, &stored.versions)?
-                    .unwrap_or_default();
-            cache.put(CachedKey::new(stored.metadata, versions));
-        }
-        for alias in snapshot.aliases {
-            cache.put_alias(alias);
-        }
-        Ok(Self {
+        let max_staleness = store.is_shared().then_some(DEFAULT_MAX_STALENESS);
+        let now = clock.now();
+        let kms = Self {
             store,
             clock,
             region: region.to_string(),
             domain,
-            cache: RwLock::new(cache),
+            cache: RwLock::new(Cache::default()),
             fencing,
-            writer: Mutex::new(()),
-        })
+            replica: Mutex::new(replica::Replica::default()),
+            last_sync: AtomicI64::new(now.0),
+            max_staleness,
+        };
+        kms.reload(snapshot)?;
+        Ok(kms)
+    }
+
+    /// Sets the bound on the replica's age beyond which reads are refused
+    /// with [`KmsError::DependencyTimeout`] (`None`: never). Only a shared
+    /// store has one by default; a single node's replica is never behind.
+    pub fn with_max_staleness(mut self, bound: Option<Duration>) -> Self {
+        self.max_staleness = bound;
+        self
     }
 
     /// The region this node names in ARNs.
@@ -141,8 +172,8 @@ impl Kms {
         self.clock.now()
     }
 
-    fn lock_writer(&self) -> MutexGuard<'_, ()> {
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock_replica(&self) -> MutexGuard<'_, replica::Replica> {
+        self.replica.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
@@ -157,6 +188,7 @@ impl Kms {
     /// deletion date has passed answers as destroyed (NotFound); the request
     /// path never writes, the sweeper ([`Self::run_due_tasks`]) destroys it.
     fn resolve(&self, account: &str, key_ref: &str) -> Result<Arc<CachedKey>, KmsError> {
+        self.require_fresh()?;
         let key = self.lookup(account, key_ref)?;
         if key.meta.is_due_for_destruction(self.now()) {
             return Err(KmsError::NotFound(format!(
@@ -169,9 +201,42 @@ impl Kms {
 
     /// Like [`Self::resolve`] for operations that name a key only by key id or
     /// key ARN, as AWS requires for management operations: an alias is refused.
+    /// On a shared store, a key this replica has not synced yet (created at
+    /// another node a moment ago) is read from the store.
     fn resolve_key(&self, account: &str, key_ref: &str) -> Result<Arc<CachedKey>, KmsError> {
         reject_alias(key_ref)?;
-        self.resolve(account, key_ref)
+        match self.resolve(account, key_ref) {
+            Err(KmsError::NotFound(message)) if self.store.is_shared() => self
+                .fetch_unsynced(account, key_ref)?
+                .ok_or(KmsError::NotFound(message)),
+            other => other,
+        }
+    }
+
+    /// Reads a key named by id or key ARN from the store and publishes it;
+    /// `None` if the store has no such live key of `account`.
+    fn fetch_unsynced(
+        &self,
+        account: &str,
+        key_ref: &str,
+    ) -> Result<Option<Arc<CachedKey>>, KmsError> {
+        let id = match KeyRef::parse(key_ref)? {
+            KeyRef::Id(id) => id,
+            KeyRef::Arn {
+                region,
+                account: a,
+                id,
+            } if a == account && region == self.region => id,
+            _ => return Ok(None),
+        };
+        let Some(stored) = self.store.load_key(&id)? else {
+            return Ok(None);
+        };
+        if stored.metadata.account != account {
+            return Ok(None);
+        }
+        let key = self.publish(self.cached_key(stored)?);
+        Ok((!key.meta.is_due_for_destruction(self.now())).then_some(key))
     }
 
     /// Whether `key_ref` names a key of `account` whose private-key operations
@@ -231,21 +296,22 @@ impl Kms {
             .filter(|k| k.meta.account == account)
     }
 
+    /// Destroys a key whose deletion date has passed (run by the sweeper).
     fn destroy(&self, id: &KeyId) -> Result<(), KmsError> {
-        let _w = self.lock_writer();
-        if self.read_cache().key(id).is_none() {
+        let Some(key) = self.read_cache().key(id) else {
             return Ok(());
+        };
+        let now = self.now();
+        let done = self.change_key(key, |k| {
+            Ok(k.meta
+                .is_due_for_destruction(now)
+                .then_some(writes::KeyChange::Delete))
+        });
+        match done {
+            // Another node destroyed it first.
+            Ok(_) | Err(KmsError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e),
         }
-        self.store.delete_key(id)?;
-        self.write_cache().remove_key(id);
-        Ok(())
-    }
-
-    /// Persists new metadata for a key, then publishes it. Caller holds the writer lock.
-    fn commit_metadata(&self, key: &CachedKey, meta: KeyMetadata) -> Result<KeyMetadata, KmsError> {
-        self.store.update_key(&meta)?;
-        self.write_cache().put(key.with_metadata(meta.clone()));
-        Ok(meta)
     }
 
     /// Runs what the clock has made due: destroys keys whose deletion date has

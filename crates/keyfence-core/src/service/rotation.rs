@@ -4,6 +4,7 @@
 use super::cache::CachedKey;
 use super::lifecycle::{require_enabled, require_not_pending_deletion};
 use super::material::Material;
+use super::writes::KeyChange;
 use super::Kms;
 use crate::clock::Timestamp;
 use crate::model::{KeyMetadata, KeySpec, KeyState, Origin, RotationRecord, RotationType};
@@ -114,47 +115,51 @@ impl Kms {
         account: &str,
         key_ref: &str,
     ) -> Result<KeyMetadata, KmsError> {
-        let _w = self.lock_writer();
         let key = self.resolve_key(account, key_ref)?;
-        require_enabled(&key.meta)?;
-        require_rotatable(&key.meta)?;
-        let on_demand = key
-            .meta
-            .rotations
-            .iter()
-            .filter(|r| r.kind == RotationType::OnDemand)
-            .count();
-        if on_demand >= MAX_ON_DEMAND_ROTATIONS {
-            return Err(KmsError::LimitExceeded(format!(
-                "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations",
-                key.meta.arn()
-            )));
-        }
-        self.add_version(&key, RotationType::OnDemand)
+        let key = self.change_kept_key(key, |k| {
+            require_enabled(&k.meta)?;
+            require_rotatable(&k.meta)?;
+            let on_demand = k
+                .meta
+                .rotations
+                .iter()
+                .filter(|r| r.kind == RotationType::OnDemand)
+                .count();
+            if on_demand >= MAX_ON_DEMAND_ROTATIONS {
+                return Err(KmsError::LimitExceeded(format!(
+                    "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations",
+                    k.meta.arn()
+                )));
+            }
+            self.next_version(k, RotationType::OnDemand).map(Some)
+        })?;
+        Ok(key.meta.clone())
     }
 
     /// A scheduled rotation, run by [`Kms::run_due_tasks`].
     pub(super) fn rotate_automatically(&self, id: &KeyId) -> Result<(), KmsError> {
-        let _w = self.lock_writer();
         let Some(key) = self.read_cache().key(id) else {
             return Ok(());
         };
         let now = self.now();
-        let due =
-            key.meta.rotation.enabled && key.meta.rotation.next_rotation.is_some_and(|t| t <= now);
-        if !due || key.meta.state != KeyState::Enabled {
-            return Ok(());
-        }
-        self.add_version(&key, RotationType::Automatic).map(drop)
+        self.change_key(key, |k| {
+            let due =
+                k.meta.rotation.enabled && k.meta.rotation.next_rotation.is_some_and(|t| t <= now);
+            if !due || k.meta.state != KeyState::Enabled {
+                return Ok(None);
+            }
+            self.next_version(k, RotationType::Automatic).map(Some)
+        })
+        .map(drop)
     }
 
-    /// Adds a fresh backing key version, durably, then publishes it. Caller holds the writer lock.
-    fn add_version(&self, key: &CachedKey, kind: RotationType) -> Result<KeyMetadata, KmsError> {
+    /// A fresh backing key version after `key`'s current one, with the
+    /// metadata that records the rotation.
+    fn next_version(&self, key: &CachedKey, kind: RotationType) -> Result<KeyChange, KmsError> {
         let now = self.now();
         let version = key.meta.current_version + 1;
         self.require_inside(&key.meta)?;
         let material = Material::generate(key.meta.spec)?;
-        let record = self.wrap_version(&key.meta, version, &material)?;
         let mut meta = key.meta.clone();
         meta.current_version = version;
         meta.rotations.push(RotationRecord {
@@ -167,12 +172,7 @@ impl Kms {
                 meta.rotation.next_rotation = Some(now.plus_days(days));
             }
         }
-        self.store.add_version(&meta, &record)?;
-        let mut versions = (*key.versions).clone();
-        versions.insert(version, material);
-        self.write_cache()
-            .put(CachedKey::new(meta.clone(), versions));
-        Ok(meta)
+        Ok(KeyChange::AddVersion(meta, version, material))
     }
 
     /// ListKeyRotations: completed rotations, oldest first, paged.

@@ -52,7 +52,7 @@ impl Kms {
         self.update_metadata(account, key_ref, |m| {
             require_not_pending_deletion(m)?;
             fenced::refuse_fence_tag(m, tags.iter().map(|(k, _)| k.as_str()))?;
-            apply(&mut m.tags, tags)
+            apply(&mut m.tags, tags.clone())
         })
         .map(drop)
     }

@@ -14,7 +14,8 @@ use keyfence_crypto::SymmetricKey;
 use super::*;
 use crate::clock::ManualClock;
 use crate::model::{
-    EncryptionAlgorithm, ImportExpiry, ImportWrapping, KeySpec, KeyState, KeyUsage, Origin,
+    EncryptionAlgorithm, ImportExpiry, ImportWrapping, KeyMetadata, KeySpec, KeyState, KeyUsage,
+    Origin,
 };
 use crate::Member;
 use asym::KeySpec::{
@@ -30,16 +31,68 @@ fn rsa_wrapping(algorithm: WrappingAlgorithm, spec: asym::KeySpec) -> ImportWrap
     ImportWrapping::Rsa { spec, algorithm }
 }
 use crate::root::LocalRootKey;
-use crate::store::{Snapshot, StoreError, StoredKey, VersionRecord};
+use crate::store::{
+    ChangeBatch, FeedCursor, Revision, Snapshot, StoreError, StoredKey, VersionRecord,
+};
 use crate::EncryptionContext;
 
-/// A store that keeps everything in memory; shared between Kms instances to simulate restarts.
+/// A store that keeps everything in memory; shared between Kms instances to
+/// simulate restarts. Conditional writes check revisions; it has no feed
+/// (one node: nothing to follow).
 #[derive(Default)]
 struct MemoryStore(Mutex<Snapshot>);
 
+impl MemoryStore {
+    fn change(
+        &self,
+        id: &KeyId,
+        expected: Revision,
+        f: impl FnOnce(&mut StoredKey),
+    ) -> Result<Revision, StoreError> {
+        let mut s = self.0.lock().unwrap();
+        let k = s.keys.iter_mut().find(|k| k.metadata.id == *id);
+        match k {
+            Some(k) if k.revision == expected => {
+                f(k);
+                k.revision += 1;
+                Ok(k.revision)
+            }
+            other => Err(StoreError::Stale {
+                key_id: *id,
+                expected,
+                found: other.map(|k| k.revision),
+            }),
+        }
+    }
+}
+
 impl Store for MemoryStore {
+    fn is_shared(&self) -> bool {
+        false
+    }
     fn load(&self) -> Result<Snapshot, StoreError> {
         Ok(self.0.lock().unwrap().clone())
+    }
+    fn load_key(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
+        let s = self.0.lock().unwrap();
+        Ok(s.keys.iter().find(|k| k.metadata.id == *id).cloned())
+    }
+    fn load_alias(&self, account: &str, name: &str) -> Result<Option<Alias>, StoreError> {
+        let s = self.0.lock().unwrap();
+        Ok(s.aliases
+            .iter()
+            .find(|a| a.account == account && a.name.as_str() == name)
+            .cloned())
+    }
+    fn key_revision(&self, id: &KeyId) -> Result<Option<Revision>, StoreError> {
+        Ok(self.load_key(id)?.map(|k| k.revision))
+    }
+    fn changes_since(&self, cursor: FeedCursor) -> Result<ChangeBatch, StoreError> {
+        Ok(ChangeBatch {
+            changes: Vec::new(),
+            cursor,
+            rewound: false,
+        })
     }
     fn insert_domain_key(&self, key: &DomainKeyRecord) -> Result<(), StoreError> {
         self.0.lock().unwrap().domain_keys.push(key.clone());
@@ -49,6 +102,7 @@ impl Store for MemoryStore {
         self.0.lock().unwrap().keys.push(StoredKey {
             metadata: key.clone(),
             versions: versions.to_vec(),
+            revision: 1,
         });
         Ok(())
     }
@@ -56,39 +110,29 @@ impl Store for MemoryStore {
         &self,
         key: &KeyMetadata,
         versions: &[VersionRecord],
-    ) -> Result<(), StoreError> {
-        let mut s = self.0.lock().unwrap();
-        let k = s
-            .keys
-            .iter_mut()
-            .find(|k| k.metadata.id == key.id)
-            .ok_or(StoreError::Backend("no key".into()))?;
-        k.metadata = key.clone();
-        k.versions = versions.to_vec();
-        Ok(())
+        expected: Revision,
+    ) -> Result<Revision, StoreError> {
+        self.change(&key.id, expected, |k| {
+            k.metadata = key.clone();
+            k.versions = versions.to_vec();
+        })
     }
-    fn update_key(&self, key: &KeyMetadata) -> Result<(), StoreError> {
-        let mut s = self.0.lock().unwrap();
-        let k = s
-            .keys
-            .iter_mut()
-            .find(|k| k.metadata.id == key.id)
-            .ok_or(StoreError::Backend("no key".into()))?;
-        k.metadata = key.clone();
-        Ok(())
+    fn update_key(&self, key: &KeyMetadata, expected: Revision) -> Result<Revision, StoreError> {
+        self.change(&key.id, expected, |k| k.metadata = key.clone())
     }
-    fn add_version(&self, key: &KeyMetadata, version: &VersionRecord) -> Result<(), StoreError> {
-        let mut s = self.0.lock().unwrap();
-        let k = s
-            .keys
-            .iter_mut()
-            .find(|k| k.metadata.id == key.id)
-            .ok_or(StoreError::Backend("no key".into()))?;
-        k.metadata = key.clone();
-        k.versions.push(version.clone());
-        Ok(())
+    fn add_version(
+        &self,
+        key: &KeyMetadata,
+        version: &VersionRecord,
+        expected: Revision,
+    ) -> Result<Revision, StoreError> {
+        self.change(&key.id, expected, |k| {
+            k.metadata = key.clone();
+            k.versions.push(version.clone());
+        })
     }
-    fn delete_key(&self, id: &KeyId) -> Result<(), StoreError> {
+    fn delete_key(&self, id: &KeyId, expected: Revision) -> Result<(), StoreError> {
+        self.change(id, expected, |_| ())?;
         let mut s = self.0.lock().unwrap();
         s.keys.retain(|k| k.metadata.id != *id);
         s.aliases.retain(|a| a.target != *id);
@@ -105,24 +149,24 @@ impl Store for MemoryStore {
         s.aliases.push(alias.clone());
         Ok(())
     }
-    fn update_alias(&self, alias: &Alias) -> Result<(), StoreError> {
+    fn update_alias(&self, alias: &Alias) -> Result<Option<Alias>, StoreError> {
         let mut s = self.0.lock().unwrap();
-        for a in s
+        let found = s
             .aliases
             .iter_mut()
-            .filter(|a| a.account == alias.account && a.name == alias.name)
-        {
-            *a = alias.clone();
-        }
-        Ok(())
+            .find(|a| a.account == alias.account && a.name == alias.name);
+        Ok(found.map(|a| {
+            a.target = alias.target;
+            a.updated = alias.updated;
+            a.clone()
+        }))
     }
-    fn delete_alias(&self, account: &str, name: &str) -> Result<(), StoreError> {
-        self.0
-            .lock()
-            .unwrap()
-            .aliases
+    fn delete_alias(&self, account: &str, name: &str) -> Result<bool, StoreError> {
+        let mut s = self.0.lock().unwrap();
+        let before = s.aliases.len();
+        s.aliases
             .retain(|a| !(a.account == account && a.name.as_str() == name));
-        Ok(())
+        Ok(s.aliases.len() != before)
     }
 }
 

@@ -151,6 +151,15 @@ impl From<KmsError> for ApiError {
             KmsError::UnknownFence { fence, policy } => {
                 return messages::unknown_fence(&fence.to_string(), policy);
             }
+            KmsError::DependencyTimeout(detail) => {
+                tracing::warn!(detail = %detail, "key store unavailable");
+                // AWS answers DependencyTimeoutException with 500; clients retry it.
+                return Self {
+                    status: 500,
+                    code: "DependencyTimeoutException",
+                    message: e.to_string(),
+                };
+            }
             KmsError::Internal(detail) => {
                 tracing::error!(detail = %detail, "internal error");
                 return Self {
@@ -176,6 +185,11 @@ mod tests {
 
     #[test]
     fn internal_errors_hide_detail() {
+        let e = ApiError::from(KmsError::DependencyTimeout("store gone".into()));
+        assert_eq!(
+            (e.status, e.code, e.message.as_str()),
+            (500, "DependencyTimeoutException", "store gone")
+        );
         let e = ApiError::from(KmsError::Internal("domain key 3 missing".into()));
         assert_eq!((e.status, e.code), (500, "KMSInternalException"));
         assert!(!e.message.contains("domain key"));

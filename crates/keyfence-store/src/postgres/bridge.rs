@@ -70,7 +70,7 @@ impl Bridge {
         self.handle().spawn(async move {
             let out = match tokio::time::timeout(timeout, work).await {
                 Ok(out) => out,
-                Err(_) => Err(StoreError::Backend(format!(
+                Err(_) => Err(StoreError::Unavailable(format!(
                     "{what}: no answer from PostgreSQL within {timeout:?} (a change in flight may or may not have been committed)"
                 ))
                 .into()),
@@ -109,7 +109,7 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(5)).await;
             Ok::<_, StoreError>(())
         });
-        assert!(matches!(slow, Err(StoreError::Backend(m)) if m.contains("no answer")));
+        assert!(matches!(slow, Err(StoreError::Unavailable(m)) if m.contains("no answer")));
     }
 
     #[test]

@@ -29,112 +29,14 @@ use std::collections::BTreeMap;
 
 use deadpool_postgres::{Object, Pool, Transaction};
 use keyfence_core::model::Alias;
-use keyfence_core::store::{DomainKeyRecord, Snapshot};
-use keyfence_core::{AliasName, KeyId, StoreError};
+use keyfence_core::store::{
+    Change, ChangeBatch, ChangedEntity, DomainKeyRecord, FeedCursor, Snapshot, StoredKey,
+};
+use keyfence_core::{AliasName, StoreError};
 use tokio_postgres::IsolationLevel;
 
-use super::error::{corrupt, db, pool as pool_err, release};
-use super::rows::{self, RevisionedKey};
-
-/// A position in the change feed: every change made by a transaction whose
-/// id is below it has been read. Only ever moves forward on one server; see
-/// [`ChangeBatch::rewound`] for a failover to a server that is behind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct FeedCursor(u64);
-
-impl FeedCursor {
-    /// Before every change: reading from here returns the whole history still in the feed.
-    pub const START: Self = Self(0);
-
-    /// The cursor as a number (a PostgreSQL `xid8`), to persist it.
-    pub fn as_u64(self) -> u64 {
-        self.0
-    }
-
-    /// A cursor persisted with [`as_u64`](Self::as_u64).
-    pub fn from_u64(v: u64) -> Self {
-        Self(v)
-    }
-}
-
-/// Everything the store holds, read in one snapshot, with the feed cursor
-/// from which changes after that snapshot are read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplicaSeed {
-    /// Domain keys.
-    pub domain_keys: Vec<DomainKeyRecord>,
-    /// Keys with their versions and revisions.
-    pub keys: Vec<RevisionedKey>,
-    /// Aliases.
-    pub aliases: Vec<Alias>,
-    /// Read changes from here on with
-    /// [`PostgresStore::changes_since`](super::PostgresStore::changes_since).
-    /// Changes already in the seed may be delivered again; applying them is idempotent.
-    pub cursor: FeedCursor,
-}
-
-impl ReplicaSeed {
-    /// The core's [`Snapshot`], without revisions and cursor.
-    pub fn into_snapshot(self) -> Snapshot {
-        Snapshot {
-            domain_keys: self.domain_keys,
-            keys: self.keys.into_iter().map(|k| k.key).collect(),
-            aliases: self.aliases,
-        }
-    }
-}
-
-/// One changed entity and its state as of the batch's snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChangedEntity {
-    /// A domain key (they are never removed).
-    DomainKey {
-        /// Its number.
-        id: u32,
-        /// Its record; `None` only if it was removed by hand.
-        current: Option<DomainKeyRecord>,
-    },
-    /// A key's metadata or versions.
-    Key {
-        /// The key.
-        id: KeyId,
-        /// Its state, `None` once deleted.
-        current: Option<Box<RevisionedKey>>,
-    },
-    /// An alias.
-    Alias {
-        /// Owning account.
-        account: String,
-        /// The alias name.
-        name: AliasName,
-        /// The alias, `None` once deleted.
-        current: Option<Alias>,
-    },
-}
-
-/// A changed entity with the feed position of its latest change in the batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    /// Feed sequence number of the entity's latest change in this batch;
-    /// changes are returned in increasing `seq`.
-    pub seq: i64,
-    /// The entity and its current state.
-    pub entity: ChangedEntity,
-}
-
-/// The result of one read of the feed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChangeBatch {
-    /// The entities changed since the cursor, each once, in order of their latest change.
-    pub changes: Vec<Change>,
-    /// Where the next read starts.
-    pub cursor: FeedCursor,
-    /// The server is behind the cursor it was given (a failover to a
-    /// standby that had not received everything): the reader cannot know
-    /// what it holds that the server lost, and should reload everything with
-    /// [`PostgresStore::load_replica`](super::PostgresStore::load_replica).
-    pub rewound: bool,
-}
+use super::error::{corrupt, db, pool as pool_err, release, suspect};
+use super::rows;
 
 /// Which entity a feed row names.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -164,20 +66,20 @@ async fn snapshot(client: &mut Object) -> Result<(Transaction<'_>, u64), StoreEr
 }
 
 /// Reads everything in one snapshot.
-pub(crate) async fn seed(pool: Pool) -> Result<ReplicaSeed, StoreError> {
+pub(crate) async fn seed(pool: Pool) -> Result<Snapshot, StoreError> {
     let mut client = pool.get().await.map_err(pool_err)?;
     let result = seed_in(&mut client).await;
-    release(client, matches!(result, Err(StoreError::Backend(_))));
+    release(client, suspect(&result));
     result
 }
 
-async fn seed_in(client: &mut Object) -> Result<ReplicaSeed, StoreError> {
+async fn seed_in(client: &mut Object) -> Result<Snapshot, StoreError> {
     let (tx, xmin) = snapshot(client).await?;
-    let seed = ReplicaSeed {
+    let seed = Snapshot {
         domain_keys: rows::domain_keys(&tx, None).await?,
         keys: rows::keys(&tx, None).await?,
         aliases: rows::aliases(&tx, None).await?,
-        cursor: FeedCursor(xmin),
+        cursor: FeedCursor::from_u64(xmin),
     };
     tx.commit().await.map_err(db)?;
     Ok(seed)
@@ -191,19 +93,19 @@ pub(crate) async fn changes_since(
 ) -> Result<ChangeBatch, StoreError> {
     let mut client = pool.get().await.map_err(pool_err)?;
     let result = changes_in(&mut client, cursor).await;
-    release(client, matches!(result, Err(StoreError::Backend(_))));
+    release(client, suspect(&result));
     result
 }
 
 async fn changes_in(client: &mut Object, cursor: FeedCursor) -> Result<ChangeBatch, StoreError> {
     let (tx, xmin) = snapshot(client).await?;
-    let rewound = xmin < cursor.0;
-    let latest = window(&tx, cursor.0.min(xmin), xmin).await?;
+    let rewound = xmin < cursor.as_u64();
+    let latest = window(&tx, cursor.as_u64().min(xmin), xmin).await?;
     let changes = resolve(&tx, latest).await?;
     tx.commit().await.map_err(db)?;
     Ok(ChangeBatch {
         changes,
-        cursor: FeedCursor(xmin),
+        cursor: FeedCursor::from_u64(xmin),
         rewound,
     })
 }
@@ -261,10 +163,10 @@ async fn resolve(
             }
         }
     }
-    let mut keys: BTreeMap<String, RevisionedKey> = BTreeMap::new();
+    let mut keys: BTreeMap<String, StoredKey> = BTreeMap::new();
     if !key_ids.is_empty() {
         for k in rows::keys(tx, Some(&key_ids)).await? {
-            keys.insert(k.key.metadata.id.to_string(), k);
+            keys.insert(k.metadata.id.to_string(), k);
         }
     }
     let mut domain_keys: BTreeMap<i32, DomainKeyRecord> = BTreeMap::new();

@@ -10,10 +10,11 @@
 //! - Schema: versioned migrations run at [`PostgresStore::connect`] under a
 //!   transaction-scoped advisory lock, recorded in `schema_migrations`.
 //! - Every write is one transaction committed with `synchronous_commit = on`.
-//!   Every key carries a revision for conditional writes
-//!   ([`PostgresStore::update_key_if_revision`]), and every state change
-//!   appends to a change feed in the same transaction, read with
-//!   [`PostgresStore::changes_since`] (see [`feed`] for why it never skips a
+//!   Every key carries a revision, and every change to an existing key is
+//!   conditional on the revision the caller checked
+//!   ([`StoreError::Stale`] otherwise); every state change appends to a
+//!   change feed in the same transaction, read with
+//!   [`Store::changes_since`] (see [`feed`] for why it never skips a
 //!   change) and woken by [`ChangeWaker`].
 //! - Needs PostgreSQL 13 or later (`xid8`, `pg_current_xact_id`).
 
@@ -30,16 +31,14 @@ use std::time::Duration;
 
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use keyfence_core::model::Alias;
-use keyfence_core::store::{DomainKeyRecord, Snapshot, VersionRecord};
+use keyfence_core::store::{DomainKeyRecord, Revision, Snapshot, StoredKey, VersionRecord};
 use keyfence_core::{KeyId, KeyMetadata, Store, StoreError};
 use tokio_postgres::NoTls;
 
 use bridge::Bridge;
-pub use error::ConditionalWriteError;
-pub use feed::{Change, ChangeBatch, ChangedEntity, FeedCursor, ReplicaSeed};
-pub use rows::RevisionedKey;
+pub use keyfence_core::store::{Change, ChangeBatch, ChangedEntity, FeedCursor};
 pub use waker::ChangeWaker;
-use writes::Write;
+use writes::{Write, Written};
 
 /// Tuning of a [`PostgresStore`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,23 +146,15 @@ impl PostgresStore {
         self.bridge.run(what, work(self.pool.clone()))
     }
 
-    fn write(&self, what: &'static str, write: Write) -> Result<(), StoreError> {
+    fn write(&self, what: &'static str, write: Write) -> Result<Written, StoreError> {
         self.run(what, |pool| writes::write(pool, write))
     }
 
-    /// Everything, read in one snapshot, with each key's revision and the
-    /// feed cursor to follow changes from.
-    pub fn load_replica(&self) -> Result<ReplicaSeed, StoreError> {
-        self.run("load", feed::seed)
-    }
-
-    /// The entities changed since `cursor`, with their current state, and
-    /// the cursor to read from next. Never skips a change, whatever order
-    /// the writing transactions committed in (see [`feed`]).
-    pub fn changes_since(&self, cursor: FeedCursor) -> Result<ChangeBatch, StoreError> {
-        self.run("read the change feed", move |pool| {
-            feed::changes_since(pool, cursor)
-        })
+    fn write_revision(&self, what: &'static str, write: Write) -> Result<Revision, StoreError> {
+        match self.write(what, write)? {
+            Written::Revision(r) => Ok(r),
+            _ => Err(StoreError::Backend(format!("{what}: no revision returned"))),
+        }
     }
 
     /// A waker for a feed reader, listening on its own connection. It runs
@@ -172,37 +163,47 @@ impl PostgresStore {
     pub fn change_waker(&self) -> ChangeWaker {
         ChangeWaker::spawn(self.bridge.handle(), self.config.clone())
     }
+}
 
-    /// Replaces a key's metadata only if its stored revision is still
-    /// `expected` (optimistic concurrency); returns the new revision, or
-    /// [`ConditionalWriteError::Stale`] if another change came first.
-    pub fn update_key_if_revision(
-        &self,
-        key: &KeyMetadata,
-        expected: i64,
-    ) -> Result<i64, ConditionalWriteError> {
-        let key = key.clone();
-        self.run("conditional key update", move |pool| {
-            writes::update_key_if_revision(pool, key, expected)
+impl Store for PostgresStore {
+    fn is_shared(&self) -> bool {
+        true
+    }
+
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        self.run("load", feed::seed)
+    }
+
+    fn load_key(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
+        let id = *id;
+        self.run("load a key", move |pool| writes::load_key(pool, id))
+    }
+
+    fn load_alias(&self, account: &str, name: &str) -> Result<Option<Alias>, StoreError> {
+        let (account, name) = (account.to_string(), name.to_string());
+        self.run("load an alias", move |pool| {
+            writes::load_alias(pool, account, name)
         })
     }
 
-    /// A key's stored revision, `None` if it does not exist.
-    pub fn key_revision(&self, id: &KeyId) -> Result<Option<i64>, StoreError> {
+    fn key_revision(&self, id: &KeyId) -> Result<Option<Revision>, StoreError> {
         let id = *id;
         self.run("read a revision", move |pool| {
             writes::key_revision(pool, id)
         })
     }
-}
 
-impl Store for PostgresStore {
-    fn load(&self) -> Result<Snapshot, StoreError> {
-        self.load_replica().map(ReplicaSeed::into_snapshot)
+    /// Never skips a change, whatever order the writing transactions
+    /// committed in (see [`feed`]).
+    fn changes_since(&self, cursor: FeedCursor) -> Result<ChangeBatch, StoreError> {
+        self.run("read the change feed", move |pool| {
+            feed::changes_since(pool, cursor)
+        })
     }
 
     fn insert_domain_key(&self, key: &DomainKeyRecord) -> Result<(), StoreError> {
         self.write("insert domain key", Write::DomainKey(key.clone()))
+            .map(drop)
     }
 
     fn insert_key(&self, key: &KeyMetadata, versions: &[VersionRecord]) -> Result<(), StoreError> {
@@ -210,16 +211,22 @@ impl Store for PostgresStore {
             "insert key",
             Write::InsertKey(key.clone(), versions.to_vec()),
         )
+        .map(drop)
     }
 
-    fn update_key(&self, key: &KeyMetadata) -> Result<(), StoreError> {
-        self.write("update key", Write::UpdateKey(key.clone()))
+    fn update_key(&self, key: &KeyMetadata, expected: Revision) -> Result<Revision, StoreError> {
+        self.write_revision("update key", Write::UpdateKey(key.clone(), expected))
     }
 
-    fn add_version(&self, key: &KeyMetadata, version: &VersionRecord) -> Result<(), StoreError> {
-        self.write(
+    fn add_version(
+        &self,
+        key: &KeyMetadata,
+        version: &VersionRecord,
+        expected: Revision,
+    ) -> Result<Revision, StoreError> {
+        self.write_revision(
             "add version",
-            Write::AddVersion(key.clone(), version.clone()),
+            Write::AddVersion(key.clone(), version.clone(), expected),
         )
     }
 
@@ -227,29 +234,40 @@ impl Store for PostgresStore {
         &self,
         key: &KeyMetadata,
         versions: &[VersionRecord],
-    ) -> Result<(), StoreError> {
-        self.write(
+        expected: Revision,
+    ) -> Result<Revision, StoreError> {
+        self.write_revision(
             "replace versions",
-            Write::ReplaceVersions(key.clone(), versions.to_vec()),
+            Write::ReplaceVersions(key.clone(), versions.to_vec(), expected),
         )
     }
 
-    fn delete_key(&self, id: &KeyId) -> Result<(), StoreError> {
-        self.write("delete key", Write::DeleteKey(*id))
+    fn delete_key(&self, id: &KeyId, expected: Revision) -> Result<(), StoreError> {
+        self.write("delete key", Write::DeleteKey(*id, expected))
+            .map(drop)
     }
 
     fn insert_alias(&self, alias: &Alias) -> Result<(), StoreError> {
         self.write("insert alias", Write::InsertAlias(alias.clone()))
+            .map(drop)
     }
 
-    fn update_alias(&self, alias: &Alias) -> Result<(), StoreError> {
-        self.write("update alias", Write::UpdateAlias(alias.clone()))
+    fn update_alias(&self, alias: &Alias) -> Result<Option<Alias>, StoreError> {
+        match self.write("update alias", Write::UpdateAlias(alias.clone()))? {
+            Written::Alias(a) => Ok(a),
+            _ => Err(StoreError::Backend(
+                "update alias: no alias returned".into(),
+            )),
+        }
     }
 
-    fn delete_alias(&self, account: &str, name: &str) -> Result<(), StoreError> {
-        self.write(
+    fn delete_alias(&self, account: &str, name: &str) -> Result<bool, StoreError> {
+        match self.write(
             "delete alias",
             Write::DeleteAlias(account.to_string(), name.to_string()),
-        )
+        )? {
+            Written::Existed(e) => Ok(e),
+            _ => Err(StoreError::Backend("delete alias: no answer".into())),
+        }
     }
 }

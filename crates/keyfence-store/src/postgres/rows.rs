@@ -10,16 +10,6 @@ use tokio_postgres::{Row, Transaction};
 
 use super::error::{corrupt, db};
 
-/// A key with all its versions and its revision (see
-/// [`PostgresStore::update_key_if_revision`](super::PostgresStore::update_key_if_revision)).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RevisionedKey {
-    /// Metadata and versions.
-    pub key: StoredKey,
-    /// Incremented by every change to the key.
-    pub revision: i64,
-}
-
 fn parse_key_id(s: &str) -> Result<KeyId, StoreError> {
     s.parse().map_err(|_| corrupt("key id", s))
 }
@@ -69,7 +59,7 @@ pub(crate) async fn domain_keys(
 pub(crate) async fn keys(
     tx: &Transaction<'_>,
     ids: Option<&[String]>,
-) -> Result<Vec<RevisionedKey>, StoreError> {
+) -> Result<Vec<StoredKey>, StoreError> {
     const KEYS: &str = "SELECT id, metadata::text, revision FROM keys";
     const VERSIONS: &str =
         "SELECT key_id, version, domain_key_id, wrapped, created FROM key_versions";
@@ -101,14 +91,11 @@ pub(crate) async fn keys(
                 format!("row {id} holds key {}", metadata.id),
             ));
         }
-        let key = StoredKey {
-            metadata,
-            versions: Vec::new(),
-        };
         by_id.insert(
             id,
-            RevisionedKey {
-                key,
+            StoredKey {
+                metadata,
+                versions: Vec::new(),
                 revision: row.get(2),
             },
         );
@@ -125,7 +112,6 @@ pub(crate) async fn keys(
         by_id
             .get_mut(&key_id)
             .ok_or_else(|| corrupt("key version", format!("orphan version of {key_id}")))?
-            .key
             .versions
             .push(record);
     }

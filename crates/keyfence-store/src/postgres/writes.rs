@@ -1,26 +1,39 @@
 //! The state changes: each is one transaction on a pooled connection,
 //! committed with `synchronous_commit = on` (durable, and on a synchronous
-//! standby too when one is configured, before it returns).
+//! standby too when one is configured, before it returns). A change to an
+//! existing key is conditional on the revision the caller checked.
 
 use deadpool_postgres::{Object, Pool, Transaction};
 use keyfence_core::model::Alias;
-use keyfence_core::store::{DomainKeyRecord, VersionRecord};
-use keyfence_core::{KeyId, KeyMetadata, StoreError};
+use keyfence_core::store::{DomainKeyRecord, Revision, StoredKey, VersionRecord};
+use keyfence_core::{KeyId, KeyMetadata, StoreError, Timestamp};
 
-use super::error::{db, pool as pool_err, release, ConditionalWriteError};
-use super::rows::i32_of;
+use super::error::{corrupt, db, pool as pool_err, release, suspect};
+use super::rows::{self, i32_of};
 
 /// One state change, owning its inputs (it runs on the store's runtime).
 pub(crate) enum Write {
     DomainKey(DomainKeyRecord),
     InsertKey(KeyMetadata, Vec<VersionRecord>),
-    UpdateKey(KeyMetadata),
-    AddVersion(KeyMetadata, VersionRecord),
-    ReplaceVersions(KeyMetadata, Vec<VersionRecord>),
-    DeleteKey(KeyId),
+    UpdateKey(KeyMetadata, Revision),
+    AddVersion(KeyMetadata, VersionRecord, Revision),
+    ReplaceVersions(KeyMetadata, Vec<VersionRecord>, Revision),
+    DeleteKey(KeyId, Revision),
     InsertAlias(Alias),
     UpdateAlias(Alias),
     DeleteAlias(String, String),
+}
+
+/// What a write reports.
+pub(crate) enum Written {
+    /// Done.
+    Done,
+    /// The key's new revision.
+    Revision(Revision),
+    /// The alias as stored after an update (`None`: no such alias).
+    Alias(Option<Alias>),
+    /// Whether a deleted alias existed.
+    Existed(bool),
 }
 
 fn metadata_json(key: &KeyMetadata) -> Result<String, StoreError> {
@@ -50,18 +63,28 @@ async fn put_version(tx: &Transaction<'_>, v: &VersionRecord) -> Result<(), Stor
     Ok(())
 }
 
-/// Replaces a key's metadata and increments its revision; with `expected`,
-/// only if the stored revision is that one. Returns the new revision, or
-/// `None` when the key is missing or (with `expected`) at another revision.
+async fn revision_in(tx: &Transaction<'_>, id: &KeyId) -> Result<Option<Revision>, StoreError> {
+    Ok(tx
+        .query_opt(
+            "SELECT revision FROM keys WHERE id = $1",
+            &[&id.to_string()],
+        )
+        .await
+        .map_err(db)?
+        .map(|r| r.get(0)))
+}
+
+/// Replaces a key's metadata at revision `expected` and increments it;
+/// [`StoreError::Stale`] if the key is at another revision or gone.
 async fn update_metadata(
     tx: &Transaction<'_>,
     key: &KeyMetadata,
-    expected: Option<i64>,
-) -> Result<Option<i64>, StoreError> {
+    expected: Revision,
+) -> Result<Revision, StoreError> {
     let stmt = tx
         .prepare_cached(
             "UPDATE keys SET metadata = $2::text::jsonb, revision = revision + 1 \
-             WHERE id = $1 AND ($3::bigint IS NULL OR revision = $3) RETURNING revision",
+             WHERE id = $1 AND revision = $3 RETURNING revision",
         )
         .await
         .map_err(db)?;
@@ -72,18 +95,18 @@ async fn update_metadata(
         )
         .await
         .map_err(db)?;
-    Ok(row.map(|r| r.get(0)))
-}
-
-async fn update_existing(tx: &Transaction<'_>, key: &KeyMetadata) -> Result<(), StoreError> {
-    match update_metadata(tx, key, None).await? {
-        Some(_) => Ok(()),
-        None => Err(StoreError::Backend(format!("key {} is not stored", key.id))),
+    match row {
+        Some(r) => Ok(r.get(0)),
+        None => Err(StoreError::Stale {
+            key_id: key.id,
+            expected,
+            found: revision_in(tx, &key.id).await?,
+        }),
     }
 }
 
-async fn apply(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
-    match write {
+async fn apply(tx: &Transaction<'_>, write: &Write) -> Result<Written, StoreError> {
+    Ok(match write {
         Write::DomainKey(key) => {
             tx.execute(
                 "INSERT INTO domain_keys (id, wrapped, created) VALUES ($1, $2, $3)",
@@ -95,6 +118,7 @@ async fn apply(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
             )
             .await
             .map_err(db)?;
+            Written::Done
         }
         Write::InsertKey(key, versions) => {
             let stmt = tx
@@ -112,14 +136,18 @@ async fn apply(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
             for v in versions {
                 put_version(tx, v).await?;
             }
+            Written::Done
         }
-        Write::UpdateKey(key) => update_existing(tx, key).await?,
-        Write::AddVersion(key, version) => {
-            update_existing(tx, key).await?;
+        Write::UpdateKey(key, expected) => {
+            Written::Revision(update_metadata(tx, key, *expected).await?)
+        }
+        Write::AddVersion(key, version, expected) => {
+            let revision = update_metadata(tx, key, *expected).await?;
             put_version(tx, version).await?;
+            Written::Revision(revision)
         }
-        Write::ReplaceVersions(key, versions) => {
-            update_existing(tx, key).await?;
+        Write::ReplaceVersions(key, versions, expected) => {
+            let revision = update_metadata(tx, key, *expected).await?;
             tx.execute(
                 "DELETE FROM key_versions WHERE key_id = $1",
                 &[&key.id.to_string()],
@@ -129,13 +157,26 @@ async fn apply(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
             for v in versions {
                 put_version(tx, v).await?;
             }
+            Written::Revision(revision)
         }
-        Write::DeleteKey(id) => {
+        Write::DeleteKey(id, expected) => {
             // Versions and aliases go with it (ON DELETE CASCADE), each
             // recorded in the change feed by its table's trigger.
-            tx.execute("DELETE FROM keys WHERE id = $1", &[&id.to_string()])
+            let n = tx
+                .execute(
+                    "DELETE FROM keys WHERE id = $1 AND revision = $2",
+                    &[&id.to_string(), expected],
+                )
                 .await
                 .map_err(db)?;
+            if n != 1 {
+                return Err(StoreError::Stale {
+                    key_id: *id,
+                    expected: *expected,
+                    found: revision_in(tx, id).await?,
+                });
+            }
+            Written::Done
         }
         Write::InsertAlias(alias) => {
             tx.execute(
@@ -151,11 +192,13 @@ async fn apply(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
             )
             .await
             .map_err(db)?;
+            Written::Done
         }
         Write::UpdateAlias(alias) => {
-            let n = tx
-                .execute(
-                    "UPDATE aliases SET target = $3, updated = $4 WHERE account = $1 AND name = $2",
+            let row = tx
+                .query_opt(
+                    "UPDATE aliases SET target = $3, updated = $4 WHERE account = $1 AND name = $2 \
+                     RETURNING created",
                     &[
                         &alias.account,
                         &alias.name.as_str(),
@@ -165,86 +208,41 @@ async fn apply(tx: &Transaction<'_>, write: &Write) -> Result<(), StoreError> {
                 )
                 .await
                 .map_err(db)?;
-            if n != 1 {
-                return Err(StoreError::Backend(format!(
-                    "alias {} is not stored",
-                    alias.name.as_str()
-                )));
-            }
+            Written::Alias(row.map(|r| Alias {
+                created: Timestamp(r.get(0)),
+                ..alias.clone()
+            }))
         }
         Write::DeleteAlias(account, name) => {
-            tx.execute(
-                "DELETE FROM aliases WHERE account = $1 AND name = $2",
-                &[account, name],
-            )
-            .await
-            .map_err(db)?;
+            let n = tx
+                .execute(
+                    "DELETE FROM aliases WHERE account = $1 AND name = $2",
+                    &[account, name],
+                )
+                .await
+                .map_err(db)?;
+            Written::Existed(n > 0)
         }
-    }
-    Ok(())
+    })
 }
 
 /// Runs one state change in its own transaction and commits it.
-pub(crate) async fn write(pool: Pool, write: Write) -> Result<(), StoreError> {
+pub(crate) async fn write(pool: Pool, write: Write) -> Result<Written, StoreError> {
     let mut client = pool.get().await.map_err(pool_err)?;
     let result = write_in(&mut client, &write).await;
-    release(client, matches!(result, Err(StoreError::Backend(_))));
+    release(client, suspect(&result));
     result
 }
 
-async fn write_in(client: &mut Object, write: &Write) -> Result<(), StoreError> {
+async fn write_in(client: &mut Object, write: &Write) -> Result<Written, StoreError> {
     let tx = client.transaction().await.map_err(db)?;
-    apply(&tx, write).await?;
-    tx.commit().await.map_err(db)
-}
-
-/// Replaces a key's metadata if its stored revision is `expected`; returns the new revision.
-pub(crate) async fn update_key_if_revision(
-    pool: Pool,
-    key: KeyMetadata,
-    expected: i64,
-) -> Result<i64, ConditionalWriteError> {
-    let mut client = pool.get().await.map_err(pool_err)?;
-    let result = update_if_revision_in(&mut client, key, expected).await;
-    let backend_failed = matches!(
-        result,
-        Err(ConditionalWriteError::Store(StoreError::Backend(_)))
-    );
-    release(client, backend_failed);
-    result
-}
-
-async fn update_if_revision_in(
-    client: &mut Object,
-    key: KeyMetadata,
-    expected: i64,
-) -> Result<i64, ConditionalWriteError> {
-    let tx = client.transaction().await.map_err(db)?;
-    match update_metadata(&tx, &key, Some(expected)).await? {
-        Some(revision) => {
-            tx.commit().await.map_err(db)?;
-            Ok(revision)
-        }
-        None => {
-            let found = tx
-                .query_opt(
-                    "SELECT revision FROM keys WHERE id = $1",
-                    &[&key.id.to_string()],
-                )
-                .await
-                .map_err(db)?
-                .map(|r| r.get(0));
-            Err(ConditionalWriteError::Stale {
-                key_id: key.id,
-                expected,
-                found,
-            })
-        }
-    }
+    let written = apply(&tx, write).await?;
+    tx.commit().await.map_err(db)?;
+    Ok(written)
 }
 
 /// The stored revision of a key, `None` if it does not exist.
-pub(crate) async fn key_revision(pool: Pool, id: KeyId) -> Result<Option<i64>, StoreError> {
+pub(crate) async fn key_revision(pool: Pool, id: KeyId) -> Result<Option<Revision>, StoreError> {
     let client = pool.get().await.map_err(pool_err)?;
     let result = client
         .query_opt(
@@ -254,6 +252,51 @@ pub(crate) async fn key_revision(pool: Pool, id: KeyId) -> Result<Option<i64>, S
         .await
         .map_err(db)
         .map(|row| row.map(|r| r.get(0)));
-    release(client, result.is_err());
+    release(client, suspect(&result));
+    result
+}
+
+/// One key with its versions and revision, in one snapshot.
+pub(crate) async fn load_key(pool: Pool, id: KeyId) -> Result<Option<StoredKey>, StoreError> {
+    let mut client = pool.get().await.map_err(pool_err)?;
+    let result = async {
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(db)?;
+        let mut keys = rows::keys(&tx, Some(&[id.to_string()])).await?;
+        tx.commit().await.map_err(db)?;
+        if keys.len() > 1 {
+            return Err(corrupt("key", format!("{id} stored {} times", keys.len())));
+        }
+        Ok(keys.pop())
+    }
+    .await;
+    release(client, suspect(&result));
+    result
+}
+
+/// One alias, `None` if it does not exist.
+pub(crate) async fn load_alias(
+    pool: Pool,
+    account: String,
+    name: String,
+) -> Result<Option<Alias>, StoreError> {
+    let mut client = pool.get().await.map_err(pool_err)?;
+    let result = async {
+        let tx = client.transaction().await.map_err(db)?;
+        let mut found = rows::aliases(
+            &tx,
+            Some((std::slice::from_ref(&account), std::slice::from_ref(&name))),
+        )
+        .await?;
+        tx.commit().await.map_err(db)?;
+        Ok(found.pop())
+    }
+    .await;
+    release(client, suspect(&result));
     result
 }
