@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod datadir;
 pub mod http;
+pub mod log_limit;
 pub mod metrics;
 pub mod node;
 pub mod root_key;

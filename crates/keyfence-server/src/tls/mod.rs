@@ -6,7 +6,8 @@
 //! * [`KxMode::Default`] offers the hybrid ML-KEM groups first and still accepts
 //!   classical ECDHE groups (X25519, P-256, P-384) for clients that have no PQ support.
 //! * [`KxMode::PostQuantumOnly`] accepts only hybrid ML-KEM groups. [`PqAcceptor`]
-//!   reads the ClientHello first and refuses (with a TLS alert, one warning log line and
+//!   reads the ClientHello first and refuses (with TLS's `insufficient_security` alert,
+//!   a warning log line at most once per client address per minute, and
 //!   [`TlsError::ClassicalOnlyClient`]) any client that offers no hybrid group.
 //!
 //! [`ensure_dev_pki`] creates a development CA and a localhost server certificate so a
