@@ -2,6 +2,7 @@
 //! response shape, metrics.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -15,6 +16,7 @@ use keyfence_core::Kms;
 use crate::api::{self, ApiError, Protocol};
 use crate::metrics::Metrics;
 use crate::sigv4::{self, CredentialStore, VerifiedCaller};
+use crate::status;
 
 /// Largest request body accepted. The biggest valid KMS request (a 6 KiB
 /// ciphertext and two 8 KiB contexts, base64 and JSON-escaped) fits easily.
@@ -28,6 +30,38 @@ pub struct AppState {
     pub credentials: CredentialStore,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
+}
+
+/// What a request handler knows about the connection it arrived on.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The TLS version, e.g. `"TLS 1.3"`.
+    pub tls_version: &'static str,
+    /// The negotiated key-exchange group, e.g. `"X25519MLKEM768"`.
+    pub group: &'static str,
+}
+
+impl Connection {
+    /// The connection from `peer` with TLS state `tls` that negotiated `group`.
+    pub fn new(peer: SocketAddr, tls: &rustls::ServerConnection, group: &'static str) -> Self {
+        let tls_version = match tls.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2",
+            _ => "unknown",
+        };
+        Connection {
+            peer,
+            tls_version,
+            group,
+        }
+    }
+
+    /// Whether the key exchange was a hybrid post-quantum one (an ML-KEM group).
+    pub fn post_quantum(&self) -> bool {
+        self.group.contains("MLKEM")
+    }
 }
 
 /// A unique request id in UUID shape: a random per-process prefix and a counter
@@ -74,11 +108,22 @@ fn metric_operation(protocol: &Protocol) -> &'static str {
     }
 }
 
-/// Handles one request; never fails at the HTTP level.
+/// Handles one request that arrived on `conn`; never fails at the HTTP level.
 pub async fn handle(
     state: Arc<AppState>,
+    conn: Arc<Connection>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if status::is_status_request(&req) {
+        let regions = [state.kms.region()];
+        let page = status::Status {
+            name: status::DEFAULT_NODE_NAME,
+            version: env!("CARGO_PKG_VERSION"),
+            regions: &regions,
+            connection: &conn,
+        };
+        return Ok(status::response(&page, req.method() == Method::HEAD));
+    }
     let started = Instant::now();
     let id = request_id();
     let header = |name: &str| {

@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod node;
 pub mod root_key;
 pub mod sigv4;
+pub mod status;
 pub mod tls;
 
 pub use config::{Config, ConfigFile, Overrides};

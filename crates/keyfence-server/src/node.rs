@@ -250,7 +250,9 @@ async fn accept_loop(
             };
             state.metrics.record_handshake(group);
             tracing::debug!(%peer, group, "TLS connection established");
-            let service = service_fn(move |req| http::handle(Arc::clone(&state), req));
+            let conn = Arc::new(http::Connection::new(peer, tls.get_ref().1, group));
+            let service =
+                service_fn(move |req| http::handle(Arc::clone(&state), Arc::clone(&conn), req));
             if let Err(e) = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tls), service)
                 .await
