@@ -5,6 +5,7 @@
 
 mod key;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,7 +15,7 @@ use keyfence_server::datadir::DataDir;
 use keyfence_server::tls::KxMode;
 use keyfence_server::{Config, ConfigFile, Node, Overrides};
 
-/// A post-quantum, geo-fenced key management service that speaks the AWS KMS API.
+/// A key management service that speaks the AWS KMS API over post-quantum TLS.
 #[derive(Parser)]
 #[command(name = "keyfence", version, about)]
 struct Cli {
@@ -67,7 +68,9 @@ fn init_logging(format: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in a log file or pipe.
+        .with_ansi(std::io::stderr().is_terminal());
     if format == "json" {
         builder.json().init();
     } else {
