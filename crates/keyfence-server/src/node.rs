@@ -94,9 +94,12 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
 }
 
 impl Node {
-    /// Prepares the data directory (creating it on first start), opens the
-    /// store and the KMS, binds both listeners and starts serving.
+    /// Binds both listeners, then prepares the data directory (creating it on
+    /// first start), opens the store and the KMS and starts serving.
     pub async fn start(config: Config) -> Result<Self, NodeError> {
+        // Bind first: a taken port must fail before a first start writes anything.
+        let api = bind(config.listen).await?;
+        let metrics_listener = bind(config.metrics_listen).await?;
         let (data_dir, initialized) = DataDir::open_or_init(&config.data_dir)?;
         let root = LocalRootKey::new(data_dir.load_root_key()?);
         let store = Arc::new(SqliteStore::open(&data_dir.database())?);
@@ -124,8 +127,6 @@ impl Node {
         ));
         let metrics = Metrics::new();
 
-        let api = bind(config.listen).await?;
-        let metrics_listener = bind(config.metrics_listen).await?;
         let api_addr = api.local_addr().map_err(|source| NodeError::Bind {
             addr: config.listen,
             source,
