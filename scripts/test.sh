@@ -23,7 +23,10 @@ cargo deny --locked check bans licenses sources
 step "cargo test"
 cargo test --workspace
 
-step "end-to-end (AWS CLI, boto3, AWS Encryption SDK)"
+step "end-to-end (AWS CLI, boto3, AWS Encryption SDK, headless Chromium)"
+# The status-page test opens the node in headless Chromium; it is skipped only
+# when this script cannot install it.
+scripts/setup-chromium.sh >/dev/null || echo "test.sh: no Chromium; the browser test will be skipped" >&2
 cargo build -p keyfence
 KEYFENCE_BIN=target/debug/keyfence tests/e2e/run.sh
 

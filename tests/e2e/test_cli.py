@@ -54,7 +54,9 @@ def test_sts_get_caller_identity(node):
     out = node.aws("sts", "get-caller-identity")
     assert out["Account"] == ACCOUNT1
     assert out["Arn"] == f"arn:aws:iam::{ACCOUNT1}:user/admin"
-    assert out.get("UserId")
+    # AWS's form for an IAM user's unique id, stable across calls, not the access key.
+    assert re.fullmatch(r"AIDA[A-Z2-7]{17}", out["UserId"]), out
+    assert node.aws("sts", "get-caller-identity")["UserId"] == out["UserId"]
 
 
 def test_sts_second_account(node):

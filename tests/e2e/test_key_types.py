@@ -257,9 +257,13 @@ def test_signatures_are_fresh_and_verifiable_by_pyca_only_with_the_right_key(kms
 
 def test_ml_dsa_external_mu_is_a_documented_gap(kms, keys):
     key = keys("ML_DSA_44", "SIGN_VERIFY")
-    expect_error("UnsupportedOperationException", kms.sign, KeyId=key["KeyId"],
-                 Message=os.urandom(64), MessageType="EXTERNAL_MU",
-                 SigningAlgorithm="ML_DSA_SHAKE_256")
+    err = expect_error("UnsupportedOperationException", kms.sign, KeyId=key["KeyId"],
+                       Message=os.urandom(64), MessageType="EXTERNAL_MU",
+                       SigningAlgorithm="ML_DSA_SHAKE_256")
+    # One sentence, naming no internal library.
+    message = err.response["Error"]["Message"]
+    assert "EXTERNAL_MU" in message and "aws-lc" not in message, message
+    assert message.count(":") <= 1 and ". " not in message, message
     # Wrong μ length is a validation error before the gap is reached.
     expect_error("ValidationException", kms.sign, KeyId=key["KeyId"],
                  Message=os.urandom(32), MessageType="EXTERNAL_MU",

@@ -43,6 +43,8 @@ pub struct Resolved {
     pub ca: Option<PathBuf>,
     /// Signing credential.
     pub credential: Credential,
+    /// The node's data directory, if one was given or the default exists.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl ConnectArgs {
@@ -94,6 +96,7 @@ impl ConnectArgs {
             endpoint,
             ca,
             credential,
+            data_dir,
         })
     }
 

@@ -77,9 +77,10 @@ pub struct BenchArgs {
     #[arg(long)]
     pub key_id: Option<String>,
     /// The node's Prometheus endpoint, for its resident memory before and after;
-    /// "none" to skip.
-    #[arg(long, default_value = "http://127.0.0.1:9464")]
-    pub metrics: String,
+    /// "none" to skip [default: the metrics address the node published in
+    /// DATA_DIR/node.addr.json].
+    #[arg(long)]
+    pub metrics: Option<String>,
     /// The node's process id, if local: its CPU time during the run is reported
     /// (/proc/PID/stat), and its resident memory (VmRSS) when --metrics is none.
     #[arg(long)]
@@ -168,8 +169,42 @@ fn default_threads() -> usize {
         .unwrap_or(2)
 }
 
+/// The metrics URL to read the node's memory from: `--metrics`, else the address the
+/// node published in its data directory ([`keyfence_server::node::ADDR_FILE`]), else
+/// `"none"`.
+fn metrics_url(flag: Option<&str>, data_dir: Option<&Path>) -> String {
+    if let Some(url) = flag {
+        return url.to_owned();
+    }
+    data_dir
+        .and_then(|d| std::fs::read(d.join(keyfence_server::node::ADDR_FILE)).ok())
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .and_then(|v| v["metrics"].as_str().map(|addr| format!("http://{addr}")))
+        .unwrap_or_else(|| "none".to_owned())
+}
+
+/// Fails fast when nothing accepts connections at `endpoint`, instead of counting
+/// connect errors for the whole run.
+async fn probe(endpoint: &client::Endpoint) -> Result<(), String> {
+    const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+    let connect = tokio::net::TcpStream::connect(endpoint.addr);
+    match tokio::time::timeout(PROBE_TIMEOUT, connect).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(format!(
+            "connection refused at {}: is the node running there?",
+            endpoint.url()
+        )),
+        Ok(Err(e)) => Err(format!("cannot connect to {}: {e}", endpoint.url())),
+        Err(_) => Err(format!(
+            "cannot connect to {}: no answer within {PROBE_TIMEOUT:?}",
+            endpoint.url()
+        )),
+    }
+}
+
 async fn read_memory(args: &BenchArgs) -> Option<(String, Result<u64, String>)> {
-    if args.metrics == "none" {
+    let metrics = args.metrics.as_deref().unwrap_or("none");
+    if metrics == "none" {
         return args.pid.map(|pid| {
             (
                 format!("VmRSS of pid {pid}"),
@@ -178,8 +213,8 @@ async fn read_memory(args: &BenchArgs) -> Option<(String, Result<u64, String>)> 
         });
     }
     Some((
-        format!("process_resident_memory_bytes from {}", args.metrics),
-        client::resident_memory(&args.metrics).await,
+        format!("process_resident_memory_bytes from {metrics}"),
+        client::resident_memory(metrics).await,
     ))
 }
 
@@ -261,7 +296,11 @@ impl Drop for Ticker {
 
 /// Runs one benchmark and gives its report. `show_progress` allows the progress
 /// bar (it is still hidden unless stderr is a terminal).
-pub async fn run(args: BenchArgs, command: String, show_progress: bool) -> Result<Report, String> {
+pub async fn run(
+    mut args: BenchArgs,
+    command: String,
+    show_progress: bool,
+) -> Result<Report, String> {
     if args.connections == 0 || args.streams == 0 {
         return Err("--connections and --streams must be at least 1".into());
     }
@@ -274,6 +313,11 @@ pub async fn run(args: BenchArgs, command: String, show_progress: bool) -> Resul
         return Err("--duration must be positive".into());
     }
     let resolved = args.connect.resolve()?;
+    probe(&resolved.endpoint).await?;
+    args.metrics = Some(metrics_url(
+        args.metrics.as_deref(),
+        resolved.data_dir.as_deref(),
+    ));
     let version = if args.http2 {
         HttpVersion::Http2
     } else {

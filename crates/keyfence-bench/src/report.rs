@@ -558,18 +558,29 @@ impl Report {
             }
             let _ = writeln!(t);
         }
-        if let Some(m) = &self.memory {
-            let side = |r: &Result<u64, String>| match r {
-                Ok(b) => mib(*b),
-                Err(e) => format!("unavailable ({e})"),
-            };
-            let _ = writeln!(
-                t,
-                "  node memory  {} before, {} after (resident, {})",
-                side(&m.before),
-                side(&m.after),
-                m.source
-            );
+        match &self.memory {
+            // One short note, not the connect error twice.
+            Some(m) if m.before.is_err() && m.after.is_err() => {
+                let _ = writeln!(
+                    t,
+                    "  node memory  not read ({} failed; --metrics URL or none)",
+                    m.source
+                );
+            }
+            Some(m) => {
+                let side = |r: &Result<u64, String>| match r {
+                    Ok(b) => mib(*b),
+                    Err(e) => format!("unavailable ({e})"),
+                };
+                let _ = writeln!(
+                    t,
+                    "  node memory  {} before, {} after (resident, {})",
+                    side(&m.before),
+                    side(&m.after),
+                    m.source
+                );
+            }
+            None => {}
         }
         t
     }

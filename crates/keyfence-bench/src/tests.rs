@@ -253,7 +253,7 @@ async fn strict_node_refuses_classical_handshakes_and_they_are_counted() {
             "200ms",
         ],
     );
-    a.metrics = "none".into();
+    a.metrics = Some("none".into());
     let report = run(a, "test".into(), false).await.unwrap();
     let v = report.to_json();
     let groups = v["groups"].as_array().unwrap();
@@ -452,4 +452,124 @@ async fn plain_http_peer_that_closes_connections() {
     let reconnects = v["reconnects"].as_u64().unwrap();
     assert!(reconnects + 3 >= v["ok"].as_u64().unwrap(), "{v}");
     assert_eq!(bad_signatures.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_against_nothing_fails_fast_with_connection_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    keyfence_server::datadir::DataDir::init(&data).unwrap();
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("https://127.0.0.1:{port}");
+    for workload in ["encrypt", "handshakes"] {
+        let a = Cli::try_parse_from([
+            "bench",
+            "--endpoint",
+            &endpoint,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--workload",
+            workload,
+            "--duration",
+            "20s",
+        ])
+        .unwrap()
+        .bench;
+        let started = std::time::Instant::now();
+        let err = match run(a, "test".into(), false).await {
+            Ok(report) => panic!("{workload} must fail: {}", report.to_text()),
+            Err(e) => e,
+        };
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{workload} took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            err,
+            format!("connection refused at {endpoint}: is the node running there?")
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_default_to_the_address_the_node_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(&dir.path().join("d"), false).await;
+    let endpoint = format!("https://127.0.0.1:{}", node.api_addr.port());
+    let data_dir = node.data_dir.path.display().to_string();
+    let a = Cli::try_parse_from([
+        "bench",
+        "--endpoint",
+        &endpoint,
+        "--data-dir",
+        &data_dir,
+        "--connections",
+        "1",
+        "--duration",
+        "200ms",
+        "--warmup",
+        "0s",
+    ])
+    .unwrap()
+    .bench;
+    assert_eq!(a.metrics, None);
+    let report = run(a, "test".into(), false).await.unwrap();
+    let memory = report.memory.as_ref().expect("memory read");
+    assert!(
+        memory
+            .source
+            .ends_with(&format!("http://{}", node.metrics_addr)),
+        "{}",
+        memory.source
+    );
+    assert!(memory.before.is_ok() && memory.after.is_ok(), "{memory:?}");
+    node.shutdown().await;
+}
+
+#[test]
+fn metrics_url_falls_back_to_none_without_a_published_address() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(metrics_url(None, Some(dir.path())), "none");
+    assert_eq!(metrics_url(None, None), "none");
+    assert_eq!(
+        metrics_url(Some("http://10.0.0.1:9464"), Some(dir.path())),
+        "http://10.0.0.1:9464"
+    );
+    std::fs::write(
+        dir.path().join(keyfence_server::node::ADDR_FILE),
+        r#"{"api":"127.0.0.1:1","metrics":"127.0.0.1:2","pid":1}"#,
+    )
+    .unwrap();
+    assert_eq!(metrics_url(None, Some(dir.path())), "http://127.0.0.1:2");
+}
+
+#[test]
+fn an_unreachable_metrics_endpoint_is_one_short_note() {
+    let mut report = Report {
+        setup: Setup::default(),
+        outcome: Outcome::Unsupported {
+            operation: "Sign".into(),
+            code: "UnsupportedOperationException".into(),
+            message: "test".into(),
+        },
+        memory: Some(Memory {
+            source: "process_resident_memory_bytes from http://127.0.0.1:9".into(),
+            before: Err("http://127.0.0.1:9: Connection refused (os error 111)".into()),
+            after: Err("http://127.0.0.1:9: Connection refused (os error 111)".into()),
+        }),
+        cpu: None,
+        reconnects: 0,
+    };
+    let text = report.to_text();
+    let lines: Vec<&str> = text.lines().filter(|l| l.contains("node memory")).collect();
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(!lines[0].contains("os error"), "{text}");
+    report.memory = None;
+    assert!(!report.to_text().contains("node memory"));
 }

@@ -67,6 +67,39 @@ impl FromStr for KeyId {
     }
 }
 
+/// Identifies one version of a KMS key's material (AWS's `KeyMaterialId`): 32 bytes
+/// derived deterministically from the key id and the version number, so every node
+/// reports the same id for the same material, and rotation gives a new one.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyMaterialId([u8; 32]);
+
+impl KeyMaterialId {
+    /// Domain separation for the derivation.
+    const LABEL: &'static [u8] = b"keyfence KeyMaterialId v1";
+
+    /// The id of version `version` of key `key`: HKDF-SHA256 with the key id and the
+    /// big-endian version as input keying material.
+    pub fn of(key: &KeyId, version: u32) -> Result<Self, KmsError> {
+        let mut ikm = [0u8; 20];
+        ikm[..16].copy_from_slice(key.as_bytes());
+        ikm[16..].copy_from_slice(&version.to_be_bytes());
+        let out = keyfence_crypto::kdf::derive::<32>(&ikm, Self::LABEL, &[])
+            .map_err(KmsError::internal_crypto("key material id"))?;
+        Ok(Self(*out))
+    }
+
+    /// The 64 lowercase hex digits AWS uses.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for KeyMaterialId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyMaterialId({})", self.to_hex())
+    }
+}
+
 /// The ARN of a key.
 pub fn key_arn(region: &str, account: &str, id: &KeyId) -> String {
     format!("arn:aws:kms:{region}:{account}:key/{id}")
@@ -194,6 +227,17 @@ impl KeyRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_material_ids_are_deterministic_per_key_and_version() {
+        let key: KeyId = "1234abcd-12ab-34cd-56ef-1234567890ab".parse().unwrap();
+        let other: KeyId = "1234abcd-12ab-34cd-56ef-1234567890ac".parse().unwrap();
+        let v1 = KeyMaterialId::of(&key, 1).unwrap();
+        assert_eq!(v1, KeyMaterialId::of(&key, 1).unwrap());
+        assert_eq!(v1.to_hex().len(), 64);
+        assert_ne!(v1, KeyMaterialId::of(&key, 2).unwrap());
+        assert_ne!(v1, KeyMaterialId::of(&other, 1).unwrap());
+    }
 
     #[test]
     fn key_id_round_trip() {

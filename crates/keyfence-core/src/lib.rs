@@ -23,7 +23,7 @@ pub mod store;
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use context::EncryptionContext;
 pub use error::{Algorithm, Bound, KmsError, Member, SpecOperation};
-pub use ids::{AliasName, KeyId, KeyRef};
+pub use ids::{AliasName, KeyId, KeyMaterialId, KeyRef};
 pub use model::{EncryptionAlgorithm, KeyMetadata, KeySpec, KeyState, KeyUsage, Origin};
 pub use root::{LocalRootKey, RootOfTrust};
 pub use service::Kms;

@@ -2,7 +2,8 @@
 //! response shape, metrics.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
@@ -14,8 +15,10 @@ use keyfence_core::Kms;
 
 use crate::api::{self, ApiError, Protocol};
 use crate::forward;
+use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
-use crate::sigv4::{self, CredentialStore, VerifiedCaller};
+use crate::sigv4::{self, CredentialStore, SigV4Error, VerifiedCaller};
+use crate::status;
 
 /// Largest request body accepted. The biggest valid KMS request (a 6 KiB
 /// ciphertext and two 8 KiB contexts, base64 and JSON-escaped) fits easily.
@@ -39,6 +42,38 @@ pub struct AppState {
 enum Served {
     Local(&'static str, Vec<u8>),
     Forwarded(Response<Full<Bytes>>),
+}
+
+/// What a request handler knows about the connection it arrived on.
+#[derive(Debug, Clone)]
+pub struct Connection {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The TLS version, e.g. `"TLS 1.3"`.
+    pub tls_version: &'static str,
+    /// The negotiated key-exchange group, e.g. `"X25519MLKEM768"`.
+    pub group: &'static str,
+}
+
+impl Connection {
+    /// The connection from `peer` with TLS state `tls` that negotiated `group`.
+    pub fn new(peer: SocketAddr, tls: &rustls::ServerConnection, group: &'static str) -> Self {
+        let tls_version = match tls.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2",
+            _ => "unknown",
+        };
+        Connection {
+            peer,
+            tls_version,
+            group,
+        }
+    }
+
+    /// Whether the key exchange was a hybrid post-quantum one (an ML-KEM group).
+    pub fn post_quantum(&self) -> bool {
+        self.group.contains("MLKEM")
+    }
 }
 
 /// A unique request id in UUID shape: a random per-process prefix and a counter
@@ -89,11 +124,22 @@ fn metric_operation(protocol: &Protocol) -> &'static str {
     }
 }
 
-/// Handles one request; never fails at the HTTP level.
+/// Handles one request that arrived on `conn`; never fails at the HTTP level.
 pub async fn handle(
     state: Arc<AppState>,
+    conn: Arc<Connection>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    if status::is_status_request(&req) {
+        let regions = [state.kms.region()];
+        let page = status::Status {
+            name: status::DEFAULT_NODE_NAME,
+            version: env!("CARGO_PKG_VERSION"),
+            regions: &regions,
+            connection: &conn,
+        };
+        return Ok(status::response(&page, req.method() == Method::HEAD));
+    }
     let started = Instant::now();
     let id = request_id();
     let header = |name: &str| {
@@ -106,7 +152,7 @@ pub async fn handle(
         header("x-amz-target").as_deref(),
         header("content-type").as_deref(),
     );
-    let result = serve(&state, req, &protocol, &id).await;
+    let result = serve(&state, &conn, req, &protocol, &id).await;
     let outcome = match &result {
         Ok(Served::Local(..)) => "ok",
         Ok(Served::Forwarded(_)) => "forwarded",
@@ -131,6 +177,7 @@ pub async fn handle(
 
 async fn serve(
     state: &Arc<AppState>,
+    conn: &Connection,
     req: Request<Incoming>,
     protocol: &Protocol,
     request_id: &str,
@@ -154,7 +201,8 @@ async fn serve(
             ),
         })?
         .to_bytes();
-    let caller = sigv4::verify(&parts, &body, &state.credentials, SystemTime::now())?;
+    let caller = sigv4::verify(&parts, &body, &state.credentials, SystemTime::now())
+        .inspect_err(|e| log_refused_signature(conn, &parts, e))?;
     check_scope(&caller, state.kms.region(), protocol)?;
     match protocol {
         Protocol::Kms(name) => {
@@ -214,6 +262,41 @@ async fn serve(
     }
 }
 
+/// Leaves one line in the log for a request refused for its credential (an unknown
+/// access key id or a wrong signature), at most once per client address per minute.
+/// The line names the access key id (an identifier, not a secret) and never the
+/// signature or anything derived from the secret key.
+fn log_refused_signature(conn: &Connection, parts: &hyper::http::request::Parts, e: &SigV4Error) {
+    static LIMIT: OnceLock<LogLimiter> = OnceLock::new();
+    let reason = match e {
+        SigV4Error::UnrecognizedClient => "unknown access key id",
+        SigV4Error::InvalidSignature => "signature does not match",
+        _ => return,
+    };
+    if !LIMIT
+        .get_or_init(LogLimiter::per_minute)
+        .allow(conn.peer.ip())
+    {
+        return;
+    }
+    let access_key_id = parts
+        .headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(access_key_id_of)
+        .unwrap_or("none");
+    tracing::warn!(peer = %conn.peer, access_key_id, reason, "refused request: {reason}");
+}
+
+/// The access key id of a SigV4 `Authorization` header (`… Credential=AKID/date/…`),
+/// if it looks like one (letters and digits, at most 128 characters).
+fn access_key_id_of(authorization: &str) -> Option<&str> {
+    let rest = &authorization[authorization.find("Credential=")? + "Credential=".len()..];
+    let id = rest.split('/').next()?;
+    (!id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+        .then_some(id)
+}
+
 /// The credential scope must name this node's region and the protocol's service.
 fn check_scope(caller: &VerifiedCaller, region: &str, protocol: &Protocol) -> Result<(), ApiError> {
     if caller.region != region {
@@ -255,6 +338,14 @@ mod tests {
             "unknown"
         );
         assert_eq!(metric_operation(&Protocol::Query), "sts");
+    }
+
+    #[test]
+    fn access_key_id_is_read_from_the_credential_only() {
+        let header = "AWS4-HMAC-SHA256 Credential=AKIAEXAMPLE/20260101/us-east-1/kms/aws4_request, SignedHeaders=host, Signature=abcdef";
+        assert_eq!(access_key_id_of(header), Some("AKIAEXAMPLE"));
+        assert_eq!(access_key_id_of("Bearer token"), None);
+        assert_eq!(access_key_id_of("AWS4-HMAC-SHA256 Credential=a b/x"), None);
     }
 
     #[test]

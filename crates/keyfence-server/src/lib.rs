@@ -11,11 +11,13 @@ pub mod config;
 pub mod datadir;
 pub mod forward;
 pub mod http;
+pub mod log_limit;
 pub mod metrics;
 pub mod node;
 pub mod replica;
 pub mod root_key;
 pub mod sigv4;
+pub mod status;
 pub mod tls;
 
 pub use config::{Config, ConfigFile, Overrides};

@@ -78,7 +78,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// A registry with all keyfence metrics registered (no samples yet).
+    /// A registry with all keyfence metrics registered: the handshake counters at zero
+    /// for every key-exchange group and failure reason, no request samples yet.
     pub fn new() -> Arc<Self> {
         let mut registry = Registry::default();
         let handshakes = Family::<GroupLabels, Counter>::default();
@@ -113,6 +114,22 @@ impl Metrics {
             forwards.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector));
+        // Every group and failure reason exists from the start, at zero, so dashboards
+        // and alerts see the series before the first handshake.
+        for group in crate::tls::server_group_names() {
+            handshakes
+                .get_or_create(&GroupLabels {
+                    group: group.to_owned(),
+                })
+                .inc_by(0);
+        }
+        for reason in crate::tls::TlsError::METRIC_REASONS {
+            handshake_failures
+                .get_or_create(&ReasonLabels {
+                    reason: reason.to_owned(),
+                })
+                .inc_by(0);
+        }
         Arc::new(Metrics {
             registry,
             handshakes,
@@ -303,6 +320,25 @@ mod tests {
         m.record_request("Encrypt", "ok", 0.003);
         m.record_request("Decrypt", "InvalidCiphertextException", 0.5);
         m
+    }
+
+    #[test]
+    fn handshake_counters_exist_at_zero_from_the_start() {
+        let text = Metrics::new().encode();
+        for group in [
+            "X25519MLKEM768",
+            "secp256r1MLKEM768",
+            "X25519",
+            "secp256r1",
+            "secp384r1",
+        ] {
+            let series = format!(r#"keyfence_tls_handshakes_total{{group="{group}"}}"#);
+            assert_eq!(sample(&text, &series), Some(0.0), "{series} in {text}");
+        }
+        for reason in ["classical_only", "timeout", "tls_error"] {
+            let series = format!(r#"keyfence_tls_handshake_failures_total{{reason="{reason}"}}"#);
+            assert_eq!(sample(&text, &series), Some(0.0), "{series} in {text}");
+        }
     }
 
     #[test]

@@ -101,9 +101,12 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
 }
 
 impl Node {
-    /// Prepares the data directory (creating it on first start), opens the
-    /// store and the KMS, binds both listeners and starts serving.
+    /// Binds both listeners, then prepares the data directory (creating it on
+    /// first start), opens the store and the KMS and starts serving.
     pub async fn start(config: Config) -> Result<Self, NodeError> {
+        // Bind first: a taken port must fail before a first start writes anything.
+        let api = bind(config.listen).await?;
+        let metrics_listener = bind(config.metrics_listen).await?;
         let (data_dir, initialized) = DataDir::open_or_init(&config.data_dir)?;
         let root = LocalRootKey::new(data_dir.load_root_key()?);
         // A cluster node's `[node] store` names a SQLite file its peers share.
@@ -155,8 +158,6 @@ impl Node {
         ));
         let metrics = Metrics::new();
 
-        let api = bind(config.listen).await?;
-        let metrics_listener = bind(config.metrics_listen).await?;
         let api_addr = api.local_addr().map_err(|source| NodeError::Bind {
             addr: config.listen,
             source,
@@ -340,7 +341,9 @@ async fn accept_loop(
             };
             state.metrics.record_handshake(group);
             tracing::debug!(%peer, group, "TLS connection established");
-            let service = service_fn(move |req| http::handle(Arc::clone(&state), req));
+            let conn = Arc::new(http::Connection::new(peer, tls.get_ref().1, group));
+            let service =
+                service_fn(move |req| http::handle(Arc::clone(&state), Arc::clone(&conn), req));
             if let Err(e) = auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tls), service)
                 .await

@@ -9,6 +9,7 @@ use keyfence_server::tls::{
     TlsError,
 };
 use rustls::pki_types::ServerName;
+use rustls::AlertDescription;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
@@ -126,6 +127,14 @@ impl tracing::Subscriber for WarnCapture {
     fn exit(&self, _: &tracing::span::Id) {}
 }
 
+/// The TLS alert a rustls client received, if its handshake failed on one.
+fn received_alert(err: &std::io::Error) -> Option<AlertDescription> {
+    match err.get_ref()?.downcast_ref::<rustls::Error>()? {
+        rustls::Error::AlertReceived(alert) => Some(*alert),
+        _ => None,
+    }
+}
+
 #[tokio::test]
 async fn classical_client_is_refused_in_post_quantum_only_mode() {
     let dir = tempfile::tempdir().unwrap();
@@ -144,10 +153,10 @@ async fn classical_client_is_refused_in_post_quantum_only_mode() {
         .await
     };
     let err = out.client.expect_err("client must fail");
-    let msg = err.to_string();
-    assert!(
-        msg.contains("received fatal alert: HandshakeFailure"),
-        "client must see a TLS alert, got: {msg}"
+    assert_eq!(
+        received_alert(&err),
+        Some(AlertDescription::InsufficientSecurity),
+        "client must see insufficient_security, got: {err}"
     );
     match out.server {
         Err(ref e @ TlsError::ClassicalOnlyClient { ref offered }) => {
@@ -163,6 +172,42 @@ async fn classical_client_is_refused_in_post_quantum_only_mode() {
         lines[0].contains("offered=X25519, secp256r1, secp384r1"),
         "{lines:?}"
     );
+}
+
+#[tokio::test]
+async fn a_retrying_classical_client_leaves_one_warning_per_minute() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dev_pki(dir.path());
+    let config = load_server_config(&pki, KxMode::PostQuantumOnly).unwrap();
+    let acceptor = PqAcceptor::new(config, KxMode::PostQuantumOnly);
+    let connector =
+        TlsConnector::from(client_config(&pki.ca_cert, ClientGroups::ClassicalOnly).unwrap());
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let capture = WarnCapture::default();
+    let _guard = tracing::subscriber::set_default(capture.clone());
+    for _ in 0..3 {
+        let server = async {
+            let (tcp, _) = listener.accept().await.unwrap();
+            acceptor.accept(tcp).await.map(|(_, group)| group)
+        };
+        let client = async {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            connector
+                .connect(ServerName::try_from("localhost").unwrap(), tcp)
+                .await
+                .map(|_| ())
+        };
+        let (server, client) = tokio::join!(server, client);
+        let err = client.expect_err("refused");
+        assert_eq!(
+            received_alert(&err),
+            Some(AlertDescription::InsufficientSecurity)
+        );
+        assert!(matches!(server, Err(TlsError::ClassicalOnlyClient { .. })));
+    }
+    let lines = capture.0.lock().unwrap().clone();
+    assert_eq!(lines.len(), 1, "one line for three refusals: {lines:?}");
 }
 
 #[tokio::test]
@@ -222,10 +267,20 @@ async fn plaintext_client_is_a_tls_error() {
         let (tcp, _) = listener.accept().await.unwrap();
         acceptor.accept(tcp).await
     };
-    let ((), result) = tokio::join!(client, server);
+    let capture = WarnCapture::default();
+    let ((), result) = {
+        let _guard = tracing::subscriber::set_default(capture.clone());
+        tokio::join!(client, server)
+    };
     let err = result.expect_err("plaintext must fail");
     assert!(matches!(err, TlsError::Handshake(_)), "{err:?}");
     assert_eq!(err.metric_reason(), "tls_error");
+    let lines = capture.0.lock().unwrap().clone();
+    assert_eq!(lines.len(), 1, "one hint: {lines:?}");
+    assert!(
+        lines[0].contains("plain HTTP") && lines[0].contains("https://"),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -330,7 +385,12 @@ async fn strict_acceptor_refuses_classical_clients_even_with_a_permissive_config
             .map(|_| ())
     };
     let (server, client) = tokio::join!(server, client);
-    assert!(client.is_err(), "classical client must not get a session");
+    let err = client.expect_err("classical client must not get a session");
+    assert_eq!(
+        received_alert(&err),
+        Some(AlertDescription::InsufficientSecurity),
+        "{err}"
+    );
     assert!(
         matches!(server, Err(TlsError::ClassicalOnlyClient { .. })),
         "{server:?}"

@@ -8,16 +8,17 @@ mod dev;
 mod key;
 mod store_cmd;
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use keyfence_server::datadir::DataDir;
-use keyfence_server::tls::KxMode;
+use keyfence_server::tls::{KxMode, PkiPaths};
 use keyfence_server::{Config, ConfigFile, Node, Overrides};
 
-/// A post-quantum, geo-fenced key management service that speaks the AWS KMS API.
+/// A key management service that speaks the AWS KMS API over post-quantum TLS.
 #[derive(Parser)]
 #[command(name = "keyfence", version, about)]
 struct Cli {
@@ -56,6 +57,19 @@ enum Command {
     /// Store commands: move a single node's keys into PostgreSQL.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
+    /// Show the data directory's first credential; with --export, as shell `export`
+    /// lines: eval "$(keyfence credentials --export)".
+    Credentials {
+        /// Data directory of the node.
+        #[arg(long, default_value = keyfence_server::config::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
+        /// Region for AWS_DEFAULT_REGION.
+        #[arg(long, default_value = keyfence_server::config::DEFAULT_REGION)]
+        region: String,
+        /// Print `export AWS_ACCESS_KEY_ID=… AWS_SECRET_ACCESS_KEY=… …` (with the secret).
+        #[arg(long)]
+        export: bool,
+    },
 }
 
 #[derive(Args)]
@@ -88,7 +102,9 @@ fn init_logging(format: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never in a log file or pipe.
+        .with_ansi(std::io::stderr().is_terminal());
     if format == "json" {
         builder.json().init();
     } else {
@@ -132,33 +148,107 @@ async fn server(args: ServerArgs) -> Result<(), String> {
         KxMode::Default => "X25519MLKEM768 preferred, classical X25519 accepted",
         KxMode::PostQuantumOnly => "post-quantum only (X25519MLKEM768, SECP256R1MLKEM768)",
     };
+    let data_dir = absolute(&node.data_dir.path);
+    let ca = absolute(&node.data_dir.pki.ca_cert);
+    let region = node.kms.region().to_owned();
     println!("keyfence listening on https://{}", node.api_addr);
-    println!("  data directory: {}", node.data_dir.path.display());
+    println!("  data directory: {}", data_dir.display());
     println!("  key exchange:   {mode}");
-    println!(
-        "  CA certificate: {}  (aws --ca-bundle / AWS_CA_BUNDLE)",
-        node.data_dir.pki.ca_cert.display()
-    );
     println!("  metrics:        http://{}/metrics", node.metrics_addr);
+    println!("To use it from a shell (AWS CLI, SDKs):");
+    println!(
+        "  export AWS_ENDPOINT_URL=https://{} AWS_CA_BUNDLE={}",
+        node.api_addr,
+        sh_quote(&ca.display().to_string())
+    );
+    match &node.initialized {
+        // The secret goes to a person at a terminal, never into a log file.
+        Some(init) if std::io::stdout().is_terminal() => println!(
+            "  {}",
+            export_line(
+                &init.credential.access_key_id,
+                init.credential.secret_access_key.as_str(),
+                &region
+            )
+        ),
+        _ => println!(
+            "  eval \"$(keyfence credentials --export --data-dir {} --region {})\"",
+            sh_quote(&data_dir.display().to_string()),
+            sh_quote(&region)
+        ),
+    }
     if let Some(init) = &node.initialized {
         println!(
-            "  new development credential (also in {}):",
-            node.data_dir.credentials().display()
-        );
-        println!("    AWS_ACCESS_KEY_ID={}", init.credential.access_key_id);
-        println!(
-            "    AWS_SECRET_ACCESS_KEY={}",
-            init.credential.secret_access_key.as_str()
-        );
-        println!("    account {}", init.credential.account_id);
-    } else {
-        println!(
-            "  credentials:    {}",
-            node.data_dir.credentials().display()
+            "  (new development credential {} for account {}, kept in {})",
+            init.credential.access_key_id,
+            init.credential.account_id,
+            absolute(&node.data_dir.credentials()).display()
         );
     }
     shutdown_signal().await;
     node.shutdown().await;
+    Ok(())
+}
+
+/// `path` made absolute (so a printed line works from any directory).
+fn absolute(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// `text` as one shell word: unchanged when safe, else single-quoted.
+fn sh_quote(text: &str) -> String {
+    if !text.is_empty()
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+%".contains(c))
+    {
+        text.to_owned()
+    } else {
+        format!("'{}'", text.replace('\'', r"'\''"))
+    }
+}
+
+/// One pasteable line exporting a credential and region for the AWS CLI and SDKs.
+fn export_line(access_key_id: &str, secret_access_key: &str, region: &str) -> String {
+    format!(
+        "export AWS_ACCESS_KEY_ID={} AWS_SECRET_ACCESS_KEY={} AWS_DEFAULT_REGION={}",
+        sh_quote(access_key_id),
+        sh_quote(secret_access_key),
+        sh_quote(region)
+    )
+}
+
+/// `keyfence credentials`: the data directory's first credential.
+fn credentials(data_dir: &Path, region: &str, export: bool) -> Result<(), String> {
+    let dir = DataDir {
+        path: data_dir.to_path_buf(),
+        pki: PkiPaths::in_dir(data_dir),
+    };
+    let credential = dir
+        .load_credentials()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{}: no credential", dir.credentials().display()))?;
+    if export {
+        println!(
+            "{}",
+            export_line(
+                &credential.access_key_id,
+                credential.secret_access_key.as_str(),
+                region
+            )
+        );
+    } else {
+        println!(
+            "{} (account {}), secret in {}",
+            credential.access_key_id,
+            credential.account_id,
+            absolute(&dir.credentials()).display()
+        );
+    }
     Ok(())
 }
 
@@ -191,6 +281,11 @@ fn main() -> ExitCode {
         Command::Node(command) => cluster_cmd::node_main(command),
         Command::Fence(command) => cluster_cmd::fence_main(command),
         Command::Store(command) => store_cmd::main(command),
+        Command::Credentials {
+            data_dir,
+            region,
+            export,
+        } => credentials(&data_dir, &region, export),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -44,6 +44,8 @@ pub struct DataKeyPairOutput {
     pub key_arn: String,
     /// The pair's spec.
     pub spec: asym::KeySpec,
+    /// The key material version that encrypted the private key.
+    pub key_material_id: Option<crate::KeyMaterialId>,
 }
 
 fn crypto_refusal(e: CryptoError, what: &str) -> KmsError {
@@ -320,6 +322,7 @@ impl Kms {
             public_key,
             key_arn: key.meta.arn(),
             spec,
+            key_material_id: Self::current_material_id(&key)?,
         })
     }
 }

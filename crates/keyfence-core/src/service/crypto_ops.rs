@@ -12,7 +12,7 @@ use super::material::Material;
 use super::{fenced, Kms};
 use crate::error::Algorithm;
 use crate::model::{EncryptionAlgorithm, KeyMetadata, KeySpec, KeyUsage};
-use crate::{Bound, EncryptionContext, KeyId, KmsError, Member};
+use crate::{Bound, EncryptionContext, KeyId, KeyMaterialId, KmsError, Member};
 use keyfence_crypto::asym;
 
 /// Plaintext limit of Encrypt (AWS: 4,096 bytes).
@@ -42,6 +42,8 @@ pub struct DecryptOutput {
     pub key_arn: String,
     /// The encryption algorithm used.
     pub algorithm: EncryptionAlgorithm,
+    /// The key material version that decrypted (symmetric keys only).
+    pub key_material_id: Option<KeyMaterialId>,
 }
 
 /// Result of ReEncrypt.
@@ -57,6 +59,10 @@ pub struct ReEncryptOutput {
     pub source_algorithm: EncryptionAlgorithm,
     /// Algorithm that encrypted the result.
     pub destination_algorithm: EncryptionAlgorithm,
+    /// The key material version that decrypted (symmetric source keys only).
+    pub source_key_material_id: Option<KeyMaterialId>,
+    /// The key material version that encrypted (symmetric destination keys only).
+    pub destination_key_material_id: Option<KeyMaterialId>,
 }
 
 /// Result of GenerateDataKey(WithoutPlaintext).
@@ -68,6 +74,8 @@ pub struct DataKeyOutput {
     pub plaintext: Option<Secret>,
     /// ARN of the KMS key.
     pub key_arn: String,
+    /// The key material version that encrypted the data key.
+    pub key_material_id: Option<KeyMaterialId>,
 }
 
 /// Requested size of a data key.
@@ -193,6 +201,19 @@ impl Kms {
         Self::encrypt_with(key, context, secret, None)
     }
 
+    /// The id of the material [`Self::encrypt_with`] uses: the current version of a
+    /// symmetric key; `None` for asymmetric keys (AWS reports none for them).
+    pub(super) fn current_material_id(key: &CachedKey) -> Result<Option<KeyMaterialId>, KmsError> {
+        Self::material_id(key, key.meta.current_version)
+    }
+
+    fn material_id(key: &CachedKey, version: u32) -> Result<Option<KeyMaterialId>, KmsError> {
+        if key.meta.spec != KeySpec::SymmetricDefault {
+            return Ok(None);
+        }
+        KeyMaterialId::of(&key.meta.id, version).map(Some)
+    }
+
     pub(super) fn current_material(key: &CachedKey) -> Result<&Material, KmsError> {
         let version = key.meta.current_version;
         key.versions.get(&version).ok_or_else(|| {
@@ -267,12 +288,13 @@ impl Kms {
         key_ref: Option<&str>,
         algorithm: Option<EncryptionAlgorithm>,
     ) -> Result<DecryptOutput, KmsError> {
-        let (key, plaintext) =
+        let (key, plaintext, version) =
             self.decrypt_any(account, ciphertext, context, key_ref, algorithm)?;
         Ok(DecryptOutput {
             plaintext,
             key_arn: key.meta.arn(),
             algorithm: scheme(&key.meta, algorithm)?.1,
+            key_material_id: Self::material_id(&key, version)?,
         })
     }
 
@@ -283,7 +305,7 @@ impl Kms {
         context: &EncryptionContext,
         key_ref: Option<&str>,
         algorithm: Option<EncryptionAlgorithm>,
-    ) -> Result<(Arc<CachedKey>, Secret), KmsError> {
+    ) -> Result<(Arc<CachedKey>, Secret, u32), KmsError> {
         check_length(Member::CiphertextBlob, ciphertext, MAX_CIPHERTEXT)?;
         let named = key_ref.map(|r| self.resolve(account, r)).transpose()?;
         if let Some(key) = named
@@ -303,7 +325,7 @@ impl Kms {
             let plaintext = private
                 .decrypt(alg, ciphertext)
                 .map_err(|_| invalid_ciphertext())?;
-            return Ok((Arc::clone(key), plaintext));
+            return Ok((Arc::clone(key), plaintext, key.meta.current_version));
         }
         let blob = CiphertextBlob::parse(ciphertext).map_err(|_| invalid_ciphertext())?;
         let id = KeyId::from_bytes(blob.header.key_id);
@@ -326,7 +348,8 @@ impl Kms {
             .ok_or_else(invalid_ciphertext)?;
         let plaintext = blob::open(material, &blob, &context.canonical_bytes())
             .map_err(|_| invalid_ciphertext())?;
-        Ok((key, Secret::new(plaintext)))
+        let version = blob.header.key_version;
+        Ok((key, Secret::new(plaintext), version))
     }
 
     /// ReEncrypt: decrypts under the source key and context, encrypts under
@@ -345,7 +368,7 @@ impl Kms {
     ) -> Result<ReEncryptOutput, KmsError> {
         let destination = self.encryption_key(account, destination_key_ref)?;
         scheme(&destination.meta, destination_algorithm)?;
-        let (source, plaintext) = self.decrypt_any(
+        let (source, plaintext, source_version) = self.decrypt_any(
             account,
             ciphertext,
             source_context,
@@ -363,6 +386,8 @@ impl Kms {
             key_arn: destination.meta.arn(),
             source_algorithm: scheme(&source.meta, source_algorithm)?.1,
             destination_algorithm: scheme(&destination.meta, destination_algorithm)?.1,
+            source_key_material_id: Self::material_id(&source, source_version)?,
+            destination_key_material_id: Self::current_material_id(&destination)?,
         })
     }
 
@@ -382,6 +407,7 @@ impl Kms {
             ciphertext: Self::encrypt_with(&key, context, data_key.expose(), None)?,
             plaintext: with_plaintext.then_some(data_key),
             key_arn: key.meta.arn(),
+            key_material_id: Self::current_material_id(&key)?,
         })
     }
 

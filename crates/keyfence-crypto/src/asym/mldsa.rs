@@ -32,10 +32,10 @@ fn verification_alg(
     })
 }
 
-/// aws-lc-rs signs and verifies whole messages only.
-const EXTERNAL_MU_UNSUPPORTED: CryptoError = CryptoError::Unsupported(
-    "ML-DSA EXTERNAL_MU: aws-lc-rs cannot sign or verify a precomputed mu",
-);
+/// aws-lc-rs signs and verifies whole messages only. The text completes the sentence
+/// "… is not supported by keyfence" and names no library (clients see it).
+const EXTERNAL_MU_UNSUPPORTED: CryptoError =
+    CryptoError::Unsupported("ML-DSA with MessageType EXTERNAL_MU (a precomputed mu)");
 
 /// A parsed ML-DSA key.
 pub(super) struct MlDsaKey(PqdsaKeyPair);

@@ -108,8 +108,8 @@ pub fn ml_kem_key_pair_spec(name: &str) -> ApiError {
     ApiError::new(
         "UnsupportedOperationException",
         format!(
-            "KeyPairSpec {name} is not supported yet: its PKCS#8 private key is the 64-byte seed, \
-             and aws-lc-rs cannot derive an ML-KEM key from a seed"
+            "KeyPairSpec {name} is not supported by keyfence yet, because its private key \
+             would have to be returned in the 64-byte seed form"
         ),
     )
 }

@@ -57,6 +57,26 @@ fn decode(s: &str) -> Result<String, FormError> {
         .map_err(|_| FormError::NotUtf8)
 }
 
+/// The caller's `UserId` in AWS's form for an IAM user: `AIDA` and 17 characters of
+/// `A–Z2–7`, stable and unique per account and access key id (the first 85 bits of
+/// SHA-256 over both, base32).
+pub fn user_id(account_id: &str, access_key_id: &str) -> String {
+    const BASE32: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut input = Vec::with_capacity(account_id.len() + access_key_id.len() + 1);
+    input.extend_from_slice(account_id.as_bytes());
+    input.push(0);
+    input.extend_from_slice(access_key_id.as_bytes());
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &input);
+    let bits = u128::from_be_bytes(digest.as_ref()[..16].try_into().expect("16 bytes"));
+    let mut id = String::from("AIDA");
+    for i in 0..17 {
+        id.push(char::from(
+            BASE32[((bits >> (123 - 5 * i)) & 0x1f) as usize],
+        ));
+    }
+    id
+}
+
 /// Answers a query-protocol request; only `GetCallerIdentity` exists.
 pub fn handle(
     caller: &VerifiedCaller,
@@ -71,7 +91,7 @@ pub fn handle(
         Some("GetCallerIdentity") => Ok(format!(
             "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult><Arn>{}</Arn><UserId>{}</UserId><Account>{}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
             xml_escape(&caller.arn()),
-            xml_escape(&caller.access_key_id),
+            user_id(&caller.account_id, &caller.access_key_id),
             xml_escape(&caller.account_id),
         )
         .into_bytes()),
@@ -142,6 +162,21 @@ mod tests {
     }
 
     #[test]
+    fn user_ids_have_the_aws_shape_and_are_stable_and_distinct() {
+        let id = user_id("111122223333", "AKIAEXAMPLE");
+        assert_eq!(id.len(), 21, "{id}");
+        assert!(id.starts_with("AIDA"), "{id}");
+        assert!(id[4..]
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
+        assert_eq!(id, user_id("111122223333", "AKIAEXAMPLE"), "stable");
+        assert_ne!(id, user_id("111122223333", "AKIAOTHER"));
+        assert_ne!(id, user_id("444455556666", "AKIAEXAMPLE"));
+        // No ambiguity between the two inputs.
+        assert_ne!(user_id("1", "23"), user_id("12", "3"));
+    }
+
+    #[test]
     fn caller_identity() {
         let caller = VerifiedCaller {
             access_key_id: "AKIAX".into(),
@@ -161,6 +196,8 @@ mod tests {
         .unwrap();
         assert!(xml.contains("<Account>111122223333</Account>"));
         assert!(xml.contains("<Arn>arn:aws:iam::111122223333:user/admin</Arn>"));
+        let id = user_id("111122223333", "AKIAX");
+        assert!(xml.contains(&format!("<UserId>{id}</UserId>")), "{xml}");
         assert_eq!(
             handle(&caller, &[], "r").err().unwrap().code,
             "MissingAction"

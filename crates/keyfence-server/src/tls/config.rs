@@ -115,6 +115,14 @@ pub fn client_config(ca_pem: &Path, groups: ClientGroups) -> Result<Arc<ClientCo
     Ok(Arc::new(config))
 }
 
+/// The names of every key-exchange group a server may negotiate (in any mode), as
+/// rustls spells them (`X25519MLKEM768`, `secp256r1MLKEM768`, `X25519`, …).
+pub fn server_group_names() -> impl Iterator<Item = &'static str> {
+    DEFAULT_SERVER_GROUPS
+        .iter()
+        .filter_map(|g| g.name().as_str())
+}
+
 pub(super) fn is_hybrid(group: NamedGroup) -> bool {
     HYBRID_GROUPS.iter().any(|g| g.name() == group)
 }

@@ -6,7 +6,8 @@
 //! * [`KxMode::Default`] offers the hybrid ML-KEM groups first and still accepts
 //!   classical ECDHE groups (X25519, P-256, P-384) for clients that have no PQ support.
 //! * [`KxMode::PostQuantumOnly`] accepts only hybrid ML-KEM groups. [`PqAcceptor`]
-//!   reads the ClientHello first and refuses (with a TLS alert, one warning log line and
+//!   reads the ClientHello first and refuses (with TLS's `insufficient_security` alert,
+//!   a warning log line at most once per client address per minute, and
 //!   [`TlsError::ClassicalOnlyClient`]) any client that offers no hybrid group.
 //!
 //! [`ensure_dev_pki`] creates a development CA and a localhost server certificate so a
@@ -23,7 +24,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use acceptor::{PqAcceptor, DEFAULT_HANDSHAKE_TIMEOUT};
-pub use config::{client_config, load_server_config, ClientGroups, KxMode};
+pub use config::{client_config, load_server_config, server_group_names, ClientGroups, KxMode};
 pub use dev_pki::{ensure_dev_pki, PkiPaths, DEV_CA_COMMON_NAME};
 
 /// Errors from TLS configuration, the development PKI and handshakes.
@@ -90,6 +91,9 @@ pub enum TlsError {
 }
 
 impl TlsError {
+    /// Every value [`TlsError::metric_reason`] can return.
+    pub const METRIC_REASONS: [&'static str; 3] = ["classical_only", "timeout", "tls_error"];
+
     /// The `reason` label for `keyfence_tls_handshake_failures_total`:
     /// `classical_only`, `timeout` or `tls_error`.
     pub fn metric_reason(&self) -> &'static str {

@@ -267,6 +267,7 @@ impl Ops<'_> {
             "KeyId": out.key_arn,
             "KeyPairSpec": out.spec.aws_name(),
         });
+        super::crypto::set_material_id(&mut v, "KeyMaterialId", out.key_material_id);
         if let Some(p) = out.private_key {
             v["PrivateKeyPlaintext"] = json!(b64(p.expose()));
         }

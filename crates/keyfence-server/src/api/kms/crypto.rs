@@ -2,7 +2,7 @@
 //! GenerateDataKey(WithoutPlaintext), GenerateRandom.
 
 use keyfence_core::service::DataKeySize;
-use keyfence_core::EncryptionAlgorithm;
+use keyfence_core::{EncryptionAlgorithm, KeyMaterialId};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -11,6 +11,14 @@ use crate::api::messages;
 use crate::api::names::{aws_names, AwsName};
 use crate::api::wire::{b64, Blob};
 use crate::api::ApiError;
+
+/// Sets `member` (`KeyMaterialId`, `SourceKeyMaterialId`, …) to the 64 hex digits of
+/// `id`, when the key has one (AWS reports it for symmetric keys only).
+pub(super) fn set_material_id(reply: &mut Value, member: &str, id: Option<KeyMaterialId>) {
+    if let Some(id) = id {
+        reply[member] = json!(id.to_hex());
+    }
+}
 
 /// An EncryptionAlgorithm member, if given.
 fn encryption_algorithm(
@@ -116,11 +124,13 @@ impl Ops<'_> {
             i.key_id.as_deref(),
             encryption_algorithm(i.encryption_algorithm.as_deref(), "encryptionAlgorithm")?,
         )?;
-        Ok(json!({
+        let mut v = json!({
             "KeyId": out.key_arn,
             "Plaintext": b64(out.plaintext.expose()),
             "EncryptionAlgorithm": out.algorithm.aws_name(),
-        }))
+        });
+        set_material_id(&mut v, "KeyMaterialId", out.key_material_id);
+        Ok(v)
     }
 
     pub(super) fn re_encrypt(&self, i: ReEncryptInput) -> Result<Value, ApiError> {
@@ -141,13 +151,20 @@ impl Ops<'_> {
                 "destinationEncryptionAlgorithm",
             )?,
         )?;
-        Ok(json!({
+        let mut v = json!({
             "CiphertextBlob": b64(&out.ciphertext),
             "SourceKeyId": out.source_key_arn,
             "KeyId": out.key_arn,
             "SourceEncryptionAlgorithm": out.source_algorithm.aws_name(),
             "DestinationEncryptionAlgorithm": out.destination_algorithm.aws_name(),
-        }))
+        });
+        set_material_id(&mut v, "SourceKeyMaterialId", out.source_key_material_id);
+        set_material_id(
+            &mut v,
+            "DestinationKeyMaterialId",
+            out.destination_key_material_id,
+        );
+        Ok(v)
     }
 
     pub(super) fn generate_data_key(
@@ -164,6 +181,7 @@ impl Ops<'_> {
             with_plaintext,
         )?;
         let mut v = json!({ "CiphertextBlob": b64(&out.ciphertext), "KeyId": out.key_arn });
+        set_material_id(&mut v, "KeyMaterialId", out.key_material_id);
         if let Some(p) = out.plaintext {
             v["Plaintext"] = json!(b64(p.expose()));
         }

@@ -355,3 +355,92 @@ fn refusals_keep_their_wording() {
         validation("ValidTo must be in the future and at most 365 days away")
     );
 }
+
+#[test]
+fn key_material_ids_name_the_version_that_did_the_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let kms = kms(dir.path());
+    let account = "111122223333";
+    let call = |name: &str, body: serde_json::Value| {
+        handle(
+            &kms,
+            account,
+            operation(name).unwrap(),
+            &serde_json::to_vec(&body).unwrap(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e:?}"))
+    };
+    let key = call("CreateKey", json!({}))["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let data_key = call(
+        "GenerateDataKey",
+        json!({"KeyId": key, "KeySpec": "AES_256"}),
+    );
+    let first = data_key["KeyMaterialId"].as_str().unwrap().to_owned();
+    assert_eq!(first.len(), 64, "{first}");
+    assert!(first
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+    let without = call(
+        "GenerateDataKeyWithoutPlaintext",
+        json!({"KeyId": key, "NumberOfBytes": 16}),
+    );
+    assert_eq!(without["KeyMaterialId"], first.as_str());
+    let pair = call(
+        "GenerateDataKeyPairWithoutPlaintext",
+        json!({"KeyId": key, "KeyPairSpec": "ECC_NIST_P256"}),
+    );
+    assert_eq!(pair["KeyMaterialId"], first.as_str());
+    let blob = data_key["CiphertextBlob"].clone();
+    assert_eq!(
+        call("Decrypt", json!({"CiphertextBlob": blob}))["KeyMaterialId"],
+        first.as_str()
+    );
+
+    // After a rotation, old ciphertexts still name the old material, new work the new.
+    call("RotateKeyOnDemand", json!({"KeyId": key}));
+    let second = call(
+        "GenerateDataKey",
+        json!({"KeyId": key, "NumberOfBytes": 32}),
+    )["KeyMaterialId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(first, second);
+    assert_eq!(
+        call("Decrypt", json!({"CiphertextBlob": blob}))["KeyMaterialId"],
+        first.as_str()
+    );
+    let re = call(
+        "ReEncrypt",
+        json!({"CiphertextBlob": blob, "DestinationKeyId": key}),
+    );
+    assert_eq!(re["SourceKeyMaterialId"], first.as_str());
+    assert_eq!(re["DestinationKeyMaterialId"], second.as_str());
+
+    // The same key id and version give the same id on any node.
+    let id: keyfence_core::KeyId = key.parse().unwrap();
+    assert_eq!(
+        keyfence_core::KeyMaterialId::of(&id, 1).unwrap().to_hex(),
+        first
+    );
+    // Asymmetric keys have no KeyMaterialId (as in AWS).
+    let rsa = call(
+        "CreateKey",
+        json!({"KeySpec": "RSA_2048", "KeyUsage": "ENCRYPT_DECRYPT"}),
+    )["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let enc = call(
+        "Encrypt",
+        json!({"KeyId": rsa, "Plaintext": "aGk=", "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}),
+    );
+    let dec = call(
+        "Decrypt",
+        json!({"KeyId": rsa, "CiphertextBlob": enc["CiphertextBlob"], "EncryptionAlgorithm": "RSAES_OAEP_SHA_256"}),
+    );
+    assert!(dec.get("KeyMaterialId").is_none(), "{dec}");
+}
