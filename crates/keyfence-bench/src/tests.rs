@@ -23,6 +23,7 @@ async fn start_node(dir: &Path, post_quantum: bool) -> Node {
         region: "us-east-1".into(),
         post_quantum,
         credentials: Vec::new(),
+        limits: Default::default(),
     };
     Node::start(config).await.expect("node starts")
 }

@@ -3,8 +3,10 @@
 
 pub mod api;
 pub mod config;
+pub mod conn;
 pub mod datadir;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod node;
 pub mod root_key;

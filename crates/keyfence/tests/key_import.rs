@@ -18,6 +18,7 @@ async fn node(dir: &std::path::Path) -> Node {
         region: "us-east-1".into(),
         post_quantum: true,
         credentials: Vec::new(),
+        limits: Default::default(),
     })
     .await
     .unwrap()

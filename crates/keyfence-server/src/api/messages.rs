@@ -173,3 +173,36 @@ pub fn material_not_of_spec(spec: KeySpec, detail: &CryptoError) -> String {
         spec.aws_name()
     )
 }
+
+/// A request body over the size limit (413).
+pub fn body_too_large(limit: usize) -> ApiError {
+    ApiError {
+        status: 413,
+        code: "ValidationException",
+        message: format!("Request body is larger than {limit} bytes"),
+    }
+}
+
+/// A request body whose framing is broken (a bad Content-Length, malformed
+/// chunked encoding, a connection that failed mid-body).
+pub fn body_unreadable() -> ApiError {
+    ApiError::serialization("Request body could not be read: malformed framing")
+}
+
+/// A request body that did not arrive within the body read timeout.
+pub fn body_read_timeout() -> ApiError {
+    ApiError {
+        status: 408,
+        code: "RequestTimeoutException",
+        message: "Request body was not received in time".into(),
+    }
+}
+
+/// The node holds as many request bytes as it may; the client should retry.
+pub fn request_budget_exhausted() -> ApiError {
+    ApiError {
+        status: 503,
+        code: "ThrottlingException",
+        message: "Rate exceeded: the node is busy, retry the request".into(),
+    }
+}
