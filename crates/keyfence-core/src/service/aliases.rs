@@ -8,6 +8,13 @@ use crate::page::{self, Page};
 use crate::store::StoreError;
 use crate::{KeyId, KmsError};
 
+/// Whether an alias may move from a key like `old` to a key like `new` (AWS:
+/// same key type, symmetric or asymmetric, and same usage; an HMAC key differs
+/// from every other by its usage).
+fn same_kind(old: &crate::model::KeyMetadata, new: &crate::model::KeyMetadata) -> bool {
+    old.spec.asymmetric().is_some() == new.spec.asymmetric().is_some() && old.usage == new.usage
+}
+
 impl Kms {
     /// The key an alias may point to: named by id or key ARN (not alias), in the
     /// caller's account, not pending deletion.
@@ -58,7 +65,20 @@ impl Kms {
                     self.alias_arn_str(account, name.as_str())
                 ))
             })?;
-        alias.target = self.alias_target_key(account, target)?;
+        let target = self.alias_target_key(account, target)?;
+        if let (Some(old), Some(new)) = (
+            self.live_key(account, &alias.target),
+            self.live_key(account, &target),
+        ) {
+            if !same_kind(&old.meta, &new.meta) {
+                return Err(KmsError::Validation(
+                    "the new target key must have the same key type (symmetric, asymmetric \
+                     or HMAC) and key usage as the alias's current key"
+                        .into(),
+                ));
+            }
+        }
+        alias.target = target;
         alias.updated = self.now();
         self.store.update_alias(&alias)?;
         self.write_cache().put_alias(alias);

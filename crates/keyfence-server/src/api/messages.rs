@@ -10,17 +10,36 @@ use keyfence_crypto::CryptoError;
 use super::names::{AwsName, PQ_WRAPPING_ALGORITHM, PQ_WRAPPING_KEY_SPEC};
 use super::ApiError;
 
+/// Longest prefix of a client-chosen string an error message repeats.
+pub const ECHO_CHARS: usize = 64;
+
+/// A short, printable prefix of client input for an error message: at most
+/// [`ECHO_CHARS`] characters, control characters replaced, `...` if cut.
+pub fn echo(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(ECHO_CHARS)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if s.chars().nth(ECHO_CHARS).is_some() {
+        out.push_str("...");
+    }
+    out
+}
+
 /// A value outside a member's enum, as AWS words it.
 pub fn not_in_enum(value: &str, member: &str) -> ApiError {
     ApiError::validation(format!(
-        "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set"
+        "1 validation error detected: Value '{}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set",
+        echo(value)
     ))
 }
 
 /// A value outside a member's enum, listing the values keyfence accepts.
 pub fn not_in_enum_of(value: &str, member: &str, values: &[&str]) -> ApiError {
     ApiError::validation(format!(
-        "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+        "1 validation error detected: Value '{}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+        echo(value),
         values.join(", ")
     ))
 }
@@ -36,7 +55,8 @@ pub fn sm2_key_spec() -> ApiError {
 /// A KeyUsage (known or not) that the KeySpec does not allow.
 pub fn usage_not_for_spec(usage: &str, spec: KeySpec) -> ApiError {
     ApiError::validation(format!(
-        "KeyUsage {usage} is not compatible with KeySpec {}",
+        "KeyUsage {} is not compatible with KeySpec {}",
+        echo(usage),
         spec.aws_name()
     ))
 }
@@ -45,7 +65,7 @@ pub fn usage_not_for_spec(usage: &str, spec: KeySpec) -> ApiError {
 pub fn unsupported_origin(origin: &str) -> ApiError {
     ApiError::new(
         "UnsupportedOperationException",
-        format!("Origin {origin} is not supported by keyfence"),
+        format!("Origin {} is not supported by keyfence", echo(origin)),
     )
 }
 
@@ -61,7 +81,10 @@ pub fn data_key_size_missing() -> ApiError {
 
 /// A MacAlgorithm that is not one.
 pub fn unknown_mac_algorithm(name: &str) -> ApiError {
-    ApiError::validation(format!("MacAlgorithm {name} is not a MAC algorithm"))
+    ApiError::validation(format!(
+        "MacAlgorithm {} is not a MAC algorithm",
+        echo(name)
+    ))
 }
 
 /// GenerateDataKeyPair's KeyPairSpec SM2.
@@ -77,8 +100,9 @@ pub fn ml_kem_key_pair_spec(name: &str) -> ApiError {
     ApiError::new(
         "UnsupportedOperationException",
         format!(
-            "KeyPairSpec {name} is not supported yet: its PKCS#8 private key is the 64-byte seed, \
-             and aws-lc-rs cannot derive an ML-KEM key from a seed"
+            "KeyPairSpec {} is not supported yet: its PKCS#8 private key is the 64-byte seed, \
+             and aws-lc-rs cannot derive an ML-KEM key from a seed",
+            echo(name)
         ),
     )
 }
@@ -93,20 +117,22 @@ pub fn pq_wrapping_mismatch() -> ApiError {
 /// A WrappingAlgorithm keyfence does not offer.
 pub fn unsupported_wrapping_algorithm(name: &str) -> ApiError {
     ApiError::validation(format!(
-        "WrappingAlgorithm {name} is not supported; use RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_1, RSA_AES_KEY_WRAP_SHA_256 or {PQ_WRAPPING_ALGORITHM}"
+        "WrappingAlgorithm {} is not supported; use RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_1, RSA_AES_KEY_WRAP_SHA_256 or {PQ_WRAPPING_ALGORITHM}",
+        echo(name)
     ))
 }
 
 /// A WrappingKeySpec keyfence does not offer.
 pub fn unsupported_wrapping_key_spec(name: &str) -> ApiError {
     ApiError::validation(format!(
-        "WrappingKeySpec {name} is not supported; use RSA_2048, RSA_3072, RSA_4096 or {PQ_WRAPPING_KEY_SPEC}"
+        "WrappingKeySpec {} is not supported; use RSA_2048, RSA_3072, RSA_4096 or {PQ_WRAPPING_KEY_SPEC}",
+        echo(name)
     ))
 }
 
 /// An ExpirationModel that is not one.
 pub fn unknown_expiration_model(name: &str) -> ApiError {
-    ApiError::validation(format!("ExpirationModel {name} is not valid"))
+    ApiError::validation(format!("ExpirationModel {} is not valid", echo(name)))
 }
 
 /// KEY_MATERIAL_EXPIRES without ValidTo.
@@ -204,5 +230,51 @@ pub fn request_budget_exhausted() -> ApiError {
         status: 503,
         code: "ThrottlingException",
         message: "Rate exceeded: the node is busy, retry the request".into(),
+    }
+}
+
+/// A string member outside its length constraint (`min..=max` characters).
+pub fn length_constraint(member: &str, len: usize, min: usize, max: usize) -> ApiError {
+    let bound = if len < min {
+        format!("greater than or equal to {min}")
+    } else {
+        format!("less than or equal to {max}")
+    };
+    ApiError::validation(format!(
+        "1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have length {bound}"
+    ))
+}
+
+/// A list member with more items than allowed.
+pub fn too_many_items(member: &str, max: usize) -> ApiError {
+    ApiError::validation(format!(
+        "1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have length less than or equal to {max}"
+    ))
+}
+
+/// A required member given as `null`.
+pub fn null_member(line: usize, column: usize) -> ApiError {
+    ApiError::validation(format!(
+        "1 validation error detected: a required member is null (line {line} column {column}): Member must not be null"
+    ))
+}
+
+/// An X-Amz-Target naming no operation keyfence serves.
+pub fn unknown_operation(name: &str) -> ApiError {
+    ApiError::new(
+        "UnknownOperationException",
+        format!("Operation {} is not supported by keyfence", echo(name)),
+    )
+}
+
+/// A `Recipient` (Nitro Enclaves attestation) member: refused until attestation
+/// is supported, rather than ignored (which would return the plaintext).
+pub fn no_recipient(recipient: Option<&serde_json::Value>) -> Result<(), ApiError> {
+    match recipient {
+        None => Ok(()),
+        Some(_) => Err(ApiError::new(
+            "UnsupportedOperationException",
+            "Recipient (Nitro Enclaves attestation) is not supported by keyfence",
+        )),
     }
 }
