@@ -120,7 +120,9 @@ pub fn load(path: &Path, passphrase: Option<&[u8]>) -> Result<SymmetricKey, Root
     parse(&bytes, passphrase)
 }
 
-fn parse(bytes: &[u8], passphrase: Option<&[u8]>) -> Result<SymmetricKey, RootKeyError> {
+/// Unseals the root key from the bytes of a root key file (see the module
+/// documentation for the format).
+pub fn parse(bytes: &[u8], passphrase: Option<&[u8]>) -> Result<SymmetricKey, RootKeyError> {
     if bytes.len() < 8 || &bytes[..6] != MAGIC {
         return Err(RootKeyError::Malformed("not a keyfence root key file"));
     }
