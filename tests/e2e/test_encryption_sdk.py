@@ -141,7 +141,7 @@ def test_sdk_other_account_cannot_decrypt(sdk_env, sdk_key):
                                               botocore_session=make_session(node, log, account=2))
     with pytest.raises(AWSEncryptionSDKClientError):
         client.decrypt(source=ciphertext, key_provider=provider2)
-    assert log.errors("Decrypt") == ["InvalidCiphertextException"], log.calls
+    assert log.errors("Decrypt") == ["NotFoundException"], log.calls
 
 
 # ----------------------------------------------------------- aws-encryption-cli
