@@ -507,3 +507,126 @@ def test_concurrent_rotation_and_use(node, kms):
     assert len(kms.list_key_rotations(KeyId=k)["Rotations"]) == 5
     for b, pt in blobs:
         assert kms.decrypt(CiphertextBlob=b)["Plaintext"] == pt
+
+
+# ------------------------------------------------------------ malformed corpus
+def _signed_raw(node, target, data, *, token=None, unsigned_headers=None):
+    """POST raw body bytes signed by botocore; `unsigned_headers` are added
+    after signing (present on the wire, absent from the signature)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    cred = node.creds[1]
+    req = AWSRequest(method="POST", url=node.endpoint + "/", data=data,
+                     headers={"Content-Type": "application/x-amz-json-1.1",
+                              "X-Amz-Target": f"TrentService.{target}"})
+    SigV4Auth(Credentials(cred.access_key_id, cred.secret_access_key, token), "kms", REGION).add_auth(req)
+    prepared = req.prepare()
+    headers = dict(prepared.headers)
+    headers.update(unsigned_headers or {})
+    http = urllib3.PoolManager(ca_certs=str(node.ca_path), cert_reqs="CERT_REQUIRED")
+    r = http.request("POST", prepared.url, body=prepared.body, headers=headers, retries=False, timeout=10)
+    try:
+        doc = json.loads(r.data) if r.data else {}
+    except ValueError:
+        doc = {"raw": r.data.decode(errors="replace")}
+    return r.status, doc.get("__type", "").split("#")[-1], doc
+
+
+def _state(kms):
+    """Everything a malformed request must not change: keys, states, descriptions, aliases."""
+    keys = sorted((k["KeyId"], kms.describe_key(KeyId=k["KeyId"])["KeyMetadata"]["KeyState"],
+                   kms.describe_key(KeyId=k["KeyId"])["KeyMetadata"]["Description"])
+                  for p in kms.get_paginator("list_keys").paginate() for k in p["Keys"])
+    aliases = sorted((a["AliasName"], a.get("TargetKeyId"))
+                     for p in kms.get_paginator("list_aliases").paginate() for a in p["Aliases"])
+    return keys, aliases
+
+
+def test_malformed_request_corpus(fresh_node):
+    """Every case: the AWS error code, a 4xx (never a 5xx), and no state change."""
+    node = fresh_node
+    kms = node.boto3_client(1)
+    sym = kms.create_key(Description="corpus symmetric")["KeyMetadata"]["KeyId"]
+    rsa = kms.create_key(KeySpec="RSA_2048", KeyUsage="ENCRYPT_DECRYPT")["KeyMetadata"]["KeyId"]
+    alias = f"alias/{unique('corpus')}"
+    kms.create_alias(AliasName=alias, TargetKeyId=sym)
+    blob = bytearray(kms.encrypt(KeyId=sym, Plaintext=b"corpus")["CiphertextBlob"])
+    blob[9] ^= 0x01  # a byte of the key id
+    import base64
+    altered = base64.b64encode(bytes(blob)).decode()
+    long = "k" * 3000
+    recipient = {"KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256", "AttestationDocument": "AAAA"}
+    j = lambda d: json.dumps(d).encode()  # noqa: E731
+    cases = [
+        ("Encrypt", j({"KeyId": None, "Plaintext": "eA=="}), {}, "ValidationException"),
+        ("DescribeKey", j({"KeyId": ""}), {}, "ValidationException"),
+        ("DescribeKey", j({"KeyId": long}), {}, "ValidationException"),
+        ("DisableKey", j({"KeyId": long}), {}, "ValidationException"),
+        ("ListKeys", j({"Marker": ""}), {}, "ValidationException"),
+        ("ListAliases", j({"Marker": long}), {}, "ValidationException"),
+        ("Encrypt", j({"KeyId": sym, "Plaintext": "eA==", "EncryptionAlgorithm": "ROT13"}), {},
+         "ValidationException"),
+        ("CreateAlias", j({"AliasName": "alias/" + "a" * 300, "TargetKeyId": sym}), {}, "ValidationException"),
+        ("UpdateAlias", j({"AliasName": alias, "TargetKeyId": rsa}), {}, "ValidationException"),
+        ("UpdateKeyDescription", b'{"KeyId": "' + sym.encode() + b'", "Description": "\xc3\x28"}', {},
+         "SerializationException"),
+        ("DisableKey", j({"KeyId": sym}) + b" trailing", {}, "SerializationException"),
+        ("Decrypt", j({"CiphertextBlob": altered}), {}, "InvalidCiphertextException"),
+        ("Decrypt", j({"CiphertextBlob": altered, "Recipient": recipient}), {}, "UnsupportedOperationException"),
+        ("GenerateDataKey", j({"KeyId": sym, "KeySpec": "AES_256", "Recipient": recipient}), {},
+         "UnsupportedOperationException"),
+        ("GenerateRandom", j({"NumberOfBytes": 8, "Recipient": recipient}), {}, "UnsupportedOperationException"),
+        ("DisableKey", j({"KeyId": sym}), {"token": "FwoGZXIvYXdzEBYaD"}, "UnrecognizedClientException"),
+        # A DescribeKey whose target was left unsigned, replayed as DisableKey.
+        ("DescribeKey", j({"KeyId": sym}), {"unsigned_headers": {"X-Amz-Target": "TrentService.DisableKey"}},
+         "IncompleteSignatureException"),
+        ("DisableKey", j({"KeyId": sym}), {"unsigned_headers": {"X-Amz-Meta": "x"}},
+         "IncompleteSignatureException"),
+        ("MadeUp" + "X" * 2000, b"{}", {}, "UnknownOperationException"),
+    ]
+    before = _state(kms)
+    for target, data, opts, expected in cases:
+        if "unsigned_headers" in opts and "X-Amz-Target" in opts["unsigned_headers"]:
+            # Signed without the target header, which is added afterwards.
+            status, code, doc = _signed_raw_without_target(node, data, opts["unsigned_headers"])
+        else:
+            status, code, doc = _signed_raw(node, target, data, **opts)
+        label = (target[:40], data[:60])
+        assert 400 <= status < 500, (label, status, doc)
+        assert code == expected, (label, code, doc)
+        assert len(doc.get("message", "")) <= 643, (label, len(doc["message"]))
+    assert _state(kms) == before
+    assert kms.encrypt(KeyId=alias, Plaintext=b"still")["KeyId"].endswith(sym)
+
+
+def _signed_raw_without_target(node, data, extra):
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    cred = node.creds[1]
+    req = AWSRequest(method="POST", url=node.endpoint + "/", data=data,
+                     headers={"Content-Type": "application/x-amz-json-1.1"})
+    SigV4Auth(Credentials(cred.access_key_id, cred.secret_access_key), "kms", REGION).add_auth(req)
+    prepared = req.prepare()
+    headers = dict(prepared.headers)
+    headers.update(extra)
+    http = urllib3.PoolManager(ca_certs=str(node.ca_path), cert_reqs="CERT_REQUIRED")
+    r = http.request("POST", prepared.url, body=prepared.body, headers=headers, retries=False, timeout=10)
+    doc = json.loads(r.data) if r.data else {}
+    return r.status, doc.get("__type", "").split("#")[-1], doc
+
+
+def test_malformed_chunked_framing_is_400(node):
+    ctx = ssl.create_default_context(cafile=str(node.ca_path))
+    with socket.create_connection(("127.0.0.1", node.port), timeout=10) as s:
+        with ctx.wrap_socket(s, server_hostname="localhost") as t:
+            t.sendall(b"POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: TrentService.ListKeys\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n")
+            reply = t.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 400"), reply
+    assert b"SerializationException" in reply, reply
+    status, _, _ = raw_request(node, "ListKeys", {"Limit": 1})
+    assert status == 200

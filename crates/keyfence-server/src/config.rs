@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
+use crate::limits::Limits;
 use crate::sigv4::Credential;
 
 /// Default API listen address.
@@ -192,6 +193,58 @@ pub struct ConfigFile {
     /// Default fence policy of keys created in a region, by region name.
     #[serde(default)]
     pub regions: BTreeMap<String, String>,
+    /// Limits on the API port (the `[limits]` table).
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+/// The `[limits]` table: each field overrides one of [`Limits::default`].
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    /// [`Limits::max_connections`].
+    pub max_connections: Option<usize>,
+    /// [`Limits::header_read_timeout`], in seconds.
+    pub header_read_timeout_secs: Option<u64>,
+    /// [`Limits::body_read_timeout`], in seconds.
+    pub body_read_timeout_secs: Option<u64>,
+    /// [`Limits::idle_timeout`], in seconds.
+    pub idle_timeout_secs: Option<u64>,
+    /// [`Limits::request_bytes_budget`].
+    pub request_bytes_budget: Option<usize>,
+    /// [`Limits::budget_wait`], in milliseconds.
+    pub budget_wait_ms: Option<u64>,
+    /// [`Limits::http2_max_concurrent_streams`].
+    pub http2_max_concurrent_streams: Option<u32>,
+}
+
+impl LimitsFile {
+    /// The defaults with this table's values applied, checked.
+    pub fn resolve(self) -> Result<Limits, ConfigError> {
+        use std::time::Duration;
+        let d = Limits::default();
+        let limits = Limits {
+            max_connections: self.max_connections.unwrap_or(d.max_connections),
+            header_read_timeout: self
+                .header_read_timeout_secs
+                .map_or(d.header_read_timeout, Duration::from_secs),
+            body_read_timeout: self
+                .body_read_timeout_secs
+                .map_or(d.body_read_timeout, Duration::from_secs),
+            idle_timeout: self
+                .idle_timeout_secs
+                .map_or(d.idle_timeout, Duration::from_secs),
+            request_bytes_budget: self.request_bytes_budget.unwrap_or(d.request_bytes_budget),
+            budget_wait: self
+                .budget_wait_ms
+                .map_or(d.budget_wait, Duration::from_millis),
+            http2_max_concurrent_streams: self
+                .http2_max_concurrent_streams
+                .unwrap_or(d.http2_max_concurrent_streams),
+        };
+        limits.validate().map_err(ConfigError::Invalid)?;
+        Ok(limits)
+    }
 }
 
 /// Parses TOML text into `T`, naming `path` in errors.
@@ -253,6 +306,8 @@ pub struct Config {
     pub store: StoreLocation,
     /// Bound on the replica's age on a shared store.
     pub max_staleness: std::time::Duration,
+    /// Limits on the API port.
+    pub limits: Limits,
 }
 
 impl Config {
@@ -304,6 +359,7 @@ impl Config {
             default_fence: file.regions.get(&region).cloned(),
             node: file.node,
             region,
+            limits: file.limits.resolve()?,
         })
     }
 }
@@ -386,6 +442,21 @@ mod tests {
         assert_eq!(config.max_staleness, std::time::Duration::from_secs(60));
         let err = StoreLocation::parse("mysql://u:pw@h/db").err().unwrap();
         assert!(!err.to_string().contains("pw"), "{err}");
+        assert_eq!(config.limits, Limits::default());
+        let file: ConfigFile = parse_toml(
+            "[limits]\nmax_connections = 7\nidle_timeout_secs = 3\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let limits = Config::resolve(file, Overrides::default()).unwrap().limits;
+        assert_eq!(limits.max_connections, 7);
+        assert_eq!(limits.idle_timeout, std::time::Duration::from_secs(3));
+        let file: ConfigFile =
+            parse_toml("[limits]\nmax_connections = 0\n", Path::new("t.toml")).unwrap();
+        assert!(matches!(
+            Config::resolve(file, Overrides::default()),
+            Err(ConfigError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -93,27 +93,68 @@ impl DataDir {
     }
 
     /// Creates a new data directory; refuses if `path` exists.
+    ///
+    /// Crash-safe: everything is written into a staging directory next to
+    /// `path` (`.<name>.init-<pid>`), each file by temporary file, sync and
+    /// rename; the staging directory is synced and then renamed to `path`, and
+    /// the parent synced. A process killed at any moment leaves either no
+    /// `path` or a complete one; the staging directories of killed attempts are
+    /// removed by the next one.
     pub fn init(path: &Path) -> Result<(Self, Initialized), DataDirError> {
-        if path.exists() {
+        if path.symlink_metadata().is_ok() {
             return Err(DataDirError::AlreadyExists(path.display().to_string()));
         }
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        };
+        let name = path.file_name().ok_or_else(|| DataDirError::Io {
+            path: path.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a data directory path must end in a name",
+            ),
+        })?;
+        fs::create_dir_all(parent).map_err(io(parent))?;
+        let prefix = format!(".{}.init-", name.to_string_lossy());
+        remove_stale_staging(parent, &prefix);
+        let staging = parent.join(format!("{prefix}{}", std::process::id()));
         let mut builder = fs::DirBuilder::new();
-        builder.recursive(true);
         #[cfg(unix)]
         {
             use std::os::unix::fs::DirBuilderExt;
             builder.mode(0o700);
         }
-        builder.create(path).map_err(io(path))?;
-        let dir = Self::at(path);
+        builder.create(&staging).map_err(io(&staging))?;
+        let result = Self::populate(&staging).and_then(|init| {
+            root_key::sync_dir(&staging).map_err(io(&staging))?;
+            fs::rename(&staging, path).map_err(io(path))?;
+            root_key::sync_dir(parent).map_err(io(parent))?;
+            Ok(init)
+        });
+        match result {
+            Ok(init) => Ok((Self::at(path), init)),
+            Err(e) => {
+                let _ = fs::remove_dir_all(&staging);
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes the root key, the development PKI and the credential into `dir`.
+    fn populate(dir: &Path) -> Result<Initialized, DataDirError> {
+        let staged = Self::at(dir);
         let passphrase = std::env::var(PASSPHRASE_ENV).ok().map(Zeroizing::new);
-        root_key::create(&dir.root_key(), passphrase.as_ref().map(|p| p.as_bytes()))?;
-        tls::ensure_dev_pki(path)?;
+        root_key::create(
+            &staged.root_key(),
+            passphrase.as_ref().map(|p| p.as_bytes()),
+        )?;
+        tls::ensure_dev_pki(dir)?;
         let credential = generate_credential()?;
         let text = credentials_toml(&credential)?;
-        root_key::write_private(&dir.credentials(), text.as_bytes())
-            .map_err(io(&dir.credentials()))?;
-        Ok((dir, Initialized { credential }))
+        root_key::write_private(&staged.credentials(), text.as_bytes())
+            .map_err(io(&staged.credentials()))?;
+        Ok(Initialized { credential })
     }
 
     /// Opens an existing data directory, or initializes a new one.
@@ -147,6 +188,20 @@ impl DataDir {
             .into_iter()
             .map(|c| c.into_credential())
             .collect::<Result<_, _>>()?)
+    }
+}
+
+/// Removes the staging directories (`<prefix><pid>`) that killed first starts
+/// left in `parent`. Best effort: a directory that cannot be removed is left.
+fn remove_stale_staging(parent: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().starts_with(prefix) {
+            tracing::info!(path = %entry.path().display(), "removing an unfinished data directory");
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
 }
 

@@ -4,10 +4,10 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
@@ -15,14 +15,11 @@ use keyfence_core::Kms;
 
 use crate::api::{self, ApiError, Protocol};
 use crate::forward;
+use crate::limits::{self, RequestBudget};
 use crate::log_limit::LogLimiter;
 use crate::metrics::Metrics;
 use crate::sigv4::{self, CredentialStore, SigV4Error, VerifiedCaller};
 use crate::status;
-
-/// Largest request body accepted. The biggest valid KMS request (a 6 KiB
-/// ciphertext and two 8 KiB contexts, base64 and JSON-escaped) fits easily.
-pub const MAX_BODY_BYTES: usize = 128 * 1024;
 
 /// What every request handler shares.
 pub struct AppState {
@@ -32,6 +29,10 @@ pub struct AppState {
     pub credentials: CredentialStore,
     /// Metrics registry.
     pub metrics: Arc<Metrics>,
+    /// Room for request bodies read before authentication.
+    pub budget: RequestBudget,
+    /// Time a client has to send a request body.
+    pub body_read_timeout: Duration,
     /// This node's cluster membership, if it is in one.
     pub cluster: Option<Arc<crate::cluster::Membership>>,
     /// Forwards requests for keys fenced away from this node (cluster nodes).
@@ -190,17 +191,8 @@ async fn serve(
         });
     }
     let (parts, body) = req.into_parts();
-    let body = Limited::new(body, MAX_BODY_BYTES)
-        .collect()
-        .await
-        .map_err(|_| ApiError {
-            status: 413,
-            code: "ValidationException",
-            message: format!(
-                "Request body is larger than {MAX_BODY_BYTES} bytes or could not be read"
-            ),
-        })?
-        .to_bytes();
+    let (body, _permit) =
+        limits::read_body(&parts.headers, body, &state.budget, state.body_read_timeout).await?;
     let caller = sigv4::verify(&parts, &body, &state.credentials, SystemTime::now())
         .inspect_err(|e| log_refused_signature(conn, &parts, e))?;
     check_scope(&caller, state.kms.region(), protocol)?;

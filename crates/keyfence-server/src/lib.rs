@@ -1,16 +1,21 @@
 //! keyfence node: post-quantum TLS transport, the AWS KMS JSON 1.1 API, SigV4
 //! authentication, configuration, the data directory and metrics.
 
-#![forbid(unsafe_code)]
+// One unsafe use: getrlimit/setrlimit in `limits::raise_open_file_limit`,
+// allowed there alone with its SAFETY argument.
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
 
 pub mod admin;
 pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod conn;
 pub mod datadir;
 pub mod forward;
 pub mod http;
+pub mod limits;
 pub mod log_limit;
 pub mod metrics;
 pub mod node;

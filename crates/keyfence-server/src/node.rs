@@ -6,9 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use keyfence_core::cluster::ClusterStore;
 use keyfence_core::service::{FenceMaker, FenceView};
 use keyfence_core::{Clock, Kms, KmsError, LocalRootKey, Store, SystemClock};
@@ -19,9 +16,11 @@ use tokio::task::JoinSet;
 
 use crate::cluster::{Membership, POLL_INTERVAL};
 use crate::config::{Config, StoreLocation};
+use crate::conn::{self, AcceptErrors, ConnTracker};
 use crate::datadir::{DataDir, DataDirError, Initialized};
 use crate::forward::Forwarder;
-use crate::http::{self, AppState};
+use crate::http::AppState;
+use crate::limits::{self, Limits, RequestBudget};
 use crate::metrics::{self, Metrics};
 use crate::replica::{self, Follow};
 use crate::sigv4::CredentialStore;
@@ -169,6 +168,8 @@ impl Node {
                 source,
             })?;
 
+        let open_files = limits::raise_open_file_limit().unwrap_or(1024);
+        let max_connections = config.limits.effective_max_connections(open_files);
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let state = Arc::new(AppState {
@@ -184,6 +185,8 @@ impl Node {
                 None => None,
             },
             cluster: cluster.clone(),
+            budget: RequestBudget::new(&config.limits),
+            body_read_timeout: config.limits.body_read_timeout,
         });
         if let Some(c) = &cluster {
             tasks.spawn(until_stopped(
@@ -191,7 +194,14 @@ impl Node {
                 stopped.clone(),
             ));
         }
-        tasks.spawn(accept_loop(api, acceptor, state, stopped.clone()));
+        let tracker = ConnTracker::new(max_connections);
+        tasks.spawn(accept_loop(
+            api,
+            acceptor,
+            state,
+            (tracker, config.limits),
+            stopped.clone(),
+        ));
         tasks.spawn(until_stopped(
             metrics::serve_metrics(metrics_listener, metrics),
             stopped.clone(),
@@ -202,7 +212,7 @@ impl Node {
         ));
         let addr_file = addr_file(cluster.as_deref().map(Membership::name));
         publish_addrs(&data_dir.path.join(&addr_file), api_addr, metrics_addr)?;
-        tracing::info!(%api_addr, %metrics_addr, data_dir = %data_dir.path.display(), store = ?location, ?mode, "node started");
+        tracing::info!(%api_addr, %metrics_addr, data_dir = %data_dir.path.display(), store = ?location, ?mode, open_files, max_connections, "node started");
         Ok(Self {
             api_addr,
             metrics_addr,
@@ -309,48 +319,51 @@ fn open_store(location: &StoreLocation, data_dir: &DataDir) -> Result<OpenedStor
     })
 }
 
+/// How often a persisting accept failure is logged.
+const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 async fn accept_loop(
     listener: TcpListener,
     acceptor: Arc<PqAcceptor>,
     state: Arc<AppState>,
+    (tracker, limits): (Arc<ConnTracker>, Limits),
     mut stopped: watch::Receiver<bool>,
 ) {
+    let builder = Arc::new(conn::http_builder(&limits));
+    let mut errors = AcceptErrors::new(ACCEPT_ERROR_LOG_INTERVAL);
     let mut connections = JoinSet::new();
     loop {
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // Out of descriptors: an idle connection gives one back.
+                    let shed = tracker.shed_one();
+                    let (wait, log) = errors.failed(std::time::Instant::now());
+                    if let Some(failures) = log {
+                        tracing::warn!(error = %e, failures, shed, open = tracker.open(), "accept failed");
+                    }
+                    tokio::time::sleep(wait).await;
                     continue;
                 }
             },
             _ = stopped.changed() => break,
         };
+        errors.succeeded();
+        let Some(slot) = tracker.admit() else {
+            tracing::debug!(%peer, "connection refused: every connection is busy");
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
-        let (acceptor, state) = (Arc::clone(&acceptor), Arc::clone(&state));
-        connections.spawn(async move {
-            let (tls, group) = match acceptor.accept(tcp).await {
-                Ok(ok) => ok,
-                Err(e) => {
-                    state.metrics.record_handshake_failure(e.metric_reason());
-                    tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-            };
-            state.metrics.record_handshake(group);
-            tracing::debug!(%peer, group, "TLS connection established");
-            let conn = Arc::new(http::Connection::new(peer, tls.get_ref().1, group));
-            let service =
-                service_fn(move |req| http::handle(Arc::clone(&state), Arc::clone(&conn), req));
-            if let Err(e) = auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(tls), service)
-                .await
-            {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
-            }
-        });
+        connections.spawn(conn::serve(
+            tcp,
+            peer,
+            slot,
+            Arc::clone(&acceptor),
+            Arc::clone(&state),
+            Arc::clone(&builder),
+            limits.idle_timeout,
+        ));
         while connections.try_join_next().is_some() {}
     }
     connections.abort_all();

@@ -72,8 +72,20 @@ pub fn create(path: &Path, passphrase: Option<&[u8]>) -> Result<SymmetricKey, Ro
     Ok(key)
 }
 
-/// Creates `path` exclusively with mode 0600, writes and syncs it.
+/// Writes a new file at `path` (which must not exist) with mode 0600, so
+/// that a crash leaves either no file or the whole file: the bytes go to a
+/// temporary file that is synced, then renamed into place, then the directory
+/// is synced.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    if path.symlink_metadata().is_ok() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::AlreadyExists,
+            "file exists",
+        ));
+    }
+    let mut tmp_name = path.as_os_str().to_owned();
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    let tmp = std::path::PathBuf::from(tmp_name);
     let mut options = fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -81,9 +93,25 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    let written = options.open(&tmp).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.sync_all()
+    });
+    if let Err(e) = written.and_then(|()| fs::rename(&tmp, path)) {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Syncs a directory, making the names created or renamed in it durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    fs::File::open(dir)?.sync_all()
 }
 
 /// Reads and unseals the root key at `path`.
@@ -92,7 +120,9 @@ pub fn load(path: &Path, passphrase: Option<&[u8]>) -> Result<SymmetricKey, Root
     parse(&bytes, passphrase)
 }
 
-fn parse(bytes: &[u8], passphrase: Option<&[u8]>) -> Result<SymmetricKey, RootKeyError> {
+/// Unseals the root key from the bytes of a root key file (see the module
+/// documentation for the format).
+pub fn parse(bytes: &[u8], passphrase: Option<&[u8]>) -> Result<SymmetricKey, RootKeyError> {
     if bytes.len() < 8 || &bytes[..6] != MAGIC {
         return Err(RootKeyError::Malformed("not a keyfence root key file"));
     }

@@ -335,7 +335,16 @@ fn mutations(world: &World, op: &str, member: &str) -> Vec<(Value, &'static [&'s
     }
     match member {
         "KeyId" | "SourceKeyId" | "DestinationKeyId" | "TargetKeyId" => {
-            out.extend(bad_key_refs().into_iter().map(|v| (v, NOT_FOUND)));
+            // AWS's length constraint (1 to 2048) comes before the lookup.
+            out.extend(bad_key_refs().into_iter().map(|v| {
+                let len = v.as_str().map_or(0, |s| s.chars().count());
+                let codes = if len == 0 || len > 2048 {
+                    VALIDATION
+                } else {
+                    NOT_FOUND
+                };
+                (v, codes)
+            }));
         }
         "AliasName" => {
             let codes: &[&str] = if op == "DeleteAlias" {
@@ -352,7 +361,8 @@ fn mutations(world: &World, op: &str, member: &str) -> Vec<(Value, &'static [&'s
             ] {
                 out.push((json!(name), codes));
             }
-            out.push((json!(format!("alias/{}", "a".repeat(300))), codes));
+            // Longer than AWS's 256: the length constraint answers first.
+            out.push((json!(format!("alias/{}", "a".repeat(300))), VALIDATION));
         }
         "CiphertextBlob" => {
             let good = if op == "Decrypt" || op == "ReEncrypt" {

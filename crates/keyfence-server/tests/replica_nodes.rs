@@ -23,6 +23,7 @@ async fn start(dir: &Path, store: &StoreLocation) -> Node {
         credentials: Vec::new(),
         store: store.clone(),
         max_staleness: Duration::from_secs(60),
+        limits: Default::default(),
         node: None,
         default_fence: None,
     })
@@ -173,6 +174,7 @@ async fn nodes_ride_out_a_postgres_outage_and_recover_without_restart() {
                 credentials: Vec::new(),
                 store,
                 max_staleness: Duration::from_secs(3),
+                limits: Default::default(),
                 node: None,
                 default_fence: None,
             })

@@ -244,17 +244,30 @@ fn aws_suite_requests_verify() {
     let store = suite_store();
     for v in SUITE {
         let (mut parts, body) = parse_request(v.request);
-        if v.name == "post-sts-header-after" {
-            // The token is added after signing: present, unsigned, and ignored.
-            parts.headers.insert(
-                "x-amz-security-token",
-                HeaderValue::from_static(SUITE_TOKEN),
-            );
-        }
         parts.headers.insert(
             AUTHORIZATION,
             HeaderValue::from_str(&suite_authorization(v.signed_headers, v.signature)).unwrap(),
         );
+        if v.name.starts_with("post-sts-header") {
+            // keyfence has only permanent credentials: a session token, signed
+            // (before) or added after signing (after), is refused.
+            if v.name == "post-sts-header-after" {
+                parts.headers.insert(
+                    "x-amz-security-token",
+                    HeaderValue::from_static(SUITE_TOKEN),
+                );
+            }
+            assert_eq!(
+                verify(&parts, &body, &store, suite_time()),
+                Err(SigV4Error::UnrecognizedClient),
+                "{}",
+                v.name
+            );
+            parts.headers.remove("x-amz-security-token");
+            if v.name == "post-sts-header-before" {
+                continue;
+            }
+        }
         let caller = verify(&parts, &body, &store, suite_time())
             .unwrap_or_else(|e| panic!("{}: {e:?}", v.name));
         assert_eq!(
@@ -815,7 +828,7 @@ fn content_sha256_header_must_match_body() {
 }
 
 #[test]
-fn security_token_may_be_signed_and_is_ignored() {
+fn a_security_token_is_refused_for_permanent_credentials() {
     let mut parts = kms_request();
     parts.headers.insert(
         "x-amz-security-token",
@@ -830,7 +843,129 @@ fn security_token_may_be_signed_and_is_ignored() {
     };
     sign(&mut parts, KMS_BODY, &params).unwrap();
     assert!(authorization(&parts).contains("x-amz-security-token"));
+    let err = verify(&parts, KMS_BODY, &store(), now()).unwrap_err();
+    assert_eq!(err, SigV4Error::UnrecognizedClient);
+    assert_eq!(err.aws_code(), "UnrecognizedClientException");
+}
+
+/// Signs `parts` with only `signed` in SignedHeaders (as a client that
+/// leaves headers out would).
+fn sign_only(parts: &mut Parts, signed: &[&str]) {
+    let mut full = parts.clone();
+    full.headers.retain_names(signed);
+    let params = SigningParams {
+        access_key_id: KEY_ID,
+        secret_access_key: SECRET,
+        region: "eu-central-1",
+        service: "kms",
+        time: now(),
+    };
+    sign(&mut full, KMS_BODY, &params).unwrap();
+    for name in ["authorization", "x-amz-date", "host"] {
+        parts
+            .headers
+            .insert(HeaderName::from_static(name), full.headers[name].clone());
+    }
+}
+
+trait RetainNames {
+    fn retain_names(&mut self, keep: &[&str]);
+}
+
+impl RetainNames for hyper::HeaderMap {
+    fn retain_names(&mut self, keep: &[&str]) {
+        let drop: Vec<HeaderName> = self
+            .keys()
+            .filter(|n| !keep.contains(&n.as_str()))
+            .cloned()
+            .collect();
+        for n in drop {
+            self.remove(n);
+        }
+    }
+}
+
+#[test]
+fn unsigned_target_content_type_or_amz_headers_are_refused() {
+    // Signed with everything: verifies.
+    let mut parts = kms_request();
+    sign_only(
+        &mut parts,
+        &["host", "x-amz-date", "x-amz-target", "content-type"],
+    );
     assert!(verify(&parts, KMS_BODY, &store(), now()).is_ok());
+
+    // A captured DescribeKey whose X-Amz-Target was unsigned could be replayed
+    // as DisableKey: refused whatever the target says.
+    for (left_out, header) in [
+        (vec!["host", "x-amz-date", "content-type"], "x-amz-target"),
+        (vec!["host", "x-amz-date", "x-amz-target"], "content-type"),
+    ] {
+        let mut parts = kms_request();
+        sign_only(&mut parts, &left_out);
+        let message = incomplete_message(verify(&parts, KMS_BODY, &store(), now()));
+        assert_eq!(
+            message,
+            format!("'{header}' must be a 'SignedHeader' in the AWS Authorization.")
+        );
+    }
+
+    // Any x-amz-* header present must be signed.
+    let mut parts = kms_request();
+    sign_only(
+        &mut parts,
+        &["host", "x-amz-date", "x-amz-target", "content-type"],
+    );
+    parts
+        .headers
+        .insert("x-amz-extra", HeaderValue::from_static("1"));
+    let message = incomplete_message(verify(&parts, KMS_BODY, &store(), now()));
+    assert!(message.contains("'x-amz-extra'"), "{message}");
+}
+
+#[test]
+fn the_scope_is_checked_before_any_key_is_derived_or_cached() {
+    let store = store();
+    // A 300 KB region (and 300 of them) grows nothing: refused before any
+    // signing key is derived.
+    let huge = "a".repeat(300_000);
+    for i in 0..300 {
+        let parts = with_authorization(
+            signed_kms_request(),
+            &format!(
+                "AWS4-HMAC-SHA256 Credential={KEY_ID}/20150830/{huge}{i}/kms/aws4_request, \
+                 SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={}",
+                "0".repeat(64)
+            ),
+        );
+        let err = verify(&parts, KMS_BODY, &store, now()).unwrap_err();
+        assert_eq!(err.aws_code(), "InvalidSignatureException");
+        assert!(err.to_string().len() < 200, "message echoes a short prefix");
+    }
+    assert_eq!(store.cached_signing_keys(), 0);
+
+    // Well-formed scopes with wrong signatures are not cached either.
+    for region in ["eu-west-1", "eu-west-2", "ap-south-1"] {
+        let parts = with_authorization(
+            signed_kms_request(),
+            &format!(
+                "AWS4-HMAC-SHA256 Credential={KEY_ID}/20150830/{region}/kms/aws4_request, \
+                 SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature={}",
+                "0".repeat(64)
+            ),
+        );
+        assert_eq!(
+            verify(&parts, KMS_BODY, &store, now()),
+            Err(SigV4Error::InvalidSignature)
+        );
+    }
+    assert_eq!(store.cached_signing_keys(), 0);
+
+    // A verified signature caches its key, once.
+    for _ in 0..3 {
+        assert!(verify(&signed_kms_request(), KMS_BODY, &store, now()).is_ok());
+    }
+    assert_eq!(store.cached_signing_keys(), 1);
 }
 
 #[test]

@@ -8,6 +8,13 @@ use crate::page::{self, Page};
 use crate::store::StoreError;
 use crate::{KeyId, KmsError};
 
+/// Whether an alias may move from a key like `old` to a key like `new` (AWS:
+/// same key type, symmetric or asymmetric, and same usage; an HMAC key differs
+/// from every other by its usage).
+fn same_kind(old: &crate::model::KeyMetadata, new: &crate::model::KeyMetadata) -> bool {
+    old.spec.asymmetric().is_some() == new.spec.asymmetric().is_some() && old.usage == new.usage
+}
+
 impl Kms {
     /// The key an alias may point to: named by id or key ARN (not alias), in the
     /// caller's account, not pending deletion.
@@ -42,10 +49,24 @@ impl Kms {
         Ok(())
     }
 
-    /// UpdateAlias: points an existing alias at another key.
+    /// UpdateAlias: points an existing alias at another key, which must have
+    /// the same key type and usage as the alias's current key (as AWS).
     pub fn update_alias(&self, account: &str, name: &str, target: &str) -> Result<(), KmsError> {
         let name = AliasName::parse(name)?;
         let target = self.alias_target_key(account, target)?;
+        let current = self.alias_target(account, name.as_str());
+        if let (Some(old), Some(new)) = (
+            current.and_then(|id| self.live_key(account, &id)),
+            self.live_key(account, &target),
+        ) {
+            if !same_kind(&old.meta, &new.meta) {
+                return Err(KmsError::Validation(
+                    "the new target key must have the same key type (symmetric, asymmetric \
+                     or HMAC) and key usage as the alias's current key"
+                        .into(),
+                ));
+            }
+        }
         let now = self.now();
         let wanted = Alias {
             account: account.to_string(),

@@ -329,7 +329,14 @@ impl Kms {
         }
         let blob = CiphertextBlob::parse(ciphertext).map_err(|_| invalid_ciphertext())?;
         let id = KeyId::from_bytes(blob.header.key_id);
-        let key = self.resolve(account, &id.to_string())?;
+        // A blob naming no key of this account is a bad ciphertext: answering
+        // NotFound would tell a caller which guessed key ids exist.
+        let key = self
+            .resolve(account, &id.to_string())
+            .map_err(|e| match e {
+                KmsError::NotFound(_) => invalid_ciphertext(),
+                other => other,
+            })?;
         if named.is_some_and(|n| n.meta.id != key.meta.id) {
             return Err(KmsError::IncorrectKey(
                 "The key ID in the request does not identify a KMS key that can perform this operation.".into(),

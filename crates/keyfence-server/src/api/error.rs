@@ -7,6 +7,9 @@ use super::messages;
 use super::names::AwsName;
 use crate::sigv4::SigV4Error;
 
+/// Longest error message sent (characters); longer ones are cut.
+pub const MAX_MESSAGE_CHARS: usize = 640;
+
 /// An error as the client will see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
@@ -54,10 +57,21 @@ impl ApiError {
         }
     }
 
+    /// The message as sent: at most [`MAX_MESSAGE_CHARS`] characters, so no
+    /// message repeats more than a short prefix of client input.
+    pub fn sent_message(&self) -> std::borrow::Cow<'_, str> {
+        match self.message.char_indices().nth(MAX_MESSAGE_CHARS) {
+            None => self.message.as_str().into(),
+            Some((cut, _)) => format!("{}...", &self.message[..cut]).into(),
+        }
+    }
+
     /// The JSON body of this error.
     pub fn json_body(&self) -> Vec<u8> {
-        serde_json::to_vec(&serde_json::json!({"__type": self.code, "message": self.message}))
-            .expect("json of strings")
+        serde_json::to_vec(
+            &serde_json::json!({"__type": self.code, "message": self.sent_message()}),
+        )
+        .expect("json of strings")
     }
 
     /// The query-protocol (XML) body of this error.
@@ -70,7 +84,7 @@ impl ApiError {
         format!(
             "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>{kind}</Type><Code>{}</Code><Message>{}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>",
             self.code,
-            xml_escape(&self.message)
+            xml_escape(&self.sent_message())
         )
         .into_bytes()
     }

@@ -36,17 +36,36 @@ pub fn out_of_bounds(member: Member, bound: Bound) -> ApiError {
     ApiError::validation(format!("1 validation error detected: {constraint}"))
 }
 
+/// Longest prefix of a client-chosen string an error message repeats.
+pub const ECHO_CHARS: usize = 64;
+
+/// A short, printable prefix of client input for an error message: at most
+/// [`ECHO_CHARS`] characters, control characters replaced, `...` if cut.
+pub fn echo(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .take(ECHO_CHARS)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    if s.chars().nth(ECHO_CHARS).is_some() {
+        out.push_str("...");
+    }
+    out
+}
+
 /// A value outside a member's enum, as AWS words it.
 pub fn not_in_enum(value: &str, member: &str) -> ApiError {
     ApiError::validation(format!(
-        "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set"
+        "1 validation error detected: Value '{}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set",
+        echo(value)
     ))
 }
 
 /// A value outside a member's enum, listing the values keyfence accepts.
 pub fn not_in_enum_of(value: &str, member: &str, values: &[&str]) -> ApiError {
     ApiError::validation(format!(
-        "1 validation error detected: Value '{value}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+        "1 validation error detected: Value '{}' at '{member}' failed to satisfy constraint: Member must satisfy enum value set: [{}]",
+        echo(value),
         values.join(", ")
     ))
 }
@@ -62,7 +81,8 @@ pub fn sm2_key_spec() -> ApiError {
 /// A KeyUsage (known or not) that the KeySpec does not allow.
 pub fn usage_not_for_spec(usage: &str, spec: KeySpec) -> ApiError {
     ApiError::validation(format!(
-        "KeyUsage {usage} is not compatible with KeySpec {}",
+        "KeyUsage {} is not compatible with KeySpec {}",
+        echo(usage),
         spec.aws_name()
     ))
 }
@@ -71,7 +91,7 @@ pub fn usage_not_for_spec(usage: &str, spec: KeySpec) -> ApiError {
 pub fn unsupported_origin(origin: &str) -> ApiError {
     ApiError::new(
         "UnsupportedOperationException",
-        format!("Origin {origin} is not supported by keyfence"),
+        format!("Origin {} is not supported by keyfence", echo(origin)),
     )
 }
 
@@ -92,7 +112,10 @@ pub fn number_of_bytes_required() -> ApiError {
 
 /// A MacAlgorithm that is not one.
 pub fn unknown_mac_algorithm(name: &str) -> ApiError {
-    ApiError::validation(format!("MacAlgorithm {name} is not a MAC algorithm"))
+    ApiError::validation(format!(
+        "MacAlgorithm {} is not a MAC algorithm",
+        echo(name)
+    ))
 }
 
 /// GenerateDataKeyPair's KeyPairSpec SM2.
@@ -108,8 +131,9 @@ pub fn ml_kem_key_pair_spec(name: &str) -> ApiError {
     ApiError::new(
         "UnsupportedOperationException",
         format!(
-            "KeyPairSpec {name} is not supported by keyfence yet, because its private key \
-             would have to be returned in the 64-byte seed form"
+            "KeyPairSpec {} is not supported by keyfence yet, because its private key \
+             would have to be returned in the 64-byte seed form",
+            echo(name)
         ),
     )
 }
@@ -124,20 +148,22 @@ pub fn pq_wrapping_mismatch() -> ApiError {
 /// A WrappingAlgorithm keyfence does not offer.
 pub fn unsupported_wrapping_algorithm(name: &str) -> ApiError {
     ApiError::validation(format!(
-        "WrappingAlgorithm {name} is not supported; use RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_1, RSA_AES_KEY_WRAP_SHA_256 or {PQ_WRAPPING_ALGORITHM}"
+        "WrappingAlgorithm {} is not supported; use RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSA_AES_KEY_WRAP_SHA_1, RSA_AES_KEY_WRAP_SHA_256 or {PQ_WRAPPING_ALGORITHM}",
+        echo(name)
     ))
 }
 
 /// A WrappingKeySpec keyfence does not offer.
 pub fn unsupported_wrapping_key_spec(name: &str) -> ApiError {
     ApiError::validation(format!(
-        "WrappingKeySpec {name} is not supported; use RSA_2048, RSA_3072, RSA_4096 or {PQ_WRAPPING_KEY_SPEC}"
+        "WrappingKeySpec {} is not supported; use RSA_2048, RSA_3072, RSA_4096 or {PQ_WRAPPING_KEY_SPEC}",
+        echo(name)
     ))
 }
 
 /// An ExpirationModel that is not one.
 pub fn unknown_expiration_model(name: &str) -> ApiError {
-    ApiError::validation(format!("ExpirationModel {name} is not valid"))
+    ApiError::validation(format!("ExpirationModel {} is not valid", echo(name)))
 }
 
 /// KEY_MATERIAL_EXPIRES without ValidTo.
@@ -234,4 +260,83 @@ pub fn unknown_fence(fence: &str, policy: &str) -> ApiError {
     ApiError::validation(format!(
         "No fence exists for policy '{policy}' ({fence}); create the key at the authority node, which makes the fence"
     ))
+}
+
+/// A request body over the size limit (413).
+pub fn body_too_large(limit: usize) -> ApiError {
+    ApiError {
+        status: 413,
+        code: "ValidationException",
+        message: format!("Request body is larger than {limit} bytes"),
+    }
+}
+
+/// A request body whose framing is broken (a bad Content-Length, malformed
+/// chunked encoding, a connection that failed mid-body).
+pub fn body_unreadable() -> ApiError {
+    ApiError::serialization("Request body could not be read: malformed framing")
+}
+
+/// A request body that did not arrive within the body read timeout.
+pub fn body_read_timeout() -> ApiError {
+    ApiError {
+        status: 408,
+        code: "RequestTimeoutException",
+        message: "Request body was not received in time".into(),
+    }
+}
+
+/// The node holds as many request bytes as it may; the client should retry.
+pub fn request_budget_exhausted() -> ApiError {
+    ApiError {
+        status: 503,
+        code: "ThrottlingException",
+        message: "Rate exceeded: the node is busy, retry the request".into(),
+    }
+}
+
+/// A string member outside its length constraint (`min..=max` characters).
+pub fn length_constraint(member: &str, len: usize, min: usize, max: usize) -> ApiError {
+    let bound = if len < min {
+        format!("greater than or equal to {min}")
+    } else {
+        format!("less than or equal to {max}")
+    };
+    ApiError::validation(format!(
+        "1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have length {bound}"
+    ))
+}
+
+/// A list member with more items than allowed.
+pub fn too_many_items(member: &str, max: usize) -> ApiError {
+    ApiError::validation(format!(
+        "1 validation error detected: Value at '{member}' failed to satisfy constraint: Member must have length less than or equal to {max}"
+    ))
+}
+
+/// A required member given as `null`.
+pub fn null_member(line: usize, column: usize) -> ApiError {
+    ApiError::validation(format!(
+        "1 validation error detected: a required member is null (line {line} column {column}): Member must not be null"
+    ))
+}
+
+/// An X-Amz-Target naming no operation keyfence serves.
+pub fn unknown_operation(name: &str) -> ApiError {
+    ApiError::new(
+        "UnknownOperationException",
+        format!("Operation {} is not supported by keyfence", echo(name)),
+    )
+}
+
+/// A `Recipient` (Nitro Enclaves attestation) member: refused until attestation
+/// is supported, rather than ignored (which would return the plaintext).
+pub fn no_recipient(recipient: Option<&serde_json::Value>) -> Result<(), ApiError> {
+    match recipient {
+        None => Ok(()),
+        Some(_) => Err(ApiError::new(
+            "UnsupportedOperationException",
+            "Recipient (Nitro Enclaves attestation) is not supported by keyfence",
+        )),
+    }
 }

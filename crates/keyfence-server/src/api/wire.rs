@@ -7,7 +7,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use zeroize::Zeroizing;
 
-use super::ApiError;
+use super::{messages, ApiError};
 
 /// A base64 blob member; the decoded bytes are zeroized on drop.
 pub struct Blob(pub Zeroizing<Vec<u8>>);
@@ -32,24 +32,32 @@ pub fn date(t: Timestamp) -> serde_json::Value {
     serde_json::json!(t.as_secs_f64())
 }
 
-/// Parses a JSON request body. Errors name the position and kind, never the
-/// offending value (which could be secret).
+/// Parses a JSON request body, then checks the length constraints of the
+/// string members AWS bounds ([`check_constraints`]). Errors name the position
+/// and kind, never the offending value (which could be secret): a body that is
+/// not JSON (invalid UTF-8, trailing bytes included) or has a member of the
+/// wrong type is a SerializationException; a missing or `null` required member
+/// is a ValidationException.
 pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let body = if body.iter().all(u8::is_ascii_whitespace) {
         b"{}".as_slice()
     } else {
         body
     };
-    serde_json::from_slice(body).map_err(|e| {
+    let value = serde_json::from_slice(body).map_err(|e| {
         let what = match e.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                 "malformed JSON"
             }
             serde_json::error::Category::Data => {
-                if e.to_string().contains("missing field") {
-                    return ApiError::validation(first_clause(&e.to_string()));
+                let text = e.to_string();
+                if text.contains("missing field") {
+                    return ApiError::validation(first_clause(&text));
                 }
-                if e.to_string().contains("base64") {
+                if text.starts_with("invalid type: null") {
+                    return messages::null_member(e.line(), e.column());
+                }
+                if text.contains("base64") {
                     "a blob member is not valid base64"
                 } else {
                     "a member has the wrong type"
@@ -58,7 +66,83 @@ pub fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
             serde_json::error::Category::Io => "unreadable body",
         };
         ApiError::serialization(format!("{what} at line {} column {}", e.line(), e.column()))
-    })
+    })?;
+    check_constraints(body)?;
+    Ok(value)
+}
+
+/// String members AWS bounds by length, as (JSON name, AWS member name, min, max).
+const STRING_CONSTRAINTS: &[(&str, &str, usize, usize)] = &[
+    ("KeyId", "keyId", 1, 2048),
+    ("SourceKeyId", "sourceKeyId", 1, 2048),
+    ("DestinationKeyId", "destinationKeyId", 1, 2048),
+    ("TargetKeyId", "targetKeyId", 1, 2048),
+    ("AliasName", "aliasName", 1, 256),
+    ("Marker", "marker", 1, 1024),
+    ("Description", "description", 0, 8192),
+    ("CustomKeyStoreId", "customKeyStoreId", 1, 64),
+];
+
+/// Most grant tokens in a request, and the length bounds of each.
+const GRANT_TOKENS: (usize, usize, usize) = (10, 1, 8192);
+
+/// The members [`check_constraints`] looks at, of any JSON type (a type the
+/// operation does not expect was refused by its own parse); every other
+/// member is skipped.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Constrained {
+    key_id: Option<serde_json::Value>,
+    source_key_id: Option<serde_json::Value>,
+    destination_key_id: Option<serde_json::Value>,
+    target_key_id: Option<serde_json::Value>,
+    alias_name: Option<serde_json::Value>,
+    marker: Option<serde_json::Value>,
+    description: Option<serde_json::Value>,
+    custom_key_store_id: Option<serde_json::Value>,
+    grant_tokens: Option<serde_json::Value>,
+}
+
+/// Checks the length constraints AWS puts on string members, after the body
+/// has parsed as the operation's input (so a member of the wrong type has
+/// already been refused; a member the operation does not have but that
+/// carries a bound name is held to the same bound).
+fn check_constraints(body: &[u8]) -> Result<(), ApiError> {
+    let Ok(c) = serde_json::from_slice::<Constrained>(body) else {
+        // Only an object body names members; the operation's parse took it.
+        return Ok(());
+    };
+    let values = [
+        &c.key_id,
+        &c.source_key_id,
+        &c.destination_key_id,
+        &c.target_key_id,
+        &c.alias_name,
+        &c.marker,
+        &c.description,
+        &c.custom_key_store_id,
+    ];
+    for (value, (_, member, min, max)) in values.into_iter().zip(STRING_CONSTRAINTS) {
+        if let Some(serde_json::Value::String(v)) = value {
+            let len = v.chars().count();
+            if len < *min || len > *max {
+                return Err(messages::length_constraint(member, len, *min, *max));
+            }
+        }
+    }
+    if let Some(serde_json::Value::Array(tokens)) = &c.grant_tokens {
+        let (max_items, min, max) = GRANT_TOKENS;
+        if tokens.len() > max_items {
+            return Err(messages::too_many_items("grantTokens", max_items));
+        }
+        for t in tokens.iter().filter_map(serde_json::Value::as_str) {
+            let len = t.chars().count();
+            if len < min || len > max {
+                return Err(messages::length_constraint("grantTokens", len, min, max));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// "missing field `KeyId` at line 1 column 2" → "missing field `KeyId`".
@@ -109,5 +193,49 @@ mod tests {
         );
         let ok = parse::<T>(br#"{"KeyId": "k", "Plaintext": "aGk="}"#).unwrap();
         assert_eq!(ok.plaintext.unwrap().0.as_slice(), b"hi");
+    }
+
+    fn refused(body: &[u8]) -> (&'static str, String) {
+        let e = parse::<T>(body).err().expect("refused");
+        (e.code, e.message)
+    }
+
+    #[test]
+    fn validation_follows_aws_order_and_bounds() {
+        // null for a required member: validation, not serialization.
+        assert_eq!(refused(br#"{"KeyId": null}"#).0, "ValidationException");
+        // null for an optional member is absent.
+        assert!(parse::<T>(br#"{"KeyId": "k", "Limit": null}"#).is_ok());
+        // Empty and over-long strings.
+        let (code, msg) = refused(br#"{"KeyId": ""}"#);
+        assert_eq!(code, "ValidationException");
+        assert!(msg.contains("'keyId'") && msg.contains("greater than or equal to 1"));
+        let long = format!(r#"{{"KeyId": "{}"}}"#, "k".repeat(2049));
+        let (code, msg) = refused(long.as_bytes());
+        assert_eq!(code, "ValidationException");
+        assert!(msg.contains("less than or equal to 2048"), "{msg}");
+        let ok = format!(r#"{{"KeyId": "{}"}}"#, "k".repeat(2048));
+        assert!(parse::<T>(ok.as_bytes()).is_ok());
+        assert_eq!(
+            refused(br#"{"KeyId": "k", "Marker": ""}"#).0,
+            "ValidationException"
+        );
+        let tokens =
+            br#"{"KeyId": "k", "GrantTokens": ["a","a","a","a","a","a","a","a","a","a","a"]}"#;
+        assert_eq!(refused(tokens).0, "ValidationException");
+        // Not JSON: invalid UTF-8 (in a string or outside), trailing garbage.
+        assert_eq!(
+            refused(b"{\"KeyId\": \"k\xff\"}").0,
+            "SerializationException"
+        );
+        assert_eq!(
+            refused(b"{\"KeyId\": \"k\"}\xff").0,
+            "SerializationException"
+        );
+        assert_eq!(
+            refused(br#"{"KeyId": "k"} {"KeyId": "j"}"#).0,
+            "SerializationException"
+        );
+        assert_eq!(refused(br#"{"KeyId": "k"}x"#).0, "SerializationException");
     }
 }

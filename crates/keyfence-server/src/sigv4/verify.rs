@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 
 use super::canonical::{canonical_request, signature, signing_key};
 use super::parse::{format_basic, parse_authorization, request_time, Scope};
-use super::{echo, incomplete, SigV4Error, TERMINATOR};
+use super::{echo, incomplete, SigV4Error, TERMINATOR, X_AMZ_DATE};
 
 /// Services a [`CredentialStore`] accepts in a credential scope by default.
 pub const DEFAULT_SERVICES: &[&str] = &["kms", "sts"];
@@ -24,6 +24,10 @@ pub const DEFAULT_SERVICES: &[&str] = &["kms", "sts"];
 const MAX_SKEW: time::Duration = time::Duration::minutes(15);
 
 const X_AMZ_CONTENT_SHA256: &str = "x-amz-content-sha256";
+const X_AMZ_SECURITY_TOKEN: &str = "x-amz-security-token";
+
+/// Longest region name accepted in a credential scope (AWS's longest is 14).
+const MAX_REGION_LEN: usize = 32;
 const UNSIGNED_PAYLOAD: &str = "UNSIGNED-PAYLOAD";
 
 /// An IAM-style user credential known to the server.
@@ -108,25 +112,43 @@ impl CredentialStore {
         self.by_access_key.get(access_key_id)
     }
 
-    /// The signing key of `credential` for `scope` (rendered: `rendered_scope`),
-    /// derived once per scope.
+    /// The cached signing key of `credential` for `rendered_scope`, or one
+    /// derived now (not cached: [`Self::remember`] caches it once a signature
+    /// verified with it).
     fn signing_key(
         &self,
         credential: &Credential,
         scope: &Scope<'_>,
         rendered_scope: &str,
-    ) -> hmac::Key {
-        let id = (credential.access_key_id.clone(), rendered_scope.to_owned());
-        let mut cache = self.signing_keys.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(key) = cache.0.get(&id) {
-            return key.clone();
+    ) -> (hmac::Key, bool) {
+        let cache = self.signing_keys.lock().unwrap_or_else(|p| p.into_inner());
+        match cache
+            .0
+            .get(&(credential.access_key_id.clone(), rendered_scope.to_owned()))
+        {
+            Some(key) => (key.clone(), true),
+            None => (signing_key(&credential.secret_access_key, scope), false),
         }
-        let key = signing_key(&credential.secret_access_key, scope);
+    }
+
+    /// Caches a signing key a signature has just verified with.
+    fn remember(&self, credential: &Credential, rendered_scope: String, key: hmac::Key) {
+        let mut cache = self.signing_keys.lock().unwrap_or_else(|p| p.into_inner());
         if cache.0.len() >= SIGNING_KEY_CACHE_LIMIT {
             cache.0.clear();
         }
-        cache.0.insert(id, key.clone());
-        key
+        cache
+            .0
+            .insert((credential.access_key_id.clone(), rendered_scope), key);
+    }
+
+    /// Signing keys cached now (at most 256; only keys a signature verified with).
+    pub fn cached_signing_keys(&self) -> usize {
+        self.signing_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .len()
     }
 }
 
@@ -207,22 +229,29 @@ fn verify_inner(
             echo(auth.scope.terminator)
         )));
     }
+    if !is_region_name(auth.scope.region) {
+        return Err(SigV4Error::InvalidScope(format!(
+            "Credential should be scoped to a valid region, not '{}'.",
+            echo(auth.scope.region)
+        )));
+    }
 
     let credential = creds
         .get(auth.access_key_id)
         .ok_or(SigV4Error::UnrecognizedClient)?;
+    // Every credential is permanent: a session token cannot belong to it.
+    if parts.headers.contains_key(X_AMZ_SECURITY_TOKEN) {
+        return Err(SigV4Error::UnrecognizedClient);
+    }
 
     check_clock(request_time, &amz_date, now)?;
+    check_signed_headers(parts, &auth.signed_headers)?;
 
     let payload_hash = payload_hash(parts, body)?;
     let canonical = canonical_request(parts, &auth.signed_headers, &payload_hash)?;
     let scope = auth.scope.render();
-    let expected = signature(
-        &creds.signing_key(credential, &auth.scope, &scope),
-        &amz_date,
-        &scope,
-        &canonical,
-    );
+    let (key, cached) = creds.signing_key(credential, &auth.scope, &scope);
+    let expected = signature(&key, &amz_date, &scope, &canonical);
 
     let provided = match hex::decode(auth.signature) {
         Ok(sig) if sig.len() == expected.len() => sig,
@@ -230,6 +259,9 @@ fn verify_inner(
     };
     if !bool::from(expected.as_slice().ct_eq(provided.as_slice())) {
         return Err(SigV4Error::InvalidSignature);
+    }
+    if !cached {
+        creds.remember(credential, scope, key);
     }
 
     Ok(VerifiedCaller {
@@ -239,6 +271,43 @@ fn verify_inner(
         region: auth.scope.region.to_owned(),
         service: auth.scope.service.to_owned(),
     })
+}
+
+/// A region name as AWS writes them (`us-east-1`, `us-gov-west-1`): lowercase
+/// letters, digits and dashes, at most [`MAX_REGION_LEN`] bytes.
+fn is_region_name(region: &str) -> bool {
+    !region.is_empty()
+        && region.len() <= MAX_REGION_LEN
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The headers the signature must cover, so a captured request cannot be
+/// replayed with a header changed: `host`, the date header the time came from
+/// (`x-amz-date`, else `date`), `content-type` and `x-amz-target` when present,
+/// and every other `x-amz-*` header present.
+fn check_signed_headers(parts: &Parts, signed: &[&str]) -> Result<(), SigV4Error> {
+    let date = if parts.headers.contains_key(X_AMZ_DATE) {
+        X_AMZ_DATE
+    } else {
+        "date"
+    };
+    let required = parts
+        .headers
+        .keys()
+        .map(|n| n.as_str())
+        .filter(|n| *n == "content-type" || n.starts_with("x-amz-"))
+        .chain(["host", date]);
+    for name in required {
+        if !signed.contains(&name) {
+            return Err(SigV4Error::IncompleteSignature(format!(
+                "'{}' must be a 'SignedHeader' in the AWS Authorization.",
+                echo(name)
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn check_clock(request: OffsetDateTime, amz_date: &str, now: SystemTime) -> Result<(), SigV4Error> {

@@ -22,6 +22,15 @@ use tokio_rustls::TlsConnector;
 
 /// A node on ephemeral loopback ports in `dir`.
 pub async fn start_node(dir: &Path, post_quantum: bool) -> Node {
+    start_node_with(dir, post_quantum, Default::default()).await
+}
+
+/// A node on ephemeral loopback ports in `dir`, with `limits` on its API port.
+pub async fn start_node_with(
+    dir: &Path,
+    post_quantum: bool,
+    limits: keyfence_server::limits::Limits,
+) -> Node {
     // The node's own log lines (an internal error's detail among them) go to
     // the test's captured output, shown when a test fails.
     let _ = tracing_subscriber::fmt()
@@ -39,6 +48,7 @@ pub async fn start_node(dir: &Path, post_quantum: bool) -> Node {
         default_fence: None,
         store: keyfence_server::config::StoreLocation::DataDir,
         max_staleness: std::time::Duration::from_secs(60),
+        limits,
     };
     Node::start(config).await.expect("node starts")
 }
@@ -96,6 +106,17 @@ impl Client {
         }
     }
 
+    /// A TLS connection to the node.
+    pub async fn connect(&self) -> Result<tokio_rustls::client::TlsStream<TcpStream>, String> {
+        let tcp = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        TlsConnector::from(Arc::clone(&self.config))
+            .connect(ServerName::try_from("localhost").unwrap(), tcp)
+            .await
+            .map_err(|e| format!("handshake: {e}"))
+    }
+
     /// Sends one request; `signer` None sends it unsigned.
     pub async fn send(
         &self,
@@ -103,13 +124,7 @@ impl Client {
         body: Vec<u8>,
         signer: Option<(&Signer, &str)>,
     ) -> Result<Reply, String> {
-        let tcp = TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| e.to_string())?;
-        let tls = TlsConnector::from(Arc::clone(&self.config))
-            .connect(ServerName::try_from("localhost").unwrap(), tcp)
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
+        let tls = self.connect().await?;
         let group = tls
             .get_ref()
             .1

@@ -76,16 +76,6 @@ pub(super) struct GenerateDataKeyPairInput {
     recipient: Option<Value>,
 }
 
-fn no_recipient(recipient: &Option<Value>) -> Result<(), ApiError> {
-    if recipient.is_some() {
-        return Err(ApiError::new(
-            "UnsupportedOperationException",
-            "Recipient (Nitro Enclaves attestation) is not supported by keyfence",
-        ));
-    }
-    Ok(())
-}
-
 fn signing_algorithm(name: &str) -> Result<SigningAlgorithm, ApiError> {
     SigningAlgorithm::from_aws_name(name)
         .ok_or_else(|| messages::not_in_enum(name, "signingAlgorithm"))
@@ -225,7 +215,7 @@ impl Ops<'_> {
         &self,
         i: DeriveSharedSecretInput,
     ) -> Result<Value, ApiError> {
-        no_recipient(&i.recipient)?;
+        messages::no_recipient(i.recipient.as_ref())?;
         let public = required_blob(i.public_key, "PublicKey")?;
         let algorithm = KeyAgreementAlgorithm::from_aws_name(&i.key_agreement_algorithm)
             .ok_or_else(|| {
@@ -251,7 +241,7 @@ impl Ops<'_> {
         i: GenerateDataKeyPairInput,
         with_plaintext: bool,
     ) -> Result<Value, ApiError> {
-        no_recipient(&i.recipient)?;
+        messages::no_recipient(i.recipient.as_ref())?;
         let context = context(i.encryption_context)?;
         let spec = data_key_pair_spec(&i.key_pair_spec)?;
         let out = self.kms.generate_data_key_pair(

@@ -68,6 +68,7 @@ pub(super) struct DecryptInput {
     encryption_context: Context,
     key_id: Option<String>,
     encryption_algorithm: Option<String>,
+    recipient: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -89,6 +90,7 @@ pub(super) struct GenerateDataKeyInput {
     encryption_context: Context,
     number_of_bytes: Option<i64>,
     key_spec: Option<String>,
+    recipient: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +98,7 @@ pub(super) struct GenerateDataKeyInput {
 pub(super) struct GenerateRandomInput {
     number_of_bytes: Option<i64>,
     custom_key_store_id: Option<String>,
+    recipient: Option<Value>,
 }
 
 impl Ops<'_> {
@@ -117,6 +120,7 @@ impl Ops<'_> {
 
     pub(super) fn decrypt(&self, i: DecryptInput) -> Result<Value, ApiError> {
         let blob = required_blob(i.ciphertext_blob, "CiphertextBlob")?;
+        messages::no_recipient(i.recipient.as_ref())?;
         let out = self.kms.decrypt(
             self.account,
             &blob.0,
@@ -173,6 +177,7 @@ impl Ops<'_> {
         with_plaintext: bool,
     ) -> Result<Value, ApiError> {
         let size = data_key_size(i.key_spec.as_deref(), i.number_of_bytes)?;
+        messages::no_recipient(i.recipient.as_ref())?;
         let out = self.kms.generate_data_key(
             self.account,
             &i.key_id,
@@ -189,6 +194,7 @@ impl Ops<'_> {
     }
 
     pub(super) fn generate_random(&self, i: GenerateRandomInput) -> Result<Value, ApiError> {
+        messages::no_recipient(i.recipient.as_ref())?;
         if i.custom_key_store_id.is_some() {
             return Err(ApiError::new(
                 "CustomKeyStoreNotFoundException",

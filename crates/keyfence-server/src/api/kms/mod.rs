@@ -216,10 +216,7 @@ pub fn operation(name: &str) -> Option<&'static Operation> {
 
 /// UnknownOperationException for a name no row has.
 pub fn unknown_operation(name: &str) -> ApiError {
-    ApiError::new(
-        "UnknownOperationException",
-        format!("Operation {name} is not supported by keyfence"),
-    )
+    super::messages::unknown_operation(name)
 }
 
 /// The members through which a request may name the key it uses.

@@ -1,0 +1,346 @@
+//! Connections on the API port: the cap (shedding the oldest idle connection
+//! first), the idle timeout, the HTTP settings sized to the request budget,
+//! and the accept-error backoff.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::http::{self, AppState};
+use crate::limits::{Limits, HTTP2_WINDOW_BYTES, MAX_HEADER_BYTES};
+use crate::tls::PqAcceptor;
+
+/// One open connection as the tracker sees it.
+#[derive(Debug)]
+struct ConnState {
+    /// Requests in flight.
+    active: AtomicUsize,
+    /// When the last request ended (or the connection opened), in
+    /// milliseconds since the tracker's epoch.
+    last_active_ms: AtomicU64,
+    /// Told to close (shed to make room).
+    close: Notify,
+}
+
+/// The open connections of one listener, and the cap on them.
+#[derive(Debug)]
+pub struct ConnTracker {
+    cap: usize,
+    epoch: Instant,
+    next_id: AtomicU64,
+    open: Mutex<HashMap<u64, Arc<ConnState>>>,
+    shed: AtomicU64,
+    refused: AtomicU64,
+}
+
+/// A connection's place in the tracker; leaving it (drop) frees the place.
+#[derive(Debug)]
+pub struct ConnSlot {
+    tracker: Arc<ConnTracker>,
+    id: u64,
+    state: Arc<ConnState>,
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        self.tracker.lock().remove(&self.id);
+    }
+}
+
+/// Marks a request in flight on a connection until dropped.
+struct Busy(Arc<ConnState>, Arc<ConnTracker>);
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0
+            .last_active_ms
+            .store(self.1.now_ms(), Ordering::Relaxed);
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl ConnTracker {
+    /// A tracker admitting at most `cap` connections at once.
+    pub fn new(cap: usize) -> Arc<Self> {
+        Arc::new(Self {
+            cap: cap.max(1),
+            epoch: Instant::now(),
+            next_id: AtomicU64::new(0),
+            open: Mutex::new(HashMap::new()),
+            shed: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ConnState>>> {
+        // The map stays consistent even if a holder panicked: every update is one call.
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Connections closed so far to make room for new ones.
+    pub fn shed_count(&self) -> u64 {
+        self.shed.load(Ordering::Relaxed)
+    }
+
+    /// Connections refused so far because every open one was busy.
+    pub fn refused_count(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+
+    /// Tells the connection idle longest to close and frees its place;
+    /// false if every connection has a request in flight.
+    fn shed_oldest_idle(open: &mut HashMap<u64, Arc<ConnState>>) -> bool {
+        let oldest = open
+            .iter()
+            .filter(|(_, c)| c.active.load(Ordering::Relaxed) == 0)
+            .min_by_key(|(_, c)| c.last_active_ms.load(Ordering::Relaxed))
+            .map(|(id, _)| *id);
+        match oldest.and_then(|id| open.remove(&id)) {
+            Some(conn) => {
+                conn.close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Closes the oldest idle connection (after an accept failed for want of
+    /// file descriptors); false if none is idle.
+    pub fn shed_one(&self) -> bool {
+        let shed = Self::shed_oldest_idle(&mut self.lock());
+        if shed {
+            self.shed.fetch_add(1, Ordering::Relaxed);
+        }
+        shed
+    }
+
+    /// A place for a new connection: at the cap, the oldest idle connection is
+    /// closed to make room; if every connection is busy, `None`.
+    pub fn admit(self: &Arc<Self>) -> Option<ConnSlot> {
+        let mut open = self.lock();
+        if open.len() >= self.cap {
+            if !Self::shed_oldest_idle(&mut open) {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            self.shed.fetch_add(1, Ordering::Relaxed);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let state = Arc::new(ConnState {
+            active: AtomicUsize::new(0),
+            last_active_ms: AtomicU64::new(self.now_ms()),
+            close: Notify::new(),
+        });
+        open.insert(id, Arc::clone(&state));
+        Some(ConnSlot {
+            tracker: Arc::clone(self),
+            id,
+            state,
+        })
+    }
+}
+
+impl ConnSlot {
+    fn busy(&self) -> Busy {
+        self.state.active.fetch_add(1, Ordering::Relaxed);
+        Busy(Arc::clone(&self.state), Arc::clone(&self.tracker))
+    }
+
+    /// Returns once the connection has had no request in flight for `idle`.
+    async fn idle_for(&self, idle: Duration) {
+        loop {
+            let last = Duration::from_millis(self.state.last_active_ms.load(Ordering::Relaxed));
+            let quiet = self.tracker.epoch.elapsed().saturating_sub(last);
+            if self.state.active.load(Ordering::Relaxed) == 0 && quiet >= idle {
+                return;
+            }
+            tokio::time::sleep(idle.saturating_sub(quiet).max(Duration::from_millis(100))).await;
+        }
+    }
+}
+
+/// The HTTP/1.1 and HTTP/2 settings of the API port.
+pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(4 * MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.http2_max_concurrent_streams)
+        .initial_stream_window_size(HTTP2_WINDOW_BYTES)
+        .initial_connection_window_size(HTTP2_WINDOW_BYTES)
+        .max_header_list_size(MAX_HEADER_BYTES as u32)
+        .max_send_buf_size(HTTP2_WINDOW_BYTES as usize);
+    builder
+}
+
+/// Serves one accepted connection until it ends, goes idle for
+/// `limits.idle_timeout`, or is shed.
+pub async fn serve(
+    tcp: TcpStream,
+    peer: SocketAddr,
+    slot: ConnSlot,
+    acceptor: Arc<PqAcceptor>,
+    state: Arc<AppState>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    idle_timeout: Duration,
+) {
+    let slot = Arc::new(slot);
+    let work = async {
+        let (tls, group) = match acceptor.accept(tcp).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                state.metrics.record_handshake_failure(e.metric_reason());
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+        };
+        state.metrics.record_handshake(group);
+        tracing::debug!(%peer, group, "TLS connection established");
+        let info = Arc::new(http::Connection::new(peer, tls.get_ref().1, group));
+        let (service_slot, state) = (Arc::clone(&slot), Arc::clone(&state));
+        let service = service_fn(move |req| {
+            let busy = service_slot.busy();
+            let (state, info) = (Arc::clone(&state), Arc::clone(&info));
+            async move {
+                let reply = http::handle(state, info, req).await;
+                drop(busy);
+                reply
+            }
+        });
+        if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        }
+    };
+    tokio::select! {
+        () = work => {}
+        () = slot.idle_for(idle_timeout) => {
+            tracing::debug!(%peer, "idle connection closed");
+        }
+        () = slot.state.close.notified() => {
+            tracing::debug!(%peer, "idle connection shed to make room");
+        }
+    }
+}
+
+/// Accept failures: backs off (10 ms doubling to 1 s) and logs at most once
+/// per interval, with the number of failures since the last line.
+#[derive(Debug)]
+pub struct AcceptErrors {
+    interval: Duration,
+    backoff: Duration,
+    last_log: Option<Instant>,
+    unlogged: u64,
+}
+
+impl AcceptErrors {
+    const FIRST_BACKOFF: Duration = Duration::from_millis(10);
+    const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+    /// Logs at most once per `interval`.
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            backoff: Self::FIRST_BACKOFF,
+            last_log: None,
+            unlogged: 0,
+        }
+    }
+
+    /// Records a failure; returns how long to wait before accepting again and
+    /// whether to log now (with the count of failures the line stands for).
+    pub fn failed(&mut self, now: Instant) -> (Duration, Option<u64>) {
+        self.unlogged += 1;
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(Self::MAX_BACKOFF);
+        let due = self
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= self.interval);
+        if due {
+            self.last_log = Some(now);
+            let n = std::mem::take(&mut self.unlogged);
+            (wait, Some(n))
+        } else {
+            (wait, None)
+        }
+    }
+
+    /// Records a success: the backoff starts over.
+    pub fn succeeded(&mut self) {
+        self.backoff = Self::FIRST_BACKOFF;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_the_cap_the_oldest_idle_connection_is_shed() {
+        let tracker = ConnTracker::new(2);
+        let a = tracker.admit().unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let b = tracker.admit().unwrap();
+        let busy_b = b.busy();
+        let c = tracker.admit().expect("a is idle and is shed");
+        assert_eq!(tracker.open(), 2);
+        assert_eq!(tracker.shed_count(), 1);
+        assert!(!tracker.lock().contains_key(&a.id), "the oldest idle went");
+        let busy_c = c.busy();
+        assert!(tracker.admit().is_none(), "everyone busy: refused");
+        assert_eq!(tracker.refused_count(), 1);
+        drop((busy_b, busy_c));
+        drop(c);
+        assert_eq!(tracker.open(), 1);
+        drop(a); // already shed: dropping frees nothing else
+        assert_eq!(tracker.open(), 1);
+        drop(b);
+        assert_eq!(tracker.open(), 0);
+    }
+
+    #[test]
+    fn accept_errors_back_off_and_log_once_per_interval() {
+        let mut errors = AcceptErrors::new(Duration::from_secs(10));
+        let t0 = Instant::now();
+        let (w1, log1) = errors.failed(t0);
+        assert_eq!((w1, log1), (Duration::from_millis(10), Some(1)));
+        let mut logged = 0;
+        let mut waits = Vec::new();
+        for i in 1..200 {
+            let (w, log) = errors.failed(t0 + Duration::from_millis(50 * i));
+            waits.push(w);
+            logged += u64::from(log.is_some());
+        }
+        assert_eq!(logged, 0, "199 failures within 10 s: no further line");
+        assert_eq!(*waits.last().unwrap(), Duration::from_secs(1));
+        assert_eq!(errors.failed(t0 + Duration::from_secs(11)).1, Some(200));
+        errors.succeeded();
+        assert_eq!(
+            errors.failed(t0 + Duration::from_secs(12)).0,
+            Duration::from_millis(10)
+        );
+    }
+}

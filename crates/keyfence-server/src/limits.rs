@@ -1,0 +1,275 @@
+//! Resource limits that hold before authentication: timeouts, the connection
+//! cap, the budget of buffered request bytes, and the process's open-file limit.
+//!
+//! Everything here applies to clients that have not proven who they are, so
+//! every bound is global (per node), not per caller.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::CONTENT_LENGTH;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::api::{messages, ApiError};
+
+/// Largest request body accepted. The biggest valid KMS request (a 6 KiB
+/// ciphertext and two 8 KiB contexts, base64 and JSON-escaped) fits easily.
+pub const MAX_BODY_BYTES: usize = 128 * 1024;
+
+/// Bytes charged to the budget for a request on top of its body: headers,
+/// the parsed request and the reply.
+pub const REQUEST_OVERHEAD_BYTES: usize = 8 * 1024;
+
+/// Largest header block (HTTP/1.1 read buffer; HTTP/2 header list).
+pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// HTTP/2 flow-control window, per stream and per connection: what one
+/// connection can make the node hold in bodies it has not yet read.
+pub const HTTP2_WINDOW_BYTES: u32 = 64 * 1024;
+
+/// File descriptors kept out of the connection cap (store, logs, listeners).
+const RESERVED_FDS: u64 = 64;
+
+/// The limits a node applies to the API port (the `[limits]` table of the
+/// configuration file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Most connections open at once (TLS handshake included). At the cap the
+    /// oldest idle connection is closed to make room; if none is idle, the new
+    /// one is. Lowered at start to half the open-file limit if that is smaller.
+    pub max_connections: usize,
+    /// Time a client has to send a request's whole header block (HTTP/1.1).
+    pub header_read_timeout: Duration,
+    /// Time a client has to send a request's whole body once it is read.
+    pub body_read_timeout: Duration,
+    /// A connection with no request in flight for this long is closed (this
+    /// covers keep-alive, a silent client, a stalled HTTP/2 preface and a
+    /// client that does not read its reply).
+    pub idle_timeout: Duration,
+    /// Bytes of request bodies (plus [`REQUEST_OVERHEAD_BYTES`] each) the node
+    /// holds at once, over all connections, before authentication.
+    pub request_bytes_budget: usize,
+    /// How long a request waits for room in the budget before it is refused
+    /// with 503 `ThrottlingException`.
+    pub budget_wait: Duration,
+    /// HTTP/2 streams one connection may have open at once.
+    pub http2_max_concurrent_streams: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 4096,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            request_bytes_budget: 64 * 1024 * 1024,
+            budget_wait: Duration::from_secs(2),
+            http2_max_concurrent_streams: 32,
+        }
+    }
+}
+
+impl Limits {
+    /// Checks that every limit lets at least one request through.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_connections == 0 {
+            return Err("limits.max_connections must be at least 1".into());
+        }
+        if self.request_bytes_budget < MAX_BODY_BYTES + REQUEST_OVERHEAD_BYTES {
+            return Err(format!(
+                "limits.request_bytes_budget must be at least {} bytes (one largest request)",
+                MAX_BODY_BYTES + REQUEST_OVERHEAD_BYTES
+            ));
+        }
+        if self.http2_max_concurrent_streams == 0 {
+            return Err("limits.http2_max_concurrent_streams must be at least 1".into());
+        }
+        for (name, d) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("limits.{name} must be more than zero"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The connection cap to apply when the process may open `open_files`
+    /// descriptors: the configured cap, or half of what the descriptors allow.
+    pub fn effective_max_connections(&self, open_files: u64) -> usize {
+        let by_fds = open_files.saturating_sub(RESERVED_FDS) / 2;
+        let by_fds = usize::try_from(by_fds).unwrap_or(usize::MAX).max(1);
+        self.max_connections.min(by_fds)
+    }
+}
+
+/// The global budget of buffered request bytes.
+#[derive(Debug, Clone)]
+pub struct RequestBudget {
+    bytes: Arc<Semaphore>,
+    wait: Duration,
+}
+
+/// Room held in the [`RequestBudget`] until the request is answered.
+#[derive(Debug)]
+pub struct BudgetPermit {
+    _permit: OwnedSemaphorePermit,
+}
+
+impl RequestBudget {
+    /// A budget of `limits.request_bytes_budget` bytes.
+    pub fn new(limits: &Limits) -> Self {
+        Self {
+            bytes: Arc::new(Semaphore::new(limits.request_bytes_budget)),
+            wait: limits.budget_wait,
+        }
+    }
+
+    /// Bytes of the budget free right now.
+    pub fn available(&self) -> usize {
+        self.bytes.available_permits()
+    }
+
+    /// Reserves room for a request whose body is at most `body_bytes`, waiting
+    /// up to the configured wait; refuses with 503 `ThrottlingException`.
+    pub async fn reserve(&self, body_bytes: usize) -> Result<BudgetPermit, ApiError> {
+        let n = u32::try_from(body_bytes.min(MAX_BODY_BYTES) + REQUEST_OVERHEAD_BYTES)
+            .expect("bounded by MAX_BODY_BYTES");
+        let acquire = Arc::clone(&self.bytes).acquire_many_owned(n);
+        match tokio::time::timeout(self.wait, acquire).await {
+            Ok(Ok(permit)) => Ok(BudgetPermit { _permit: permit }),
+            _ => Err(messages::request_budget_exhausted()),
+        }
+    }
+}
+
+/// Reads a request body within the limits: refuses a declared length over
+/// [`MAX_BODY_BYTES`] before reading, reserves room in `budget` for it, and
+/// reads it within `timeout`. The permit must be held until the reply is built.
+pub async fn read_body(
+    headers: &hyper::HeaderMap,
+    body: Incoming,
+    budget: &RequestBudget,
+    timeout: Duration,
+) -> Result<(Bytes, BudgetPermit), ApiError> {
+    let declared = match headers.get(CONTENT_LENGTH) {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(messages::body_unreadable)?,
+        ),
+    };
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(messages::body_too_large(MAX_BODY_BYTES));
+    }
+    let want = declared.map_or(MAX_BODY_BYTES, |n| n as usize);
+    let permit = budget.reserve(want).await?;
+    let collected = tokio::time::timeout(timeout, Limited::new(body, MAX_BODY_BYTES).collect())
+        .await
+        .map_err(|_| messages::body_read_timeout())?;
+    match collected {
+        Ok(c) => Ok((c.to_bytes(), permit)),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(messages::body_too_large(MAX_BODY_BYTES))
+        }
+        Err(_) => Err(messages::body_unreadable()),
+    }
+}
+
+/// Raises this process's soft open-file limit to its hard limit and returns
+/// the soft limit now in force (or the old one if it could not be raised).
+#[allow(unsafe_code)]
+pub fn raise_open_file_limit() -> std::io::Result<u64> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one `rlimit` through a valid, exclusive pointer.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    if lim.rlim_cur < lim.rlim_max {
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit reads one `rlimit` through a valid pointer.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = raised.rlim_cur;
+        } else {
+            tracing::warn!(
+                error = %std::io::Error::last_os_error(),
+                "cannot raise the open-file limit"
+            );
+        }
+    }
+    Ok(lim.rlim_cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_limits_are_named() {
+        assert_eq!(Limits::default().validate(), Ok(()));
+        let tiny = Limits {
+            request_bytes_budget: 1000,
+            ..Limits::default()
+        };
+        assert!(tiny
+            .validate()
+            .unwrap_err()
+            .contains("request_bytes_budget"));
+        let zero = Limits {
+            idle_timeout: Duration::ZERO,
+            ..Limits::default()
+        };
+        assert!(zero.validate().unwrap_err().contains("idle_timeout"));
+    }
+
+    #[test]
+    fn connection_cap_follows_the_file_limit() {
+        let l = Limits::default();
+        assert_eq!(l.effective_max_connections(1_048_576), 4096);
+        assert_eq!(l.effective_max_connections(1024), 480);
+        assert_eq!(l.effective_max_connections(10), 1);
+    }
+
+    #[test]
+    #[allow(unsafe_code)]
+    fn open_file_limit_is_raised_to_the_hard_limit() {
+        let soft = raise_open_file_limit().unwrap();
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: as in raise_open_file_limit.
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) }, 0);
+        assert_eq!(soft, lim.rlim_cur);
+        assert_eq!(lim.rlim_cur, lim.rlim_max);
+    }
+
+    #[tokio::test]
+    async fn the_budget_refuses_with_throttling_after_the_wait() {
+        let budget = RequestBudget::new(&Limits {
+            request_bytes_budget: MAX_BODY_BYTES + REQUEST_OVERHEAD_BYTES,
+            budget_wait: Duration::from_millis(50),
+            ..Limits::default()
+        });
+        let held = budget.reserve(MAX_BODY_BYTES).await.unwrap();
+        let refused = budget.reserve(10).await.unwrap_err();
+        assert_eq!((refused.status, refused.code), (503, "ThrottlingException"));
+        drop(held);
+        assert!(budget.reserve(10).await.is_ok());
+        assert_eq!(budget.available(), MAX_BODY_BYTES + REQUEST_OVERHEAD_BYTES);
+    }
+}
