@@ -11,8 +11,11 @@
 # The flags apply to the target only (--target), not to build scripts.
 #
 # New inputs are explored in fuzz/corpus-work/TARGET (not committed); with
-# MERGE=1 (default) the ones adding coverage are merged into the committed
-# fuzz/corpus/TARGET, which `cargo test` replays (fuzz_replay.rs).
+# MERGE=1 (default) the committed fuzz/corpus/TARGET, which `cargo test`
+# replays (fuzz_replay.rs), is replaced by a greedy set cover of both: about
+# the fewest inputs that keep every coverage edge reached (edges only, not
+# hit counts or comparison features, so the committed corpus stays small;
+# the full corpus stays in fuzz/corpus-work for the next run).
 set -euo pipefail
 target=${1:?usage: scripts/fuzz.sh TARGET [SECONDS]}
 seconds=${2:-60}
@@ -34,5 +37,7 @@ mkdir -p "$corpus" "$work" "$artifacts"
 "$bin" -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=4096 \
   -print_final_stats=1 -artifact_prefix="$artifacts/" "$work" "$corpus"
 if [ "${MERGE:-1}" = 1 ]; then
-  "$bin" -merge=1 -max_len=65536 "$corpus" "$work" 2>&1 | tail -n 2
+  cover=$(mktemp -d)
+  "$bin" -set_cover_merge=1 -use_counters=0 -use_cmp=0 -max_len=65536 "$cover" "$corpus" "$work" 2>&1 | tail -n 2
+  rm -rf "$corpus" && mv "$cover" "$corpus" && chmod 755 "$corpus"
 fi
