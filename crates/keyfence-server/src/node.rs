@@ -108,10 +108,16 @@ impl Node {
         let metrics_listener = bind(config.metrics_listen).await?;
         let (data_dir, initialized) = DataDir::open_or_init(&config.data_dir)?;
         let root = LocalRootKey::new(data_dir.load_root_key()?);
-        // A cluster node's `[node] store` names a SQLite file its peers share.
-        let location = match config.node.as_ref().and_then(|n| n.store.clone()) {
-            Some(path) => StoreLocation::SharedSqlite(path),
-            None => config.store.clone(),
+        // A cluster node's `[node] store` names a SQLite file its peers share;
+        // without one, a cluster node shares its data directory's database
+        // (`keyfence dev`), and follows it like any shared store.
+        let node_store = config.node.as_ref().and_then(|n| n.store.clone());
+        let location = match (node_store, &config.store) {
+            (Some(path), _) => StoreLocation::SharedSqlite(path),
+            (None, StoreLocation::DataDir) if config.node.is_some() => {
+                StoreLocation::SharedSqlite(data_dir.database())
+            }
+            (None, other) => other.clone(),
         };
         let (store, cluster_store, follow) = open_store(&location, &data_dir)?;
         let cluster = match &config.node {
