@@ -105,6 +105,12 @@ impl Node {
     pub async fn start(config: Config) -> Result<Self, NodeError> {
         // Bind first: a taken port must fail before a first start writes anything.
         let api = bind(config.listen).await?;
+        // The address peers reach this node at (port 0 resolved), registered
+        // at join so forwarding works before the first heartbeat.
+        let api_addr = api.local_addr().map_err(|source| NodeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let metrics_listener = bind(config.metrics_listen).await?;
         let (data_dir, initialized) = DataDir::open_or_init(&config.data_dir)?;
         let root = LocalRootKey::new(data_dir.load_root_key()?);
@@ -126,7 +132,7 @@ impl Node {
                 &data_dir.path,
                 cluster_store,
                 &root,
-                &config.listen.to_string(),
+                &api_addr.to_string(),
                 SystemClock.now(),
             )?)),
             None => None,
@@ -163,10 +169,6 @@ impl Node {
         ));
         let metrics = Metrics::new();
 
-        let api_addr = api.local_addr().map_err(|source| NodeError::Bind {
-            addr: config.listen,
-            source,
-        })?;
         let metrics_addr = metrics_listener
             .local_addr()
             .map_err(|source| NodeError::Bind {
