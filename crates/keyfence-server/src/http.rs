@@ -218,9 +218,15 @@ async fn serve(
             let value = match value {
                 Ok(value) => value,
                 Err(refused) => {
-                    let forwarder = state.forwarder.as_deref();
-                    let relayed = forward::on_refusal(forwarder, &parts, &body, refused).await;
-                    return relayed.map(Served::Forwarded);
+                    match refresh_and_retry(state, &caller.account_id, op, &body, refused).await {
+                        Ok(value) => value,
+                        Err(refused) => {
+                            let forwarder = state.forwarder.as_deref();
+                            let relayed =
+                                forward::on_refusal(forwarder, &parts, &body, refused).await;
+                            return relayed.map(Served::Forwarded);
+                        }
+                    }
                 }
             };
             let body = serde_json::to_vec(&value).expect("JSON values serialize");
@@ -287,6 +293,38 @@ fn access_key_id_of(authorization: &str) -> Option<&str> {
     let id = rest.split('/').next()?;
     (!id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_alphanumeric()))
         .then_some(id)
+}
+
+/// A key fenced to a policy whose record this node has not installed yet
+/// (keys arrive through the change feed, fence records by polling): reads the
+/// cluster state once and, if it changed, retries here before forwarding.
+async fn refresh_and_retry(
+    state: &Arc<AppState>,
+    account: &str,
+    op: &'static api::kms::Operation,
+    body: &Bytes,
+    refused: ApiError,
+) -> Result<serde_json::Value, ApiError> {
+    let Some(cluster) = state.cluster.as_ref() else {
+        return Err(refused);
+    };
+    if api::messages::fenced_elsewhere_fence(&refused).is_none() {
+        return Err(refused);
+    }
+    let (cluster, state, account, body) = (
+        Arc::clone(cluster),
+        Arc::clone(state),
+        account.to_owned(),
+        body.clone(),
+    );
+    let retried = tokio::task::spawn_blocking(move || match cluster.refresh(&state.kms) {
+        Ok(true) => Some(api::kms::handle(&state.kms, &account, op, &body)),
+        _ => None,
+    })
+    .await
+    .ok()
+    .flatten();
+    retried.unwrap_or(Err(refused))
 }
 
 /// The credential scope must name this node's region and the protocol's service.
