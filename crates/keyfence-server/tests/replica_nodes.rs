@@ -94,7 +94,7 @@ async fn a_change_at_one_node_reaches_the_other_through_the_feed() {
     until(Duration::from_secs(5), || {
         matches!(
             k2.decrypt(A, &blob, &ctx, None, None),
-            Err(KmsError::Disabled(_))
+            Err(KmsError::Disabled { .. })
         )
     })
     .await;

@@ -122,7 +122,7 @@ fn schedule_against_cancel(shared: Shared) {
                 *seen.entry("cancel second").or_insert(0) += 1;
             }
             // Cancel came first, when nothing was pending.
-            Err(KmsError::InvalidState(_)) => {
+            Err(KmsError::InvalidState { .. }) => {
                 assert_eq!(s1.state, KeyState::PendingDeletion, "round {round}");
                 *seen.entry("cancel first").or_insert(0) += 1;
                 n1.cancel_key_deletion(A, &arn).unwrap();
@@ -190,14 +190,14 @@ fn changes_reach_the_other_node(shared: Shared) {
     // Read-your-writes at the writer.
     assert!(matches!(
         n1.decrypt(A, &blob, &ctx(), None, None),
-        Err(KmsError::Disabled(_))
+        Err(KmsError::Disabled { .. })
     ));
     // The other node still answers from its replica until it syncs.
     n2.decrypt(A, &blob, &ctx(), None, None).unwrap();
     n2.sync().unwrap();
     assert!(matches!(
         n2.decrypt(A, &blob, &ctx(), None, None),
-        Err(KmsError::Disabled(_))
+        Err(KmsError::Disabled { .. })
     ));
     assert_eq!(n2.describe_key(A, "alias/app").unwrap().id, key.id);
 
