@@ -295,7 +295,7 @@ fn a_single_sqlite_node_never_goes_stale() {
 }
 
 /// PostgreSQL stopped: crypto keeps working from the replica, state
-/// changes fail with DependencyTimeout; after restart everything recovers
+/// changes fail with StoreUnavailable; after restart everything recovers
 /// without reopening the nodes, and no acknowledged write is lost.
 #[test]
 fn postgres_outage_keeps_crypto_and_refuses_changes_then_recovers() {
@@ -328,13 +328,13 @@ fn postgres_outage_keeps_crypto_and_refuses_changes_then_recovers() {
     }
     assert!(matches!(
         n1.create_key(A, CreateKeyInput::default()),
-        Err(KmsError::DependencyTimeout(_))
+        Err(KmsError::StoreUnavailable { .. })
     ));
     assert!(matches!(
         n2.disable_key(A, &acknowledged[0].arn()),
-        Err(KmsError::DependencyTimeout(_))
+        Err(KmsError::StoreUnavailable { .. })
     ));
-    assert!(matches!(n2.sync(), Err(KmsError::DependencyTimeout(_))));
+    assert!(matches!(n2.sync(), Err(KmsError::StoreUnavailable { .. })));
 
     pg.start().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
