@@ -1,6 +1,7 @@
 //! The harness's error type.
 
-/// Why a [`TempPostgres`](crate::TempPostgres) operation failed.
+/// Why a [`TempPostgres`](crate::TempPostgres) or
+/// [`KeyfenceNode`](crate::KeyfenceNode) operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
     /// The PostgreSQL server programs are not installed.

@@ -16,14 +16,20 @@
 //! Debian `/usr/lib/postgresql/<major>/bin`, else on `PATH`. If they are
 //! missing, starting a server fails (it does not skip) with an error naming
 //! `scripts/setup-postgres.sh`, which installs them.
+//!
+//! [`KeyfenceNode`] is a real `keyfence server` process on a data directory
+//! and a store, on ephemeral loopback ports, that a test can SIGKILL and
+//! start again.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
 mod bin;
 mod error;
+mod node;
 mod process;
 mod server;
 
 pub use error::PgError;
+pub use node::{KeyfenceNode, NodeSpec};
 pub use server::TempPostgres;
