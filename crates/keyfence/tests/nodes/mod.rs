@@ -22,6 +22,8 @@ pub enum Store {
     Postgres(TempPostgres),
     /// A SQLite file shared by the nodes (one host).
     SharedSqlite(PathBuf),
+    /// Each node's own SQLite file in its data directory (the embedded default, one node).
+    OwnSqlite,
 }
 
 impl Store {
@@ -35,6 +37,7 @@ impl Store {
         match self {
             Self::Postgres(pg) => pg.url_for("postgres"),
             Self::SharedSqlite(path) => format!("sqlite:{}", path.display()),
+            Self::OwnSqlite => "sqlite".into(),
         }
     }
 
@@ -42,7 +45,7 @@ impl Store {
     pub fn pg(&mut self) -> &mut TempPostgres {
         match self {
             Self::Postgres(pg) => pg,
-            Self::SharedSqlite(_) => panic!("not a PostgreSQL store"),
+            _ => panic!("not a PostgreSQL store"),
         }
     }
 
@@ -51,6 +54,7 @@ impl Store {
         match self {
             Self::Postgres(_) => "postgres",
             Self::SharedSqlite(_) => "shared sqlite",
+            Self::OwnSqlite => "sqlite (one node)",
         }
     }
 }
