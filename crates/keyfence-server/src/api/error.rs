@@ -171,7 +171,7 @@ impl From<KmsError> for ApiError {
                 return Self {
                     status: 500,
                     code: "DependencyTimeoutException",
-                    message: e.to_string(),
+                    message: messages::DEPENDENCY_TIMEOUT.into(),
                 };
             }
             KmsError::Internal(detail) => {
@@ -202,8 +202,17 @@ mod tests {
         let e = ApiError::from(KmsError::DependencyTimeout("store gone".into()));
         assert_eq!(
             (e.status, e.code, e.message.as_str()),
-            (500, "DependencyTimeoutException", "store gone")
+            (
+                500,
+                "DependencyTimeoutException",
+                messages::DEPENDENCY_TIMEOUT
+            )
         );
+        let e = ApiError::from(KmsError::from(keyfence_core::StoreError::Unavailable(
+            "PostgreSQL connection: error connecting to server 127.0.0.1:5432".into(),
+        )));
+        assert_eq!(e.code, "DependencyTimeoutException");
+        assert!(!e.message.contains("PostgreSQL") && !e.message.contains("127.0.0.1"));
         let e = ApiError::from(KmsError::Internal("domain key 3 missing".into()));
         assert_eq!((e.status, e.code), (500, "KMSInternalException"));
         assert!(!e.message.contains("domain key"));

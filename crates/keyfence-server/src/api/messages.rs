@@ -340,3 +340,9 @@ pub fn no_recipient(recipient: Option<&serde_json::Value>) -> Result<(), ApiErro
         )),
     }
 }
+
+/// DependencyTimeoutException's message (AWS's wording for the shape): the
+/// node cannot reach its key store, or its replica is past the staleness
+/// bound. The detail (which server, which error) goes to the node's log only.
+pub const DEPENDENCY_TIMEOUT: &str =
+    "The system timed out while trying to fulfill the request. You can retry the request.";
