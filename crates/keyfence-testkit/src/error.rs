@@ -27,6 +27,9 @@ pub enum PgError {
         /// Its exit status, standard error and output (and the server log when relevant).
         output: String,
     },
+    /// A throw-away certificate could not be made.
+    #[error("certificate: {0}")]
+    Certificate(String),
     /// Something did not happen in time.
     #[error("timed out: {0}")]
     Timeout(String),
