@@ -27,8 +27,7 @@ fn a_node_reaches_postgres_over_verified_tls_and_refuses_an_untrusted_server() {
         store: url(&wrong),
         max_staleness_seconds: None,
     })
-    .err()
-    .expect("a node trusting another CA started")
+    .expect_err("a node trusting another CA started")
     .to_string();
     assert!(
         refused.contains("certificate") || refused.contains("issuer"),
