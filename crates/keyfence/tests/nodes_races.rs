@@ -17,8 +17,13 @@ use keyfence_bench::client::Reply;
 use nodes::{call, context, Nodes, Store};
 use serde_json::{json, Value};
 
-/// Rounds of each race (fresh keys each time).
-const ROUNDS: usize = 6;
+/// Rounds of each race (fresh keys each time): `KEYFENCE_RACE_ROUNDS`, 6 by default.
+fn rounds() -> usize {
+    std::env::var("KEYFENCE_RACE_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(6)
+}
 const CONVERGE: Duration = Duration::from_secs(5);
 
 /// Sends `a` and `b` at once on connections opened beforehand.
@@ -54,7 +59,7 @@ fn schedule(key: &str) -> Value {
 
 fn races(n: &Nodes) {
     let mut seen = std::collections::BTreeSet::new();
-    for round in 0..ROUNDS {
+    for round in 0..rounds() {
         // Schedule (node 0) vs Cancel (node 1) on an enabled key.
         // S;C → both ok, Disabled.  C;S → Cancel refused, PendingDeletion.
         let key = n.create_key(2);
@@ -193,7 +198,7 @@ fn races(n: &Nodes) {
 /// A deletion acknowledged at node 0 is final for a request sent afterwards
 /// to node 1, even before node 1's replica has heard of it.
 fn acknowledged_deletion_binds_other_nodes(n: &Nodes) {
-    for round in 0..ROUNDS {
+    for round in 0..rounds() {
         let (k1, k2) = (n.create_key(0), n.create_key(0));
         let name = format!("alias/after-{round}");
         n.ok(
