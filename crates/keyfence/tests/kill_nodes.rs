@@ -149,10 +149,7 @@ fn kill_during_writes(mut n: Nodes) {
             "node {i}: tag {value} < acknowledged {}",
             acked.tag
         );
-        let listed = n.ok(i, "ListKeys", json!({ "Limit": 1000 }))["Keys"]
-            .as_array()
-            .unwrap()
-            .len();
+        let listed = n.key_count(i);
         // The tagged key, the acknowledged ones, and unacknowledged
         // CreateKeys that committed anyway: at most one per kill.
         let least = acked.keys.len() + 1;

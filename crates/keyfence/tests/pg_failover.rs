@@ -105,6 +105,15 @@ fn nodes_follow_a_promoted_synchronous_standby_without_losing_a_write() {
         for t in &refused {
             assert_eq!(t.as_str(), "DependencyTimeoutException", "node {i}");
         }
+        // Once writing again, no relapse (no stale connection to the old primary).
+        let relapses = log
+            .iter()
+            .filter(|(s, r)| *s > back_at && r.is_err())
+            .count();
+        assert_eq!(
+            relapses, 0,
+            "node {i}: writes failed again after the failover"
+        );
         let before_kill = log.iter().filter(|(s, r)| *s < killed && r.is_ok()).count();
         assert!(before_kill > 0, "node {i}: no write before the kill");
         eprintln!(

@@ -150,6 +150,18 @@ fn nodes_ride_out_a_postgres_outage_under_load_and_recover_without_restart() {
                 );
             }
         }
+        // Once recovered, recovered for good: no stale pooled connection
+        // fails a later request.
+        for (what, samples, back) in [("write", &w, write_back), ("Encrypt", &c, crypto_back)] {
+            let relapses = samples
+                .iter()
+                .filter(|s| s.sent >= up + back && s.error.is_some())
+                .count();
+            assert_eq!(
+                relapses, 0,
+                "node {i}: {what} failed again after recovering"
+            );
+        }
         let slowest = during.iter().map(|s| s.took).max().unwrap();
         assert!(
             slowest < Duration::from_secs(11),

@@ -192,6 +192,24 @@ impl Nodes {
         })
     }
 
+    /// How many keys node `i` lists (every page).
+    pub fn key_count(&self, i: usize) -> usize {
+        let mut count = 0;
+        let mut marker: Option<String> = None;
+        loop {
+            let mut body = json!({ "Limit": 1000 });
+            if let Some(m) = &marker {
+                body["Marker"] = json!(m);
+            }
+            let page = self.ok(i, "ListKeys", body);
+            count += page["Keys"].as_array().unwrap().len();
+            match page["NextMarker"].as_str() {
+                Some(m) if page["Truncated"] == true => marker = Some(m.to_string()),
+                _ => return count,
+            }
+        }
+    }
+
     /// How many rotations node `i` lists for `key`.
     pub fn rotations(&self, i: usize, key: &str) -> Option<usize> {
         let r = self
