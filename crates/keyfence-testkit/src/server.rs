@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::bin::PgBin;
-use crate::process::{kill9_all, postmaster_pid, run};
+use crate::process::{kill9_all, postmaster_pid, run, signal_all};
 use crate::PgError;
 
 /// Settings every test server gets (standbys inherit them through the base backup).
@@ -40,6 +40,7 @@ pub struct TempPostgres {
     port: u16,
     name: String,
     running: bool,
+    frozen: bool,
     ca_cert: Option<PathBuf>,
 }
 
@@ -261,6 +262,29 @@ impl TempPostgres {
         Ok(())
     }
 
+    /// Freezes the server (SIGSTOP to the postmaster and all its
+    /// processes): connections stay open and new ones are accepted by the
+    /// kernel, but nothing answers, as behind a network partition or on a
+    /// hung machine. [`thaw`](Self::thaw) resumes it.
+    pub fn freeze(&mut self) -> Result<(), PgError> {
+        let pid = postmaster_pid(&self.data_dir()).ok_or_else(|| PgError::Command {
+            what: "freeze".into(),
+            output: "no postmaster.pid: the server is not running".into(),
+        })?;
+        signal_all(pid, "STOP")?;
+        self.frozen = true;
+        Ok(())
+    }
+
+    /// Resumes a [`freeze`](Self::freeze)d server (SIGCONT).
+    pub fn thaw(&mut self) -> Result<(), PgError> {
+        if let Some(pid) = postmaster_pid(&self.data_dir()) {
+            signal_all(pid, "CONT")?;
+        }
+        self.frozen = false;
+        Ok(())
+    }
+
     /// Stops the server cleanly (`pg_ctl stop -m fast`).
     pub fn stop(&mut self) -> Result<(), PgError> {
         run(
@@ -312,6 +336,7 @@ impl TempPostgres {
             port: 0,
             name,
             running: false,
+            frozen: false,
             ca_cert: None,
         })
     }
@@ -398,6 +423,9 @@ impl TempPostgres {
 
 impl Drop for TempPostgres {
     fn drop(&mut self) {
+        if self.frozen {
+            let _ = self.thaw();
+        }
         if self.running || postmaster_pid(&self.data_dir()).is_some() {
             let _ = self
                 .bin
