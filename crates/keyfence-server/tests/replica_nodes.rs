@@ -1,6 +1,11 @@
 //! Two nodes over one PostgreSQL database (started by the test), each with
 //! its replica task: a change at one node reaches the other through
 //! LISTEN/NOTIFY and the change feed, without restarting either.
+//!
+//! In-process, at the `Kms` level. The same through real `keyfence server`
+//! processes and their failures (three nodes, races, kill -9, PostgreSQL
+//! outage, failover, TLS) is in `crates/keyfence/tests/` (`nodes_*.rs`,
+//! `kill_nodes.rs`, `pg_*.rs`).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -150,94 +155,4 @@ async fn propagation_percentiles() {
     );
     n2.shutdown().await;
     n1.shutdown().await;
-}
-
-/// PostgreSQL stopped under two running nodes: crypto goes on from the
-/// replicas until the staleness bound, then DependencyTimeout; state changes
-/// fail with StoreUnavailable (also a DependencyTimeoutException) at once. After a restart the replica tasks
-/// recover by themselves, and nothing acknowledged is lost.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nodes_ride_out_a_postgres_outage_and_recover_without_restart() {
-    let mut pg = TempPostgres::new().unwrap();
-    let store = StoreLocation::Postgres(pg.connection_string());
-    let dirs = tempfile::tempdir().unwrap();
-    let (d1, d2) = (dirs.path().join("n1"), dirs.path().join("n2"));
-    let start_bounded = |dir: std::path::PathBuf| {
-        let store = store.clone();
-        async move {
-            Node::start(Config {
-                listen: "127.0.0.1:0".parse().unwrap(),
-                metrics_listen: "127.0.0.1:0".parse().unwrap(),
-                data_dir: dir,
-                region: "us-east-1".into(),
-                post_quantum: false,
-                credentials: Vec::new(),
-                store,
-                max_staleness: Duration::from_secs(3),
-                limits: Default::default(),
-                node: None,
-                default_fence: None,
-            })
-            .await
-            .expect("node starts")
-        }
-    };
-    let n1 = start_bounded(d1.clone()).await;
-    copy_dir(&d1, &d2);
-    let n2 = start_bounded(d2).await;
-    let (k1, k2) = (n1.kms.clone(), n2.kms.clone());
-    let ctx = EncryptionContext::default();
-    let blocking = |k: std::sync::Arc<keyfence_core::Kms>| {
-        tokio::task::spawn_blocking(move || k.create_key(A, CreateKeyInput::default()))
-    };
-    let acknowledged = blocking(k1.clone()).await.unwrap().unwrap();
-    let arn = acknowledged.arn();
-    until(Duration::from_secs(5), || k2.describe_key(A, &arn).is_ok()).await;
-
-    tokio::task::block_in_place(|| pg.stop()).unwrap();
-    let outage = Instant::now();
-    let blob = k2
-        .encrypt(A, &arn, b"during", &ctx, None)
-        .unwrap()
-        .ciphertext;
-    k1.decrypt(A, &blob, &ctx, None, None).unwrap();
-    assert!(matches!(
-        blocking(k1.clone()).await.unwrap(),
-        Err(KmsError::StoreUnavailable { .. })
-    ));
-    // Past the bound, the replicas refuse too.
-    until(Duration::from_secs(10), || {
-        matches!(
-            k2.encrypt(A, &arn, b"late", &ctx, None),
-            Err(KmsError::DependencyTimeout(_))
-        )
-    })
-    .await;
-    assert!(
-        outage.elapsed() >= Duration::from_secs(2),
-        "{:?}",
-        outage.elapsed()
-    );
-
-    tokio::task::block_in_place(|| pg.start()).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let created = loop {
-        match blocking(k1.clone()).await.unwrap() {
-            Ok(k) => break k,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "no recovery: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    };
-    let new_arn = created.arn();
-    until(Duration::from_secs(10), || {
-        k2.describe_key(A, &new_arn).is_ok()
-    })
-    .await;
-    k2.decrypt(A, &blob, &ctx, None, None).unwrap();
-    k2.encrypt(A, &arn, b"after", &ctx, None).unwrap();
-    n2.shutdown().await;
-    n1.shutdown().await;
-    drop(pg);
 }

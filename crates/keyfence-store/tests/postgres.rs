@@ -807,3 +807,89 @@ fn switchover_to_a_new_primary_while_the_old_one_turns_read_only() {
     assert!(seed.keys.iter().any(|k| k.metadata == before));
     assert!(seed.keys.iter().any(|k| k.metadata == after));
 }
+
+/// TLS to PostgreSQL, against a server that accepts only TLS connections
+/// and whose certificate (for `localhost` only) a throw-away CA issued:
+/// `sslmode` and `sslrootcert` in the connection string are honoured as
+/// libpq honours them, and the store's connections (pool and LISTEN) are
+/// encrypted.
+#[test]
+fn tls_sslmode_and_sslrootcert_are_honoured() {
+    let pg = TempPostgres::new_tls(&["localhost"]).unwrap();
+    let ca = pg.ca_cert().unwrap().display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let wrong = dir.path().join("wrong-ca.pem");
+    std::fs::write(&wrong, keyfence_testkit::unrelated_ca_pem().unwrap()).unwrap();
+    let wrong = wrong.display().to_string();
+    let port = pg.port();
+    // `localhost` is the name checked; the address is 127.0.0.1 either way.
+    let named = |params: &str| {
+        format!(
+            "host=localhost hostaddr=127.0.0.1 port={port} user=postgres dbname=postgres {params}"
+        )
+    };
+    let by_ip =
+        |params: &str| format!("host=127.0.0.1 port={port} user=postgres dbname=postgres {params}");
+    let opens = |s: &str| {
+        let store =
+            PostgresStore::connect_with(s, short_timeouts()).unwrap_or_else(|e| panic!("{s}: {e}"));
+        store.load().unwrap();
+        store
+    };
+    let refused = |s: &str| match PostgresStore::connect_with(s, short_timeouts()) {
+        Ok(_) => panic!("{s}: connected"),
+        Err(e) => e.to_string(),
+    };
+
+    // The server takes no plain connection.
+    let e = refused(&by_ip("sslmode=disable"));
+    assert!(e.contains("pg_hba.conf") || e.contains("encryption"), "{e}");
+    // prefer (the default) and require encrypt without checking the certificate.
+    opens(&by_ip(""));
+    opens(&by_ip("sslmode=require"));
+    // require with a root certificate checks the chain (as libpq).
+    opens(&by_ip(&format!("sslmode=require sslrootcert={ca}")));
+    let e = refused(&by_ip(&format!("sslmode=require sslrootcert={wrong}")));
+    assert!(e.contains("certificate") || e.contains("issuer"), "{e}");
+    // verify-ca: the chain, not the name (127.0.0.1 is not in the certificate).
+    opens(&by_ip(&format!("sslmode=verify-ca sslrootcert={ca}")));
+    refused(&by_ip(&format!("sslmode=verify-ca sslrootcert={wrong}")));
+    // verify-full: the chain and the name.
+    let e = refused(&by_ip(&format!("sslmode=verify-full sslrootcert={ca}")));
+    assert!(e.contains("not valid for") || e.contains("name"), "{e}");
+    refused(&named(&format!("sslmode=verify-full sslrootcert={wrong}")));
+    let store = Arc::new(opens(&named(&format!(
+        "sslmode=verify-full sslrootcert={ca}"
+    ))));
+    // The URL form, with the root certificate's path percent-encoded.
+    let url = format!(
+        "postgres://postgres@localhost:{port}/postgres?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={}",
+        ca.replace('/', "%2F")
+    );
+    opens(&url);
+
+    // Writes, reads and the LISTEN connection all go over TLS.
+    let waker = store.change_waker();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !waker.is_listening() {
+        assert!(Instant::now() < deadline, "waker never listened over TLS");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let key = kms(&store, &root())
+        .create_key(A, CreateKeyInput::default())
+        .unwrap();
+    assert!(store.load_key(&key.id).unwrap().is_some());
+    let counts = pg
+        .psql(
+            "SELECT count(*) FILTER (WHERE ssl), count(*) FILTER (WHERE NOT ssl) \
+             FROM pg_stat_ssl JOIN pg_stat_activity USING (pid) \
+             WHERE application_name = 'keyfence'",
+        )
+        .unwrap();
+    let (tls, plain) = counts.trim().split_once('|').unwrap();
+    assert!(
+        tls.parse::<u32>().unwrap() >= 2,
+        "TLS connections: {counts}"
+    );
+    assert_eq!(plain, "0", "plain connections: {counts}");
+}

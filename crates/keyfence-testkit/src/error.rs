@@ -1,6 +1,7 @@
 //! The harness's error type.
 
-/// Why a [`TempPostgres`](crate::TempPostgres) operation failed.
+/// Why a [`TempPostgres`](crate::TempPostgres) or
+/// [`KeyfenceNode`](crate::KeyfenceNode) operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum PgError {
     /// The PostgreSQL server programs are not installed.
@@ -26,6 +27,9 @@ pub enum PgError {
         /// Its exit status, standard error and output (and the server log when relevant).
         output: String,
     },
+    /// A throw-away certificate could not be made.
+    #[error("certificate: {0}")]
+    Certificate(String),
     /// Something did not happen in time.
     #[error("timed out: {0}")]
     Timeout(String),

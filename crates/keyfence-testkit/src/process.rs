@@ -56,6 +56,20 @@ fn children(parent: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Sends `signal` (`STOP`, `CONT`) to the postmaster `pid` and every
+/// process it started.
+pub(crate) fn signal_all(pid: u32, signal: &str) -> Result<(), PgError> {
+    let mut targets = vec![pid];
+    targets.extend(children(pid));
+    run(
+        &format!("kill -{signal}"),
+        Command::new("kill")
+            .arg(format!("-{signal}"))
+            .args(targets.iter().map(u32::to_string)),
+    )
+    .map(drop)
+}
+
 /// SIGKILLs the postmaster `pid` and every process it started (backends,
 /// checkpointer, WAL writer, …) at once, as a crash of the machine's database
 /// would end them, and waits until all are gone so that the data directory can

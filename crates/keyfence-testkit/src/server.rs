@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 use crate::bin::PgBin;
-use crate::process::{kill9_all, postmaster_pid, run};
+use crate::process::{kill9_all, postmaster_pid, run, signal_all};
 use crate::PgError;
 
 /// Settings every test server gets (standbys inherit them through the base backup).
@@ -40,6 +40,8 @@ pub struct TempPostgres {
     port: u16,
     name: String,
     running: bool,
+    frozen: bool,
+    ca_cert: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for TempPostgres {
@@ -56,13 +58,20 @@ impl TempPostgres {
     /// Creates a cluster with `initdb` and starts it.
     pub fn new() -> Result<Self, PgError> {
         let mut pg = Self::empty()?;
+        pg.initdb()?;
+        pg.append_conf(CONF)?;
+        pg.launch(true)?;
+        Ok(pg)
+    }
+
+    fn initdb(&self) -> Result<(), PgError> {
         run(
             "initdb",
-            pg.bin
+            self.bin
                 .server_command("initdb")
-                .current_dir(pg.dir.path())
+                .current_dir(self.dir.path())
                 .arg("-D")
-                .arg(pg.data_dir())
+                .arg(self.data_dir())
                 .args([
                     "-U",
                     "postgres",
@@ -73,10 +82,53 @@ impl TempPostgres {
                     // throw-away cluster); the server runs with fsync on.
                     "--no-sync",
                 ]),
+        )
+        .map(drop)
+    }
+
+    /// Writes `text` to `path` with `mode`, owned by the user the server runs as.
+    fn write_owned(&self, path: &std::path::Path, text: &str, mode: u32) -> Result<(), PgError> {
+        use std::os::unix::fs::PermissionsExt;
+        let what = format!("write {}", path.display());
+        std::fs::write(path, text).map_err(PgError::io(what.clone()))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(PgError::io(what.clone()))?;
+        if let Some((uid, gid)) = self.bin.owner() {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(PgError::io(what))?;
+        }
+        Ok(())
+    }
+
+    /// Like [`new`](Self::new), but the server accepts only TLS connections
+    /// (`ssl = on`, `hostssl` lines only in `pg_hba.conf`), with a
+    /// certificate for `names` (DNS names or IP addresses) issued by a
+    /// throw-away CA whose certificate is at [`ca_cert`](Self::ca_cert).
+    pub fn new_tls(names: &[&str]) -> Result<Self, PgError> {
+        let mut pg = Self::empty()?;
+        pg.initdb()?;
+        let certs = crate::certs::issue(names)?;
+        let data = pg.data_dir();
+        pg.write_owned(&data.join("server.crt"), &certs.cert, 0o644)?;
+        pg.write_owned(&data.join("server.key"), &certs.key, 0o600)?;
+        pg.write_owned(
+            &data.join("pg_hba.conf"),
+            "local all all trust\n\
+             hostssl all all 127.0.0.1/32 trust\n\
+             hostssl replication all 127.0.0.1/32 trust\n",
+            0o600,
         )?;
+        let ca = pg.dir.path().join("ca.pem");
+        std::fs::write(&ca, &certs.ca).map_err(PgError::io("write ca.pem"))?;
+        pg.ca_cert = Some(ca);
         pg.append_conf(CONF)?;
+        pg.append_conf("ssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n")?;
         pg.launch(true)?;
         Ok(pg)
+    }
+
+    /// The CA certificate (PEM file) of a server made by [`new_tls`](Self::new_tls).
+    pub fn ca_cert(&self) -> Option<&std::path::Path> {
+        self.ca_cert.as_deref()
     }
 
     /// A streaming standby of `primary`: a base backup (`pg_basebackup -R`,
@@ -210,6 +262,29 @@ impl TempPostgres {
         Ok(())
     }
 
+    /// Freezes the server (SIGSTOP to the postmaster and all its
+    /// processes): connections stay open and new ones are accepted by the
+    /// kernel, but nothing answers, as behind a network partition or on a
+    /// hung machine. [`thaw`](Self::thaw) resumes it.
+    pub fn freeze(&mut self) -> Result<(), PgError> {
+        let pid = postmaster_pid(&self.data_dir()).ok_or_else(|| PgError::Command {
+            what: "freeze".into(),
+            output: "no postmaster.pid: the server is not running".into(),
+        })?;
+        signal_all(pid, "STOP")?;
+        self.frozen = true;
+        Ok(())
+    }
+
+    /// Resumes a [`freeze`](Self::freeze)d server (SIGCONT).
+    pub fn thaw(&mut self) -> Result<(), PgError> {
+        if let Some(pid) = postmaster_pid(&self.data_dir()) {
+            signal_all(pid, "CONT")?;
+        }
+        self.frozen = false;
+        Ok(())
+    }
+
     /// Stops the server cleanly (`pg_ctl stop -m fast`).
     pub fn stop(&mut self) -> Result<(), PgError> {
         run(
@@ -261,6 +336,8 @@ impl TempPostgres {
             port: 0,
             name,
             running: false,
+            frozen: false,
+            ca_cert: None,
         })
     }
 
@@ -346,6 +423,9 @@ impl TempPostgres {
 
 impl Drop for TempPostgres {
     fn drop(&mut self) {
+        if self.frozen {
+            let _ = self.thaw();
+        }
         if self.running || postmaster_pid(&self.data_dir()).is_some() {
             let _ = self
                 .bin

@@ -70,3 +70,15 @@ fn synchronous_standby_follows_and_takes_over_when_promoted() {
     );
     standby.psql("INSERT INTO t VALUES (3)").unwrap();
 }
+
+#[test]
+fn a_frozen_server_does_not_answer_until_thawed() {
+    let mut pg = TempPostgres::new().unwrap();
+    pg.freeze().unwrap();
+    // psql's connect timeout (10 s) runs out: nothing answers.
+    let started = std::time::Instant::now();
+    assert!(pg.psql("SELECT 1").is_err(), "a frozen server answered");
+    assert!(started.elapsed() >= std::time::Duration::from_secs(5));
+    pg.thaw().unwrap();
+    assert_eq!(pg.psql("SELECT 1").unwrap().trim(), "1");
+}

@@ -17,9 +17,14 @@ fn same_kind(old: &crate::model::KeyMetadata, new: &crate::model::KeyMetadata) -
 
 impl Kms {
     /// The key an alias may point to: named by id or key ARN (not alias), in the
-    /// caller's account, not pending deletion.
+    /// caller's account, not pending deletion. On a shared store the key is
+    /// checked at its stored revision, not only as this node's replica has it:
+    /// a deletion acknowledged at another node must refuse the alias here too.
     fn alias_target_key(&self, account: &str, target: &str) -> Result<KeyId, KmsError> {
-        let key = self.resolve_key(account, target)?;
+        let mut key = self.resolve_key(account, target)?;
+        if self.store.is_shared() && self.store.key_revision(&key.meta.id)? != Some(key.revision) {
+            key = self.reread(&key)?;
+        }
         require_not_pending_deletion(&key.meta)?;
         Ok(key.meta.id)
     }

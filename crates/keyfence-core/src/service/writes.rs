@@ -85,7 +85,7 @@ impl Kms {
     }
 
     /// Reads `key` again from the store and publishes what it finds.
-    fn reread(&self, key: &CachedKey) -> Result<Arc<CachedKey>, KmsError> {
+    pub(super) fn reread(&self, key: &CachedKey) -> Result<Arc<CachedKey>, KmsError> {
         match self.store.load_key(&key.meta.id)? {
             Some(stored) => {
                 let fresh = self.cached_key(stored)?;

@@ -201,12 +201,12 @@ impl From<KmsError> for ApiError {
                 return messages::unknown_fence(&fence.to_string(), &policy);
             }
             KmsError::StoreUnavailable { detail } => {
-                return dependency_timeout(messages::store_unavailable(&detail));
+                return dependency_timeout(&detail);
             }
             KmsError::Contended { key, attempts } => {
-                return dependency_timeout(messages::contended(&key, attempts));
+                return dependency_timeout(&messages::contended(&key, attempts));
             }
-            KmsError::DependencyTimeout(message) => return dependency_timeout(message),
+            KmsError::DependencyTimeout(detail) => return dependency_timeout(&detail),
             KmsError::Internal(detail) => return internal(&detail),
         };
         Self::new(code, message)
@@ -214,12 +214,13 @@ impl From<KmsError> for ApiError {
 }
 
 /// A DependencyTimeoutException: AWS answers it with 500, and clients retry it.
-fn dependency_timeout(message: String) -> ApiError {
-    tracing::warn!(detail = %message, "key store unavailable");
+/// The detail (which server, which error) goes to the node's log only.
+fn dependency_timeout(detail: &str) -> ApiError {
+    tracing::warn!(detail = %detail, "key store unavailable");
     ApiError {
         status: 500,
         code: "DependencyTimeoutException",
-        message,
+        message: messages::DEPENDENCY_TIMEOUT.into(),
     }
 }
 
@@ -255,8 +256,17 @@ mod tests {
         let e = ApiError::from(KmsError::DependencyTimeout("store gone".into()));
         assert_eq!(
             (e.status, e.code, e.message.as_str()),
-            (500, "DependencyTimeoutException", "store gone")
+            (
+                500,
+                "DependencyTimeoutException",
+                messages::DEPENDENCY_TIMEOUT
+            )
         );
+        let e = ApiError::from(KmsError::from(keyfence_core::StoreError::Unavailable(
+            "PostgreSQL connection: error connecting to server 127.0.0.1:5432".into(),
+        )));
+        assert_eq!(e.code, "DependencyTimeoutException");
+        assert!(!e.message.contains("PostgreSQL") && !e.message.contains("127.0.0.1"));
         let e = ApiError::from(KmsError::Internal("domain key 3 missing".into()));
         assert_eq!((e.status, e.code), (500, "KMSInternalException"));
         assert!(!e.message.contains("domain key"));
@@ -540,14 +550,14 @@ mod tests {
                 KmsError::StoreUnavailable {
                     detail: "connection refused".into(),
                 },
-                "The key store is unavailable: connection refused".to_string(),
+                messages::DEPENDENCY_TIMEOUT.to_string(),
             ),
             (
                 KmsError::Contended {
                     key: key(),
                     attempts: 16,
                 },
-                format!("{KEY} changed 16 times while this change was checked; retry"),
+                messages::DEPENDENCY_TIMEOUT.to_string(),
             ),
         ];
         for (error, message) in dependency {

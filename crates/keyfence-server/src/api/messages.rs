@@ -527,12 +527,13 @@ pub const EXPIRED_IMPORT_TOKEN: &str =
 pub const INCORRECT_KEY_MATERIAL: &str =
     "The key material differs from the material previously imported into this key";
 
-/// The message of a DependencyTimeoutException: the key store is unreachable.
-pub fn store_unavailable(detail: &str) -> String {
-    format!("The key store is unavailable: {detail}")
-}
-
-/// The message of a DependencyTimeoutException: a key changed under every attempt to write it.
+/// The logged detail of a DependencyTimeoutException: a key changed under every attempt to write it.
 pub fn contended(key: &str, attempts: usize) -> String {
     format!("{key} changed {attempts} times while this change was checked; retry")
 }
+
+/// DependencyTimeoutException's message (AWS's wording for the shape): the
+/// node cannot reach its key store, or its replica is past the staleness
+/// bound. The detail (which server, which error) goes to the node's log only.
+pub const DEPENDENCY_TIMEOUT: &str =
+    "The system timed out while trying to fulfill the request. You can retry the request.";

@@ -21,13 +21,31 @@ pub(crate) fn db(e: tokio_postgres::Error) -> StoreError {
             StoreError::Unavailable(format!("PostgreSQL {}: {}", d.code().code(), d.message()))
         }
         Some(d) => StoreError::Backend(format!("PostgreSQL {}: {}", d.code().code(), d.message())),
-        None => StoreError::Unavailable(format!("PostgreSQL: {e}")),
+        None => StoreError::Unavailable(format!("PostgreSQL: {}", with_causes(&e))),
     }
 }
 
-/// A connection could not be had from the pool.
+/// A connection could not be had from the pool. The message carries the
+/// causes too (the server's refusal, the TLS failure), which the pool's
+/// and the driver's own messages leave out ("db error", "error performing
+/// TLS handshake").
 pub(crate) fn pool(e: deadpool_postgres::PoolError) -> StoreError {
-    StoreError::Unavailable(format!("PostgreSQL connection: {e}"))
+    StoreError::Unavailable(format!("PostgreSQL connection: {}", with_causes(&e)))
+}
+
+/// `e` and each of its sources, joined with ": " (repeats left out).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 /// A stored value could not be decoded.
@@ -52,5 +70,37 @@ pub(crate) fn suspect<T>(result: &Result<T, StoreError>) -> bool {
 pub(crate) fn release(client: deadpool_postgres::Object, backend_failed: bool) {
     if backend_failed {
         drop(deadpool_postgres::Object::take(client));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn causes_are_named_once_each() {
+        let e = Layer(
+            "db error",
+            Some(Box::new(Layer(
+                "FATAL: no pg_hba.conf entry",
+                Some(Box::new(Layer("no pg_hba.conf entry", None))),
+            ))),
+        );
+        assert_eq!(with_causes(&e), "db error: FATAL: no pg_hba.conf entry");
     }
 }

@@ -16,6 +16,8 @@
 //!   change feed in the same transaction, read with
 //!   [`Store::changes_since`] (see [`feed`] for why it never skips a
 //!   change) and woken by [`ChangeWaker`].
+//! - TLS: libpq's `sslmode` (up to `verify-full`) and `sslrootcert` in the
+//!   connection string, over rustls with aws-lc-rs (see [`tls`]).
 //! - Needs PostgreSQL 13 or later (`xid8`, `pg_current_xact_id`).
 
 mod bridge;
@@ -24,6 +26,7 @@ mod error;
 pub mod feed;
 mod rows;
 mod schema;
+mod tls;
 mod waker;
 mod writes;
 
@@ -33,7 +36,6 @@ use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, Recycling
 use keyfence_core::model::Alias;
 use keyfence_core::store::{DomainKeyRecord, Revision, Snapshot, StoredKey, VersionRecord};
 use keyfence_core::{KeyId, KeyMetadata, Store, StoreError};
-use tokio_postgres::NoTls;
 
 use bridge::Bridge;
 pub use keyfence_core::store::{Change, ChangeBatch, ChangedEntity, FeedCursor};
@@ -67,6 +69,8 @@ impl Default for PostgresOptions {
 pub struct PostgresStore {
     pool: Pool,
     config: tokio_postgres::Config,
+    tls: tls::Connector,
+    tls_mode: tls::Mode,
     // Last: the runtime outlives everything that may still use it.
     bridge: Bridge,
 }
@@ -77,6 +81,7 @@ impl std::fmt::Debug for PostgresStore {
         f.debug_struct("PostgresStore")
             .field("hosts", &self.config.get_hosts())
             .field("dbname", &self.config.get_dbname())
+            .field("sslmode", &self.tls_mode)
             .finish_non_exhaustive()
     }
 }
@@ -92,6 +97,8 @@ impl PostgresStore {
 
     /// Connects with `options` and migrates the schema.
     pub fn connect_with(url: &str, options: PostgresOptions) -> Result<Self, StoreError> {
+        let (url, tls) = tls::split(url)?;
+        let connector = tls.connector()?;
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             StoreError::Backend(format!("invalid PostgreSQL connection string: {e}"))
         })?;
@@ -103,7 +110,7 @@ impl PostgresStore {
         }
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            connector.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -128,6 +135,8 @@ impl PostgresStore {
         let store = Self {
             pool,
             config,
+            tls: connector,
+            tls_mode: tls.mode,
             bridge: Bridge::new(options.operation_timeout)?,
         };
         store.run("migrate", schema::migrate)?;
@@ -161,7 +170,7 @@ impl PostgresStore {
     /// on the store's runtime: once the store is dropped it no longer wakes,
     /// and waits only time out.
     pub fn change_waker(&self) -> ChangeWaker {
-        ChangeWaker::spawn(self.bridge.handle(), self.config.clone())
+        ChangeWaker::spawn(self.bridge.handle(), self.config.clone(), self.tls.clone())
     }
 }
 

@@ -15,9 +15,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::task::AbortHandle;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use super::schema::CHANNEL;
+use super::tls::Connector;
 
 /// The state shared between the listener task and the waiters.
 #[derive(Default)]
@@ -61,10 +62,17 @@ impl std::fmt::Debug for ChangeWaker {
 }
 
 impl ChangeWaker {
-    /// Starts listening on `runtime` with its own connection made from `config`.
-    pub(crate) fn spawn(runtime: &tokio::runtime::Handle, config: tokio_postgres::Config) -> Self {
+    /// Starts listening on `runtime` with its own connection made from
+    /// `config` (over TLS through `tls` when the configuration asks for it).
+    pub(crate) fn spawn(
+        runtime: &tokio::runtime::Handle,
+        config: tokio_postgres::Config,
+        tls: Connector,
+    ) -> Self {
         let shared = Arc::new(Shared::default());
-        let task = runtime.spawn(listen(config, shared.clone())).abort_handle();
+        let task = runtime
+            .spawn(listen(config, tls, shared.clone()))
+            .abort_handle();
         Self { shared, task }
     }
 
@@ -124,12 +132,12 @@ impl Drop for ChangeWaker {
 }
 
 /// Keeps a LISTEN connection up for as long as the task lives.
-async fn listen(config: tokio_postgres::Config, shared: Arc<Shared>) {
+async fn listen(config: tokio_postgres::Config, tls: Connector, shared: Arc<Shared>) {
     const MIN_BACKOFF: Duration = Duration::from_millis(50);
     const MAX_BACKOFF: Duration = Duration::from_secs(2);
     let mut backoff = MIN_BACKOFF;
     loop {
-        if let Ok((client, mut connection)) = config.connect(NoTls).await {
+        if let Ok((client, mut connection)) = config.connect(tls.clone()).await {
             let to_wake = shared.clone();
             // Drives the connection and turns notifications into wake-ups;
             // ends when the connection fails or the client is dropped.
