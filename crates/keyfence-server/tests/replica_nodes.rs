@@ -24,6 +24,7 @@ async fn start(dir: &Path, store: &StoreLocation) -> Node {
         store: store.clone(),
         max_staleness: Duration::from_secs(60),
         limits: Default::default(),
+        root: Default::default(),
         node: None,
         default_fence: None,
     })
@@ -175,6 +176,7 @@ async fn nodes_ride_out_a_postgres_outage_and_recover_without_restart() {
                 store,
                 max_staleness: Duration::from_secs(3),
                 limits: Default::default(),
+                root: Default::default(),
                 node: None,
                 default_fence: None,
             })
