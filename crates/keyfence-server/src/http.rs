@@ -235,7 +235,15 @@ async fn serve(
             Ok(Served::Local("application/x-amz-json-1.1", body))
         }
         Protocol::Admin(op) if crate::seal::is_seal_operation(op) => {
-            let value = crate::seal::handle(state.seal.as_deref(), &caller, op, &body)?;
+            // Unsealing opens the KMS over the store: off the async workers.
+            let (seal, op) = (state.seal.clone(), op.clone());
+            let value = tokio::task::spawn_blocking(move || {
+                crate::seal::handle(seal.as_deref(), &caller, &op, &body)
+            })
+            .await
+            .map_err(|_| {
+                ApiError::from(keyfence_core::KmsError::Internal("seal task failed".into()))
+            })??;
             let body = serde_json::to_vec(&value).expect("JSON values serialize");
             Ok(Served::Local("application/x-amz-json-1.1", body))
         }

@@ -395,3 +395,50 @@ impl SealedNode {
         tracing::info!("node stopped");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(account: &str, user: &str) -> VerifiedCaller {
+        VerifiedCaller {
+            access_key_id: "AKIATEST".into(),
+            account_id: account.into(),
+            user_name: user.into(),
+            region: "us-east-1".into(),
+            service: "kms".into(),
+        }
+    }
+
+    #[test]
+    fn a_sealed_slot_refuses_with_the_sealed_error_and_keeps_its_region() {
+        let slot = KmsSlot::Sealable {
+            region: "eu-west-1".into(),
+            kms: RwLock::new(None),
+        };
+        assert_eq!(slot.region(), "eu-west-1");
+        let e = slot.get().err().unwrap();
+        assert_eq!((e.status, e.code), (503, "DependencyTimeoutException"));
+        assert!(
+            e.message.starts_with("keyfence node is sealed: "),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn only_the_admin_user_may_seal_and_only_a_sealed_root_has_a_seal() {
+        for (account, user) in [(DEFAULT_ACCOUNT, "bob"), ("444455556666", "admin")] {
+            let e = handle(None, &caller(account, user), "Seal", b"{}")
+                .err()
+                .unwrap();
+            assert_eq!(e.code, "AccessDeniedException", "{account} {user}");
+        }
+        let e = handle(None, &caller(DEFAULT_ACCOUNT, "admin"), "SealStatus", b"")
+            .err()
+            .unwrap();
+        assert_eq!(e.code, "UnsupportedOperationException");
+        assert!(OPERATIONS.iter().all(|op| is_seal_operation(op)));
+        assert!(!is_seal_operation("ListNodes"));
+    }
+}
