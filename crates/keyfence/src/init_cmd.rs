@@ -18,7 +18,7 @@ pub struct RootArgs {
     #[arg(long, value_parser = ["file", "pkcs11", "shamir"])]
     root: Option<String>,
     /// Node config file; with --root pkcs11 its [pkcs11] table names the
-    /// module, token and PIN source.
+    /// module, token and PIN source (the directory made is still --data-dir).
     #[arg(long, env = "KEYFENCE_CONFIG")]
     config: Option<PathBuf>,
     /// Quorum-sealed root: split the unsealing key into this many shares.
