@@ -7,6 +7,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 step() { printf '\n== %s ==\n' "$*"; }
 scripts/setup-postgres.sh >/dev/null # the Rust tests start their own PostgreSQL (crates/keyfence-testkit)
+scripts/setup-softhsm.sh >/dev/null # the PKCS#11 root tests use a SoftHSM2 token of their own
 
 step "cargo fmt --check"
 cargo fmt --all -- --check

@@ -28,6 +28,7 @@ async fn start_node(dir: &Path, post_quantum: bool) -> Node {
         store: keyfence_server::config::StoreLocation::DataDir,
         max_staleness: std::time::Duration::from_secs(60),
         limits: Default::default(),
+        root: Default::default(),
     };
     Node::start(config).await.expect("node starts")
 }

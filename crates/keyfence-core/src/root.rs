@@ -5,7 +5,10 @@ use keyfence_crypto::{wrap, Secret, SymmetricKey};
 use crate::KmsError;
 
 /// Wraps and unwraps domain keys. Implementations: a root key held in memory
-/// after unsealing ([`LocalRootKey`]); later an HSM through PKCS#11.
+/// after unsealing ([`LocalRootKey`]: a key file, a passphrase or a quorum of
+/// Shamir shares opened it), or an AES key inside an HSM that does the
+/// wrapping itself (the server's PKCS#11 root). Both bind what they wrap to
+/// [`domain_key_binding`] or [`sealed_binding`].
 pub trait RootOfTrust: Send + Sync {
     /// Wraps domain key number `id`.
     fn wrap_domain_key(&self, id: u32, key: &SymmetricKey) -> Result<Vec<u8>, KmsError>;
@@ -28,16 +31,27 @@ impl LocalRootKey {
     }
 
     fn binding(id: u32) -> Vec<u8> {
-        let mut b = b"keyfence/v1/domain-key/".to_vec();
-        b.extend_from_slice(&id.to_be_bytes());
-        b
+        domain_key_binding(id)
     }
 
     fn seal_binding(label: &str) -> Vec<u8> {
-        let mut b = b"keyfence/v1/sealed/".to_vec();
-        b.extend_from_slice(label.as_bytes());
-        b
+        sealed_binding(label)
     }
+}
+
+/// The additional data domain key number `id` is wrapped with, so one
+/// domain key never unwraps as another.
+pub fn domain_key_binding(id: u32) -> Vec<u8> {
+    let mut b = b"keyfence/v1/domain-key/".to_vec();
+    b.extend_from_slice(&id.to_be_bytes());
+    b
+}
+
+/// The additional data a secret labelled `label` is sealed with.
+pub fn sealed_binding(label: &str) -> Vec<u8> {
+    let mut b = b"keyfence/v1/sealed/".to_vec();
+    b.extend_from_slice(label.as_bytes());
+    b
 }
 
 impl RootOfTrust for LocalRootKey {

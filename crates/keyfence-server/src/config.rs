@@ -196,6 +196,10 @@ pub struct ConfigFile {
     /// Limits on the API port (the `[limits]` table).
     #[serde(default)]
     pub limits: LimitsFile,
+    /// The root of trust: `file` (default), `pkcs11` or `shamir`.
+    pub root: Option<String>,
+    /// The HSM holding the root key, with `root = "pkcs11"`.
+    pub pkcs11: Option<crate::root::Pkcs11Section>,
 }
 
 /// The `[limits]` table: each field overrides one of [`Limits::default`].
@@ -308,6 +312,8 @@ pub struct Config {
     pub max_staleness: std::time::Duration,
     /// Limits on the API port.
     pub limits: Limits,
+    /// The root of trust.
+    pub root: crate::root::RootConfig,
 }
 
 impl Config {
@@ -360,6 +366,7 @@ impl Config {
             node: file.node,
             region,
             limits: file.limits.resolve()?,
+            root: crate::root::RootConfig::resolve(file.root.as_deref(), file.pkcs11)?,
         })
     }
 }

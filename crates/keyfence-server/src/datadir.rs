@@ -9,6 +9,9 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use crate::config::{parse_toml, ConfigError, CredentialsFile, DEFAULT_ACCOUNT};
+use crate::root::pkcs11::{Pkcs11Error, Pkcs11Root, Pkcs11Section};
+use crate::root::quorum::{QuorumError, SealedRoot, ShareText};
+use crate::root::RootConfig;
 use crate::root_key::{self, RootKeyError};
 use crate::sigv4::Credential;
 use crate::tls::{self, PkiPaths, TlsError};
@@ -45,6 +48,49 @@ pub enum DataDirError {
     /// credentials.toml could not be rendered.
     #[error("writing credentials.toml: {0}")]
     Toml(#[from] toml::ser::Error),
+    /// The HSM root could not be created or opened.
+    #[error(transparent)]
+    Pkcs11(#[from] Pkcs11Error),
+    /// The quorum-sealed root could not be created or read.
+    #[error(transparent)]
+    Quorum(#[from] QuorumError),
+    /// A quorum-sealed root opens only with shares, not at start-up.
+    #[error("the root is quorum-sealed: it opens with `keyfence unseal`, not at start-up")]
+    Sealed,
+    /// A node whose root is not a key file found no data directory: it is
+    /// made by `keyfence init`, never by a first start.
+    #[error("data directory {path} does not exist; create it with `keyfence init --data-dir {path} {how}`")]
+    NotInitialized {
+        /// The directory.
+        path: String,
+        /// The init flags for this root.
+        how: &'static str,
+    },
+    /// The data directory was made for another root of trust than the config names.
+    #[error("data directory {path} has no {expected}; it was made for another root of trust (config says root = {root:?})")]
+    WrongRoot {
+        /// The directory.
+        path: String,
+        /// The file the configured root needs.
+        expected: &'static str,
+        /// The configured root.
+        root: &'static str,
+    },
+}
+
+/// How `init` makes the root of trust.
+pub enum RootInit<'a> {
+    /// A `root.key` file (sealed with `KEYFENCE_ROOT_PASSPHRASE` if set).
+    File,
+    /// A new key generated inside the PKCS#11 token.
+    Pkcs11(&'a Pkcs11Section),
+    /// A `root.sealed` file and `shares` Shamir shares, `threshold` of which open it.
+    Shamir {
+        /// Shares needed.
+        threshold: u16,
+        /// Shares made.
+        shares: u16,
+    },
 }
 
 /// Paths inside a data directory.
@@ -60,6 +106,9 @@ pub struct DataDir {
 pub struct Initialized {
     /// The development credential (its secret is in credentials.toml).
     pub credential: Credential,
+    /// The operators' shares of a quorum-sealed root (empty for other roots),
+    /// to hand out once and never store.
+    pub shares: Vec<ShareText>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
@@ -78,6 +127,11 @@ impl DataDir {
     /// The sealed root key.
     pub fn root_key(&self) -> PathBuf {
         self.path.join("root.key")
+    }
+
+    /// The quorum-sealed root key.
+    pub fn sealed_root(&self) -> PathBuf {
+        self.path.join("root.sealed")
     }
 
     /// The credentials file.
@@ -101,6 +155,13 @@ impl DataDir {
     /// `path` or a complete one; the staging directories of killed attempts are
     /// removed by the next one.
     pub fn init(path: &Path) -> Result<(Self, Initialized), DataDirError> {
+        Self::init_with(path, &RootInit::File)
+    }
+
+    /// Like [`Self::init`], with the root of trust `root`. For a PKCS#11 root
+    /// the key is generated in the token first (nothing is written if that
+    /// fails); a directory that then fails to be written leaves that key.
+    pub fn init_with(path: &Path, root: &RootInit) -> Result<(Self, Initialized), DataDirError> {
         if path.symlink_metadata().is_ok() {
             return Err(DataDirError::AlreadyExists(path.display().to_string()));
         }
@@ -126,7 +187,7 @@ impl DataDir {
             builder.mode(0o700);
         }
         builder.create(&staging).map_err(io(&staging))?;
-        let result = Self::populate(&staging).and_then(|init| {
+        let result = Self::populate(&staging, root).and_then(|init| {
             root_key::sync_dir(&staging).map_err(io(&staging))?;
             fs::rename(&staging, path).map_err(io(path))?;
             root_key::sync_dir(parent).map_err(io(parent))?;
@@ -142,19 +203,36 @@ impl DataDir {
     }
 
     /// Writes the root key, the development PKI and the credential into `dir`.
-    fn populate(dir: &Path) -> Result<Initialized, DataDirError> {
+    fn populate(dir: &Path, root: &RootInit) -> Result<Initialized, DataDirError> {
         let staged = Self::at(dir);
-        let passphrase = std::env::var(PASSPHRASE_ENV).ok().map(Zeroizing::new);
-        root_key::create(
-            &staged.root_key(),
-            passphrase.as_ref().map(|p| p.as_bytes()),
-        )?;
+        let mut shares = Vec::new();
+        match root {
+            RootInit::File => {
+                let passphrase = std::env::var(PASSPHRASE_ENV).ok().map(Zeroizing::new);
+                root_key::create(
+                    &staged.root_key(),
+                    passphrase.as_ref().map(|p| p.as_bytes()),
+                )?;
+            }
+            RootInit::Pkcs11(section) => {
+                Pkcs11Root::create(section)?;
+            }
+            RootInit::Shamir {
+                threshold,
+                shares: count,
+            } => {
+                let key = SymmetricKey::generate()?;
+                let (bytes, made) = SealedRoot::create(&key, *threshold, *count)?;
+                SealedRoot::write(&staged.sealed_root(), &bytes)?;
+                shares = made;
+            }
+        }
         tls::ensure_dev_pki(dir)?;
         let credential = generate_credential()?;
         let text = credentials_toml(&credential)?;
         root_key::write_private(&staged.credentials(), text.as_bytes())
             .map_err(io(&staged.credentials()))?;
-        Ok(Initialized { credential })
+        Ok(Initialized { credential, shares })
     }
 
     /// Opens an existing data directory, or initializes a new one.
@@ -169,8 +247,50 @@ impl DataDir {
         }
     }
 
+    /// Opens an existing data directory made for `root`; a first start
+    /// creates one only for a file root (an HSM or quorum root is made by
+    /// `keyfence init`).
+    pub fn open_or_init_for(
+        path: &Path,
+        root: &RootConfig,
+    ) -> Result<(Self, Option<Initialized>), DataDirError> {
+        let how = match root {
+            RootConfig::File => return Self::open_or_init(path),
+            RootConfig::Pkcs11(_) => "--root pkcs11 --config NODE.toml",
+            RootConfig::Shamir => "--shares N --threshold M",
+        };
+        if !path.exists() {
+            return Err(DataDirError::NotInitialized {
+                path: path.display().to_string(),
+                how,
+            });
+        }
+        let dir = Self::at(path);
+        if root.starts_sealed() && !dir.sealed_root().exists() {
+            return Err(DataDirError::WrongRoot {
+                path: path.display().to_string(),
+                expected: "root.sealed",
+                root: root.name(),
+            });
+        }
+        tls::ensure_dev_pki(path)?;
+        Ok((dir, None))
+    }
+
+    /// Reads the quorum-sealed root (`root.sealed`).
+    pub fn load_sealed_root(&self) -> Result<SealedRoot, DataDirError> {
+        Ok(SealedRoot::load(&self.sealed_root())?)
+    }
+
     /// Unseals the root key.
     pub fn load_root_key(&self) -> Result<SymmetricKey, DataDirError> {
+        if !self.root_key().exists() && self.sealed_root().exists() {
+            return Err(DataDirError::WrongRoot {
+                path: self.path.display().to_string(),
+                expected: "root.key",
+                root: "file",
+            });
+        }
         let passphrase = std::env::var(PASSPHRASE_ENV).ok().map(Zeroizing::new);
         Ok(root_key::load(
             &self.root_key(),

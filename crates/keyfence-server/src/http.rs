@@ -23,8 +23,8 @@ use crate::status;
 
 /// What every request handler shares.
 pub struct AppState {
-    /// The KMS.
-    pub kms: Arc<Kms>,
+    /// The KMS (absent while a quorum-sealed node is sealed).
+    pub kms: Arc<crate::seal::KmsSlot>,
     /// Accepted credentials.
     pub credentials: CredentialStore,
     /// Metrics registry.
@@ -37,6 +37,8 @@ pub struct AppState {
     pub cluster: Option<Arc<crate::cluster::Membership>>,
     /// Forwards requests for keys fenced away from this node (cluster nodes).
     pub forwarder: Option<Arc<crate::forward::Forwarder>>,
+    /// The seal of a node with a quorum-sealed root.
+    pub seal: Option<Arc<crate::seal::SealGate>>,
 }
 
 /// A request's answer: made here, or relayed from the node it was forwarded to.
@@ -198,27 +200,27 @@ async fn serve(
     check_scope(&caller, state.kms.region(), protocol)?;
     match protocol {
         Protocol::Kms(name) => {
+            let kms = state.kms.get()?; // a sealed node refuses every KMS request
             let op = api::kms::operation(name).ok_or_else(|| api::kms::unknown_operation(name))?;
-            let value =
-                if api::kms::runs_on_blocking_pool(&state.kms, &caller.account_id, op, &body) {
-                    let (state, account, body) =
-                        (Arc::clone(state), caller.account_id.clone(), body.clone());
-                    tokio::task::spawn_blocking(move || {
-                        api::kms::handle(&state.kms, &account, op, &body)
-                    })
+            let value = if api::kms::runs_on_blocking_pool(&kms, &caller.account_id, op, &body) {
+                let (kms, account, body) =
+                    (Arc::clone(&kms), caller.account_id.clone(), body.clone());
+                tokio::task::spawn_blocking(move || api::kms::handle(&kms, &account, op, &body))
                     .await
                     .map_err(|_| {
                         ApiError::from(keyfence_core::KmsError::Internal(
                             "request task failed".into(),
                         ))
                     })?
-                } else {
-                    api::kms::handle(&state.kms, &caller.account_id, op, &body)
-                };
+            } else {
+                api::kms::handle(&kms, &caller.account_id, op, &body)
+            };
             let value = match value {
                 Ok(value) => value,
                 Err(refused) => {
-                    match refresh_and_retry(state, &caller.account_id, op, &body, refused).await {
+                    match refresh_and_retry(state, &kms, &caller.account_id, op, &body, refused)
+                        .await
+                    {
                         Ok(value) => value,
                         Err(refused) => {
                             let forwarder = state.forwarder.as_deref();
@@ -229,6 +231,19 @@ async fn serve(
                     }
                 }
             };
+            let body = serde_json::to_vec(&value).expect("JSON values serialize");
+            Ok(Served::Local("application/x-amz-json-1.1", body))
+        }
+        Protocol::Admin(op) if crate::seal::is_seal_operation(op) => {
+            // Unsealing opens the KMS over the store: off the async workers.
+            let (seal, op) = (state.seal.clone(), op.clone());
+            let value = tokio::task::spawn_blocking(move || {
+                crate::seal::handle(seal.as_deref(), &caller, &op, &body)
+            })
+            .await
+            .map_err(|_| {
+                ApiError::from(keyfence_core::KmsError::Internal("seal task failed".into()))
+            })??;
             let body = serde_json::to_vec(&value).expect("JSON values serialize");
             Ok(Served::Local("application/x-amz-json-1.1", body))
         }
@@ -300,6 +315,7 @@ fn access_key_id_of(authorization: &str) -> Option<&str> {
 /// cluster state once and, if it changed, retries here before forwarding.
 async fn refresh_and_retry(
     state: &Arc<AppState>,
+    kms: &Arc<Kms>,
     account: &str,
     op: &'static api::kms::Operation,
     body: &Bytes,
@@ -311,14 +327,14 @@ async fn refresh_and_retry(
     if api::messages::fenced_elsewhere_fence(&refused).is_none() {
         return Err(refused);
     }
-    let (cluster, state, account, body) = (
+    let (cluster, kms, account, body) = (
         Arc::clone(cluster),
-        Arc::clone(state),
+        Arc::clone(kms),
         account.to_owned(),
         body.clone(),
     );
-    let retried = tokio::task::spawn_blocking(move || match cluster.refresh(&state.kms) {
-        Ok(true) => Some(api::kms::handle(&state.kms, &account, op, &body)),
+    let retried = tokio::task::spawn_blocking(move || match cluster.refresh(&kms) {
+        Ok(true) => Some(api::kms::handle(&kms, &account, op, &body)),
         _ => None,
     })
     .await

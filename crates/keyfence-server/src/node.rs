@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use keyfence_core::cluster::ClusterStore;
 use keyfence_core::service::{FenceMaker, FenceView};
-use keyfence_core::{Clock, Kms, KmsError, LocalRootKey, Store, SystemClock};
+use keyfence_core::{Clock, Kms, KmsError, Store, SystemClock};
 use keyfence_store::{PostgresStore, SqliteStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -93,7 +93,7 @@ pub struct Node {
     tasks: JoinSet<()>,
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
+pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| NodeError::Bind { addr, source })
@@ -112,8 +112,8 @@ impl Node {
             source,
         })?;
         let metrics_listener = bind(config.metrics_listen).await?;
-        let (data_dir, initialized) = DataDir::open_or_init(&config.data_dir)?;
-        let root = LocalRootKey::new(data_dir.load_root_key()?);
+        let (data_dir, initialized) = DataDir::open_or_init_for(&config.data_dir, &config.root)?;
+        let root = crate::root::open(&config.root, &data_dir)?;
         // A cluster node's `[node] store` names a SQLite file its peers share;
         // without one, a cluster node shares its data directory's database
         // (`keyfence dev`), and follows it like any shared store.
@@ -131,7 +131,7 @@ impl Node {
                 section,
                 &data_dir.path,
                 cluster_store,
-                &root,
+                root.as_ref(),
                 &api_addr.to_string(),
                 SystemClock.now(),
             )?)),
@@ -141,8 +141,14 @@ impl Node {
             Some(c) => c.view()?,
             None => FenceView::default(),
         };
-        let kms = Kms::open_fenced(store, &root, Arc::new(SystemClock), &config.region, view)?
-            .with_default_fence(config.default_fence.as_deref())?;
+        let kms = Kms::open_fenced(
+            store,
+            root.as_ref(),
+            Arc::new(SystemClock),
+            &config.region,
+            view,
+        )?
+        .with_default_fence(config.default_fence.as_deref())?;
         let kms = Arc::new(if location.is_shared() {
             kms.with_max_staleness(Some(config.max_staleness))
         } else {
@@ -181,7 +187,7 @@ impl Node {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let state = Arc::new(AppState {
-            kms: Arc::clone(&kms),
+            kms: Arc::new(crate::seal::KmsSlot::Open(Arc::clone(&kms))),
             credentials,
             metrics: Arc::clone(&metrics),
             forwarder: match &cluster {
@@ -195,6 +201,7 @@ impl Node {
             cluster: cluster.clone(),
             budget: RequestBudget::new(&config.limits),
             body_read_timeout: config.limits.body_read_timeout,
+            seal: None,
         });
         if let Some(c) = &cluster {
             tasks.spawn(until_stopped(
@@ -256,7 +263,11 @@ pub fn addr_file(node: Option<&str>) -> String {
 
 /// Writes the addresses to `path` atomically: readers see the old file or the
 /// whole new one, never a partial write.
-fn publish_addrs(path: &Path, api: SocketAddr, metrics: SocketAddr) -> Result<(), NodeError> {
+pub(crate) fn publish_addrs(
+    path: &Path,
+    api: SocketAddr,
+    metrics: SocketAddr,
+) -> Result<(), NodeError> {
     let path = path.to_path_buf();
     let pid = std::process::id();
     let tmp = path.with_extension(format!("{pid}.tmp"));
@@ -274,7 +285,7 @@ fn publish_addrs(path: &Path, api: SocketAddr, metrics: SocketAddr) -> Result<()
         })
 }
 
-async fn until_stopped(
+pub(crate) async fn until_stopped(
     work: impl std::future::Future<Output = ()>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -309,7 +320,10 @@ async fn poll_cluster(cluster: Arc<Membership>, kms: Arc<Kms>, api_addr: SocketA
 type OpenedStore = (Arc<dyn Store>, Arc<dyn ClusterStore>, Follow);
 
 /// Opens the store `location` names (with its cluster tables).
-fn open_store(location: &StoreLocation, data_dir: &DataDir) -> Result<OpenedStore, NodeError> {
+pub(crate) fn open_store(
+    location: &StoreLocation,
+    data_dir: &DataDir,
+) -> Result<OpenedStore, NodeError> {
     Ok(match location {
         StoreLocation::DataDir => {
             let store = Arc::new(SqliteStore::open(&data_dir.database())?);
@@ -330,7 +344,7 @@ fn open_store(location: &StoreLocation, data_dir: &DataDir) -> Result<OpenedStor
 /// How often a persisting accept failure is logged.
 const ACCEPT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-async fn accept_loop(
+pub(crate) async fn accept_loop(
     listener: TcpListener,
     acceptor: Arc<PqAcceptor>,
     state: Arc<AppState>,

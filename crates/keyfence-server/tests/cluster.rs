@@ -45,6 +45,7 @@ async fn start(dir: &Path, name: &str, attrs: &[(&str, &str)], authority: bool) 
         store: keyfence_server::config::StoreLocation::DataDir,
         max_staleness: std::time::Duration::from_secs(60),
         limits: Default::default(),
+        root: Default::default(),
     })
     .await
     .expect("node starts")

@@ -21,6 +21,7 @@ async fn a_taken_port_fails_before_the_data_directory_is_created() {
         store: keyfence_server::config::StoreLocation::DataDir,
         max_staleness: std::time::Duration::from_secs(60),
         limits: Default::default(),
+        root: Default::default(),
     };
     let err = match Node::start(config(taken.local_addr().unwrap())).await {
         Ok(_) => panic!("the port is taken"),

@@ -29,6 +29,7 @@ async fn start(dir: &Path, store: &StoreLocation) -> Node {
         store: store.clone(),
         max_staleness: Duration::from_secs(60),
         limits: Default::default(),
+        root: Default::default(),
         node: None,
         default_fence: None,
     })

@@ -65,6 +65,7 @@ fn config(args: &DevArgs, index: usize) -> Result<Config, String> {
         store: keyfence_server::config::StoreLocation::DataDir,
         max_staleness: std::time::Duration::from_secs(60),
         limits: Default::default(),
+        root: Default::default(),
     })
 }
 

@@ -5,7 +5,9 @@
 
 mod cluster_cmd;
 mod dev;
+mod init_cmd;
 mod key;
+mod seal_cmd;
 mod store_cmd;
 
 use std::io::IsTerminal;
@@ -33,12 +35,20 @@ struct Cli {
 enum Command {
     /// Run a node (creates the data directory on first start).
     Server(ServerArgs),
-    /// Create a data directory: root key, development CA, credential. Refuses to overwrite.
+    /// Create a data directory: root of trust, development CA, credential. Refuses to overwrite.
     Init {
         /// Data directory to create.
         #[arg(long, default_value = keyfence_server::config::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+        #[command(flatten)]
+        root: init_cmd::RootArgs,
     },
+    /// Give one operator's share to a quorum-sealed node (read from --share-file or stdin).
+    Unseal(seal_cmd::UnsealArgs),
+    /// Seal a running quorum-sealed node: it forgets its root and every key.
+    Seal(seal_cmd::SealArgs),
+    /// Show whether a quorum-sealed node is sealed and how many shares it has.
+    SealStatus(seal_cmd::SealArgs),
     /// Load-test a running node (or a peer speaking the AWS KMS JSON API): throughput,
     /// latency percentiles, errors, memory; or TLS handshakes, classical vs hybrid.
     Bench(Box<keyfence_bench::BenchArgs>),
@@ -143,6 +153,9 @@ async fn server(args: ServerArgs) -> Result<(), String> {
         },
     )
     .map_err(|e| e.to_string())?;
+    if config.root.starts_sealed() {
+        return seal_cmd::serve_sealed(config).await;
+    }
     let node = Node::start(config).await.map_err(|e| e.to_string())?;
     let mode = match node.mode {
         KxMode::Default => "X25519MLKEM768 preferred, classical X25519 accepted",
@@ -252,24 +265,14 @@ fn credentials(data_dir: &Path, region: &str, export: bool) -> Result<(), String
     Ok(())
 }
 
-fn init(data_dir: PathBuf) -> Result<(), String> {
-    let (dir, init) = DataDir::init(&data_dir).map_err(|e| e.to_string())?;
-    println!("created data directory {}", dir.path.display());
-    println!("  CA certificate: {}", dir.pki.ca_cert.display());
-    println!(
-        "  credential:     {} (account {}), secret in {}",
-        init.credential.access_key_id,
-        init.credential.account_id,
-        dir.credentials().display()
-    );
-    Ok(())
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_format);
     let result = match cli.command {
-        Command::Init { data_dir } => init(data_dir),
+        Command::Init { data_dir, root } => init_cmd::init(data_dir, root),
+        Command::Unseal(args) => seal_cmd::unseal(args),
+        Command::Seal(args) => seal_cmd::seal(args),
+        Command::SealStatus(args) => seal_cmd::status(args),
         Command::Server(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

@@ -23,6 +23,7 @@ async fn start(dir: &std::path::Path, store: StoreLocation) -> Node {
         store,
         max_staleness: Duration::from_secs(60),
         limits: Default::default(),
+        root: Default::default(),
         node: None,
         default_fence: None,
     })

@@ -537,3 +537,64 @@ pub fn contended(key: &str, attempts: usize) -> String {
 /// bound. The detail (which server, which error) goes to the node's log only.
 pub const DEPENDENCY_TIMEOUT: &str =
     "The system timed out while trying to fulfill the request. You can retry the request.";
+
+/// Every KMS request to a node whose quorum-sealed root is not open yet: a
+/// 503 `DependencyTimeoutException`, which AWS clients treat as retryable
+/// and then report with this message.
+pub fn node_sealed() -> ApiError {
+    ApiError {
+        status: 503,
+        code: "DependencyTimeoutException",
+        message: "keyfence node is sealed: its root key opens when a quorum of operators has run `keyfence unseal`".into(),
+    }
+}
+
+/// A caller other than the default account's admin user on the admin API.
+pub fn admin_denied(caller_arn: &str) -> ApiError {
+    ApiError::new(
+        "AccessDeniedException",
+        format!("{caller_arn} is not allowed to call the keyfence admin API"),
+    )
+}
+
+/// Seal or unseal asked of a node whose root is not quorum-sealed.
+pub fn not_quorum_sealed() -> ApiError {
+    ApiError::new(
+        "UnsupportedOperationException",
+        "this node's root is not quorum-sealed (root = \"shamir\"): it has nothing to seal or unseal",
+    )
+}
+
+/// A share refused by `KeyfenceAdmin.Unseal`.
+pub fn unseal_refused(e: &crate::seal::UnsealError) -> ApiError {
+    use crate::root::quorum::QuorumError;
+    use crate::seal::UnsealError;
+    match e {
+        UnsealError::NotSealed => {
+            ApiError::new("KMSInvalidStateException", "keyfence node is not sealed")
+        }
+        UnsealError::Share(QuorumError::Repeated(i)) => ApiError::new(
+            "KMSInvalidStateException",
+            format!("share {i} was given already in this unseal round"),
+        ),
+        UnsealError::Share(QuorumError::WrongShare(i)) => ApiError::new(
+            "IncorrectKeyException",
+            format!("share {i} is not a valid share of this node's sealed root"),
+        ),
+        UnsealError::Share(QuorumError::DoesNotOpen) => ApiError::new(
+            "IncorrectKeyException",
+            "the shares given do not open this node's sealed root; the unseal round was reset",
+        ),
+        UnsealError::Share(e @ (QuorumError::NotAShare | QuorumError::UnknownIndex { .. })) => {
+            ApiError::validation(e.to_string())
+        }
+        other => {
+            tracing::error!(error = %other, "unseal failed");
+            ApiError {
+                status: 500,
+                code: "KMSInternalException",
+                message: "An internal error occurred.".into(),
+            }
+        }
+    }
+}

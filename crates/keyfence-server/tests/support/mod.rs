@@ -49,6 +49,7 @@ pub async fn start_node_with(
         store: keyfence_server::config::StoreLocation::DataDir,
         max_staleness: std::time::Duration::from_secs(60),
         limits,
+        root: Default::default(),
     };
     Node::start(config).await.expect("node starts")
 }

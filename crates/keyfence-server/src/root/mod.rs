@@ -1,0 +1,85 @@
+//! The node's root of trust, as its config chooses it (`root = …`):
+//!
+//! | `root` | where the root key is | data directory file |
+//! |---|---|---|
+//! | `"file"` (default) | `root.key`, guarded by its permissions or a passphrase | `root.key` ([`crate::root_key`]) |
+//! | `"pkcs11"` | an AES-256 key inside an HSM token, never leaving it ([`pkcs11`]) | none |
+//! | `"shamir"` | `root.sealed`, opened by a quorum of operators' shares ([`quorum`]); the node starts sealed ([`crate::seal`]) | `root.sealed` |
+
+pub mod pkcs11;
+pub mod quorum;
+
+use keyfence_core::{LocalRootKey, RootOfTrust};
+
+pub use pkcs11::{Pkcs11Error, Pkcs11Root, Pkcs11Section};
+pub use quorum::{QuorumError, SealedRoot};
+
+use crate::config::ConfigError;
+use crate::datadir::{DataDir, DataDirError};
+
+pub(crate) use keyfence_core::root::{
+    domain_key_binding as domain_binding, sealed_binding as seal_binding,
+};
+
+/// Which root of trust a node uses.
+#[derive(Debug, Clone, Default)]
+pub enum RootConfig {
+    /// The data directory's `root.key` file.
+    #[default]
+    File,
+    /// A key in a PKCS#11 token.
+    Pkcs11(Pkcs11Section),
+    /// The data directory's `root.sealed`, opened by a quorum of shares.
+    Shamir,
+}
+
+impl RootConfig {
+    /// Resolves the config file's `root` and `[pkcs11]` values.
+    pub fn resolve(root: Option<&str>, pkcs11: Option<Pkcs11Section>) -> Result<Self, ConfigError> {
+        match (root.unwrap_or("file"), pkcs11) {
+            ("file", None) => Ok(Self::File),
+            ("shamir", None) => Ok(Self::Shamir),
+            ("pkcs11", Some(section)) => {
+                if section.token_label.is_empty() {
+                    return Err(ConfigError::Invalid(
+                        "[pkcs11] token_label must not be empty".into(),
+                    ));
+                }
+                Ok(Self::Pkcs11(section))
+            }
+            ("pkcs11", None) => Err(ConfigError::Invalid(
+                "root = \"pkcs11\" needs a [pkcs11] table (module, token_label, pin_env or pin_file)"
+                    .into(),
+            )),
+            ("file" | "shamir", Some(_)) => Err(ConfigError::Invalid(
+                "a [pkcs11] table is only read with root = \"pkcs11\"".into(),
+            )),
+            (other, _) => Err(ConfigError::Invalid(format!(
+                "root {other:?} is not one of \"file\", \"pkcs11\", \"shamir\""
+            ))),
+        }
+    }
+
+    /// The word in the config file.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::File => "file",
+            Self::Pkcs11(_) => "pkcs11",
+            Self::Shamir => "shamir",
+        }
+    }
+
+    /// Whether the node starts sealed, waiting for shares.
+    pub fn starts_sealed(&self) -> bool {
+        matches!(self, Self::Shamir)
+    }
+}
+
+/// Opens the root of trust of an unsealed start (`file` or `pkcs11`).
+pub fn open(config: &RootConfig, dir: &DataDir) -> Result<Box<dyn RootOfTrust>, DataDirError> {
+    match config {
+        RootConfig::File => Ok(Box::new(LocalRootKey::new(dir.load_root_key()?))),
+        RootConfig::Pkcs11(section) => Ok(Box::new(Pkcs11Root::open(section)?)),
+        RootConfig::Shamir => Err(DataDirError::Sealed),
+    }
+}

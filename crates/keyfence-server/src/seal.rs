@@ -1,0 +1,444 @@
+//! A node whose root is quorum-sealed (`root = "shamir"`): it starts sealed,
+//! answers every KMS request with a refusal
+//! ([`crate::api::messages::node_sealed`]) and opens its root once operators
+//! have given back a threshold of Shamir shares through the admin API:
+//!
+//! | operation | input | output |
+//! |---|---|---|
+//! | `KeyfenceAdmin.Unseal` | `Share` | `Sealed`, `Given`, `Threshold`, `Shares` |
+//! | `KeyfenceAdmin.Seal` | `{}` | the same (sealed) |
+//! | `KeyfenceAdmin.SealStatus` | `{}` | the same |
+//!
+//! Unsealing opens the KMS over the store (domain keys unwrapped) and starts
+//! its background work; sealing drops the KMS (every key it held is
+//! zeroized as its last reference goes, requests in flight finishing first),
+//! stops that work and forgets any shares given.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+use keyfence_core::{Kms, KmsError, LocalRootKey, Store, SystemClock};
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::api::{messages, ApiError};
+use crate::config::{Config, DEFAULT_ACCOUNT};
+use crate::conn::ConnTracker;
+use crate::datadir::DataDir;
+use crate::http::AppState;
+use crate::limits::{self, RequestBudget};
+use crate::metrics::{self, Metrics};
+use crate::node::{self, NodeError};
+use crate::replica::{self, Follow};
+use crate::root::quorum::{Progress, QuorumError, Unsealing};
+use crate::sigv4::{CredentialStore, VerifiedCaller};
+use crate::tls::{self, KxMode, PqAcceptor};
+
+/// The admin operations of this module (`KeyfenceAdmin.<name>`).
+pub const OPERATIONS: &[&str] = &["Unseal", "Seal", "SealStatus"];
+
+/// Whether admin operation `op` is one of [`OPERATIONS`].
+pub fn is_seal_operation(op: &str) -> bool {
+    OPERATIONS.contains(&op)
+}
+
+/// The KMS a request is served by: fixed for a node whose root opened at
+/// start, present only while unsealed for a quorum-sealed one.
+pub enum KmsSlot {
+    /// Opened at start; never sealed.
+    Open(Arc<Kms>),
+    /// Present while unsealed.
+    Sealable {
+        /// The region (answered while sealed too).
+        region: String,
+        /// The KMS, while unsealed.
+        kms: RwLock<Option<Arc<Kms>>>,
+    },
+}
+
+impl KmsSlot {
+    /// The region this node names in ARNs.
+    pub fn region(&self) -> &str {
+        match self {
+            Self::Open(kms) => kms.region(),
+            Self::Sealable { region, .. } => region,
+        }
+    }
+
+    /// The KMS, or the sealed refusal.
+    pub fn get(&self) -> Result<Arc<Kms>, ApiError> {
+        match self {
+            Self::Open(kms) => Ok(Arc::clone(kms)),
+            Self::Sealable { kms, .. } => kms
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .ok_or_else(messages::node_sealed),
+        }
+    }
+
+    fn set(&self, value: Option<Arc<Kms>>) -> Option<Arc<Kms>> {
+        match self {
+            Self::Open(_) => None,
+            Self::Sealable { kms, .. } => {
+                std::mem::replace(&mut *kms.write().unwrap_or_else(|p| p.into_inner()), value)
+            }
+        }
+    }
+}
+
+/// What opens the KMS once the root is unsealed.
+struct Opener {
+    store: Arc<dyn Store>,
+    region: String,
+    default_fence: Option<String>,
+    max_staleness: Option<std::time::Duration>,
+}
+
+impl Opener {
+    fn open(&self, root: LocalRootKey) -> Result<Arc<Kms>, KmsError> {
+        let kms = Kms::open(
+            Arc::clone(&self.store),
+            &root,
+            Arc::new(SystemClock),
+            &self.region,
+        )?
+        .with_default_fence(self.default_fence.as_deref())?;
+        Ok(Arc::new(match self.max_staleness {
+            Some(bound) => kms.with_max_staleness(Some(bound)),
+            None => kms,
+        }))
+    }
+}
+
+/// The seal state of a quorum-sealed node: shares given so far, the KMS slot
+/// and the background work of the unsealed KMS.
+pub struct SealGate {
+    slot: Arc<KmsSlot>,
+    unsealing: Mutex<Unsealing>,
+    opener: Opener,
+    /// How the first unsealed KMS follows the store; later ones (after a
+    /// seal) poll a shared store.
+    follow: Mutex<Option<Follow>>,
+    shared: bool,
+    /// Stops the unsealed KMS's background work.
+    background: Mutex<Option<watch::Sender<bool>>>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// Where a node's seal stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealStatus {
+    /// Whether the root is sealed.
+    pub sealed: bool,
+    /// Shares given towards unsealing.
+    pub given: u8,
+    /// Shares needed.
+    pub threshold: u8,
+    /// Shares the root was split into.
+    pub shares: u8,
+}
+
+impl SealStatus {
+    fn json(&self) -> Value {
+        json!({
+            "Sealed": self.sealed,
+            "Given": self.given,
+            "Threshold": self.threshold,
+            "Shares": self.shares,
+        })
+    }
+}
+
+impl SealGate {
+    /// Whether the node is sealed.
+    pub fn is_sealed(&self) -> bool {
+        self.slot.get().is_err()
+    }
+
+    /// Where the seal stands.
+    pub fn status(&self) -> SealStatus {
+        let unsealing = self.unsealing.lock().unwrap_or_else(|p| p.into_inner());
+        SealStatus {
+            sealed: self.is_sealed(),
+            given: unsealing.given(),
+            threshold: unsealing.root().threshold(),
+            shares: unsealing.root().share_count(),
+        }
+    }
+
+    /// Takes one share; opens the root and the KMS once the threshold is in.
+    pub fn unseal(&self, share: &str) -> Result<SealStatus, UnsealError> {
+        let mut unsealing = self.unsealing.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.is_sealed() {
+            return Err(UnsealError::NotSealed);
+        }
+        match unsealing.add(share)? {
+            Progress::Partial { .. } => {}
+            Progress::Opened(root) => {
+                let kms = self.opener.open(LocalRootKey::new(root))?;
+                let (stop, stopped) = watch::channel(false);
+                let follow = self
+                    .follow
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take()
+                    .unwrap_or(if self.shared {
+                        Follow::Poll(replica::SQLITE_POLL)
+                    } else {
+                        Follow::Nothing
+                    });
+                let background = Arc::clone(&kms);
+                self.runtime.spawn(node::until_stopped(
+                    replica::run(background, follow),
+                    stopped,
+                ));
+                *self.background.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop);
+                self.slot.set(Some(kms));
+                tracing::info!("node unsealed");
+            }
+        }
+        drop(unsealing);
+        Ok(self.status())
+    }
+
+    /// Seals the node: drops the KMS (and with it the domain keys and every
+    /// unwrapped key), stops its background work, forgets shares given.
+    pub fn seal(&self) -> SealStatus {
+        let mut unsealing = self.unsealing.lock().unwrap_or_else(|p| p.into_inner());
+        unsealing.reset();
+        if let Some(stop) = self
+            .background
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            let _ = stop.send(true);
+        }
+        if self.slot.set(None).is_some() {
+            tracing::info!("node sealed");
+        }
+        drop(unsealing);
+        self.status()
+    }
+}
+
+/// An unseal request refused.
+#[derive(Debug, thiserror::Error)]
+pub enum UnsealError {
+    /// The node is unsealed already.
+    #[error("the node is not sealed")]
+    NotSealed,
+    /// The share was refused.
+    #[error(transparent)]
+    Share(#[from] QuorumError),
+    /// The root opened but the KMS did not (store unreachable, domain keys
+    /// not under this root).
+    #[error("opening the KMS: {0}")]
+    Kms(#[from] KmsError),
+}
+
+/// Runs seal admin operation `op` for `caller` with JSON `body`.
+pub fn handle(
+    gate: Option<&SealGate>,
+    caller: &VerifiedCaller,
+    op: &str,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    if caller.account_id != DEFAULT_ACCOUNT || caller.user_name != crate::admin::ADMIN_USER {
+        return Err(messages::admin_denied(&caller.arn()));
+    }
+    let gate = gate.ok_or_else(messages::not_quorum_sealed)?;
+    let input: Value = if body.is_empty() {
+        json!({})
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::serialization(e.to_string()))?
+    };
+    let status = match op {
+        "SealStatus" => gate.status(),
+        "Seal" => gate.seal(),
+        "Unseal" => {
+            let share = input["Share"]
+                .as_str()
+                .ok_or_else(|| ApiError::validation("Share is required"))?;
+            gate.unseal(share)
+                .map_err(|e| messages::unseal_refused(&e))?
+        }
+        other => {
+            return Err(ApiError::new(
+                "UnknownOperationException",
+                format!("Unknown admin operation {}", messages::echo(other)),
+            ))
+        }
+    };
+    Ok(status.json())
+}
+
+/// A started node with a quorum-sealed root (see the module documentation).
+pub struct SealedNode {
+    /// Where the KMS API listens (HTTPS).
+    pub api_addr: SocketAddr,
+    /// Where `/metrics` listens.
+    pub metrics_addr: SocketAddr,
+    /// The data directory.
+    pub data_dir: DataDir,
+    /// The key-exchange mode.
+    pub mode: KxMode,
+    /// The seal state.
+    pub gate: Arc<SealGate>,
+    stop: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+}
+
+impl SealedNode {
+    /// Binds both listeners, reads the sealed root, opens the store and serves
+    /// sealed. A cluster node (`[node]`) cannot be quorum-sealed yet.
+    pub async fn start(config: Config) -> Result<Self, NodeError> {
+        if config.node.is_some() {
+            return Err(NodeError::Credentials(
+                "a cluster node ([node]) cannot use root = \"shamir\" yet".into(),
+            ));
+        }
+        let api = node::bind(config.listen).await?;
+        let api_addr = api.local_addr().map_err(|source| NodeError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let metrics_listener = node::bind(config.metrics_listen).await?;
+        let metrics_addr = metrics_listener
+            .local_addr()
+            .map_err(|source| NodeError::Bind {
+                addr: config.metrics_listen,
+                source,
+            })?;
+        let (data_dir, _) = DataDir::open_or_init_for(&config.data_dir, &config.root)?;
+        let sealed_root = data_dir.load_sealed_root()?;
+        let (store, _, follow) = node::open_store(&config.store, &data_dir)?;
+        let shared = config.store.is_shared();
+        let mut credentials = data_dir.load_credentials()?;
+        credentials.extend(config.credentials);
+        let credentials =
+            CredentialStore::new(credentials).map_err(|e| NodeError::Credentials(e.to_string()))?;
+        let mode = if config.post_quantum {
+            KxMode::PostQuantumOnly
+        } else {
+            KxMode::Default
+        };
+        let acceptor = Arc::new(PqAcceptor::new(
+            tls::load_server_config(&data_dir.pki, mode)?,
+            mode,
+        ));
+        let slot = Arc::new(KmsSlot::Sealable {
+            region: config.region.clone(),
+            kms: RwLock::new(None),
+        });
+        let gate = Arc::new(SealGate {
+            slot: Arc::clone(&slot),
+            unsealing: Mutex::new(Unsealing::new(sealed_root)),
+            opener: Opener {
+                store,
+                region: config.region.clone(),
+                default_fence: config.default_fence.clone(),
+                max_staleness: shared.then_some(config.max_staleness),
+            },
+            follow: Mutex::new(Some(follow)),
+            shared,
+            background: Mutex::new(None),
+            runtime: tokio::runtime::Handle::current(),
+        });
+        let metrics = Metrics::new();
+        let open_files = limits::raise_open_file_limit().unwrap_or(1024);
+        let max_connections = config.limits.effective_max_connections(open_files);
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = JoinSet::new();
+        let state = Arc::new(AppState {
+            kms: slot,
+            credentials,
+            metrics: Arc::clone(&metrics),
+            forwarder: None,
+            cluster: None,
+            budget: RequestBudget::new(&config.limits),
+            body_read_timeout: config.limits.body_read_timeout,
+            seal: Some(Arc::clone(&gate)),
+        });
+        tasks.spawn(node::accept_loop(
+            api,
+            acceptor,
+            state,
+            (ConnTracker::new(max_connections), config.limits),
+            stopped.clone(),
+        ));
+        tasks.spawn(node::until_stopped(
+            metrics::serve_metrics(metrics_listener, metrics),
+            stopped,
+        ));
+        node::publish_addrs(&data_dir.path.join(node::ADDR_FILE), api_addr, metrics_addr)?;
+        tracing::info!(%api_addr, %metrics_addr, data_dir = %data_dir.path.display(), ?mode, "node started sealed");
+        Ok(Self {
+            api_addr,
+            metrics_addr,
+            data_dir,
+            mode,
+            gate,
+            stop,
+            tasks,
+        })
+    }
+
+    /// Seals, stops accepting connections and waits for the tasks.
+    pub async fn shutdown(mut self) {
+        self.gate.seal();
+        let _ = self.stop.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        let _ = std::fs::remove_file(self.data_dir.path.join(node::ADDR_FILE));
+        tracing::info!("node stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(account: &str, user: &str) -> VerifiedCaller {
+        VerifiedCaller {
+            access_key_id: "AKIATEST".into(),
+            account_id: account.into(),
+            user_name: user.into(),
+            region: "us-east-1".into(),
+            service: "kms".into(),
+        }
+    }
+
+    #[test]
+    fn a_sealed_slot_refuses_with_the_sealed_error_and_keeps_its_region() {
+        let slot = KmsSlot::Sealable {
+            region: "eu-west-1".into(),
+            kms: RwLock::new(None),
+        };
+        assert_eq!(slot.region(), "eu-west-1");
+        let e = slot.get().err().unwrap();
+        assert_eq!((e.status, e.code), (503, "DependencyTimeoutException"));
+        assert!(
+            e.message.starts_with("keyfence node is sealed: "),
+            "{}",
+            e.message
+        );
+    }
+
+    #[test]
+    fn only_the_admin_user_may_seal_and_only_a_sealed_root_has_a_seal() {
+        for (account, user) in [(DEFAULT_ACCOUNT, "bob"), ("444455556666", "admin")] {
+            let e = handle(None, &caller(account, user), "Seal", b"{}")
+                .err()
+                .unwrap();
+            assert_eq!(e.code, "AccessDeniedException", "{account} {user}");
+        }
+        let e = handle(None, &caller(DEFAULT_ACCOUNT, "admin"), "SealStatus", b"")
+            .err()
+            .unwrap();
+        assert_eq!(e.code, "UnsupportedOperationException");
+        assert!(OPERATIONS.iter().all(|op| is_seal_operation(op)));
+        assert!(!is_seal_operation("ListNodes"));
+    }
+}

@@ -1,0 +1,330 @@
+//! A quorum-sealed root through the real CLI and a real node process:
+//! `keyfence init --shares 5 --threshold 3 --share-dir`, `keyfence server`
+//! starting sealed (every KMS request refused), `keyfence unseal` one share
+//! at a time (wrong, forged, repeated and malformed shares refused, progress
+//! shown), KMS service once unsealed, `keyfence seal`, unseal again with
+//! other shares, and a restart that starts sealed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use keyfence_bench::connect::ConnectArgs;
+use keyfence_server::tls::ClientGroups;
+use serde_json::{json, Value};
+
+fn keyfence() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_keyfence"))
+}
+
+/// Runs the CLI; (success, stdout + stderr).
+fn run(args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    let mut child = keyfence()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(text) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+/// A `keyfence server` process, killed on drop.
+struct Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(config: &Path, data: &Path) -> Server {
+    let addr_file = data.join("node.addr.json");
+    let _ = std::fs::remove_file(&addr_file);
+    let mut server = Server {
+        child: keyfence()
+            .args(["server", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        endpoint: String::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&addr_file) {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["pid"].as_u64() == Some(u64::from(server.child.id())) {
+                server.endpoint = format!("https://{}", v["api"].as_str().unwrap());
+                return server;
+            }
+        }
+        assert!(Instant::now() < deadline, "the node did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn connect_args(server: &Server, data: &Path) -> ConnectArgs {
+    ConnectArgs {
+        endpoint: server.endpoint.clone(),
+        data_dir: Some(data.to_path_buf()),
+        ca: None,
+        access_key: None,
+        secret_key: None,
+        region: "us-east-1".into(),
+    }
+}
+
+fn kms(server: &Server, data: &Path, op: &str, body: Value) -> (u16, Value) {
+    let args = connect_args(server, data);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let mut conn = args
+                .context(ClientGroups::HybridOnly)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let reply = conn.kms(op, &body).await.unwrap();
+            (reply.status, reply.json())
+        })
+}
+
+fn admin(
+    cmd: &str,
+    server: &Server,
+    data: &Path,
+    extra: &[&str],
+    stdin: Option<&str>,
+) -> (bool, String) {
+    let data = data.to_str().unwrap();
+    let mut args = vec![cmd, "--endpoint", &server.endpoint, "--data-dir", data];
+    args.extend_from_slice(extra);
+    run(&args, stdin)
+}
+
+fn share_file(dir: &Path, i: u32) -> PathBuf {
+    dir.join(format!("share-{i}.txt"))
+}
+
+fn assert_sealed(server: &Server, data: &Path) {
+    let (status, body) = kms(server, data, "ListKeys", json!({}));
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["__type"], "DependencyTimeoutException", "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("keyfence node is sealed: "),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_quorum_of_shares_unseals_the_node_through_the_cli() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let shares = tmp.path().join("shares");
+    let (ok, out) = run(
+        &[
+            "init",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--shares",
+            "5",
+            "--threshold",
+            "3",
+            "--share-dir",
+            shares.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    assert!(out.contains("5 shares, 3 of which unseal it"), "{out}");
+    assert!(
+        !out.contains("kfshare1-"),
+        "shares written to files are not printed: {out}"
+    );
+    assert!(!data.join("root.key").exists() && data.join("root.sealed").exists());
+    let texts: Vec<String> = (1..=5)
+        .map(|i| std::fs::read_to_string(share_file(&shares, i)).unwrap())
+        .collect();
+    for (i, t) in texts.iter().enumerate() {
+        assert!(t.starts_with(&format!("kfshare1-0{}", i + 1)), "{t}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(share_file(&shares, i as u32 + 1))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+    // Another root's shares, for the wrong-share case.
+    let other = tmp.path().join("other");
+    let (ok, printed) = run(
+        &[
+            "init",
+            "--data-dir",
+            other.to_str().unwrap(),
+            "--shares",
+            "3",
+            "--threshold",
+            "2",
+        ],
+        None,
+    );
+    assert!(ok, "{printed}");
+    let foreign = printed
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("share 2: "))
+        .expect("printed shares")
+        .to_string();
+
+    let config = tmp.path().join("node.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\nroot = \"shamir\"\n",
+            data.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let server = start(&config, &data);
+    assert_sealed(&server, &data);
+    let (ok, out) = admin("seal-status", &server, &data, &[], None);
+    assert!(
+        ok && out.contains("sealed: 0 of 3 shares given (5 shares exist)"),
+        "{out}"
+    );
+
+    let file = |i| share_file(&shares, i).to_str().unwrap().to_string();
+    let (ok, out) = admin("unseal", &server, &data, &["--share-file", &file(1)], None);
+    assert!(ok && out.contains("sealed: 1 of 3"), "{out}");
+    // The same share again, another root's share, a forged one, junk.
+    let (ok, out) = admin("unseal", &server, &data, &["--share-file", &file(1)], None);
+    assert!(!ok && out.contains("share 1 was given already"), "{out}");
+    let (ok, out) = admin("unseal", &server, &data, &[], Some(&foreign));
+    assert!(
+        !ok && out.contains("share 2 is not a valid share of this node's sealed root"),
+        "{out}"
+    );
+    let mut forged = texts[2].trim().to_string();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'a' { 'b' } else { 'a' });
+    let (ok, out) = admin("unseal", &server, &data, &[], Some(&forged));
+    assert!(!ok && out.contains("share 3 is not a valid share"), "{out}");
+    let (ok, out) = admin("unseal", &server, &data, &[], Some("kfshare1-nothex\n"));
+    assert!(!ok && out.contains("ValidationException"), "{out}");
+    // The share from standard input.
+    let (ok, out) = admin("unseal", &server, &data, &[], Some(&texts[3]));
+    assert!(ok && out.contains("sealed: 2 of 3"), "{out}");
+    assert_sealed(&server, &data);
+    let (ok, out) = admin("unseal", &server, &data, &["--share-file", &file(5)], None);
+    assert!(ok && out.contains("unsealed"), "{out}");
+    let (ok, out) = admin("unseal", &server, &data, &["--share-file", &file(2)], None);
+    assert!(!ok && out.contains("not sealed"), "{out}");
+
+    let (status, created) = kms(&server, &data, "CreateKey", json!({}));
+    assert_eq!(status, 200, "{created}");
+    let key = created["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, enc) = kms(
+        &server,
+        &data,
+        "Encrypt",
+        json!({"KeyId": key, "Plaintext": B64.encode(b"quorum")}),
+    );
+    assert_eq!(status, 200, "{enc}");
+    let blob = enc["CiphertextBlob"].clone();
+
+    // Sealed again: every key forgotten until a quorum returns.
+    let (ok, out) = admin("seal", &server, &data, &[], None);
+    assert!(ok && out.contains("sealed: 0 of 3"), "{out}");
+    assert_sealed(&server, &data);
+    let (status, _) = kms(&server, &data, "Decrypt", json!({"CiphertextBlob": blob}));
+    assert_eq!(status, 503);
+    for i in [2, 3, 5] {
+        let (ok, out) = admin("unseal", &server, &data, &["--share-file", &file(i)], None);
+        assert!(ok, "{out}");
+    }
+    let (status, dec) = kms(&server, &data, "Decrypt", json!({"CiphertextBlob": blob}));
+    assert_eq!(
+        (status, dec["Plaintext"].clone()),
+        (200, json!(B64.encode(b"quorum")))
+    );
+
+    // A restart starts sealed; another quorum opens the same keys.
+    drop(server);
+    let server = start(&config, &data);
+    assert_sealed(&server, &data);
+    for i in [4, 1, 3] {
+        let (ok, out) = admin("unseal", &server, &data, &["--share-file", &file(i)], None);
+        assert!(ok, "{out}");
+    }
+    let (status, dec) = kms(&server, &data, "Decrypt", json!({"CiphertextBlob": blob}));
+    assert_eq!(
+        (status, dec["Plaintext"].clone()),
+        (200, json!(B64.encode(b"quorum")))
+    );
+}
+
+#[test]
+fn init_refuses_bad_splits_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    for (shares, threshold) in [("3", "4"), ("3", "1"), ("300", "2")] {
+        let (ok, out) = run(
+            &[
+                "init",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--shares",
+                shares,
+                "--threshold",
+                threshold,
+            ],
+            None,
+        );
+        assert!(!ok, "{shares}/{threshold}: {out}");
+        assert!(!data.exists(), "nothing written for a refused split");
+    }
+    let (ok, out) = run(
+        &[
+            "init",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--threshold",
+            "2",
+        ],
+        None,
+    );
+    assert!(!ok, "{out}");
+}
