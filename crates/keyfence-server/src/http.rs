@@ -37,6 +37,8 @@ pub struct AppState {
     pub cluster: Option<Arc<crate::cluster::Membership>>,
     /// Forwards requests for keys fenced away from this node (cluster nodes).
     pub forwarder: Option<Arc<crate::forward::Forwarder>>,
+    /// Request-rate quotas per account.
+    pub throttle: crate::throttle::Throttle,
 }
 
 /// A request's answer: made here, or relayed from the node it was forwarded to.
@@ -199,6 +201,7 @@ async fn serve(
     match protocol {
         Protocol::Kms(name) => {
             let op = api::kms::operation(name).ok_or_else(|| api::kms::unknown_operation(name))?;
+            state.throttle.check(&caller.account_id, op.name, &body)?;
             let value =
                 if api::kms::runs_on_blocking_pool(&state.kms, &caller.account_id, op, &body) {
                     let (state, account, body) =

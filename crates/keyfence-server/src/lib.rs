@@ -23,6 +23,7 @@ pub mod replica;
 pub mod root_key;
 pub mod sigv4;
 pub mod status;
+pub mod throttle;
 pub mod tls;
 
 pub use config::{Config, ConfigFile, Overrides};
