@@ -22,6 +22,13 @@ use crate::throttle::Throttling;
 /// ciphertext and two 8 KiB contexts, base64 and JSON-escaped) fits easily.
 pub const MAX_BODY_BYTES: usize = 128 * 1024;
 
+/// A request whose body may be larger than this (by its declared length, or
+/// with none declared) is a large one: large requests together hold at most
+/// half of the [`RequestBudget`], so a flood of large bodies that are never
+/// finished cannot keep ordinary requests waiting (nearly every KMS request
+/// is smaller: an Encrypt of 4 KiB is a 6 KiB body).
+pub const SMALL_BODY_BYTES: usize = 16 * 1024;
+
 /// Bytes charged to the budget for a request on top of its body: headers,
 /// the parsed request and the reply.
 pub const REQUEST_OVERHEAD_BYTES: usize = 8 * 1024;
@@ -124,6 +131,7 @@ impl Limits {
 #[derive(Debug, Clone)]
 pub struct RequestBudget {
     bytes: Arc<Semaphore>,
+    large: Arc<Semaphore>,
     wait: Duration,
     released: Arc<AtomicU64>,
     metrics: Arc<Metrics>,
@@ -133,6 +141,7 @@ pub struct RequestBudget {
 #[derive(Debug)]
 pub struct BudgetPermit {
     _permit: OwnedSemaphorePermit,
+    _large: Option<OwnedSemaphorePermit>,
     released: Arc<AtomicU64>,
 }
 
@@ -146,8 +155,13 @@ impl RequestBudget {
     /// A budget of `limits.request_bytes_budget` bytes; refusals are counted
     /// in `metrics`.
     pub fn new(limits: &Limits, metrics: Arc<Metrics>) -> Self {
+        let largest = MAX_BODY_BYTES + REQUEST_OVERHEAD_BYTES;
+        let large = (limits.request_bytes_budget / 2)
+            .max(largest)
+            .min(limits.request_bytes_budget);
         Self {
             bytes: Arc::new(Semaphore::new(limits.request_bytes_budget)),
+            large: Arc::new(Semaphore::new(large)),
             wait: limits.budget_wait,
             released: Arc::default(),
             metrics,
@@ -165,14 +179,26 @@ impl RequestBudget {
     }
 
     /// Reserves room for a request whose body is at most `body_bytes`, waiting
-    /// up to the configured wait; refuses with 503 `ThrottlingException`.
+    /// up to the configured wait; refuses with 503 `ThrottlingException`. A
+    /// large request ([`SMALL_BODY_BYTES`]) first takes its room in the half
+    /// of the budget large requests share, so it never queues ahead of small
+    /// ones in the whole budget while that half is full.
     pub async fn reserve(&self, body_bytes: usize) -> Result<BudgetPermit, ApiError> {
         let n = u32::try_from(body_bytes.min(MAX_BODY_BYTES) + REQUEST_OVERHEAD_BYTES)
             .expect("bounded by MAX_BODY_BYTES");
-        let acquire = Arc::clone(&self.bytes).acquire_many_owned(n);
+        let acquire = async {
+            let large = if body_bytes > SMALL_BODY_BYTES {
+                Some(Arc::clone(&self.large).acquire_many_owned(n).await?)
+            } else {
+                None
+            };
+            let permit = Arc::clone(&self.bytes).acquire_many_owned(n).await?;
+            Ok::<_, tokio::sync::AcquireError>((permit, large))
+        };
         match tokio::time::timeout(self.wait, acquire).await {
-            Ok(Ok(permit)) => Ok(BudgetPermit {
+            Ok(Ok((permit, large))) => Ok(BudgetPermit {
                 _permit: permit,
+                _large: large,
                 released: Arc::clone(&self.released),
             }),
             _ => {
@@ -368,6 +394,45 @@ mod tests {
             freed_but_held.saturating_sub(trimmed) >> 10
         );
         drop(kept);
+    }
+
+    #[tokio::test]
+    async fn large_bodies_hold_at_most_half_the_budget() {
+        let largest = MAX_BODY_BYTES + REQUEST_OVERHEAD_BYTES;
+        let budget = RequestBudget::new(
+            &Limits {
+                request_bytes_budget: 4 * largest,
+                budget_wait: Duration::from_millis(50),
+                ..Limits::default()
+            },
+            Metrics::new(),
+        );
+        let held: Vec<_> = [
+            budget.reserve(MAX_BODY_BYTES).await.unwrap(),
+            budget.reserve(MAX_BODY_BYTES).await.unwrap(),
+        ]
+        .into();
+        assert!(
+            budget.reserve(MAX_BODY_BYTES).await.is_err(),
+            "a third large body waits for the large half, and is refused"
+        );
+        assert_eq!(budget.available(), 2 * largest, "the other half is free");
+        let small: Vec<_> =
+            futures_small(&budget, 2 * largest / (1024 + REQUEST_OVERHEAD_BYTES)).await;
+        assert!(
+            budget.reserve(1024).await.is_err(),
+            "small ones share the rest"
+        );
+        drop((held, small));
+        assert_eq!(budget.available(), 4 * largest);
+    }
+
+    async fn futures_small(budget: &RequestBudget, n: usize) -> Vec<BudgetPermit> {
+        let mut v = Vec::new();
+        for _ in 0..n {
+            v.push(budget.reserve(1024).await.expect("room for small requests"));
+        }
+        v
     }
 
     #[tokio::test]
