@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use crate::api::ApiError;
+use crate::api::{messages, ApiError};
 use crate::metrics::Metrics;
 
 /// Every quota: its name (a metrics label and the key in `[throttle.rates]`)
@@ -318,7 +318,7 @@ impl Throttle {
             Ok(())
         } else {
             self.metrics.record_throttled(QUOTAS[q].0);
-            Err(ApiError::throttled())
+            Err(messages::rate_exceeded())
         }
     }
 }

@@ -41,15 +41,6 @@ impl ApiError {
         Self::new("ValidationException", message)
     }
 
-    /// A request over its account's request-rate quota: AWS's
-    /// `ThrottlingException` (HTTP 400), which the AWS SDKs retry with backoff.
-    pub fn throttled() -> Self {
-        Self::new(
-            "ThrottlingException",
-            "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.",
-        )
-    }
-
     /// The same error as STS (the query protocol) names it.
     pub fn for_query_protocol(self) -> Self {
         let (status, code) = match self.code {
