@@ -210,7 +210,10 @@ pub fn config_files(data: &[u8]) {
             let _ = entry.into_credential();
         }
     }
-    let _ = parse_toml::<ConfigFile>(text, path);
+    if let Ok(file) = parse_toml::<ConfigFile>(text, path) {
+        // Resolving checks every value ([limits], [throttle], the store, ...).
+        let _ = keyfence_server::Config::resolve(file, Default::default());
+    }
 }
 
 /// The ABE policy and attribute-set parsers (text).

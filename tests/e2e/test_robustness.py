@@ -630,3 +630,54 @@ def test_malformed_chunked_framing_is_400(node):
     assert b"SerializationException" in reply, reply
     status, _, _ = raw_request(node, "ListKeys", {"Limit": 1})
     assert status == 200
+
+
+def _metric(text, series):
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.split()[-1])
+    raise AssertionError(f"no {series} in metrics")
+
+
+def test_throttling_is_aws_shaped_and_the_sdk_retries_it(tmp_path, second_credential):
+    """With [throttle] on, a burst beyond an account's quota gets AWS's
+    ThrottlingException (HTTP 400); boto3 with its standard retries still
+    succeeds on every call; another account is not held back."""
+    import boto3
+    from botocore.config import Config
+
+    from conftest import Node
+
+    node = Node(tmp_path, extra_credentials=[second_credential])
+    node.config_path.write_text(
+        node.config_path.read_text()
+        + "\n[throttle]\nenabled = true\n[throttle.rates]\nListKeys = 1\n"
+    )
+    node.start()
+    try:
+        once = node.boto3_client(1)  # max_attempts 1: no retry
+        once.list_keys()
+        err = expect_error("ThrottlingException", once.list_keys)
+        assert err.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert "exceeded the rate" in err.response["Error"]["Message"]
+        # Another account has its own quota.
+        node.boto3_client(2).list_keys()
+
+        cred = node.creds[1]
+        retrying = boto3.session.Session(
+            aws_access_key_id=cred.access_key_id,
+            aws_secret_access_key=cred.secret_access_key,
+            region_name=REGION,
+        ).client(
+            "kms",
+            endpoint_url=node.endpoint,
+            verify=str(node.ca_path),
+            config=Config(retries={"max_attempts": 10, "mode": "standard"}),
+        )
+        before = _metric(node.metrics(), 'keyfence_throttled_requests_total{quota="ListKeys"}')
+        for _ in range(4):
+            assert "Keys" in retrying.list_keys()
+        after = _metric(node.metrics(), 'keyfence_throttled_requests_total{quota="ListKeys"}')
+        assert after > before, "the burst was throttled, and the SDK's retries got through"
+    finally:
+        node.stop()

@@ -200,6 +200,9 @@ pub struct ConfigFile {
     pub root: Option<String>,
     /// The HSM holding the root key, with `root = "pkcs11"`.
     pub pkcs11: Option<crate::root::Pkcs11Section>,
+    /// Request-rate quotas per account (the `[throttle]` table).
+    #[serde(default)]
+    pub throttle: crate::throttle::ThrottleFile,
 }
 
 /// The `[limits]` table: each field overrides one of [`Limits::default`].
@@ -220,6 +223,8 @@ pub struct LimitsFile {
     pub budget_wait_ms: Option<u64>,
     /// [`Limits::http2_max_concurrent_streams`].
     pub http2_max_concurrent_streams: Option<u32>,
+    /// [`Limits::memory_trim_interval`], in seconds.
+    pub memory_trim_interval_secs: Option<u64>,
 }
 
 impl LimitsFile {
@@ -245,6 +250,10 @@ impl LimitsFile {
             http2_max_concurrent_streams: self
                 .http2_max_concurrent_streams
                 .unwrap_or(d.http2_max_concurrent_streams),
+            memory_trim_interval: self
+                .memory_trim_interval_secs
+                .map_or(d.memory_trim_interval, Duration::from_secs),
+            throttle: d.throttle,
         };
         limits.validate().map_err(ConfigError::Invalid)?;
         Ok(limits)
@@ -365,7 +374,10 @@ impl Config {
             default_fence: file.regions.get(&region).cloned(),
             node: file.node,
             region,
-            limits: file.limits.resolve()?,
+            limits: Limits {
+                throttle: file.throttle.resolve().map_err(ConfigError::Invalid)?,
+                ..file.limits.resolve()?
+            },
             root: crate::root::RootConfig::resolve(file.root.as_deref(), file.pkcs11)?,
         })
     }

@@ -16,6 +16,7 @@ use tokio::sync::Notify;
 
 use crate::http::{self, AppState};
 use crate::limits::{Limits, HTTP2_WINDOW_BYTES, MAX_HEADER_BYTES};
+use crate::metrics::Metrics;
 use crate::tls::PqAcceptor;
 
 /// One open connection as the tracker sees it.
@@ -39,6 +40,8 @@ pub struct ConnTracker {
     open: Mutex<HashMap<u64, Arc<ConnState>>>,
     shed: AtomicU64,
     refused: AtomicU64,
+    closed: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 /// A connection's place in the tracker; leaving it (drop) frees the place.
@@ -52,6 +55,7 @@ pub struct ConnSlot {
 impl Drop for ConnSlot {
     fn drop(&mut self) {
         self.tracker.lock().remove(&self.id);
+        self.tracker.closed.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -68,8 +72,9 @@ impl Drop for Busy {
 }
 
 impl ConnTracker {
-    /// A tracker admitting at most `cap` connections at once.
-    pub fn new(cap: usize) -> Arc<Self> {
+    /// A tracker admitting at most `cap` connections at once, counting what
+    /// it sheds and refuses in `metrics`.
+    pub fn new(cap: usize, metrics: Arc<Metrics>) -> Arc<Self> {
         Arc::new(Self {
             cap: cap.max(1),
             epoch: Instant::now(),
@@ -77,7 +82,14 @@ impl ConnTracker {
             open: Mutex::new(HashMap::new()),
             shed: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            closed: AtomicU64::new(0),
+            metrics,
         })
+    }
+
+    /// Connections that have ended so far (closed, timed out or shed).
+    pub fn closed_count(&self) -> u64 {
+        self.closed.load(Ordering::Relaxed)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<ConnState>>> {
@@ -129,6 +141,7 @@ impl ConnTracker {
         let shed = Self::shed_oldest_idle(&mut self.lock());
         if shed {
             self.shed.fetch_add(1, Ordering::Relaxed);
+            self.metrics.record_shed("out_of_fds");
         }
         shed
     }
@@ -140,9 +153,11 @@ impl ConnTracker {
         if open.len() >= self.cap {
             if !Self::shed_oldest_idle(&mut open) {
                 self.refused.fetch_add(1, Ordering::Relaxed);
+                self.metrics.record_refused_connection();
                 return None;
             }
             self.shed.fetch_add(1, Ordering::Relaxed);
+            self.metrics.record_shed("at_cap");
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let state = Arc::new(ConnState {
@@ -209,6 +224,7 @@ pub async fn serve(
     idle_timeout: Duration,
 ) {
     let slot = Arc::new(slot);
+    let metrics = Arc::clone(&state.metrics);
     let work = async {
         let (tls, group) = match acceptor.accept(tcp).await {
             Ok(ok) => ok,
@@ -232,12 +248,19 @@ pub async fn serve(
             }
         });
         if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
+            if e.downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_timeout)
+            {
+                // hyper's only timer here is the header read timeout.
+                metrics.record_timeout("header");
+            }
             tracing::debug!(%peer, error = %e, "connection ended with an error");
         }
     };
     tokio::select! {
         () = work => {}
         () = slot.idle_for(idle_timeout) => {
+            metrics.record_timeout("idle");
             tracing::debug!(%peer, "idle connection closed");
         }
         () = slot.state.close.notified() => {
@@ -300,7 +323,8 @@ mod tests {
 
     #[test]
     fn at_the_cap_the_oldest_idle_connection_is_shed() {
-        let tracker = ConnTracker::new(2);
+        let metrics = Metrics::new();
+        let tracker = ConnTracker::new(2, Arc::clone(&metrics));
         let a = tracker.admit().unwrap();
         std::thread::sleep(Duration::from_millis(5));
         let b = tracker.admit().unwrap();
@@ -312,6 +336,16 @@ mod tests {
         let busy_c = c.busy();
         assert!(tracker.admit().is_none(), "everyone busy: refused");
         assert_eq!(tracker.refused_count(), 1);
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"keyfence_connections_shed_total{reason="at_cap"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("keyfence_connections_refused_total 1"),
+            "{text}"
+        );
+        assert!(!tracker.shed_one(), "nothing idle to shed");
         drop((busy_b, busy_c));
         drop(c);
         assert_eq!(tracker.open(), 1);

@@ -39,6 +39,8 @@ pub struct AppState {
     pub forwarder: Option<Arc<crate::forward::Forwarder>>,
     /// The seal of a node with a quorum-sealed root.
     pub seal: Option<Arc<crate::seal::SealGate>>,
+    /// Request-rate quotas per account.
+    pub throttle: crate::throttle::Throttle,
 }
 
 /// A request's answer: made here, or relayed from the node it was forwarded to.
@@ -202,6 +204,7 @@ async fn serve(
         Protocol::Kms(name) => {
             let kms = state.kms.get()?; // a sealed node refuses every KMS request
             let op = api::kms::operation(name).ok_or_else(|| api::kms::unknown_operation(name))?;
+            state.throttle.check(&caller.account_id, op.name, &body)?;
             let value = if api::kms::runs_on_blocking_pool(&kms, &caller.account_id, op, &body) {
                 let (kms, account, body) =
                     (Arc::clone(&kms), caller.account_id.clone(), body.clone());

@@ -25,6 +25,7 @@ pub mod root_key;
 pub mod seal;
 pub mod sigv4;
 pub mod status;
+pub mod throttle;
 pub mod tls;
 
 pub use config::{Config, ConfigFile, Overrides};

@@ -53,6 +53,31 @@ struct ForwardLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabels {
+    quota: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct LimitLabels {
+    limit: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    stage: String,
+}
+
+/// Why a connection was shed: to make room at the connection cap, or to give
+/// a file descriptor back after an accept failed for want of one.
+pub const SHED_REASONS: &[&str] = &["at_cap", "out_of_fds"];
+/// Limits that refuse a request before authentication: the request-bytes
+/// budget (503) and the body-size limit (413).
+pub const REFUSING_LIMITS: &[&str] = &["request_budget", "body_too_large"];
+/// Where a client can be timed out: sending its header block, sending its
+/// body, or holding a connection with no request in flight.
+pub const TIMEOUT_STAGES: &[&str] = &["header", "body", "idle"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OperationLabels {
     operation: String,
 }
@@ -75,6 +100,11 @@ pub struct Metrics {
     requests: Family<RequestLabels, Counter>,
     request_duration: Family<OperationLabels, Histogram, fn() -> Histogram>,
     forwards: Family<ForwardLabels, Counter>,
+    shed: Family<ReasonLabels, Counter>,
+    refused_connections: Counter,
+    refused_requests: Family<LimitLabels, Counter>,
+    throttled: Family<QuotaLabels, Counter>,
+    timeouts: Family<StageLabels, Counter>,
 }
 
 impl Metrics {
@@ -113,6 +143,63 @@ impl Metrics {
             "Requests for keys fenced away from this node, forwarded by peer node and outcome (ok, or the error code; peer none when no satisfying node answered)",
             forwards.clone(),
         );
+        let shed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "keyfence_connections_shed",
+            "Idle connections closed by the node to make room: at the connection cap, or when an accept failed for want of file descriptors (reason at_cap, out_of_fds)",
+            shed.clone(),
+        );
+        let refused_connections = Counter::default();
+        registry.register(
+            "keyfence_connections_refused",
+            "New connections refused at the connection cap because every open connection had a request in flight",
+            refused_connections.clone(),
+        );
+        let refused_requests = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "keyfence_requests_refused",
+            "Requests refused before authentication by a limit (limit request_budget: 503 ThrottlingException; body_too_large: 413)",
+            refused_requests.clone(),
+        );
+        let throttled = Family::<QuotaLabels, Counter>::default();
+        registry.register(
+            "keyfence_throttled_requests",
+            "Requests refused with ThrottlingException because their account's request-rate quota was used up, by quota",
+            throttled.clone(),
+        );
+        let timeouts = Family::<StageLabels, Counter>::default();
+        registry.register(
+            "keyfence_timeouts",
+            "Clients timed out, by stage (header: the header block; body: the request body; idle: a connection with no request in flight)",
+            timeouts.clone(),
+        );
+        for reason in SHED_REASONS {
+            shed.get_or_create(&ReasonLabels {
+                reason: (*reason).to_owned(),
+            })
+            .inc_by(0);
+        }
+        for limit in REFUSING_LIMITS {
+            refused_requests
+                .get_or_create(&LimitLabels {
+                    limit: (*limit).to_owned(),
+                })
+                .inc_by(0);
+        }
+        for (quota, _) in crate::throttle::QUOTAS {
+            throttled
+                .get_or_create(&QuotaLabels {
+                    quota: (*quota).to_owned(),
+                })
+                .inc_by(0);
+        }
+        for stage in TIMEOUT_STAGES {
+            timeouts
+                .get_or_create(&StageLabels {
+                    stage: (*stage).to_owned(),
+                })
+                .inc_by(0);
+        }
         registry.register_collector(Box::new(ProcessCollector));
         // Every group and failure reason exists from the start, at zero, so dashboards
         // and alerts see the series before the first handshake.
@@ -137,7 +224,57 @@ impl Metrics {
             requests,
             request_duration,
             forwards,
+            shed,
+            refused_connections,
+            refused_requests,
+            throttled,
+            timeouts,
         })
+    }
+
+    /// Counts a connection shed: `keyfence_connections_shed_total{reason}`,
+    /// reason one of [`SHED_REASONS`].
+    pub fn record_shed(&self, reason: &str) {
+        self.shed
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a connection refused at the cap: `keyfence_connections_refused_total`.
+    pub fn record_refused_connection(&self) {
+        self.refused_connections.inc();
+    }
+
+    /// Counts a request refused by a limit before authentication:
+    /// `keyfence_requests_refused_total{limit}`, limit one of [`REFUSING_LIMITS`].
+    pub fn record_refused_request(&self, limit: &str) {
+        self.refused_requests
+            .get_or_create(&LimitLabels {
+                limit: limit.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a throttled request: `keyfence_throttled_requests_total{quota}`,
+    /// quota a name from [`QUOTAS`](crate::throttle::QUOTAS).
+    pub fn record_throttled(&self, quota: &str) {
+        self.throttled
+            .get_or_create(&QuotaLabels {
+                quota: quota.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a client timed out: `keyfence_timeouts_total{stage}`, stage one
+    /// of [`TIMEOUT_STAGES`].
+    pub fn record_timeout(&self, stage: &str) {
+        self.timeouts
+            .get_or_create(&StageLabels {
+                stage: stage.to_owned(),
+            })
+            .inc();
     }
 
     /// Counts a completed handshake: `keyfence_tls_handshakes_total{group}`.
@@ -219,9 +356,9 @@ impl Collector for ProcessCollector {
     }
 }
 
-/// Resident set size from `/proc/self/status` (`VmRSS`, in kB), the same figure as
+/// This process's resident set size from `/proc/self/status` (`VmRSS`, in kB), the same figure as
 /// the resident pages of `/proc/self/statm` without needing the page size.
-fn resident_memory_bytes() -> Option<i64> {
+pub fn resident_memory_bytes() -> Option<i64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     let kib: i64 = line
@@ -339,6 +476,51 @@ mod tests {
             let series = format!(r#"keyfence_tls_handshake_failures_total{{reason="{reason}"}}"#);
             assert_eq!(sample(&text, &series), Some(0.0), "{series} in {text}");
         }
+    }
+
+    #[test]
+    fn limit_counters_exist_at_zero_from_the_start() {
+        let text = Metrics::new().encode();
+        let mut series: Vec<String> = SHED_REASONS
+            .iter()
+            .map(|r| format!(r#"keyfence_connections_shed_total{{reason="{r}"}}"#))
+            .chain(
+                REFUSING_LIMITS
+                    .iter()
+                    .map(|l| format!(r#"keyfence_requests_refused_total{{limit="{l}"}}"#)),
+            )
+            .chain(
+                TIMEOUT_STAGES
+                    .iter()
+                    .map(|s| format!(r#"keyfence_timeouts_total{{stage="{s}"}}"#)),
+            )
+            .chain(
+                crate::throttle::QUOTAS
+                    .iter()
+                    .map(|(q, _)| format!(r#"keyfence_throttled_requests_total{{quota="{q}"}}"#)),
+            )
+            .collect();
+        series.push("keyfence_connections_refused_total".into());
+        for s in series {
+            assert_eq!(sample(&text, &s), Some(0.0), "{s} in {text}");
+        }
+        let m = Metrics::new();
+        m.record_shed("at_cap");
+        m.record_timeout("idle");
+        m.record_refused_connection();
+        let text = m.encode();
+        assert_eq!(
+            sample(&text, r#"keyfence_connections_shed_total{reason="at_cap"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, r#"keyfence_timeouts_total{stage="idle"}"#),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&text, "keyfence_connections_refused_total"),
+            Some(1.0)
+        );
     }
 
     #[test]

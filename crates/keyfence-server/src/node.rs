@@ -24,6 +24,7 @@ use crate::limits::{self, Limits, RequestBudget};
 use crate::metrics::{self, Metrics};
 use crate::replica::{self, Follow};
 use crate::sigv4::CredentialStore;
+use crate::throttle::Throttle;
 use crate::tls::{self, ClientGroups, KxMode, PqAcceptor, TlsError};
 
 /// File in the data directory where a started node publishes the addresses it
@@ -161,6 +162,7 @@ impl Node {
 
         let mut credentials = data_dir.load_credentials()?;
         credentials.extend(config.credentials);
+        let accounts: Vec<String> = credentials.iter().map(|c| c.account_id.clone()).collect();
         let credentials =
             CredentialStore::new(credentials).map_err(|e| NodeError::Credentials(e.to_string()))?;
 
@@ -199,9 +201,14 @@ impl Node {
                 None => None,
             },
             cluster: cluster.clone(),
-            budget: RequestBudget::new(&config.limits),
+            budget: RequestBudget::new(&config.limits, Arc::clone(&metrics)),
             body_read_timeout: config.limits.body_read_timeout,
             seal: None,
+            throttle: Throttle::new(
+                &config.limits.throttle,
+                accounts.iter().map(String::as_str),
+                Arc::clone(&metrics),
+            ),
         });
         if let Some(c) = &cluster {
             tasks.spawn(until_stopped(
@@ -209,7 +216,14 @@ impl Node {
                 stopped.clone(),
             ));
         }
-        let tracker = ConnTracker::new(max_connections);
+        let tracker = ConnTracker::new(max_connections, Arc::clone(&metrics));
+        let (budget, ends) = (state.budget.clone(), Arc::clone(&tracker));
+        tasks.spawn(until_stopped(
+            limits::trim_after_load(config.limits.memory_trim_interval, move || {
+                budget.released_count() + ends.closed_count()
+            }),
+            stopped.clone(),
+        ));
         tasks.spawn(accept_loop(
             api,
             acceptor,

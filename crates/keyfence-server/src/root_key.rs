@@ -15,6 +15,15 @@ const MAGIC: &[u8; 6] = b"KFROOT";
 const VERSION: u8 = 1;
 const BINDING: &[u8] = b"keyfence/v1/root-key";
 
+/// Fewest PBKDF2 iterations a sealed file may name: below this the seal is
+/// too weak to be one keyfence wrote (it writes
+/// [`passphrase::DEFAULT_ITERATIONS`], 600,000).
+pub const MIN_ITERATIONS: u32 = 100_000;
+/// Most PBKDF2 iterations a sealed file may name: ten times what keyfence
+/// writes, a few seconds of one core. The count is read from the file, and
+/// any u32 (up to 4.3 billion, hours of CPU) would otherwise hold the start.
+pub const MAX_ITERATIONS: u32 = 10 * passphrase::DEFAULT_ITERATIONS;
+
 /// A root key file could not be read, written or unsealed.
 #[derive(Debug, thiserror::Error)]
 pub enum RootKeyError {
@@ -29,6 +38,13 @@ pub enum RootKeyError {
     /// The file is not a root key file this build reads.
     #[error("root key file is malformed: {0}")]
     Malformed(&'static str),
+    /// The file names a PBKDF2 iteration count outside
+    /// [`MIN_ITERATIONS`]`..=`[`MAX_ITERATIONS`].
+    #[error("root key file names {found} PBKDF2 iterations; keyfence accepts {MIN_ITERATIONS} to {MAX_ITERATIONS}")]
+    Iterations {
+        /// The count in the file.
+        found: u32,
+    },
     /// The file is sealed with a passphrase and none was given.
     #[error("root key is sealed with a passphrase: set KEYFENCE_ROOT_PASSPHRASE")]
     PassphraseRequired,
@@ -133,11 +149,11 @@ pub fn parse(bytes: &[u8], passphrase: Option<&[u8]>) -> Result<SymmetricKey, Ro
     match bytes[7] {
         0 if body.len() == 32 => Ok(SymmetricKey::from_slice(body)?),
         1 if body.len() == 16 + 4 + wrap::WRAPPED_KEY_BYTES => {
-            let p = passphrase.ok_or(RootKeyError::PassphraseRequired)?;
             let iterations = u32::from_be_bytes(body[16..20].try_into().expect("4 bytes"));
-            if iterations == 0 {
-                return Err(RootKeyError::Malformed("zero iterations"));
+            if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+                return Err(RootKeyError::Iterations { found: iterations });
             }
+            let p = passphrase.ok_or(RootKeyError::PassphraseRequired)?;
             let kek = passphrase::derive_key(p, &body[..16], iterations)?;
             wrap::unwrap(&kek, BINDING, &body[20..]).map_err(|_| RootKeyError::WrongPassphrase)
         }
@@ -180,6 +196,44 @@ mod tests {
             load(&sealed, None),
             Err(RootKeyError::PassphraseRequired)
         ));
+    }
+
+    #[test]
+    fn iteration_counts_outside_the_bounds_are_refused_before_deriving() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sealed");
+        let key = create(&path, Some(b"pw")).unwrap();
+        let good = fs::read(&path).unwrap();
+        let with = |n: u32| {
+            let mut b = good.clone();
+            b[8 + 16..8 + 20].copy_from_slice(&n.to_be_bytes());
+            b
+        };
+        for n in [0, 1, MIN_ITERATIONS - 1, MAX_ITERATIONS + 1, u32::MAX] {
+            let started = std::time::Instant::now();
+            let err = parse(&with(n), Some(b"pw")).unwrap_err();
+            assert!(
+                matches!(err, RootKeyError::Iterations { found } if found == n),
+                "{n}: {err}"
+            );
+            assert!(started.elapsed() < std::time::Duration::from_millis(100));
+            assert!(matches!(
+                parse(&with(n), None),
+                Err(RootKeyError::Iterations { .. })
+            ));
+        }
+        assert!(err_text(&with(u32::MAX)).contains("4294967295"));
+        // The bounds themselves are accepted (and the count is part of the
+        // derivation, so another count does not unseal).
+        assert_eq!(parse(&good, Some(b"pw")).unwrap(), key);
+        assert!(matches!(
+            parse(&with(MIN_ITERATIONS), Some(b"pw")),
+            Err(RootKeyError::WrongPassphrase)
+        ));
+    }
+
+    fn err_text(bytes: &[u8]) -> String {
+        parse(bytes, Some(b"pw")).unwrap_err().to_string()
     }
 
     #[test]

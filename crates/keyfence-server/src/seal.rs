@@ -318,6 +318,7 @@ impl SealedNode {
         let shared = config.store.is_shared();
         let mut credentials = data_dir.load_credentials()?;
         credentials.extend(config.credentials);
+        let accounts: Vec<String> = credentials.iter().map(|c| c.account_id.clone()).collect();
         let credentials =
             CredentialStore::new(credentials).map_err(|e| NodeError::Credentials(e.to_string()))?;
         let mode = if config.post_quantum {
@@ -358,15 +359,23 @@ impl SealedNode {
             metrics: Arc::clone(&metrics),
             forwarder: None,
             cluster: None,
-            budget: RequestBudget::new(&config.limits),
+            budget: RequestBudget::new(&config.limits, Arc::clone(&metrics)),
             body_read_timeout: config.limits.body_read_timeout,
             seal: Some(Arc::clone(&gate)),
+            throttle: crate::throttle::Throttle::new(
+                &config.limits.throttle,
+                accounts.iter().map(String::as_str),
+                Arc::clone(&metrics),
+            ),
         });
         tasks.spawn(node::accept_loop(
             api,
             acceptor,
             state,
-            (ConnTracker::new(max_connections), config.limits),
+            (
+                ConnTracker::new(max_connections, Arc::clone(&metrics)),
+                config.limits,
+            ),
             stopped.clone(),
         ));
         tasks.spawn(node::until_stopped(

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use keyfence_server::limits::Limits;
 use keyfence_server::tls::ClientGroups;
 use serde_json::json;
-use support::{start_node_with, Client, Signer};
+use support::{scrape, start_node_with, Client, Signer};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -42,6 +42,14 @@ async fn closed_within(
     }
 }
 
+/// The value of one series in the node's metrics.
+async fn metric(node: &keyfence_server::Node, series: &str) -> f64 {
+    let text = scrape(node).await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in {text}"))
+}
+
 async fn served(client: &Client, signer: &Signer) -> bool {
     let reply = tokio::time::timeout(
         Duration::from_secs(5),
@@ -58,6 +66,8 @@ async fn a_thousand_silent_connections_do_not_lock_out_a_client() {
     let client = Client::new(&node, ClientGroups::Default);
     let signer = Signer::of(&node);
     assert!(served(&client, &signer).await);
+    let shed = r#"keyfence_connections_shed_total{reason="at_cap"}"#;
+    assert_eq!(metric(&node, shed).await, 0.0);
 
     // Some complete TLS and then say nothing; most never even say hello.
     let mut silent_tls = Vec::new();
@@ -91,6 +101,13 @@ async fn a_thousand_silent_connections_do_not_lock_out_a_client() {
     assert!(
         still_open <= 100,
         "{still_open} silent connections still open with a cap of 100"
+    );
+    // 1,020 silent connections and 4 served ones through a cap of 100.
+    let shed = metric(&node, shed).await;
+    assert!((920.0..=1024.0).contains(&shed), "{shed} shed");
+    assert_eq!(
+        metric(&node, "keyfence_connections_refused_total").await,
+        0.0
     );
     drop((silent, silent_tls));
     node.shutdown().await;
@@ -135,6 +152,10 @@ async fn a_slow_loris_header_times_out() {
         took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
         "closed after {took:?}, header read timeout is 2 s"
     );
+    let header = r#"keyfence_timeouts_total{stage="header"}"#;
+    assert_eq!(metric(&node, header).await, 1.0);
+    let idle = r#"keyfence_timeouts_total{stage="idle"}"#;
+    assert_eq!(metric(&node, idle).await, 0.0);
     node.shutdown().await;
 }
 
@@ -168,6 +189,8 @@ async fn a_body_shorter_than_its_length_times_out() {
         took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
         "{took:?}"
     );
+    let body = r#"keyfence_timeouts_total{stage="body"}"#;
+    assert_eq!(metric(&node, body).await, 1.0);
     node.shutdown().await;
 }
 
@@ -197,6 +220,8 @@ async fn an_http2_preface_on_http1_does_not_hang() {
         took >= Duration::from_millis(2500) && took < Duration::from_secs(5),
         "{took:?}"
     );
+    let idle = r#"keyfence_timeouts_total{stage="idle"}"#;
+    assert!(metric(&node, idle).await >= 1.0);
     node.shutdown().await;
 }
 
@@ -221,6 +246,51 @@ async fn a_declared_length_over_the_limit_is_refused_before_reading() {
         .unwrap();
     let reply = String::from_utf8_lossy(&buf[..n]);
     assert!(reply.starts_with("HTTP/1.1 413"), "{reply}");
+    let too_large = r#"keyfence_requests_refused_total{limit="body_too_large"}"#;
+    assert_eq!(metric(&node, too_large).await, 1.0);
+    let budget = r#"keyfence_requests_refused_total{limit="request_budget"}"#;
+    assert_eq!(metric(&node, budget).await, 0.0);
+    node.shutdown().await;
+}
+
+#[tokio::test]
+async fn at_the_cap_with_every_connection_busy_a_new_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node_with(
+        &dir.path().join("data"),
+        false,
+        Limits {
+            max_connections: 2,
+            ..test_limits()
+        },
+    )
+    .await;
+    let client = Client::new(&node, ClientGroups::Default);
+    // Two connections, each with a request in flight (its body still owed).
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let mut tls = client.connect().await.unwrap();
+        tls.write_all(
+            b"POST / HTTP/1.1\r\nHost: localhost\r\nX-Amz-Target: TrentService.ListKeys\r\n\
+              Content-Length: 10\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+        busy.push(tls);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut third = TcpStream::connect(node.api_addr).await.unwrap();
+    let (took, _) = closed_within(&mut third, Duration::from_secs(1))
+        .await
+        .expect("refused at once");
+    assert!(took < Duration::from_millis(500), "{took:?}");
+    assert_eq!(
+        metric(&node, "keyfence_connections_refused_total").await,
+        1.0
+    );
+    let shed = r#"keyfence_connections_shed_total{reason="at_cap"}"#;
+    assert_eq!(metric(&node, shed).await, 0.0, "nothing idle to shed");
+    drop(busy);
     node.shutdown().await;
 }
 

@@ -298,6 +298,15 @@ pub fn request_budget_exhausted() -> ApiError {
     }
 }
 
+/// A request over its account's request-rate quota: AWS's
+/// `ThrottlingException` (HTTP 400), which the AWS SDKs retry with backoff.
+pub fn rate_exceeded() -> ApiError {
+    ApiError::new(
+        "ThrottlingException",
+        "You have exceeded the rate at which you may call KMS. Reduce the frequency of your calls.",
+    )
+}
+
 /// A string member outside its length constraint (`min..=max` characters).
 pub fn length_constraint(member: &str, len: usize, min: usize, max: usize) -> ApiError {
     let bound = if len < min {
