@@ -316,20 +316,28 @@ enum KeyFilter<'a> {
 
 /// Keys with their versions, as `filter` selects them, in id order.
 fn keys(conn: &Connection, filter: KeyFilter<'_>) -> Result<Vec<StoredKey>, StoreError> {
-    // (lower bound, exclusive; upper bound, inclusive; row limit)
-    let (after, only, limit): (Option<String>, Option<String>, i64) = match filter {
-        KeyFilter::All => (None, None, -1),
-        KeyFilter::One(id) => (None, Some(id.to_string()), -1),
-        KeyFilter::Page { after, limit } => (after, None, i64::try_from(limit).unwrap_or(i64::MAX)),
+    // Each filter has its own statement, so that SQLite walks the primary
+    // key's index over exactly the range it needs (a page must not scan the
+    // keys before it: loading a million keys would be quadratic). `after` is
+    // the lower bound (exclusive; "" is below every id), or the one id.
+    let (one, after, limit): (bool, String, i64) = match filter {
+        KeyFilter::All => (false, String::new(), -1),
+        KeyFilter::One(id) => (true, id.to_string(), -1),
+        KeyFilter::Page { after, limit } => (
+            false,
+            after.unwrap_or_default(),
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        ),
     };
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT id, metadata, revision FROM keys \
-             WHERE (?1 IS NULL OR id > ?1) AND (?2 IS NULL OR id = ?2) ORDER BY id LIMIT ?3",
-        )
+        .prepare_cached(if one {
+            "SELECT id, metadata, revision FROM keys WHERE id = ?1 LIMIT ?2"
+        } else {
+            "SELECT id, metadata, revision FROM keys WHERE id > ?1 ORDER BY id LIMIT ?2"
+        })
         .map_err(backend)?;
     let rows = stmt
-        .query_map(params![after, only, limit], |r| {
+        .query_map(params![after, limit], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -360,16 +368,19 @@ fn keys(conn: &Connection, filter: KeyFilter<'_>) -> Result<Vec<StoredKey>, Stor
     let Some(last) = by_id.keys().next_back().cloned() else {
         return Ok(Vec::new());
     };
-    // The versions of exactly the keys read: ids in (after, last].
+    // The versions of exactly the keys read: ids in (after, last], or the one
+    // (`last` is then its id).
     let mut stmt = conn
-        .prepare_cached(
+        .prepare_cached(if one {
             "SELECT key_id, version, domain_key_id, wrapped, created FROM key_versions \
-             WHERE (?1 IS NULL OR key_id > ?1) AND key_id <= ?2 AND (?3 IS NULL OR key_id = ?3) \
-             ORDER BY key_id, version",
-        )
+             WHERE key_id = ?2 ORDER BY version"
+        } else {
+            "SELECT key_id, version, domain_key_id, wrapped, created FROM key_versions \
+             WHERE key_id > ?1 AND key_id <= ?2 ORDER BY key_id, version"
+        })
         .map_err(backend)?;
     let rows = stmt
-        .query_map(params![after, last, only], |r| {
+        .query_map(params![after, last], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, u32>(1)?,
