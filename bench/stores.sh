@@ -188,7 +188,7 @@ for n in $SCALES; do
             location="$PG_URL"
         fi
         log "filling a $store store with $n keys"
-        /usr/bin/time -f '{"fill_s": %e, "fill_max_rss_mib": %M}' -o "$OUT/fill-$store-$n.json" \
+        /usr/bin/time -f '{"fill_s": %e, "fill_max_rss_kib": %M}' -o "$OUT/fill-$store-$n.json" \
             "$BIN" store fill --data-dir "$data" --store "$location" --count "$n" >"$OUT/fill-$store-$n.log" 2>&1
         echo "scale-$store-$n $(uptime)" >>"$OUT/load.txt"
         start "scale-$store-$n" "$data" "$location"
@@ -200,8 +200,13 @@ for n in $SCALES; do
             else
                 "$PSQL" -X -q -v ON_ERROR_STOP=1 "$location" -c "DROP TABLE feed_horizon; DELETE FROM schema_migrations WHERE version = 3"
             fi
-            NODE_BIN="$BASELINE" start "baseline-$store-$n" "$data" "$location"
-            stop "baseline-$store-$n"
+            if NODE_BIN="$BASELINE" start "baseline-$store-$n" "$data" "$location"; then
+                stop "baseline-$store-$n"
+            else
+                stop "baseline-$store-$n"
+                "$PYTHON" -c 'import json,sys; print(json.dumps({"failed": sys.argv[1]}))' \
+                    "$(tail -1 "$OUT/baseline-$store-$n.node.log")" >"$OUT/baseline-$store-$n.start.json"
+            fi
         fi
         rm -rf "$data"
     done
@@ -236,7 +241,9 @@ for n in scales:
     print(f"| {int(n):,} keys: Encrypt, ops/s | {es:,.0f} | {ep:,.0f} | {ep / es:.3f} |")
     print(f"| {int(n):,} keys: fill time, s | {fs['fill_s']} | {fp['fill_s']} | |")
     if os.path.exists(os.path.join(out, f"baseline-sqlite-{n}.start.json")):
-        bs, bp = load(f"baseline-sqlite-{n}.start.json"), load(f"baseline-postgres-{n}.start.json")
-        print(f"| {int(n):,} keys, BASELINE build: start-up, s | {bs['startup_s']} | {bp['startup_s']} | |")
-        print(f"| {int(n):,} keys, BASELINE build: RSS after start (peak), MiB | {bs['rss_mib']} ({bs['hwm_mib']}) | {bp['rss_mib']} ({bp['hwm_mib']}) | |")
+        b = [load(f"baseline-{st}-{n}.start.json") for st in ("sqlite", "postgres")]
+        up = [x.get("failed", "did not start") if "startup_s" not in x else x["startup_s"] for x in b]
+        mem = [f"{x['rss_mib']} ({x['hwm_mib']})" if "rss_mib" in x else "—" for x in b]
+        print(f"| {int(n):,} keys, BASELINE build: start-up, s | {up[0]} | {up[1]} | |")
+        print(f"| {int(n):,} keys, BASELINE build: RSS after start (peak), MiB | {mem[0]} | {mem[1]} | |")
 EOF
