@@ -3,7 +3,7 @@
 #
 #   cargo build --release -p keyfence -p keyfence-testkit
 #   bench/stores.sh                          # everything, scales 10,000 and 1,000,000 keys
-#   SCALES=10000 PAIRS=1 bench/stores.sh     # quicker
+#   SCALES= PAIRS=1 bench/stores.sh          # quicker: no scale runs (SCALES=10000: only 10,000 keys)
 #
 # PostgreSQL is a throw-away server started by the testkit's `temp-postgres` (initdb +
 # pg_ctl on a temporary directory and a free port), removed at the end. Only 127.0.0.1
@@ -35,7 +35,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BIN="$(realpath "${BIN:-$ROOT/target/release/keyfence}")"
 TEMP_PG="$(realpath "${TEMP_PG:-$ROOT/target/release/temp-postgres}")"
-SCALES="${SCALES:-10000 1000000}"
+SCALES="${SCALES-10000 1000000}"
 PAIRS="${PAIRS:-2}"
 DURATION="${DURATION:-8s}"
 WARMUP="${WARMUP:-2s}"
