@@ -25,6 +25,8 @@ pub enum WorkloadKind {
     Mixed,
     /// New TLS connections per second, X25519 vs X25519MLKEM768.
     Handshakes,
+    /// CreateKey: a new symmetric key per request (a durable write each).
+    CreateKey,
 }
 
 impl WorkloadKind {
@@ -37,6 +39,7 @@ impl WorkloadKind {
             WorkloadKind::Sign => "sign",
             WorkloadKind::Mixed => "mixed",
             WorkloadKind::Handshakes => "handshakes",
+            WorkloadKind::CreateKey => "create-key",
         }
     }
 }
@@ -273,6 +276,13 @@ pub async fn prepare(
             signing_algorithm = Some(alg);
             (vec![Operation::new("Sign", &body)], vec![0])
         }
+        WorkloadKind::CreateKey => (
+            vec![Operation::new(
+                "CreateKey",
+                &json!({ "Description": "keyfence bench create-key" }),
+            )],
+            vec![0],
+        ),
         WorkloadKind::Handshakes => {
             return Err(SetupError::Failed(
                 "handshakes need no key (internal error)".into(),

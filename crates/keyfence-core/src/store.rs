@@ -8,7 +8,12 @@
 //!   node checked it against, and fails with [`StoreError::Stale`] if another
 //!   change came first (optimistic concurrency);
 //! - an append-only **change feed** ([`Store::changes_since`]) names every
-//!   changed entity, so a node brings its in-memory replica up to date.
+//!   changed entity, so a node brings its in-memory replica up to date;
+//!   entries every node has long read are trimmed ([`Store::trim_feed`]), and a
+//!   node that was behind the trimmed part reloads everything.
+//!
+//! A node loads its replica page by page ([`Store::load_head`], then
+//! [`Store::load_keys`]), so that it never holds two copies of a large store.
 
 use crate::clock::Timestamp;
 use crate::model::Alias;
@@ -166,10 +171,11 @@ pub struct ChangeBatch {
     pub changes: Vec<Change>,
     /// Where the next read starts.
     pub cursor: FeedCursor,
-    /// The store is behind the cursor it was given (a failover to a standby
-    /// that had not received everything, or a database file replaced): the
-    /// reader cannot know what it holds that the store lost, and must reload
-    /// everything with [`Store::load`].
+    /// The store cannot give every change since the cursor it was given: it
+    /// is behind it (a failover to a standby that had not received
+    /// everything, or a database file replaced), or it trimmed the feed past
+    /// it ([`Store::trim_feed`]). The reader cannot know what it missed, and
+    /// must reload everything.
     pub rewound: bool,
 }
 
@@ -180,6 +186,34 @@ pub trait Store: Send + Sync {
     fn is_shared(&self) -> bool;
     /// Reads everything, in one snapshot.
     fn load(&self) -> Result<Snapshot, StoreError>;
+    /// Reads what a node loads first, in one snapshot: the domain keys, the
+    /// aliases and the feed cursor, without the keys (`keys` is empty): they
+    /// follow page by page with [`Store::load_keys`]. Keys changed while the
+    /// pages are read are delivered again by the feed from the cursor.
+    ///
+    /// The default reads everything with [`Store::load`] and drops the keys.
+    fn load_head(&self) -> Result<Snapshot, StoreError> {
+        let mut head = self.load()?;
+        head.keys.clear();
+        Ok(head)
+    }
+    /// Up to `limit` keys (with versions and revisions) whose ids come after
+    /// `after` (from the first if `None`), in the order of their ids' text.
+    ///
+    /// The default reads everything with [`Store::load`]; stores override it
+    /// with a query.
+    fn load_keys(&self, after: Option<&KeyId>, limit: usize) -> Result<Vec<StoredKey>, StoreError> {
+        let after = after.map(ToString::to_string);
+        let mut keys: Vec<(String, StoredKey)> = self
+            .load()?
+            .keys
+            .into_iter()
+            .map(|k| (k.metadata.id.to_string(), k))
+            .filter(|(id, _)| after.as_ref().is_none_or(|a| id > a))
+            .collect();
+        keys.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(keys.into_iter().take(limit).map(|(_, k)| k).collect())
+    }
     /// Reads one key with its versions and revision; `None` if it does not exist.
     fn load_key(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError>;
     /// One alias; `None` if it does not exist.
@@ -226,4 +260,27 @@ pub trait Store: Send + Sync {
     fn update_alias(&self, alias: &Alias) -> Result<Option<Alias>, StoreError>;
     /// Removes an alias; returns whether it existed.
     fn delete_alias(&self, account: &str, name: &str) -> Result<bool, StoreError>;
+    /// Adds domain keys, keys (with their versions, at their revisions) and
+    /// aliases in one transaction: all of them or, on any failure, none
+    /// (`keyfence store migrate`, bulk loads). With `into_empty`, the store
+    /// must hold no domain key, key or alias, checked in the same
+    /// transaction, else [`StoreError::Conflict`] and nothing is written.
+    ///
+    /// The default refuses: a store that cannot do it atomically must not
+    /// pretend to.
+    fn insert_all(&self, records: &Snapshot, into_empty: bool) -> Result<(), StoreError> {
+        let _ = (records, into_empty);
+        Err(StoreError::Backend(
+            "this store cannot insert records in bulk".into(),
+        ))
+    }
+    /// Removes the feed entries before `cursor` (a cursor this store gave),
+    /// which every reader is expected to have read; a later
+    /// [`Store::changes_since`] from a cursor before it answers
+    /// [`ChangeBatch::rewound`]. Returns how many entries were removed.
+    /// The default (a store without a persistent feed) removes nothing.
+    fn trim_feed(&self, cursor: FeedCursor) -> Result<u64, StoreError> {
+        let _ = cursor;
+        Ok(0)
+    }
 }

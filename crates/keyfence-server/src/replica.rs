@@ -8,7 +8,8 @@
 //! - A single SQLite node: nothing to follow, only the due tasks.
 //!
 //! Every [`SWEEP_INTERVAL`] it runs [`Kms::run_due_tasks`] (destroys keys
-//! past their deletion date, expires imported material, rotates due keys);
+//! past their deletion date, expires imported material, rotates due keys)
+//! and [`Kms::trim_feed`] (removes change feed entries read long ago);
 //! on a shared store several nodes may do so at once, and the conditional
 //! writes make each change happen once.
 
@@ -69,7 +70,7 @@ pub async fn run(kms: Arc<Kms>, follow: Follow) {
                     }
                     if outcome.reloaded {
                         tracing::warn!(
-                            "the key store went back in time (failover?); replica reloaded"
+                            "the key store went back in time (failover?) or trimmed its change feed past this node; replica reloaded"
                         );
                     }
                 }
@@ -90,6 +91,12 @@ pub async fn run(kms: Arc<Kms>, follow: Follow) {
                 Ok(Ok(n)) => tracing::info!(keys = n, "sweeper destroyed or rotated keys"),
                 Ok(Err(e)) => tracing::error!(error = %e, "sweeper failed"),
                 Err(e) => tracing::error!(error = %e, "sweeper task panicked"),
+            }
+            let k = Arc::clone(&kms);
+            match tokio::task::spawn_blocking(move || k.trim_feed()).await {
+                Ok(Ok(n)) => tracing::debug!(entries = n, "change feed trimmed"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "trimming the change feed failed"),
+                Err(e) => tracing::error!(error = %e, "feed trimming task panicked"),
             }
         }
     }

@@ -83,12 +83,19 @@ CREATE TRIGGER domain_keys_insert_feed AFTER INSERT ON domain_keys
     BEGIN INSERT INTO changes (entity, domain_key_id) VALUES ('domain_key', NEW.id); END;
 ";
 
+/// Schema version 3: the feed's horizon. Entries at or below it were trimmed
+/// ([`Store::trim_feed`]); a reader whose cursor is below it must reload.
+const V3: &str = "
+CREATE TABLE feed_horizon (id INTEGER PRIMARY KEY CHECK (id = 1), horizon INTEGER NOT NULL);
+INSERT INTO feed_horizon (id, horizon) VALUES (1, 0);
+";
+
 /// `(version, SQL)` in order; a database at version n gets every later one.
 /// Never edit an applied migration: add one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3)];
 
 /// Schema version this build writes.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// A [`Store`] in one SQLite file.
 pub struct SqliteStore {
@@ -241,10 +248,10 @@ fn metadata_json(key: &KeyMetadata) -> Result<String, StoreError> {
 }
 
 fn put_version(tx: &Connection, v: &VersionRecord) -> Result<(), StoreError> {
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO key_versions (key_id, version, domain_key_id, wrapped, created) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![v.key_id.to_string(), v.version, v.domain_key_id, v.wrapped, v.created.0],
     )
+    .and_then(|mut s| s.execute(params![v.key_id.to_string(), v.version, v.domain_key_id, v.wrapped, v.created.0]))
     .map_err(backend)?;
     Ok(())
 }
@@ -297,14 +304,40 @@ fn domain_keys(conn: &Connection) -> Result<Vec<DomainKeyRecord>, StoreError> {
     rows.map(|r| r.map_err(backend)).collect()
 }
 
-/// Keys with their versions: all of them, or the one `only` names.
-fn keys(conn: &Connection, only: Option<&KeyId>) -> Result<Vec<StoredKey>, StoreError> {
-    let filter = only.map(|id| id.to_string());
+/// Which keys [`keys`] reads.
+enum KeyFilter<'a> {
+    /// Every key.
+    All,
+    /// The one with this id.
+    One(&'a KeyId),
+    /// Up to `limit` keys with ids after `after` (text order).
+    Page { after: Option<String>, limit: usize },
+}
+
+/// Keys with their versions, as `filter` selects them, in id order.
+fn keys(conn: &Connection, filter: KeyFilter<'_>) -> Result<Vec<StoredKey>, StoreError> {
+    // Each filter has its own statement, so that SQLite walks the primary
+    // key's index over exactly the range it needs (a page must not scan the
+    // keys before it: loading a million keys would be quadratic). `after` is
+    // the lower bound (exclusive; "" is below every id), or the one id.
+    let (one, after, limit): (bool, String, i64) = match filter {
+        KeyFilter::All => (false, String::new(), -1),
+        KeyFilter::One(id) => (true, id.to_string(), -1),
+        KeyFilter::Page { after, limit } => (
+            false,
+            after.unwrap_or_default(),
+            i64::try_from(limit).unwrap_or(i64::MAX),
+        ),
+    };
     let mut stmt = conn
-        .prepare("SELECT id, metadata, revision FROM keys WHERE ?1 IS NULL OR id = ?1 ORDER BY id")
+        .prepare_cached(if one {
+            "SELECT id, metadata, revision FROM keys WHERE id = ?1 LIMIT ?2"
+        } else {
+            "SELECT id, metadata, revision FROM keys WHERE id > ?1 ORDER BY id LIMIT ?2"
+        })
         .map_err(backend)?;
     let rows = stmt
-        .query_map([&filter], |r| {
+        .query_map(params![after, limit], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -332,15 +365,22 @@ fn keys(conn: &Connection, only: Option<&KeyId>) -> Result<Vec<StoredKey>, Store
             },
         );
     }
-
+    let Some(last) = by_id.keys().next_back().cloned() else {
+        return Ok(Vec::new());
+    };
+    // The versions of exactly the keys read: ids in (after, last], or the one
+    // (`last` is then its id).
     let mut stmt = conn
-        .prepare(
+        .prepare_cached(if one {
             "SELECT key_id, version, domain_key_id, wrapped, created FROM key_versions \
-             WHERE ?1 IS NULL OR key_id = ?1 ORDER BY key_id, version",
-        )
+             WHERE key_id = ?2 ORDER BY version"
+        } else {
+            "SELECT key_id, version, domain_key_id, wrapped, created FROM key_versions \
+             WHERE key_id > ?1 AND key_id <= ?2 ORDER BY key_id, version"
+        })
         .map_err(backend)?;
     let rows = stmt
-        .query_map([&filter], |r| {
+        .query_map(params![after, last], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, u32>(1)?,
@@ -402,14 +442,26 @@ fn aliases(conn: &Connection, only: Option<(&str, &str)>) -> Result<Vec<Alias>, 
     Ok(out)
 }
 
-/// The highest feed sequence number written.
+/// The feed's position: the highest sequence number written (or trimmed:
+/// trimming never removes entries beyond the horizon, which it raises).
 fn last_seq(conn: &Connection) -> Result<u64, StoreError> {
     let seq: i64 = conn
-        .query_row("SELECT COALESCE(MAX(seq), 0) FROM changes", [], |r| {
-            r.get(0)
-        })
+        .query_row(
+            "SELECT MAX(COALESCE((SELECT MAX(seq) FROM changes), 0), \
+             (SELECT horizon FROM feed_horizon))",
+            [],
+            |r| r.get(0),
+        )
         .map_err(backend)?;
     u64::try_from(seq).map_err(|_| corrupt("change feed seq", seq))
+}
+
+/// The feed's horizon: entries at or below it may have been trimmed.
+fn horizon(conn: &Connection) -> Result<u64, StoreError> {
+    let seq: i64 = conn
+        .query_row("SELECT horizon FROM feed_horizon", [], |r| r.get(0))
+        .map_err(backend)?;
+    u64::try_from(seq).map_err(|_| corrupt("feed horizon", seq))
 }
 
 /// Which entity a feed row names.
@@ -423,7 +475,7 @@ enum EntityRef {
 /// The changes after `cursor`, each entity once with its current state.
 fn changes_in(conn: &Connection, cursor: FeedCursor) -> Result<ChangeBatch, StoreError> {
     let last = last_seq(conn)?;
-    if last < cursor.as_u64() {
+    if last < cursor.as_u64() || cursor.as_u64() < horizon(conn)? {
         return Ok(ChangeBatch {
             changes: Vec::new(),
             cursor: FeedCursor::from_u64(last),
@@ -468,7 +520,7 @@ fn changes_in(conn: &Connection, cursor: FeedCursor) -> Result<ChangeBatch, Stor
             EntityRef::Key(id) => {
                 let id = parse_key_id(&id)?;
                 ChangedEntity::Key {
-                    current: keys(conn, Some(&id))?.pop().map(Box::new),
+                    current: keys(conn, KeyFilter::One(&id))?.pop().map(Box::new),
                     id,
                 }
             }
@@ -501,15 +553,31 @@ impl Store for SqliteStore {
         self.read(|tx| {
             Ok(Snapshot {
                 domain_keys: domain_keys(tx)?,
-                keys: keys(tx, None)?,
+                keys: keys(tx, KeyFilter::All)?,
                 aliases: aliases(tx, None)?,
                 cursor: FeedCursor::from_u64(last_seq(tx)?),
             })
         })
     }
 
+    fn load_head(&self) -> Result<Snapshot, StoreError> {
+        self.read(|tx| {
+            Ok(Snapshot {
+                domain_keys: domain_keys(tx)?,
+                keys: Vec::new(),
+                aliases: aliases(tx, None)?,
+                cursor: FeedCursor::from_u64(last_seq(tx)?),
+            })
+        })
+    }
+
+    fn load_keys(&self, after: Option<&KeyId>, limit: usize) -> Result<Vec<StoredKey>, StoreError> {
+        let after = after.map(ToString::to_string);
+        self.read(|tx| keys(tx, KeyFilter::Page { after, limit }))
+    }
+
     fn load_key(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
-        self.read(|tx| Ok(keys(tx, Some(id))?.pop()))
+        self.read(|tx| Ok(keys(tx, KeyFilter::One(id))?.pop()))
     }
 
     fn load_alias(&self, account: &str, name: &str) -> Result<Option<Alias>, StoreError> {
@@ -642,6 +710,69 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             Ok(n > 0)
+        })
+    }
+
+    fn insert_all(&self, records: &Snapshot, into_empty: bool) -> Result<(), StoreError> {
+        self.write(|tx| {
+            if into_empty {
+                let used: bool = tx
+                    .query_row(
+                        "SELECT EXISTS (SELECT 1 FROM domain_keys) OR EXISTS (SELECT 1 FROM keys) \
+                         OR EXISTS (SELECT 1 FROM aliases)",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .map_err(backend)?;
+                if used {
+                    return Err(StoreError::Conflict("the store is not empty".into()));
+                }
+            }
+            for d in &records.domain_keys {
+                tx.execute(
+                    "INSERT INTO domain_keys (id, wrapped, created) VALUES (?1, ?2, ?3)",
+                    params![d.id, d.wrapped, d.created.0],
+                )
+                .map_err(backend)?;
+            }
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO keys (id, account, metadata, revision) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .map_err(backend)?;
+            for k in &records.keys {
+                insert
+                    .execute(params![
+                        k.metadata.id.to_string(),
+                        k.metadata.account,
+                        metadata_json(&k.metadata)?,
+                        k.revision
+                    ])
+                    .map_err(backend)?;
+                k.versions.iter().try_for_each(|v| put_version(tx, v))?;
+            }
+            for a in &records.aliases {
+                tx.execute(
+                    "INSERT INTO aliases (account, name, target, created, updated) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![a.account, a.name.as_str(), a.target.to_string(), a.created.0, a.updated.0],
+                )
+                .map_err(backend)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes entries with `seq` at or below `cursor` and raises the horizon to it.
+    fn trim_feed(&self, cursor: FeedCursor) -> Result<u64, StoreError> {
+        self.write(|tx| {
+            let to = cursor.as_u64().min(last_seq(tx)?);
+            let to = i64::try_from(to).map_err(|_| corrupt("feed cursor", to))?;
+            let n = tx
+                .execute("DELETE FROM changes WHERE seq <= ?1", [to])
+                .map_err(backend)?;
+            tx.execute("UPDATE feed_horizon SET horizon = MAX(horizon, ?1)", [to])
+                .map_err(backend)?;
+            Ok(n as u64)
         })
     }
 }

@@ -373,3 +373,66 @@ fn racing_alias_updates_leave_the_replica_as_the_store() {
         assert_eq!(kms.describe_key(A, "alias/x").unwrap().id, stored.target);
     }
 }
+
+/// Feed trimming on a shared store: a node trims what it read at least the
+/// retention ago; a node that has not synced since then is behind the
+/// trimmed part, reloads its whole replica on its next sync, and reads the
+/// feed normally after that. The trimming node itself never reloads.
+fn trimming_the_feed(shared: Shared) {
+    let clock = StepClock::new();
+    let retention = Duration::from_secs(60);
+    let root = LocalRootKey::new(SymmetricKey::from_slice(&[7; 32]).unwrap());
+    let [n1, n2] = shared.stores.clone().map(|s| {
+        Arc::new(
+            Kms::open(s, &root, clock.clone(), "us-east-1")
+                .unwrap()
+                .with_feed_retention(retention)
+                .with_max_staleness(None),
+        )
+    });
+    let k1 = n1.create_key(A, CreateKeyInput::default()).unwrap();
+    // Nothing is older than the retention yet.
+    assert_eq!(n1.trim_feed().unwrap(), 0);
+    clock.advance(Duration::from_secs(61));
+    n1.sync().unwrap();
+    let k2 = n1.create_key(A, CreateKeyInput::default()).unwrap();
+    n1.disable_key(A, &k1.arn()).unwrap();
+    clock.advance(Duration::from_secs(61));
+    n1.sync().unwrap();
+    // n1 trims up to where it was 61 s ago (after k1's creation); n2,
+    // opened before k1, has not synced since.
+    let removed = n1.trim_feed().unwrap();
+    assert!(removed >= 2, "{removed}");
+    let outcome = n2.sync().unwrap();
+    assert!(outcome.reloaded, "{outcome:?}");
+    assert_eq!(
+        n2.describe_key(A, &k1.arn()).unwrap().state,
+        KeyState::Disabled
+    );
+    n2.describe_key(A, &k2.arn()).unwrap();
+    // From there on both read the feed as usual.
+    let k3 = n1.create_key(A, CreateKeyInput::default()).unwrap();
+    let outcome = n2.sync().unwrap();
+    assert!(!outcome.reloaded, "{outcome:?}");
+    n2.describe_key(A, &k3.arn()).unwrap();
+    assert!(!n1.sync().unwrap().reloaded);
+    // Trimming again later removes what was trimmed no more.
+    clock.advance(Duration::from_secs(61));
+    n1.sync().unwrap();
+    n2.sync().unwrap();
+    n1.trim_feed().unwrap();
+    n2.trim_feed().unwrap();
+    assert!(!n1.sync().unwrap().reloaded);
+    assert!(!n2.sync().unwrap().reloaded);
+    assert_eq!(n2.list_keys(A, None, None).unwrap().items.len(), 3);
+}
+
+#[test]
+fn sqlite_trimming_the_feed() {
+    trimming_the_feed(sqlite());
+}
+
+#[test]
+fn postgres_trimming_the_feed() {
+    trimming_the_feed(postgres());
+}

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use keyfence_core::service::CreateKeyInput;
-use keyfence_core::store::StoreError;
+use keyfence_core::store::{FeedCursor, StoreError};
 use keyfence_core::{
     EncryptionContext, Kms, KmsError, LocalRootKey, ManualClock, Store, SystemClock, Timestamp,
 };
@@ -159,7 +159,7 @@ fn journal_is_wal_and_sync_is_full() {
 /// A version 1 file (no revisions, no change feed) migrates on open: keys
 /// start at revision 1, the feed records changes from then on.
 #[test]
-fn a_version_1_file_migrates_to_version_2_on_open() {
+fn a_version_1_file_migrates_to_the_latest_version_on_open() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keyfence.db");
     let root = LocalRootKey::new(SymmetricKey::generate().unwrap());
@@ -181,7 +181,8 @@ fn a_version_1_file_migrates_to_version_2_on_open() {
         conn.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
     }
     conn.execute_batch(
-        "DROP TABLE changes; ALTER TABLE keys DROP COLUMN revision; UPDATE schema_version SET version = 1;",
+        "DROP TABLE changes; DROP TABLE feed_horizon; ALTER TABLE keys DROP COLUMN revision; \
+         UPDATE schema_version SET version = 1;",
     )
     .unwrap();
     drop(conn);
@@ -194,7 +195,7 @@ fn a_version_1_file_migrates_to_version_2_on_open() {
     let version: i64 = conn
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let store: Arc<dyn Store> = Arc::new(store);
     let kms = Kms::open(store.clone(), &root, Arc::new(SystemClock), "us-east-1").unwrap();
     let key = kms.create_key(A, CreateKeyInput::default()).unwrap();
@@ -204,4 +205,135 @@ fn a_version_1_file_migrates_to_version_2_on_open() {
         &c.entity,
         keyfence_core::store::ChangedEntity::Key { id, current: Some(k) } if *id == key.id && k.revision == 1
     )));
+}
+
+/// Keys read page by page come in id order, each once, with their own
+/// versions, and a page ends where the next begins.
+#[test]
+fn keys_load_page_by_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyfence.db");
+    let root = LocalRootKey::new(SymmetricKey::generate().unwrap());
+    let kms = open(&path, &root);
+    let mut made = Vec::new();
+    for i in 0..25 {
+        let key = kms.create_key(A, CreateKeyInput::default()).unwrap();
+        if i % 5 == 0 {
+            kms.rotate_key_on_demand(A, &key.arn()).unwrap();
+        }
+        made.push(key.id.to_string());
+    }
+    made.sort();
+    let store = SqliteStore::open(&path).unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.load_keys(after.as_ref(), 10).unwrap();
+        assert!(page.len() <= 10);
+        for k in &page {
+            assert!(k.versions.iter().all(|v| v.key_id == k.metadata.id));
+            assert_eq!(k.versions.len() as u32, k.metadata.current_version);
+            seen.push(k.metadata.id.to_string());
+        }
+        match page.last() {
+            Some(k) if page.len() == 10 => after = Some(k.metadata.id),
+            _ => break,
+        }
+    }
+    assert_eq!(seen, made);
+    let head = store.load_head().unwrap();
+    assert!(head.keys.is_empty());
+    assert_eq!(head.domain_keys.len(), 1);
+    // A node loads the same keys through the pages.
+    drop(kms);
+    let kms = open(&path, &root);
+    assert_eq!(kms.list_keys(A, None, None).unwrap().items.len(), 25);
+}
+
+/// A bulk insert is one transaction: into a store that is not empty it is
+/// refused whole, and a failure half-way leaves nothing behind.
+#[test]
+fn bulk_inserts_are_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = LocalRootKey::new(SymmetricKey::generate().unwrap());
+    let source = dir.path().join("source.db");
+    {
+        let kms = open(&source, &root);
+        for _ in 0..3 {
+            kms.create_key(A, CreateKeyInput::default()).unwrap();
+        }
+        let key = kms.list_keys(A, None, None).unwrap().items[0].clone();
+        kms.create_alias(A, "alias/one", &key.id.to_string())
+            .unwrap();
+    }
+    let all = SqliteStore::open(&source).unwrap().load().unwrap();
+    assert_eq!((all.keys.len(), all.aliases.len()), (3, 1));
+
+    let target = SqliteStore::open(&dir.path().join("target.db")).unwrap();
+    target.insert_all(&all, true).unwrap();
+    let copied = target.load().unwrap();
+    assert_eq!(copied.keys, all.keys);
+    assert_eq!(copied.aliases, all.aliases);
+    assert_eq!(copied.domain_keys, all.domain_keys);
+    assert!(matches!(
+        target.insert_all(&all, true),
+        Err(StoreError::Conflict(_))
+    ));
+
+    // The third key collides: the first two are not left behind either.
+    let other = SqliteStore::open(&dir.path().join("other.db")).unwrap();
+    let mut clash = all.clone();
+    clash.keys[2] = clash.keys[0].clone();
+    assert!(matches!(
+        other.insert_all(&clash, true),
+        Err(StoreError::Conflict(_))
+    ));
+    let left = other.load().unwrap();
+    assert!(left.keys.is_empty() && left.domain_keys.is_empty());
+}
+
+/// A single node trims the whole feed it has read (nobody else reads it);
+/// the node and a reopened one still hold every key, and the feed goes on
+/// from there.
+#[test]
+fn a_single_node_trims_the_feed_it_has_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyfence.db");
+    let root = LocalRootKey::new(SymmetricKey::generate().unwrap());
+    let kms = open(&path, &root);
+    let mut keys = Vec::new();
+    for _ in 0..5 {
+        keys.push(kms.create_key(A, CreateKeyInput::default()).unwrap());
+    }
+    let count = |path: &std::path::Path| -> i64 {
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .query_row("SELECT COUNT(*) FROM changes", [], |r| r.get(0))
+            .unwrap()
+    };
+    // Per key: the key row and its version row; and the domain key.
+    assert_eq!(count(&path), 11);
+    assert_eq!(kms.trim_feed().unwrap(), 11);
+    assert_eq!(count(&path), 0);
+    for key in &keys {
+        kms.encrypt(A, &key.arn(), b"x", &EncryptionContext::default(), None)
+            .unwrap();
+    }
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+    let cursor = store.load_head().unwrap().cursor;
+    assert_eq!(cursor.as_u64(), 11, "the position survives the trim");
+    kms.disable_key(A, &keys[0].arn()).unwrap();
+    let batch = store.changes_since(cursor).unwrap();
+    assert!(!batch.rewound);
+    assert_eq!(batch.changes.len(), 1);
+    // A reader from before the trim is told to reload.
+    assert!(
+        store
+            .changes_since(FeedCursor::from_u64(3))
+            .unwrap()
+            .rewound
+    );
+    drop(kms);
+    let kms = open(&path, &root);
+    assert_eq!(kms.list_keys(A, None, None).unwrap().items.len(), 5);
 }

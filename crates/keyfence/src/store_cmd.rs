@@ -1,24 +1,26 @@
-//! `keyfence store migrate`: moves a single node's keys from its data
-//! directory's SQLite file into a PostgreSQL database, for many nodes.
-//!
-//! Everything is copied verbatim — domain keys (still wrapped by the root
-//! key), keys with their metadata and wrapped versions (imported material
-//! included), aliases and tags — so the nodes on PostgreSQL, which must use
-//! the same root key, decrypt every old ciphertext. The target must be
-//! empty: a second run, or a run against a database in use, is refused.
+//! `keyfence store …`: moving a single node's keys into PostgreSQL
+//! ([`StoreCommand::Migrate`]), and two hidden tools for measurements at
+//! scale (`bench/stores.sh`): filling a store with many keys fast
+//! ([`fill`]) and timing propagation between two nodes ([`propagation`]).
+
+mod fill;
+mod propagation;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::Subcommand;
+use keyfence_bench::connect::ConnectArgs;
 use keyfence_core::store::Snapshot;
-use keyfence_core::Store;
-use keyfence_store::{PostgresStore, SqliteStore};
+use keyfence_core::{Store, StoreError};
+use keyfence_store::{PostgresOptions, PostgresStore, SqliteStore};
 
 /// `keyfence store …`.
 #[derive(Subcommand)]
 pub enum StoreCommand {
     /// Copy a data directory's keys, versions, aliases, tags, imported
-    /// material and domain keys into an empty PostgreSQL database.
+    /// material and domain keys into an empty PostgreSQL database, in one
+    /// transaction: interrupted, it leaves the database empty.
     Migrate {
         /// The single node's data directory.
         #[arg(long)]
@@ -26,6 +28,38 @@ pub enum StoreCommand {
         /// PostgreSQL connection string (`postgres://user@host/db`).
         #[arg(long)]
         to: String,
+    },
+    /// Measurement tool: adds COUNT symmetric keys to a node's store (its
+    /// data directory's, or `--store`'s), created by the node's own code in
+    /// batches of one transaction each. The node must not be running.
+    #[command(hide = true)]
+    Fill {
+        /// The node's data directory (created if missing): its root key.
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// `sqlite` (the data directory's file) or a PostgreSQL connection string.
+        #[arg(long, default_value = "sqlite")]
+        store: String,
+        /// How many keys to add.
+        #[arg(long)]
+        count: usize,
+        /// The account that owns them.
+        #[arg(long, default_value = "111122223333")]
+        account: String,
+    },
+    /// Measurement tool: creates keys at one node and times how long each
+    /// takes to be visible at another (DescribeKey polled back to back).
+    #[command(hide = true)]
+    Propagation {
+        /// The node where keys are created, and how to reach it.
+        #[command(flatten)]
+        connect: ConnectArgs,
+        /// The node where they must appear (same CA and credential).
+        #[arg(long)]
+        peer: String,
+        /// How many keys.
+        #[arg(long, default_value_t = 200)]
+        count: usize,
     },
 }
 
@@ -45,14 +79,24 @@ pub fn main(command: StoreCommand) -> Result<(), String> {
             println!("start every node with the same root key (copy the data directory's sealed root key file) and --store with the connection string");
             Ok(())
         }
+        StoreCommand::Fill {
+            data_dir,
+            store,
+            count,
+            account,
+        } => fill::main(&data_dir, &store, count, &account),
+        StoreCommand::Propagation {
+            connect,
+            peer,
+            count,
+        } => propagation::main(&connect, &peer, count),
     }
 }
 
-fn is_empty(s: &Snapshot) -> bool {
-    s.domain_keys.is_empty() && s.keys.is_empty() && s.aliases.is_empty()
-}
+/// Bound on the one transaction of a migration (a million keys take minutes).
+const MIGRATE_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// Copies everything; returns what was copied.
+/// Copies everything in one transaction; returns what was copied.
 fn migrate(from: &std::path::Path, to: &str) -> Result<Snapshot, String> {
     let db = from.join("keyfence.db");
     if !db.is_file() {
@@ -62,31 +106,24 @@ fn migrate(from: &std::path::Path, to: &str) -> Result<Snapshot, String> {
     let snapshot = source
         .load()
         .map_err(|e| format!("read {}: {e}", db.display()))?;
-    let target = PostgresStore::connect(to).map_err(|e| format!("PostgreSQL: {e}"))?;
-    let existing = target.load().map_err(|e| format!("PostgreSQL: {e}"))?;
-    if !is_empty(&existing) {
-        return Err(format!(
-            "the target database already holds {} domain keys, {} keys and {} aliases; refusing to mix stores (migrate into an empty database)",
-            existing.domain_keys.len(),
-            existing.keys.len(),
-            existing.aliases.len()
-        ));
-    }
-    let fail = |what: &str, e: keyfence_core::StoreError| {
-        format!("copy {what}: {e} (the target is now partly filled: drop and recreate it before retrying)")
+    let options = PostgresOptions {
+        operation_timeout: MIGRATE_TIMEOUT,
+        ..PostgresOptions::default()
     };
-    for d in &snapshot.domain_keys {
-        target
-            .insert_domain_key(d)
-            .map_err(|e| fail("a domain key", e))?;
+    let target =
+        PostgresStore::connect_with(to, options).map_err(|e| format!("PostgreSQL: {e}"))?;
+    match target.insert_all(&snapshot, true) {
+        Ok(()) => Ok(snapshot),
+        Err(StoreError::Conflict(_)) => {
+            let held = target.load_head().map_err(|e| format!("PostgreSQL: {e}"))?;
+            Err(format!(
+                "the target database already holds {} domain keys and {} aliases, and keys; refusing to mix stores (migrate into an empty database)",
+                held.domain_keys.len(),
+                held.aliases.len(),
+            ))
+        }
+        Err(e) => Err(format!(
+            "copy into PostgreSQL: {e} (nothing was committed: the target is as it was)"
+        )),
     }
-    for k in &snapshot.keys {
-        target
-            .insert_key(&k.metadata, &k.versions)
-            .map_err(|e| fail("a key", e))?;
-    }
-    for a in &snapshot.aliases {
-        target.insert_alias(a).map_err(|e| fail("an alias", e))?;
-    }
-    Ok(snapshot)
 }

@@ -98,3 +98,70 @@ async fn a_sqlite_nodes_ciphertexts_decrypt_on_postgres_after_the_move() {
     drop(kms);
     node.shutdown().await;
 }
+
+/// `keyfence store migrate` copies in one transaction: killed (SIGKILL)
+/// while its transaction is writing, it leaves the target empty, and a
+/// second run copies everything.
+#[test]
+fn a_killed_migrate_leaves_the_target_empty_and_a_rerun_completes() {
+    const KEYS: usize = 30_000;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = Command::new(env!("CARGO_BIN_EXE_keyfence"))
+        .args(["store", "fill", "--data-dir"])
+        .arg(&data)
+        .args(["--count", &KEYS.to_string()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+
+    let pg = TempPostgres::new().unwrap();
+    pg.create_database("target").unwrap();
+    let url = pg.url_for("target");
+    let count = |sql: &str| pg.psql_on("target", sql).unwrap().trim().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyfence"))
+        .args(["store", "migrate", "--from"])
+        .arg(&data)
+        .args(["--to", &url])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Its transaction has begun once it holds the lock on `keys`.
+    let started = std::time::Instant::now();
+    while count(
+        "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+         WHERE c.relname = 'keys' AND l.mode = 'ExclusiveLock' AND l.granted",
+    ) != "1"
+    {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "migrate ended before it could be killed"
+        );
+        assert!(started.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The server ends the transaction of the vanished client.
+    while count("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'keyfence'") != "0"
+    {
+        assert!(started.elapsed() < Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        count(
+            "SELECT (SELECT count(*) FROM domain_keys) + (SELECT count(*) FROM keys) \
+             + (SELECT count(*) FROM key_versions) + (SELECT count(*) FROM aliases)"
+        ),
+        "0"
+    );
+
+    let (ok, out) = migrate(&data, &url);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains(&format!("{KEYS} keys ({KEYS} versions)")),
+        "{out}"
+    );
+    assert_eq!(count("SELECT count(*) FROM keys"), KEYS.to_string());
+}

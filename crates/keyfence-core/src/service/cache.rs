@@ -1,4 +1,8 @@
 //! The in-memory view of keys and aliases that the request path reads.
+//!
+//! It holds every key of the store, so its per-key cost decides a node's
+//! memory at a million keys: a key's versions are one exactly-sized vector
+//! (most keys have one version; a `BTreeMap` would take a 500-byte node for it).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -8,18 +12,54 @@ use crate::model::{Alias, KeyMetadata};
 use crate::store::Revision;
 use crate::KeyId;
 
+/// A key's unwrapped backing keys by version: sorted by version, compact.
+#[derive(Clone, Default)]
+pub(super) struct Versions(Vec<(u32, Material)>);
+
+impl Versions {
+    /// The material of `version`.
+    pub fn get(&self, version: &u32) -> Option<&Material> {
+        self.0
+            .binary_search_by_key(version, |(v, _)| *v)
+            .ok()
+            .map(|i| &self.0[i].1)
+    }
+
+    /// Adds (or replaces) a version.
+    pub fn insert(&mut self, version: u32, material: Material) {
+        match self.0.binary_search_by_key(&version, |(v, _)| *v) {
+            Ok(i) => self.0[i].1 = material,
+            Err(i) => self.0.insert(i, (version, material)),
+        }
+        self.0.shrink_to_fit();
+    }
+
+    /// Whether no version is held (a key awaiting import, or sealed here).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl From<BTreeMap<u32, Material>> for Versions {
+    fn from(map: BTreeMap<u32, Material>) -> Self {
+        let mut v: Vec<_> = map.into_iter().collect();
+        v.shrink_to_fit();
+        Self(v)
+    }
+}
+
 /// A key's metadata with its unwrapped backing keys, by version, at a revision.
 pub(super) struct CachedKey {
     pub meta: KeyMetadata,
-    pub versions: Arc<BTreeMap<u32, Material>>,
+    pub versions: Arc<Versions>,
     pub revision: Revision,
 }
 
 impl CachedKey {
-    pub fn new(meta: KeyMetadata, versions: BTreeMap<u32, Material>, revision: Revision) -> Self {
+    pub fn new(meta: KeyMetadata, versions: impl Into<Versions>, revision: Revision) -> Self {
         Self {
             meta,
-            versions: Arc::new(versions),
+            versions: Arc::new(versions.into()),
             revision,
         }
     }

@@ -107,7 +107,7 @@ impl Kms {
     ) -> Result<Self, KmsError> {
         let fencing = fenced::Fencing::default();
         fencing.install(fences)?;
-        let mut snapshot = store.load()?;
+        let mut snapshot = store.load_head()?;
         if snapshot.domain_keys.is_empty() {
             let key = SymmetricKey::generate()
                 .map_err(KmsError::internal_crypto("domain key generation"))?;
@@ -121,7 +121,7 @@ impl Kms {
                 Ok(()) | Err(StoreError::Conflict(_)) => {}
                 Err(e) => return Err(e.into()),
             }
-            snapshot = store.load()?;
+            snapshot = store.load_head()?;
         }
         let mut keys = HashMap::new();
         for record in &snapshot.domain_keys {

@@ -1,19 +1,75 @@
 //! The node's replica: loading it, applying the store's change feed to it,
-//! and bounding its age.
+//! bounding its age, and trimming the feed behind it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::cache::{Cache, CachedKey};
 use super::Kms;
+use crate::clock::Timestamp;
 use crate::store::{ChangedEntity, FeedCursor, Snapshot, StoredKey};
 use crate::{KeyId, KmsError};
 
-/// Where this node is in the store's change feed.
-#[derive(Default)]
+/// Keys read per page when the replica is loaded ([`crate::Store::load_keys`]).
+pub(crate) const LOAD_PAGE: usize = 10_000;
+
+/// How long the change feed keeps what it has delivered (the default of
+/// [`Kms::with_feed_retention`]): a node that has not synced for longer
+/// than this reloads its whole replica instead of reading the feed.
+pub(crate) const DEFAULT_FEED_RETENTION: Duration = Duration::from_secs(15 * 60);
+
+/// Where this node is in the store's change feed, and where it was.
 pub(super) struct Replica {
     cursor: FeedCursor,
+    /// `(time, cursor)` of past syncs, oldest first, at least
+    /// `retention / MARKS` apart: the feed before a mark older than the
+    /// retention can be trimmed.
+    marks: VecDeque<(Timestamp, FeedCursor)>,
+    retention: Duration,
+}
+
+/// Marks kept per retention period (bounds `Replica::marks`).
+const MARKS: u32 = 8;
+
+impl Default for Replica {
+    fn default() -> Self {
+        Self {
+            cursor: FeedCursor::START,
+            marks: VecDeque::new(),
+            retention: DEFAULT_FEED_RETENTION,
+        }
+    }
+}
+
+impl Replica {
+    /// Remembers that the replica was at `cursor` at `now`.
+    fn mark(&mut self, now: Timestamp, cursor: FeedCursor) {
+        let spacing = i64::try_from((self.retention / MARKS).as_millis()).unwrap_or(i64::MAX);
+        if self
+            .marks
+            .back()
+            .is_none_or(|(t, _)| now.0.saturating_sub(t.0) >= spacing)
+        {
+            self.marks.push_back((now, cursor));
+        }
+    }
+
+    /// The newest cursor this replica had at least the retention ago, taken
+    /// out of the marks (with every older one).
+    fn expired_cursor(&mut self, now: Timestamp) -> Option<FeedCursor> {
+        let retention = i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
+        let mut found = None;
+        while let Some(&(t, c)) = self.marks.front() {
+            if now.0.saturating_sub(t.0) < retention {
+                break;
+            }
+            found = Some(c);
+            self.marks.pop_front();
+        }
+        found
+    }
 }
 
 /// What one [`Kms::sync`] did.
@@ -38,10 +94,9 @@ impl Kms {
         let started = self.now();
         let batch = self.store.changes_since(replica.cursor)?;
         let outcome = if batch.rewound {
-            let snapshot = self.store.load()?;
-            let applied = snapshot.keys.len() + snapshot.aliases.len();
-            let cursor = snapshot.cursor;
-            let cache = self.build_cache(snapshot)?;
+            let head = self.store.load_head()?;
+            let cursor = head.cursor;
+            let (cache, applied) = self.build_cache(head)?;
             self.write_cache().replace_all(cache);
             replica.cursor = cursor;
             SyncOutcome {
@@ -60,7 +115,37 @@ impl Kms {
             }
         };
         self.last_sync.fetch_max(started.0, Ordering::AcqRel);
+        let cursor = replica.cursor;
+        replica.mark(started, cursor);
         Ok(outcome)
+    }
+
+    /// Sets how long the change feed keeps what this node has read before
+    /// [`Self::trim_feed`] removes it (default: 15 minutes).
+    /// A node that falls further behind reloads its whole replica.
+    pub fn with_feed_retention(self, retention: Duration) -> Self {
+        self.lock_replica().retention = retention;
+        self
+    }
+
+    /// Trims the store's change feed: on a shared store, up to where this
+    /// replica was at least the retention ago (every node that syncs more
+    /// often has read it; one that does not reloads); on a store of its
+    /// own, up to where this replica is now, after a sync (nobody else reads
+    /// it). Returns the number of feed entries removed. Run it now and then
+    /// (the node's sweeper does); nodes sharing a store may all run it.
+    pub fn trim_feed(&self) -> Result<u64, KmsError> {
+        let to = if self.store.is_shared() {
+            let now = self.now();
+            match self.lock_replica().expired_cursor(now) {
+                Some(cursor) => cursor,
+                None => return Ok(0),
+            }
+        } else {
+            self.sync()?;
+            self.lock_replica().cursor
+        };
+        Ok(self.store.trim_feed(to)?)
     }
 
     /// How old the replica is: milliseconds since the start of the last
@@ -84,25 +169,51 @@ impl Kms {
         Ok(())
     }
 
-    /// Replaces the replica with `snapshot` (at open).
+    /// Replaces the replica with `snapshot` (at open): a head from
+    /// [`crate::Store::load_head`], whose keys are then read page by page,
+    /// or a whole [`crate::Store::load`].
     pub(super) fn reload(&self, snapshot: Snapshot) -> Result<(), KmsError> {
         let mut replica = self.lock_replica();
         let cursor = snapshot.cursor;
-        let cache = self.build_cache(snapshot)?;
+        let (cache, _) = self.build_cache(snapshot)?;
         self.write_cache().replace_all(cache);
         replica.cursor = cursor;
+        let now = self.now();
+        replica.mark(now, cursor);
         Ok(())
     }
 
-    fn build_cache(&self, snapshot: Snapshot) -> Result<Cache, KmsError> {
+    /// The cache for `head`: its aliases and keys, and, if it holds no
+    /// keys, every key of the store read page by page (each page is
+    /// unwrapped and dropped before the next is read, so the store's records
+    /// are never all in memory at once). Returns it with the number of
+    /// entities loaded.
+    fn build_cache(&self, head: Snapshot) -> Result<(Cache, usize), KmsError> {
         let mut cache = Cache::default();
-        for stored in snapshot.keys {
-            cache.put(self.cached_key(stored)?);
-        }
-        for alias in snapshot.aliases {
+        let mut loaded = head.aliases.len();
+        for alias in head.aliases {
             cache.put_alias(alias);
         }
-        Ok(cache)
+        if !head.keys.is_empty() {
+            loaded += head.keys.len();
+            for stored in head.keys {
+                cache.put(self.cached_key(stored)?);
+            }
+            return Ok((cache, loaded));
+        }
+        let mut after: Option<KeyId> = None;
+        loop {
+            let page = self.store.load_keys(after.as_ref(), LOAD_PAGE)?;
+            let full = page.len() == LOAD_PAGE;
+            loaded += page.len();
+            for stored in page {
+                after = Some(stored.metadata.id);
+                cache.put(self.cached_key(stored)?);
+            }
+            if !full {
+                return Ok((cache, loaded));
+            }
+        }
     }
 
     /// A stored key as the cache holds it: versions this node already holds

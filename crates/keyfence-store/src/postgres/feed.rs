@@ -20,6 +20,10 @@
 //! entity's state (or its absence) from the same snapshot, so applying a
 //! batch is idempotent and a batch is consistent in itself.
 //!
+//! Trimming ([`trim`]) removes the rows of transactions below a cursor some
+//! reader had long ago and raises `feed_horizon` to it; a reader whose cursor
+//! is below the horizon is told to reload (`rewound`).
+//!
 //! Caveat: any transaction holding an id (keyfence's own writes are short,
 //! but also an idle-in-transaction session of another program on the same
 //! database) holds the feed back until it ends; the wake-up on its commit,
@@ -73,6 +77,78 @@ pub(crate) async fn seed(pool: Pool) -> Result<Snapshot, StoreError> {
     result
 }
 
+/// Reads the domain keys, the aliases and the cursor in one snapshot, without the keys.
+pub(crate) async fn head(pool: Pool) -> Result<Snapshot, StoreError> {
+    let mut client = pool.get().await.map_err(pool_err)?;
+    let result = async {
+        let (tx, xmin) = snapshot(&mut client).await?;
+        let head = Snapshot {
+            domain_keys: rows::domain_keys(&tx, None).await?,
+            keys: Vec::new(),
+            aliases: rows::aliases(&tx, None).await?,
+            cursor: FeedCursor::from_u64(xmin),
+        };
+        tx.commit().await.map_err(db)?;
+        Ok(head)
+    }
+    .await;
+    release(client, suspect(&result));
+    result
+}
+
+/// Up to `limit` keys after `after`, in one snapshot.
+pub(crate) async fn keys_page(
+    pool: Pool,
+    after: Option<String>,
+    limit: i64,
+) -> Result<Vec<StoredKey>, StoreError> {
+    let mut client = pool.get().await.map_err(pool_err)?;
+    let result = async {
+        let (tx, _) = snapshot(&mut client).await?;
+        let keys = rows::keys_page(&tx, after, limit).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(keys)
+    }
+    .await;
+    release(client, suspect(&result));
+    result
+}
+
+/// Removes the feed rows of transactions with ids below `cursor` (a past
+/// snapshot's `xmin`, so every such transaction has ended and no row below
+/// it can still appear) and raises the horizon to it; returns the rows removed.
+pub(crate) async fn trim(pool: Pool, cursor: FeedCursor) -> Result<u64, StoreError> {
+    let mut client = pool.get().await.map_err(pool_err)?;
+    let result = async {
+        let tx = client.transaction().await.map_err(db)?;
+        // Never beyond what has ended: a cursor from a store that went back
+        // in time (failover) is clamped to this snapshot's xmin.
+        let to: String = tx
+            .query_one(
+                "SELECT LEAST($1::text::xid8, pg_snapshot_xmin(pg_current_snapshot()))::text",
+                &[&cursor.as_u64().to_string()],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
+        let removed = tx
+            .execute("DELETE FROM changes WHERE xid < $1::text::xid8", &[&to])
+            .await
+            .map_err(db)?;
+        tx.execute(
+            "UPDATE feed_horizon SET horizon = GREATEST(horizon, $1::text::xid8)",
+            &[&to],
+        )
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(removed)
+    }
+    .await;
+    release(client, suspect(&result));
+    result
+}
+
 async fn seed_in(client: &mut Object) -> Result<Snapshot, StoreError> {
     let (tx, xmin) = snapshot(client).await?;
     let seed = Snapshot {
@@ -99,7 +175,14 @@ pub(crate) async fn changes_since(
 
 async fn changes_in(client: &mut Object, cursor: FeedCursor) -> Result<ChangeBatch, StoreError> {
     let (tx, xmin) = snapshot(client).await?;
-    let rewound = xmin < cursor.as_u64();
+    let horizon: String = tx
+        .query_one("SELECT horizon::text FROM feed_horizon", &[])
+        .await
+        .map_err(db)?
+        .get(0);
+    let horizon: u64 = horizon.parse().map_err(|e| corrupt("feed horizon", e))?;
+    // Behind the store (failover) or behind what was trimmed: reload.
+    let rewound = xmin < cursor.as_u64() || cursor.as_u64() < horizon;
     let latest = window(&tx, cursor.as_u64().min(xmin), xmin).await?;
     let changes = resolve(&tx, latest).await?;
     tx.commit().await.map_err(db)?;

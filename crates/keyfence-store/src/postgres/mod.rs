@@ -183,6 +183,16 @@ impl Store for PostgresStore {
         self.run("load", feed::seed)
     }
 
+    fn load_head(&self) -> Result<Snapshot, StoreError> {
+        self.run("load", feed::head)
+    }
+
+    fn load_keys(&self, after: Option<&KeyId>, limit: usize) -> Result<Vec<StoredKey>, StoreError> {
+        let after = after.map(ToString::to_string);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run("load keys", move |pool| feed::keys_page(pool, after, limit))
+    }
+
     fn load_key(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
         let id = *id;
         self.run("load a key", move |pool| writes::load_key(pool, id))
@@ -278,5 +288,16 @@ impl Store for PostgresStore {
             Written::Existed(e) => Ok(e),
             _ => Err(StoreError::Backend("delete alias: no answer".into())),
         }
+    }
+
+    fn insert_all(&self, records: &Snapshot, into_empty: bool) -> Result<(), StoreError> {
+        let records = records.clone();
+        self.run("insert in bulk", move |pool| {
+            writes::insert_all(pool, records, into_empty)
+        })
+    }
+
+    fn trim_feed(&self, cursor: FeedCursor) -> Result<u64, StoreError> {
+        self.run("trim the change feed", move |pool| feed::trim(pool, cursor))
     }
 }

@@ -118,6 +118,30 @@ pub(crate) async fn keys(
     Ok(by_id.into_values().collect())
 }
 
+/// Up to `limit` keys with ids after `after` (text order), with their
+/// versions and revisions, in id order.
+pub(crate) async fn keys_page(
+    tx: &Transaction<'_>,
+    after: Option<String>,
+    limit: i64,
+) -> Result<Vec<StoredKey>, StoreError> {
+    let after = after.unwrap_or_default();
+    let ids: Vec<String> = tx
+        .query(
+            "SELECT id FROM keys WHERE id > $1 ORDER BY id LIMIT $2",
+            &[&after, &limit],
+        )
+        .await
+        .map_err(db)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    keys(tx, Some(&ids)).await
+}
+
 /// Aliases: all of them, or those named by `(accounts[i], names[i])`.
 pub(crate) async fn aliases(
     tx: &Transaction<'_>,

@@ -18,6 +18,7 @@ const MIGRATION_LOCK: i64 = 0x6b65_7966_656e_6365;
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "keys, versions, aliases, change feed", V1),
     (2, "cluster: nodes, fences, authority", super::cluster::V2),
+    (3, "change feed horizon", V3),
 ];
 
 /// The newest schema version this build knows.
@@ -111,6 +112,17 @@ CREATE TRIGGER aliases_feed AFTER INSERT OR UPDATE OR DELETE ON aliases
     FOR EACH ROW EXECUTE FUNCTION keyfence_record_change();
 CREATE TRIGGER domain_keys_feed AFTER INSERT OR UPDATE OR DELETE ON domain_keys
     FOR EACH ROW EXECUTE FUNCTION keyfence_record_change();
+"#;
+
+/// Version 3: the feed's horizon. Feed rows of transactions with ids below
+/// it may have been trimmed (`feed::trim`); a reader whose cursor is below it
+/// must reload everything.
+const V3: &str = r#"
+CREATE TABLE feed_horizon (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    horizon xid8 NOT NULL
+);
+INSERT INTO feed_horizon (one, horizon) VALUES (1, '0'::xid8);
 "#;
 
 /// Applies every pending migration (see the module documentation).

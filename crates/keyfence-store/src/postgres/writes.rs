@@ -5,7 +5,7 @@
 
 use deadpool_postgres::{Object, Pool, Transaction};
 use keyfence_core::model::Alias;
-use keyfence_core::store::{DomainKeyRecord, Revision, StoredKey, VersionRecord};
+use keyfence_core::store::{DomainKeyRecord, Revision, Snapshot, StoredKey, VersionRecord};
 use keyfence_core::{KeyId, KeyMetadata, StoreError, Timestamp};
 
 use super::error::{corrupt, db, pool as pool_err, release, suspect};
@@ -239,6 +239,95 @@ async fn write_in(client: &mut Object, write: &Write) -> Result<Written, StoreEr
     let written = apply(&tx, write).await?;
     tx.commit().await.map_err(db)?;
     Ok(written)
+}
+
+/// Rows per statement of a bulk insert.
+const BULK_ROWS: usize = 5_000;
+
+/// Inserts everything in `records` in one transaction (see
+/// [`Store::insert_all`](keyfence_core::Store::insert_all)): rows go in
+/// batches of [`BULK_ROWS`] per statement (`unnest` of arrays), so a million
+/// keys take a few hundred statements rather than millions of round trips.
+pub(crate) async fn insert_all(
+    pool: Pool,
+    records: Snapshot,
+    into_empty: bool,
+) -> Result<(), StoreError> {
+    let mut client = pool.get().await.map_err(pool_err)?;
+    let result = insert_all_in(&mut client, &records, into_empty).await;
+    release(client, suspect(&result));
+    result
+}
+
+async fn insert_all_in(
+    client: &mut Object,
+    records: &Snapshot,
+    into_empty: bool,
+) -> Result<(), StoreError> {
+    let tx = client.transaction().await.map_err(db)?;
+    if into_empty {
+        // Writers wait (readers do not) until this transaction ends, so two
+        // bulk loads into one empty database cannot both find it empty.
+        tx.batch_execute("LOCK TABLE domain_keys, keys, aliases IN EXCLUSIVE MODE")
+            .await
+            .map_err(db)?;
+        let used: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM domain_keys) OR EXISTS (SELECT 1 FROM keys) \
+                 OR EXISTS (SELECT 1 FROM aliases)",
+                &[],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
+        if used {
+            return Err(StoreError::Conflict("the store is not empty".into()));
+        }
+    }
+    for d in &records.domain_keys {
+        apply(&tx, &Write::DomainKey(d.clone())).await?;
+    }
+    for chunk in records.keys.chunks(BULK_ROWS) {
+        let mut ids = Vec::with_capacity(chunk.len());
+        let mut accounts = Vec::with_capacity(chunk.len());
+        let mut metadata = Vec::with_capacity(chunk.len());
+        let mut revisions = Vec::with_capacity(chunk.len());
+        let (mut v_ids, mut v_versions, mut v_domain) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut v_wrapped, mut v_created) = (Vec::new(), Vec::new());
+        for k in chunk {
+            ids.push(k.metadata.id.to_string());
+            accounts.push(k.metadata.account.clone());
+            metadata.push(metadata_json(&k.metadata)?);
+            revisions.push(k.revision);
+            for v in &k.versions {
+                v_ids.push(v.key_id.to_string());
+                v_versions.push(i32_of("version", v.version)?);
+                v_domain.push(i32_of("domain key id", v.domain_key_id)?);
+                v_wrapped.push(v.wrapped.as_slice());
+                v_created.push(v.created.0);
+            }
+        }
+        tx.execute(
+            "INSERT INTO keys (id, account, metadata, revision) \
+             SELECT id, account, metadata::jsonb, revision \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) \
+             AS t (id, account, metadata, revision)",
+            &[&ids, &accounts, &metadata, &revisions],
+        )
+        .await
+        .map_err(db)?;
+        tx.execute(
+            "INSERT INTO key_versions (key_id, version, domain_key_id, wrapped, created) \
+             SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::bytea[], $5::bigint[])",
+            &[&v_ids, &v_versions, &v_domain, &v_wrapped, &v_created],
+        )
+        .await
+        .map_err(db)?;
+    }
+    for a in &records.aliases {
+        apply(&tx, &Write::InsertAlias(a.clone())).await?;
+    }
+    tx.commit().await.map_err(db)
 }
 
 /// The stored revision of a key, `None` if it does not exist.
