@@ -24,7 +24,8 @@
 //!   ([`NodeKeyring::open_policy_key`]) and unwraps backing keys
 //!   ([`unwrap_backing_key`]).
 //! - Membership changes rotate the fence ([`Authority::rotate_fence`]: new
-//!   epoch, key pair and `s_policy`, backing keys re-wrapped); master rotation
+//!   epoch, key pair and `s_policy`, backing keys re-wrapped, also afterwards
+//!   and as often as needed by [`Authority::rewrapper`]); master rotation
 //!   ([`Authority::rotate_master`] then [`Authority::refresh_fence`] and
 //!   [`Authority::refresh_grant`]) re-encrypts `k_abe` only, generation by
 //!   generation. See [`authority`] for what the authority can and cannot do.
@@ -48,7 +49,10 @@
 //! - The fence id is derived from the canonical policy (HKDF-SHA256), so one
 //!   policy is one fence wherever it is computed.
 //! - The authority keeps its own copy of each fence's secrets in the record,
-//!   encrypted to its X-Wing key; see [`authority`] for what that means.
+//!   encrypted to its X-Wing key; see [`authority`] for what that means. After
+//!   a rotation that copy also holds the previous epoch's private half, so the
+//!   re-wrapping of backing keys can resume from the store alone after a crash
+//!   (and keys a node wrapped under the old epoch meanwhile are caught up).
 //!
 //! # Stored formats
 //!
@@ -76,7 +80,7 @@ mod sign;
 #[cfg(test)]
 mod tests;
 
-pub use authority::{Approval, Authority, FenceRotation, WrappedKeyRef};
+pub use authority::{Approval, Authority, FenceRotation, Rewrapper, WrappedKeyRef};
 pub use codec::FORMAT_VERSION;
 pub use error::FenceError;
 pub use grant::{AuthorityPublic, NodeGrant};
