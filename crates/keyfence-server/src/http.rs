@@ -235,7 +235,7 @@ async fn serve(
         Protocol::Admin(op) => {
             let (state, op) = (Arc::clone(state), op.clone());
             let value = tokio::task::spawn_blocking(move || {
-                crate::admin::handle(state.cluster.as_deref(), &caller, &op, &body)
+                crate::admin::handle(state.cluster.as_deref(), &state.kms, &caller, &op, &body)
             })
             .await
             .map_err(|_| {

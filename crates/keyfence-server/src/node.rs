@@ -113,7 +113,7 @@ impl Node {
         })?;
         let metrics_listener = bind(config.metrics_listen).await?;
         let (data_dir, initialized) = DataDir::open_or_init(&config.data_dir)?;
-        let root = LocalRootKey::new(data_dir.load_root_key()?);
+        let root = Arc::new(LocalRootKey::new(data_dir.load_root_key()?));
         // A cluster node's `[node] store` names a SQLite file its peers share;
         // without one, a cluster node shares its data directory's database
         // (`keyfence dev`), and follows it like any shared store.
@@ -131,7 +131,7 @@ impl Node {
                 section,
                 &data_dir.path,
                 cluster_store,
-                &root,
+                Arc::clone(&root) as Arc<dyn keyfence_core::RootOfTrust>,
                 &api_addr.to_string(),
                 SystemClock.now(),
             )?)),
@@ -141,8 +141,14 @@ impl Node {
             Some(c) => c.view()?,
             None => FenceView::default(),
         };
-        let kms = Kms::open_fenced(store, &root, Arc::new(SystemClock), &config.region, view)?
-            .with_default_fence(config.default_fence.as_deref())?;
+        let kms = Kms::open_fenced(
+            store,
+            root.as_ref(),
+            Arc::new(SystemClock),
+            &config.region,
+            view,
+        )?
+        .with_default_fence(config.default_fence.as_deref())?;
         let kms = Arc::new(if location.is_shared() {
             kms.with_max_staleness(Some(config.max_staleness))
         } else {

@@ -415,3 +415,239 @@ async fn enrollment_and_a_fenced_key_across_three_nodes() {
     );
     iad.shutdown().await;
 }
+
+fn arn_of(reply: &Reply) -> String {
+    assert_eq!(reply.status, 200, "{:?}", reply.json());
+    reply.json()["KeyMetadata"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn fenced_key(node: &Node, s: &Signer, extra: Value) -> String {
+    let mut body = json!({"Tags": [{"TagKey": "keyfence:fence", "TagValue": POLICY}]});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    arn_of(&kms(node, s, "CreateKey", body).await)
+}
+
+async fn encrypt_ok(node: &Node, s: &Signer, arn: &str, what: &str) -> Value {
+    let r = kms(
+        node,
+        s,
+        "Encrypt",
+        json!({"KeyId": arn, "Plaintext": "Z2Vv"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{what}: {:?}", r.json());
+    r.json()["CiphertextBlob"].clone()
+}
+
+fn fenced_elsewhere(node: &Node, arn: &str) -> bool {
+    matches!(
+        node.kms.encrypt(
+            "111122223333",
+            arn,
+            b"x",
+            &keyfence_core::EncryptionContext::default(),
+            None,
+        ),
+        Err(keyfence_core::KmsError::FencedElsewhere { .. })
+    )
+}
+
+fn refresh_all(nodes: &[&Node]) {
+    for node in nodes {
+        node.kms.sync().unwrap();
+        node.cluster.as_ref().unwrap().refresh(&node.kms).unwrap();
+        node.kms.sync().unwrap();
+    }
+}
+
+fn forwarded_to(metrics: &str, peer: &str) -> u64 {
+    let prefix = format!("keyfence_forwarded_requests_total{{peer=\"{peer}\",outcome=\"ok\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// Node removal, attribute changes and master rotation through the admin API,
+/// with a fenced symmetric key and a fenced signing key in use throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_rotate_fences_and_keys_stay_usable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let nodes = cluster(&dir).await;
+    let (fra, par, iad) = (&nodes[0], &nodes[1], &nodes[2]);
+    let s = signer(fra);
+    for name in ["fra", "par", "iad"] {
+        let r = admin(fra, &s, "ApproveNode", json!({"Name": name})).await;
+        assert_eq!(r.status, 200, "{:?}", r.json());
+    }
+    let r = admin(fra, &s, "CreateFence", json!({"Policy": POLICY})).await;
+    assert_eq!(r.json()["Fence"]["Nodes"], json!(["fra", "par"]));
+    refresh_all(&[fra, par, iad]);
+
+    // A fenced symmetric key and a fenced signing key, both made at fra.
+    let key = fenced_key(fra, &s, json!({})).await;
+    let signing = fenced_key(
+        fra,
+        &s,
+        json!({"KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY"}),
+    )
+    .await;
+    let blob = encrypt_ok(fra, &s, &key, "fra before").await;
+    refresh_all(&[fra, par, iad]);
+    assert_eq!(
+        kms(par, &s, "Decrypt", json!({"CiphertextBlob": blob}))
+            .await
+            .status,
+        200
+    );
+    // Fenced Sign at every node: iad forwards; the signature verifies at par.
+    let message = "c2lnbiBtZQ==";
+    for node in [fra, par, iad] {
+        let signed = kms(
+            node,
+            &s,
+            "Sign",
+            json!({"KeyId": signing, "Message": message, "SigningAlgorithm": "ECDSA_SHA_256"}),
+        )
+        .await;
+        assert_eq!(signed.status, 200, "{:?}", signed.json());
+        let verified = kms(
+            par,
+            &s,
+            "Verify",
+            json!({"KeyId": signing, "Message": message, "SigningAlgorithm": "ECDSA_SHA_256",
+                   "Signature": signed.json()["Signature"]}),
+        )
+        .await;
+        assert_eq!(verified.json()["SignatureValid"], true);
+    }
+    assert!(fenced_elsewhere(iad, &key));
+
+    // Remove par, which satisfies the fence: the fence is rotated without
+    // it and both keys are re-wrapped under the new epoch.
+    let removed = admin(fra, &s, "RemoveNode", json!({"Name": "par"})).await;
+    assert_eq!(removed.status, 200, "{:?}", removed.json());
+    let v = removed.json();
+    assert_eq!(v["Node"]["State"], "REMOVED");
+    assert_eq!(v["RotatedFences"], json!([POLICY]));
+    assert_eq!(v["RewrappedKeys"], 2);
+    // fra keeps working before it even installs the new record, and after.
+    encrypt_ok(fra, &s, &key, "fra right after the removal").await;
+    refresh_all(&[fra, par, iad]);
+    assert_eq!(
+        kms(fra, &s, "Decrypt", json!({"CiphertextBlob": blob}))
+            .await
+            .json()["Plaintext"],
+        "Z2Vv"
+    );
+    let fences = admin(fra, &s, "ListFences", json!({})).await.json();
+    assert_eq!(fences["Fences"][0]["Epoch"], 2);
+    assert_eq!(fences["Fences"][0]["Nodes"], json!(["fra"]));
+    // A key made after the removal: par, with its whole store and its old
+    // keys, cannot open it; iad's forward now goes to fra only.
+    let after = fenced_key(fra, &s, json!({})).await;
+    refresh_all(&[par, iad]);
+    assert!(
+        fenced_elsewhere(par, &after),
+        "a removed node opens nothing new"
+    );
+    let before = forwarded_to(&support::scrape(iad).await, "fra");
+    encrypt_ok(iad, &s, &after, "forwarded after the removal").await;
+    assert_eq!(forwarded_to(&support::scrape(iad).await, "fra"), before + 1);
+    assert_eq!(
+        admin(fra, &s, "RemoveNode", json!({"Name": "par"}))
+            .await
+            .error_code()
+            .as_deref(),
+        Some("KMSInvalidStateException")
+    );
+
+    // Master rotation: a second generation, policy keys only; old and new
+    // both open until the old one is retired.
+    let rotated = admin(fra, &s, "RotateMaster", json!({})).await;
+    assert_eq!(rotated.status, 200, "{:?}", rotated.json());
+    assert_eq!(rotated.json()["Generations"], json!([1, 2]));
+    assert_eq!(rotated.json()["Fences"], 1);
+    assert_eq!(rotated.json()["Nodes"], 2, "fra and iad; par is removed");
+    encrypt_ok(fra, &s, &after, "fra during the master rotation").await;
+    refresh_all(&[fra, iad]);
+    let opened = fra.kms.fences();
+    assert_eq!(opened[0].0.generations(), [1, 2]);
+    assert!(opened[0].1, "fra opens the fence with generation 2");
+    assert_eq!(
+        admin(fra, &s, "RetireGeneration", json!({"Generation": 2}))
+            .await
+            .error_code()
+            .as_deref(),
+        Some("KMSInvalidStateException"),
+        "the active generation cannot be retired"
+    );
+    let retired = admin(fra, &s, "RetireGeneration", json!({"Generation": 1})).await;
+    assert_eq!(
+        retired.json()["Generations"],
+        json!([2]),
+        "{:?}",
+        retired.json()
+    );
+    refresh_all(&[fra, iad]);
+    let opened = fra.kms.fences();
+    assert_eq!(opened[0].0.generations(), [2]);
+    assert!(opened[0].1);
+    for arn in [&key, &after] {
+        encrypt_ok(fra, &s, arn, "fra after retirement").await;
+        encrypt_ok(iad, &s, arn, "iad (forwarded) after retirement").await;
+    }
+
+    // Attribute changes: iad moves into the EU (now satisfies: taken in, no
+    // rotation), then back out (rotated without it).
+    let moved = admin(
+        fra,
+        &s,
+        "SetNodeAttributes",
+        json!({"Name": "iad", "Attributes": {"country": "DE", "region": "EU"}}),
+    )
+    .await;
+    assert_eq!(moved.status, 200, "{:?}", moved.json());
+    assert_eq!(moved.json()["RotatedFences"], json!([]));
+    assert_eq!(moved.json()["Node"]["ApprovedAttributes"]["region"], "EU");
+    refresh_all(&[fra, iad]);
+    assert!(!fenced_elsewhere(iad, &after), "iad opens the fence now");
+    let back = admin(
+        fra,
+        &s,
+        "SetNodeAttributes",
+        json!({"Name": "iad", "Attributes": {"country": "US", "region": "NA"}}),
+    )
+    .await;
+    assert_eq!(
+        back.json()["RotatedFences"],
+        json!([POLICY]),
+        "{:?}",
+        back.json()
+    );
+    assert_eq!(back.json()["RewrappedKeys"], 3);
+    refresh_all(&[fra, iad]);
+    let fences = admin(fra, &s, "ListFences", json!({})).await.json();
+    assert_eq!(fences["Fences"][0]["Epoch"], 3);
+    assert_eq!(fences["Fences"][0]["Nodes"], json!(["fra"]));
+    let last = fenced_key(fra, &s, json!({})).await;
+    iad.kms.sync().unwrap();
+    assert!(fenced_elsewhere(iad, &last));
+    encrypt_ok(iad, &s, &last, "forwarded to fra").await;
+    assert_eq!(
+        kms(fra, &s, "Decrypt", json!({"CiphertextBlob": blob}))
+            .await
+            .json()["Plaintext"],
+        "Z2Vv",
+        "a ciphertext from before every change still decrypts"
+    );
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
