@@ -165,6 +165,11 @@ pub struct NodeSection {
     /// The SQLite database shared by the cluster's nodes on one host
     /// [default: the data directory's keyfence.db].
     pub store: Option<PathBuf>,
+    /// The `host:port` other nodes reach this node at, when it is not the
+    /// address it listens on (a wildcard listen address, NAT, a proxy)
+    /// [default: the bound listen address].
+    #[serde(default)]
+    pub advertise: Option<String>,
 }
 
 /// The config file's schema; every field optional.

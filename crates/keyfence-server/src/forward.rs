@@ -9,26 +9,32 @@
 //! receiver uses to refuse a second hop.
 //!
 //! Peers: the nodes the fence record names (those the authority gave the
-//! fence's secret), approved, heard from within [`HEALTHY_WITHIN`], most
-//! recently heard first (round-trip times are not measured yet). One HTTP/2
-//! connection per peer, TLS 1.3 with X25519MLKEM768 only, reused by every
-//! request in flight; a peer that cannot be reached within
-//! [`CONNECT_TIMEOUT`] is skipped, so with none reachable the caller gets the
-//! fence's error at once rather than a timeout.
+//! fence's secret), approved, heard from within [`HEALTHY_WITHIN`], nearest
+//! first. Nearness is the round-trip time this node measures to every peer
+//! continuously ([`Forwarder::measure_peers`], every [`MEASURE_INTERVAL`]: a
+//! `HEAD /` over the peer's HTTP/2 connection, smoothed); round trips within
+//! the same [`TIE_BAND`] tie, and ties go to the peer with fewer of this
+//! node's requests in flight. A peer whose last measurement or forward
+//! failed comes last until it answers again; one not measured yet comes
+//! after the measured ones. One HTTP/2 connection per peer, TLS 1.3 with
+//! X25519MLKEM768 only, reused by every request in flight; a peer that
+//! cannot be reached within [`CONNECT_TIMEOUT`] is skipped, so with none
+//! reachable the caller gets the fence's error at once rather than a timeout.
 //!
 //! Not yet: node certificates (mutual TLS between nodes); the peer is
 //! authenticated by the cluster's CA certificate only.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
 use hyper::header::{HeaderName, HeaderValue, HOST};
 use hyper::http::request::Parts;
-use hyper::{Request, Response, Uri};
+use hyper::{Method, Request, Response, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use keyfence_core::cluster::NodeState;
 use keyfence_core::fence::{FenceId, FenceRecord};
@@ -54,12 +60,80 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A peer counts as healthy if it wrote its heartbeat this recently.
 pub const HEALTHY_WITHIN: Duration = Duration::from_secs(3 * POLL_INTERVAL.as_secs());
 
+/// How often this node measures its round trip to every peer.
+pub const MEASURE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Round-trip times within the same band of this width count as a tie.
+pub const TIE_BAND: Duration = Duration::from_millis(1);
+
+/// Weight of a new round-trip sample in the smoothed value (out of 8).
+const SAMPLE_WEIGHT: u32 = 3;
+
+/// What this node knows of its path to one peer.
+#[derive(Default)]
+struct PeerStats {
+    /// Smoothed round-trip time; `None` until measured.
+    rtt: Option<Duration>,
+    /// The last measurement or forward failed.
+    down: bool,
+    /// This node's requests to the peer now in flight.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// One candidate for a forward, with what ranks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The peer's name.
+    pub name: String,
+    /// Where it is reached.
+    pub address: String,
+    /// Smoothed round-trip time, if measured.
+    pub rtt: Option<Duration>,
+    /// Whether its last measurement or forward failed.
+    pub down: bool,
+    /// Requests to it in flight.
+    pub in_flight: usize,
+}
+
+impl Candidate {
+    /// Sort key: reachable first, then measured by round-trip band, then
+    /// fewer in flight, then the exact round trip, then the name.
+    fn rank(&self) -> (bool, u128, usize, Duration, &str) {
+        let band = self
+            .rtt
+            .map_or(u128::MAX, |d| d.as_nanos() / TIE_BAND.as_nanos());
+        (
+            self.down,
+            band,
+            self.in_flight,
+            self.rtt.unwrap_or(Duration::MAX),
+            &self.name,
+        )
+    }
+}
+
+/// Orders candidates nearest first (see [`Candidate`]'s ranking).
+pub fn nearest_first(candidates: &mut [Candidate]) {
+    candidates.sort_by(|a, b| a.rank().cmp(&b.rank()));
+}
+
 /// Forwards requests to satisfying peers over reused HTTP/2 connections.
 pub struct Forwarder {
     cluster: Arc<Membership>,
     tls: Arc<rustls::ClientConfig>,
     metrics: Arc<Metrics>,
     connections: tokio::sync::Mutex<HashMap<String, SendRequest<Full<Bytes>>>>,
+    /// Path statistics by peer name.
+    stats: Mutex<HashMap<String, PeerStats>>,
+}
+
+/// Counts a request in flight to a peer for as long as it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn unavailable(fence: FenceId, detail: &str) -> ApiError {
@@ -82,12 +156,120 @@ impl Forwarder {
             tls,
             metrics,
             connections: tokio::sync::Mutex::new(HashMap::new()),
+            stats: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The healthy nodes other than this one that hold the fence's secret:
-    /// (name, address), most recently heard from first.
-    fn peers(&self, fence: FenceId) -> Result<Vec<(String, String)>, ApiError> {
+    fn stats(&self) -> std::sync::MutexGuard<'_, HashMap<String, PeerStats>> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a round-trip sample to `peer` (`None`: it did not answer).
+    fn record(&self, peer: &str, sample: Option<Duration>) {
+        let mut stats = self.stats();
+        let s = stats.entry(peer.to_owned()).or_default();
+        match sample {
+            Some(d) => {
+                s.down = false;
+                s.rtt = Some(match s.rtt {
+                    None => d,
+                    Some(old) => (old * (8 - SAMPLE_WEIGHT) + d * SAMPLE_WEIGHT) / 8,
+                });
+            }
+            None => s.down = true,
+        }
+    }
+
+    /// The smoothed round-trip time to `peer`, if measured and it answered last time.
+    pub fn round_trip(&self, peer: &str) -> Option<Duration> {
+        self.stats()
+            .get(peer)
+            .filter(|s| !s.down)
+            .and_then(|s| s.rtt)
+    }
+
+    fn in_flight(&self, peer: &str) -> InFlight {
+        let counter = Arc::clone(&self.stats().entry(peer.to_owned()).or_default().in_flight);
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter)
+    }
+
+    /// The approved nodes other than this one heard from within
+    /// [`HEALTHY_WITHIN`], with `filter` deciding by name.
+    fn healthy_nodes(
+        &self,
+        filter: impl Fn(&str) -> bool,
+    ) -> Result<Vec<(String, String)>, keyfence_core::StoreError> {
+        let now = SystemClock.now();
+        let healthy_ms = HEALTHY_WITHIN.as_millis() as i64;
+        Ok(self
+            .cluster
+            .store()
+            .nodes()?
+            .into_iter()
+            .filter(|n| {
+                n.state == NodeState::Approved
+                    && n.name != self.cluster.name()
+                    && filter(&n.name)
+                    && now.0 - n.last_contact.0 <= healthy_ms
+            })
+            .map(|n| (n.name, n.address))
+            .collect())
+    }
+
+    /// Measures the round trip to every healthy approved peer once: a
+    /// `HEAD /` (the status page) over its HTTP/2 connection, timed from
+    /// sending to the response head; the connection is opened first if need
+    /// be, outside the timing.
+    pub async fn measure_once(&self) {
+        let peers = match self.healthy_nodes(|_| true) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the cluster store to measure peers");
+                return;
+            }
+        };
+        for (name, address) in peers {
+            let sample = self.ping(&address).await;
+            if let Err(e) = &sample {
+                tracing::debug!(peer = %name, %address, error = %e, "round-trip measurement failed");
+                self.connections.lock().await.remove(&address);
+            }
+            self.record(&name, sample.ok());
+        }
+    }
+
+    async fn ping(&self, address: &str) -> Result<Duration, String> {
+        let mut sender = self.connection(address).await?;
+        let uri: Uri = format!("https://{address}/")
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| e.to_string())?;
+        let mut req = Request::new(Full::new(Bytes::new()));
+        *req.method_mut() = Method::HEAD;
+        *req.uri_mut() = uri;
+        let exchange = async {
+            sender.ready().await.map_err(|e| e.to_string())?;
+            let started = Instant::now();
+            sender.send_request(req).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(started.elapsed())
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, exchange)
+            .await
+            .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))?
+    }
+
+    /// Measures every peer every [`MEASURE_INTERVAL`], for ever (the node's task).
+    pub async fn measure_peers(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(MEASURE_INTERVAL);
+        loop {
+            tick.tick().await;
+            self.measure_once().await;
+        }
+    }
+
+    /// The healthy nodes other than this one that hold the fence's secret,
+    /// nearest first.
+    pub fn peers(&self, fence: FenceId) -> Result<Vec<Candidate>, ApiError> {
         let internal = |e: String| {
             tracing::error!(error = %e, "reading the cluster store to forward");
             unavailable(fence, "the cluster store could not be read")
@@ -102,21 +284,27 @@ impl Forwarder {
         let record =
             FenceRecord::from_bytes(&stored.record).map_err(|e| internal(e.to_string()))?;
         let members = record.nodes();
-        let now = SystemClock.now();
-        let healthy_ms = HEALTHY_WITHIN.as_millis() as i64;
-        let mut nodes: Vec<_> = store
-            .nodes()
-            .map_err(|e| internal(e.to_string()))?
-            .into_iter()
-            .filter(|n| {
-                n.state == NodeState::Approved
-                    && n.name != self.cluster.name()
-                    && members.contains(&n.name.as_str())
-                    && now.0 - n.last_contact.0 <= healthy_ms
-            })
-            .collect();
-        nodes.sort_by_key(|n| std::cmp::Reverse(n.last_contact));
-        Ok(nodes.into_iter().map(|n| (n.name, n.address)).collect())
+        let nodes = self
+            .healthy_nodes(|name| members.contains(&name))
+            .map_err(|e| internal(e.to_string()))?;
+        let mut candidates: Vec<Candidate> = {
+            let stats = self.stats();
+            nodes
+                .into_iter()
+                .map(|(name, address)| {
+                    let s = stats.get(&name);
+                    Candidate {
+                        rtt: s.and_then(|s| s.rtt),
+                        down: s.is_some_and(|s| s.down),
+                        in_flight: s.map_or(0, |s| s.in_flight.load(Ordering::Relaxed)),
+                        name,
+                        address,
+                    }
+                })
+                .collect()
+        };
+        nearest_first(&mut candidates);
+        Ok(candidates)
     }
 
     /// The connection to `address`, opened if there is none or it has closed.
@@ -209,14 +397,19 @@ impl Forwarder {
         refusal: ApiError,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let peers = self.peers(fence)?;
-        for (name, address) in &peers {
-            match self.send(address, parts, body).await {
+        for Candidate { name, address, .. } in &peers {
+            let sent = {
+                let _counted = self.in_flight(name);
+                self.send(address, parts, body).await
+            };
+            match sent {
                 Ok(resp) => {
                     self.metrics.record_forward(name, "ok");
                     return Ok(resp);
                 }
                 Err(e) => {
                     self.metrics.record_forward(name, "unreachable");
+                    self.record(name, None);
                     tracing::warn!(peer = %name, %address, error = %e, "forwarding failed; trying the next node");
                     self.connections.lock().await.remove(address);
                 }
@@ -265,6 +458,51 @@ pub async fn on_refusal(
 mod tests {
     use super::*;
     use crate::api::messages;
+
+    fn candidate(name: &str, rtt_us: Option<u64>, down: bool, in_flight: usize) -> Candidate {
+        Candidate {
+            name: name.into(),
+            address: format!("{name}:1"),
+            rtt: rtt_us.map(Duration::from_micros),
+            down,
+            in_flight,
+        }
+    }
+
+    fn order(mut c: Vec<Candidate>) -> Vec<String> {
+        nearest_first(&mut c);
+        c.into_iter().map(|c| c.name).collect()
+    }
+
+    #[test]
+    fn peers_are_ranked_by_round_trip_then_load() {
+        // Nearest first by round trip.
+        assert_eq!(
+            order(vec![
+                candidate("far", Some(30_000), false, 0),
+                candidate("near", Some(400), false, 0),
+            ]),
+            ["near", "far"]
+        );
+        // Within one band (a tie), fewer in flight first, even if a bit slower.
+        assert_eq!(
+            order(vec![
+                candidate("busy", Some(200), false, 5),
+                candidate("idle", Some(700), false, 1),
+                candidate("far", Some(2_500), false, 0),
+            ]),
+            ["idle", "busy", "far"]
+        );
+        // Unmeasured after measured; down last whatever its round trip.
+        assert_eq!(
+            order(vec![
+                candidate("down", Some(100), true, 0),
+                candidate("new", None, false, 0),
+                candidate("slow", Some(90_000), false, 9),
+            ]),
+            ["slow", "new", "down"]
+        );
+    }
 
     #[test]
     fn the_refusal_names_the_fence_it_is_forwarded_for() {

@@ -89,6 +89,8 @@ pub struct Node {
     pub kms: Arc<Kms>,
     /// This node's cluster membership (with a `[node]` table).
     pub cluster: Option<Arc<Membership>>,
+    /// Its forwarder to satisfying peers (cluster nodes).
+    pub forwarder: Option<Arc<Forwarder>>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -126,13 +128,18 @@ impl Node {
             (None, other) => other.clone(),
         };
         let (store, cluster_store, follow) = open_store(&location, &data_dir)?;
+        let advertised = config
+            .node
+            .as_ref()
+            .and_then(|n| n.advertise.clone())
+            .unwrap_or_else(|| api_addr.to_string());
         let cluster = match &config.node {
             Some(section) => Some(Arc::new(Membership::join(
                 section,
                 &data_dir.path,
                 cluster_store,
                 Arc::clone(&root) as Arc<dyn keyfence_core::RootOfTrust>,
-                &api_addr.to_string(),
+                &advertised,
                 SystemClock.now(),
             )?)),
             None => None,
@@ -186,25 +193,32 @@ impl Node {
         let max_connections = config.limits.effective_max_connections(open_files);
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let forwarder = match &cluster {
+            Some(c) => Some(Arc::new(Forwarder::new(
+                Arc::clone(c),
+                tls::client_config(&data_dir.pki.ca_cert, ClientGroups::HybridOnly)?,
+                Arc::clone(&metrics),
+            ))),
+            None => None,
+        };
         let state = Arc::new(AppState {
             kms: Arc::clone(&kms),
             credentials,
             metrics: Arc::clone(&metrics),
-            forwarder: match &cluster {
-                Some(c) => Some(Arc::new(Forwarder::new(
-                    Arc::clone(c),
-                    tls::client_config(&data_dir.pki.ca_cert, ClientGroups::HybridOnly)?,
-                    Arc::clone(&metrics),
-                ))),
-                None => None,
-            },
+            forwarder: forwarder.clone(),
             cluster: cluster.clone(),
             budget: RequestBudget::new(&config.limits),
             body_read_timeout: config.limits.body_read_timeout,
         });
         if let Some(c) = &cluster {
             tasks.spawn(until_stopped(
-                poll_cluster(Arc::clone(c), Arc::clone(&kms), api_addr),
+                poll_cluster(Arc::clone(c), Arc::clone(&kms), advertised.clone()),
+                stopped.clone(),
+            ));
+        }
+        if let Some(f) = &forwarder {
+            tasks.spawn(until_stopped(
+                Arc::clone(f).measure_peers(),
                 stopped.clone(),
             ));
         }
@@ -235,6 +249,7 @@ impl Node {
             mode,
             kms,
             cluster,
+            forwarder,
             stop,
             tasks,
         })
@@ -292,13 +307,13 @@ async fn until_stopped(
 
 /// Heartbeat, and pick up this node's grant and the fence records (keys
 /// themselves arrive through the store's change feed, see `replica`).
-async fn poll_cluster(cluster: Arc<Membership>, kms: Arc<Kms>, api_addr: SocketAddr) {
+async fn poll_cluster(cluster: Arc<Membership>, kms: Arc<Kms>, address: String) {
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     loop {
         tick.tick().await;
-        let (cluster, kms) = (Arc::clone(&cluster), Arc::clone(&kms));
+        let (cluster, kms, address) = (Arc::clone(&cluster), Arc::clone(&kms), address.clone());
         let polled = tokio::task::spawn_blocking(move || {
-            cluster.heartbeat(&api_addr.to_string(), SystemClock.now())?;
+            cluster.heartbeat(&address, SystemClock.now())?;
             cluster.refresh(&kms).map(drop)
         })
         .await;

@@ -20,6 +20,16 @@ const POLICY: &str = "region: EU and not country: RU";
 const REGION: &str = "eu-central-1";
 
 async fn start(dir: &Path, name: &str, attrs: &[(&str, &str)], authority: bool) -> Node {
+    start_advertising(dir, name, attrs, authority, None).await
+}
+
+async fn start_advertising(
+    dir: &Path,
+    name: &str,
+    attrs: &[(&str, &str)],
+    authority: bool,
+    advertise: Option<String>,
+) -> Node {
     Node::start(Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
@@ -40,6 +50,7 @@ async fn start(dir: &Path, name: &str, attrs: &[(&str, &str)], authority: bool) 
                 .collect::<BTreeMap<_, _>>(),
             authority,
             store: None,
+            advertise,
         }),
         default_fence: None,
         store: keyfence_server::config::StoreLocation::DataDir,
@@ -360,20 +371,13 @@ async fn enrollment_and_a_fenced_key_across_three_nodes() {
     );
 
     // Kill the satisfying nodes one by one: with fra gone every request moves
-    // to par, none fails; with par gone too, iad answers at once with the fence's error.
-    // fra heard from most recently, so iad tries it first.
-    let fra_addr = nodes[0].api_addr.to_string();
-    let later =
-        keyfence_core::Timestamp(keyfence_core::Clock::now(&keyfence_core::SystemClock).0 + 60_000);
-    iad.cluster
-        .as_ref()
-        .unwrap()
-        .store()
-        .touch_node("fra", &fra_addr, later)
-        .unwrap();
+    // to par, none fails (fra, if ranked first, is skipped as unreachable, or
+    // it was already measured down); with par gone too, iad answers at once
+    // with the fence's error.
     for node in nodes {
         node.shutdown().await;
     }
+    let before = forwarded_to(&support::scrape(&iad).await, "par");
     for i in 0..5 {
         let r = kms(
             &iad,
@@ -385,13 +389,11 @@ async fn enrollment_and_a_fenced_key_across_three_nodes() {
         assert_eq!(r.status, 200, "request {i} with fra down: {:?}", r.json());
     }
     let metrics = support::scrape(&iad).await;
+    assert_eq!(forwarded_to(&metrics, "par"), before + 5, "{metrics}");
+    iad.forwarder.as_ref().unwrap().measure_once().await;
     assert!(
-        metrics.contains("keyfence_forwarded_requests_total{peer=\"par\",outcome=\"ok\"}"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("keyfence_forwarded_requests_total{peer=\"fra\",outcome=\"unreachable\"}"),
-        "fra was tried first and found down: {metrics}"
+        iad.forwarder.as_ref().unwrap().round_trip("fra").is_none(),
+        "fra is known to be down"
     );
     par.shutdown().await;
     let started = std::time::Instant::now();
@@ -648,6 +650,111 @@ async fn membership_changes_rotate_fences_and_keys_stay_usable() {
         "a ciphertext from before every change still decrypts"
     );
     for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+/// A TCP relay that holds every chunk for `delay` in each direction: a far
+/// away link on loopback. Relays to the address set in `target` once it is.
+async fn slow_link(
+    delay: std::time::Duration,
+    target: std::sync::Arc<std::sync::OnceLock<std::net::SocketAddr>>,
+) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        delay: std::time::Duration,
+    ) {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = from.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            tokio::time::sleep(delay).await;
+            if to.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    }
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Some(target) = target.get().copied() else {
+                continue;
+            };
+            let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                continue;
+            };
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(pump(cr, sw, delay));
+            tokio::spawn(pump(sr, cw, delay));
+        }
+    });
+    addr
+}
+
+/// Forwards go to the satisfying node with the lowest measured round trip,
+/// not to the one heard from last: fra sits behind a slow link, so iad
+/// forwards to par.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_go_to_the_nearest_satisfying_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let delay = std::time::Duration::from_millis(15);
+    let fra_target = std::sync::Arc::new(std::sync::OnceLock::new());
+    let fra_link = slow_link(delay, fra_target.clone()).await;
+    let fra = start_advertising(
+        &dir,
+        "fra",
+        &[("country", "DE"), ("region", "EU"), ("security", "high")],
+        true,
+        Some(fra_link.to_string()),
+    )
+    .await;
+    fra_target.set(fra.api_addr).unwrap();
+    let par = start(&dir, "par", &[("country", "FR"), ("region", "EU")], false).await;
+    let iad = start(&dir, "iad", &[("country", "US"), ("region", "NA")], false).await;
+    let s = signer(&fra);
+    for name in ["fra", "par", "iad"] {
+        assert_eq!(
+            admin(&fra, &s, "ApproveNode", json!({"Name": name}))
+                .await
+                .status,
+            200
+        );
+    }
+    refresh_all(&[&fra, &par, &iad]);
+    let key = fenced_key(&fra, &s, json!({})).await;
+    refresh_all(&[&fra, &par, &iad]);
+    let forwarder = iad.forwarder.as_ref().unwrap();
+    forwarder.measure_once().await;
+    let (to_fra, to_par) = (
+        forwarder.round_trip("fra").expect("fra measured"),
+        forwarder.round_trip("par").expect("par measured"),
+    );
+    assert!(
+        to_fra >= 2 * delay && to_par < delay,
+        "fra {to_fra:?}, par {to_par:?}"
+    );
+    let fence = keyfence_core::fence::FenceId::of_policy(POLICY).unwrap();
+    let ranked: Vec<String> = forwarder
+        .peers(fence)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(ranked, ["par", "fra"]);
+    for _ in 0..4 {
+        encrypt_ok(&iad, &s, &key, "forwarded").await;
+    }
+    let metrics = support::scrape(&iad).await;
+    assert_eq!(forwarded_to(&metrics, "par"), 4, "{metrics}");
+    assert_eq!(forwarded_to(&metrics, "fra"), 0, "{metrics}");
+    for node in [fra, par, iad] {
         node.shutdown().await;
     }
 }
