@@ -602,3 +602,48 @@ fn the_rewrap_sweep_resumes_from_the_rotated_record_alone() {
         .unwrap()
         .is_some());
 }
+
+#[test]
+fn a_node_certificate_rides_in_the_signed_grant_with_its_key_sealed_to_the_node() {
+    let c = Cluster::new();
+    let fra = c.node("fra");
+    let grant = c
+        .authority
+        .issue_tls(&fra.grant, b"fra certificate DER", b"fra private key")
+        .unwrap();
+    let decoded = NodeGrant::from_bytes(&grant.to_bytes()).unwrap();
+    assert_eq!(decoded, grant);
+    decoded.verify(c.authority.public()).unwrap();
+    assert_eq!(decoded.tls_certificate(), Some(&b"fra certificate DER"[..]));
+    let identity = NodeIdentity::from_bytes(&fra.identity_bytes).unwrap();
+    let (cert, key) = decoded.open_tls(&identity).unwrap().unwrap();
+    assert_eq!(cert, b"fra certificate DER");
+    assert_eq!(key.expose(), b"fra private key");
+    // Another node cannot open it; a grant without a certificate has none.
+    let par = NodeIdentity::from_bytes(&c.node("par").identity_bytes).unwrap();
+    assert!(matches!(
+        decoded.open_tls(&par),
+        Err(FenceError::WrongNode { .. })
+    ));
+    assert_eq!(fra.grant.tls_certificate(), None);
+    assert!(fra.grant.open_tls(&identity).unwrap().is_none());
+    // The certificate is signed with the grant: swapping it breaks the signature.
+    let mut bytes = grant.to_bytes();
+    let at = bytes
+        .windows(b"fra certificate DER".len())
+        .position(|w| w == b"fra certificate DER")
+        .unwrap();
+    bytes[at] ^= 1;
+    assert!(NodeGrant::from_bytes(&bytes)
+        .unwrap()
+        .verify(c.authority.public())
+        .is_err());
+    // Master rotation keeps the certificate.
+    let mut c = c;
+    c.authority.rotate_master().unwrap();
+    let refreshed = c.authority.refresh_grant(&grant).unwrap();
+    assert_eq!(
+        refreshed.tls_certificate(),
+        Some(&b"fra certificate DER"[..])
+    );
+}

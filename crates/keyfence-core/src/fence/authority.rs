@@ -237,6 +237,7 @@ impl Authority {
             node,
             approved,
             keys,
+            tls: None,
             signature: Vec::new(),
         })?;
         let mut updated = Vec::new();
@@ -317,6 +318,20 @@ impl Authority {
             signature: Vec::new(),
             ..grant.clone()
         })
+    }
+
+    /// Adds a node certificate to a grant this authority signed: the
+    /// certificate (DER) in clear, its private key (PKCS#8 DER) encrypted to
+    /// the node's KEM key; re-signed. Peers pin the node to exactly this
+    /// certificate for mutual TLS (see [`NodeGrant::tls_certificate`]).
+    pub fn issue_tls(
+        &self,
+        grant: &NodeGrant,
+        certificate: &[u8],
+        private_key: &[u8],
+    ) -> Result<NodeGrant, FenceError> {
+        grant.verify(&self.public)?;
+        self.sign_grant(grant.with_tls(certificate, private_key)?)
     }
 
     pub(crate) fn sign_grant(&self, mut grant: NodeGrant) -> Result<NodeGrant, FenceError> {

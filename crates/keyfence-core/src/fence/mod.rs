@@ -61,7 +61,9 @@
 //! trailing bytes). Types: `0x10` [`NodePublic`], `0x11` [`JoinRequest`],
 //! `0x12` [`NodeGrant`], `0x13` [`FenceRecord`], `0x14` [`NodeIdentity`]
 //! (secret), `0x15` [`Authority`] (secret), `0x16` wrapped backing key,
-//! `0x17` [`AuthorityPublic`]. Secret types' encodings are returned in
+//! `0x17` [`AuthorityPublic`]. Grants are at version 2 (a node certificate
+//! section, see [`NodeGrant::to_bytes`]; version 1 is still read). Secret
+//! types' encodings are returned in
 //! zeroizing buffers, to be sealed under the root of trust.
 
 #![deny(missing_docs)]
