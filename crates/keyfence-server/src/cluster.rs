@@ -15,8 +15,9 @@
 //!   or rotated fence records and installs them in its KMS
 //!   ([`Membership::refresh`]).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use keyfence_abe::Attributes;
@@ -30,6 +31,7 @@ use keyfence_core::{Kms, KmsError, RootOfTrust, StoreError, Timestamp};
 use zeroize::Zeroizing;
 
 use crate::config::NodeSection;
+use crate::tls::{issue_node_certificate, NodeCertificate};
 
 /// How often a node looks in the store for its grant and new fence records.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -46,6 +48,9 @@ pub enum ClusterError {
     /// The root of trust or the KMS refused.
     #[error("{0}")]
     Kms(#[from] KmsError),
+    /// A node certificate could not be made.
+    #[error("node certificate: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The identity file could not be read or written.
     #[error("node identity {path}: {source}")]
     Io {
@@ -165,6 +170,11 @@ pub struct Membership {
     sealer: Option<Arc<dyn RootOfTrust>>,
     /// The grant and records installed last (to install only what changed).
     installed: Mutex<Installed>,
+    /// This node's certificate for mutual TLS with its peers, once approved.
+    certificate: RwLock<Option<Arc<NodeCertificate>>>,
+    /// The node certificate of every approved node, from its verified grant:
+    /// what a forwarded request's connection must present.
+    pinned: RwLock<HashMap<String, Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Membership {
@@ -225,7 +235,89 @@ impl Membership {
             sealer: section.authority.then_some(root),
             authority,
             installed: Mutex::new(Installed::default()),
+            certificate: RwLock::new(None),
+            pinned: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// This node's certificate for mutual TLS with its peers (from its grant).
+    pub fn certificate(&self) -> Option<Arc<NodeCertificate>> {
+        self.certificate
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether `certificate` (DER) is the node certificate in the current
+    /// grant of the approved node `name`. A miss re-reads the store once
+    /// (a node approved or re-issued since the last poll).
+    pub fn is_node_certificate(&self, name: &str, certificate: &[u8]) -> bool {
+        let pinned = |m: &HashMap<String, Vec<u8>>| m.get(name).is_some_and(|c| c == certificate);
+        if pinned(&self.pinned.read().unwrap_or_else(|p| p.into_inner())) {
+            return true;
+        }
+        match self.read_pinned() {
+            Ok(fresh) => {
+                let ok = pinned(&fresh);
+                *self.pinned.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+                ok
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading node certificates");
+                false
+            }
+        }
+    }
+
+    /// The node certificates of the approved nodes whose grants verify.
+    fn read_pinned(&self) -> Result<HashMap<String, Vec<u8>>, ClusterError> {
+        let Some(authority) = self.authority_public()? else {
+            return Ok(HashMap::new());
+        };
+        let mut out = HashMap::new();
+        for node in self.store.nodes()? {
+            let Some(bytes) = node.grant.filter(|_| node.state == NodeState::Approved) else {
+                continue;
+            };
+            let grant = NodeGrant::from_bytes(&bytes)?;
+            if grant.name() != node.name || grant.verify(&authority).is_err() {
+                tracing::warn!(node = %node.name, "a stored grant does not verify; its certificate is not trusted");
+                continue;
+            }
+            if let Some(cert) = grant.tls_certificate() {
+                out.insert(node.name, cert.to_vec());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Opens this node's certificate from its grant and re-reads its peers'.
+    fn install_certificates(&self, grant: Option<&[u8]>) -> Result<(), ClusterError> {
+        let opened = match grant {
+            Some(bytes) => NodeGrant::from_bytes(bytes)?
+                .open_tls(&NodeIdentity::from_bytes(&self.identity)?)?
+                .map(|(certificate, key)| {
+                    Arc::new(NodeCertificate {
+                        certificate,
+                        private_key: Zeroizing::new(key.expose().to_vec()),
+                    })
+                }),
+            None => None,
+        };
+        {
+            let mut held = self.certificate.write().unwrap_or_else(|p| p.into_inner());
+            let same = match (held.as_deref(), opened.as_deref()) {
+                (Some(a), Some(b)) => a.certificate == b.certificate,
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                *held = opened;
+            }
+        }
+        let pinned = self.read_pinned()?;
+        *self.pinned.write().unwrap_or_else(|p| p.into_inner()) = pinned;
+        Ok(())
     }
 
     /// The node's name.
@@ -296,6 +388,7 @@ impl Membership {
     /// The view to open the KMS with.
     pub fn view(&self) -> Result<FenceView, ClusterError> {
         let (view, seen) = self.read_view()?;
+        self.install_certificates(seen.grant.as_deref())?;
         *self.installed.lock().unwrap_or_else(|p| p.into_inner()) = seen;
         Ok(view)
     }
@@ -304,6 +397,7 @@ impl Membership {
     /// grant, new or rotated fences). Returns whether anything changed.
     pub fn refresh(&self, kms: &Kms) -> Result<bool, ClusterError> {
         let (mut view, seen) = self.read_view()?;
+        self.install_certificates(seen.grant.as_deref())?;
         let mut installed = self.installed.lock().unwrap_or_else(|p| p.into_inner());
         if *installed == seen {
             return Ok(false);
@@ -345,8 +439,14 @@ impl Membership {
             .map(|f| FenceRecord::from_bytes(&f.record))
             .collect::<Result<Vec<_>, _>>()?;
         let approval = authority.approve(&request, claimed, &fences)?;
+        let certificate = issue_node_certificate(name)?;
+        let grant = authority.issue_tls(
+            &approval.grant,
+            &certificate.certificate,
+            &certificate.private_key,
+        )?;
         node.state = NodeState::Approved;
-        node.grant = Some(approval.grant.to_bytes());
+        node.grant = Some(grant.to_bytes());
         self.store.update_node(&node)?;
         for record in &approval.fences {
             self.store.put_fence(&stored(record))?;
@@ -453,7 +553,13 @@ impl Membership {
             }
         }
         let approval = authority.approve(&request, approved, &self.records()?)?;
-        node.grant = Some(approval.grant.to_bytes());
+        let certificate = issue_node_certificate(name)?;
+        let grant = authority.issue_tls(
+            &approval.grant,
+            &certificate.certificate,
+            &certificate.private_key,
+        )?;
+        node.grant = Some(grant.to_bytes());
         self.store.update_node(&node)?;
         for record in &approval.fences {
             self.store.put_fence(&stored(record))?;

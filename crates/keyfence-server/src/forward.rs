@@ -21,8 +21,13 @@
 //! cannot be reached within [`CONNECT_TIMEOUT`] is skipped, so with none
 //! reachable the caller gets the fence's error at once rather than a timeout.
 //!
-//! Not yet: node certificates (mutual TLS between nodes); the peer is
-//! authenticated by the cluster's CA certificate only.
+//! Mutual TLS: the forwarding node presents its node certificate (issued by
+//! the authority in its grant); the receiving node serves a request marked
+//! [`FORWARDED_BY`] only if its connection presented exactly the certificate
+//! in the current grant of the approved node it names
+//! ([`check_forwarded_by`]), so a node that is not enrolled, or was removed,
+//! cannot make node-to-node requests. The forwarder checks the peer's server
+//! certificate against the cluster's CA.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -45,7 +50,9 @@ use tokio_rustls::TlsConnector;
 
 use crate::api::ApiError;
 use crate::cluster::{Membership, POLL_INTERVAL};
+use crate::http::Connection;
 use crate::metrics::Metrics;
+use crate::tls::{NodeCertificate, PeerTls};
 
 /// Header a forwarding node adds: its name. A request carrying it is served
 /// locally or refused, never forwarded again.
@@ -120,7 +127,9 @@ pub fn nearest_first(candidates: &mut [Candidate]) {
 /// Forwards requests to satisfying peers over reused HTTP/2 connections.
 pub struct Forwarder {
     cluster: Arc<Membership>,
-    tls: Arc<rustls::ClientConfig>,
+    tls: PeerTls,
+    /// The client configuration in use, with the node certificate it presents.
+    client: Mutex<(Option<Arc<NodeCertificate>>, Arc<rustls::ClientConfig>)>,
     metrics: Arc<Metrics>,
     connections: tokio::sync::Mutex<HashMap<String, SendRequest<Full<Bytes>>>>,
     /// Path statistics by peer name.
@@ -144,20 +153,44 @@ fn unavailable(fence: FenceId, detail: &str) -> ApiError {
 }
 
 impl Forwarder {
-    /// A forwarder for `cluster`'s node, trusting peers' certificates issued by
-    /// the CA in `tls` (a client configuration limited to X25519MLKEM768).
+    /// A forwarder for `cluster`'s node, trusting peers' server certificates
+    /// issued by the CA in `tls` and presenting this node's certificate once
+    /// its grant carries one.
     pub fn new(
         cluster: Arc<Membership>,
-        tls: Arc<rustls::ClientConfig>,
+        tls: PeerTls,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, crate::tls::TlsError> {
+        let anonymous = tls.anonymous()?;
+        Ok(Self {
             cluster,
+            client: Mutex::new((None, anonymous)),
             tls,
             metrics,
             connections: tokio::sync::Mutex::new(HashMap::new()),
             stats: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The client configuration presenting this node's current certificate;
+    /// `true` if it changed (then open connections presented another one).
+    fn client_config(&self) -> Result<(Arc<rustls::ClientConfig>, bool), String> {
+        let current = self.cluster.certificate();
+        let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        let same = match (&client.0, &current) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            let config = match &current {
+                Some(cert) => self.tls.presenting(cert),
+                None => self.tls.anonymous(),
+            }
+            .map_err(|e| e.to_string())?;
+            *client = (current, config);
         }
+        Ok((Arc::clone(&client.1), !same))
     }
 
     fn stats(&self) -> std::sync::MutexGuard<'_, HashMap<String, PeerStats>> {
@@ -309,7 +342,11 @@ impl Forwarder {
 
     /// The connection to `address`, opened if there is none or it has closed.
     async fn connection(&self, address: &str) -> Result<SendRequest<Full<Bytes>>, String> {
+        let (tls, changed) = self.client_config()?;
         let mut connections = self.connections.lock().await;
+        if changed {
+            connections.clear();
+        }
         if let Some(c) = connections.get(address) {
             if !c.is_closed() {
                 return Ok(c.clone());
@@ -322,7 +359,7 @@ impl Forwarder {
             let _ = tcp.set_nodelay(true);
             let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
             let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
-            let tls = TlsConnector::from(Arc::clone(&self.tls))
+            let tls = TlsConnector::from(tls)
                 .connect(name, tcp)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -344,8 +381,10 @@ impl Forwarder {
         Ok(sender)
     }
 
-    /// Sends the original request to one peer; the peer's response as it came.
-    async fn send(
+    /// Sends the original request to the node at `address` (with this
+    /// node's name in [`FORWARDED_BY`], over its mutual-TLS connection); the
+    /// peer's response as it came.
+    pub async fn relay(
         &self,
         address: &str,
         parts: &Parts,
@@ -400,7 +439,7 @@ impl Forwarder {
         for Candidate { name, address, .. } in &peers {
             let sent = {
                 let _counted = self.in_flight(name);
-                self.send(address, parts, body).await
+                self.relay(address, parts, body).await
             };
             match sent {
                 Ok(resp) => {
@@ -425,6 +464,34 @@ impl Forwarder {
             ..refusal
         })
     }
+}
+
+/// Refuses a request marked as forwarded by node `from` unless its connection
+/// presented exactly the node certificate of `from`'s current grant (an
+/// approved node). Checked before anything else is done with the request.
+pub fn check_forwarded_by(
+    cluster: Option<&Membership>,
+    conn: &Connection,
+    from: &HeaderValue,
+) -> Result<(), ApiError> {
+    let from = from.to_str().unwrap_or("?");
+    let refuse = |why: &str| {
+        ApiError::new(
+            "AccessDeniedException",
+            format!("Node-to-node request from {from} refused: {why}"),
+        )
+    };
+    let cluster = cluster.ok_or_else(|| refuse("this node is not in a cluster"))?;
+    let presented = conn
+        .peer_certificate
+        .as_deref()
+        .ok_or_else(|| refuse("the connection presented no node certificate"))?;
+    if !cluster.is_node_certificate(from, presented) {
+        return Err(refuse(
+            "the connection's certificate is not the node certificate of an approved node of that name",
+        ));
+    }
+    Ok(())
 }
 
 /// What the HTTP layer does with a refused KMS request: forward it if it was

@@ -54,6 +54,8 @@ pub struct Connection {
     pub tls_version: &'static str,
     /// The negotiated key-exchange group, e.g. `"X25519MLKEM768"`.
     pub group: &'static str,
+    /// The certificate the client presented (DER), if any: a cluster node's.
+    pub peer_certificate: Option<Vec<u8>>,
 }
 
 impl Connection {
@@ -68,6 +70,10 @@ impl Connection {
             peer,
             tls_version,
             group,
+            peer_certificate: tls
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.to_vec()),
         }
     }
 
@@ -193,6 +199,9 @@ async fn serve(
     let (parts, body) = req.into_parts();
     let (body, _permit) =
         limits::read_body(&parts.headers, body, &state.budget, state.body_read_timeout).await?;
+    if let Some(from) = parts.headers.get(forward::FORWARDED_BY) {
+        forward::check_forwarded_by(state.cluster.as_deref(), conn, from)?;
+    }
     let caller = sigv4::verify(&parts, &body, &state.credentials, SystemTime::now())
         .inspect_err(|e| log_refused_signature(conn, &parts, e))?;
     check_scope(&caller, state.kms.region(), protocol)?;

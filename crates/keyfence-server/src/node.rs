@@ -24,7 +24,7 @@ use crate::limits::{self, Limits, RequestBudget};
 use crate::metrics::{self, Metrics};
 use crate::replica::{self, Follow};
 use crate::sigv4::CredentialStore;
-use crate::tls::{self, ClientGroups, KxMode, PqAcceptor, TlsError};
+use crate::tls::{self, KxMode, PqAcceptor, TlsError};
 
 /// File in the data directory where a started node publishes the addresses it
 /// actually bound, so a caller that asked for port 0 can find it:
@@ -196,9 +196,9 @@ impl Node {
         let forwarder = match &cluster {
             Some(c) => Some(Arc::new(Forwarder::new(
                 Arc::clone(c),
-                tls::client_config(&data_dir.pki.ca_cert, ClientGroups::HybridOnly)?,
+                tls::PeerTls::new(&data_dir.pki.ca_cert)?,
                 Arc::clone(&metrics),
-            ))),
+            )?)),
             None => None,
         };
         let state = Arc::new(AppState {

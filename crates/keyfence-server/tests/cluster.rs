@@ -300,7 +300,9 @@ async fn enrollment_and_a_fenced_key_across_three_nodes() {
     // Decrypt, Encrypt, GenerateDataKey and CreateKey at iad.
     assert_eq!(forwarded, 4, "{metrics}");
 
-    // One hop at most: a request marked as forwarded is not forwarded again.
+    // Node-to-node requests need a node certificate: a client that is not a
+    // node (no certificate) is refused before anything else, naming why.
+    let body = serde_json::to_vec(&json!({"KeyId": arn, "Plaintext": "Z2Vv"})).unwrap();
     let marked = Client::new(&iad, ClientGroups::HybridOnly)
         .send(
             &[
@@ -308,67 +310,102 @@ async fn enrollment_and_a_fenced_key_across_three_nodes() {
                 ("content-type", "application/x-amz-json-1.1"),
                 ("x-keyfence-forwarded-by", "par"),
             ],
-            serde_json::to_vec(&json!({"KeyId": arn, "Plaintext": "Z2Vv"})).unwrap(),
+            body.clone(),
             Some((&s, "kms")),
         )
         .await
         .unwrap();
     assert_eq!(
         marked.error_code().as_deref(),
-        Some("KeyUnavailableException")
+        Some("AccessDeniedException")
     );
     assert!(
         marked.json()["message"]
             .as_str()
             .unwrap()
-            .contains("one hop"),
+            .contains("no node certificate"),
         "{:?}",
         marked.json()
     );
-
-    // A forwarder that alters the signed request gets it refused by the satisfying node.
-    let body = serde_json::to_vec(&json!({"KeyId": arn, "Plaintext": "Z2Vv"})).unwrap();
-    let mut parts = hyper::Request::post(format!("https://localhost:{}/", iad.api_addr.port()))
-        .header("x-amz-target", "TrentService.Encrypt")
-        .header("content-type", "application/x-amz-json-1.1")
-        .body(())
+    // One hop at most: par's own forward (with its node certificate) to iad,
+    // which cannot serve the key, is not forwarded again.
+    let parts = signed_parts(&iad, &s, &body);
+    let relayed = par
+        .forwarder
+        .as_ref()
         .unwrap()
-        .into_parts()
-        .0;
-    keyfence_server::sigv4::sign(
-        &mut parts,
-        &body,
-        &keyfence_server::sigv4::SigningParams {
-            access_key_id: &s.access_key_id,
-            secret_access_key: &s.secret,
-            region: &s.region,
-            service: "kms",
-            time: s.time,
-        },
+        .relay(&iad.api_addr.to_string(), &parts, &body.clone().into())
+        .await
+        .unwrap();
+    let (head, relayed) = relayed.into_parts();
+    let relayed: Value = serde_json::from_slice(
+        &http_body_util::BodyExt::collect(relayed)
+            .await
+            .unwrap()
+            .to_bytes(),
     )
     .unwrap();
-    parts
-        .headers
-        .insert("x-keyfence-forwarded-by", "iad".parse().unwrap());
-    let honest = Client::new(&par, ClientGroups::HybridOnly)
-        .send_signed(parts.clone(), body.clone())
+    assert_eq!(head.status, 400);
+    assert!(
+        relayed["message"].as_str().unwrap().contains("one hop"),
+        "{relayed:?}"
+    );
+
+    // A forwarder that alters the signed request gets it refused by the satisfying node.
+    let forwarder = iad.forwarder.as_ref().unwrap();
+    let to_par = par.api_addr.to_string();
+    let honest = forwarder
+        .relay(&to_par, &parts, &body.clone().into())
         .await
         .unwrap();
-    assert_eq!(
-        honest.status,
-        200,
-        "the unaltered forward is served: {:?}",
-        honest.json()
-    );
+    assert_eq!(honest.status(), 200, "the unaltered forward is served");
     let altered = serde_json::to_vec(&json!({"KeyId": arn, "Plaintext": "ZXZpbA=="})).unwrap();
-    let refused = Client::new(&par, ClientGroups::HybridOnly)
-        .send_signed(parts, altered)
+    let (head, refused) = forwarder
+        .relay(&to_par, &parts, &altered.into())
         .await
-        .unwrap();
+        .unwrap()
+        .into_parts();
+    let refused: Value = serde_json::from_slice(
+        &http_body_util::BodyExt::collect(refused)
+            .await
+            .unwrap()
+            .to_bytes(),
+    )
+    .unwrap();
+    assert_eq!(head.status, 400);
     assert_eq!(
-        refused.error_code().as_deref(),
-        Some("InvalidSignatureException")
+        refused["__type"], "InvalidSignatureException",
+        "{refused:?}"
     );
+
+    // A node that is not enrolled (it asked to join, nobody approved it) has
+    // no node certificate: its forwarded request is refused, with the reason.
+    let ber = start(&dir, "ber", &[("country", "DE"), ("region", "EU")], false).await;
+    let (head, refused) = ber
+        .forwarder
+        .as_ref()
+        .unwrap()
+        .relay(&to_par, &parts, &body.clone().into())
+        .await
+        .unwrap()
+        .into_parts();
+    let refused: Value = serde_json::from_slice(
+        &http_body_util::BodyExt::collect(refused)
+            .await
+            .unwrap()
+            .to_bytes(),
+    )
+    .unwrap();
+    assert_eq!(head.status, 400);
+    assert_eq!(refused["__type"], "AccessDeniedException", "{refused:?}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("no node certificate"),
+        "{refused:?}"
+    );
+    ber.shutdown().await;
 
     // Kill the satisfying nodes one by one: with fra gone every request moves
     // to par, none fails (fra, if ranked first, is skipped as unreachable, or
@@ -416,6 +453,30 @@ async fn enrollment_and_a_fenced_key_across_three_nodes() {
         started.elapsed()
     );
     iad.shutdown().await;
+}
+
+/// A request signed by the caller `s` for `node`, as a forwarder receives it.
+fn signed_parts(node: &Node, s: &Signer, body: &[u8]) -> hyper::http::request::Parts {
+    let mut parts = hyper::Request::post(format!("https://localhost:{}/", node.api_addr.port()))
+        .header("x-amz-target", "TrentService.Encrypt")
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    keyfence_server::sigv4::sign(
+        &mut parts,
+        body,
+        &keyfence_server::sigv4::SigningParams {
+            access_key_id: &s.access_key_id,
+            secret_access_key: &s.secret,
+            region: &s.region,
+            service: "kms",
+            time: s.time,
+        },
+    )
+    .unwrap();
+    parts
 }
 
 fn arn_of(reply: &Reply) -> String {
@@ -559,6 +620,20 @@ async fn membership_changes_rotate_fences_and_keys_stay_usable() {
         fenced_elsewhere(par, &after),
         "a removed node opens nothing new"
     );
+    // Nor can it make node-to-node requests: its certificate is no longer pinned.
+    let body = serde_json::to_vec(&json!({"KeyId": after, "Plaintext": "Z2Vv"})).unwrap();
+    let relayed = par
+        .forwarder
+        .as_ref()
+        .unwrap()
+        .relay(
+            &fra.api_addr.to_string(),
+            &signed_parts(fra, &s, &body),
+            &body.into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(relayed.status(), 400, "a removed node's forward is refused");
     let before = forwarded_to(&support::scrape(iad).await, "fra");
     encrypt_ok(iad, &s, &after, "forwarded after the removal").await;
     assert_eq!(forwarded_to(&support::scrape(iad).await, "fra"), before + 1);
