@@ -121,7 +121,11 @@ impl Node {
         // (`keyfence dev`), and follows it like any shared store.
         let node_store = config.node.as_ref().and_then(|n| n.store.clone());
         let location = match (node_store, &config.store) {
-            (Some(path), _) => StoreLocation::SharedSqlite(path),
+            // `[node] store` names a shared SQLite file or a PostgreSQL database.
+            (Some(path), _) => match path.to_str().map(StoreLocation::parse) {
+                Some(Ok(StoreLocation::Postgres(url))) => StoreLocation::Postgres(url),
+                _ => StoreLocation::SharedSqlite(path),
+            },
             (None, StoreLocation::DataDir) if config.node.is_some() => {
                 StoreLocation::SharedSqlite(data_dir.database())
             }

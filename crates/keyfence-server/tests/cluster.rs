@@ -1,5 +1,6 @@
 //! A geo-fencing cluster of real nodes (real TLS, signed requests) sharing
-//! one SQLite store in one data directory: enrollment through the admin API,
+//! one store (the data directory's SQLite file, or a throw-away PostgreSQL
+//! named in each node's `[node] store`): enrollment through the admin API,
 //! a fenced key made at the authority node, served by a satisfying node and
 //! refused, with the fence named, by a node outside it.
 
@@ -12,6 +13,7 @@ use keyfence_server::config::NodeSection;
 use keyfence_server::sigv4::Credential;
 use keyfence_server::tls::ClientGroups;
 use keyfence_server::{Config, Node};
+use keyfence_testkit::TempPostgres;
 use serde_json::{json, Value};
 use support::{Client, Reply, Signer};
 use zeroize::Zeroizing;
@@ -19,17 +21,42 @@ use zeroize::Zeroizing;
 const POLICY: &str = "region: EU and not country: RU";
 const REGION: &str = "eu-central-1";
 
-async fn start(dir: &Path, name: &str, attrs: &[(&str, &str)], authority: bool) -> Node {
-    start_advertising(dir, name, attrs, authority, None).await
+/// Where the cluster's nodes live: one data directory (shared root key and
+/// CA) and the store they share, the data directory's SQLite file (`None`)
+/// or a PostgreSQL database named in every node's `[node] store`.
+struct Place {
+    dir: std::path::PathBuf,
+    store: Option<std::path::PathBuf>,
+}
+
+impl Place {
+    fn sqlite(tmp: &Path) -> Self {
+        Self {
+            dir: tmp.join("data"),
+            store: None,
+        }
+    }
+
+    fn postgres(tmp: &Path, pg: &TempPostgres) -> Self {
+        Self {
+            dir: tmp.join("data"),
+            store: Some(pg.connection_string().into()),
+        }
+    }
+}
+
+async fn start(place: &Place, name: &str, attrs: &[(&str, &str)], authority: bool) -> Node {
+    start_advertising(place, name, attrs, authority, None).await
 }
 
 async fn start_advertising(
-    dir: &Path,
+    place: &Place,
     name: &str,
     attrs: &[(&str, &str)],
     authority: bool,
     advertise: Option<String>,
 ) -> Node {
+    let (dir, store) = (&place.dir, place.store.clone());
     Node::start(Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
@@ -49,7 +76,7 @@ async fn start_advertising(
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
             authority,
-            store: None,
+            store,
             advertise,
         }),
         default_fence: None,
@@ -89,7 +116,7 @@ async fn kms(node: &Node, signer: &Signer, op: &str, body: Value) -> Reply {
         .await
 }
 
-async fn cluster(dir: &Path) -> Vec<Node> {
+async fn cluster(dir: &Place) -> Vec<Node> {
     vec![
         start(
             dir,
@@ -106,7 +133,17 @@ async fn cluster(dir: &Path) -> Vec<Node> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrollment_and_a_fenced_key_across_three_nodes() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
+    enrollment_and_a_fenced_key(Place::sqlite(tmp.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_and_a_fenced_key_across_three_nodes_on_postgres() {
+    let pg = TempPostgres::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    enrollment_and_a_fenced_key(Place::postgres(tmp.path(), &pg)).await;
+}
+
+async fn enrollment_and_a_fenced_key(dir: Place) {
     let nodes = cluster(&dir).await;
     let (fra, par) = (&nodes[0], &nodes[1]);
     let s = signer(fra);
@@ -541,7 +578,18 @@ fn forwarded_to(metrics: &str, peer: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn membership_changes_rotate_fences_and_keys_stay_usable() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
+    membership_changes(Place::sqlite(tmp.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_rotate_fences_and_keys_stay_usable_on_postgres() {
+    let pg = TempPostgres::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    membership_changes(Place::postgres(tmp.path(), &pg)).await;
+}
+
+async fn membership_changes(dir: Place) {
+    let on_postgres = dir.store.is_some();
     let nodes = cluster(&dir).await;
     let (fra, par, iad) = (&nodes[0], &nodes[1], &nodes[2]);
     let s = signer(fra);
@@ -724,6 +772,12 @@ async fn membership_changes_rotate_fences_and_keys_stay_usable() {
         "Z2Vv",
         "a ciphertext from before every change still decrypts"
     );
+    if on_postgres {
+        assert!(
+            !dir.dir.join("keyfence.db").exists(),
+            "the nodes kept everything in PostgreSQL"
+        );
+    }
     for node in nodes {
         node.shutdown().await;
     }
@@ -778,7 +832,7 @@ async fn slow_link(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwards_go_to_the_nearest_satisfying_node() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
+    let dir = Place::sqlite(tmp.path());
     let delay = std::time::Duration::from_millis(15);
     let fra_target = std::sync::Arc::new(std::sync::OnceLock::new());
     let fra_link = slow_link(delay, fra_target.clone()).await;
