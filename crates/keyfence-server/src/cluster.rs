@@ -36,6 +36,9 @@ use crate::tls::{issue_node_certificate, NodeCertificate};
 /// How often a node looks in the store for its grant and new fence records.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
+/// The least time between two re-reads of the store for refused requests.
+pub const REQUEST_REFRESH_INTERVAL: Duration = Duration::from_millis(100);
+
 /// Why a cluster operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -175,6 +178,10 @@ pub struct Membership {
     /// The node certificate of every approved node, from its verified grant:
     /// what a forwarded request's connection must present.
     pinned: RwLock<HashMap<String, Vec<u8>>>,
+    /// When a refused request last re-read the store.
+    last_request_refresh: Mutex<Option<std::time::Instant>>,
+    /// Bumped whenever a refresh installs a change (for caches of the store).
+    changes: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Membership {
@@ -237,6 +244,8 @@ impl Membership {
             installed: Mutex::new(Installed::default()),
             certificate: RwLock::new(None),
             pinned: RwLock::new(HashMap::new()),
+            last_request_refresh: Mutex::new(None),
+            changes: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -394,10 +403,45 @@ impl Membership {
     }
 
     /// Installs in `kms` what changed in the store since the last time (a
-    /// grant, new or rotated fences). Returns whether anything changed.
+    /// grant, new or rotated fences) and re-reads the node certificates of
+    /// this node and its peers. Returns whether the fences changed.
     pub fn refresh(&self, kms: &Kms) -> Result<bool, ClusterError> {
-        let (mut view, seen) = self.read_view()?;
+        let (view, seen) = self.read_view()?;
         self.install_certificates(seen.grant.as_deref())?;
+        self.install_view(kms, view, seen)
+    }
+
+    /// The re-read of a request refused for a fenced key: like
+    /// [`Self::refresh`] for the fences only, and at most once per
+    /// [`REQUEST_REFRESH_INTERVAL`] (under load, one re-read serves the
+    /// requests refused meanwhile; the others go straight to forwarding).
+    pub fn refresh_for_request(&self, kms: &Kms) -> Result<bool, ClusterError> {
+        {
+            let mut last = self
+                .last_request_refresh
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < REQUEST_REFRESH_INTERVAL) {
+                return Ok(false);
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let (view, seen) = self.read_view()?;
+        self.install_view(kms, view, seen)
+    }
+
+    /// A number that changes whenever a refresh installed something new:
+    /// whoever caches what the store says re-reads it when this moves.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn install_view(
+        &self,
+        kms: &Kms,
+        mut view: FenceView,
+        seen: Installed,
+    ) -> Result<bool, ClusterError> {
         let mut installed = self.installed.lock().unwrap_or_else(|p| p.into_inner());
         if *installed == seen {
             return Ok(false);
@@ -408,6 +452,8 @@ impl Membership {
         let opened = kms.install_fences(view)?;
         tracing::info!(node = %self.name, keys_opened = opened, "installed fence updates");
         *installed = seen;
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(true)
     }
 

@@ -134,6 +134,24 @@ pub struct Forwarder {
     connections: tokio::sync::Mutex<HashMap<String, SendRequest<Full<Bytes>>>>,
     /// Path statistics by peer name.
     stats: Mutex<HashMap<String, PeerStats>>,
+    /// Nodes and fence members, read from the store at most every [`DIRECTORY_TTL`].
+    directory: Mutex<Option<Directory>>,
+}
+
+/// How long the forwarder's copy of the nodes and fence members is used
+/// before the store is read again (the request path reads memory only); a
+/// refresh that installs a change makes it re-read at once.
+pub const DIRECTORY_TTL: Duration = Duration::from_millis(500);
+
+/// The forwarder's copy of who is where.
+struct Directory {
+    read: Instant,
+    /// [`Membership::changes`] when it was read.
+    changes: u64,
+    /// Healthy approved nodes other than this one: (name, address).
+    nodes: Vec<(String, String)>,
+    /// The nodes holding each fence's secret.
+    members: HashMap<FenceId, Vec<String>>,
 }
 
 /// Counts a request in flight to a peer for as long as it lives.
@@ -169,6 +187,7 @@ impl Forwarder {
             metrics,
             connections: tokio::sync::Mutex::new(HashMap::new()),
             stats: Mutex::new(HashMap::new()),
+            directory: Mutex::new(None),
         })
     }
 
@@ -300,6 +319,44 @@ impl Forwarder {
         }
     }
 
+    /// The healthy nodes other than this one that hold `fence`'s secret:
+    /// (name, address); `None` if the fence is unknown. Read from the store at
+    /// most every [`DIRECTORY_TTL`] (and when the fence is not known yet).
+    fn directory(&self, fence: FenceId) -> Result<Option<Vec<(String, String)>>, String> {
+        let mut cached = self.directory.lock().unwrap_or_else(|p| p.into_inner());
+        let changes = self.cluster.changes();
+        let fresh = cached.as_ref().is_some_and(|d| {
+            d.read.elapsed() < DIRECTORY_TTL
+                && d.changes == changes
+                && d.members.contains_key(&fence)
+        });
+        if !fresh {
+            let mut members = HashMap::new();
+            for stored in self.cluster.store().fences().map_err(|e| e.to_string())? {
+                let record = FenceRecord::from_bytes(&stored.record).map_err(|e| e.to_string())?;
+                members.insert(
+                    record.id(),
+                    record.nodes().iter().map(|n| n.to_string()).collect(),
+                );
+            }
+            *cached = Some(Directory {
+                read: Instant::now(),
+                changes,
+                nodes: self.healthy_nodes(|_| true).map_err(|e| e.to_string())?,
+                members,
+            });
+        }
+        let directory = cached.as_ref().expect("just filled");
+        Ok(directory.members.get(&fence).map(|members: &Vec<String>| {
+            directory
+                .nodes
+                .iter()
+                .filter(|(name, _)| members.contains(name))
+                .cloned()
+                .collect()
+        }))
+    }
+
     /// The healthy nodes other than this one that hold the fence's secret,
     /// nearest first.
     pub fn peers(&self, fence: FenceId) -> Result<Vec<Candidate>, ApiError> {
@@ -307,19 +364,10 @@ impl Forwarder {
             tracing::error!(error = %e, "reading the cluster store to forward");
             unavailable(fence, "the cluster store could not be read")
         };
-        let store = self.cluster.store();
-        let stored = store
-            .fences()
-            .map_err(|e| internal(e.to_string()))?
-            .into_iter()
-            .find(|f| f.id == fence)
-            .ok_or_else(|| unavailable(fence, "the fence is unknown"))?;
-        let record =
-            FenceRecord::from_bytes(&stored.record).map_err(|e| internal(e.to_string()))?;
-        let members = record.nodes();
         let nodes = self
-            .healthy_nodes(|name| members.contains(&name))
-            .map_err(|e| internal(e.to_string()))?;
+            .directory(fence)
+            .map_err(|e| internal(e.to_string()))?
+            .ok_or_else(|| unavailable(fence, "the fence is unknown"))?;
         let mut candidates: Vec<Candidate> = {
             let stats = self.stats();
             nodes

@@ -326,13 +326,14 @@ async fn refresh_and_retry(
         account.to_owned(),
         body.clone(),
     );
-    let retried = tokio::task::spawn_blocking(move || match cluster.refresh(&state.kms) {
-        Ok(true) => Some(api::kms::handle(&state.kms, &account, op, &body)),
-        _ => None,
-    })
-    .await
-    .ok()
-    .flatten();
+    let retried =
+        tokio::task::spawn_blocking(move || match cluster.refresh_for_request(&state.kms) {
+            Ok(true) => Some(api::kms::handle(&state.kms, &account, op, &body)),
+            _ => None,
+        })
+        .await
+        .ok()
+        .flatten();
     retried.unwrap_or(Err(refused))
 }
 
