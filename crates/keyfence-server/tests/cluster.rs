@@ -833,7 +833,9 @@ async fn slow_link(
 async fn forwards_go_to_the_nearest_satisfying_node() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = Place::sqlite(tmp.path());
-    let delay = std::time::Duration::from_millis(15);
+    // Far enough that a busy machine's own delays (debug build, shared
+    // cores) do not blur the difference.
+    let delay = std::time::Duration::from_millis(100);
     let fra_target = std::sync::Arc::new(std::sync::OnceLock::new());
     let fra_link = slow_link(delay, fra_target.clone()).await;
     let fra = start_advertising(
@@ -866,7 +868,7 @@ async fn forwards_go_to_the_nearest_satisfying_node() {
         forwarder.round_trip("par").expect("par measured"),
     );
     assert!(
-        to_fra >= 2 * delay && to_par < delay,
+        to_fra >= 2 * delay && to_par < to_fra / 2,
         "fra {to_fra:?}, par {to_par:?}"
     );
     let fence = keyfence_core::fence::FenceId::of_policy(POLICY).unwrap();
