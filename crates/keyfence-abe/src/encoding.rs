@@ -27,7 +27,7 @@ use crate::formula::{Formula, Gate};
 use crate::hashing::hash_value;
 use crate::keys::{AttributeKey, MasterPublicKey, MasterSecretKey};
 use crate::pairing::{g1_from_compressed, g2_from_compressed, scalar_from_be, Gt};
-use crate::policy::{Literal, Node, Policy, MAX_LEAVES};
+use crate::policy::{Literal, Node, Policy, MAX_DEPTH, MAX_LEAVES};
 use crate::scheme::{Header, KeyAttr, KeyMaterial, PublicParams, SecretParams};
 use crate::text::needs_quotes;
 
@@ -195,17 +195,21 @@ fn write_node(w: &mut Writer, node: &Node) {
     }
 }
 
-/// Reads a prefix-order policy tree; `budget` bounds the number of nodes (and so the
-/// recursion depth) by `2 * MAX_LEAVES`.
-fn read_node(r: &mut Reader<'_>, version: u8, budget: &mut usize) -> Result<Node> {
+/// Reads a prefix-order policy tree; `budget` bounds the number of nodes by
+/// `2 * MAX_LEAVES`, `depth` (the levels still allowed below this node) the
+/// recursion by [`MAX_DEPTH`].
+fn read_node(r: &mut Reader<'_>, version: u8, budget: &mut usize, depth: usize) -> Result<Node> {
     if *budget == 0 {
         return Err(Error::Malformed("policy has too many nodes"));
     }
     *budget -= 1;
     match r.u8()? {
         t @ (TAG_AND | TAG_OR) => {
-            let a = Box::new(read_node(r, version, budget)?);
-            let b = Box::new(read_node(r, version, budget)?);
+            let below = depth
+                .checked_sub(1)
+                .ok_or(Error::PolicyTooDeep { max: MAX_DEPTH })?;
+            let a = Box::new(read_node(r, version, budget, below)?);
+            let b = Box::new(read_node(r, version, budget, below)?);
             Ok(if t == TAG_AND {
                 Node::And(a, b)
             } else {
@@ -223,7 +227,7 @@ fn read_node(r: &mut Reader<'_>, version: u8, budget: &mut usize) -> Result<Node
 
 fn read_policy_tree(r: &mut Reader<'_>, version: u8) -> Result<Policy> {
     let mut budget = 2 * MAX_LEAVES;
-    Policy::from_root(read_node(r, version, &mut budget)?)
+    Policy::from_root(read_node(r, version, &mut budget, MAX_DEPTH)?)
 }
 
 impl Policy {

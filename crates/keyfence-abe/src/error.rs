@@ -16,6 +16,13 @@ pub enum Error {
     /// A policy is structurally unacceptable (too deep, too many leaves, ...).
     #[error("invalid policy: {0}")]
     InvalidPolicy(&'static str),
+    /// A policy's formula tree is nested deeper than [`MAX_DEPTH`](crate::MAX_DEPTH)
+    /// levels (parsed, or decoded from untrusted bytes).
+    #[error("policy nested deeper than {max} levels")]
+    PolicyTooDeep {
+        /// The limit.
+        max: usize,
+    },
     /// An attribute name or value is not acceptable.
     #[error("invalid attribute: {0}")]
     InvalidAttribute(String),

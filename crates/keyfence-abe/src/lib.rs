@@ -55,4 +55,4 @@ pub use cca::Ciphertext;
 pub use encoding::NATIVE_VERSION;
 pub use error::{Error, Result};
 pub use keys::{setup, AttributeKey, MasterPublicKey, MasterSecretKey};
-pub use policy::{Policy, MAX_LEAVES};
+pub use policy::{Policy, MAX_DEPTH, MAX_LEAVES};

@@ -13,9 +13,16 @@ use crate::text::write_text;
 
 mod parser;
 
-/// Most literals a policy may contain. This also bounds the depth of every formula
-/// tree, and so the recursion of every function walking one.
+/// Most literals a policy may contain.
 pub const MAX_LEAVES: usize = 1024;
+
+/// Deepest formula tree a policy may have (a literal is at depth 0, each `and` or
+/// `or` adds one level above its deeper operand). This bounds the recursion of
+/// every function walking a tree, including the decoders of untrusted bytes, and
+/// makes every policy's canonical text parse back (its parentheses nest at most
+/// `MAX_DEPTH - 1` deep; the parser accepts 64). A chain of 65 or more literals
+/// joined by one connective is that deep: group it with parentheses.
+pub const MAX_DEPTH: usize = 64;
 
 /// One literal: `label: value`, possibly negated.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -42,6 +49,18 @@ impl Node {
             },
             Node::And(a, b) => a.eval(attrs) && b.eval(attrs),
             Node::Or(a, b) => a.eval(attrs) || b.eval(attrs),
+        }
+    }
+
+    /// The depth of the tree, or `None` if it is deeper than [`MAX_DEPTH`]
+    /// (walking no deeper than that).
+    fn depth_within(&self, limit: usize) -> Option<usize> {
+        match self {
+            Node::Leaf(_) => Some(0),
+            Node::And(a, b) | Node::Or(a, b) => {
+                let below = limit.checked_sub(1)?;
+                Some(1 + a.depth_within(below)?.max(b.depth_within(below)?))
+            }
         }
     }
 
@@ -111,6 +130,9 @@ impl Policy {
 
     /// Builds a policy from a tree, checking the structural limits.
     pub(crate) fn from_root(root: Node) -> Result<Self> {
+        if root.depth_within(MAX_DEPTH).is_none() {
+            return Err(Error::PolicyTooDeep { max: MAX_DEPTH });
+        }
         let mut leaves = Vec::new();
         root.leaves(&mut leaves);
         if leaves.len() > MAX_LEAVES {

@@ -112,8 +112,15 @@ fn agrees_with_every_line_of_policies_json() {
 fn policies_too_large_for_circl_framing_are_refused_not_truncated() {
     let mpk = MasterPublicKey::from_circl_bytes(&golden("publicKey")).unwrap();
     let long = "v".repeat(250);
-    let text = (0..300)
-        .map(|i| format!("k{i}: {long}"))
+    // 300 literals in 20 groups of 15, so the tree stays within MAX_DEPTH.
+    let text = (0..20)
+        .map(|g| {
+            let group = (0..15)
+                .map(|i| format!("k{}: {long}", g * 15 + i))
+                .collect::<Vec<_>>()
+                .join(" or ");
+            format!("({group})")
+        })
         .collect::<Vec<_>>()
         .join(" or ");
     let policy = Policy::parse(&text).unwrap();

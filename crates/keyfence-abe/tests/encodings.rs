@@ -232,3 +232,56 @@ fn corrupted_bytes_are_typed_errors_or_round_trip() {
         }
     }
 }
+
+/// A native policy encoding: `levels` nested `and`s down the left, each with a
+/// literal on the right (prefix order: `and` tags first, then the literals).
+fn nested_policy_bytes(levels: usize) -> Vec<u8> {
+    let leaf = Policy::parse("a: 1").unwrap().to_bytes();
+    let (head, literal) = leaf.split_at(4);
+    let mut out = head.to_vec();
+    out.extend(std::iter::repeat_n(1u8, levels)); // TAG_AND
+    for _ in 0..=levels {
+        out.extend_from_slice(literal);
+    }
+    out
+}
+
+#[test]
+fn policy_nesting_is_capped_with_a_typed_error() {
+    use keyfence_abe::MAX_DEPTH;
+    // At the cap: decodes, and its canonical text parses back to the same policy.
+    let p = Policy::from_bytes(&nested_policy_bytes(MAX_DEPTH)).unwrap();
+    assert_eq!(Policy::parse(&p.to_string()).unwrap(), p);
+    // Beyond it, up to what the node budget used to let through (2,047
+    // levels): refused with the typed error, on a thread with a small stack
+    // (the old decoder recursed 2,047 frames deep and overflowed 2 MiB in debug).
+    for levels in [MAX_DEPTH + 1, 2_047] {
+        let bytes = nested_policy_bytes(levels);
+        let got = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || Policy::from_bytes(&bytes).map(|_| ()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(
+            got,
+            Err(Error::PolicyTooDeep { max: MAX_DEPTH }),
+            "{levels}"
+        );
+    }
+    // The parser refuses the same trees: a chain of MAX_DEPTH + 2 literals
+    // (MAX_DEPTH + 1 levels) used to parse into a canonical text that did not
+    // parse back; MAX_DEPTH + 1 literals are fine.
+    let chain = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("a{i}: x"))
+            .collect::<Vec<_>>()
+            .join(" and ")
+    };
+    let ok = Policy::parse(&chain(MAX_DEPTH + 1)).unwrap();
+    assert_eq!(Policy::parse(&ok.to_string()).unwrap(), ok);
+    assert_eq!(
+        Policy::parse(&chain(MAX_DEPTH + 2)).unwrap_err(),
+        Error::PolicyTooDeep { max: MAX_DEPTH }
+    );
+}

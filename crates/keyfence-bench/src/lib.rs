@@ -76,6 +76,15 @@ pub struct BenchArgs {
     /// Use this existing key instead of creating one.
     #[arg(long)]
     pub key_id: Option<String>,
+    /// Create the key geo-fenced to this policy (the keyfence:fence tag), e.g.
+    /// 'region: EU'. With --key-id, a key made fenced elsewhere can be measured
+    /// at a node outside its fence (every request forwarded).
+    #[arg(long, conflicts_with = "key_id")]
+    pub fence: Option<String>,
+    /// Keep the key this run creates (no ScheduleKeyDeletion at the end), to
+    /// measure it again with --key-id (e.g. at another node).
+    #[arg(long, conflicts_with = "key_id")]
+    pub keep_key: bool,
     /// The node's Prometheus endpoint, for its resident memory before and after;
     /// "none" to skip [default: the metrics address the node published in
     /// DATA_DIR/node.addr.json].
@@ -376,6 +385,7 @@ pub async fn run(
         key_spec: args.key_spec.clone(),
         signing_algorithm: args.signing_algorithm.clone(),
         key_id: args.key_id.clone(),
+        fence: args.fence.clone(),
     };
     if args.workload != WorkloadKind::GenerateDataKey {
         setup.payload_size = Some(args.payload_size);
@@ -467,7 +477,13 @@ pub async fn run(
         before,
         after: after.map(|a| a.1).unwrap_or(Err("not read".into())),
     });
-    if let Err(e) = workload::cleanup(&mut control, &prepared).await {
+    let cleanup = async {
+        if args.keep_key {
+            return Ok(());
+        }
+        workload::cleanup(&mut control, &prepared).await
+    };
+    if let Err(e) = cleanup.await {
         // Best effort: some peers (moto) fail this; the key is then left behind.
         tracing::debug!(key = %prepared.key_id, error = %e, "could not schedule deletion of the benchmark key");
     }

@@ -23,10 +23,10 @@ pub enum WorkloadKind {
     Sign,
     /// Encrypt, Decrypt and GenerateDataKey in the ratio 4:4:2.
     Mixed,
+    /// CreateKey (symmetric; fenced with --fence): each request makes a new key.
+    CreateKey,
     /// New TLS connections per second, X25519 vs X25519MLKEM768.
     Handshakes,
-    /// CreateKey: a new symmetric key per request (a durable write each).
-    CreateKey,
 }
 
 impl WorkloadKind {
@@ -38,8 +38,8 @@ impl WorkloadKind {
             WorkloadKind::GenerateDataKey => "generate-data-key",
             WorkloadKind::Sign => "sign",
             WorkloadKind::Mixed => "mixed",
-            WorkloadKind::Handshakes => "handshakes",
             WorkloadKind::CreateKey => "create-key",
+            WorkloadKind::Handshakes => "handshakes",
         }
     }
 }
@@ -190,6 +190,8 @@ pub struct WorkloadOptions {
     pub signing_algorithm: Option<String>,
     /// Use this key instead of creating one.
     pub key_id: Option<String>,
+    /// Create the key fenced to this policy.
+    pub fence: Option<String>,
 }
 
 /// Creates the key the workload needs (unless given), checks one round trip and
@@ -206,6 +208,21 @@ pub async fn prepare(
     } else {
         "SYMMETRIC_DEFAULT".to_string()
     };
+    if opts.kind == WorkloadKind::CreateKey {
+        let mut create = json!({"Description": "keyfence bench"});
+        if let Some(policy) = &opts.fence {
+            create["Tags"] = json!([{"TagKey": "keyfence:fence", "TagValue": policy}]);
+        }
+        setup_call(conn, "CreateKey", &create).await?;
+        return Ok(Prepared {
+            operations: vec![Operation::new("CreateKey", &create)],
+            pattern: vec![0],
+            key_id: String::new(),
+            key_spec,
+            signing_algorithm: None,
+            created: false,
+        });
+    }
     let (key_id, created) = match &opts.key_id {
         Some(k) => (k.clone(), false),
         None => {
@@ -214,16 +231,15 @@ pub async fn prepare(
             } else {
                 "ENCRYPT_DECRYPT"
             };
-            let v = setup_call(
-                conn,
-                "CreateKey",
-                &json!({
-                    "Description": "keyfence bench",
-                    "KeySpec": key_spec,
-                    "KeyUsage": usage,
-                }),
-            )
-            .await?;
+            let mut create = json!({
+                "Description": "keyfence bench",
+                "KeySpec": key_spec,
+                "KeyUsage": usage,
+            });
+            if let Some(policy) = &opts.fence {
+                create["Tags"] = json!([{"TagKey": "keyfence:fence", "TagValue": policy}]);
+            }
+            let v = setup_call(conn, "CreateKey", &create).await?;
             let id = v["KeyMetadata"]["Arn"]
                 .as_str()
                 .or_else(|| v["KeyMetadata"]["KeyId"].as_str())
@@ -276,16 +292,9 @@ pub async fn prepare(
             signing_algorithm = Some(alg);
             (vec![Operation::new("Sign", &body)], vec![0])
         }
-        WorkloadKind::CreateKey => (
-            vec![Operation::new(
-                "CreateKey",
-                &json!({ "Description": "keyfence bench create-key" }),
-            )],
-            vec![0],
-        ),
-        WorkloadKind::Handshakes => {
+        WorkloadKind::Handshakes | WorkloadKind::CreateKey => {
             return Err(SetupError::Failed(
-                "handshakes need no key (internal error)".into(),
+                "handshakes and create-key use no one key (internal error)".into(),
             ))
         }
     };

@@ -537,3 +537,113 @@ fn fence_encodings_round_trip_and_the_authority_reloads() {
     let shown = format!("{:?} {:?}", c.authority, c.keyring("fra"));
     assert!(shown.matches("[REDACTED]").count() == 2, "{shown}");
 }
+
+#[test]
+fn the_rewrap_sweep_resumes_from_the_rotated_record_alone() {
+    let c = Cluster::new();
+    let record = c.fence();
+    let public = record.public_key(c.authority.public()).unwrap();
+    let old = wrap_backing_key(&public, &[7; 32], b"k/v1").unwrap();
+    let members: Vec<NodeGrant> = c
+        .grants()
+        .into_iter()
+        .filter(|g| g.name() != "fra")
+        .collect();
+    // The rotation re-wraps nothing (as if the authority crashed right after
+    // storing the new record); the new record alone finishes the job.
+    let new = c
+        .authority
+        .rotate_fence(&record, &members, &[])
+        .unwrap()
+        .record;
+    let rewrapper = c.authority.rewrapper(&new).unwrap();
+    assert_eq!((rewrapper.fence(), rewrapper.epoch()), (new.id(), 2));
+    let rewrapped = rewrapper.rewrap(&old, b"k/v1").unwrap().unwrap();
+    assert_eq!(wrapped_key_fence(&rewrapped).unwrap(), (new.id(), 2));
+    let par = c.keyring("par").open_policy_key(&new).unwrap();
+    assert_eq!(
+        unwrap_backing_key(&par, &rewrapped, b"k/v1")
+            .unwrap()
+            .expose(),
+        &[7; 32]
+    );
+    // Already current: nothing to do. Wrong AAD: refused, not re-wrapped.
+    assert_eq!(rewrapper.rewrap(&rewrapped, b"k/v1").unwrap(), None);
+    assert_eq!(
+        rewrapper.rewrap(&old, b"k/v2").unwrap_err(),
+        FenceError::Unauthentic {
+            what: "wrapped backing key"
+        }
+    );
+    // Two rotations on, epoch 1 is out of reach: a typed error, not a guess.
+    let third = c
+        .authority
+        .rotate_fence(&new, &members, &[])
+        .unwrap()
+        .record;
+    assert!(matches!(
+        c.authority.rewrapper(&third).unwrap().rewrap(&old, b"k/v1"),
+        Err(FenceError::WrongPolicyKey {
+            epoch: 3,
+            found_epoch: 1,
+            ..
+        })
+    ));
+    // A record made fresh carries no predecessor; the master rotation's
+    // refresh keeps the authority's copy (with its predecessor) as it was.
+    let mut c = c;
+    c.authority.rotate_master().unwrap();
+    let refreshed = c.authority.refresh_fence(&new).unwrap();
+    assert!(c
+        .authority
+        .rewrapper(&refreshed)
+        .unwrap()
+        .rewrap(&old, b"k/v1")
+        .unwrap()
+        .is_some());
+}
+
+#[test]
+fn a_node_certificate_rides_in_the_signed_grant_with_its_key_sealed_to_the_node() {
+    let c = Cluster::new();
+    let fra = c.node("fra");
+    let grant = c
+        .authority
+        .issue_tls(&fra.grant, b"fra certificate DER", b"fra private key")
+        .unwrap();
+    let decoded = NodeGrant::from_bytes(&grant.to_bytes()).unwrap();
+    assert_eq!(decoded, grant);
+    decoded.verify(c.authority.public()).unwrap();
+    assert_eq!(decoded.tls_certificate(), Some(&b"fra certificate DER"[..]));
+    let identity = NodeIdentity::from_bytes(&fra.identity_bytes).unwrap();
+    let (cert, key) = decoded.open_tls(&identity).unwrap().unwrap();
+    assert_eq!(cert, b"fra certificate DER");
+    assert_eq!(key.expose(), b"fra private key");
+    // Another node cannot open it; a grant without a certificate has none.
+    let par = NodeIdentity::from_bytes(&c.node("par").identity_bytes).unwrap();
+    assert!(matches!(
+        decoded.open_tls(&par),
+        Err(FenceError::WrongNode { .. })
+    ));
+    assert_eq!(fra.grant.tls_certificate(), None);
+    assert!(fra.grant.open_tls(&identity).unwrap().is_none());
+    // The certificate is signed with the grant: swapping it breaks the signature.
+    let mut bytes = grant.to_bytes();
+    let at = bytes
+        .windows(b"fra certificate DER".len())
+        .position(|w| w == b"fra certificate DER")
+        .unwrap();
+    bytes[at] ^= 1;
+    assert!(NodeGrant::from_bytes(&bytes)
+        .unwrap()
+        .verify(c.authority.public())
+        .is_err());
+    // Master rotation keeps the certificate.
+    let mut c = c;
+    c.authority.rotate_master().unwrap();
+    let refreshed = c.authority.refresh_grant(&grant).unwrap();
+    assert_eq!(
+        refreshed.tls_certificate(),
+        Some(&b"fra certificate DER"[..])
+    );
+}

@@ -15,8 +15,9 @@
 //!   or rotated fence records and installs them in its KMS
 //!   ([`Membership::refresh`]).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use keyfence_abe::Attributes;
@@ -30,9 +31,13 @@ use keyfence_core::{Kms, KmsError, RootOfTrust, StoreError, Timestamp};
 use zeroize::Zeroizing;
 
 use crate::config::NodeSection;
+use crate::tls::{issue_node_certificate, NodeCertificate};
 
 /// How often a node looks in the store for its grant and new fence records.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The least time between two re-reads of the store for refused requests.
+pub const REQUEST_REFRESH_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Why a cluster operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +51,9 @@ pub enum ClusterError {
     /// The root of trust or the KMS refused.
     #[error("{0}")]
     Kms(#[from] KmsError),
+    /// A node certificate could not be made.
+    #[error("node certificate: {0}")]
+    Tls(#[from] crate::tls::TlsError),
     /// The identity file could not be read or written.
     #[error("node identity {path}: {source}")]
     Io {
@@ -87,6 +95,36 @@ pub enum ClusterError {
         /// Its state.
         state: NodeState,
     },
+    /// The node is not approved (removal and attribute changes need an approved node).
+    #[error("node {name} is {state:?}, not approved")]
+    NotApproved {
+        /// The node.
+        name: String,
+        /// Its state.
+        state: NodeState,
+    },
+}
+
+/// What a membership change did: the fences it rotated and the keys re-wrapped.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct MembershipChange {
+    /// The node as stored after the change.
+    pub node: Option<NodeRecord>,
+    /// The fences rotated (new epoch, new `s_policy`), by policy.
+    pub rotated: Vec<String>,
+    /// Fenced keys whose versions were re-wrapped under the new epochs.
+    pub rewrapped: usize,
+}
+
+/// What a master rotation or retirement did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterChange {
+    /// The live generations afterwards, ascending (the last is active).
+    pub generations: Vec<u32>,
+    /// Fence records refreshed (policy keys re-sealed; no backing key touched).
+    pub fences: usize,
+    /// Node grants refreshed.
+    pub nodes: usize,
 }
 
 const AUTHORITY_LABEL: &str = "fence-authority";
@@ -129,8 +167,21 @@ pub struct Membership {
     store: Arc<dyn ClusterStore>,
     identity: Zeroizing<Vec<u8>>,
     authority: Option<Mutex<Authority>>,
+    /// The root of trust, kept at the authority node only: it re-seals the
+    /// authority after a master-key change. (That node holds every master
+    /// secret in memory anyway, which is more than the root protects.)
+    sealer: Option<Arc<dyn RootOfTrust>>,
     /// The grant and records installed last (to install only what changed).
     installed: Mutex<Installed>,
+    /// This node's certificate for mutual TLS with its peers, once approved.
+    certificate: RwLock<Option<Arc<NodeCertificate>>>,
+    /// The node certificate of every approved node, from its verified grant:
+    /// what a forwarded request's connection must present.
+    pinned: RwLock<HashMap<String, Vec<u8>>>,
+    /// When a refused request last re-read the store.
+    last_request_refresh: Mutex<Option<std::time::Instant>>,
+    /// Bumped whenever a refresh installs a change (for caches of the store).
+    changes: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Membership {
@@ -152,12 +203,12 @@ impl Membership {
         section: &NodeSection,
         data_dir: &Path,
         store: Arc<dyn ClusterStore>,
-        root: &dyn RootOfTrust,
+        root: Arc<dyn RootOfTrust>,
         address: &str,
         now: Timestamp,
     ) -> Result<Self, ClusterError> {
         let attrs = attributes(section)?;
-        let identity = load_or_make_identity(data_dir, &section.name, attrs, root)?;
+        let identity = load_or_make_identity(data_dir, &section.name, attrs, root.as_ref())?;
         let request = identity.join_request()?;
         match store.node(&section.name)? {
             None => store.insert_node(&NodeRecord {
@@ -177,7 +228,10 @@ impl Membership {
             }
         }
         let authority = if section.authority {
-            Some(Mutex::new(load_or_make_authority(store.as_ref(), root)?))
+            Some(Mutex::new(load_or_make_authority(
+                store.as_ref(),
+                root.as_ref(),
+            )?))
         } else {
             None
         };
@@ -185,9 +239,94 @@ impl Membership {
             name: section.name.clone(),
             store,
             identity: Zeroizing::new(identity.to_bytes().to_vec()),
+            sealer: section.authority.then_some(root),
             authority,
             installed: Mutex::new(Installed::default()),
+            certificate: RwLock::new(None),
+            pinned: RwLock::new(HashMap::new()),
+            last_request_refresh: Mutex::new(None),
+            changes: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+
+    /// This node's certificate for mutual TLS with its peers (from its grant).
+    pub fn certificate(&self) -> Option<Arc<NodeCertificate>> {
+        self.certificate
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether `certificate` (DER) is the node certificate in the current
+    /// grant of the approved node `name`. A miss re-reads the store once
+    /// (a node approved or re-issued since the last poll).
+    pub fn is_node_certificate(&self, name: &str, certificate: &[u8]) -> bool {
+        let pinned = |m: &HashMap<String, Vec<u8>>| m.get(name).is_some_and(|c| c == certificate);
+        if pinned(&self.pinned.read().unwrap_or_else(|p| p.into_inner())) {
+            return true;
+        }
+        match self.read_pinned() {
+            Ok(fresh) => {
+                let ok = pinned(&fresh);
+                *self.pinned.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+                ok
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "reading node certificates");
+                false
+            }
+        }
+    }
+
+    /// The node certificates of the approved nodes whose grants verify.
+    fn read_pinned(&self) -> Result<HashMap<String, Vec<u8>>, ClusterError> {
+        let Some(authority) = self.authority_public()? else {
+            return Ok(HashMap::new());
+        };
+        let mut out = HashMap::new();
+        for node in self.store.nodes()? {
+            let Some(bytes) = node.grant.filter(|_| node.state == NodeState::Approved) else {
+                continue;
+            };
+            let grant = NodeGrant::from_bytes(&bytes)?;
+            if grant.name() != node.name || grant.verify(&authority).is_err() {
+                tracing::warn!(node = %node.name, "a stored grant does not verify; its certificate is not trusted");
+                continue;
+            }
+            if let Some(cert) = grant.tls_certificate() {
+                out.insert(node.name, cert.to_vec());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Opens this node's certificate from its grant and re-reads its peers'.
+    fn install_certificates(&self, grant: Option<&[u8]>) -> Result<(), ClusterError> {
+        let opened = match grant {
+            Some(bytes) => NodeGrant::from_bytes(bytes)?
+                .open_tls(&NodeIdentity::from_bytes(&self.identity)?)?
+                .map(|(certificate, key)| {
+                    Arc::new(NodeCertificate {
+                        certificate,
+                        private_key: Zeroizing::new(key.expose().to_vec()),
+                    })
+                }),
+            None => None,
+        };
+        {
+            let mut held = self.certificate.write().unwrap_or_else(|p| p.into_inner());
+            let same = match (held.as_deref(), opened.as_deref()) {
+                (Some(a), Some(b)) => a.certificate == b.certificate,
+                (None, None) => true,
+                _ => false,
+            };
+            if !same {
+                *held = opened;
+            }
+        }
+        let pinned = self.read_pinned()?;
+        *self.pinned.write().unwrap_or_else(|p| p.into_inner()) = pinned;
+        Ok(())
     }
 
     /// The node's name.
@@ -258,14 +397,51 @@ impl Membership {
     /// The view to open the KMS with.
     pub fn view(&self) -> Result<FenceView, ClusterError> {
         let (view, seen) = self.read_view()?;
+        self.install_certificates(seen.grant.as_deref())?;
         *self.installed.lock().unwrap_or_else(|p| p.into_inner()) = seen;
         Ok(view)
     }
 
     /// Installs in `kms` what changed in the store since the last time (a
-    /// grant, new or rotated fences). Returns whether anything changed.
+    /// grant, new or rotated fences) and re-reads the node certificates of
+    /// this node and its peers. Returns whether the fences changed.
     pub fn refresh(&self, kms: &Kms) -> Result<bool, ClusterError> {
-        let (mut view, seen) = self.read_view()?;
+        let (view, seen) = self.read_view()?;
+        self.install_certificates(seen.grant.as_deref())?;
+        self.install_view(kms, view, seen)
+    }
+
+    /// The re-read of a request refused for a fenced key: like
+    /// [`Self::refresh`] for the fences only, and at most once per
+    /// [`REQUEST_REFRESH_INTERVAL`] (under load, one re-read serves the
+    /// requests refused meanwhile; the others go straight to forwarding).
+    pub fn refresh_for_request(&self, kms: &Kms) -> Result<bool, ClusterError> {
+        {
+            let mut last = self
+                .last_request_refresh
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| t.elapsed() < REQUEST_REFRESH_INTERVAL) {
+                return Ok(false);
+            }
+            *last = Some(std::time::Instant::now());
+        }
+        let (view, seen) = self.read_view()?;
+        self.install_view(kms, view, seen)
+    }
+
+    /// A number that changes whenever a refresh installed something new:
+    /// whoever caches what the store says re-reads it when this moves.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn install_view(
+        &self,
+        kms: &Kms,
+        mut view: FenceView,
+        seen: Installed,
+    ) -> Result<bool, ClusterError> {
         let mut installed = self.installed.lock().unwrap_or_else(|p| p.into_inner());
         if *installed == seen {
             return Ok(false);
@@ -276,6 +452,8 @@ impl Membership {
         let opened = kms.install_fences(view)?;
         tracing::info!(node = %self.name, keys_opened = opened, "installed fence updates");
         *installed = seen;
+        self.changes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
         Ok(true)
     }
 
@@ -307,14 +485,201 @@ impl Membership {
             .map(|f| FenceRecord::from_bytes(&f.record))
             .collect::<Result<Vec<_>, _>>()?;
         let approval = authority.approve(&request, claimed, &fences)?;
+        let certificate = issue_node_certificate(name)?;
+        let grant = authority.issue_tls(
+            &approval.grant,
+            &certificate.certificate,
+            &certificate.private_key,
+        )?;
         node.state = NodeState::Approved;
-        node.grant = Some(approval.grant.to_bytes());
+        node.grant = Some(grant.to_bytes());
         self.store.update_node(&node)?;
         for record in &approval.fences {
             self.store.put_fence(&stored(record))?;
         }
         tracing::info!(node = %name, fences = approval.fences.len(), "node approved");
         Ok(node)
+    }
+
+    fn approved_grants(&self) -> Result<Vec<NodeGrant>, ClusterError> {
+        Ok(self
+            .store
+            .nodes()?
+            .into_iter()
+            .filter(|n| n.state == NodeState::Approved)
+            .filter_map(|n| n.grant)
+            .map(|g| NodeGrant::from_bytes(&g))
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn records(&self) -> Result<Vec<FenceRecord>, ClusterError> {
+        Ok(self
+            .store
+            .fences()?
+            .iter()
+            .map(|f| FenceRecord::from_bytes(&f.record))
+            .collect::<Result<Vec<_>, _>>()?)
+    }
+
+    fn approved_node(&self, name: &str) -> Result<NodeRecord, ClusterError> {
+        let node = self
+            .store
+            .node(name)?
+            .ok_or_else(|| ClusterError::NoSuchNode(name.to_owned()))?;
+        if node.state != NodeState::Approved || node.grant.is_none() {
+            return Err(ClusterError::NotApproved {
+                name: name.to_owned(),
+                state: node.state,
+            });
+        }
+        Ok(node)
+    }
+
+    /// Rotates `record` for `members` (new epoch, key pair and `s_policy`),
+    /// stores it, then re-wraps the fence's keys in `kms` under it.
+    fn rotate_one(
+        &self,
+        authority: &Authority,
+        kms: &Kms,
+        record: &FenceRecord,
+        members: &[NodeGrant],
+        change: &mut MembershipChange,
+    ) -> Result<(), ClusterError> {
+        let rotation = authority.rotate_fence(record, members, &[])?;
+        self.store.put_fence(&stored(&rotation.record))?;
+        change.rewrapped += kms.rewrap_fenced_keys(&authority.rewrapper(&rotation.record)?)?;
+        change.rotated.push(record.policy().to_owned());
+        tracing::info!(fence = %record.id(), epoch = rotation.record.epoch(), nodes = ?rotation.record.nodes(), "fence rotated");
+        Ok(())
+    }
+
+    /// Removes an approved node: marks it removed, then rotates every fence
+    /// it holds the secret of (so it opens nothing created or re-wrapped
+    /// since) and re-wraps those fences' keys in `kms`. Authority only.
+    pub fn remove(&self, name: &str, kms: &Kms) -> Result<MembershipChange, ClusterError> {
+        let authority = self.lock_authority()?;
+        let mut node = self.approved_node(name)?;
+        node.state = NodeState::Removed;
+        self.store.update_node(&node)?;
+        let members = self.approved_grants()?;
+        let mut change = MembershipChange::default();
+        for record in self.records()? {
+            if record.nodes().contains(&name) {
+                self.rotate_one(&authority, kms, &record, &members, &mut change)?;
+            }
+        }
+        tracing::info!(node = %name, fences = change.rotated.len(), keys = change.rewrapped, "node removed");
+        change.node = Some(node);
+        Ok(change)
+    }
+
+    /// Changes an approved node's attributes: rotates every fence it holds
+    /// the secret of that the new attributes do not satisfy (re-wrapping
+    /// their keys in `kms`), then re-issues its grant for the new attributes
+    /// and adds it to every fence they satisfy. Authority only.
+    pub fn set_attributes(
+        &self,
+        name: &str,
+        approved: Attributes,
+        kms: &Kms,
+    ) -> Result<MembershipChange, ClusterError> {
+        let authority = self.lock_authority()?;
+        let mut node = self.approved_node(name)?;
+        let request = JoinRequest::from_bytes(&node.join_request)?;
+        let others: Vec<NodeGrant> = self
+            .approved_grants()?
+            .into_iter()
+            .filter(|g| g.name() != name)
+            .collect();
+        let mut change = MembershipChange::default();
+        for record in self.records()? {
+            let (policy, _) = keyfence_core::fence::normalize_policy(record.policy())?;
+            if record.nodes().contains(&name) && !policy.satisfied_by(&approved) {
+                self.rotate_one(&authority, kms, &record, &others, &mut change)?;
+            }
+        }
+        let approval = authority.approve(&request, approved, &self.records()?)?;
+        let certificate = issue_node_certificate(name)?;
+        let grant = authority.issue_tls(
+            &approval.grant,
+            &certificate.certificate,
+            &certificate.private_key,
+        )?;
+        node.grant = Some(grant.to_bytes());
+        self.store.update_node(&node)?;
+        for record in &approval.fences {
+            self.store.put_fence(&stored(record))?;
+        }
+        tracing::info!(node = %name, attributes = %approval.grant.approved(), fences = change.rotated.len(), "node attributes changed");
+        change.node = Some(node);
+        Ok(change)
+    }
+
+    /// Stores the authority's secret state after a master-key change and
+    /// re-issues every fence record and grant for the live generations.
+    fn refresh_all(&self, authority: &Authority) -> Result<MasterChange, ClusterError> {
+        let public = self.store.authority()?.ok_or(ClusterError::NoAuthority)?;
+        self.store.update_authority(&StoredAuthority {
+            public: public.public,
+            sealed: self
+                .sealer
+                .as_ref()
+                .ok_or(ClusterError::NotAuthority)?
+                .seal(AUTHORITY_LABEL, &authority.to_bytes())?,
+        })?;
+        let mut fences = 0;
+        for record in self.records()? {
+            self.store
+                .put_fence(&stored(&authority.refresh_fence(&record)?))?;
+            fences += 1;
+        }
+        let mut nodes = 0;
+        for mut node in self.store.nodes()? {
+            let Some(grant) = node
+                .grant
+                .as_ref()
+                .filter(|_| node.state == NodeState::Approved)
+            else {
+                continue;
+            };
+            let refreshed = authority.refresh_grant(&NodeGrant::from_bytes(grant)?)?;
+            node.grant = Some(refreshed.to_bytes());
+            self.store.update_node(&node)?;
+            nodes += 1;
+        }
+        Ok(MasterChange {
+            generations: authority.generations(),
+            fences,
+            nodes,
+        })
+    }
+
+    /// Starts a new CP-ABE master generation (new ciphertexts use it, older
+    /// ones keep decrypting until retired), re-encrypts every fence's `k_abe`
+    /// under it and gives every approved node an attribute key for it:
+    /// policy keys only, never a backing key. Authority only.
+    pub fn rotate_master(&self) -> Result<MasterChange, ClusterError> {
+        let mut authority = self.lock_authority()?;
+        let generation = authority.rotate_master()?;
+        let change = self.refresh_all(&authority)?;
+        tracing::info!(
+            generation,
+            fences = change.fences,
+            nodes = change.nodes,
+            "master key rotated"
+        );
+        Ok(change)
+    }
+
+    /// Destroys master generation `generation` (not the active one) and
+    /// drops its ciphertexts and attribute keys from every record and grant.
+    /// Authority only.
+    pub fn retire_generation(&self, generation: u32) -> Result<MasterChange, ClusterError> {
+        let mut authority = self.lock_authority()?;
+        authority.retire_generation(generation)?;
+        let change = self.refresh_all(&authority)?;
+        tracing::info!(generation, "master generation retired");
+        Ok(change)
     }
 
     /// Makes the fence of `policy` for the approved nodes (or returns the

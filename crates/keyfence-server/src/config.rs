@@ -162,9 +162,15 @@ pub struct NodeSection {
     /// Whether this node holds the fencing authority (one node of a cluster).
     #[serde(default)]
     pub authority: bool,
-    /// The SQLite database shared by the cluster's nodes on one host
+    /// The store the cluster's nodes share: a SQLite file (nodes on one
+    /// host) or a PostgreSQL connection string (`postgres://…`)
     /// [default: the data directory's keyfence.db].
     pub store: Option<PathBuf>,
+    /// The `host:port` other nodes reach this node at, when it is not the
+    /// address it listens on (a wildcard listen address, NAT, a proxy)
+    /// [default: the bound listen address].
+    #[serde(default)]
+    pub advertise: Option<String>,
 }
 
 /// The config file's schema; every field optional.

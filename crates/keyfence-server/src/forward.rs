@@ -9,26 +9,37 @@
 //! receiver uses to refuse a second hop.
 //!
 //! Peers: the nodes the fence record names (those the authority gave the
-//! fence's secret), approved, heard from within [`HEALTHY_WITHIN`], most
-//! recently heard first (round-trip times are not measured yet). One HTTP/2
-//! connection per peer, TLS 1.3 with X25519MLKEM768 only, reused by every
-//! request in flight; a peer that cannot be reached within
-//! [`CONNECT_TIMEOUT`] is skipped, so with none reachable the caller gets the
-//! fence's error at once rather than a timeout.
+//! fence's secret), approved, heard from within [`HEALTHY_WITHIN`], nearest
+//! first. Nearness is the round-trip time this node measures to every peer
+//! continuously ([`Forwarder::measure_peers`], every [`MEASURE_INTERVAL`]: a
+//! `HEAD /` over the peer's HTTP/2 connection, smoothed); round trips within
+//! the same [`TIE_BAND`] tie, and ties go to the peer with fewer of this
+//! node's requests in flight. A peer whose last measurement or forward
+//! failed comes last until it answers again; one not measured yet comes
+//! after the measured ones. One HTTP/2 connection per peer, TLS 1.3 with
+//! X25519MLKEM768 only, reused by every request in flight; a peer that
+//! cannot be reached within [`CONNECT_TIMEOUT`] is skipped, so with none
+//! reachable the caller gets the fence's error at once rather than a timeout.
 //!
-//! Not yet: node certificates (mutual TLS between nodes); the peer is
-//! authenticated by the cluster's CA certificate only.
+//! Mutual TLS: the forwarding node presents its node certificate (issued by
+//! the authority in its grant); the receiving node serves a request marked
+//! [`FORWARDED_BY`] only if its connection presented exactly the certificate
+//! in the current grant of the approved node it names
+//! ([`check_forwarded_by`]), so a node that is not enrolled, or was removed,
+//! cannot make node-to-node requests. The forwarder checks the peer's server
+//! certificate against the cluster's CA.
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
 use hyper::header::{HeaderName, HeaderValue, HOST};
 use hyper::http::request::Parts;
-use hyper::{Request, Response, Uri};
+use hyper::{Method, Request, Response, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use keyfence_core::cluster::NodeState;
 use keyfence_core::fence::{FenceId, FenceRecord};
@@ -39,7 +50,9 @@ use tokio_rustls::TlsConnector;
 
 use crate::api::ApiError;
 use crate::cluster::{Membership, POLL_INTERVAL};
+use crate::http::Connection;
 use crate::metrics::Metrics;
+use crate::tls::{NodeCertificate, PeerTls};
 
 /// Header a forwarding node adds: its name. A request carrying it is served
 /// locally or refused, never forwarded again.
@@ -54,12 +67,100 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// A peer counts as healthy if it wrote its heartbeat this recently.
 pub const HEALTHY_WITHIN: Duration = Duration::from_secs(3 * POLL_INTERVAL.as_secs());
 
+/// How often this node measures its round trip to every peer.
+pub const MEASURE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Round-trip times within the same band of this width count as a tie.
+pub const TIE_BAND: Duration = Duration::from_millis(1);
+
+/// Weight of a new round-trip sample in the smoothed value (out of 8).
+const SAMPLE_WEIGHT: u32 = 3;
+
+/// What this node knows of its path to one peer.
+#[derive(Default)]
+struct PeerStats {
+    /// Smoothed round-trip time; `None` until measured.
+    rtt: Option<Duration>,
+    /// The last measurement or forward failed.
+    down: bool,
+    /// This node's requests to the peer now in flight.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// One candidate for a forward, with what ranks it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// The peer's name.
+    pub name: String,
+    /// Where it is reached.
+    pub address: String,
+    /// Smoothed round-trip time, if measured.
+    pub rtt: Option<Duration>,
+    /// Whether its last measurement or forward failed.
+    pub down: bool,
+    /// Requests to it in flight.
+    pub in_flight: usize,
+}
+
+impl Candidate {
+    /// Sort key: reachable first, then measured by round-trip band, then
+    /// fewer in flight, then the exact round trip, then the name.
+    fn rank(&self) -> (bool, u128, usize, Duration, &str) {
+        let band = self
+            .rtt
+            .map_or(u128::MAX, |d| d.as_nanos() / TIE_BAND.as_nanos());
+        (
+            self.down,
+            band,
+            self.in_flight,
+            self.rtt.unwrap_or(Duration::MAX),
+            &self.name,
+        )
+    }
+}
+
+/// Orders candidates nearest first (see [`Candidate`]'s ranking).
+pub fn nearest_first(candidates: &mut [Candidate]) {
+    candidates.sort_by(|a, b| a.rank().cmp(&b.rank()));
+}
+
 /// Forwards requests to satisfying peers over reused HTTP/2 connections.
 pub struct Forwarder {
     cluster: Arc<Membership>,
-    tls: Arc<rustls::ClientConfig>,
+    tls: PeerTls,
+    /// The client configuration in use, with the node certificate it presents.
+    client: Mutex<(Option<Arc<NodeCertificate>>, Arc<rustls::ClientConfig>)>,
     metrics: Arc<Metrics>,
     connections: tokio::sync::Mutex<HashMap<String, SendRequest<Full<Bytes>>>>,
+    /// Path statistics by peer name.
+    stats: Mutex<HashMap<String, PeerStats>>,
+    /// Nodes and fence members, read from the store at most every [`DIRECTORY_TTL`].
+    directory: Mutex<Option<Directory>>,
+}
+
+/// How long the forwarder's copy of the nodes and fence members is used
+/// before the store is read again (the request path reads memory only); a
+/// refresh that installs a change makes it re-read at once.
+pub const DIRECTORY_TTL: Duration = Duration::from_millis(500);
+
+/// The forwarder's copy of who is where.
+struct Directory {
+    read: Instant,
+    /// [`Membership::changes`] when it was read.
+    changes: u64,
+    /// Healthy approved nodes other than this one: (name, address).
+    nodes: Vec<(String, String)>,
+    /// The nodes holding each fence's secret.
+    members: HashMap<FenceId, Vec<String>>,
+}
+
+/// Counts a request in flight to a peer for as long as it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn unavailable(fence: FenceId, detail: &str) -> ApiError {
@@ -70,58 +171,230 @@ fn unavailable(fence: FenceId, detail: &str) -> ApiError {
 }
 
 impl Forwarder {
-    /// A forwarder for `cluster`'s node, trusting peers' certificates issued by
-    /// the CA in `tls` (a client configuration limited to X25519MLKEM768).
+    /// A forwarder for `cluster`'s node, trusting peers' server certificates
+    /// issued by the CA in `tls` and presenting this node's certificate once
+    /// its grant carries one.
     pub fn new(
         cluster: Arc<Membership>,
-        tls: Arc<rustls::ClientConfig>,
+        tls: PeerTls,
         metrics: Arc<Metrics>,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, crate::tls::TlsError> {
+        let anonymous = tls.anonymous()?;
+        Ok(Self {
             cluster,
+            client: Mutex::new((None, anonymous)),
             tls,
             metrics,
             connections: tokio::sync::Mutex::new(HashMap::new()),
+            stats: Mutex::new(HashMap::new()),
+            directory: Mutex::new(None),
+        })
+    }
+
+    /// The client configuration presenting this node's current certificate;
+    /// `true` if it changed (then open connections presented another one).
+    fn client_config(&self) -> Result<(Arc<rustls::ClientConfig>, bool), String> {
+        let current = self.cluster.certificate();
+        let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        let same = match (&client.0, &current) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            let config = match &current {
+                Some(cert) => self.tls.presenting(cert),
+                None => self.tls.anonymous(),
+            }
+            .map_err(|e| e.to_string())?;
+            *client = (current, config);
+        }
+        Ok((Arc::clone(&client.1), !same))
+    }
+
+    fn stats(&self) -> std::sync::MutexGuard<'_, HashMap<String, PeerStats>> {
+        self.stats.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a round-trip sample to `peer` (`None`: it did not answer).
+    fn record(&self, peer: &str, sample: Option<Duration>) {
+        let mut stats = self.stats();
+        let s = stats.entry(peer.to_owned()).or_default();
+        match sample {
+            Some(d) => {
+                s.down = false;
+                s.rtt = Some(match s.rtt {
+                    None => d,
+                    Some(old) => (old * (8 - SAMPLE_WEIGHT) + d * SAMPLE_WEIGHT) / 8,
+                });
+            }
+            None => s.down = true,
         }
     }
 
-    /// The healthy nodes other than this one that hold the fence's secret:
-    /// (name, address), most recently heard from first.
-    fn peers(&self, fence: FenceId) -> Result<Vec<(String, String)>, ApiError> {
-        let internal = |e: String| {
-            tracing::error!(error = %e, "reading the cluster store to forward");
-            unavailable(fence, "the cluster store could not be read")
-        };
-        let store = self.cluster.store();
-        let stored = store
-            .fences()
-            .map_err(|e| internal(e.to_string()))?
-            .into_iter()
-            .find(|f| f.id == fence)
-            .ok_or_else(|| unavailable(fence, "the fence is unknown"))?;
-        let record =
-            FenceRecord::from_bytes(&stored.record).map_err(|e| internal(e.to_string()))?;
-        let members = record.nodes();
+    /// The smoothed round-trip time to `peer`, if measured and it answered last time.
+    pub fn round_trip(&self, peer: &str) -> Option<Duration> {
+        self.stats()
+            .get(peer)
+            .filter(|s| !s.down)
+            .and_then(|s| s.rtt)
+    }
+
+    fn in_flight(&self, peer: &str) -> InFlight {
+        let counter = Arc::clone(&self.stats().entry(peer.to_owned()).or_default().in_flight);
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter)
+    }
+
+    /// The approved nodes other than this one heard from within
+    /// [`HEALTHY_WITHIN`], with `filter` deciding by name.
+    fn healthy_nodes(
+        &self,
+        filter: impl Fn(&str) -> bool,
+    ) -> Result<Vec<(String, String)>, keyfence_core::StoreError> {
         let now = SystemClock.now();
         let healthy_ms = HEALTHY_WITHIN.as_millis() as i64;
-        let mut nodes: Vec<_> = store
-            .nodes()
-            .map_err(|e| internal(e.to_string()))?
+        Ok(self
+            .cluster
+            .store()
+            .nodes()?
             .into_iter()
             .filter(|n| {
                 n.state == NodeState::Approved
                     && n.name != self.cluster.name()
-                    && members.contains(&n.name.as_str())
+                    && filter(&n.name)
                     && now.0 - n.last_contact.0 <= healthy_ms
             })
-            .collect();
-        nodes.sort_by_key(|n| std::cmp::Reverse(n.last_contact));
-        Ok(nodes.into_iter().map(|n| (n.name, n.address)).collect())
+            .map(|n| (n.name, n.address))
+            .collect())
+    }
+
+    /// Measures the round trip to every healthy approved peer once: a
+    /// `HEAD /` (the status page) over its HTTP/2 connection, timed from
+    /// sending to the response head; the connection is opened first if need
+    /// be, outside the timing.
+    pub async fn measure_once(&self) {
+        let peers = match self.healthy_nodes(|_| true) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::debug!(error = %e, "reading the cluster store to measure peers");
+                return;
+            }
+        };
+        for (name, address) in peers {
+            let sample = self.ping(&address).await;
+            if let Err(e) = &sample {
+                tracing::debug!(peer = %name, %address, error = %e, "round-trip measurement failed");
+                self.connections.lock().await.remove(&address);
+            }
+            self.record(&name, sample.ok());
+        }
+    }
+
+    async fn ping(&self, address: &str) -> Result<Duration, String> {
+        let mut sender = self.connection(address).await?;
+        let uri: Uri = format!("https://{address}/")
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| e.to_string())?;
+        let mut req = Request::new(Full::new(Bytes::new()));
+        *req.method_mut() = Method::HEAD;
+        *req.uri_mut() = uri;
+        let exchange = async {
+            sender.ready().await.map_err(|e| e.to_string())?;
+            let started = Instant::now();
+            sender.send_request(req).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>(started.elapsed())
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, exchange)
+            .await
+            .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))?
+    }
+
+    /// Measures every peer every [`MEASURE_INTERVAL`], for ever (the node's task).
+    pub async fn measure_peers(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(MEASURE_INTERVAL);
+        loop {
+            tick.tick().await;
+            self.measure_once().await;
+        }
+    }
+
+    /// The healthy nodes other than this one that hold `fence`'s secret:
+    /// (name, address); `None` if the fence is unknown. Read from the store at
+    /// most every [`DIRECTORY_TTL`] (and when the fence is not known yet).
+    fn directory(&self, fence: FenceId) -> Result<Option<Vec<(String, String)>>, String> {
+        let mut cached = self.directory.lock().unwrap_or_else(|p| p.into_inner());
+        let changes = self.cluster.changes();
+        let fresh = cached.as_ref().is_some_and(|d| {
+            d.read.elapsed() < DIRECTORY_TTL
+                && d.changes == changes
+                && d.members.contains_key(&fence)
+        });
+        if !fresh {
+            let mut members = HashMap::new();
+            for stored in self.cluster.store().fences().map_err(|e| e.to_string())? {
+                let record = FenceRecord::from_bytes(&stored.record).map_err(|e| e.to_string())?;
+                members.insert(
+                    record.id(),
+                    record.nodes().iter().map(|n| n.to_string()).collect(),
+                );
+            }
+            *cached = Some(Directory {
+                read: Instant::now(),
+                changes,
+                nodes: self.healthy_nodes(|_| true).map_err(|e| e.to_string())?,
+                members,
+            });
+        }
+        let directory = cached.as_ref().expect("just filled");
+        Ok(directory.members.get(&fence).map(|members: &Vec<String>| {
+            directory
+                .nodes
+                .iter()
+                .filter(|(name, _)| members.contains(name))
+                .cloned()
+                .collect()
+        }))
+    }
+
+    /// The healthy nodes other than this one that hold the fence's secret,
+    /// nearest first.
+    pub fn peers(&self, fence: FenceId) -> Result<Vec<Candidate>, ApiError> {
+        let internal = |e: String| {
+            tracing::error!(error = %e, "reading the cluster store to forward");
+            unavailable(fence, "the cluster store could not be read")
+        };
+        let nodes = self
+            .directory(fence)
+            .map_err(|e| internal(e.to_string()))?
+            .ok_or_else(|| unavailable(fence, "the fence is unknown"))?;
+        let mut candidates: Vec<Candidate> = {
+            let stats = self.stats();
+            nodes
+                .into_iter()
+                .map(|(name, address)| {
+                    let s = stats.get(&name);
+                    Candidate {
+                        rtt: s.and_then(|s| s.rtt),
+                        down: s.is_some_and(|s| s.down),
+                        in_flight: s.map_or(0, |s| s.in_flight.load(Ordering::Relaxed)),
+                        name,
+                        address,
+                    }
+                })
+                .collect()
+        };
+        nearest_first(&mut candidates);
+        Ok(candidates)
     }
 
     /// The connection to `address`, opened if there is none or it has closed.
     async fn connection(&self, address: &str) -> Result<SendRequest<Full<Bytes>>, String> {
+        let (tls, changed) = self.client_config()?;
         let mut connections = self.connections.lock().await;
+        if changed {
+            connections.clear();
+        }
         if let Some(c) = connections.get(address) {
             if !c.is_closed() {
                 return Ok(c.clone());
@@ -134,7 +407,7 @@ impl Forwarder {
             let _ = tcp.set_nodelay(true);
             let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
             let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
-            let tls = TlsConnector::from(Arc::clone(&self.tls))
+            let tls = TlsConnector::from(tls)
                 .connect(name, tcp)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -156,8 +429,10 @@ impl Forwarder {
         Ok(sender)
     }
 
-    /// Sends the original request to one peer; the peer's response as it came.
-    async fn send(
+    /// Sends the original request to the node at `address` (with this
+    /// node's name in [`FORWARDED_BY`], over its mutual-TLS connection); the
+    /// peer's response as it came.
+    pub async fn relay(
         &self,
         address: &str,
         parts: &Parts,
@@ -209,14 +484,19 @@ impl Forwarder {
         refusal: ApiError,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let peers = self.peers(fence)?;
-        for (name, address) in &peers {
-            match self.send(address, parts, body).await {
+        for Candidate { name, address, .. } in &peers {
+            let sent = {
+                let _counted = self.in_flight(name);
+                self.relay(address, parts, body).await
+            };
+            match sent {
                 Ok(resp) => {
                     self.metrics.record_forward(name, "ok");
                     return Ok(resp);
                 }
                 Err(e) => {
                     self.metrics.record_forward(name, "unreachable");
+                    self.record(name, None);
                     tracing::warn!(peer = %name, %address, error = %e, "forwarding failed; trying the next node");
                     self.connections.lock().await.remove(address);
                 }
@@ -232,6 +512,34 @@ impl Forwarder {
             ..refusal
         })
     }
+}
+
+/// Refuses a request marked as forwarded by node `from` unless its connection
+/// presented exactly the node certificate of `from`'s current grant (an
+/// approved node). Checked before anything else is done with the request.
+pub fn check_forwarded_by(
+    cluster: Option<&Membership>,
+    conn: &Connection,
+    from: &HeaderValue,
+) -> Result<(), ApiError> {
+    let from = from.to_str().unwrap_or("?");
+    let refuse = |why: &str| {
+        ApiError::new(
+            "AccessDeniedException",
+            format!("Node-to-node request from {from} refused: {why}"),
+        )
+    };
+    let cluster = cluster.ok_or_else(|| refuse("this node is not in a cluster"))?;
+    let presented = conn
+        .peer_certificate
+        .as_deref()
+        .ok_or_else(|| refuse("the connection presented no node certificate"))?;
+    if !cluster.is_node_certificate(from, presented) {
+        return Err(refuse(
+            "the connection's certificate is not the node certificate of an approved node of that name",
+        ));
+    }
+    Ok(())
 }
 
 /// What the HTTP layer does with a refused KMS request: forward it if it was
@@ -265,6 +573,51 @@ pub async fn on_refusal(
 mod tests {
     use super::*;
     use crate::api::messages;
+
+    fn candidate(name: &str, rtt_us: Option<u64>, down: bool, in_flight: usize) -> Candidate {
+        Candidate {
+            name: name.into(),
+            address: format!("{name}:1"),
+            rtt: rtt_us.map(Duration::from_micros),
+            down,
+            in_flight,
+        }
+    }
+
+    fn order(mut c: Vec<Candidate>) -> Vec<String> {
+        nearest_first(&mut c);
+        c.into_iter().map(|c| c.name).collect()
+    }
+
+    #[test]
+    fn peers_are_ranked_by_round_trip_then_load() {
+        // Nearest first by round trip.
+        assert_eq!(
+            order(vec![
+                candidate("far", Some(30_000), false, 0),
+                candidate("near", Some(400), false, 0),
+            ]),
+            ["near", "far"]
+        );
+        // Within one band (a tie), fewer in flight first, even if a bit slower.
+        assert_eq!(
+            order(vec![
+                candidate("busy", Some(200), false, 5),
+                candidate("idle", Some(700), false, 1),
+                candidate("far", Some(2_500), false, 0),
+            ]),
+            ["idle", "busy", "far"]
+        );
+        // Unmeasured after measured; down last whatever its round trip.
+        assert_eq!(
+            order(vec![
+                candidate("down", Some(100), true, 0),
+                candidate("new", None, false, 0),
+                candidate("slow", Some(90_000), false, 9),
+            ]),
+            ["slow", "new", "down"]
+        );
+    }
 
     #[test]
     fn the_refusal_names_the_fence_it_is_forwarded_for() {

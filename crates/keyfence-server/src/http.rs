@@ -58,6 +58,8 @@ pub struct Connection {
     pub tls_version: &'static str,
     /// The negotiated key-exchange group, e.g. `"X25519MLKEM768"`.
     pub group: &'static str,
+    /// The certificate the client presented (DER), if any: a cluster node's.
+    pub peer_certificate: Option<Vec<u8>>,
 }
 
 impl Connection {
@@ -72,6 +74,10 @@ impl Connection {
             peer,
             tls_version,
             group,
+            peer_certificate: tls
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.to_vec()),
         }
     }
 
@@ -197,6 +203,9 @@ async fn serve(
     let (parts, body) = req.into_parts();
     let (body, _permit) =
         limits::read_body(&parts.headers, body, &state.budget, state.body_read_timeout).await?;
+    if let Some(from) = parts.headers.get(forward::FORWARDED_BY) {
+        forward::check_forwarded_by(state.cluster.as_deref(), conn, from)?;
+    }
     let caller = sigv4::verify(&parts, &body, &state.credentials, SystemTime::now())
         .inspect_err(|e| log_refused_signature(conn, &parts, e))?;
     check_scope(&caller, state.kms.region(), protocol)?;
@@ -252,8 +261,9 @@ async fn serve(
         }
         Protocol::Admin(op) => {
             let (state, op) = (Arc::clone(state), op.clone());
+            let kms = state.kms.get()?;
             let value = tokio::task::spawn_blocking(move || {
-                crate::admin::handle(state.cluster.as_deref(), &caller, &op, &body)
+                crate::admin::handle(state.cluster.as_deref(), &kms, &caller, &op, &body)
             })
             .await
             .map_err(|_| {
@@ -336,7 +346,7 @@ async fn refresh_and_retry(
         account.to_owned(),
         body.clone(),
     );
-    let retried = tokio::task::spawn_blocking(move || match cluster.refresh(&kms) {
+    let retried = tokio::task::spawn_blocking(move || match cluster.refresh_for_request(&kms) {
         Ok(true) => Some(api::kms::handle(&kms, &account, op, &body)),
         _ => None,
     })

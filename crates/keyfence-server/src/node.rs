@@ -25,7 +25,7 @@ use crate::metrics::{self, Metrics};
 use crate::replica::{self, Follow};
 use crate::sigv4::CredentialStore;
 use crate::throttle::Throttle;
-use crate::tls::{self, ClientGroups, KxMode, PqAcceptor, TlsError};
+use crate::tls::{self, KxMode, PqAcceptor, TlsError};
 
 /// File in the data directory where a started node publishes the addresses it
 /// actually bound, so a caller that asked for port 0 can find it:
@@ -90,6 +90,8 @@ pub struct Node {
     pub kms: Arc<Kms>,
     /// This node's cluster membership (with a `[node]` table).
     pub cluster: Option<Arc<Membership>>,
+    /// Its forwarder to satisfying peers (cluster nodes).
+    pub forwarder: Option<Arc<Forwarder>>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -114,26 +116,36 @@ impl Node {
         })?;
         let metrics_listener = bind(config.metrics_listen).await?;
         let (data_dir, initialized) = DataDir::open_or_init_for(&config.data_dir, &config.root)?;
-        let root = crate::root::open(&config.root, &data_dir)?;
+        let root: Arc<dyn keyfence_core::RootOfTrust> =
+            Arc::from(crate::root::open(&config.root, &data_dir)?);
         // A cluster node's `[node] store` names a SQLite file its peers share;
         // without one, a cluster node shares its data directory's database
         // (`keyfence dev`), and follows it like any shared store.
         let node_store = config.node.as_ref().and_then(|n| n.store.clone());
         let location = match (node_store, &config.store) {
-            (Some(path), _) => StoreLocation::SharedSqlite(path),
+            // `[node] store` names a shared SQLite file or a PostgreSQL database.
+            (Some(path), _) => match path.to_str().map(StoreLocation::parse) {
+                Some(Ok(StoreLocation::Postgres(url))) => StoreLocation::Postgres(url),
+                _ => StoreLocation::SharedSqlite(path),
+            },
             (None, StoreLocation::DataDir) if config.node.is_some() => {
                 StoreLocation::SharedSqlite(data_dir.database())
             }
             (None, other) => other.clone(),
         };
         let (store, cluster_store, follow) = open_store(&location, &data_dir)?;
+        let advertised = config
+            .node
+            .as_ref()
+            .and_then(|n| n.advertise.clone())
+            .unwrap_or_else(|| api_addr.to_string());
         let cluster = match &config.node {
             Some(section) => Some(Arc::new(Membership::join(
                 section,
                 &data_dir.path,
                 cluster_store,
-                root.as_ref(),
-                &api_addr.to_string(),
+                Arc::clone(&root),
+                &advertised,
                 SystemClock.now(),
             )?)),
             None => None,
@@ -188,18 +200,19 @@ impl Node {
         let max_connections = config.limits.effective_max_connections(open_files);
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
+        let forwarder = match &cluster {
+            Some(c) => Some(Arc::new(Forwarder::new(
+                Arc::clone(c),
+                tls::PeerTls::new(&data_dir.pki.ca_cert)?,
+                Arc::clone(&metrics),
+            )?)),
+            None => None,
+        };
         let state = Arc::new(AppState {
             kms: Arc::new(crate::seal::KmsSlot::Open(Arc::clone(&kms))),
             credentials,
             metrics: Arc::clone(&metrics),
-            forwarder: match &cluster {
-                Some(c) => Some(Arc::new(Forwarder::new(
-                    Arc::clone(c),
-                    tls::client_config(&data_dir.pki.ca_cert, ClientGroups::HybridOnly)?,
-                    Arc::clone(&metrics),
-                ))),
-                None => None,
-            },
+            forwarder: forwarder.clone(),
             cluster: cluster.clone(),
             budget: RequestBudget::new(&config.limits, Arc::clone(&metrics)),
             body_read_timeout: config.limits.body_read_timeout,
@@ -212,7 +225,13 @@ impl Node {
         });
         if let Some(c) = &cluster {
             tasks.spawn(until_stopped(
-                poll_cluster(Arc::clone(c), Arc::clone(&kms), api_addr),
+                poll_cluster(Arc::clone(c), Arc::clone(&kms), advertised.clone()),
+                stopped.clone(),
+            ));
+        }
+        if let Some(f) = &forwarder {
+            tasks.spawn(until_stopped(
+                Arc::clone(f).measure_peers(),
                 stopped.clone(),
             ));
         }
@@ -250,6 +269,7 @@ impl Node {
             mode,
             kms,
             cluster,
+            forwarder,
             stop,
             tasks,
         })
@@ -311,13 +331,13 @@ pub(crate) async fn until_stopped(
 
 /// Heartbeat, and pick up this node's grant and the fence records (keys
 /// themselves arrive through the store's change feed, see `replica`).
-async fn poll_cluster(cluster: Arc<Membership>, kms: Arc<Kms>, api_addr: SocketAddr) {
+async fn poll_cluster(cluster: Arc<Membership>, kms: Arc<Kms>, address: String) {
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     loop {
         tick.tick().await;
-        let (cluster, kms) = (Arc::clone(&cluster), Arc::clone(&kms));
+        let (cluster, kms, address) = (Arc::clone(&cluster), Arc::clone(&kms), address.clone());
         let polled = tokio::task::spawn_blocking(move || {
-            cluster.heartbeat(&api_addr.to_string(), SystemClock.now())?;
+            cluster.heartbeat(&address, SystemClock.now())?;
             cluster.refresh(&kms).map(drop)
         })
         .await;

@@ -114,6 +114,7 @@ mod tests {
             peer: "127.0.0.1:4000".parse().unwrap(),
             tls_version: "TLS 1.3",
             group,
+            peer_certificate: None,
         }
     }
 

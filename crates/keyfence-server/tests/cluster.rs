@@ -1,5 +1,6 @@
 //! A geo-fencing cluster of real nodes (real TLS, signed requests) sharing
-//! one SQLite store in one data directory: enrollment through the admin API,
+//! one store (the data directory's SQLite file, or a throw-away PostgreSQL
+//! named in each node's `[node] store`): enrollment through the admin API,
 //! a fenced key made at the authority node, served by a satisfying node and
 //! refused, with the fence named, by a node outside it.
 
@@ -12,6 +13,7 @@ use keyfence_server::config::NodeSection;
 use keyfence_server::sigv4::Credential;
 use keyfence_server::tls::ClientGroups;
 use keyfence_server::{Config, Node};
+use keyfence_testkit::TempPostgres;
 use serde_json::{json, Value};
 use support::{Client, Reply, Signer};
 use zeroize::Zeroizing;
@@ -19,7 +21,42 @@ use zeroize::Zeroizing;
 const POLICY: &str = "region: EU and not country: RU";
 const REGION: &str = "eu-central-1";
 
-async fn start(dir: &Path, name: &str, attrs: &[(&str, &str)], authority: bool) -> Node {
+/// Where the cluster's nodes live: one data directory (shared root key and
+/// CA) and the store they share, the data directory's SQLite file (`None`)
+/// or a PostgreSQL database named in every node's `[node] store`.
+struct Place {
+    dir: std::path::PathBuf,
+    store: Option<std::path::PathBuf>,
+}
+
+impl Place {
+    fn sqlite(tmp: &Path) -> Self {
+        Self {
+            dir: tmp.join("data"),
+            store: None,
+        }
+    }
+
+    fn postgres(tmp: &Path, pg: &TempPostgres) -> Self {
+        Self {
+            dir: tmp.join("data"),
+            store: Some(pg.connection_string().into()),
+        }
+    }
+}
+
+async fn start(place: &Place, name: &str, attrs: &[(&str, &str)], authority: bool) -> Node {
+    start_advertising(place, name, attrs, authority, None).await
+}
+
+async fn start_advertising(
+    place: &Place,
+    name: &str,
+    attrs: &[(&str, &str)],
+    authority: bool,
+    advertise: Option<String>,
+) -> Node {
+    let (dir, store) = (&place.dir, place.store.clone());
     Node::start(Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
@@ -39,7 +76,8 @@ async fn start(dir: &Path, name: &str, attrs: &[(&str, &str)], authority: bool) 
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
             authority,
-            store: None,
+            store,
+            advertise,
         }),
         default_fence: None,
         store: keyfence_server::config::StoreLocation::DataDir,
@@ -79,7 +117,7 @@ async fn kms(node: &Node, signer: &Signer, op: &str, body: Value) -> Reply {
         .await
 }
 
-async fn cluster(dir: &Path) -> Vec<Node> {
+async fn cluster(dir: &Place) -> Vec<Node> {
     vec![
         start(
             dir,
@@ -96,7 +134,17 @@ async fn cluster(dir: &Path) -> Vec<Node> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrollment_and_a_fenced_key_across_three_nodes() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("data");
+    enrollment_and_a_fenced_key(Place::sqlite(tmp.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrollment_and_a_fenced_key_across_three_nodes_on_postgres() {
+    let pg = TempPostgres::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    enrollment_and_a_fenced_key(Place::postgres(tmp.path(), &pg)).await;
+}
+
+async fn enrollment_and_a_fenced_key(dir: Place) {
     let nodes = cluster(&dir).await;
     let (fra, par) = (&nodes[0], &nodes[1]);
     let s = signer(fra);
@@ -290,7 +338,9 @@ async fn enrollment_and_a_fenced_key_across_three_nodes() {
     // Decrypt, Encrypt, GenerateDataKey and CreateKey at iad.
     assert_eq!(forwarded, 4, "{metrics}");
 
-    // One hop at most: a request marked as forwarded is not forwarded again.
+    // Node-to-node requests need a node certificate: a client that is not a
+    // node (no certificate) is refused before anything else, naming why.
+    let body = serde_json::to_vec(&json!({"KeyId": arn, "Plaintext": "Z2Vv"})).unwrap();
     let marked = Client::new(&iad, ClientGroups::HybridOnly)
         .send(
             &[
@@ -298,83 +348,111 @@ async fn enrollment_and_a_fenced_key_across_three_nodes() {
                 ("content-type", "application/x-amz-json-1.1"),
                 ("x-keyfence-forwarded-by", "par"),
             ],
-            serde_json::to_vec(&json!({"KeyId": arn, "Plaintext": "Z2Vv"})).unwrap(),
+            body.clone(),
             Some((&s, "kms")),
         )
         .await
         .unwrap();
     assert_eq!(
         marked.error_code().as_deref(),
-        Some("KeyUnavailableException")
+        Some("AccessDeniedException")
     );
     assert!(
         marked.json()["message"]
             .as_str()
             .unwrap()
-            .contains("one hop"),
+            .contains("no node certificate"),
         "{:?}",
         marked.json()
     );
-
-    // A forwarder that alters the signed request gets it refused by the satisfying node.
-    let body = serde_json::to_vec(&json!({"KeyId": arn, "Plaintext": "Z2Vv"})).unwrap();
-    let mut parts = hyper::Request::post(format!("https://localhost:{}/", iad.api_addr.port()))
-        .header("x-amz-target", "TrentService.Encrypt")
-        .header("content-type", "application/x-amz-json-1.1")
-        .body(())
-        .unwrap()
-        .into_parts()
-        .0;
-    keyfence_server::sigv4::sign(
-        &mut parts,
-        &body,
-        &keyfence_server::sigv4::SigningParams {
-            access_key_id: &s.access_key_id,
-            secret_access_key: &s.secret,
-            region: &s.region,
-            service: "kms",
-            time: s.time,
-        },
-    )
-    .unwrap();
-    parts
-        .headers
-        .insert("x-keyfence-forwarded-by", "iad".parse().unwrap());
-    let honest = Client::new(&par, ClientGroups::HybridOnly)
-        .send_signed(parts.clone(), body.clone())
-        .await
-        .unwrap();
-    assert_eq!(
-        honest.status,
-        200,
-        "the unaltered forward is served: {:?}",
-        honest.json()
-    );
-    let altered = serde_json::to_vec(&json!({"KeyId": arn, "Plaintext": "ZXZpbA=="})).unwrap();
-    let refused = Client::new(&par, ClientGroups::HybridOnly)
-        .send_signed(parts, altered)
-        .await
-        .unwrap();
-    assert_eq!(
-        refused.error_code().as_deref(),
-        Some("InvalidSignatureException")
-    );
-
-    // Kill the satisfying nodes one by one: with fra gone every request moves
-    // to par, none fails; with par gone too, iad answers at once with the fence's error.
-    // fra heard from most recently, so iad tries it first.
-    let fra_addr = nodes[0].api_addr.to_string();
-    let later =
-        keyfence_core::Timestamp(keyfence_core::Clock::now(&keyfence_core::SystemClock).0 + 60_000);
-    iad.cluster
+    // One hop at most: par's own forward (with its node certificate) to iad,
+    // which cannot serve the key, is not forwarded again.
+    let parts = signed_parts(&iad, &s, &body);
+    let relayed = par
+        .forwarder
         .as_ref()
         .unwrap()
-        .store()
-        .touch_node("fra", &fra_addr, later)
+        .relay(&iad.api_addr.to_string(), &parts, &body.clone().into())
+        .await
         .unwrap();
+    let (head, relayed) = relayed.into_parts();
+    let relayed: Value = serde_json::from_slice(
+        &http_body_util::BodyExt::collect(relayed)
+            .await
+            .unwrap()
+            .to_bytes(),
+    )
+    .unwrap();
+    assert_eq!(head.status, 400);
+    assert!(
+        relayed["message"].as_str().unwrap().contains("one hop"),
+        "{relayed:?}"
+    );
+
+    // A forwarder that alters the signed request gets it refused by the satisfying node.
+    let forwarder = iad.forwarder.as_ref().unwrap();
+    let to_par = par.api_addr.to_string();
+    let honest = forwarder
+        .relay(&to_par, &parts, &body.clone().into())
+        .await
+        .unwrap();
+    assert_eq!(honest.status(), 200, "the unaltered forward is served");
+    let altered = serde_json::to_vec(&json!({"KeyId": arn, "Plaintext": "ZXZpbA=="})).unwrap();
+    let (head, refused) = forwarder
+        .relay(&to_par, &parts, &altered.into())
+        .await
+        .unwrap()
+        .into_parts();
+    let refused: Value = serde_json::from_slice(
+        &http_body_util::BodyExt::collect(refused)
+            .await
+            .unwrap()
+            .to_bytes(),
+    )
+    .unwrap();
+    assert_eq!(head.status, 400);
+    assert_eq!(
+        refused["__type"], "InvalidSignatureException",
+        "{refused:?}"
+    );
+
+    // A node that is not enrolled (it asked to join, nobody approved it) has
+    // no node certificate: its forwarded request is refused, with the reason.
+    let ber = start(&dir, "ber", &[("country", "DE"), ("region", "EU")], false).await;
+    let (head, refused) = ber
+        .forwarder
+        .as_ref()
+        .unwrap()
+        .relay(&to_par, &parts, &body.clone().into())
+        .await
+        .unwrap()
+        .into_parts();
+    let refused: Value = serde_json::from_slice(
+        &http_body_util::BodyExt::collect(refused)
+            .await
+            .unwrap()
+            .to_bytes(),
+    )
+    .unwrap();
+    assert_eq!(head.status, 400);
+    assert_eq!(refused["__type"], "AccessDeniedException", "{refused:?}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("no node certificate"),
+        "{refused:?}"
+    );
+    ber.shutdown().await;
+
+    // Kill the satisfying nodes one by one: with fra gone every request moves
+    // to par, none fails (fra, if ranked first, is skipped as unreachable, or
+    // it was already measured down); with par gone too, iad answers at once
+    // with the fence's error.
     for node in nodes {
         node.shutdown().await;
     }
+    let before = forwarded_to(&support::scrape(&iad).await, "par");
     for i in 0..5 {
         let r = kms(
             &iad,
@@ -386,13 +464,11 @@ async fn enrollment_and_a_fenced_key_across_three_nodes() {
         assert_eq!(r.status, 200, "request {i} with fra down: {:?}", r.json());
     }
     let metrics = support::scrape(&iad).await;
+    assert_eq!(forwarded_to(&metrics, "par"), before + 5, "{metrics}");
+    iad.forwarder.as_ref().unwrap().measure_once().await;
     assert!(
-        metrics.contains("keyfence_forwarded_requests_total{peer=\"par\",outcome=\"ok\"}"),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("keyfence_forwarded_requests_total{peer=\"fra\",outcome=\"unreachable\"}"),
-        "fra was tried first and found down: {metrics}"
+        iad.forwarder.as_ref().unwrap().round_trip("fra").is_none(),
+        "fra is known to be down"
     );
     par.shutdown().await;
     let started = std::time::Instant::now();
@@ -415,4 +491,402 @@ async fn enrollment_and_a_fenced_key_across_three_nodes() {
         started.elapsed()
     );
     iad.shutdown().await;
+}
+
+/// A request signed by the caller `s` for `node`, as a forwarder receives it.
+fn signed_parts(node: &Node, s: &Signer, body: &[u8]) -> hyper::http::request::Parts {
+    let mut parts = hyper::Request::post(format!("https://localhost:{}/", node.api_addr.port()))
+        .header("x-amz-target", "TrentService.Encrypt")
+        .header("content-type", "application/x-amz-json-1.1")
+        .body(())
+        .unwrap()
+        .into_parts()
+        .0;
+    keyfence_server::sigv4::sign(
+        &mut parts,
+        body,
+        &keyfence_server::sigv4::SigningParams {
+            access_key_id: &s.access_key_id,
+            secret_access_key: &s.secret,
+            region: &s.region,
+            service: "kms",
+            time: s.time,
+        },
+    )
+    .unwrap();
+    parts
+}
+
+fn arn_of(reply: &Reply) -> String {
+    assert_eq!(reply.status, 200, "{:?}", reply.json());
+    reply.json()["KeyMetadata"]["Arn"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+async fn fenced_key(node: &Node, s: &Signer, extra: Value) -> String {
+    let mut body = json!({"Tags": [{"TagKey": "keyfence:fence", "TagValue": POLICY}]});
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    arn_of(&kms(node, s, "CreateKey", body).await)
+}
+
+async fn encrypt_ok(node: &Node, s: &Signer, arn: &str, what: &str) -> Value {
+    let r = kms(
+        node,
+        s,
+        "Encrypt",
+        json!({"KeyId": arn, "Plaintext": "Z2Vv"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{what}: {:?}", r.json());
+    r.json()["CiphertextBlob"].clone()
+}
+
+fn fenced_elsewhere(node: &Node, arn: &str) -> bool {
+    matches!(
+        node.kms.encrypt(
+            "111122223333",
+            arn,
+            b"x",
+            &keyfence_core::EncryptionContext::default(),
+            None,
+        ),
+        Err(keyfence_core::KmsError::FencedElsewhere { .. })
+    )
+}
+
+fn refresh_all(nodes: &[&Node]) {
+    for node in nodes {
+        node.kms.sync().unwrap();
+        node.cluster.as_ref().unwrap().refresh(&node.kms).unwrap();
+        node.kms.sync().unwrap();
+    }
+}
+
+fn forwarded_to(metrics: &str, peer: &str) -> u64 {
+    let prefix = format!("keyfence_forwarded_requests_total{{peer=\"{peer}\",outcome=\"ok\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0, |n| n.parse().unwrap())
+}
+
+/// Node removal, attribute changes and master rotation through the admin API,
+/// with a fenced symmetric key and a fenced signing key in use throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_rotate_fences_and_keys_stay_usable() {
+    let tmp = tempfile::tempdir().unwrap();
+    membership_changes(Place::sqlite(tmp.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_rotate_fences_and_keys_stay_usable_on_postgres() {
+    let pg = TempPostgres::new().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    membership_changes(Place::postgres(tmp.path(), &pg)).await;
+}
+
+async fn membership_changes(dir: Place) {
+    let on_postgres = dir.store.is_some();
+    let nodes = cluster(&dir).await;
+    let (fra, par, iad) = (&nodes[0], &nodes[1], &nodes[2]);
+    let s = signer(fra);
+    for name in ["fra", "par", "iad"] {
+        let r = admin(fra, &s, "ApproveNode", json!({"Name": name})).await;
+        assert_eq!(r.status, 200, "{:?}", r.json());
+    }
+    let r = admin(fra, &s, "CreateFence", json!({"Policy": POLICY})).await;
+    assert_eq!(r.json()["Fence"]["Nodes"], json!(["fra", "par"]));
+    refresh_all(&[fra, par, iad]);
+
+    // A fenced symmetric key and a fenced signing key, both made at fra.
+    let key = fenced_key(fra, &s, json!({})).await;
+    let signing = fenced_key(
+        fra,
+        &s,
+        json!({"KeySpec": "ECC_NIST_P256", "KeyUsage": "SIGN_VERIFY"}),
+    )
+    .await;
+    let blob = encrypt_ok(fra, &s, &key, "fra before").await;
+    refresh_all(&[fra, par, iad]);
+    assert_eq!(
+        kms(par, &s, "Decrypt", json!({"CiphertextBlob": blob}))
+            .await
+            .status,
+        200
+    );
+    // Fenced Sign at every node: iad forwards; the signature verifies at par.
+    let message = "c2lnbiBtZQ==";
+    for node in [fra, par, iad] {
+        let signed = kms(
+            node,
+            &s,
+            "Sign",
+            json!({"KeyId": signing, "Message": message, "SigningAlgorithm": "ECDSA_SHA_256"}),
+        )
+        .await;
+        assert_eq!(signed.status, 200, "{:?}", signed.json());
+        let verified = kms(
+            par,
+            &s,
+            "Verify",
+            json!({"KeyId": signing, "Message": message, "SigningAlgorithm": "ECDSA_SHA_256",
+                   "Signature": signed.json()["Signature"]}),
+        )
+        .await;
+        assert_eq!(verified.json()["SignatureValid"], true);
+    }
+    assert!(fenced_elsewhere(iad, &key));
+
+    // Remove par, which satisfies the fence: the fence is rotated without
+    // it and both keys are re-wrapped under the new epoch.
+    let removed = admin(fra, &s, "RemoveNode", json!({"Name": "par"})).await;
+    assert_eq!(removed.status, 200, "{:?}", removed.json());
+    let v = removed.json();
+    assert_eq!(v["Node"]["State"], "REMOVED");
+    assert_eq!(v["RotatedFences"], json!([POLICY]));
+    assert_eq!(v["RewrappedKeys"], 2);
+    // fra keeps working before it even installs the new record, and after.
+    encrypt_ok(fra, &s, &key, "fra right after the removal").await;
+    refresh_all(&[fra, par, iad]);
+    assert_eq!(
+        kms(fra, &s, "Decrypt", json!({"CiphertextBlob": blob}))
+            .await
+            .json()["Plaintext"],
+        "Z2Vv"
+    );
+    let fences = admin(fra, &s, "ListFences", json!({})).await.json();
+    assert_eq!(fences["Fences"][0]["Epoch"], 2);
+    assert_eq!(fences["Fences"][0]["Nodes"], json!(["fra"]));
+    // A key made after the removal: par, with its whole store and its old
+    // keys, cannot open it; iad's forward now goes to fra only.
+    let after = fenced_key(fra, &s, json!({})).await;
+    refresh_all(&[par, iad]);
+    assert!(
+        fenced_elsewhere(par, &after),
+        "a removed node opens nothing new"
+    );
+    // Nor can it make node-to-node requests: its certificate is no longer pinned.
+    let body = serde_json::to_vec(&json!({"KeyId": after, "Plaintext": "Z2Vv"})).unwrap();
+    let relayed = par
+        .forwarder
+        .as_ref()
+        .unwrap()
+        .relay(
+            &fra.api_addr.to_string(),
+            &signed_parts(fra, &s, &body),
+            &body.into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(relayed.status(), 400, "a removed node's forward is refused");
+    let before = forwarded_to(&support::scrape(iad).await, "fra");
+    encrypt_ok(iad, &s, &after, "forwarded after the removal").await;
+    assert_eq!(forwarded_to(&support::scrape(iad).await, "fra"), before + 1);
+    assert_eq!(
+        admin(fra, &s, "RemoveNode", json!({"Name": "par"}))
+            .await
+            .error_code()
+            .as_deref(),
+        Some("KMSInvalidStateException")
+    );
+
+    // Master rotation: a second generation, policy keys only; old and new
+    // both open until the old one is retired.
+    let rotated = admin(fra, &s, "RotateMaster", json!({})).await;
+    assert_eq!(rotated.status, 200, "{:?}", rotated.json());
+    assert_eq!(rotated.json()["Generations"], json!([1, 2]));
+    assert_eq!(rotated.json()["Fences"], 1);
+    assert_eq!(rotated.json()["Nodes"], 2, "fra and iad; par is removed");
+    encrypt_ok(fra, &s, &after, "fra during the master rotation").await;
+    refresh_all(&[fra, iad]);
+    let opened = fra.kms.fences();
+    assert_eq!(opened[0].0.generations(), [1, 2]);
+    assert!(opened[0].1, "fra opens the fence with generation 2");
+    assert_eq!(
+        admin(fra, &s, "RetireGeneration", json!({"Generation": 2}))
+            .await
+            .error_code()
+            .as_deref(),
+        Some("KMSInvalidStateException"),
+        "the active generation cannot be retired"
+    );
+    let retired = admin(fra, &s, "RetireGeneration", json!({"Generation": 1})).await;
+    assert_eq!(
+        retired.json()["Generations"],
+        json!([2]),
+        "{:?}",
+        retired.json()
+    );
+    refresh_all(&[fra, iad]);
+    let opened = fra.kms.fences();
+    assert_eq!(opened[0].0.generations(), [2]);
+    assert!(opened[0].1);
+    for arn in [&key, &after] {
+        encrypt_ok(fra, &s, arn, "fra after retirement").await;
+        encrypt_ok(iad, &s, arn, "iad (forwarded) after retirement").await;
+    }
+
+    // Attribute changes: iad moves into the EU (now satisfies: taken in, no
+    // rotation), then back out (rotated without it).
+    let moved = admin(
+        fra,
+        &s,
+        "SetNodeAttributes",
+        json!({"Name": "iad", "Attributes": {"country": "DE", "region": "EU"}}),
+    )
+    .await;
+    assert_eq!(moved.status, 200, "{:?}", moved.json());
+    assert_eq!(moved.json()["RotatedFences"], json!([]));
+    assert_eq!(moved.json()["Node"]["ApprovedAttributes"]["region"], "EU");
+    refresh_all(&[fra, iad]);
+    assert!(!fenced_elsewhere(iad, &after), "iad opens the fence now");
+    let back = admin(
+        fra,
+        &s,
+        "SetNodeAttributes",
+        json!({"Name": "iad", "Attributes": {"country": "US", "region": "NA"}}),
+    )
+    .await;
+    assert_eq!(
+        back.json()["RotatedFences"],
+        json!([POLICY]),
+        "{:?}",
+        back.json()
+    );
+    assert_eq!(back.json()["RewrappedKeys"], 3);
+    refresh_all(&[fra, iad]);
+    let fences = admin(fra, &s, "ListFences", json!({})).await.json();
+    assert_eq!(fences["Fences"][0]["Epoch"], 3);
+    assert_eq!(fences["Fences"][0]["Nodes"], json!(["fra"]));
+    let last = fenced_key(fra, &s, json!({})).await;
+    iad.kms.sync().unwrap();
+    assert!(fenced_elsewhere(iad, &last));
+    encrypt_ok(iad, &s, &last, "forwarded to fra").await;
+    assert_eq!(
+        kms(fra, &s, "Decrypt", json!({"CiphertextBlob": blob}))
+            .await
+            .json()["Plaintext"],
+        "Z2Vv",
+        "a ciphertext from before every change still decrypts"
+    );
+    if on_postgres {
+        assert!(
+            !dir.dir.join("keyfence.db").exists(),
+            "the nodes kept everything in PostgreSQL"
+        );
+    }
+    for node in nodes {
+        node.shutdown().await;
+    }
+}
+
+/// A TCP relay that holds every chunk for `delay` in each direction: a far
+/// away link on loopback. Relays to the address set in `target` once it is.
+async fn slow_link(
+    delay: std::time::Duration,
+    target: std::sync::Arc<std::sync::OnceLock<std::net::SocketAddr>>,
+) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    async fn pump(
+        mut from: tokio::net::tcp::OwnedReadHalf,
+        mut to: tokio::net::tcp::OwnedWriteHalf,
+        delay: std::time::Duration,
+    ) {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = from.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            tokio::time::sleep(delay).await;
+            if to.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown().await;
+    }
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Some(target) = target.get().copied() else {
+                continue;
+            };
+            let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                continue;
+            };
+            let (cr, cw) = client.into_split();
+            let (sr, sw) = server.into_split();
+            tokio::spawn(pump(cr, sw, delay));
+            tokio::spawn(pump(sr, cw, delay));
+        }
+    });
+    addr
+}
+
+/// Forwards go to the satisfying node with the lowest measured round trip,
+/// not to the one heard from last: fra sits behind a slow link, so iad
+/// forwards to par.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_go_to_the_nearest_satisfying_node() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = Place::sqlite(tmp.path());
+    // Far enough that a busy machine's own delays (debug build, shared
+    // cores) do not blur the difference.
+    let delay = std::time::Duration::from_millis(100);
+    let fra_target = std::sync::Arc::new(std::sync::OnceLock::new());
+    let fra_link = slow_link(delay, fra_target.clone()).await;
+    let fra = start_advertising(
+        &dir,
+        "fra",
+        &[("country", "DE"), ("region", "EU"), ("security", "high")],
+        true,
+        Some(fra_link.to_string()),
+    )
+    .await;
+    fra_target.set(fra.api_addr).unwrap();
+    let par = start(&dir, "par", &[("country", "FR"), ("region", "EU")], false).await;
+    let iad = start(&dir, "iad", &[("country", "US"), ("region", "NA")], false).await;
+    let s = signer(&fra);
+    for name in ["fra", "par", "iad"] {
+        assert_eq!(
+            admin(&fra, &s, "ApproveNode", json!({"Name": name}))
+                .await
+                .status,
+            200
+        );
+    }
+    refresh_all(&[&fra, &par, &iad]);
+    let key = fenced_key(&fra, &s, json!({})).await;
+    refresh_all(&[&fra, &par, &iad]);
+    let forwarder = iad.forwarder.as_ref().unwrap();
+    forwarder.measure_once().await;
+    let (to_fra, to_par) = (
+        forwarder.round_trip("fra").expect("fra measured"),
+        forwarder.round_trip("par").expect("par measured"),
+    );
+    assert!(
+        to_fra >= 2 * delay && to_par < to_fra / 2,
+        "fra {to_fra:?}, par {to_par:?}"
+    );
+    let fence = keyfence_core::fence::FenceId::of_policy(POLICY).unwrap();
+    let ranked: Vec<String> = forwarder
+        .peers(fence)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect();
+    assert_eq!(ranked, ["par", "fra"]);
+    for _ in 0..4 {
+        encrypt_ok(&iad, &s, &key, "forwarded").await;
+    }
+    let metrics = support::scrape(&iad).await;
+    assert_eq!(forwarded_to(&metrics, "par"), 4, "{metrics}");
+    assert_eq!(forwarded_to(&metrics, "fra"), 0, "{metrics}");
+    for node in [fra, par, iad] {
+        node.shutdown().await;
+    }
 }

@@ -1,4 +1,4 @@
-//! `keyfence node …` and `keyfence fence …`: the cluster admin API
+//! `keyfence node …`, `keyfence fence …` and `keyfence authority …`: the cluster admin API
 //! (`KeyfenceAdmin.*`, see keyfence-server's `admin` module) from the command line.
 
 use clap::{Args, Subcommand};
@@ -18,6 +18,72 @@ pub enum NodeCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Remove a node: every fence it could open gets a new policy key and
+    /// per-policy secret, and those fences' keys are re-wrapped (at the authority node).
+    Remove {
+        /// The node's name.
+        name: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Change a node's approved attributes: fences it no longer satisfies are
+    /// rotated without it, fences it now satisfies take it in (at the authority node).
+    SetAttributes {
+        /// The node's name.
+        name: String,
+        /// The new attributes, all of them: `key=value`, repeated.
+        #[arg(long = "attribute", value_parser = parse_attribute, required = true)]
+        attributes: Vec<(String, String)>,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// `keyfence authority …`.
+#[derive(Subcommand, Debug)]
+pub enum AuthorityCommand {
+    /// Start a new CP-ABE master generation: policy keys are re-encrypted
+    /// under it, customer keys are not touched; older generations keep
+    /// decrypting until retired.
+    Rotate(Target),
+    /// Destroy an older master generation (never the active one).
+    Retire {
+        /// The generation number.
+        generation: u32,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+fn parse_attribute(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not key=value"))?;
+    Ok((k.trim().to_owned(), v.trim().to_owned()))
+}
+
+fn print_change(what: &str, v: &Value) {
+    let rotated: Vec<&str> = v["RotatedFences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    println!(
+        "{what} {}: {} fence(s) rotated{}{}, {} key(s) re-wrapped",
+        v["Node"]["Name"].as_str().unwrap_or_default(),
+        rotated.len(),
+        if rotated.is_empty() { "" } else { ": " },
+        rotated.join("; "),
+        v["RewrappedKeys"]
+    );
+}
+
+fn print_master(v: &Value) {
+    println!(
+        "master generations {} (active {}); {} fence record(s) and {} node grant(s) refreshed",
+        v["Generations"], v["ActiveGeneration"], v["Fences"], v["Nodes"]
+    );
 }
 
 /// `keyfence fence …`.
@@ -129,6 +195,44 @@ async fn node(command: NodeCommand) -> Result<(), String> {
                 attributes(&v["Node"])
             );
         }
+        NodeCommand::Remove { name, target } => {
+            let v = call(&target, "RemoveNode", json!({"Name": name})).await?;
+            print_change("removed", &v);
+        }
+        NodeCommand::SetAttributes {
+            name,
+            attributes,
+            target,
+        } => {
+            let attributes: serde_json::Map<String, Value> = attributes
+                .into_iter()
+                .map(|(k, v)| (k, Value::from(v)))
+                .collect();
+            let v = call(
+                &target,
+                "SetNodeAttributes",
+                json!({"Name": name, "Attributes": attributes}),
+            )
+            .await?;
+            print_change("changed attributes of", &v);
+        }
+    }
+    Ok(())
+}
+
+async fn authority(command: AuthorityCommand) -> Result<(), String> {
+    match command {
+        AuthorityCommand::Rotate(target) => {
+            print_master(&call(&target, "RotateMaster", json!({})).await?)
+        }
+        AuthorityCommand::Retire { generation, target } => print_master(
+            &call(
+                &target,
+                "RetireGeneration",
+                json!({"Generation": generation}),
+            )
+            .await?,
+        ),
     }
     Ok(())
 }
@@ -162,6 +266,11 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 /// Runs a `keyfence node` command.
 pub fn node_main(command: NodeCommand) -> Result<(), String> {
     runtime()?.block_on(node(command))
+}
+
+/// Runs a `keyfence authority` command.
+pub fn authority_main(command: AuthorityCommand) -> Result<(), String> {
+    runtime()?.block_on(authority(command))
 }
 
 /// Runs a `keyfence fence` command.

@@ -60,6 +60,7 @@ fn config(args: &DevArgs, index: usize) -> Result<Config, String> {
                 .collect::<BTreeMap<_, _>>(),
             authority: index == 0,
             store: None,
+            advertise: None,
         }),
         default_fence: None,
         store: keyfence_server::config::StoreLocation::DataDir,

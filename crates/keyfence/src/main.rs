@@ -64,6 +64,9 @@ enum Command {
     /// Geo-fences: list them, make one (admin API of a node).
     #[command(subcommand)]
     Fence(cluster_cmd::FenceCommand),
+    /// The fencing authority: master-key rotation and retirement.
+    #[command(subcommand)]
+    Authority(cluster_cmd::AuthorityCommand),
     /// Store commands: move a single node's keys into PostgreSQL.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
@@ -283,6 +286,7 @@ fn main() -> ExitCode {
         Command::Dev(args) => dev::main(args),
         Command::Node(command) => cluster_cmd::node_main(command),
         Command::Fence(command) => cluster_cmd::fence_main(command),
+        Command::Authority(command) => cluster_cmd::authority_main(command),
         Command::Store(command) => store_cmd::main(command),
         Command::Credentials {
             data_dir,

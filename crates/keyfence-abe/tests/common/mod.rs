@@ -29,5 +29,6 @@ pub fn is_decoding_error(e: &keyfence_abe::Error) -> bool {
             | Error::InvalidPoint(_)
             | Error::InvalidScalar
             | Error::UnsupportedVersion(_)
+            | Error::PolicyTooDeep { .. }
     )
 }

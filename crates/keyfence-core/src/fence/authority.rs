@@ -104,6 +104,60 @@ pub struct FenceRotation {
     pub rewrapped: Vec<Vec<u8>>,
 }
 
+/// Re-wraps backing keys wrapped under a fence's previous epoch under its
+/// current one ([`Authority::rewrapper`]): the sweep after a fence rotation,
+/// which can be run again until no key is left behind. `Debug` shows the
+/// fence and epoch only.
+pub struct Rewrapper {
+    current: PolicyPrivateKey,
+    previous: Option<PolicyPrivateKey>,
+}
+
+impl fmt::Debug for Rewrapper {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Rewrapper({} to epoch {}, [REDACTED])",
+            self.current.fence, self.current.epoch
+        )
+    }
+}
+
+impl Rewrapper {
+    /// The fence.
+    pub fn fence(&self) -> FenceId {
+        self.current.fence
+    }
+
+    /// The epoch keys are re-wrapped to.
+    pub fn epoch(&self) -> u32 {
+        self.current.epoch
+    }
+
+    /// Re-wraps one backing key (with the AAD it was wrapped with): `None` if
+    /// it is already under the current epoch, the new wrapping if it was
+    /// under the previous one, [`FenceError::WrongPolicyKey`] for any other
+    /// fence or epoch.
+    pub fn rewrap(&self, wrapped: &[u8], aad: &[u8]) -> Result<Option<Vec<u8>>, FenceError> {
+        let (fence, epoch) = super::keyring::wrapped_key_fence(wrapped)?;
+        if fence == self.current.fence && epoch == self.current.epoch {
+            return Ok(None);
+        }
+        let old = self
+            .previous
+            .as_ref()
+            .filter(|p| p.fence == fence && p.epoch == epoch)
+            .ok_or(FenceError::WrongPolicyKey {
+                fence: self.current.fence,
+                epoch: self.current.epoch,
+                found: fence,
+                found_epoch: epoch,
+            })?;
+        let material = unwrap_backing_key(old, wrapped, aad)?;
+        wrap_backing_key(&self.current.public(), material.expose(), aad).map(Some)
+    }
+}
+
 /// One `(wrapped backing key, its AAD)` to carry across a fence rotation.
 pub type WrappedKeyRef<'a> = (&'a [u8], &'a [u8]);
 
@@ -183,6 +237,7 @@ impl Authority {
             node,
             approved,
             keys,
+            tls: None,
             signature: Vec::new(),
         })?;
         let mut updated = Vec::new();
@@ -265,6 +320,20 @@ impl Authority {
         })
     }
 
+    /// Adds a node certificate to a grant this authority signed: the
+    /// certificate (DER) in clear, its private key (PKCS#8 DER) encrypted to
+    /// the node's KEM key; re-signed. Peers pin the node to exactly this
+    /// certificate for mutual TLS (see [`NodeGrant::tls_certificate`]).
+    pub fn issue_tls(
+        &self,
+        grant: &NodeGrant,
+        certificate: &[u8],
+        private_key: &[u8],
+    ) -> Result<NodeGrant, FenceError> {
+        grant.verify(&self.public)?;
+        self.sign_grant(grant.with_tls(certificate, private_key)?)
+    }
+
     pub(crate) fn sign_grant(&self, mut grant: NodeGrant) -> Result<NodeGrant, FenceError> {
         grant.signature = sign::sign(&self.signing, sign::GRANT, &grant.body())?;
         Ok(grant)
@@ -283,11 +352,14 @@ impl Authority {
     ) -> Result<FenceRecord, FenceError> {
         let (policy, canonical) = normalize_policy(policy)?;
         let id = FenceId::of_policy(&canonical)?;
-        self.build_record(id, &policy, canonical, 1, members)
+        self.build_record(id, &policy, canonical, 1, members, None)
             .map(|(record, _)| record)
     }
 
-    /// A record of epoch `epoch` with a fresh key pair and `s_policy`.
+    /// A record of epoch `epoch` with a fresh key pair and `s_policy`. The
+    /// authority's envelope also carries `predecessor` (the previous epoch's
+    /// private half), so backing keys still wrapped under it can be re-wrapped
+    /// from the new record alone, even after a crash halfway through.
     fn build_record(
         &self,
         id: FenceId,
@@ -295,12 +367,16 @@ impl Authority {
         canonical: String,
         epoch: u32,
         members: &[NodeGrant],
+        predecessor: Option<&PolicyPrivateKey>,
     ) -> Result<(FenceRecord, PolicyPrivateKey), FenceError> {
         let s_policy = Secret::random(SECRET_LEN)?;
         let key = XWingPrivateKey::generate()?;
-        let mut secret = Zeroizing::new(Vec::with_capacity(SECRET_LEN + PRIVATE_KEY_LEN));
+        let mut secret = Zeroizing::new(Vec::with_capacity(SECRET_LEN + 2 * PRIVATE_KEY_LEN));
         secret.extend_from_slice(s_policy.expose());
         secret.extend_from_slice(key.to_bytes());
+        if let Some(previous) = predecessor {
+            secret.extend_from_slice(previous.key.to_bytes());
+        }
         let authority_envelope = envelope::seal(
             self.kem.public_key(),
             AUTHORITY_PURPOSE,
@@ -390,6 +466,16 @@ impl Authority {
         &self,
         record: &FenceRecord,
     ) -> Result<(Policy, Secret, PolicyPrivateKey), FenceError> {
+        self.open_record_chain(record)
+            .map(|(policy, s, key, _)| (policy, s, key))
+    }
+
+    /// [`Self::open_record`] with the previous epoch's private half, if the
+    /// record was made by a rotation.
+    fn open_record_chain(
+        &self,
+        record: &FenceRecord,
+    ) -> Result<(Policy, Secret, PolicyPrivateKey, Option<PolicyPrivateKey>), FenceError> {
         record.verify(&self.public)?;
         let (policy, _) = normalize_policy(&record.policy)?;
         let secret = envelope::open(
@@ -399,14 +485,41 @@ impl Authority {
             &record.authority_envelope,
             "authority envelope",
         )?;
-        if secret.len() != SECRET_LEN + PRIVATE_KEY_LEN {
-            return Err(FenceError::Unauthentic {
-                what: "authority envelope",
-            });
+        let unauthentic = FenceError::Unauthentic {
+            what: "authority envelope",
+        };
+        let with_predecessor = SECRET_LEN + 2 * PRIVATE_KEY_LEN;
+        if secret.len() != SECRET_LEN + PRIVATE_KEY_LEN
+            && !(secret.len() == with_predecessor && record.epoch > 1)
+        {
+            return Err(unauthentic);
         }
-        let (s, k) = secret.expose().split_at(SECRET_LEN);
+        let (s, rest) = secret.expose().split_at(SECRET_LEN);
+        let (k, previous) = rest.split_at(PRIVATE_KEY_LEN);
         let private = PolicyPrivateKey::load(record, k)?;
-        Ok((policy, Secret::new(s.to_vec()), private))
+        let predecessor = if previous.is_empty() {
+            None
+        } else {
+            let key =
+                XWingPrivateKey::from_bytes(previous).map_err(|_| FenceError::Unauthentic {
+                    what: "authority envelope",
+                })?;
+            Some(PolicyPrivateKey {
+                fence: record.id,
+                epoch: record.epoch - 1,
+                policy: record.policy.clone(),
+                key,
+            })
+        };
+        Ok((policy, Secret::new(s.to_vec()), private, predecessor))
+    }
+
+    /// What re-wraps the backing keys of `record`'s fence that are still
+    /// wrapped under its previous epoch: the previous private half (carried in
+    /// the authority's envelope by [`Self::rotate_fence`]) and the current one.
+    pub fn rewrapper(&self, record: &FenceRecord) -> Result<Rewrapper, FenceError> {
+        let (_, _, current, previous) = self.open_record_chain(record)?;
+        Ok(Rewrapper { current, previous })
     }
 
     /// Opens a fence's policy private key with the authority's own copy (see
@@ -433,8 +546,14 @@ impl Authority {
             .epoch
             .checked_add(1)
             .ok_or_else(|| FenceError::Conflict("fence epoch exhausted".to_owned()))?;
-        let (new_record, new) =
-            self.build_record(record.id, &policy, record.policy.clone(), epoch, members)?;
+        let (new_record, new) = self.build_record(
+            record.id,
+            &policy,
+            record.policy.clone(),
+            epoch,
+            members,
+            Some(&old),
+        )?;
         let public = new.public();
         let mut rewrapped = Vec::with_capacity(wrapped.len());
         for (bytes, aad) in wrapped {

@@ -33,10 +33,14 @@ pub(crate) struct Writer {
 impl Writer {
     /// A writer that starts with the header of `ty`.
     pub(crate) fn new(ty: u8) -> Self {
+        Self::with_version(ty, FORMAT_VERSION)
+    }
+    /// A writer for `version` of a type that has several.
+    pub(crate) fn with_version(ty: u8, version: u8) -> Self {
         let mut buf = Zeroizing::new(Vec::with_capacity(256));
         buf.extend_from_slice(MAGIC);
         buf.push(ty);
-        buf.push(FORMAT_VERSION);
+        buf.push(version);
         Self { buf }
     }
     pub(crate) fn u32(&mut self, v: u32) {
@@ -83,15 +87,24 @@ pub(crate) struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// Checks the header of `ty` and positions after it.
     pub(crate) fn new(what: &'static str, ty: u8, bytes: &'a [u8]) -> Result<Self, FenceError> {
+        Self::versioned(what, ty, FORMAT_VERSION, bytes).map(|(r, _)| r)
+    }
+    /// Like [`Self::new`] for a type with versions 1 to `newest`; returns the version.
+    pub(crate) fn versioned(
+        what: &'static str,
+        ty: u8,
+        newest: u8,
+        bytes: &'a [u8],
+    ) -> Result<(Self, u8), FenceError> {
         let mut r = Self { what, rest: bytes };
         if r.take(2)? != MAGIC || r.u8()? != ty {
             return Err(r.bad("not this type of record"));
         }
         let version = r.u8()?;
-        if version != FORMAT_VERSION {
+        if version == 0 || version > newest {
             return Err(FenceError::UnsupportedVersion { what, version });
         }
-        Ok(r)
+        Ok((r, version))
     }
     pub(crate) fn bad(&self, reason: &'static str) -> FenceError {
         FenceError::Malformed {

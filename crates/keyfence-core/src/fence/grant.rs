@@ -5,12 +5,37 @@ use std::fmt;
 
 use keyfence_abe::Attributes;
 
+use keyfence_crypto::Secret;
+
 use super::codec::{ty, Reader, Writer};
-use super::identity::NodePublic;
-use super::{sign, FenceError};
+use super::identity::{NodeIdentity, NodePublic};
+use super::{envelope, sign, FenceError};
 
 /// Envelope purpose of an attribute key encrypted to a node.
 pub(crate) const ATTRIBUTE_KEY_PURPOSE: &[u8] = b"keyfence/v1/attribute-key";
+
+/// Envelope purpose of a node's TLS private key encrypted to it.
+const NODE_TLS_PURPOSE: &[u8] = b"keyfence/v1/node-tls-key";
+
+/// Grant encoding version with a node certificate section.
+const GRANT_VERSION: u8 = 2;
+
+/// The AAD of a node's TLS key envelope: its name and its certificate.
+fn node_tls_aad(node: &str, certificate: &[u8]) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(2 + node.len() + certificate.len());
+    aad.extend_from_slice(&(node.len() as u16).to_be_bytes());
+    aad.extend_from_slice(node.as_bytes());
+    aad.extend_from_slice(certificate);
+    aad
+}
+
+/// A node's certificate for mutual TLS between nodes and its private key,
+/// encrypted to the node's KEM key.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct NodeTlsGrant {
+    pub(crate) certificate: Vec<u8>,
+    pub(crate) key_envelope: Vec<u8>,
+}
 
 /// The AAD of a node's attribute-key envelope: its name and the master generation.
 pub(crate) fn attribute_key_aad(node: &str, generation: u32) -> Vec<u8> {
@@ -91,6 +116,7 @@ pub struct NodeGrant {
     pub(crate) node: NodePublic,
     pub(crate) approved: Attributes,
     pub(crate) keys: Vec<GrantedKey>,
+    pub(crate) tls: Option<NodeTlsGrant>,
     pub(crate) signature: Vec<u8>,
 }
 
@@ -132,13 +158,69 @@ impl NodeGrant {
         authority.verify(sign::GRANT, &self.body(), &self.signature, "node grant")
     }
 
+    /// The node certificate (DER) the authority issued with the grant, if
+    /// any: what the node presents to its peers in mutual TLS, and what they
+    /// pin it to. Check the grant's signature before trusting it.
+    pub fn tls_certificate(&self) -> Option<&[u8]> {
+        self.tls.as_ref().map(|t| &t.certificate[..])
+    }
+
+    /// The node certificate and its private key (PKCS#8 DER), opened with
+    /// the node's identity; `None` if the grant carries none. Checks the
+    /// grant is this node's (not its signature: see [`Self::verify`]).
+    pub fn open_tls(
+        &self,
+        identity: &NodeIdentity,
+    ) -> Result<Option<(Vec<u8>, Secret)>, FenceError> {
+        let Some(tls) = &self.tls else {
+            return Ok(None);
+        };
+        if self.node != *identity.public() {
+            return Err(FenceError::WrongNode {
+                grant: self.name().to_owned(),
+                node: identity.name().to_owned(),
+            });
+        }
+        let key = envelope::open(
+            identity.kem(),
+            NODE_TLS_PURPOSE,
+            &node_tls_aad(self.name(), &tls.certificate),
+            &tls.key_envelope,
+            "node TLS key envelope",
+        )?;
+        Ok(Some((tls.certificate.clone(), key)))
+    }
+
+    /// The grant with `certificate` and its `private_key` encrypted to the
+    /// node's KEM key (unsigned: the authority signs it).
+    pub(crate) fn with_tls(
+        &self,
+        certificate: &[u8],
+        private_key: &[u8],
+    ) -> Result<Self, FenceError> {
+        let key_envelope = envelope::seal(
+            self.node.kem_public(),
+            NODE_TLS_PURPOSE,
+            &node_tls_aad(self.name(), certificate),
+            private_key,
+        )?;
+        Ok(Self {
+            tls: Some(NodeTlsGrant {
+                certificate: certificate.to_vec(),
+                key_envelope,
+            }),
+            signature: Vec::new(),
+            ..self.clone()
+        })
+    }
+
     /// The signed part: the encoding without the signature.
     pub(crate) fn body(&self) -> Vec<u8> {
         self.writer().finish()
     }
 
     fn writer(&self) -> Writer {
-        let mut w = Writer::new(ty::NODE_GRANT);
+        let mut w = Writer::with_version(ty::NODE_GRANT, GRANT_VERSION);
         w.bytes(&self.node.to_bytes());
         w.bytes(&self.approved.to_bytes());
         w.count(self.keys.len());
@@ -146,11 +228,18 @@ impl NodeGrant {
             w.u32(k.generation);
             w.bytes(&k.envelope);
         }
+        w.count(usize::from(self.tls.is_some()));
+        if let Some(tls) = &self.tls {
+            w.bytes(&tls.certificate);
+            w.bytes(&tls.key_envelope);
+        }
         w
     }
 
-    /// Encoding: `"KF" 0x12 0x01 ‖ node public part ‖ approved attributes ‖
-    /// count ‖ (generation ‖ envelope)* ‖ signature`; generations strictly increase.
+    /// Encoding: `"KF" 0x12 0x02 ‖ node public part ‖ approved attributes ‖
+    /// count ‖ (generation ‖ envelope)* ‖ count (0 or 1) ‖ (node certificate
+    /// DER ‖ its private key's envelope)? ‖ signature`; generations strictly
+    /// increase. Version 1 (no certificate section) is still read.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = self.writer();
         w.bytes(&self.signature);
@@ -159,7 +248,8 @@ impl NodeGrant {
 
     /// Decodes [`NodeGrant::to_bytes`] output (without verifying the signature).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, FenceError> {
-        let mut r = Reader::new("node grant", ty::NODE_GRANT, bytes)?;
+        let (mut r, version) =
+            Reader::versioned("node grant", ty::NODE_GRANT, GRANT_VERSION, bytes)?;
         let node = NodePublic::from_bytes(r.bytes()?)?;
         let approved = Attributes::from_bytes(r.bytes()?)
             .map_err(|e| FenceError::InvalidAttributes(e.to_string()))?;
@@ -176,12 +266,21 @@ impl NodeGrant {
                 envelope,
             });
         }
+        let tls = match (version, if version >= 2 { r.count()? } else { 0 }) {
+            (_, 0) => None,
+            (_, 1) => Some(NodeTlsGrant {
+                certificate: r.bytes()?.to_vec(),
+                key_envelope: r.bytes()?.to_vec(),
+            }),
+            _ => return Err(r.bad("more than one node certificate")),
+        };
         let signature = r.bytes()?.to_vec();
         r.finish()?;
         Ok(Self {
             node,
             approved,
             keys,
+            tls,
             signature,
         })
     }

@@ -24,7 +24,8 @@
 //!   ([`NodeKeyring::open_policy_key`]) and unwraps backing keys
 //!   ([`unwrap_backing_key`]).
 //! - Membership changes rotate the fence ([`Authority::rotate_fence`]: new
-//!   epoch, key pair and `s_policy`, backing keys re-wrapped); master rotation
+//!   epoch, key pair and `s_policy`, backing keys re-wrapped, also afterwards
+//!   and as often as needed by [`Authority::rewrapper`]); master rotation
 //!   ([`Authority::rotate_master`] then [`Authority::refresh_fence`] and
 //!   [`Authority::refresh_grant`]) re-encrypts `k_abe` only, generation by
 //!   generation. See [`authority`] for what the authority can and cannot do.
@@ -48,7 +49,10 @@
 //! - The fence id is derived from the canonical policy (HKDF-SHA256), so one
 //!   policy is one fence wherever it is computed.
 //! - The authority keeps its own copy of each fence's secrets in the record,
-//!   encrypted to its X-Wing key; see [`authority`] for what that means.
+//!   encrypted to its X-Wing key; see [`authority`] for what that means. After
+//!   a rotation that copy also holds the previous epoch's private half, so the
+//!   re-wrapping of backing keys can resume from the store alone after a crash
+//!   (and keys a node wrapped under the old epoch meanwhile are caught up).
 //!
 //! # Stored formats
 //!
@@ -57,7 +61,9 @@
 //! trailing bytes). Types: `0x10` [`NodePublic`], `0x11` [`JoinRequest`],
 //! `0x12` [`NodeGrant`], `0x13` [`FenceRecord`], `0x14` [`NodeIdentity`]
 //! (secret), `0x15` [`Authority`] (secret), `0x16` wrapped backing key,
-//! `0x17` [`AuthorityPublic`]. Secret types' encodings are returned in
+//! `0x17` [`AuthorityPublic`]. Grants are at version 2 (a node certificate
+//! section, see [`NodeGrant::to_bytes`]; version 1 is still read). Secret
+//! types' encodings are returned in
 //! zeroizing buffers, to be sealed under the root of trust.
 
 #![deny(missing_docs)]
@@ -76,7 +82,7 @@ mod sign;
 #[cfg(test)]
 mod tests;
 
-pub use authority::{Approval, Authority, FenceRotation, WrappedKeyRef};
+pub use authority::{Approval, Authority, FenceRotation, Rewrapper, WrappedKeyRef};
 pub use codec::FORMAT_VERSION;
 pub use error::FenceError;
 pub use grant::{AuthorityPublic, NodeGrant};

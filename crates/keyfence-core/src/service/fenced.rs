@@ -24,11 +24,11 @@ use super::cache::CachedKey;
 use super::material::{self, Material};
 use super::Kms;
 use crate::fence::{
-    normalize_policy, AuthorityPublic, FenceError, FenceId, FenceRecord, NodeKeyring,
-    PolicyPrivateKey,
+    normalize_policy, wrapped_key_fence, AuthorityPublic, FenceError, FenceId, FenceRecord,
+    NodeKeyring, PolicyPrivateKey, Rewrapper,
 };
 use crate::model::{KeyFence, KeyMetadata};
-use crate::store::VersionRecord;
+use crate::store::{StoreError, StoredKey, VersionRecord};
 use crate::{KeyId, KmsError};
 
 /// The tag that fences a key at CreateKey; its value is a policy in
@@ -62,6 +62,10 @@ struct State {
     records: HashMap<FenceId, FenceRecord>,
     /// Policy private keys opened so far (ABE decryption happens once per fence epoch).
     opened: HashMap<FenceId, Arc<PolicyPrivateKey>>,
+    /// The previous epoch's policy key of fences rotated since this node
+    /// opened them: versions still wrapped under it (the authority re-wraps
+    /// them right after a rotation) keep unwrapping meanwhile.
+    retired: HashMap<FenceId, Arc<PolicyPrivateKey>>,
     /// Stored versions of fenced keys this node could not open.
     sealed: HashMap<KeyId, Vec<VersionRecord>>,
 }
@@ -150,7 +154,11 @@ impl Fencing {
                     .get(&record.id())
                     .is_none_or(|held| held.epoch() <= record.epoch());
                 if newer {
-                    state.opened.remove(&record.id());
+                    if let Some(old) = state.opened.remove(&record.id()) {
+                        if old.epoch() < record.epoch() {
+                            state.retired.insert(record.id(), old);
+                        }
+                    }
                     state.records.insert(record.id(), record);
                 }
             }
@@ -198,26 +206,58 @@ impl Fencing {
     }
 
     /// Unwraps a fenced key's stored versions, or `None` if this node cannot
-    /// open its fence (the versions are then kept sealed).
+    /// open its fence (the versions are then kept sealed). Versions `held`
+    /// already holds unwrapped are reused (a version's material never
+    /// changes, whatever it is wrapped under); the others are unwrapped with
+    /// the policy key of the epoch they are wrapped under: the current one,
+    /// or the previous one while a rotation's re-wrapping is under way. A
+    /// version under an epoch this node has no key for (a newer record not
+    /// installed yet) keeps the key sealed until [`Kms::install_fences`].
     pub(super) fn unwrap_all(
         &self,
         meta: &KeyMetadata,
         fence: &KeyFence,
         records: &[VersionRecord],
+        held: Option<&CachedKey>,
     ) -> Result<Option<BTreeMap<u32, Material>>, KmsError> {
-        if records.is_empty() {
-            return Ok(Some(BTreeMap::new()));
-        }
-        let key = match self.policy_key(&meta.arn(), fence) {
-            Ok(k) => k,
-            Err(KmsError::FencedElsewhere { .. } | KmsError::UnknownFence { .. }) => {
-                self.write().sealed.insert(meta.id, records.to_vec());
-                return Ok(None);
+        let mut versions = BTreeMap::new();
+        let mut missing = Vec::new();
+        for record in records {
+            match held.and_then(|k| k.versions.get(&record.version)) {
+                Some(material) => {
+                    versions.insert(record.version, material.clone());
+                }
+                None => missing.push(record),
             }
+        }
+        if missing.is_empty() {
+            self.write().sealed.remove(&meta.id);
+            return Ok(Some(versions));
+        }
+        let seal = || {
+            self.write().sealed.insert(meta.id, records.to_vec());
+            Ok(None)
+        };
+        let current = match self.policy_key(&meta.arn(), fence) {
+            Ok(k) => k,
+            Err(KmsError::FencedElsewhere { .. } | KmsError::UnknownFence { .. }) => return seal(),
             Err(e) => return Err(e),
         };
-        let mut versions = BTreeMap::new();
-        for record in records {
+        for record in missing {
+            let (_, epoch) = wrapped_key_fence(&record.wrapped).map_err(|e| {
+                KmsError::Internal(format!(
+                    "material of {} v{}: {e}",
+                    record.key_id, record.version
+                ))
+            })?;
+            let key = if epoch == current.epoch() {
+                Arc::clone(&current)
+            } else {
+                match self.read().retired.get(&fence.id) {
+                    Some(old) if old.epoch() == epoch => Arc::clone(old),
+                    _ => return seal(),
+                }
+            };
             versions.insert(
                 record.version,
                 material::unwrap_fenced(&key, record, meta.spec)?,
@@ -262,7 +302,10 @@ impl Kms {
             let (Some(fence), Some(records)) = (key.meta.fence.as_ref(), records) else {
                 continue;
             };
-            if let Some(versions) = self.fencing.unwrap_all(&key.meta, fence, &records)? {
+            if let Some(versions) =
+                self.fencing
+                    .unwrap_all(&key.meta, fence, &records, Some(&key))?
+            {
                 self.write_cache()
                     .put(CachedKey::new(key.meta.clone(), versions, key.revision));
                 opened += 1;
@@ -328,6 +371,82 @@ impl Kms {
             tags.push((FENCE_TAG.to_owned(), fence.policy.clone()));
         }
         Ok(fence)
+    }
+
+    /// After a fence rotation, at the node that holds the authority: re-wraps
+    /// every stored version of every key fenced by the rewrapper's fence that
+    /// is still under the previous epoch, one key at a time, each write
+    /// conditional on the key's revision (re-read and redone if another
+    /// change came first). Reads the store, not this node's replica, so no
+    /// key is missed; running it again finds nothing left. Returns how many
+    /// keys it re-wrapped.
+    pub fn rewrap_fenced_keys(&self, rewrapper: &Rewrapper) -> Result<usize, KmsError> {
+        let fence = rewrapper.fence();
+        let mut done = 0;
+        for stored in self.store.load()?.keys {
+            if stored.metadata.fence.as_ref().map(|f| f.id) != Some(fence) {
+                continue;
+            }
+            if self.rewrap_key(rewrapper, stored)? {
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Re-wraps one key's versions; whether anything was written.
+    fn rewrap_key(&self, rewrapper: &Rewrapper, mut stored: StoredKey) -> Result<bool, KmsError> {
+        for _ in 0..16 {
+            let mut changed = false;
+            let mut versions = Vec::with_capacity(stored.versions.len());
+            for record in &stored.versions {
+                let aad = material::fenced_aad(&record.key_id, record.version);
+                match rewrapper.rewrap(&record.wrapped, &aad) {
+                    Ok(Some(wrapped)) => {
+                        changed = true;
+                        versions.push(VersionRecord {
+                            wrapped,
+                            ..record.clone()
+                        });
+                    }
+                    Ok(None) => versions.push(record.clone()),
+                    Err(e) => {
+                        return Err(KmsError::Internal(format!(
+                            "re-wrapping {} v{} under {}: {e}",
+                            record.key_id,
+                            record.version,
+                            rewrapper.fence()
+                        )))
+                    }
+                }
+            }
+            if !changed {
+                return Ok(false);
+            }
+            match self
+                .store
+                .replace_versions(&stored.metadata, &versions, stored.revision)
+            {
+                Ok(revision) => {
+                    let key = self.cached_key(StoredKey {
+                        metadata: stored.metadata,
+                        versions,
+                        revision,
+                    })?;
+                    self.publish(key);
+                    return Ok(true);
+                }
+                Err(StoreError::Stale { .. }) => match self.store.load_key(&stored.metadata.id)? {
+                    Some(fresh) => stored = fresh,
+                    None => return Ok(false),
+                },
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(KmsError::DependencyTimeout(format!(
+            "{} kept changing while its versions were re-wrapped; run the rotation again",
+            stored.metadata.arn()
+        )))
     }
 
     /// Refuses to work with the material of `meta` at a node outside its fence.

@@ -173,7 +173,8 @@ const BACKING_LABEL: &[u8] = b"keyfence/v1/backing-key/";
 /// Binding label of backing key material wrapped under a fence.
 const FENCED_LABEL: &[u8] = b"keyfence/v1/fenced-backing-key/";
 
-fn fenced_aad(key_id: &KeyId, version: u32) -> Vec<u8> {
+/// The AAD a fenced key's version is wrapped with.
+pub(super) fn fenced_aad(key_id: &KeyId, version: u32) -> Vec<u8> {
     let mut b = FENCED_LABEL.to_vec();
     b.extend_from_slice(key_id.as_bytes());
     b.extend_from_slice(&version.to_be_bytes());

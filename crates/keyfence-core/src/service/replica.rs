@@ -223,9 +223,10 @@ impl Kms {
         if let Some(fence) = &stored.metadata.fence {
             // Under the fence's policy key: opened if this node satisfies the
             // fence, else known by metadata only (kept sealed until it can).
+            let held = self.read_cache().key(&stored.metadata.id);
             let versions = self
                 .fencing
-                .unwrap_all(&stored.metadata, fence, &stored.versions)?
+                .unwrap_all(&stored.metadata, fence, &stored.versions, held.as_deref())?
                 .unwrap_or_default();
             return Ok(CachedKey::new(stored.metadata, versions, stored.revision));
         }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use rustls::crypto::{aws_lc_rs, CryptoProvider, SupportedKxGroup};
 use rustls::{ClientConfig, NamedGroup, ServerConfig};
 
+use super::node_cert::PresentedCertVerifier;
 use super::pem::{load_certs, load_private_key, root_store};
 use super::{PkiPaths, TlsError};
 
@@ -80,8 +81,9 @@ impl ClientGroups {
 }
 
 /// Builds the server configuration: TLS 1.3 only, ALPN `h2` then `http/1.1`, the
-/// aws-lc-rs provider restricted to the key-exchange groups of `mode`, no client
-/// authentication.
+/// aws-lc-rs provider restricted to the key-exchange groups of `mode`; a client
+/// certificate is asked for but not required (a cluster node presents its node
+/// certificate, see [`PresentedCertVerifier`]).
 pub fn load_server_config(paths: &PkiPaths, mode: KxMode) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs(&paths.server_cert)?;
     let key = load_private_key(&paths.server_key)?;
@@ -89,9 +91,10 @@ pub fn load_server_config(paths: &PkiPaths, mode: KxMode) -> Result<Arc<ServerCo
         kx_groups: mode.kx_groups().to_vec(),
         ..aws_lc_rs::default_provider()
     });
+    let verifier = Arc::new(PresentedCertVerifier::new(Arc::clone(&provider)));
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)?;
     config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))

@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Geo-fencing figures side by side in one run, on a `keyfence dev` cluster
+# (fra, par, iad in one process on loopback; fra and par satisfy the fence,
+# iad forwards):
+#   1. fenced vs unfenced Encrypt at a satisfying node (closed loop, ABBA);
+#   2. p99 added by forwarding: the fenced key at half its closed-loop rate,
+#      open loop, at fra (served there) and at iad (every request forwarded);
+#   3. master rotation with 100 fences, before and after adding KEYS fenced keys.
+# Usage: bench/fence.sh [KEYFENCE_BINARY]  (env: DUR=10s KEYS=100000 PORT=18443;
+#   ONLY_ROTATION=1 runs part 3 alone, SKIP_ROTATION=1 parts 1 and 2, RATE=N sets
+#   the open-loop rate of part 2 instead of half the fenced closed-loop rate)
+# Prints one JSON object per measurement and a summary; figures go to
+# bench/RESULTS.md by hand, with the commit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${1:-target/release/keyfence}
+DUR=${DUR:-10s}
+# create-key runs last DUR each (plus warm-up) until KEYS keys exist.
+KEYS=${KEYS:-100000}
+PORT=${PORT:-18443}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/keyfence-fence-bench.XXXXXX")
+DATA=$WORK/dev
+"$BIN" dev --nodes 3 --data-dir "$DATA" --base-port "$PORT" >"$WORK/dev.log" 2>&1 &
+DEV=$!
+trap 'kill $DEV 2>/dev/null; wait $DEV 2>/dev/null; rm -rf "$WORK"' EXIT
+FRA=https://127.0.0.1:$PORT
+IAD=https://127.0.0.1:$((PORT + 2))
+for _ in $(seq 100); do
+  grep -q "AWS_ACCESS_KEY_ID" "$WORK/dev.log" 2>/dev/null && break
+  sleep 0.2
+done
+sleep 3 # every node has polled its grant and the fences once
+POLICY='region: EU'
+
+bench() {
+  "$BIN" bench --data-dir "$DATA" --metrics none --json --warmup 2s --duration "$DUR" \
+    --connections 16 "$@"
+}
+field() { python3 -c "import json,sys; v=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
+
+RU=0 RF=0 D1=null D2=null W1=null W2=null
+if [ -z "${ONLY_ROTATION:-}" ]; then
+echo "== 1. fenced vs unfenced Encrypt at fra (closed loop, ABBA)" >&2
+U1=$(bench --endpoint "$FRA" --workload encrypt)
+F1=$(bench --endpoint "$FRA" --workload encrypt --fence "$POLICY" --keep-key)
+KEY=$(echo "$F1" | field 'v["key_id"]')
+F2=$(bench --endpoint "$FRA" --workload encrypt --key-id "$KEY")
+U2=$(bench --endpoint "$FRA" --workload encrypt)
+for r in "$U1" "$F1" "$F2" "$U2"; do echo "$r"; done
+RU=$(python3 -c "import json,sys; print(sum(json.loads(a)['ops_per_s'] for a in sys.argv[1:])/2)" "$U1" "$U2")
+RF=$(python3 -c "import json,sys; print(sum(json.loads(a)['ops_per_s'] for a in sys.argv[1:])/2)" "$F1" "$F2")
+
+echo "== 2. forwarding at half the fenced closed-loop rate (open loop)" >&2
+HALF=${RATE:-$(python3 -c "print(round($RF / 2))")}
+D1=$(bench --endpoint "$FRA" --workload encrypt --key-id "$KEY" --rate "$HALF")
+W1=$(bench --endpoint "$IAD" --workload encrypt --key-id "$KEY" --rate "$HALF")
+W2=$(bench --endpoint "$IAD" --workload encrypt --key-id "$KEY" --rate "$HALF")
+D2=$(bench --endpoint "$FRA" --workload encrypt --key-id "$KEY" --rate "$HALF")
+for r in "$D1" "$W1" "$W2" "$D2"; do echo "$r"; done
+fi
+
+R0=0 R1=0 MADE=0
+if [ -z "${SKIP_ROTATION:-}" ]; then
+echo "== 3. master rotation, 100 fences, then with $KEYS fenced keys" >&2
+for i in $(seq 1 99); do
+  "$BIN" fence create "region: EU and not country: X$i" --endpoint "$FRA" --data-dir "$DATA" >/dev/null
+done
+rotate() {
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$BIN" authority rotate --endpoint "$FRA" --data-dir "$DATA" >&2
+  t1=$(date +%s.%N)
+  python3 -c "print(round($t1 - $t0, 3))"
+}
+R0=$(rotate)
+echo "rotation with 100 fences: ${R0}s" >&2
+MADE=0
+while [ "$MADE" -lt "$KEYS" ]; do
+  C=$(bench --endpoint "$FRA" --workload create-key --fence "$POLICY")
+  echo "$C"
+  MADE=$((MADE + $(echo "$C" | field 'v["ok"]')))
+done
+R1=$(rotate)
+echo "rotation with 100 fences and $MADE fenced keys: ${R1}s" >&2
+fi
+
+python3 - "$RU" "$RF" "$D1" "$D2" "$W1" "$W2" "$R0" "$R1" "$MADE" <<'PY'
+import json, sys
+ru, rf = float(sys.argv[1]), float(sys.argv[2])
+p99 = lambda a: (json.loads(a) or {}).get("latency_us", {}).get("p99", 0)
+d = [p99(a) for a in sys.argv[3:5]]
+w = [p99(a) for a in sys.argv[5:7]]
+r0, r1, made = float(sys.argv[7]), float(sys.argv[8]), int(sys.argv[9])
+print(json.dumps({
+    "unfenced_encrypt_per_s": round(ru), "fenced_encrypt_per_s": round(rf),
+    "fenced_over_unfenced": round(rf / ru, 3) if ru else None,
+    "p99_direct_us": d, "p99_forwarded_us": w,
+    "p99_added_by_forwarding_us": round(sum(w) / 2 - sum(d) / 2),
+    "master_rotation_s_100_fences": r0,
+    "master_rotation_s_100_fences_and_keys": r1, "fenced_keys": made,
+}, indent=1))
+PY
