@@ -19,6 +19,7 @@ mod grant;
 mod pattern;
 mod policy;
 mod principal;
+mod store;
 mod time;
 
 pub use condition::{Condition, Operator, SetQualifier};
@@ -29,6 +30,7 @@ pub use grant::{Grant, GrantConstraints, GrantOperation};
 pub use pattern::{arn_matches, wildcard_matches};
 pub use policy::{default_key_policy, Effect, Policy, PolicyKind, Statement};
 pub use principal::{Principal, PrincipalKind};
+pub use store::{AuthzSnapshot, AuthzStore, StoredKeyPolicy};
 pub use time::parse_date;
 
 #[cfg(test)]
