@@ -37,6 +37,8 @@ pub struct AppState {
     pub cluster: Option<Arc<crate::cluster::Membership>>,
     /// Forwards requests for keys fenced away from this node (cluster nodes).
     pub forwarder: Option<Arc<crate::forward::Forwarder>>,
+    /// Key policies, grants and who each credential acts as.
+    pub authz: Arc<crate::authz::Authz>,
 }
 
 /// A request's answer: made here, or relayed from the node it was forwarded to.
@@ -199,12 +201,18 @@ async fn serve(
     match protocol {
         Protocol::Kms(name) => {
             let op = api::kms::operation(name).ok_or_else(|| api::kms::unknown_operation(name))?;
+            let who =
+                state
+                    .authz
+                    .caller(&caller.access_key_id, &caller.account_id, &caller.user_name);
+            let origin = api::kms::Origin {
+                source_ip: conn.peer.ip(),
+            };
             let value =
                 if api::kms::runs_on_blocking_pool(&state.kms, &caller.account_id, op, &body) {
-                    let (state, account, body) =
-                        (Arc::clone(state), caller.account_id.clone(), body.clone());
+                    let (state, who, body) = (Arc::clone(state), who.clone(), body.clone());
                     tokio::task::spawn_blocking(move || {
-                        api::kms::handle(&state.kms, &account, op, &body)
+                        api::kms::serve(&state.kms, &state.authz, who, origin, op, &body)
                     })
                     .await
                     .map_err(|_| {
@@ -213,12 +221,12 @@ async fn serve(
                         ))
                     })?
                 } else {
-                    api::kms::handle(&state.kms, &caller.account_id, op, &body)
+                    api::kms::serve(&state.kms, &state.authz, who.clone(), origin, op, &body)
                 };
             let value = match value {
                 Ok(value) => value,
                 Err(refused) => {
-                    match refresh_and_retry(state, &caller.account_id, op, &body, refused).await {
+                    match refresh_and_retry(state, (who, origin), op, &body, refused).await {
                         Ok(value) => value,
                         Err(refused) => {
                             let forwarder = state.forwarder.as_deref();
@@ -300,7 +308,7 @@ fn access_key_id_of(authorization: &str) -> Option<&str> {
 /// cluster state once and, if it changed, retries here before forwarding.
 async fn refresh_and_retry(
     state: &Arc<AppState>,
-    account: &str,
+    (who, origin): (crate::authz::Caller, api::kms::Origin),
     op: &'static api::kms::Operation,
     body: &Bytes,
     refused: ApiError,
@@ -311,14 +319,16 @@ async fn refresh_and_retry(
     if api::messages::fenced_elsewhere_fence(&refused).is_none() {
         return Err(refused);
     }
-    let (cluster, state, account, body) = (
-        Arc::clone(cluster),
-        Arc::clone(state),
-        account.to_owned(),
-        body.clone(),
-    );
+    let (cluster, state, body) = (Arc::clone(cluster), Arc::clone(state), body.clone());
     let retried = tokio::task::spawn_blocking(move || match cluster.refresh(&state.kms) {
-        Ok(true) => Some(api::kms::handle(&state.kms, &account, op, &body)),
+        Ok(true) => Some(api::kms::serve(
+            &state.kms,
+            &state.authz,
+            who,
+            origin,
+            op,
+            &body,
+        )),
         _ => None,
     })
     .await

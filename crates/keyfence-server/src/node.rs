@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use keyfence_core::authz::AuthzStore;
 use keyfence_core::cluster::ClusterStore;
 use keyfence_core::service::{FenceMaker, FenceView};
 use keyfence_core::{Clock, Kms, KmsError, LocalRootKey, Store, SystemClock};
@@ -14,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::authz::Authz;
 use crate::cluster::{Membership, POLL_INTERVAL};
 use crate::config::{Config, StoreLocation};
 use crate::conn::{self, AcceptErrors, ConnTracker};
@@ -33,6 +35,10 @@ use crate::tls::{self, ClientGroups, KxMode, PqAcceptor, TlsError};
 /// serving; removed on a clean shutdown. `pid` tells a fresh file from one left
 /// behind by a killed process.
 pub const ADDR_FILE: &str = "node.addr.json";
+
+/// How often a node on a shared store checks for other nodes' changes to
+/// key policies and grants.
+const AUTHZ_POLL: Duration = Duration::from_secs(1);
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -125,7 +131,8 @@ impl Node {
             }
             (None, other) => other.clone(),
         };
-        let (store, cluster_store, follow) = open_store(&location, &data_dir)?;
+        let (store, cluster_store, authz_store, follow) = open_store(&location, &data_dir)?;
+        let authz = Arc::new(Authz::open(authz_store, config.principals)?);
         let cluster = match &config.node {
             Some(section) => Some(Arc::new(Membership::join(
                 section,
@@ -193,12 +200,19 @@ impl Node {
                 None => None,
             },
             cluster: cluster.clone(),
+            authz: Arc::clone(&authz),
             budget: RequestBudget::new(&config.limits),
             body_read_timeout: config.limits.body_read_timeout,
         });
         if let Some(c) = &cluster {
             tasks.spawn(until_stopped(
                 poll_cluster(Arc::clone(c), Arc::clone(&kms), api_addr),
+                stopped.clone(),
+            ));
+        }
+        if location.is_shared() {
+            tasks.spawn(until_stopped(
+                crate::authz::follow(Arc::clone(&authz), AUTHZ_POLL),
                 stopped.clone(),
             ));
         }
@@ -306,23 +320,33 @@ async fn poll_cluster(cluster: Arc<Membership>, kms: Arc<Kms>, api_addr: SocketA
 
 /// An opened store: its key port, its cluster port (the same database), and
 /// how to follow its changes.
-type OpenedStore = (Arc<dyn Store>, Arc<dyn ClusterStore>, Follow);
+type OpenedStore = (
+    Arc<dyn Store>,
+    Arc<dyn ClusterStore>,
+    Arc<dyn AuthzStore>,
+    Follow,
+);
 
 /// Opens the store `location` names (with its cluster tables).
 fn open_store(location: &StoreLocation, data_dir: &DataDir) -> Result<OpenedStore, NodeError> {
     Ok(match location {
         StoreLocation::DataDir => {
             let store = Arc::new(SqliteStore::open(&data_dir.database())?);
-            (store.clone(), store, Follow::Nothing)
+            (store.clone(), store.clone(), store, Follow::Nothing)
         }
         StoreLocation::SharedSqlite(path) => {
             let store = Arc::new(SqliteStore::open_shared(path)?);
-            (store.clone(), store, Follow::Poll(replica::SQLITE_POLL))
+            (
+                store.clone(),
+                store.clone(),
+                store,
+                Follow::Poll(replica::SQLITE_POLL),
+            )
         }
         StoreLocation::Postgres(url) => {
             let store = Arc::new(PostgresStore::connect(url)?);
             let waker = store.change_waker();
-            (store.clone(), store, Follow::Notify(waker))
+            (store.clone(), store.clone(), store, Follow::Notify(waker))
         }
     })
 }

@@ -32,6 +32,7 @@ async fn start(dir: &Path, name: &str, attrs: &[(&str, &str)], authority: bool) 
             account_id: "444455556666".into(),
             user_name: "admin".into(),
         }],
+        principals: Default::default(),
         node: Some(NodeSection {
             name: name.into(),
             attributes: attrs

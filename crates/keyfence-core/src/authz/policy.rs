@@ -299,6 +299,13 @@ impl Policy {
         Ok(Self { statements })
     }
 
+    /// Whether a condition of any statement reads `key` (lowercase).
+    pub fn uses_condition_key(&self, key: &str) -> bool {
+        self.statements
+            .iter()
+            .any(|s| s.conditions.iter().any(|c| c.key == key))
+    }
+
     /// The statements, in document order.
     pub fn statements(&self) -> &[Statement] {
         &self.statements
