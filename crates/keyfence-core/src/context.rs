@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::KmsError;
+use crate::{Invalid, KmsError};
 
 /// Largest canonical encryption context accepted (AWS allows 8,192 bytes of
 /// context; the canonical form adds 4 bytes per string and 4 in all).
@@ -17,9 +17,10 @@ impl EncryptionContext {
     pub fn new(pairs: BTreeMap<String, String>) -> Result<Self, KmsError> {
         let size: usize = pairs.iter().map(|(k, v)| k.len() + v.len()).sum();
         if size > MAX_CONTEXT_BYTES {
-            return Err(KmsError::Validation(format!(
-                "encryption context is {size} bytes; the limit is {MAX_CONTEXT_BYTES}"
-            )));
+            return Err(KmsError::Validation(Invalid::ContextTooLarge {
+                size,
+                max: MAX_CONTEXT_BYTES,
+            }));
         }
         Ok(Self(pairs))
     }

@@ -1,6 +1,7 @@
-//! The typed errors of KMS operations. The server maps each variant to an AWS
-//! error shape at the edge; the variants that name algorithms, specs or usages
-//! carry them typed, and the server words their messages.
+//! The typed errors of KMS operations: each variant says what a refusal is
+//! about (a key ARN, an alias, a state, a member, a reason), never AWS
+//! wording. The server maps each variant to an AWS error shape and words its
+//! message at the edge (`keyfence-server/src/api/messages.rs`).
 
 use keyfence_crypto::asym::{self, MacAlgorithm, SigningAlgorithm};
 use keyfence_crypto::CryptoError;
@@ -78,63 +79,271 @@ pub enum SpecOperation {
     Rotate,
 }
 
-/// Why a KMS operation was refused. Messages never contain key material.
+/// What a NotFoundException is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Missing {
+    /// A key reference that is none of key id, key ARN, alias name, alias ARN.
+    InvalidKeyId {
+        /// The reference as given.
+        given: String,
+    },
+    /// An alias name or alias ARN where only a key id or key ARN may be given.
+    AliasNotAllowed {
+        /// The reference as given.
+        given: String,
+    },
+    /// No live key of the caller's account has this ARN.
+    Key {
+        /// The key's ARN.
+        arn: String,
+    },
+    /// No alias of the caller's account has this ARN.
+    Alias {
+        /// The alias's ARN.
+        arn: String,
+    },
+}
+
+/// Why a key's state refuses an operation (a KMSInvalidStateException).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateRefusal {
+    /// The key is pending deletion.
+    PendingDeletion,
+    /// The key awaits its imported material.
+    PendingImport,
+    /// CancelKeyDeletion on a key that is not pending deletion.
+    NotPendingDeletion,
+    /// An import into a key that already has its material.
+    HasKeyMaterial,
+}
+
+/// Why a ciphertext was refused (an InvalidCiphertextException).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CiphertextProblem {
+    /// Malformed, tampered, under no key of the caller, or under another context.
+    NotForContext,
+    /// Not an ML-KEM ciphertext for the key (Decapsulate).
+    NotMlKem,
+    /// Imported key material that does not unwrap with its import parameters.
+    ImportUnwrap,
+}
+
+/// A request whose values do not go together (a ValidationException).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalid {
+    /// The encryption context is larger than allowed.
+    ContextTooLarge {
+        /// Its size (bytes of keys and values).
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A Verify signature of no length or over the limit.
+    SignatureLength {
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A GenerateDataKeyPair spec that is not a data key pair spec.
+    NotDataKeyPairSpec(asym::KeySpec),
+    /// An import wrapping key spec that is not one.
+    NotWrappingKeySpec(asym::KeySpec),
+    /// UpdateAlias to a key of another type or usage than the alias's key.
+    AliasTargetKind,
+    /// ImportKeyMaterial's ValidTo not in the future or too far away.
+    ValidTo {
+        /// The longest allowed (days).
+        max_days: u32,
+    },
+}
+
+/// Why an alias name was refused (an InvalidAliasNameException).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AliasNameProblem {
+    /// It does not begin with `alias/`.
+    Prefix,
+    /// It is longer than allowed.
+    TooLong {
+        /// The limit (characters).
+        max: usize,
+    },
+    /// Nothing follows `alias/`.
+    Empty,
+    /// A character outside `[a-zA-Z0-9:/_-]`.
+    Characters,
+    /// The reserved `alias/aws/` namespace.
+    Reserved,
+}
+
+/// Why a tag was refused (a TagException).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagProblem {
+    /// A tag key of no length or over the limit.
+    KeyLength {
+        /// The tag key.
+        key: String,
+        /// The limit (characters).
+        max: usize,
+    },
+    /// A tag value over the limit.
+    ValueLength {
+        /// The tag key.
+        key: String,
+        /// The limit (characters).
+        max: usize,
+    },
+    /// A tag key in the reserved `aws:` namespace.
+    ReservedPrefix {
+        /// The tag key.
+        key: String,
+    },
+}
+
+/// A limit that would be exceeded (a LimitExceededException).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Limit {
+    /// Tags per key.
+    Tags {
+        /// The limit.
+        max: usize,
+    },
+    /// On-demand rotations of one key.
+    OnDemandRotations {
+        /// The key's ARN.
+        key: String,
+        /// The limit.
+        max: usize,
+    },
+}
+
+/// An operation this service does not offer for a key (an UnsupportedOperationException).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unsupported {
+    /// Importing or deleting material of a key not created with Origin EXTERNAL.
+    NotExternal {
+        /// The key's ARN.
+        key: String,
+    },
+    /// Rotating a key whose material was imported.
+    ImportedRotation {
+        /// The key's ARN.
+        key: String,
+    },
+}
+
+/// The cryptographic operation that refused a caller's input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CryptoOperation {
+    /// Sign.
+    Sign,
+    /// Verify.
+    Verify,
+    /// GetPublicKey.
+    GetPublicKey,
+    /// GenerateMac.
+    GenerateMac,
+    /// VerifyMac.
+    VerifyMac,
+    /// Encapsulate.
+    Encapsulate,
+    /// DeriveSharedSecret.
+    DeriveSharedSecret,
+    /// GenerateDataKeyPair(WithoutPlaintext).
+    GenerateDataKeyPair,
+}
+
+/// Why a KMS operation was refused: what the refusal is about, typed. The
+/// server words every message (its `api/messages.rs`); `Display` is terse
+/// developer text. Messages never contain key material.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KmsError {
     /// The key, alias or resource does not exist (or belongs to another account).
-    #[error("{0}")]
-    NotFound(String),
+    #[error("not found: {0:?}")]
+    NotFound(Missing),
     /// The key is disabled.
-    #[error("{0}")]
-    Disabled(String),
+    #[error("{key} is disabled")]
+    Disabled {
+        /// The key's ARN.
+        key: String,
+    },
     /// The key's state does not allow the operation.
-    #[error("{0}")]
-    InvalidState(String),
+    #[error("{key}: state refuses: {refusal:?}")]
+    InvalidState {
+        /// The key's ARN.
+        key: String,
+        /// Why.
+        refusal: StateRefusal,
+    },
     /// The ciphertext is malformed, tampered, or its context does not match.
-    #[error("{0}")]
-    InvalidCiphertext(String),
+    #[error("invalid ciphertext: {0:?}")]
+    InvalidCiphertext(CiphertextProblem),
     /// The ciphertext was not encrypted under the key the caller named.
-    #[error("{0}")]
-    IncorrectKey(String),
-    /// A parameter is out of range or inconsistent.
-    #[error("{0}")]
-    Validation(String),
-    /// The key's usage does not allow the operation.
-    #[error("{0}")]
-    InvalidKeyUsage(String),
-    /// The resource already exists.
-    #[error("{0}")]
-    AlreadyExists(String),
+    #[error("the ciphertext is not under the named key")]
+    IncorrectKey,
+    /// Values of a request that do not go together.
+    #[error("invalid request: {0:?}")]
+    Validation(Invalid),
+    /// Data keys are encrypted only under symmetric keys (an InvalidKeyUsage).
+    #[error("{key} is not a symmetric encryption key")]
+    DataKeyNeedsSymmetric {
+        /// The key's ARN.
+        key: String,
+    },
+    /// The alias already exists.
+    #[error("alias {alias} exists")]
+    AlreadyExists {
+        /// The alias's ARN.
+        alias: String,
+    },
     /// An alias name is malformed or reserved.
-    #[error("{0}")]
-    InvalidAliasName(String),
+    #[error("alias name {name:?}: {problem:?}")]
+    InvalidAliasName {
+        /// The name as given.
+        name: String,
+        /// What is wrong with it.
+        problem: AliasNameProblem,
+    },
     /// A paging marker is not one this service issued.
-    #[error("{0}")]
-    InvalidMarker(String),
+    #[error("invalid marker")]
+    InvalidMarker,
     /// A per-key or per-account limit would be exceeded.
-    #[error("{0}")]
-    LimitExceeded(String),
+    #[error("limit exceeded: {0:?}")]
+    LimitExceeded(Limit),
     /// A tag is malformed or reserved.
+    #[error("invalid tag: {0:?}")]
+    InvalidTag(TagProblem),
+    /// A tag refused by the fencing rules, worded by `service/fenced.rs`.
     #[error("{0}")]
     Tag(String),
-    /// The operation or parameter value is not supported by this service.
-    #[error("{0}")]
-    UnsupportedOperation(String),
+    /// The operation is not supported for this key.
+    #[error("unsupported: {0:?}")]
+    UnsupportedOperation(Unsupported),
+    /// The crypto layer refused the caller's input to `operation`: an
+    /// Unsupported detail is an UnsupportedOperation, any other a Validation
+    /// error (failures that are not the caller's are [`KmsError::Internal`]).
+    #[error("{operation:?}: {detail}")]
+    Refused {
+        /// The operation.
+        operation: CryptoOperation,
+        /// What the crypto layer said.
+        detail: CryptoError,
+    },
     /// Verify found that the signature does not match.
-    #[error("{0}")]
-    InvalidSignature(String),
+    #[error("invalid signature")]
+    InvalidSignature,
     /// VerifyMac found that the MAC does not match.
-    #[error("{0}")]
-    InvalidMac(String),
+    #[error("invalid MAC")]
+    InvalidMac,
     /// The import token is not the one issued for this key.
-    #[error("{0}")]
-    InvalidImportToken(String),
+    #[error("invalid import token")]
+    InvalidImportToken,
     /// The import token has expired.
-    #[error("{0}")]
-    ExpiredImportToken(String),
+    #[error("expired import token")]
+    ExpiredImportToken,
     /// Imported material differs from what the key held before.
-    #[error("{0}")]
-    IncorrectKeyMaterial(String),
+    #[error("imported material differs from the key's earlier material")]
+    IncorrectKeyMaterial,
     /// A member out of its bounds (a Validation error).
     #[error("{member:?} out of bounds: {bound:?}")]
     OutOfBounds {
@@ -223,8 +432,23 @@ pub enum KmsError {
         /// Its canonical policy.
         policy: String,
     },
-    /// The store could not be reached, or this node's replica is older than
-    /// its staleness bound (AWS: DependencyTimeoutException; retry later).
+    /// The store could not be reached (AWS: DependencyTimeoutException; retry later).
+    #[error("key store unavailable: {detail}")]
+    StoreUnavailable {
+        /// What the store said (no secrets).
+        detail: String,
+    },
+    /// A key changed under this node's write too many times in a row
+    /// (a DependencyTimeoutException; retry later).
+    #[error("{key} changed {attempts} times during one write")]
+    Contended {
+        /// The key's ARN.
+        key: String,
+        /// How many attempts were made.
+        attempts: usize,
+    },
+    /// This node's replica is older than its staleness bound (a
+    /// DependencyTimeoutException), worded by `service/replica.rs`.
     #[error("{0}")]
     DependencyTimeout(String),
     /// An internal failure; details are logged, not returned.
@@ -235,9 +459,7 @@ pub enum KmsError {
 impl From<StoreError> for KmsError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(m) => {
-                KmsError::DependencyTimeout(format!("The key store is unavailable: {m}"))
-            }
+            StoreError::Unavailable(detail) => KmsError::StoreUnavailable { detail },
             other => KmsError::Internal(format!("storage: {other}")),
         }
     }

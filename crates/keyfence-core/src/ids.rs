@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::KmsError;
+use crate::{AliasNameProblem, KmsError, Missing};
 
 /// A KMS key's id: a random (version 4) UUID.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -121,30 +121,27 @@ impl AliasName {
 
     /// Validates a name given by a caller who wants to create or update it.
     pub fn parse(name: &str) -> Result<Self, KmsError> {
-        let bad = |why: &str| {
-            KmsError::InvalidAliasName(format!("Alias name {name:?} is invalid: {why}"))
+        let bad = |problem| KmsError::InvalidAliasName {
+            name: name.to_string(),
+            problem,
         };
         let Some(rest) = name.strip_prefix("alias/") else {
-            return Err(bad("it must begin with \"alias/\""));
+            return Err(bad(AliasNameProblem::Prefix));
         };
         if name.len() > Self::MAX_LEN {
-            return Err(bad("it is longer than 256 characters"));
+            return Err(bad(AliasNameProblem::TooLong { max: Self::MAX_LEN }));
         }
         if rest.is_empty() {
-            return Err(bad("the name after \"alias/\" is empty"));
+            return Err(bad(AliasNameProblem::Empty));
         }
         if !rest
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b':' | b'/' | b'_' | b'-'))
         {
-            return Err(bad(
-                "it may contain only a-z, A-Z, 0-9, ':', '/', '_' and '-'",
-            ));
+            return Err(bad(AliasNameProblem::Characters));
         }
         if rest.starts_with("aws/") {
-            return Err(bad(
-                "the alias/aws/ prefix is reserved for AWS managed keys",
-            ));
+            return Err(bad(AliasNameProblem::Reserved));
         }
         Ok(Self(name.to_string()))
     }
@@ -185,7 +182,11 @@ pub enum KeyRef {
 impl KeyRef {
     /// Parses any of the four forms; anything else is NotFoundException, as AWS answers.
     pub fn parse(s: &str) -> Result<Self, KmsError> {
-        let invalid = || KmsError::NotFound(format!("Invalid keyId '{s}'"));
+        let invalid = || {
+            KmsError::NotFound(Missing::InvalidKeyId {
+                given: s.to_string(),
+            })
+        };
         if s.starts_with("alias/") {
             return Ok(Self::Alias(s.to_string()));
         }
@@ -299,7 +300,10 @@ mod tests {
         assert!(AliasName::parse("alias/app-1:x/y_z").is_ok());
         for bad in ["app", "alias/", "alias/a b", "alias/aws/x", "alias/é"] {
             assert!(
-                matches!(AliasName::parse(bad), Err(KmsError::InvalidAliasName(_))),
+                matches!(
+                    AliasName::parse(bad),
+                    Err(KmsError::InvalidAliasName { .. })
+                ),
                 "{bad}"
             );
         }

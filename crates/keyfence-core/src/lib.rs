@@ -23,7 +23,10 @@ pub mod store;
 
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use context::EncryptionContext;
-pub use error::{Algorithm, Bound, KmsError, Member, SpecOperation};
+pub use error::{
+    Algorithm, AliasNameProblem, Bound, CiphertextProblem, CryptoOperation, Invalid, KmsError,
+    Limit, Member, Missing, SpecOperation, StateRefusal, TagProblem, Unsupported,
+};
 pub use ids::{AliasName, KeyId, KeyMaterialId, KeyRef};
 pub use model::{EncryptionAlgorithm, KeyMetadata, KeySpec, KeyState, KeyUsage, Origin};
 pub use root::{LocalRootKey, RootOfTrust};

@@ -95,7 +95,7 @@ async fn a_change_at_one_node_reaches_the_other_through_the_feed() {
     until(Duration::from_secs(5), || {
         matches!(
             k2.decrypt(A, &blob, &ctx, None, None),
-            Err(KmsError::Disabled(_))
+            Err(KmsError::Disabled { .. })
         )
     })
     .await;
@@ -155,7 +155,7 @@ async fn propagation_percentiles() {
 
 /// PostgreSQL stopped under two running nodes: crypto goes on from the
 /// replicas until the staleness bound, then DependencyTimeout; state changes
-/// fail with DependencyTimeout at once. After a restart the replica tasks
+/// fail with StoreUnavailable (also a DependencyTimeoutException) at once. After a restart the replica tasks
 /// recover by themselves, and nothing acknowledged is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_ride_out_a_postgres_outage_and_recover_without_restart() {
@@ -205,7 +205,7 @@ async fn nodes_ride_out_a_postgres_outage_and_recover_without_restart() {
     k1.decrypt(A, &blob, &ctx, None, None).unwrap();
     assert!(matches!(
         blocking(k1.clone()).await.unwrap(),
-        Err(KmsError::DependencyTimeout(_))
+        Err(KmsError::StoreUnavailable { .. })
     ));
     // Past the bound, the replicas refuse too.
     until(Duration::from_secs(10), || {

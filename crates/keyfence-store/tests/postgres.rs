@@ -97,7 +97,7 @@ fn kms_state_survives_reopen() {
     }
     assert!(matches!(
         kms2.create_alias(A, "alias/app", &key.arn()),
-        Err(KmsError::AlreadyExists(_))
+        Err(KmsError::AlreadyExists { .. })
     ));
 }
 

@@ -122,7 +122,7 @@ fn schedule_against_cancel(shared: Shared) {
                 *seen.entry("cancel second").or_insert(0) += 1;
             }
             // Cancel came first, when nothing was pending.
-            Err(KmsError::InvalidState(_)) => {
+            Err(KmsError::InvalidState { .. }) => {
                 assert_eq!(s1.state, KeyState::PendingDeletion, "round {round}");
                 *seen.entry("cancel first").or_insert(0) += 1;
                 n1.cancel_key_deletion(A, &arn).unwrap();
@@ -190,14 +190,14 @@ fn changes_reach_the_other_node(shared: Shared) {
     // Read-your-writes at the writer.
     assert!(matches!(
         n1.decrypt(A, &blob, &ctx(), None, None),
-        Err(KmsError::Disabled(_))
+        Err(KmsError::Disabled { .. })
     ));
     // The other node still answers from its replica until it syncs.
     n2.decrypt(A, &blob, &ctx(), None, None).unwrap();
     n2.sync().unwrap();
     assert!(matches!(
         n2.decrypt(A, &blob, &ctx(), None, None),
-        Err(KmsError::Disabled(_))
+        Err(KmsError::Disabled { .. })
     ));
     assert_eq!(n2.describe_key(A, "alias/app").unwrap().id, key.id);
 
@@ -295,7 +295,7 @@ fn a_single_sqlite_node_never_goes_stale() {
 }
 
 /// PostgreSQL stopped: crypto keeps working from the replica, state
-/// changes fail with DependencyTimeout; after restart everything recovers
+/// changes fail with StoreUnavailable; after restart everything recovers
 /// without reopening the nodes, and no acknowledged write is lost.
 #[test]
 fn postgres_outage_keeps_crypto_and_refuses_changes_then_recovers() {
@@ -328,13 +328,13 @@ fn postgres_outage_keeps_crypto_and_refuses_changes_then_recovers() {
     }
     assert!(matches!(
         n1.create_key(A, CreateKeyInput::default()),
-        Err(KmsError::DependencyTimeout(_))
+        Err(KmsError::StoreUnavailable { .. })
     ));
     assert!(matches!(
         n2.disable_key(A, &acknowledged[0].arn()),
-        Err(KmsError::DependencyTimeout(_))
+        Err(KmsError::StoreUnavailable { .. })
     ));
-    assert!(matches!(n2.sync(), Err(KmsError::DependencyTimeout(_))));
+    assert!(matches!(n2.sync(), Err(KmsError::StoreUnavailable { .. })));
 
     pg.start().unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

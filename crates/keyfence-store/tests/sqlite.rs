@@ -72,7 +72,7 @@ fn state_survives_reopen() {
     );
     assert!(matches!(
         kms.create_alias(A, "alias/app", &key.arn()),
-        Err(KmsError::AlreadyExists(_))
+        Err(KmsError::AlreadyExists { .. })
     ));
 }
 

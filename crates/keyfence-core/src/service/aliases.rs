@@ -6,7 +6,7 @@ use crate::ids::AliasName;
 use crate::model::Alias;
 use crate::page::{self, Page};
 use crate::store::StoreError;
-use crate::{KeyId, KmsError};
+use crate::{Invalid, KeyId, KmsError};
 
 /// Whether an alias may move from a key like `old` to a key like `new` (AWS:
 /// same key type, symmetric or asymmetric, and same usage; an HMAC key differs
@@ -39,9 +39,7 @@ impl Kms {
             updated: now,
         };
         self.store.insert_alias(&alias).map_err(|e| match e {
-            StoreError::Conflict(_) => {
-                KmsError::AlreadyExists(format!("An alias with the name {arn} already exists"))
-            }
+            StoreError::Conflict(_) => KmsError::AlreadyExists { alias: arn },
             other => other.into(),
         })?;
         let (account, name) = (alias.account.clone(), alias.name.as_str().to_string());
@@ -60,11 +58,7 @@ impl Kms {
             self.live_key(account, &target),
         ) {
             if !same_kind(&old.meta, &new.meta) {
-                return Err(KmsError::Validation(
-                    "the new target key must have the same key type (symmetric, asymmetric \
-                     or HMAC) and key usage as the alias's current key"
-                        .into(),
-                ));
+                return Err(KmsError::Validation(Invalid::AliasTargetKind));
             }
         }
         let now = self.now();
@@ -82,10 +76,7 @@ impl Kms {
             }
             None => {
                 self.publish_alias_state(account, wanted.name.as_str(), None);
-                Err(KmsError::NotFound(format!(
-                    "Alias {} is not found.",
-                    self.alias_arn_str(account, wanted.name.as_str())
-                )))
+                Err(self.no_alias(account, wanted.name.as_str()))
             }
         }
     }
@@ -95,10 +86,7 @@ impl Kms {
         let existed = self.store.delete_alias(account, name)?;
         self.publish_alias_state(account, name, None);
         if !existed {
-            return Err(KmsError::NotFound(format!(
-                "Alias {} is not found.",
-                self.alias_arn_str(account, name)
-            )));
+            return Err(self.no_alias(account, name));
         }
         Ok(())
     }

@@ -15,10 +15,13 @@ use super::lifecycle::require_enabled;
 use super::Kms;
 use crate::error::{Algorithm, SpecOperation};
 use crate::model::{KeyMetadata, KeySpec};
-use crate::{EncryptionContext, KmsError, Member};
+use crate::{CiphertextProblem, CryptoOperation, EncryptionContext, Invalid, KmsError, Member};
 
 /// Largest Sign/Verify/GenerateMac message (AWS: 4,096 bytes).
 pub const MAX_MESSAGE: usize = 4096;
+
+/// Longest Verify signature (AWS: 6,144 bytes).
+const MAX_SIGNATURE: usize = 6144;
 
 /// Result of Sign.
 #[derive(Debug)]
@@ -48,24 +51,15 @@ pub struct DataKeyPairOutput {
     pub key_material_id: Option<crate::KeyMaterialId>,
 }
 
-fn crypto_refusal(e: CryptoError, what: &str) -> KmsError {
-    match e {
-        CryptoError::Unsupported(m) => {
-            KmsError::UnsupportedOperation(format!("{what}: {m} is not supported by keyfence"))
-        }
-        CryptoError::Incompatible(m) => KmsError::Validation(format!("{what}: {m}")),
-        CryptoError::InvalidLength {
-            what: field,
-            expected,
-            got,
-        } => KmsError::Validation(format!(
-            "{what}: {field} must be {expected} bytes, got {got}"
-        )),
-        CryptoError::Malformed {
-            what: field,
-            reason,
-        } => KmsError::Validation(format!("{what}: malformed {field}: {reason}")),
-        other => KmsError::Internal(format!("{what}: {other}")),
+/// A crypto-layer failure of `operation`: the caller's input
+/// ([`KmsError::Refused`]) or this service's fault (internal).
+fn crypto_refusal(detail: CryptoError, operation: CryptoOperation) -> KmsError {
+    match detail {
+        CryptoError::Unsupported(_)
+        | CryptoError::Incompatible(_)
+        | CryptoError::InvalidLength { .. }
+        | CryptoError::Malformed { .. } => KmsError::Refused { operation, detail },
+        other => KmsError::Internal(format!("{operation:?}: {other}")),
     }
 }
 
@@ -140,7 +134,7 @@ impl Kms {
         require_algorithm(&key.meta, offered, Algorithm::Signing(alg))?;
         let signature = Self::private_of(&key)?
             .sign(alg, message_type, message)
-            .map_err(|e| crypto_refusal(e, "Sign"))?;
+            .map_err(|e| crypto_refusal(e, CryptoOperation::Sign))?;
         Ok(SignOutput {
             signature,
             key_arn: key.meta.arn(),
@@ -159,21 +153,20 @@ impl Kms {
         alg: SigningAlgorithm,
     ) -> Result<(String, SigningAlgorithm), KmsError> {
         check_message(message)?;
-        if signature.is_empty() || signature.len() > 6144 {
-            return Err(KmsError::Validation(
-                "Signature must be between 1 and 6144 bytes".into(),
-            ));
+        if signature.is_empty() || signature.len() > MAX_SIGNATURE {
+            return Err(KmsError::Validation(Invalid::SignatureLength {
+                len: signature.len(),
+                max: MAX_SIGNATURE,
+            }));
         }
         let (key, spec) = self.private_key(account, key_ref, KeyUsage::SignVerify)?;
         let offered = spec.signing_algorithms().contains(&alg);
         require_algorithm(&key.meta, offered, Algorithm::Signing(alg))?;
         let valid = Self::private_of(&key)?
             .verify(alg, message_type, message, signature)
-            .map_err(|e| crypto_refusal(e, "Verify"))?;
+            .map_err(|e| crypto_refusal(e, CryptoOperation::Verify))?;
         if !valid {
-            return Err(KmsError::InvalidSignature(
-                "The signature is not valid for this message and key.".into(),
-            ));
+            return Err(KmsError::InvalidSignature);
         }
         Ok((key.meta.arn(), alg))
     }
@@ -189,7 +182,7 @@ impl Kms {
         let public = match key.meta.spec {
             KeySpec::Asymmetric(s) if s.mac_algorithms().is_empty() => Self::private_of(&key)?
                 .public_key_der()
-                .map_err(|e| crypto_refusal(e, "GetPublicKey"))?,
+                .map_err(|e| crypto_refusal(e, CryptoOperation::GetPublicKey))?,
             _ => {
                 return Err(KmsError::SpecCannot {
                     key: key.meta.arn(),
@@ -225,7 +218,7 @@ impl Kms {
         let key = self.mac_key(account, key_ref, alg)?;
         let mac = Self::private_of(&key)?
             .mac(alg, message)
-            .map_err(|e| crypto_refusal(e, "GenerateMac"))?;
+            .map_err(|e| crypto_refusal(e, CryptoOperation::GenerateMac))?;
         Ok((key.meta.arn(), mac))
     }
 
@@ -242,11 +235,9 @@ impl Kms {
         let key = self.mac_key(account, key_ref, alg)?;
         let valid = Self::private_of(&key)?
             .verify_mac(alg, message, mac)
-            .map_err(|e| crypto_refusal(e, "VerifyMac"))?;
+            .map_err(|e| crypto_refusal(e, CryptoOperation::VerifyMac))?;
         if !valid {
-            return Err(KmsError::InvalidMac(
-                "The MAC is not valid for this message and key.".into(),
-            ));
+            return Err(KmsError::InvalidMac);
         }
         Ok(key.meta.arn())
     }
@@ -260,7 +251,7 @@ impl Kms {
         let (key, _) = self.private_key(account, key_ref, KeyUsage::EncapsulateDecapsulate)?;
         let (ciphertext, shared) = Self::private_of(&key)?
             .encapsulate()
-            .map_err(|e| crypto_refusal(e, "Encapsulate"))?;
+            .map_err(|e| crypto_refusal(e, CryptoOperation::Encapsulate))?;
         Ok((key.meta.arn(), ciphertext, shared))
     }
 
@@ -274,11 +265,7 @@ impl Kms {
         let (key, _) = self.private_key(account, key_ref, KeyUsage::EncapsulateDecapsulate)?;
         let shared = Self::private_of(&key)?
             .decapsulate(ciphertext)
-            .map_err(|_| {
-                KmsError::InvalidCiphertext(
-                    "The ciphertext is not an ML-KEM ciphertext for this key.".into(),
-                )
-            })?;
+            .map_err(|_| KmsError::InvalidCiphertext(CiphertextProblem::NotMlKem))?;
         Ok((key.meta.arn(), shared))
     }
 
@@ -294,7 +281,7 @@ impl Kms {
         let (key, _) = self.private_key(account, key_ref, KeyUsage::KeyAgreement)?;
         let shared = Self::private_of(&key)?
             .derive_shared_secret(peer_public_key)
-            .map_err(|e| crypto_refusal(e, "DeriveSharedSecret"))?;
+            .map_err(|e| crypto_refusal(e, CryptoOperation::DeriveSharedSecret))?;
         Ok((key.meta.clone(), shared))
     }
 
@@ -309,13 +296,11 @@ impl Kms {
         with_plaintext: bool,
     ) -> Result<DataKeyPairOutput, KmsError> {
         if !spec.is_data_key_pair_spec() {
-            return Err(KmsError::Validation(format!(
-                "{spec:?} is not a data key pair spec"
-            )));
+            return Err(KmsError::Validation(Invalid::NotDataKeyPairSpec(spec)));
         }
         let key = self.data_key_encryption_key(account, key_ref)?;
         let (private_key, public_key) = asym::generate_data_key_pair(spec)
-            .map_err(|e| crypto_refusal(e, "GenerateDataKeyPair"))?;
+            .map_err(|e| crypto_refusal(e, CryptoOperation::GenerateDataKeyPair))?;
         Ok(DataKeyPairOutput {
             private_key_ciphertext: Self::seal_data_key(&key, context, private_key.expose())?,
             private_key: with_plaintext.then_some(private_key),

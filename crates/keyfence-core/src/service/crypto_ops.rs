@@ -12,7 +12,7 @@ use super::material::Material;
 use super::{fenced, Kms};
 use crate::error::Algorithm;
 use crate::model::{EncryptionAlgorithm, KeyMetadata, KeySpec, KeyUsage};
-use crate::{Bound, EncryptionContext, KeyId, KeyMaterialId, KmsError, Member};
+use crate::{Bound, CiphertextProblem, EncryptionContext, KeyId, KeyMaterialId, KmsError, Member};
 use keyfence_crypto::asym;
 
 /// Plaintext limit of Encrypt (AWS: 4,096 bytes).
@@ -163,9 +163,7 @@ fn require_encrypt_decrypt(key: &CachedKey) -> Result<(), KmsError> {
 }
 
 fn invalid_ciphertext() -> KmsError {
-    KmsError::InvalidCiphertext(
-        "The ciphertext is invalid or was not encrypted under this encryption context.".into(),
-    )
+    KmsError::InvalidCiphertext(CiphertextProblem::NotForContext)
 }
 
 impl Kms {
@@ -184,10 +182,9 @@ impl Kms {
     ) -> Result<Arc<CachedKey>, KmsError> {
         let key = self.encryption_key(account, key_ref)?;
         if key.meta.spec != KeySpec::SymmetricDefault {
-            return Err(KmsError::InvalidKeyUsage(format!(
-                "{} is an asymmetric key; data keys are encrypted under symmetric encryption keys",
-                key.meta.arn()
-            )));
+            return Err(KmsError::DataKeyNeedsSymmetric {
+                key: key.meta.arn(),
+            });
         }
         Ok(key)
     }
@@ -338,9 +335,7 @@ impl Kms {
                 other => other,
             })?;
         if named.is_some_and(|n| n.meta.id != key.meta.id) {
-            return Err(KmsError::IncorrectKey(
-                "The key ID in the request does not identify a KMS key that can perform this operation.".into(),
-            ));
+            return Err(KmsError::IncorrectKey);
         }
         require_enabled(&key.meta)?;
         require_encrypt_decrypt(&key)?;

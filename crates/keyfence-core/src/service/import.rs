@@ -16,7 +16,7 @@ use crate::model::{
     ExpirationModel, ImportExpiry, ImportState, ImportWrapping, KeyMetadata, KeyState, Origin,
     PendingImportParameters,
 };
-use crate::{KeyId, KmsError};
+use crate::{CiphertextProblem, Invalid, KeyId, KmsError, StateRefusal, Unsupported};
 
 /// How long import parameters stay valid (AWS: 24 hours).
 const IMPORT_PARAMETERS_VALID_MS: i64 = 24 * 3_600_000;
@@ -48,9 +48,9 @@ struct WrappingKey {
 /// Refuses an RSA wrapping key spec AWS does not offer for import.
 fn check_wrapping(wrapping: ImportWrapping) -> Result<(), KmsError> {
     match wrapping {
-        ImportWrapping::Rsa { spec, .. } if !spec.is_wrapping_key_spec() => Err(
-            KmsError::Validation(format!("{spec:?} is not an import wrapping key spec")),
-        ),
+        ImportWrapping::Rsa { spec, .. } if !spec.is_wrapping_key_spec() => {
+            Err(KmsError::Validation(Invalid::NotWrappingKeySpec(spec)))
+        }
         _ => Ok(()),
     }
 }
@@ -99,10 +99,9 @@ impl WrappingKey {
 
 fn require_external(meta: &KeyMetadata) -> Result<(), KmsError> {
     if meta.origin != Origin::External {
-        return Err(KmsError::UnsupportedOperation(format!(
-            "{} was not created with Origin EXTERNAL; its key material cannot be imported or deleted",
-            meta.arn()
-        )));
+        return Err(KmsError::UnsupportedOperation(Unsupported::NotExternal {
+            key: meta.arn(),
+        }));
     }
     Ok(())
 }
@@ -121,9 +120,11 @@ fn expiry(
 ) -> Result<(ExpirationModel, Option<Timestamp>), KmsError> {
     match expiry {
         ImportExpiry::Never => Ok((ExpirationModel::DoesNotExpire, None)),
-        ImportExpiry::At(t) if t <= now || t > now.plus_days(MAX_VALID_TO_DAYS) => Err(
-            KmsError::Validation("ValidTo must be in the future and at most 365 days away".into()),
-        ),
+        ImportExpiry::At(t) if t <= now || t > now.plus_days(MAX_VALID_TO_DAYS) => {
+            Err(KmsError::Validation(Invalid::ValidTo {
+                max_days: MAX_VALID_TO_DAYS,
+            }))
+        }
         ImportExpiry::At(t) => Ok((ExpirationModel::Expires, Some(t))),
     }
 }
@@ -144,10 +145,10 @@ impl Kms {
             require_external(m)?;
             require_not_pending_deletion(m)?;
             if m.state != KeyState::PendingImport {
-                return Err(KmsError::InvalidState(format!(
-                    "{} already has key material",
-                    m.arn()
-                )));
+                return Err(KmsError::InvalidState {
+                    key: m.arn(),
+                    refusal: StateRefusal::HasKeyMaterial,
+                });
             }
             let wrapped = self.domain.wrap_secret(
                 WRAPPING_KEY_LABEL,
@@ -208,23 +209,19 @@ impl Kms {
         require_not_pending_deletion(&meta)?;
         self.require_inside(&meta)?;
         if meta.state != KeyState::PendingImport {
-            return Err(KmsError::InvalidState(format!(
-                "{} already has key material",
-                meta.arn()
-            )));
+            return Err(KmsError::InvalidState {
+                key: meta.arn(),
+                refusal: StateRefusal::HasKeyMaterial,
+            });
         }
         let import = meta.import.get_or_insert_with(ImportState::default);
         let pending = import
             .pending
             .clone()
             .filter(|p| ct::eq(&p.token, import_token))
-            .ok_or_else(|| {
-                KmsError::InvalidImportToken("The import token is not valid for this key".into())
-            })?;
+            .ok_or(KmsError::InvalidImportToken)?;
         if pending.valid_to <= now {
-            return Err(KmsError::ExpiredImportToken(
-                "The import token has expired; call GetParametersForImport again".into(),
-            ));
+            return Err(KmsError::ExpiredImportToken);
         }
         let material = self.unwrap_imported(&meta.id, &pending, encrypted_material)?;
         let parsed = Material::from_bytes(meta.spec, material.expose()).map_err(|detail| {
@@ -239,10 +236,7 @@ impl Kms {
             .as_ref()
             .is_some_and(|c| !ct::eq(c, &commit))
         {
-            return Err(KmsError::IncorrectKeyMaterial(
-                "The key material differs from the material previously imported into this key"
-                    .into(),
-            ));
+            return Err(KmsError::IncorrectKeyMaterial);
         }
         import.material_commitment = Some(commit);
         import.pending = None;
@@ -269,12 +263,8 @@ impl Kms {
             pending.domain_key_id,
             &pending.wrapped_private_key,
         )?;
-        WrappingKey::unwrap(pending.wrapping, wrapping_bytes.expose(), encrypted).map_err(|_| {
-            KmsError::InvalidCiphertext(
-                "The encrypted key material could not be unwrapped with the import parameters"
-                    .into(),
-            )
-        })
+        WrappingKey::unwrap(pending.wrapping, wrapping_bytes.expose(), encrypted)
+            .map_err(|_| KmsError::InvalidCiphertext(CiphertextProblem::ImportUnwrap))
     }
 
     /// DeleteImportedKeyMaterial: the material is destroyed; the key waits for a re-import.

@@ -11,7 +11,7 @@ use crate::model::{
     ImportState, KeyMetadata, KeySpec, KeyState, KeyUsage, Origin, RotationSchedule,
 };
 use crate::page::{self, Page};
-use crate::{Bound, KeyId, KmsError, Member};
+use crate::{Bound, KeyId, KmsError, Member, StateRefusal};
 
 /// Longest description AWS accepts.
 const MAX_DESCRIPTION: usize = 8192;
@@ -71,10 +71,10 @@ fn check_description(d: &str) -> Result<(), KmsError> {
 /// Refuses a key pending deletion (for management operations).
 pub(super) fn require_not_pending_deletion(meta: &KeyMetadata) -> Result<(), KmsError> {
     if meta.state == KeyState::PendingDeletion {
-        return Err(KmsError::InvalidState(format!(
-            "{} is pending deletion.",
-            meta.arn()
-        )));
+        return Err(KmsError::InvalidState {
+            key: meta.arn(),
+            refusal: StateRefusal::PendingDeletion,
+        });
     }
     Ok(())
 }
@@ -83,15 +83,15 @@ pub(super) fn require_not_pending_deletion(meta: &KeyMetadata) -> Result<(), Kms
 pub(super) fn require_enabled(meta: &KeyMetadata) -> Result<(), KmsError> {
     match meta.state {
         KeyState::Enabled => Ok(()),
-        KeyState::Disabled => Err(KmsError::Disabled(format!("{} is disabled.", meta.arn()))),
-        KeyState::PendingDeletion => Err(KmsError::InvalidState(format!(
-            "{} is pending deletion.",
-            meta.arn()
-        ))),
-        KeyState::PendingImport => Err(KmsError::InvalidState(format!(
-            "{} is pending import.",
-            meta.arn()
-        ))),
+        KeyState::Disabled => Err(KmsError::Disabled { key: meta.arn() }),
+        KeyState::PendingDeletion => Err(KmsError::InvalidState {
+            key: meta.arn(),
+            refusal: StateRefusal::PendingDeletion,
+        }),
+        KeyState::PendingImport => Err(KmsError::InvalidState {
+            key: meta.arn(),
+            refusal: StateRefusal::PendingImport,
+        }),
     }
 }
 
@@ -275,10 +275,10 @@ impl Kms {
     ) -> Result<KeyMetadata, KmsError> {
         self.update_metadata(account, key_ref, |m| {
             if m.state != KeyState::PendingDeletion {
-                return Err(KmsError::InvalidState(format!(
-                    "{} is not pending deletion.",
-                    m.arn()
-                )));
+                return Err(KmsError::InvalidState {
+                    key: m.arn(),
+                    refusal: StateRefusal::NotPendingDeletion,
+                });
             }
             m.state = KeyState::Disabled;
             m.deletion_date = None;

@@ -33,11 +33,11 @@ pub use replica::SyncOutcome;
 pub use rotation::RotationStatus;
 
 use crate::clock::{Clock, Timestamp};
-use crate::ids::{KeyId, KeyRef};
+use crate::ids::{key_arn, KeyId, KeyRef};
 use crate::model::Alias;
 use crate::root::RootOfTrust;
 use crate::store::{DomainKeyRecord, Store, StoreError};
-use crate::KmsError;
+use crate::{KmsError, Missing};
 
 use cache::{Cache, CachedKey};
 use material::DomainKeys;
@@ -48,9 +48,9 @@ fn reject_alias(key_ref: &str) -> Result<(), KmsError> {
         KeyRef::parse(key_ref)?,
         KeyRef::Alias(_) | KeyRef::AliasArn { .. }
     ) {
-        return Err(KmsError::NotFound(format!(
-            "Invalid keyId '{key_ref}': this operation takes a key ID or key ARN, not an alias"
-        )));
+        return Err(KmsError::NotFound(Missing::AliasNotAllowed {
+            given: key_ref.to_string(),
+        }));
     }
     Ok(())
 }
@@ -191,10 +191,9 @@ impl Kms {
         self.require_fresh()?;
         let key = self.lookup(account, key_ref)?;
         if key.meta.is_due_for_destruction(self.now()) {
-            return Err(KmsError::NotFound(format!(
-                "Key '{}' does not exist",
-                key.meta.arn()
-            )));
+            return Err(KmsError::NotFound(Missing::Key {
+                arn: key.meta.arn(),
+            }));
         }
         Ok(key)
     }
@@ -206,9 +205,9 @@ impl Kms {
     fn resolve_key(&self, account: &str, key_ref: &str) -> Result<Arc<CachedKey>, KmsError> {
         reject_alias(key_ref)?;
         match self.resolve(account, key_ref) {
-            Err(KmsError::NotFound(message)) if self.store.is_shared() => self
+            Err(KmsError::NotFound(missing)) if self.store.is_shared() => self
                 .fetch_unsynced(account, key_ref)?
-                .ok_or(KmsError::NotFound(message)),
+                .ok_or(KmsError::NotFound(missing)),
             other => other,
         }
     }
@@ -249,7 +248,16 @@ impl Kms {
 
     /// Finds the key a reference names, whatever its state.
     fn lookup(&self, account: &str, key_ref: &str) -> Result<Arc<CachedKey>, KmsError> {
-        let not_found = || KmsError::NotFound(format!("Key '{key_ref}' does not exist"));
+        let no_key = |region: &str, account: &str, id: &KeyId| {
+            KmsError::NotFound(Missing::Key {
+                arn: key_arn(region, account, id),
+            })
+        };
+        let no_alias = |region: &str, account: &str, name: &str| {
+            KmsError::NotFound(Missing::Alias {
+                arn: format!("arn:aws:kms:{region}:{account}:{name}"),
+            })
+        };
         let id = match KeyRef::parse(key_ref)? {
             KeyRef::Id(id) => id,
             KeyRef::Arn {
@@ -258,32 +266,38 @@ impl Kms {
                 id,
             } => {
                 if a != account || region != self.region {
-                    return Err(not_found());
+                    return Err(no_key(&region, &a, &id));
                 }
                 id
             }
-            KeyRef::Alias(name) => self.alias_target(account, &name).ok_or_else(|| {
-                KmsError::NotFound(format!(
-                    "Alias {} is not found.",
-                    self.alias_arn_str(account, &name)
-                ))
-            })?,
+            KeyRef::Alias(name) => self
+                .alias_target(account, &name)
+                .ok_or_else(|| self.no_alias(account, &name))?,
             KeyRef::AliasArn {
                 region,
                 account: a,
                 name,
             } => {
                 if a != account || region != self.region {
-                    return Err(not_found());
+                    return Err(no_alias(&region, &a, &name));
                 }
-                self.alias_target(account, &name).ok_or_else(not_found)?
+                self.alias_target(account, &name)
+                    .ok_or_else(|| no_alias(&region, &a, &name))?
             }
         };
-        self.live_key(account, &id).ok_or_else(not_found)
+        self.live_key(account, &id)
+            .ok_or_else(|| no_key(&self.region, account, &id))
     }
 
     fn alias_arn_str(&self, account: &str, name: &str) -> String {
         format!("arn:aws:kms:{}:{account}:{name}", self.region)
+    }
+
+    /// NotFound for the alias `name` of `account`.
+    fn no_alias(&self, account: &str, name: &str) -> KmsError {
+        KmsError::NotFound(Missing::Alias {
+            arn: self.alias_arn_str(account, name),
+        })
     }
 
     fn alias_target(&self, account: &str, name: &str) -> Option<KeyId> {

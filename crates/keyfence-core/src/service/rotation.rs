@@ -9,7 +9,7 @@ use super::Kms;
 use crate::clock::Timestamp;
 use crate::model::{KeyMetadata, KeySpec, KeyState, Origin, RotationRecord, RotationType};
 use crate::page::{self, Page};
-use crate::{Bound, KeyId, KmsError, Member};
+use crate::{Bound, KeyId, KmsError, Limit, Member, Unsupported};
 
 /// Default automatic rotation period (AWS: 365 days).
 const DEFAULT_PERIOD_DAYS: u32 = 365;
@@ -39,10 +39,9 @@ fn require_rotatable(meta: &KeyMetadata) -> Result<(), KmsError> {
         });
     }
     if meta.origin != Origin::AwsKms {
-        return Err(KmsError::UnsupportedOperation(format!(
-            "{} has imported key material; rotate it by importing new material into a new key",
-            meta.arn()
-        )));
+        return Err(KmsError::UnsupportedOperation(
+            Unsupported::ImportedRotation { key: meta.arn() },
+        ));
     }
     Ok(())
 }
@@ -126,10 +125,10 @@ impl Kms {
                 .filter(|r| r.kind == RotationType::OnDemand)
                 .count();
             if on_demand >= MAX_ON_DEMAND_ROTATIONS {
-                return Err(KmsError::LimitExceeded(format!(
-                    "{} has reached the limit of {MAX_ON_DEMAND_ROTATIONS} on-demand rotations",
-                    k.meta.arn()
-                )));
+                return Err(KmsError::LimitExceeded(Limit::OnDemandRotations {
+                    key: k.meta.arn(),
+                    max: MAX_ON_DEMAND_ROTATIONS,
+                }));
             }
             self.next_version(k, RotationType::OnDemand).map(Some)
         })?;

@@ -5,10 +5,16 @@ use std::collections::BTreeMap;
 use super::lifecycle::require_not_pending_deletion;
 use super::{fenced, Kms};
 use crate::page::{self, Page};
-use crate::KmsError;
+use crate::{KmsError, Limit, TagProblem};
 
 /// Most tags one key may carry (AWS: 50).
 const MAX_TAGS: usize = 50;
+
+/// Longest tag key (AWS: 128 characters).
+const MAX_TAG_KEY: usize = 128;
+
+/// Longest tag value (AWS: 256 characters).
+const MAX_TAG_VALUE: usize = 256;
 
 /// Validates tags and merges them into `into` (a repeated key takes the new value).
 pub(super) fn apply(
@@ -16,27 +22,25 @@ pub(super) fn apply(
     tags: Vec<(String, String)>,
 ) -> Result<(), KmsError> {
     for (k, v) in tags {
-        if k.is_empty() || k.chars().count() > 128 {
-            return Err(KmsError::Tag(format!(
-                "Tag key must be 1 to 128 characters: {k:?}"
-            )));
+        if k.is_empty() || k.chars().count() > MAX_TAG_KEY {
+            return Err(KmsError::InvalidTag(TagProblem::KeyLength {
+                key: k,
+                max: MAX_TAG_KEY,
+            }));
         }
-        if v.chars().count() > 256 {
-            return Err(KmsError::Tag(format!(
-                "Tag value for {k:?} is longer than 256 characters"
-            )));
+        if v.chars().count() > MAX_TAG_VALUE {
+            return Err(KmsError::InvalidTag(TagProblem::ValueLength {
+                key: k,
+                max: MAX_TAG_VALUE,
+            }));
         }
         if k.starts_with("aws:") {
-            return Err(KmsError::Tag(format!(
-                "Tag key {k:?} uses the reserved prefix aws:"
-            )));
+            return Err(KmsError::InvalidTag(TagProblem::ReservedPrefix { key: k }));
         }
         into.insert(k, v);
     }
     if into.len() > MAX_TAGS {
-        return Err(KmsError::LimitExceeded(format!(
-            "A key may have at most {MAX_TAGS} tags"
-        )));
+        return Err(KmsError::LimitExceeded(Limit::Tags { max: MAX_TAGS }));
     }
     Ok(())
 }

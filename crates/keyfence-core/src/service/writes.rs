@@ -10,7 +10,7 @@ use super::material::Material;
 use super::Kms;
 use crate::model::KeyMetadata;
 use crate::store::StoreError;
-use crate::KmsError;
+use crate::{KmsError, Missing};
 
 /// Attempts before a change gives up under contention.
 const MAX_ATTEMPTS: usize = 16;
@@ -67,10 +67,10 @@ impl Kms {
                 Attempt::Stale => key = self.reread(&key)?,
             }
         }
-        Err(KmsError::DependencyTimeout(format!(
-            "{} changed {MAX_ATTEMPTS} times while this change was checked; retry",
-            key.meta.arn()
-        )))
+        Err(KmsError::Contended {
+            key: key.meta.arn(),
+            attempts: MAX_ATTEMPTS,
+        })
     }
 
     /// Like [`Self::change_key`] for a change that keeps the key.
@@ -81,7 +81,7 @@ impl Kms {
     ) -> Result<Arc<CachedKey>, KmsError> {
         let arn = key.meta.arn();
         self.change_key(key, plan)?
-            .ok_or_else(|| KmsError::NotFound(format!("Key '{arn}' does not exist")))
+            .ok_or(KmsError::NotFound(Missing::Key { arn }))
     }
 
     /// Reads `key` again from the store and publishes what it finds.
@@ -93,10 +93,9 @@ impl Kms {
             }
             None => {
                 self.publish_removal(&key.meta.id);
-                Err(KmsError::NotFound(format!(
-                    "Key '{}' does not exist",
-                    key.meta.arn()
-                )))
+                Err(KmsError::NotFound(Missing::Key {
+                    arn: key.meta.arn(),
+                }))
             }
         }
     }

@@ -100,90 +100,136 @@ pub fn xml_escape(s: &str) -> String {
 
 impl From<KmsError> for ApiError {
     fn from(e: KmsError) -> Self {
-        let code = match &e {
-            KmsError::NotFound(_) => "NotFoundException",
-            KmsError::Disabled(_) => "DisabledException",
-            KmsError::InvalidState(_) => "KMSInvalidStateException",
-            KmsError::InvalidCiphertext(_) => "InvalidCiphertextException",
-            KmsError::IncorrectKey(_) => "IncorrectKeyException",
-            KmsError::Validation(_) => "ValidationException",
-            KmsError::InvalidKeyUsage(_) => "InvalidKeyUsageException",
-            KmsError::AlreadyExists(_) => "AlreadyExistsException",
-            KmsError::InvalidAliasName(_) => "InvalidAliasNameException",
-            KmsError::InvalidMarker(_) => "InvalidMarkerException",
-            KmsError::LimitExceeded(_) => "LimitExceededException",
-            KmsError::Tag(_) => "TagException",
-            KmsError::UnsupportedOperation(_) => "UnsupportedOperationException",
-            KmsError::InvalidSignature(_) => "KMSInvalidSignatureException",
-            KmsError::InvalidMac(_) => "KMSInvalidMacException",
-            KmsError::InvalidImportToken(_) => "InvalidImportTokenException",
-            KmsError::ExpiredImportToken(_) => "ExpiredImportTokenException",
-            KmsError::IncorrectKeyMaterial(_) => "IncorrectKeyMaterialException",
+        let (code, message) = match e {
+            KmsError::NotFound(missing) => ("NotFoundException", messages::missing(&missing)),
+            KmsError::Disabled { key } => ("DisabledException", messages::disabled(&key)),
+            KmsError::InvalidState { key, refusal } => (
+                "KMSInvalidStateException",
+                messages::invalid_state(&key, refusal),
+            ),
+            KmsError::InvalidCiphertext(problem) => (
+                "InvalidCiphertextException",
+                messages::invalid_ciphertext(problem).into(),
+            ),
+            KmsError::IncorrectKey => ("IncorrectKeyException", messages::INCORRECT_KEY.into()),
+            KmsError::Validation(invalid) => ("ValidationException", messages::invalid(invalid)),
+            KmsError::DataKeyNeedsSymmetric { key } => (
+                "InvalidKeyUsageException",
+                messages::data_key_needs_symmetric(&key),
+            ),
+            KmsError::AlreadyExists { alias } => {
+                ("AlreadyExistsException", messages::alias_exists(&alias))
+            }
+            KmsError::InvalidAliasName { name, problem } => (
+                "InvalidAliasNameException",
+                messages::invalid_alias_name(&name, problem),
+            ),
+            KmsError::InvalidMarker => ("InvalidMarkerException", messages::INVALID_MARKER.into()),
+            KmsError::LimitExceeded(limit) => {
+                ("LimitExceededException", messages::limit_exceeded(&limit))
+            }
+            KmsError::InvalidTag(problem) => ("TagException", messages::invalid_tag(&problem)),
+            KmsError::Tag(message) => ("TagException", message),
+            KmsError::UnsupportedOperation(unsupported) => (
+                "UnsupportedOperationException",
+                messages::unsupported(&unsupported),
+            ),
+            KmsError::Refused { operation, detail } => {
+                return messages::refused(operation, &detail)
+                    .unwrap_or_else(|| internal(&format!("{operation:?} refused: {detail}")));
+            }
+            KmsError::InvalidSignature => (
+                "KMSInvalidSignatureException",
+                messages::INVALID_SIGNATURE.into(),
+            ),
+            KmsError::InvalidMac => ("KMSInvalidMacException", messages::INVALID_MAC.into()),
+            KmsError::InvalidImportToken => (
+                "InvalidImportTokenException",
+                messages::INVALID_IMPORT_TOKEN.into(),
+            ),
+            KmsError::ExpiredImportToken => (
+                "ExpiredImportTokenException",
+                messages::EXPIRED_IMPORT_TOKEN.into(),
+            ),
+            KmsError::IncorrectKeyMaterial => (
+                "IncorrectKeyMaterialException",
+                messages::INCORRECT_KEY_MATERIAL.into(),
+            ),
             KmsError::OutOfBounds { member, bound } => {
-                return messages::out_of_bounds(*member, *bound);
+                return messages::out_of_bounds(member, bound);
             }
-            KmsError::WrongKeyUsage { key, usage, needed } => {
-                let message = messages::wrong_key_usage(key, *usage, *needed);
-                return Self::new("InvalidKeyUsageException", message);
-            }
+            KmsError::WrongKeyUsage { key, usage, needed } => (
+                "InvalidKeyUsageException",
+                messages::wrong_key_usage(&key, usage, needed),
+            ),
             KmsError::IncompatibleAlgorithm {
                 key,
                 spec,
                 algorithm,
-            } => {
-                let message = messages::incompatible_algorithm(key, *spec, *algorithm);
-                return Self::new("InvalidKeyUsageException", message);
-            }
+            } => (
+                "InvalidKeyUsageException",
+                messages::incompatible_algorithm(&key, spec, algorithm),
+            ),
             KmsError::UsageNotForSpec { usage, spec } => {
-                return messages::usage_not_for_spec(usage.aws_name(), *spec);
+                return messages::usage_not_for_spec(usage.aws_name(), spec);
             }
             KmsError::SpecCannot {
                 key,
                 spec,
                 operation,
-            } => {
-                let message = messages::spec_cannot(key, *spec, *operation);
-                return Self::new("UnsupportedOperationException", message);
-            }
+            } => (
+                "UnsupportedOperationException",
+                messages::spec_cannot(&key, spec, operation),
+            ),
             KmsError::PlaintextTooLong {
                 len,
                 algorithm,
                 spec,
                 detail,
-            } => {
-                return Self::validation(messages::plaintext_too_long(
-                    *len, *algorithm, *spec, detail,
-                ));
-            }
-            KmsError::MaterialNotOfSpec { spec, detail } => {
-                let message = messages::material_not_of_spec(*spec, detail);
-                return Self::new("IncorrectKeyMaterialException", message);
-            }
+            } => (
+                "ValidationException",
+                messages::plaintext_too_long(len, algorithm, spec, &detail),
+            ),
+            KmsError::MaterialNotOfSpec { spec, detail } => (
+                "IncorrectKeyMaterialException",
+                messages::material_not_of_spec(spec, &detail),
+            ),
             KmsError::FencedElsewhere { key, fence, policy } => {
-                return messages::fenced_elsewhere(key, &fence.to_string(), policy);
+                return messages::fenced_elsewhere(&key, &fence.to_string(), &policy);
             }
             KmsError::UnknownFence { fence, policy } => {
-                return messages::unknown_fence(&fence.to_string(), policy);
+                return messages::unknown_fence(&fence.to_string(), &policy);
             }
-            KmsError::DependencyTimeout(detail) => {
-                tracing::warn!(detail = %detail, "key store unavailable");
-                // AWS answers DependencyTimeoutException with 500; clients retry it.
-                return Self {
-                    status: 500,
-                    code: "DependencyTimeoutException",
-                    message: e.to_string(),
-                };
+            KmsError::StoreUnavailable { detail } => {
+                return dependency_timeout(messages::store_unavailable(&detail));
             }
-            KmsError::Internal(detail) => {
-                tracing::error!(detail = %detail, "internal error");
-                return Self {
-                    status: 500,
-                    code: "KMSInternalException",
-                    message: "An internal error occurred.".into(),
-                };
+            KmsError::Contended { key, attempts } => {
+                return dependency_timeout(messages::contended(&key, attempts));
             }
+            KmsError::DependencyTimeout(message) => return dependency_timeout(message),
+            KmsError::Internal(detail) => return internal(&detail),
         };
-        Self::new(code, e.to_string())
+        Self::new(code, message)
+    }
+}
+
+/// A DependencyTimeoutException: AWS answers it with 500, and clients retry it.
+fn dependency_timeout(message: String) -> ApiError {
+    tracing::warn!(detail = %message, "key store unavailable");
+    ApiError {
+        status: 500,
+        code: "DependencyTimeoutException",
+        message,
+    }
+}
+
+/// A KMSInternalException: the detail is logged, not returned.
+fn internal(detail: &str) -> ApiError {
+    tracing::error!(detail = %detail, "internal error");
+    ApiError {
+        status: 500,
+        code: "KMSInternalException",
+        message: "An internal error occurred.".into(),
     }
 }
 
@@ -195,6 +241,13 @@ impl From<SigV4Error> for ApiError {
 
 #[cfg(test)]
 mod tests {
+    use keyfence_core::{
+        AliasNameProblem, CiphertextProblem, CryptoOperation, Invalid, Limit, Missing,
+        StateRefusal, TagProblem, Unsupported,
+    };
+    use keyfence_crypto::asym;
+    use keyfence_crypto::CryptoError;
+
     use super::*;
 
     #[test]
@@ -209,13 +262,307 @@ mod tests {
         assert!(!e.message.contains("domain key"));
     }
 
+    const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    const ALIAS: &str = "arn:aws:kms:us-east-1:111122223333:alias/app";
+
     #[test]
     fn shapes() {
-        let e = ApiError::from(KmsError::NotFound("Key 'x' does not exist".into()));
+        let e = ApiError::from(KmsError::NotFound(Missing::Key { arn: KEY.into() }));
         let v: serde_json::Value = serde_json::from_slice(&e.json_body()).unwrap();
         assert_eq!(v["__type"], "NotFoundException");
-        assert_eq!(v["message"], "Key 'x' does not exist");
+        assert_eq!(v["message"], format!("Key '{KEY}' does not exist"));
         let xml = String::from_utf8(ApiError::validation("a<b").xml_body("rid")).unwrap();
         assert!(xml.contains("<Code>ValidationException</Code><Message>a&lt;b</Message>"));
+    }
+
+    /// Every typed refusal the core words nowhere reaches the client in its
+    /// AWS shape, worded as the core worded it before (and a missing key
+    /// named by its full ARN, as AWS names it).
+    #[test]
+    fn typed_refusals_map_to_their_aws_shape_and_message() {
+        let key = || KEY.to_string();
+        let cases: Vec<(KmsError, &str, String)> = vec![
+            (
+                KmsError::NotFound(Missing::InvalidKeyId { given: "nope".into() }),
+                "NotFoundException",
+                "Invalid keyId 'nope'".into(),
+            ),
+            (
+                KmsError::NotFound(Missing::AliasNotAllowed { given: "alias/app".into() }),
+                "NotFoundException",
+                "Invalid keyId 'alias/app': this operation takes a key ID or key ARN, not an alias"
+                    .into(),
+            ),
+            (
+                KmsError::NotFound(Missing::Key { arn: key() }),
+                "NotFoundException",
+                format!("Key '{KEY}' does not exist"),
+            ),
+            (
+                KmsError::NotFound(Missing::Alias { arn: ALIAS.into() }),
+                "NotFoundException",
+                format!("Alias {ALIAS} is not found."),
+            ),
+            (
+                KmsError::Disabled { key: key() },
+                "DisabledException",
+                format!("{KEY} is disabled."),
+            ),
+            (
+                KmsError::InvalidState { key: key(), refusal: StateRefusal::PendingDeletion },
+                "KMSInvalidStateException",
+                format!("{KEY} is pending deletion."),
+            ),
+            (
+                KmsError::InvalidState { key: key(), refusal: StateRefusal::PendingImport },
+                "KMSInvalidStateException",
+                format!("{KEY} is pending import."),
+            ),
+            (
+                KmsError::InvalidState { key: key(), refusal: StateRefusal::NotPendingDeletion },
+                "KMSInvalidStateException",
+                format!("{KEY} is not pending deletion."),
+            ),
+            (
+                KmsError::InvalidState { key: key(), refusal: StateRefusal::HasKeyMaterial },
+                "KMSInvalidStateException",
+                format!("{KEY} already has key material"),
+            ),
+            (
+                KmsError::InvalidCiphertext(CiphertextProblem::NotForContext),
+                "InvalidCiphertextException",
+                "The ciphertext is invalid or was not encrypted under this encryption context."
+                    .into(),
+            ),
+            (
+                KmsError::InvalidCiphertext(CiphertextProblem::NotMlKem),
+                "InvalidCiphertextException",
+                "The ciphertext is not an ML-KEM ciphertext for this key.".into(),
+            ),
+            (
+                KmsError::InvalidCiphertext(CiphertextProblem::ImportUnwrap),
+                "InvalidCiphertextException",
+                "The encrypted key material could not be unwrapped with the import parameters"
+                    .into(),
+            ),
+            (
+                KmsError::IncorrectKey,
+                "IncorrectKeyException",
+                "The key ID in the request does not identify a KMS key that can perform this operation."
+                    .into(),
+            ),
+            (
+                KmsError::Validation(Invalid::ContextTooLarge { size: 9000, max: 8192 }),
+                "ValidationException",
+                "encryption context is 9000 bytes; the limit is 8192".into(),
+            ),
+            (
+                KmsError::Validation(Invalid::SignatureLength { len: 0, max: 6144 }),
+                "ValidationException",
+                "Signature must be between 1 and 6144 bytes".into(),
+            ),
+            (
+                KmsError::Validation(Invalid::NotDataKeyPairSpec(asym::KeySpec::Hmac256)),
+                "ValidationException",
+                "HMAC_256 is not a data key pair spec".into(),
+            ),
+            (
+                KmsError::Validation(Invalid::NotWrappingKeySpec(asym::KeySpec::EccNistP256)),
+                "ValidationException",
+                "ECC_NIST_P256 is not an import wrapping key spec".into(),
+            ),
+            (
+                KmsError::Validation(Invalid::AliasTargetKind),
+                "ValidationException",
+                "the new target key must have the same key type (symmetric, asymmetric or HMAC) \
+                 and key usage as the alias's current key"
+                    .into(),
+            ),
+            (
+                KmsError::Validation(Invalid::ValidTo { max_days: 365 }),
+                "ValidationException",
+                "ValidTo must be in the future and at most 365 days away".into(),
+            ),
+            (
+                KmsError::DataKeyNeedsSymmetric { key: key() },
+                "InvalidKeyUsageException",
+                format!("{KEY} is an asymmetric key; data keys are encrypted under symmetric encryption keys"),
+            ),
+            (
+                KmsError::AlreadyExists { alias: ALIAS.into() },
+                "AlreadyExistsException",
+                format!("An alias with the name {ALIAS} already exists"),
+            ),
+            (
+                KmsError::InvalidAliasName { name: "app".into(), problem: AliasNameProblem::Prefix },
+                "InvalidAliasNameException",
+                r#"Alias name "app" is invalid: it must begin with "alias/""#.into(),
+            ),
+            (
+                KmsError::InvalidAliasName {
+                    name: "alias/x".into(),
+                    problem: AliasNameProblem::TooLong { max: 256 },
+                },
+                "InvalidAliasNameException",
+                r#"Alias name "alias/x" is invalid: it is longer than 256 characters"#.into(),
+            ),
+            (
+                KmsError::InvalidAliasName { name: "alias/".into(), problem: AliasNameProblem::Empty },
+                "InvalidAliasNameException",
+                r#"Alias name "alias/" is invalid: the name after "alias/" is empty"#.into(),
+            ),
+            (
+                KmsError::InvalidAliasName {
+                    name: "alias/a b".into(),
+                    problem: AliasNameProblem::Characters,
+                },
+                "InvalidAliasNameException",
+                r#"Alias name "alias/a b" is invalid: it may contain only a-z, A-Z, 0-9, ':', '/', '_' and '-'"#.into(),
+            ),
+            (
+                KmsError::InvalidAliasName {
+                    name: "alias/aws/x".into(),
+                    problem: AliasNameProblem::Reserved,
+                },
+                "InvalidAliasNameException",
+                r#"Alias name "alias/aws/x" is invalid: the alias/aws/ prefix is reserved for AWS managed keys"#.into(),
+            ),
+            (
+                KmsError::InvalidMarker,
+                "InvalidMarkerException",
+                "The request was rejected because the marker is not valid".into(),
+            ),
+            (
+                KmsError::LimitExceeded(Limit::Tags { max: 50 }),
+                "LimitExceededException",
+                "A key may have at most 50 tags".into(),
+            ),
+            (
+                KmsError::LimitExceeded(Limit::OnDemandRotations { key: key(), max: 25 }),
+                "LimitExceededException",
+                format!("{KEY} has reached the limit of 25 on-demand rotations"),
+            ),
+            (
+                KmsError::InvalidTag(TagProblem::KeyLength { key: String::new(), max: 128 }),
+                "TagException",
+                r#"Tag key must be 1 to 128 characters: """#.into(),
+            ),
+            (
+                KmsError::InvalidTag(TagProblem::ValueLength { key: "k".into(), max: 256 }),
+                "TagException",
+                r#"Tag value for "k" is longer than 256 characters"#.into(),
+            ),
+            (
+                KmsError::InvalidTag(TagProblem::ReservedPrefix { key: "aws:x".into() }),
+                "TagException",
+                r#"Tag key "aws:x" uses the reserved prefix aws:"#.into(),
+            ),
+            (
+                KmsError::UnsupportedOperation(Unsupported::NotExternal { key: key() }),
+                "UnsupportedOperationException",
+                format!("{KEY} was not created with Origin EXTERNAL; its key material cannot be imported or deleted"),
+            ),
+            (
+                KmsError::UnsupportedOperation(Unsupported::ImportedRotation { key: key() }),
+                "UnsupportedOperationException",
+                format!("{KEY} has imported key material; rotate it by importing new material into a new key"),
+            ),
+            (
+                KmsError::Refused {
+                    operation: CryptoOperation::Sign,
+                    detail: CryptoError::Unsupported("EXTERNAL_MU"),
+                },
+                "UnsupportedOperationException",
+                "Sign: EXTERNAL_MU is not supported by keyfence".into(),
+            ),
+            (
+                KmsError::Refused {
+                    operation: CryptoOperation::Verify,
+                    detail: CryptoError::Incompatible("digest length"),
+                },
+                "ValidationException",
+                "Verify: digest length".into(),
+            ),
+            (
+                KmsError::Refused {
+                    operation: CryptoOperation::Sign,
+                    detail: CryptoError::InvalidLength { what: "digest", expected: 32, got: 5 },
+                },
+                "ValidationException",
+                "Sign: digest must be 32 bytes, got 5".into(),
+            ),
+            (
+                KmsError::Refused {
+                    operation: CryptoOperation::DeriveSharedSecret,
+                    detail: CryptoError::Malformed { what: "public key", reason: "not DER" },
+                },
+                "ValidationException",
+                "DeriveSharedSecret: malformed public key: not DER".into(),
+            ),
+            (
+                KmsError::InvalidSignature,
+                "KMSInvalidSignatureException",
+                "The signature is not valid for this message and key.".into(),
+            ),
+            (
+                KmsError::InvalidMac,
+                "KMSInvalidMacException",
+                "The MAC is not valid for this message and key.".into(),
+            ),
+            (
+                KmsError::InvalidImportToken,
+                "InvalidImportTokenException",
+                "The import token is not valid for this key".into(),
+            ),
+            (
+                KmsError::ExpiredImportToken,
+                "ExpiredImportTokenException",
+                "The import token has expired; call GetParametersForImport again".into(),
+            ),
+            (
+                KmsError::IncorrectKeyMaterial,
+                "IncorrectKeyMaterialException",
+                "The key material differs from the material previously imported into this key"
+                    .into(),
+            ),
+        ];
+        for (error, code, message) in cases {
+            let described = format!("{error:?}");
+            let e = ApiError::from(error);
+            assert_eq!(
+                (e.status, e.code, e.message),
+                (400, code, message),
+                "{described}"
+            );
+        }
+        let dependency = [
+            (
+                KmsError::StoreUnavailable {
+                    detail: "connection refused".into(),
+                },
+                "The key store is unavailable: connection refused".to_string(),
+            ),
+            (
+                KmsError::Contended {
+                    key: key(),
+                    attempts: 16,
+                },
+                format!("{KEY} changed 16 times while this change was checked; retry"),
+            ),
+        ];
+        for (error, message) in dependency {
+            let e = ApiError::from(error);
+            assert_eq!(
+                (e.status, e.code, e.message),
+                (500, "DependencyTimeoutException", message)
+            );
+        }
+        // A crypto failure that is not the caller's is internal, detail hidden.
+        let e = ApiError::from(KmsError::Refused {
+            operation: CryptoOperation::Sign,
+            detail: CryptoError::Rng,
+        });
+        assert_eq!((e.status, e.code), (500, "KMSInternalException"));
+        assert!(!e.message.contains("random"), "{}", e.message);
     }
 }

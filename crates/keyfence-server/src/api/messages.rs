@@ -1,9 +1,12 @@
-//! The wording of the errors the API answers for requests it refuses itself
-//! (names it does not know, members that do not go together) and of the core
-//! errors that name algorithms, specs or usages: one place, so every
+//! The wording of every error the API answers: those it refuses itself
+//! (names it does not know, members that do not go together) and every typed
+//! refusal of the core (which builds no messages): one place, so every
 //! operation words the same fault the same way.
 
-use keyfence_core::{Algorithm, Bound, KeySpec, KeyUsage, Member, SpecOperation};
+use keyfence_core::{
+    Algorithm, AliasNameProblem, Bound, CiphertextProblem, CryptoOperation, Invalid, KeySpec,
+    KeyUsage, Limit, Member, Missing, SpecOperation, StateRefusal, TagProblem, Unsupported,
+};
 use keyfence_crypto::asym;
 use keyfence_crypto::CryptoError;
 
@@ -339,4 +342,197 @@ pub fn no_recipient(recipient: Option<&serde_json::Value>) -> Result<(), ApiErro
             "Recipient (Nitro Enclaves attestation) is not supported by keyfence",
         )),
     }
+}
+
+/// The message of a NotFoundException.
+pub fn missing(missing: &Missing) -> String {
+    match missing {
+        Missing::InvalidKeyId { given } => format!("Invalid keyId '{given}'"),
+        Missing::AliasNotAllowed { given } => format!(
+            "Invalid keyId '{given}': this operation takes a key ID or key ARN, not an alias"
+        ),
+        Missing::Key { arn } => format!("Key '{arn}' does not exist"),
+        Missing::Alias { arn } => format!("Alias {arn} is not found."),
+    }
+}
+
+/// The message of a DisabledException.
+pub fn disabled(key: &str) -> String {
+    format!("{key} is disabled.")
+}
+
+/// The message of a KMSInvalidStateException.
+pub fn invalid_state(key: &str, refusal: StateRefusal) -> String {
+    match refusal {
+        StateRefusal::PendingDeletion => format!("{key} is pending deletion."),
+        StateRefusal::PendingImport => format!("{key} is pending import."),
+        StateRefusal::NotPendingDeletion => format!("{key} is not pending deletion."),
+        StateRefusal::HasKeyMaterial => format!("{key} already has key material"),
+    }
+}
+
+/// The message of an InvalidCiphertextException.
+pub fn invalid_ciphertext(problem: CiphertextProblem) -> &'static str {
+    match problem {
+        CiphertextProblem::NotForContext => {
+            "The ciphertext is invalid or was not encrypted under this encryption context."
+        }
+        CiphertextProblem::NotMlKem => "The ciphertext is not an ML-KEM ciphertext for this key.",
+        CiphertextProblem::ImportUnwrap => {
+            "The encrypted key material could not be unwrapped with the import parameters"
+        }
+    }
+}
+
+/// The message of an IncorrectKeyException.
+pub const INCORRECT_KEY: &str =
+    "The key ID in the request does not identify a KMS key that can perform this operation.";
+
+/// The message of a core ValidationException.
+pub fn invalid(invalid: Invalid) -> String {
+    match invalid {
+        Invalid::ContextTooLarge { size, max } => {
+            format!("encryption context is {size} bytes; the limit is {max}")
+        }
+        Invalid::SignatureLength { max, .. } => {
+            format!("Signature must be between 1 and {max} bytes")
+        }
+        Invalid::NotDataKeyPairSpec(spec) => {
+            format!("{} is not a data key pair spec", spec.aws_name())
+        }
+        Invalid::NotWrappingKeySpec(spec) => {
+            format!("{} is not an import wrapping key spec", spec.aws_name())
+        }
+        Invalid::AliasTargetKind => "the new target key must have the same key type (symmetric, \
+             asymmetric or HMAC) and key usage as the alias's current key"
+            .into(),
+        Invalid::ValidTo { max_days } => {
+            format!("ValidTo must be in the future and at most {max_days} days away")
+        }
+    }
+}
+
+/// The message of a data key asked of a key that is not symmetric.
+pub fn data_key_needs_symmetric(key: &str) -> String {
+    format!("{key} is an asymmetric key; data keys are encrypted under symmetric encryption keys")
+}
+
+/// The message of an AlreadyExistsException (an alias).
+pub fn alias_exists(alias: &str) -> String {
+    format!("An alias with the name {alias} already exists")
+}
+
+/// The message of an InvalidAliasNameException.
+pub fn invalid_alias_name(name: &str, problem: AliasNameProblem) -> String {
+    let why = match problem {
+        AliasNameProblem::Prefix => "it must begin with \"alias/\"".to_string(),
+        AliasNameProblem::TooLong { max } => format!("it is longer than {max} characters"),
+        AliasNameProblem::Empty => "the name after \"alias/\" is empty".into(),
+        AliasNameProblem::Characters => {
+            "it may contain only a-z, A-Z, 0-9, ':', '/', '_' and '-'".into()
+        }
+        AliasNameProblem::Reserved => {
+            "the alias/aws/ prefix is reserved for AWS managed keys".into()
+        }
+    };
+    format!("Alias name {name:?} is invalid: {why}")
+}
+
+/// The message of an InvalidMarkerException.
+pub const INVALID_MARKER: &str = "The request was rejected because the marker is not valid";
+
+/// The message of a LimitExceededException.
+pub fn limit_exceeded(limit: &Limit) -> String {
+    match limit {
+        Limit::Tags { max } => format!("A key may have at most {max} tags"),
+        Limit::OnDemandRotations { key, max } => {
+            format!("{key} has reached the limit of {max} on-demand rotations")
+        }
+    }
+}
+
+/// The message of a TagException.
+pub fn invalid_tag(problem: &TagProblem) -> String {
+    match problem {
+        TagProblem::KeyLength { key, max } => {
+            format!("Tag key must be 1 to {max} characters: {key:?}")
+        }
+        TagProblem::ValueLength { key, max } => {
+            format!("Tag value for {key:?} is longer than {max} characters")
+        }
+        TagProblem::ReservedPrefix { key } => {
+            format!("Tag key {key:?} uses the reserved prefix aws:")
+        }
+    }
+}
+
+/// The message of an operation keyfence does not offer for a key.
+pub fn unsupported(unsupported: &Unsupported) -> String {
+    match unsupported {
+        Unsupported::NotExternal { key } => format!(
+            "{key} was not created with Origin EXTERNAL; its key material cannot be imported or deleted"
+        ),
+        Unsupported::ImportedRotation { key } => format!(
+            "{key} has imported key material; rotate it by importing new material into a new key"
+        ),
+    }
+}
+
+/// The caller's input the crypto layer refused in `operation`:
+/// UnsupportedOperationException for what keyfence cannot do, otherwise a
+/// ValidationException; `None` for a failure that is not the caller's.
+pub fn refused(operation: CryptoOperation, detail: &CryptoError) -> Option<ApiError> {
+    let op = match operation {
+        CryptoOperation::Sign => "Sign",
+        CryptoOperation::Verify => "Verify",
+        CryptoOperation::GetPublicKey => "GetPublicKey",
+        CryptoOperation::GenerateMac => "GenerateMac",
+        CryptoOperation::VerifyMac => "VerifyMac",
+        CryptoOperation::Encapsulate => "Encapsulate",
+        CryptoOperation::DeriveSharedSecret => "DeriveSharedSecret",
+        CryptoOperation::GenerateDataKeyPair => "GenerateDataKeyPair",
+    };
+    Some(match detail {
+        CryptoError::Unsupported(m) => ApiError::new(
+            "UnsupportedOperationException",
+            format!("{op}: {m} is not supported by keyfence"),
+        ),
+        CryptoError::Incompatible(m) => ApiError::validation(format!("{op}: {m}")),
+        CryptoError::InvalidLength {
+            what,
+            expected,
+            got,
+        } => ApiError::validation(format!("{op}: {what} must be {expected} bytes, got {got}")),
+        CryptoError::Malformed { what, reason } => {
+            ApiError::validation(format!("{op}: malformed {what}: {reason}"))
+        }
+        _ => return None,
+    })
+}
+
+/// The message of a KMSInvalidSignatureException.
+pub const INVALID_SIGNATURE: &str = "The signature is not valid for this message and key.";
+
+/// The message of a KMSInvalidMacException.
+pub const INVALID_MAC: &str = "The MAC is not valid for this message and key.";
+
+/// The message of an InvalidImportTokenException.
+pub const INVALID_IMPORT_TOKEN: &str = "The import token is not valid for this key";
+
+/// The message of an ExpiredImportTokenException.
+pub const EXPIRED_IMPORT_TOKEN: &str =
+    "The import token has expired; call GetParametersForImport again";
+
+/// The message of an IncorrectKeyMaterialException for material that differs.
+pub const INCORRECT_KEY_MATERIAL: &str =
+    "The key material differs from the material previously imported into this key";
+
+/// The message of a DependencyTimeoutException: the key store is unreachable.
+pub fn store_unavailable(detail: &str) -> String {
+    format!("The key store is unavailable: {detail}")
+}
+
+/// The message of a DependencyTimeoutException: a key changed under every attempt to write it.
+pub fn contended(key: &str, attempts: usize) -> String {
+    format!("{key} changed {attempts} times while this change was checked; retry")
 }

@@ -354,6 +354,123 @@ fn refusals_keep_their_wording() {
         import(json!({"ValidTo": 1.0})),
         validation("ValidTo must be in the future and at most 365 days away")
     );
+
+    // A missing key is named by its full ARN, however the request named it.
+    let gone = "1234abcd-12ab-34cd-56ef-1234567890ab";
+    let gone_arn = format!("arn:aws:kms:us-east-1:{account}:key/{gone}");
+    let not_found = |arn: &str| ("NotFoundException", format!("Key '{arn}' does not exist"));
+    assert_eq!(
+        refused("DescribeKey", json!({"KeyId": gone})),
+        not_found(&gone_arn)
+    );
+    assert_eq!(
+        refused("DescribeKey", json!({"KeyId": gone_arn})),
+        not_found(&gone_arn)
+    );
+    assert_eq!(
+        refused("DescribeKey", json!({"KeyId": "not a key"})),
+        ("NotFoundException", "Invalid keyId 'not a key'".into())
+    );
+    assert_eq!(
+        refused("DisableKey", json!({"KeyId": "alias/app"})),
+        (
+            "NotFoundException",
+            "Invalid keyId 'alias/app': this operation takes a key ID or key ARN, not an alias"
+                .into()
+        )
+    );
+    let alias_arn = format!("arn:aws:kms:us-east-1:{account}:alias/app");
+    assert_eq!(
+        refused("DescribeKey", json!({"KeyId": "alias/app"})),
+        (
+            "NotFoundException",
+            format!("Alias {alias_arn} is not found.")
+        )
+    );
+    assert_eq!(
+        refused("DeleteAlias", json!({"AliasName": "alias/app"})),
+        (
+            "NotFoundException",
+            format!("Alias {alias_arn} is not found.")
+        )
+    );
+    assert_eq!(
+        refused("CreateAlias", json!({"AliasName": "alias/aws/app", "TargetKeyId": sym})),
+        (
+            "InvalidAliasNameException",
+            r#"Alias name "alias/aws/app" is invalid: the alias/aws/ prefix is reserved for AWS managed keys"#.into()
+        )
+    );
+    call(
+        "CreateAlias",
+        json!({"AliasName": "alias/app", "TargetKeyId": sym}),
+    )
+    .unwrap();
+    assert_eq!(
+        refused(
+            "CreateAlias",
+            json!({"AliasName": "alias/app", "TargetKeyId": sym})
+        ),
+        (
+            "AlreadyExistsException",
+            format!("An alias with the name {alias_arn} already exists")
+        )
+    );
+    assert_eq!(
+        refused("ListKeys", json!({"Marker": "nope"})),
+        (
+            "InvalidMarkerException",
+            "The request was rejected because the marker is not valid".into()
+        )
+    );
+    assert_eq!(
+        refused(
+            "TagResource",
+            json!({"KeyId": sym, "Tags": [{"TagKey": "aws:x", "TagValue": "v"}]})
+        ),
+        (
+            "TagException",
+            r#"Tag key "aws:x" uses the reserved prefix aws:"#.into()
+        )
+    );
+    assert_eq!(
+        refused("GenerateDataKey", json!({"KeyId": rsa, "KeySpec": "AES_256"})),
+        (
+            "InvalidKeyUsageException",
+            format!("{rsa_arn} is an asymmetric key; data keys are encrypted under symmetric encryption keys")
+        )
+    );
+    assert_eq!(
+        refused("GetParametersForImport", json!({"KeyId": sym, "WrappingAlgorithm": "RSAES_OAEP_SHA_256", "WrappingKeySpec": "RSA_2048"})),
+        (
+            "UnsupportedOperationException",
+            format!("{sym_arn} was not created with Origin EXTERNAL; its key material cannot be imported or deleted")
+        )
+    );
+    call("DisableKey", json!({"KeyId": sym})).unwrap();
+    assert_eq!(
+        refused("Encrypt", json!({"KeyId": sym, "Plaintext": "eA=="})),
+        ("DisabledException", format!("{sym_arn} is disabled."))
+    );
+    assert_eq!(
+        refused("CancelKeyDeletion", json!({"KeyId": sym})),
+        (
+            "KMSInvalidStateException",
+            format!("{sym_arn} is not pending deletion.")
+        )
+    );
+    call(
+        "ScheduleKeyDeletion",
+        json!({"KeyId": sym, "PendingWindowInDays": 7}),
+    )
+    .unwrap();
+    assert_eq!(
+        refused("Encrypt", json!({"KeyId": sym, "Plaintext": "eA=="})),
+        (
+            "KMSInvalidStateException",
+            format!("{sym_arn} is pending deletion.")
+        )
+    );
 }
 
 #[test]
