@@ -16,6 +16,7 @@ use keyfence_core::{KeyId, KeyMetadata, Kms};
 use serde::Deserialize;
 
 use super::Operation;
+use crate::api::messages;
 use crate::api::names::AwsName;
 use crate::api::wire::parse;
 use crate::api::ApiError;
@@ -282,8 +283,7 @@ fn check(req: &Request<'_>, decision: Decision, resource: Option<&String>) -> Re
     ))
 }
 
-/// AWS's AccessDeniedException: the caller's ARN, the action and the resource.
-// The wording moves to api/messages.rs with the other AWS messages.
+/// AccessDeniedException for `decision` (see [`messages::access_denied`]).
 pub(crate) fn access_denied(
     arn: &str,
     action: &str,
@@ -291,14 +291,12 @@ pub(crate) fn access_denied(
     decision: Decision,
     on_key: bool,
 ) -> ApiError {
-    let why = match (decision, on_key) {
-        (Decision::ExplicitDeny, _) => "with an explicit deny".to_string(),
-        (_, true) => format!("because no resource-based policy allows the {action} action"),
-        (_, false) => format!("because no identity-based policy allows the {action} action"),
-    };
-    ApiError::new(
-        "AccessDeniedException",
-        format!("User: {arn} is not authorized to perform: {action} on resource: {resource} {why}"),
+    messages::access_denied(
+        arn,
+        action,
+        resource,
+        decision == Decision::ExplicitDeny,
+        on_key,
     )
 }
 

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use super::authorize::{access_denied, grant_id_of_token, grant_token};
 use super::shapes::paged;
 use super::Ops;
+use crate::api::messages;
 use crate::api::wire::date;
 use crate::api::ApiError;
 use crate::authz::{Authz, Caller};
@@ -69,29 +70,9 @@ pub(super) struct RevokeGrantInput {
     grant_id: String,
 }
 
-// AWS's words for grant errors; they move to api/messages.rs with the other AWS messages.
-
-fn invalid_principal(p: &str) -> ApiError {
-    ApiError::validation(format!("Invalid principal: {p}"))
-}
-
 fn not_in_operations(name: &str) -> ApiError {
-    ApiError::validation(format!(
-        "1 validation error detected: Value '[{name}]' at 'operations' failed to satisfy constraint: Member must satisfy constraint: [Member must satisfy enum value set: [{}]]",
-        GrantOperation::ALL.map(GrantOperation::name).join(", ")
-    ))
-}
-
-fn grant_not_found(id: &str) -> ApiError {
-    ApiError::new("NotFoundException", format!("Grant ID {id} not found"))
-}
-
-fn invalid_token() -> ApiError {
-    ApiError::new("InvalidGrantTokenException", "Invalid grant token")
-}
-
-fn invalid_grant_id(id: &str) -> ApiError {
-    ApiError::new("InvalidGrantIdException", format!("Invalid grant ID {id}"))
+    let names: Vec<&str> = GrantOperation::ALL.iter().map(|o| o.name()).collect();
+    messages::not_in_enum_of(name, "operations", &names)
 }
 
 fn store(e: keyfence_core::StoreError) -> ApiError {
@@ -109,7 +90,7 @@ fn parts<'a>(o: &Ops<'a>) -> Result<(&'a Authz, &'a Caller), ApiError> {
 
 /// A grantee or retiring principal: an IAM user, role or account root ARN.
 fn principal(p: &str) -> Result<Principal, ApiError> {
-    Principal::parse_arn(p).map_err(|_| invalid_principal(p))
+    Principal::parse_arn(p).map_err(|_| messages::invalid_principal(p))
 }
 
 /// Whether `id` has the shape of a grant id (64 hexadecimal characters).
@@ -155,9 +136,7 @@ impl Ops<'_> {
             principal(r)?;
         }
         if i.operations.is_empty() {
-            return Err(ApiError::validation(
-                "1 validation error detected: Value '[]' at 'operations' failed to satisfy constraint: Member must have length greater than or equal to 1",
-            ));
+            return Err(messages::no_grant_operations());
         }
         let mut operations = Vec::new();
         for name in &i.operations {
@@ -179,10 +158,7 @@ impl Ops<'_> {
                 .map(|o| o.name())
                 .collect();
             if !unsupported.is_empty() {
-                return Err(ApiError::validation(format!(
-                    "Grant constraints are not supported for the operations {}",
-                    unsupported.join(", ")
-                )));
+                return Err(messages::constraints_not_supported(&unsupported));
             }
         }
         if let Some(name) = &i.name {
@@ -192,9 +168,7 @@ impl Ops<'_> {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'_' | b'-'))
             {
-                return Err(ApiError::validation(format!(
-                    "1 validation error detected: Value '{name}' at 'name' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$"
-                )));
+                return Err(messages::invalid_grant_name(name));
             }
         }
         // A caller allowed CreateGrant only by a grant may pass on no more
@@ -274,7 +248,7 @@ impl Ops<'_> {
         let limit = page::limit(i.limit, 50, 100)?;
         let meta = self.kms.describe_key(self.account, &i.key_id)?;
         if let Some(id) = i.grant_id.as_deref().filter(|id| !is_grant_id(id)) {
-            return Err(invalid_grant_id(id));
+            return Err(messages::invalid_grant_id(id));
         }
         let grants: Vec<Grant> = authz
             .grants(&meta.id)
@@ -323,22 +297,22 @@ impl Ops<'_> {
 
     pub(super) fn retire_grant(&self, i: RetireGrantInput) -> Result<Value, ApiError> {
         if i.grant_token.is_none() && (i.key_id.is_none() || i.grant_id.is_none()) {
-            return Err(ApiError::validation(
-                "Either GrantToken, or both KeyId and GrantId, must be specified",
-            ));
+            return Err(messages::retire_grant_needs_a_grant());
         }
         let (authz, caller) = parts(self)?;
         let grant = match (&i.grant_token, &i.key_id, &i.grant_id) {
             (Some(token), _, _) => {
-                let id = grant_id_of_token(token).ok_or_else(invalid_token)?;
+                let id = grant_id_of_token(token).ok_or_else(messages::invalid_grant_token)?;
                 if authz.find_grant(&id).is_none() {
                     authz.reload().map_err(store)?;
                 }
-                authz.find_grant(&id).ok_or_else(|| grant_not_found(&id))?
+                authz
+                    .find_grant(&id)
+                    .ok_or_else(|| messages::grant_not_found(&id))?
             }
             (None, Some(key), Some(id)) => {
                 if !is_grant_id(id) {
-                    return Err(invalid_grant_id(id));
+                    return Err(messages::invalid_grant_id(id));
                 }
                 let meta = self.kms.describe_key(self.account, key).or_else(|e| {
                     // A key of another account, by its ARN: the retiring principal may be here.
@@ -359,7 +333,7 @@ impl Ops<'_> {
                     .iter()
                     .find(|g| g.id == *id)
                     .cloned()
-                    .ok_or_else(|| grant_not_found(id))?
+                    .ok_or_else(|| messages::grant_not_found(id))?
             }
             _ => unreachable!("checked above"),
         };
@@ -390,10 +364,10 @@ impl Ops<'_> {
         let (authz, _) = parts(self)?;
         let meta = self.kms.describe_key(self.account, &i.key_id)?;
         if !is_grant_id(&i.grant_id) {
-            return Err(invalid_grant_id(&i.grant_id));
+            return Err(messages::invalid_grant_id(&i.grant_id));
         }
         if !authz.remove_grant(&meta.id, &i.grant_id).map_err(store)? {
-            return Err(grant_not_found(&i.grant_id));
+            return Err(messages::grant_not_found(&i.grant_id));
         }
         tracing::info!(key_id = %meta.id, grant_id = %i.grant_id, "grant revoked");
         Ok(json!({}))

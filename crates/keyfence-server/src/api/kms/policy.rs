@@ -1,12 +1,13 @@
 //! Key policies: GetKeyPolicy, PutKeyPolicy, ListKeyPolicies, and CreateKey's
 //! `Policy` and `BypassPolicyLockoutSafetyCheck`.
 
-use keyfence_core::authz::{self, ConditionContext, Policy, PolicyError, PolicyKind, Request};
+use keyfence_core::authz::{self, ConditionContext, Policy, PolicyKind, Request};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::keys::CreateKeyInput;
 use super::Ops;
+use crate::api::messages;
 use crate::api::wire::parse;
 use crate::api::ApiError;
 use crate::authz::{Authz, Caller};
@@ -40,29 +41,10 @@ struct CreateKeyPolicy {
     bypass_policy_lockout_safety_check: bool,
 }
 
-// AWS's words for policy errors; they move to api/messages.rs with the other AWS messages.
-
-fn malformed(e: &PolicyError) -> ApiError {
-    ApiError::new(
-        "MalformedPolicyDocumentException",
-        format!("The key policy is malformed: {e}"),
-    )
-}
-
-fn lockout() -> ApiError {
-    ApiError::new(
-        "MalformedPolicyDocumentException",
-        "The new key policy will not allow you to update the key policy in the future.",
-    )
-}
-
 fn policy_name(name: Option<&str>) -> Result<(), ApiError> {
     match name {
         None | Some(DEFAULT_NAME) => Ok(()),
-        Some(other) => Err(ApiError::new(
-            "NotFoundException",
-            format!("No such policy exists: {other}"),
-        )),
+        Some(other) => Err(messages::no_such_policy(other)),
     }
 }
 
@@ -84,7 +66,8 @@ fn checked_policy(
     key_arn: &str,
     bypass: bool,
 ) -> Result<Policy, ApiError> {
-    let policy = Policy::parse(text, PolicyKind::Key).map_err(|e| malformed(&e))?;
+    let policy =
+        Policy::parse(text, PolicyKind::Key).map_err(|e| messages::malformed_policy(&e))?;
     if !bypass {
         let context = ConditionContext::new(&caller.principal, o.kms.now());
         let req = Request {
@@ -95,7 +78,7 @@ fn checked_policy(
             context: &context,
         };
         if !authz::evaluate(&req, Some(&policy), &caller.identity, &[]).is_allowed() {
-            return Err(lockout());
+            return Err(messages::policy_lockout());
         }
     }
     Ok(policy)
@@ -164,13 +147,8 @@ impl Ops<'_> {
     }
 
     pub(super) fn list_key_policies(&self, i: super::KeyListInput) -> Result<Value, ApiError> {
-        if let Some(limit) = i.limit {
-            if !(1..=1000).contains(&limit) {
-                return Err(ApiError::validation(format!(
-                    "1 validation error detected: Value '{limit}' at 'limit' failed to satisfy constraint: Member must have value between 1 and 1000"
-                )));
-            }
-        }
+        // One policy name: every Limit from 1 to 1000 shows it, and no marker is issued.
+        keyfence_core::page::limit(i.limit, 100, 1000)?;
         let _ = i.marker;
         self.kms.describe_key(self.account, &i.key_id)?;
         Ok(json!({ "PolicyNames": [DEFAULT_NAME], "Truncated": false }))
