@@ -301,6 +301,12 @@ impl World {
             ),
             ("RetireGrant", json!({"KeyId": sym, "GrantId": NO_GRANT})),
             ("RevokeGrant", json!({"KeyId": sym, "GrantId": NO_GRANT})),
+            ("CreateCustomKeyStore", json!({})),
+            ("ConnectCustomKeyStore", json!({})),
+            ("DeleteCustomKeyStore", json!({})),
+            ("DescribeCustomKeyStores", json!({})),
+            ("DisconnectCustomKeyStore", json!({})),
+            ("UpdateCustomKeyStore", json!({})),
         ])
     }
 }
@@ -495,7 +501,15 @@ fn mutations(world: &World, op: &str, member: &str) -> Vec<(Value, &'static [&'s
                 json!([{"TagKey": "aws:x", "TagValue": "v"}]),
                 &["TagException"],
             ));
-            out.push((json!([{"TagKey": "", "TagValue": "v"}]), &["TagException"]));
+            out.push((json!([{"TagKey": "", "TagValue": "v"}]), VALIDATION));
+            out.push((
+                json!([{"TagKey": "AWS:x", "TagValue": "v"}]),
+                &["TagException"],
+            ));
+            out.push((
+                json!([{"TagKey": "k", "TagValue": "1"}, {"TagKey": "k", "TagValue": "2"}]),
+                &["TagException"],
+            ));
             out.push((json!([{"TagKey": "k"}]), VALIDATION));
         }
         "EncryptionContext" => {

@@ -354,7 +354,7 @@ impl Policy {
 /// The text of the default identity policy of `account` (see [`Policy::default_identity`]).
 fn default_identity_policy(account: &str) -> String {
     format!(
-        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"kms:*","Resource":"arn:aws:kms:*:{account}:*"}},{{"Effect":"Allow","Action":["kms:CreateKey","kms:ListKeys","kms:ListAliases","kms:GenerateRandom","kms:ListRetirableGrants","kms:ConnectCustomKeyStore","kms:DescribeCustomKeyStores"],"Resource":"*"}}]}}"#
+        r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Allow","Action":"kms:*","Resource":"arn:aws:kms:*:{account}:*"}},{{"Effect":"Allow","Action":["kms:CreateKey","kms:ListKeys","kms:ListAliases","kms:GenerateRandom","kms:ListRetirableGrants"],"Resource":"*"}}]}}"#
     )
 }
 

@@ -444,25 +444,28 @@ pub const INVALID_MARKER: &str = "The request was rejected because the marker is
 /// The message of a LimitExceededException.
 pub fn limit_exceeded(limit: &Limit) -> String {
     match limit {
-        Limit::Tags { max } => format!("A key may have at most {max} tags"),
         Limit::OnDemandRotations { key, max } => {
             format!("{key} has reached the limit of {max} on-demand rotations")
         }
     }
 }
 
-/// The message of a TagException.
+/// The message of a refused tag (TagException, or ValidationException for a length).
 pub fn invalid_tag(problem: &TagProblem) -> String {
     match problem {
-        TagProblem::KeyLength { key, max } => {
-            format!("Tag key must be 1 to {max} characters: {key:?}")
-        }
-        TagProblem::ValueLength { key, max } => {
-            format!("Tag value for {key:?} is longer than {max} characters")
-        }
+        TagProblem::KeyLength { max, .. } => format!(
+            "1 validation error detected: Value at 'tags.member.tagKey' failed to satisfy constraint: Member must have length between 1 and {max}"
+        ),
+        TagProblem::ValueLength { max, .. } => format!(
+            "1 validation error detected: Value at 'tags.member.tagValue' failed to satisfy constraint: Member must have length less than or equal to {max}"
+        ),
         TagProblem::ReservedPrefix { key } => {
             format!("Tag key {key:?} uses the reserved prefix aws:")
         }
+        TagProblem::Duplicate { key } => {
+            format!("Duplicate tag key {:?} in one request", echo(key))
+        }
+        TagProblem::TooMany { max } => format!("A key may have at most {max} tags"),
     }
 }
 
@@ -637,4 +640,12 @@ pub fn invalid_grant_id(grant_id: &str) -> ApiError {
 /// RetireGrant naming no grant.
 pub fn retire_grant_needs_a_grant() -> ApiError {
     ApiError::validation("Either GrantToken, or both KeyId and GrantId, must be specified")
+}
+
+/// Any custom key store operation.
+pub fn custom_key_stores_unsupported() -> ApiError {
+    ApiError::new(
+        "UnsupportedOperationException",
+        "Custom key stores (AWS CloudHSM and external key stores) are not supported by keyfence, which is its own key store",
+    )
 }

@@ -38,7 +38,7 @@ enum KeyNamed {
     /// The key `AliasName` points at (DeleteAlias).
     AliasName,
     /// The operation decides itself (RetireGrant: the retiring principal,
-    /// the grantee, or the key's account).
+    /// the grantee, or the key's account; custom key stores: refused).
     Handler,
 }
 
@@ -72,6 +72,13 @@ fn target(op: &str) -> (KeyNamed, bool) {
         "CreateAlias" | "UpdateAlias" => (TargetKeyId, false),
         "DeleteAlias" => (AliasName, false),
         "RetireGrant" => (Handler, false),
+        // Refused whatever the caller may do.
+        "CreateCustomKeyStore"
+        | "ConnectCustomKeyStore"
+        | "DeleteCustomKeyStore"
+        | "DescribeCustomKeyStores"
+        | "DisconnectCustomKeyStore"
+        | "UpdateCustomKeyStore" => (Handler, false),
         _ => (KeyId, false),
     }
 }

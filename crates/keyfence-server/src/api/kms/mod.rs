@@ -8,6 +8,7 @@ mod aliases;
 mod asymmetric;
 mod authorize;
 mod crypto;
+mod custom_key_stores;
 mod grants;
 mod import;
 mod keys;
@@ -238,6 +239,25 @@ pub static OPERATIONS: &[Operation] = &[
     }),
     op("RevokeGrant", BLOCKING, DRY_RUN, |o, b| {
         o.revoke_grant(parse(b)?)
+    }),
+    // Custom key stores: out of scope, refused.
+    op("CreateCustomKeyStore", WORKER, NO_DRY_RUN, |o, b| {
+        o.custom_key_store(b)
+    }),
+    op("ConnectCustomKeyStore", WORKER, NO_DRY_RUN, |o, b| {
+        o.custom_key_store(b)
+    }),
+    op("DeleteCustomKeyStore", WORKER, NO_DRY_RUN, |o, b| {
+        o.custom_key_store(b)
+    }),
+    op("DescribeCustomKeyStores", WORKER, NO_DRY_RUN, |o, b| {
+        o.custom_key_store(b)
+    }),
+    op("DisconnectCustomKeyStore", WORKER, NO_DRY_RUN, |o, b| {
+        o.custom_key_store(b)
+    }),
+    op("UpdateCustomKeyStore", WORKER, NO_DRY_RUN, |o, b| {
+        o.custom_key_store(b)
     }),
 ];
 
