@@ -57,6 +57,55 @@ pub(super) fn apply(
     Ok(())
 }
 
+impl Kms {
+    /// TagResource.
+    pub fn tag_resource(
+        &self,
+        account: &str,
+        key_ref: &str,
+        tags: Vec<(String, String)>,
+    ) -> Result<(), KmsError> {
+        self.update_metadata(account, key_ref, |m| {
+            require_not_pending_deletion(m)?;
+            fenced::refuse_fence_tag(m, tags.iter().map(|(k, _)| k.as_str()))?;
+            apply(&mut m.tags, tags.clone())
+        })
+        .map(drop)
+    }
+
+    /// UntagResource.
+    pub fn untag_resource(
+        &self,
+        account: &str,
+        key_ref: &str,
+        tag_keys: &[String],
+    ) -> Result<(), KmsError> {
+        self.update_metadata(account, key_ref, |m| {
+            require_not_pending_deletion(m)?;
+            fenced::refuse_fence_tag(m, tag_keys.iter().map(String::as_str))?;
+            for k in tag_keys {
+                m.tags.remove(k);
+            }
+            Ok(())
+        })
+        .map(drop)
+    }
+
+    /// ListResourceTags: sorted by tag key, paged.
+    pub fn list_resource_tags(
+        &self,
+        account: &str,
+        key_ref: &str,
+        limit: Option<i64>,
+        marker: Option<&str>,
+    ) -> Result<Page<(String, String)>, KmsError> {
+        let limit = page::limit(limit, 50, 50)?;
+        let key = self.resolve_key(account, key_ref)?;
+        let tags: Vec<(String, String)> = key.meta.tags.clone().into_iter().collect();
+        page::paginate(tags, |(k, _)| k.clone(), marker, limit)
+    }
+}
+
 #[cfg(test)]
 mod validation_tests {
     use super::*;
@@ -114,54 +163,5 @@ mod validation_tests {
             "a replaced tag adds none"
         );
         assert_eq!(m["t0"], "replaced");
-    }
-}
-
-impl Kms {
-    /// TagResource.
-    pub fn tag_resource(
-        &self,
-        account: &str,
-        key_ref: &str,
-        tags: Vec<(String, String)>,
-    ) -> Result<(), KmsError> {
-        self.update_metadata(account, key_ref, |m| {
-            require_not_pending_deletion(m)?;
-            fenced::refuse_fence_tag(m, tags.iter().map(|(k, _)| k.as_str()))?;
-            apply(&mut m.tags, tags.clone())
-        })
-        .map(drop)
-    }
-
-    /// UntagResource.
-    pub fn untag_resource(
-        &self,
-        account: &str,
-        key_ref: &str,
-        tag_keys: &[String],
-    ) -> Result<(), KmsError> {
-        self.update_metadata(account, key_ref, |m| {
-            require_not_pending_deletion(m)?;
-            fenced::refuse_fence_tag(m, tag_keys.iter().map(String::as_str))?;
-            for k in tag_keys {
-                m.tags.remove(k);
-            }
-            Ok(())
-        })
-        .map(drop)
-    }
-
-    /// ListResourceTags: sorted by tag key, paged.
-    pub fn list_resource_tags(
-        &self,
-        account: &str,
-        key_ref: &str,
-        limit: Option<i64>,
-        marker: Option<&str>,
-    ) -> Result<Page<(String, String)>, KmsError> {
-        let limit = page::limit(limit, 50, 50)?;
-        let key = self.resolve_key(account, key_ref)?;
-        let tags: Vec<(String, String)> = key.meta.tags.clone().into_iter().collect();
-        page::paginate(tags, |(k, _)| k.clone(), marker, limit)
     }
 }
