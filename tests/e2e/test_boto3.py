@@ -507,7 +507,7 @@ def test_second_account_isolation(fresh_node):
     assert aliases1[0]["AliasArn"] == f"arn:aws:kms:{REGION}:{ACCOUNT1}:{alias}"
     assert aliases2 == []
     # Account 1 cannot reach account 2's key either, nor point an alias at it.
-    expect_error("NotFoundException", kms.describe_key, KeyId=k2["Arn"])
+    expect_error("AccessDeniedException", kms.describe_key, KeyId=k2["Arn"])
     expect_error("NotFoundException", kms.create_alias, AliasName=f"alias/{unique()}", TargetKeyId=k2["Arn"])
     expect_error("NotFoundException", kms2.create_alias, AliasName=f"alias/{unique()}", TargetKeyId=key["Arn"])
 
