@@ -443,3 +443,71 @@ pub(crate) fn grant_id_of_token(token: &str) -> Option<String> {
     let id = std::str::from_utf8(id).ok()?;
     (id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| id.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_tokens_name_their_grant() {
+        let id = "ab".repeat(32);
+        let token = grant_token(&id);
+        assert_eq!(grant_id_of_token(&token), Some(id));
+        assert_eq!(grant_id_of_token("not base64!"), None);
+        let foreign = base64::engine::general_purpose::STANDARD.encode(b"something/else");
+        assert_eq!(grant_id_of_token(&foreign), None);
+        assert_eq!(grant_id_of_token(&grant_token("short")), None);
+    }
+
+    #[test]
+    fn only_key_arns_name_another_account() {
+        let id = "1234abcd-12ab-34cd-56ef-1234567890ab";
+        assert_eq!(
+            key_arn_account(&format!("arn:aws:kms:us-east-1:444455556666:key/{id}")),
+            Some("444455556666")
+        );
+        assert_eq!(
+            key_arn_account("arn:aws:kms:us-east-1:444455556666:alias/x"),
+            None
+        );
+        assert_eq!(key_arn_account(id), None);
+        assert_eq!(key_arn_account("alias/x"), None);
+    }
+
+    #[test]
+    fn cross_account_operations_are_awss() {
+        let cross: Vec<&str> = super::super::OPERATIONS
+            .iter()
+            .map(|o| o.name)
+            .filter(|n| target(n).1)
+            .collect();
+        let mut expected = vec![
+            "CreateGrant",
+            "Decapsulate",
+            "Decrypt",
+            "DeriveSharedSecret",
+            "DescribeKey",
+            "Encapsulate",
+            "Encrypt",
+            "GenerateDataKey",
+            "GenerateDataKeyPair",
+            "GenerateDataKeyPairWithoutPlaintext",
+            "GenerateDataKeyWithoutPlaintext",
+            "GenerateMac",
+            "GetKeyRotationStatus",
+            "GetPublicKey",
+            "ListGrants",
+            "ReEncrypt",
+            "RevokeGrant",
+            "Sign",
+            "Verify",
+            "VerifyMac",
+        ];
+        let mut cross = cross;
+        cross.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(cross, expected);
+        assert_eq!(target("ListKeys").0, KeyNamed::NoKey);
+        assert_eq!(target("PutKeyPolicy"), (KeyNamed::KeyId, false));
+    }
+}
