@@ -213,6 +213,22 @@ async fn policies_grants_and_cross_account_use() {
         .await;
     assert_eq!(not_found.error_code().as_deref(), Some("NotFoundException"));
 
+    // DryRun: every check, no grant.
+    let dry = client
+        .kms(&admin, "CreateGrant", json!({"KeyId": key_id, "GranteePrincipal": alice_arn, "Operations": ["Encrypt"], "DryRun": true}))
+        .await;
+    assert_eq!(
+        dry.error_code().as_deref(),
+        Some("DryRunOperationException")
+    );
+    denied(&client.kms(&alice, "Encrypt", encrypt(json!({}))).await);
+    assert_eq!(
+        ok(&client
+            .kms(&admin, "ListGrants", json!({"KeyId": key_id}))
+            .await)["Grants"],
+        json!([])
+    );
+
     // Revoke: by the admin, under the key policy.
     let g2 = ok(&client
         .kms(

@@ -35,6 +35,9 @@ pub(super) struct CreateGrantInput {
     operations: Vec<String>,
     constraints: Option<ConstraintsInput>,
     name: Option<String>,
+    /// With DryRun every check runs and nothing is written (the dispatcher
+    /// then answers DryRunOperationException).
+    dry_run: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -61,6 +64,7 @@ pub(super) struct RetireGrantInput {
     grant_token: Option<String>,
     key_id: Option<String>,
     grant_id: Option<String>,
+    dry_run: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -68,6 +72,7 @@ pub(super) struct RetireGrantInput {
 pub(super) struct RevokeGrantInput {
     key_id: String,
     grant_id: String,
+    dry_run: Option<bool>,
 }
 
 fn not_in_operations(name: &str) -> ApiError {
@@ -223,6 +228,9 @@ impl Ops<'_> {
                 return Ok(json!({ "GrantId": g.id, "GrantToken": grant_token(&g.id) }));
             }
         }
+        if i.dry_run == Some(true) {
+            return Ok(json!({}));
+        }
         let id = hex::encode(keyfence_crypto::rand::array::<32>().map_err(|_| {
             ApiError::from(KmsError::Internal("the random generator failed".into()))
         })?);
@@ -353,6 +361,9 @@ impl Ops<'_> {
                 true,
             ));
         }
+        if i.dry_run == Some(true) {
+            return Ok(json!({}));
+        }
         authz
             .remove_grant(&grant.key_id, &grant.id)
             .map_err(store)?;
@@ -365,6 +376,13 @@ impl Ops<'_> {
         let meta = self.kms.describe_key(self.account, &i.key_id)?;
         if !is_grant_id(&i.grant_id) {
             return Err(messages::invalid_grant_id(&i.grant_id));
+        }
+        if i.dry_run == Some(true) {
+            return if authz.grants(&meta.id).iter().any(|g| g.id == i.grant_id) {
+                Ok(json!({}))
+            } else {
+                Err(messages::grant_not_found(&i.grant_id))
+            };
         }
         if !authz.remove_grant(&meta.id, &i.grant_id).map_err(store)? {
             return Err(messages::grant_not_found(&i.grant_id));
