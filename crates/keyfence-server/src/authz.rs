@@ -8,11 +8,12 @@
 //! naming a grant not yet known here makes the node reload at once.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use keyfence_core::authz::{AuthzStore, Grant, Policy, PolicyKind, Principal, StoredKeyPolicy};
-use keyfence_core::{KeyId, StoreError};
+use keyfence_core::{Clock, KeyId, StoreError, SystemClock, Timestamp};
 
 use crate::config::PrincipalConfig;
 
@@ -46,6 +47,10 @@ struct State {
 /// Key policies, grants and principals of one node.
 pub struct Authz {
     store: Arc<dyn AuthzStore>,
+    /// Whether other nodes write to the store too.
+    shared: bool,
+    /// When this node last read the store's version (ms; before the read).
+    checked_at: AtomicI64,
     state: RwLock<State>,
     principals: BTreeMap<String, PrincipalConfig>,
     default_identities: RwLock<HashMap<String, Arc<Policy>>>,
@@ -79,10 +84,13 @@ impl Authz {
     /// credential names, with the default identity policy).
     pub fn open(
         store: Arc<dyn AuthzStore>,
+        shared: bool,
         principals: BTreeMap<String, PrincipalConfig>,
     ) -> Result<Self, StoreError> {
         let authz = Self {
             store,
+            shared,
+            checked_at: AtomicI64::new(SystemClock.now().0),
             state: RwLock::new(State::default()),
             principals,
             default_identities: RwLock::new(HashMap::new()),
@@ -121,12 +129,28 @@ impl Authz {
 
     /// Reloads if the store's version moved; returns whether it did.
     pub fn refresh(&self) -> Result<bool, StoreError> {
+        let now = SystemClock.now().0;
         let version = self.store.authz_version()?;
+        self.checked_at.fetch_max(now, Ordering::Relaxed);
         if version == self.read().version {
             return Ok(false);
         }
         self.reload()?;
         Ok(true)
+    }
+
+    /// Before deciding for a key created at `created`: on a shared store, a
+    /// key made after this node last read the store's version (within a margin
+    /// for clock skew between nodes) may have a policy or grants this node has
+    /// not read yet, so it reads the version now (and reloads if it moved).
+    pub fn catch_up_for(&self, created: Timestamp) {
+        /// Clock skew between nodes tolerated.
+        const MARGIN_MS: i64 = 5_000;
+        if self.shared && created.0 + MARGIN_MS >= self.checked_at.load(Ordering::Relaxed) {
+            if let Err(e) = self.refresh() {
+                tracing::warn!(error = %e, "reading key policies and grants failed");
+            }
+        }
     }
 
     /// The caller a verified credential stands for.

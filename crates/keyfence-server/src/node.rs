@@ -132,7 +132,11 @@ impl Node {
             (None, other) => other.clone(),
         };
         let (store, cluster_store, authz_store, follow) = open_store(&location, &data_dir)?;
-        let authz = Arc::new(Authz::open(authz_store, config.principals)?);
+        let authz = Arc::new(Authz::open(
+            authz_store,
+            location.is_shared(),
+            config.principals,
+        )?);
         let cluster = match &config.node {
             Some(section) => Some(Arc::new(Membership::join(
                 section,

@@ -120,6 +120,30 @@ async fn policies_and_grants_reach_the_other_node() {
         json!({"KeyId": key_id, "Plaintext": B64.encode(b"x"), "GrantTokens": [token]});
     let r = c2.kms(&me, "Encrypt", with_token).await;
     assert_eq!(r.status, 200, "{:?}", r.json());
+    // A key created at node 1 with a policy: node 2, which has synced neither
+    // the key nor its policy, still decides under that policy at once.
+    let guarded = json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+        "NotAction": "kms:ScheduleKeyDeletion", "Resource": "*"}]})
+    .to_string();
+    let fresh = c1
+        .kms(&me, "CreateKey", json!({"Policy": guarded}))
+        .await
+        .json();
+    let fresh_id = fresh["KeyMetadata"]["KeyId"].as_str().unwrap();
+    let refused = c2
+        .kms(
+            &me,
+            "ScheduleKeyDeletion",
+            json!({"KeyId": fresh_id, "PendingWindowInDays": 7}),
+        )
+        .await;
+    assert_eq!(
+        code(&refused.json()),
+        Some("AccessDeniedException"),
+        "{:?}",
+        refused.json()
+    );
+
     // Revoked at node 2: node 1 follows.
     let revoke = c2
         .kms(

@@ -230,6 +230,7 @@ pub fn authorize(
                 account: own,
             });
         };
+        authz.catch_up_for(meta.created);
         let policy = authz.key_policy(&meta.id);
         let aliases = policy
             .as_ref()
@@ -320,17 +321,17 @@ fn resolve(
     if let Some(key_ref) = key_ref {
         if let Some(account) = key_arn_account(key_ref).filter(|a| *a != own) {
             return cross_account
-                .then(|| kms.describe_key(account, key_ref).ok())
+                .then(|| kms.find_key(account, key_ref).ok())
                 .flatten();
         }
-        return kms.describe_key(own, key_ref).ok();
+        return kms.find_key(own, key_ref).ok();
     }
     let id = ciphertext_key?;
     let owner = authz.owner_of(&id).unwrap_or_else(|| own.to_string());
     if owner != own && !cross_account {
         return None;
     }
-    kms.describe_key(&owner, &id.to_string()).ok()
+    kms.find_key(&owner, &id.to_string()).ok()
 }
 
 /// The account of a key ARN (`arn:aws:kms:REGION:ACCOUNT:key/ID`), not of an alias ARN.
