@@ -35,6 +35,8 @@ pub struct Caller {
     pub principal: Principal,
     /// Its identity policy.
     pub identity: Arc<Policy>,
+    /// The client's address (aws:SourceIp), once the request is authorized.
+    pub source_ip: Option<std::net::IpAddr>,
 }
 
 #[derive(Default)]
@@ -162,11 +164,13 @@ impl Authz {
                     .identity_policy
                     .clone()
                     .unwrap_or_else(|| self.default_identity(c.principal.account())),
+                source_ip: None,
             };
         }
         Caller {
             principal: Principal::user(account, user_name),
             identity: self.default_identity(account),
+            source_ip: None,
         }
     }
 

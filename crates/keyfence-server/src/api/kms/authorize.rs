@@ -139,6 +139,8 @@ pub fn authorize(
     op: &Operation,
     body: &[u8],
 ) -> Result<Authorized, ApiError> {
+    let mut caller = caller;
+    caller.source_ip = Some(origin.source_ip);
     let own = caller.principal.account().to_string();
     let (target, cross_account) = target(op.name);
     let action = format!("kms:{}", op.name);

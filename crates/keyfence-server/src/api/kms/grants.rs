@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use keyfence_core::authz::{
-    self, ConditionContext, Grant, GrantConstraints, GrantOperation, Principal, PrincipalKind,
-    Request,
+    self, keys, ConditionContext, Grant, GrantConstraints, GrantOperation, Principal,
+    PrincipalKind, Request,
 };
 use keyfence_core::page;
 use keyfence_core::KmsError;
@@ -15,6 +15,7 @@ use super::authorize::{access_denied, grant_id_of_token, grant_token};
 use super::shapes::paged;
 use super::Ops;
 use crate::api::messages;
+use crate::api::names::AwsName;
 use crate::api::wire::date;
 use crate::api::ApiError;
 use crate::authz::{Authz, Caller};
@@ -178,7 +179,21 @@ impl Ops<'_> {
         }
         // A caller allowed CreateGrant only by a grant may pass on no more
         // than that grant allows, under constraints at least as strict.
-        let context = ConditionContext::new(&caller.principal, self.kms.now());
+        let mut context = ConditionContext::new(&caller.principal, self.kms.now());
+        if let Some(ip) = caller.source_ip {
+            context.set_source_ip(ip);
+        }
+        context.set(keys::KEY_SPEC, meta.spec.aws_name());
+        context.set(keys::KEY_USAGE, meta.usage.aws_name());
+        context.set_all(
+            keys::GRANT_OPERATIONS,
+            operations.iter().map(|o| o.name().to_string()).collect(),
+        );
+        context.set(keys::GRANT_IS_FOR_AWS_RESOURCE, "false");
+        context.set(keys::GRANTEE_PRINCIPAL, i.grantee_principal.clone());
+        if let Some(r) = &i.retiring_principal {
+            context.set(keys::RETIRING_PRINCIPAL, r.clone());
+        }
         let arn = meta.arn();
         let req = Request {
             principal: &caller.principal,

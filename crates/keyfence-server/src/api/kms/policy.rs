@@ -69,7 +69,10 @@ fn checked_policy(
     let policy =
         Policy::parse(text, PolicyKind::Key).map_err(|e| messages::malformed_policy(&e))?;
     if !bypass {
-        let context = ConditionContext::new(&caller.principal, o.kms.now());
+        let mut context = ConditionContext::new(&caller.principal, o.kms.now());
+        if let Some(ip) = caller.source_ip {
+            context.set_source_ip(ip);
+        }
         let req = Request {
             principal: &caller.principal,
             action: "kms:PutKeyPolicy",
