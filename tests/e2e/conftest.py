@@ -77,6 +77,13 @@ class Credential:
     secret_access_key: str
     account_id: str
     user_name: str
+    # IAM JSON identity policy of the principal (None: the node's default,
+    # every KMS action on its own account's keys).
+    identity_policy: str | None = None
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:iam::{self.account_id}:user/{self.user_name}"
 
 
 class AwsCliError(Exception):
@@ -154,8 +161,10 @@ class Node:
                 f'secret_access_key = "{c.secret_access_key}"',
                 f'account_id = "{c.account_id}"',
                 f'user_name = "{c.user_name}"',
-                "",
             ]
+            if c.identity_policy is not None:
+                lines.append("identity_policy = " + json.dumps(c.identity_policy))
+            lines.append("")
         self.config_path.write_text("\n".join(lines))
 
     @property

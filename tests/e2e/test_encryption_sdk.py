@@ -141,7 +141,8 @@ def test_sdk_other_account_cannot_decrypt(sdk_env, sdk_key):
                                               botocore_session=make_session(node, log, account=2))
     with pytest.raises(AWSEncryptionSDKClientError):
         client.decrypt(source=ciphertext, key_provider=provider2)
-    assert log.errors("Decrypt") == ["NotFoundException"], log.calls
+    # The key ARN names another account's key whose policy does not let account 2 in.
+    assert log.errors("Decrypt") == ["AccessDeniedException"], log.calls
 
 
 # ----------------------------------------------------------- aws-encryption-cli

@@ -23,6 +23,7 @@ async fn start_node(dir: &Path, post_quantum: bool) -> Node {
         region: "us-east-1".into(),
         post_quantum,
         credentials: Vec::new(),
+        principals: Default::default(),
         node: None,
         default_fence: None,
         store: keyfence_server::config::StoreLocation::DataDir,

@@ -193,21 +193,26 @@ pub enum TagProblem {
         /// The limit (characters).
         max: usize,
     },
-    /// A tag key in the reserved `aws:` namespace.
+    /// A tag key in the reserved `aws:` namespace (in any case).
     ReservedPrefix {
         /// The tag key.
         key: String,
+    },
+    /// The same tag key twice in one request.
+    Duplicate {
+        /// The tag key.
+        key: String,
+    },
+    /// More tags on one key than allowed.
+    TooMany {
+        /// The limit.
+        max: usize,
     },
 }
 
 /// A limit that would be exceeded (a LimitExceededException).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Limit {
-    /// Tags per key.
-    Tags {
-        /// The limit.
-        max: usize,
-    },
     /// On-demand rotations of one key.
     OnDemandRotations {
         /// The key's ARN.

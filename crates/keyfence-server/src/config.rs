@@ -112,6 +112,23 @@ pub struct CredentialEntry {
     /// User name (default "admin").
     #[serde(default = "default_user")]
     pub user_name: String,
+    /// IAM role name: the credential acts as `arn:aws:iam::ACCOUNT:role/NAME`
+    /// rather than as the user.
+    #[serde(default)]
+    pub role_name: Option<String>,
+    /// The principal's identity policy, an IAM JSON policy document
+    /// [default: every KMS action on its own account's keys].
+    #[serde(default)]
+    pub identity_policy: Option<String>,
+}
+
+/// Who a credential acts as, and what its identity policy allows.
+#[derive(Debug, Clone)]
+pub struct PrincipalConfig {
+    /// The IAM user or role.
+    pub principal: keyfence_core::authz::Principal,
+    /// Its identity policy; `None`: the default one.
+    pub identity_policy: Option<std::sync::Arc<keyfence_core::authz::Policy>>,
 }
 
 fn default_user() -> String {
@@ -119,6 +136,31 @@ fn default_user() -> String {
 }
 
 impl CredentialEntry {
+    /// The principal the credential acts as and its identity policy, checked.
+    pub fn principal_config(&self) -> Result<PrincipalConfig, ConfigError> {
+        use keyfence_core::authz::{Policy, PolicyKind, Principal};
+        let arn = match &self.role_name {
+            Some(role) => format!("arn:aws:iam::{}:role/{role}", self.account_id),
+            None => format!("arn:aws:iam::{}:user/{}", self.account_id, self.user_name),
+        };
+        let principal = Principal::parse_arn(&arn)
+            .map_err(|e| ConfigError::Invalid(format!("credential {}: {e}", self.access_key_id)))?;
+        let identity_policy = self
+            .identity_policy
+            .as_deref()
+            .map(|text| {
+                Policy::parse(text, PolicyKind::Identity).map_err(|e| {
+                    ConfigError::Invalid(format!("identity_policy of {}: {e}", self.access_key_id))
+                })
+            })
+            .transpose()?
+            .map(std::sync::Arc::new);
+        Ok(PrincipalConfig {
+            principal,
+            identity_policy,
+        })
+    }
+
     /// Checks the fields and converts to a SigV4 credential.
     pub fn into_credential(self) -> Result<Credential, ConfigError> {
         if self.account_id.len() != 12 || !self.account_id.bytes().all(|c| c.is_ascii_digit()) {
@@ -317,6 +359,8 @@ pub struct Config {
     pub post_quantum: bool,
     /// Credentials from the config file.
     pub credentials: Vec<Credential>,
+    /// Who the config file's credentials act as, by access key id.
+    pub principals: BTreeMap<String, PrincipalConfig>,
     /// This node in a geo-fencing cluster.
     pub node: Option<NodeSection>,
     /// The fence of keys created without a `keyfence:fence` tag (`[regions]` of this region).
@@ -372,6 +416,11 @@ impl Config {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             post_quantum: overrides.post_quantum || file.post_quantum.unwrap_or(false),
+            principals: file
+                .credentials
+                .iter()
+                .map(|c| Ok((c.access_key_id.clone(), c.principal_config()?)))
+                .collect::<Result<_, ConfigError>>()?,
             credentials: file
                 .credentials
                 .into_iter()
@@ -482,6 +531,32 @@ mod tests {
             Config::resolve(file, Overrides::default()),
             Err(ConfigError::Invalid(_))
         ));
+    }
+
+    #[test]
+    fn credentials_name_their_principal_and_identity_policy() {
+        let file: ConfigFile = parse_toml(
+            "[[credentials]]\naccess_key_id = \"AKIAR\"\nsecret_access_key = \"s\"\naccount_id = \"444455556666\"\nrole_name = \"ops/Deployer\"\nidentity_policy = '{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"kms:Decrypt\",\"Resource\":\"*\"}}'\n[[credentials]]\naccess_key_id = \"AKIAU\"\nsecret_access_key = \"s\"\naccount_id = \"444455556666\"\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let config = Config::resolve(file, Overrides::default()).unwrap();
+        let role = &config.principals["AKIAR"];
+        assert_eq!(
+            role.principal.arn(),
+            "arn:aws:iam::444455556666:role/ops/Deployer"
+        );
+        assert!(role.identity_policy.is_some());
+        let user = &config.principals["AKIAU"];
+        assert_eq!(user.principal.arn(), "arn:aws:iam::444455556666:user/admin");
+        assert!(user.identity_policy.is_none());
+        let bad: ConfigFile = parse_toml(
+            "[[credentials]]\naccess_key_id = \"A\"\nsecret_access_key = \"s\"\naccount_id = \"444455556666\"\nidentity_policy = '{\"Statement\":{\"Effect\":\"Allow\",\"Principal\":\"*\",\"Action\":\"kms:*\",\"Resource\":\"*\"}}'\n",
+            Path::new("c.toml"),
+        )
+        .unwrap();
+        let err = Config::resolve(bad, Overrides::default()).err().unwrap();
+        assert!(err.to_string().contains("identity_policy of A"), "{err}");
     }
 
     #[test]

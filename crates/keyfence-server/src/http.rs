@@ -41,6 +41,8 @@ pub struct AppState {
     pub seal: Option<Arc<crate::seal::SealGate>>,
     /// Request-rate quotas per account.
     pub throttle: crate::throttle::Throttle,
+    /// Key policies, grants and who each credential acts as.
+    pub authz: Arc<crate::authz::Authz>,
 }
 
 /// A request's answer: made here, or relayed from the node it was forwarded to.
@@ -214,25 +216,36 @@ async fn serve(
             let kms = state.kms.get()?; // a sealed node refuses every KMS request
             let op = api::kms::operation(name).ok_or_else(|| api::kms::unknown_operation(name))?;
             state.throttle.check(&caller.account_id, op.name, &body)?;
+            let who =
+                state
+                    .authz
+                    .caller(&caller.access_key_id, &caller.account_id, &caller.user_name);
+            let origin = api::kms::Origin {
+                source_ip: conn.peer.ip(),
+            };
             let value = if api::kms::runs_on_blocking_pool(&kms, &caller.account_id, op, &body) {
-                let (kms, account, body) =
-                    (Arc::clone(&kms), caller.account_id.clone(), body.clone());
-                tokio::task::spawn_blocking(move || api::kms::handle(&kms, &account, op, &body))
-                    .await
-                    .map_err(|_| {
-                        ApiError::from(keyfence_core::KmsError::Internal(
-                            "request task failed".into(),
-                        ))
-                    })?
+                let (kms, state, who, body) = (
+                    Arc::clone(&kms),
+                    Arc::clone(state),
+                    who.clone(),
+                    body.clone(),
+                );
+                tokio::task::spawn_blocking(move || {
+                    api::kms::serve(&kms, &state.authz, who, origin, op, &body)
+                })
+                .await
+                .map_err(|_| {
+                    ApiError::from(keyfence_core::KmsError::Internal(
+                        "request task failed".into(),
+                    ))
+                })?
             } else {
-                api::kms::handle(&kms, &caller.account_id, op, &body)
+                api::kms::serve(&kms, &state.authz, who.clone(), origin, op, &body)
             };
             let value = match value {
                 Ok(value) => value,
                 Err(refused) => {
-                    match refresh_and_retry(state, &kms, &caller.account_id, op, &body, refused)
-                        .await
-                    {
+                    match refresh_and_retry(state, &kms, (who, origin), op, &body, refused).await {
                         Ok(value) => value,
                         Err(refused) => {
                             let forwarder = state.forwarder.as_deref();
@@ -329,7 +342,7 @@ fn access_key_id_of(authorization: &str) -> Option<&str> {
 async fn refresh_and_retry(
     state: &Arc<AppState>,
     kms: &Arc<Kms>,
-    account: &str,
+    (who, origin): (crate::authz::Caller, api::kms::Origin),
     op: &'static api::kms::Operation,
     body: &Bytes,
     refused: ApiError,
@@ -340,14 +353,14 @@ async fn refresh_and_retry(
     if api::messages::fenced_elsewhere_fence(&refused).is_none() {
         return Err(refused);
     }
-    let (cluster, kms, account, body) = (
+    let (cluster, state, kms, body) = (
         Arc::clone(cluster),
+        Arc::clone(state),
         Arc::clone(kms),
-        account.to_owned(),
         body.clone(),
     );
     let retried = tokio::task::spawn_blocking(move || match cluster.refresh_for_request(&kms) {
-        Ok(true) => Some(api::kms::handle(&kms, &account, op, &body)),
+        Ok(true) => Some(api::kms::serve(&kms, &state.authz, who, origin, op, &body)),
         _ => None,
     })
     .await

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use keyfence_core::authz::AuthzStore;
 use keyfence_core::cluster::ClusterStore;
 use keyfence_core::service::{FenceMaker, FenceView};
 use keyfence_core::{Clock, Kms, KmsError, Store, SystemClock};
@@ -14,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::authz::Authz;
 use crate::cluster::{Membership, POLL_INTERVAL};
 use crate::config::{Config, StoreLocation};
 use crate::conn::{self, AcceptErrors, ConnTracker};
@@ -34,6 +36,10 @@ use crate::tls::{self, KxMode, PqAcceptor, TlsError};
 /// serving; removed on a clean shutdown. `pid` tells a fresh file from one left
 /// behind by a killed process.
 pub const ADDR_FILE: &str = "node.addr.json";
+
+/// How often a node on a shared store checks for other nodes' changes to
+/// key policies and grants.
+pub(crate) const AUTHZ_POLL: Duration = Duration::from_secs(1);
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -133,7 +139,12 @@ impl Node {
             }
             (None, other) => other.clone(),
         };
-        let (store, cluster_store, follow) = open_store(&location, &data_dir)?;
+        let (store, cluster_store, authz_store, follow) = open_store(&location, &data_dir)?;
+        let authz = Arc::new(Authz::open(
+            authz_store,
+            location.is_shared(),
+            config.principals,
+        )?);
         let advertised = config
             .node
             .as_ref()
@@ -214,6 +225,7 @@ impl Node {
             metrics: Arc::clone(&metrics),
             forwarder: forwarder.clone(),
             cluster: cluster.clone(),
+            authz: Arc::clone(&authz),
             budget: RequestBudget::new(&config.limits, Arc::clone(&metrics)),
             body_read_timeout: config.limits.body_read_timeout,
             seal: None,
@@ -226,6 +238,12 @@ impl Node {
         if let Some(c) = &cluster {
             tasks.spawn(until_stopped(
                 poll_cluster(Arc::clone(c), Arc::clone(&kms), advertised.clone()),
+                stopped.clone(),
+            ));
+        }
+        if location.is_shared() {
+            tasks.spawn(until_stopped(
+                crate::authz::follow(Arc::clone(&authz), AUTHZ_POLL),
                 stopped.clone(),
             ));
         }
@@ -351,7 +369,12 @@ async fn poll_cluster(cluster: Arc<Membership>, kms: Arc<Kms>, address: String) 
 
 /// An opened store: its key port, its cluster port (the same database), and
 /// how to follow its changes.
-type OpenedStore = (Arc<dyn Store>, Arc<dyn ClusterStore>, Follow);
+type OpenedStore = (
+    Arc<dyn Store>,
+    Arc<dyn ClusterStore>,
+    Arc<dyn AuthzStore>,
+    Follow,
+);
 
 /// Opens the store `location` names (with its cluster tables).
 pub(crate) fn open_store(
@@ -361,16 +384,21 @@ pub(crate) fn open_store(
     Ok(match location {
         StoreLocation::DataDir => {
             let store = Arc::new(SqliteStore::open(&data_dir.database())?);
-            (store.clone(), store, Follow::Nothing)
+            (store.clone(), store.clone(), store, Follow::Nothing)
         }
         StoreLocation::SharedSqlite(path) => {
             let store = Arc::new(SqliteStore::open_shared(path)?);
-            (store.clone(), store, Follow::Poll(replica::SQLITE_POLL))
+            (
+                store.clone(),
+                store.clone(),
+                store,
+                Follow::Poll(replica::SQLITE_POLL),
+            )
         }
         StoreLocation::Postgres(url) => {
             let store = Arc::new(PostgresStore::connect(url)?);
             let waker = store.change_waker();
-            (store.clone(), store, Follow::Notify(waker))
+            (store.clone(), store.clone(), store, Follow::Notify(waker))
         }
     })
 }

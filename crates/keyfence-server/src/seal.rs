@@ -314,8 +314,13 @@ impl SealedNode {
             })?;
         let (data_dir, _) = DataDir::open_or_init_for(&config.data_dir, &config.root)?;
         let sealed_root = data_dir.load_sealed_root()?;
-        let (store, _, follow) = node::open_store(&config.store, &data_dir)?;
+        let (store, _, authz_store, follow) = node::open_store(&config.store, &data_dir)?;
         let shared = config.store.is_shared();
+        let authz = Arc::new(crate::authz::Authz::open(
+            authz_store,
+            shared,
+            config.principals,
+        )?);
         let mut credentials = data_dir.load_credentials()?;
         credentials.extend(config.credentials);
         let accounts: Vec<String> = credentials.iter().map(|c| c.account_id.clone()).collect();
@@ -362,12 +367,19 @@ impl SealedNode {
             budget: RequestBudget::new(&config.limits, Arc::clone(&metrics)),
             body_read_timeout: config.limits.body_read_timeout,
             seal: Some(Arc::clone(&gate)),
+            authz: Arc::clone(&authz),
             throttle: crate::throttle::Throttle::new(
                 &config.limits.throttle,
                 accounts.iter().map(String::as_str),
                 Arc::clone(&metrics),
             ),
         });
+        if shared {
+            tasks.spawn(node::until_stopped(
+                crate::authz::follow(Arc::clone(&authz), node::AUTHZ_POLL),
+                stopped.clone(),
+            ));
+        }
         tasks.spawn(node::accept_loop(
             api,
             acceptor,

@@ -69,6 +69,7 @@ async fn start_advertising(
             account_id: "444455556666".into(),
             user_name: "admin".into(),
         }],
+        principals: Default::default(),
         node: Some(NodeSection {
             name: name.into(),
             attributes: attrs

@@ -16,6 +16,7 @@ async fn a_taken_port_fails_before_the_data_directory_is_created() {
         region: "us-east-1".into(),
         post_quantum: false,
         credentials: Vec::new(),
+        principals: Default::default(),
         node: None,
         default_fence: None,
         store: keyfence_server::config::StoreLocation::DataDir,

@@ -19,6 +19,13 @@ const NOT_FOUND: &[&str] = &["NotFoundException"];
 const SERIALIZATION: &[&str] = &["SerializationException"];
 const VALIDATION: &[&str] = &["ValidationException"];
 const INVALID_CIPHERTEXT: &[&str] = &["InvalidCiphertextException"];
+const MALFORMED_POLICY: &[&str] = &["MalformedPolicyDocumentException"];
+/// The development account's default key policy.
+const ADMIN_POLICY: &str = r#"{"Statement":{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}}"#;
+/// A grantee for the grant operations.
+const GRANTEE: &str = "arn:aws:iam::111122223333:user/grantee";
+/// A well-formed grant id no grant has.
+const NO_GRANT: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 fn b64(bytes: &[u8]) -> Value {
     json!(B64.encode(bytes))
@@ -274,6 +281,32 @@ impl World {
                 json!({"KeyId": self.external, "ImportToken": b64(&self.import_token), "EncryptedKeyMaterial": b64(&[7; 256]), "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"}),
             ),
             ("DeleteImportedKeyMaterial", json!({"KeyId": self.external})),
+            (
+                "GetKeyPolicy",
+                json!({"KeyId": sym, "PolicyName": "default"}),
+            ),
+            (
+                "PutKeyPolicy",
+                json!({"KeyId": life, "PolicyName": "default", "Policy": ADMIN_POLICY}),
+            ),
+            ("ListKeyPolicies", json!({"KeyId": sym, "Limit": 10})),
+            (
+                "CreateGrant",
+                json!({"KeyId": sym, "GranteePrincipal": GRANTEE, "Operations": ["Encrypt"]}),
+            ),
+            ("ListGrants", json!({"KeyId": sym, "Limit": 10})),
+            (
+                "ListRetirableGrants",
+                json!({"RetiringPrincipal": GRANTEE, "Limit": 10}),
+            ),
+            ("RetireGrant", json!({"KeyId": sym, "GrantId": NO_GRANT})),
+            ("RevokeGrant", json!({"KeyId": sym, "GrantId": NO_GRANT})),
+            ("CreateCustomKeyStore", json!({})),
+            ("ConnectCustomKeyStore", json!({})),
+            ("DeleteCustomKeyStore", json!({})),
+            ("DescribeCustomKeyStores", json!({})),
+            ("DisconnectCustomKeyStore", json!({})),
+            ("UpdateCustomKeyStore", json!({})),
         ])
     }
 }
@@ -314,6 +347,7 @@ fn mutations(world: &World, op: &str, member: &str) -> Vec<(Value, &'static [&'s
         }
         "Tags" | "TagKeys" => vec![json!(5), json!("k"), json!({"k": "v"}), json!([5])],
         "EncryptionContext" => vec![json!([1]), json!("a=b"), json!({"a": 1})],
+        "Operations" => vec![json!(5), json!("Encrypt"), json!({"x": 1}), json!([5])],
         _ => vec![json!(12345), json!(true), json!(["x"]), json!({"x": 1})],
     };
     out.extend(wrong_types.into_iter().map(|v| (v, SERIALIZATION)));
@@ -467,7 +501,15 @@ fn mutations(world: &World, op: &str, member: &str) -> Vec<(Value, &'static [&'s
                 json!([{"TagKey": "aws:x", "TagValue": "v"}]),
                 &["TagException"],
             ));
-            out.push((json!([{"TagKey": "", "TagValue": "v"}]), &["TagException"]));
+            out.push((json!([{"TagKey": "", "TagValue": "v"}]), VALIDATION));
+            out.push((
+                json!([{"TagKey": "AWS:x", "TagValue": "v"}]),
+                &["TagException"],
+            ));
+            out.push((
+                json!([{"TagKey": "k", "TagValue": "1"}, {"TagKey": "k", "TagValue": "2"}]),
+                &["TagException"],
+            ));
             out.push((json!([{"TagKey": "k"}]), VALIDATION));
         }
         "EncryptionContext" => {
@@ -493,6 +535,27 @@ fn mutations(world: &World, op: &str, member: &str) -> Vec<(Value, &'static [&'s
         "WrappingAlgorithm" | "WrappingKeySpec" => out.push((json!("RSA_1024"), VALIDATION)),
         "ExpirationModel" => out.push((json!("SOMETIMES"), VALIDATION)),
         "TagKeys" => {}
+        "Policy" => {
+            out.push((json!("not json"), MALFORMED_POLICY));
+            out.push((json!("{\"Statement\": 3}"), MALFORMED_POLICY));
+            out.push((
+                json!("{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"kms:*\"}}"),
+                MALFORMED_POLICY,
+            ));
+        }
+        "PolicyName" => out.push((json!("other"), NOT_FOUND)),
+        "GranteePrincipal" | "RetiringPrincipal" => {
+            out.push((json!("bob"), VALIDATION));
+            out.push((json!("arn:aws:iam::1:user/x"), VALIDATION));
+        }
+        "Operations" => {
+            out.push((json!([]), VALIDATION));
+            out.push((json!(["Fly"]), VALIDATION));
+        }
+        "GrantId" => {
+            out.push((json!("xyz"), &["InvalidGrantIdException"]));
+            out.push((json!("f".repeat(64)), NOT_FOUND));
+        }
         other => panic!("no mutations for {op}.{other}"),
     }
     out

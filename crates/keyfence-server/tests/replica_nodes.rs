@@ -26,6 +26,7 @@ async fn start(dir: &Path, store: &StoreLocation) -> Node {
         region: "us-east-1".into(),
         post_quantum: false,
         credentials: Vec::new(),
+        principals: Default::default(),
         store: store.clone(),
         max_staleness: Duration::from_secs(60),
         limits: Default::default(),

@@ -107,6 +107,7 @@ fn config(data_dir: &Path, root: RootConfig) -> Config {
         post_quantum: false,
         credentials: Vec::new(),
         node: None,
+        principals: Default::default(),
         default_fence: None,
         store: StoreLocation::DataDir,
         max_staleness: std::time::Duration::from_secs(60),

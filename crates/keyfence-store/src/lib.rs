@@ -9,9 +9,11 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod authz_format;
 mod format;
 pub mod postgres;
 mod sqlite;
+mod sqlite_authz;
 mod sqlite_cluster;
 
 pub use postgres::{PostgresOptions, PostgresStore};

@@ -52,6 +52,7 @@ fn config(args: &DevArgs, index: usize) -> Result<Config, String> {
         region: args.region.clone(),
         post_quantum: false,
         credentials: Vec::new(),
+        principals: Default::default(),
         node: Some(NodeSection {
             name: name.into(),
             attributes: attrs

@@ -18,6 +18,7 @@ async fn node(dir: &std::path::Path) -> Node {
         region: "us-east-1".into(),
         post_quantum: true,
         credentials: Vec::new(),
+        principals: Default::default(),
         node: None,
         default_fence: None,
         store: keyfence_server::config::StoreLocation::DataDir,

@@ -20,6 +20,7 @@ async fn start(dir: &std::path::Path, store: StoreLocation) -> Node {
         region: "us-east-1".into(),
         post_quantum: false,
         credentials: Vec::new(),
+        principals: Default::default(),
         store,
         max_staleness: Duration::from_secs(60),
         limits: Default::default(),

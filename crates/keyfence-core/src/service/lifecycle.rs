@@ -158,6 +158,20 @@ impl Kms {
         Ok(self.resolve(account, key_ref)?.meta.clone())
     }
 
+    /// The metadata of the key `key_ref` names, as authorization needs it: like
+    /// [`Self::describe_key`], and on a shared store a key this replica has not
+    /// synced yet is read from the store, as the management operations read it
+    /// (so no operation finds a key that authorization did not).
+    pub fn find_key(&self, account: &str, key_ref: &str) -> Result<KeyMetadata, KmsError> {
+        match self.resolve(account, key_ref) {
+            Err(KmsError::NotFound(missing)) if self.store.is_shared() => self
+                .fetch_unsynced(account, key_ref)?
+                .map(|k| k.meta.clone())
+                .ok_or(KmsError::NotFound(missing)),
+            other => other.map(|k| k.meta.clone()),
+        }
+    }
+
     /// ListKeys: the account's keys, sorted by id, paged.
     pub fn list_keys(
         &self,

@@ -1,7 +1,7 @@
 //! AWS error shapes: `{"__type": "...", "message": "..."}` for JSON, an
 //! `ErrorResponse` document for the query protocol.
 
-use keyfence_core::KmsError;
+use keyfence_core::{KmsError, TagProblem};
 
 use super::messages;
 use super::names::AwsName;
@@ -128,6 +128,11 @@ impl From<KmsError> for ApiError {
             KmsError::LimitExceeded(limit) => {
                 ("LimitExceededException", messages::limit_exceeded(&limit))
             }
+            // A tag key or value of the wrong length fails the member's
+            // constraint (ValidationException); the other tag faults are TagException.
+            KmsError::InvalidTag(
+                problem @ (TagProblem::KeyLength { .. } | TagProblem::ValueLength { .. }),
+            ) => ("ValidationException", messages::invalid_tag(&problem)),
             KmsError::InvalidTag(problem) => ("TagException", messages::invalid_tag(&problem)),
             KmsError::Tag(message) => ("TagException", message),
             KmsError::UnsupportedOperation(unsupported) => (
@@ -443,9 +448,14 @@ mod tests {
                 "The request was rejected because the marker is not valid".into(),
             ),
             (
-                KmsError::LimitExceeded(Limit::Tags { max: 50 }),
-                "LimitExceededException",
+                KmsError::InvalidTag(TagProblem::TooMany { max: 50 }),
+                "TagException",
                 "A key may have at most 50 tags".into(),
+            ),
+            (
+                KmsError::InvalidTag(TagProblem::Duplicate { key: "k".into() }),
+                "TagException",
+                r#"Duplicate tag key "k" in one request"#.into(),
             ),
             (
                 KmsError::LimitExceeded(Limit::OnDemandRotations { key: key(), max: 25 }),
@@ -454,13 +464,13 @@ mod tests {
             ),
             (
                 KmsError::InvalidTag(TagProblem::KeyLength { key: String::new(), max: 128 }),
-                "TagException",
-                r#"Tag key must be 1 to 128 characters: """#.into(),
+                "ValidationException",
+                "1 validation error detected: Value at 'tags.member.tagKey' failed to satisfy constraint: Member must have length between 1 and 128".into(),
             ),
             (
                 KmsError::InvalidTag(TagProblem::ValueLength { key: "k".into(), max: 256 }),
-                "TagException",
-                r#"Tag value for "k" is longer than 256 characters"#.into(),
+                "ValidationException",
+                "1 validation error detected: Value at 'tags.member.tagValue' failed to satisfy constraint: Member must have length less than or equal to 256".into(),
             ),
             (
                 KmsError::InvalidTag(TagProblem::ReservedPrefix { key: "aws:x".into() }),

@@ -453,25 +453,28 @@ pub const INVALID_MARKER: &str = "The request was rejected because the marker is
 /// The message of a LimitExceededException.
 pub fn limit_exceeded(limit: &Limit) -> String {
     match limit {
-        Limit::Tags { max } => format!("A key may have at most {max} tags"),
         Limit::OnDemandRotations { key, max } => {
             format!("{key} has reached the limit of {max} on-demand rotations")
         }
     }
 }
 
-/// The message of a TagException.
+/// The message of a refused tag (TagException, or ValidationException for a length).
 pub fn invalid_tag(problem: &TagProblem) -> String {
     match problem {
-        TagProblem::KeyLength { key, max } => {
-            format!("Tag key must be 1 to {max} characters: {key:?}")
-        }
-        TagProblem::ValueLength { key, max } => {
-            format!("Tag value for {key:?} is longer than {max} characters")
-        }
+        TagProblem::KeyLength { max, .. } => format!(
+            "1 validation error detected: Value at 'tags.member.tagKey' failed to satisfy constraint: Member must have length between 1 and {max}"
+        ),
+        TagProblem::ValueLength { max, .. } => format!(
+            "1 validation error detected: Value at 'tags.member.tagValue' failed to satisfy constraint: Member must have length less than or equal to {max}"
+        ),
         TagProblem::ReservedPrefix { key } => {
             format!("Tag key {key:?} uses the reserved prefix aws:")
         }
+        TagProblem::Duplicate { key } => {
+            format!("Duplicate tag key {:?} in one request", echo(key))
+        }
+        TagProblem::TooMany { max } => format!("A key may have at most {max} tags"),
     }
 }
 
@@ -606,4 +609,114 @@ pub fn unseal_refused(e: &crate::seal::UnsealError) -> ApiError {
             }
         }
     }
+}
+
+// Key policies and grants.
+
+/// AccessDeniedException as AWS words it: the caller's ARN, the action, the
+/// resource (a key ARN, or `*` for an action on no key) and why.
+pub fn access_denied(
+    caller_arn: &str,
+    action: &str,
+    resource: &str,
+    explicit_deny: bool,
+    on_key: bool,
+) -> ApiError {
+    let why = match (explicit_deny, on_key) {
+        (true, _) => "with an explicit deny".to_string(),
+        (false, true) => format!("because no resource-based policy allows the {action} action"),
+        (false, false) => format!("because no identity-based policy allows the {action} action"),
+    };
+    ApiError::new(
+        "AccessDeniedException",
+        format!(
+            "User: {caller_arn} is not authorized to perform: {action} on resource: {resource} {why}"
+        ),
+    )
+}
+
+/// A key policy that does not parse or breaks a rule of the policy language.
+pub fn malformed_policy(problem: &keyfence_core::authz::PolicyError) -> ApiError {
+    ApiError::new(
+        "MalformedPolicyDocumentException",
+        format!("The key policy is malformed: {problem}"),
+    )
+}
+
+/// A key policy under which the caller could not put a policy again.
+pub fn policy_lockout() -> ApiError {
+    ApiError::new(
+        "MalformedPolicyDocumentException",
+        "The new key policy will not allow you to update the key policy in the future.",
+    )
+}
+
+/// A PolicyName other than `default`.
+pub fn no_such_policy(name: &str) -> ApiError {
+    ApiError::new(
+        "NotFoundException",
+        format!("No such policy exists: {}", echo(name)),
+    )
+}
+
+/// A grantee or retiring principal that is not an IAM user, role or root ARN.
+pub fn invalid_principal(principal: &str) -> ApiError {
+    ApiError::validation(format!("Invalid principal: {}", echo(principal)))
+}
+
+/// CreateGrant with no operation.
+pub fn no_grant_operations() -> ApiError {
+    ApiError::validation(
+        "1 validation error detected: Value '[]' at 'operations' failed to satisfy constraint: Member must have length greater than or equal to 1",
+    )
+}
+
+/// Grant constraints with operations that take no encryption context.
+pub fn constraints_not_supported(operations: &[&str]) -> ApiError {
+    ApiError::validation(format!(
+        "Grant constraints are not supported for the operations {}",
+        operations.join(", ")
+    ))
+}
+
+/// A grant Name outside AWS's pattern or length.
+pub fn invalid_grant_name(name: &str) -> ApiError {
+    ApiError::validation(format!(
+        "1 validation error detected: Value '{}' at 'name' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-zA-Z0-9:/_-]+$",
+        echo(name)
+    ))
+}
+
+/// No grant with this id on the key.
+pub fn grant_not_found(grant_id: &str) -> ApiError {
+    ApiError::new(
+        "NotFoundException",
+        format!("Grant ID {} not found", echo(grant_id)),
+    )
+}
+
+/// A grant token keyfence did not issue.
+pub fn invalid_grant_token() -> ApiError {
+    ApiError::new("InvalidGrantTokenException", "Invalid grant token")
+}
+
+/// A grant id that is not 64 hexadecimal characters.
+pub fn invalid_grant_id(grant_id: &str) -> ApiError {
+    ApiError::new(
+        "InvalidGrantIdException",
+        format!("Invalid grant ID {}", echo(grant_id)),
+    )
+}
+
+/// RetireGrant naming no grant.
+pub fn retire_grant_needs_a_grant() -> ApiError {
+    ApiError::validation("Either GrantToken, or both KeyId and GrantId, must be specified")
+}
+
+/// Any custom key store operation.
+pub fn custom_key_stores_unsupported() -> ApiError {
+    ApiError::new(
+        "UnsupportedOperationException",
+        "Custom key stores (AWS CloudHSM and external key stores) are not supported by keyfence, which is its own key store",
+    )
 }

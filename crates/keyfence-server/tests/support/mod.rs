@@ -44,6 +44,7 @@ pub async fn start_node_with(
         region: "us-east-1".into(),
         post_quantum,
         credentials: Vec::new(),
+        principals: Default::default(),
         node: None,
         default_fence: None,
         store: keyfence_server::config::StoreLocation::DataDir,

@@ -19,6 +19,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "keys, versions, aliases, change feed", V1),
     (2, "cluster: nodes, fences, authority", super::cluster::V2),
     (3, "change feed horizon", V3),
+    (4, "key policies and grants", super::authz::V4),
 ];
 
 /// The newest schema version this build knows.

@@ -6,12 +6,18 @@
 
 mod aliases;
 mod asymmetric;
+mod authorize;
 mod crypto;
+mod custom_key_stores;
+mod grants;
 mod import;
 mod keys;
+mod policy;
 mod rotation;
 mod shapes;
 mod tags;
+
+pub use authorize::{Authorized, Origin};
 
 use std::collections::BTreeMap;
 
@@ -21,6 +27,7 @@ use serde_json::Value;
 
 use super::wire::{parse, Blob};
 use super::ApiError;
+use crate::authz::{Authz, Caller};
 
 /// One KMS operation: its wire name, where it runs, whether it honours
 /// `DryRun`, and its handler. [`OPERATIONS`] holds one row per operation; the
@@ -89,7 +96,7 @@ const fn op(name: &'static str, runs: Runs, dry_run: bool, handler: Handler) -> 
 pub static OPERATIONS: &[Operation] = &[
     // Key lifecycle.
     op("CreateKey", BLOCKING, NO_DRY_RUN, |o, b| {
-        o.create_key(parse(b)?)
+        o.create_key_with_policy(b)
     }),
     op("DescribeKey", WORKER, NO_DRY_RUN, |o, b| {
         o.describe_key(parse(b)?)
@@ -207,6 +214,51 @@ pub static OPERATIONS: &[Operation] = &[
     op("DeleteImportedKeyMaterial", BLOCKING, NO_DRY_RUN, |o, b| {
         o.delete_imported_key_material(parse(b)?)
     }),
+    // Key policies.
+    op("GetKeyPolicy", WORKER, NO_DRY_RUN, |o, b| {
+        o.get_key_policy(parse(b)?)
+    }),
+    op("PutKeyPolicy", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.put_key_policy(parse(b)?)
+    }),
+    op("ListKeyPolicies", WORKER, NO_DRY_RUN, |o, b| {
+        o.list_key_policies(parse(b)?)
+    }),
+    // Grants.
+    op("CreateGrant", BLOCKING, DRY_RUN, |o, b| {
+        o.create_grant(parse(b)?)
+    }),
+    op("ListGrants", WORKER, NO_DRY_RUN, |o, b| {
+        o.list_grants(parse(b)?)
+    }),
+    op("ListRetirableGrants", WORKER, NO_DRY_RUN, |o, b| {
+        o.list_retirable_grants(parse(b)?)
+    }),
+    op("RetireGrant", BLOCKING, DRY_RUN, |o, b| {
+        o.retire_grant(parse(b)?)
+    }),
+    op("RevokeGrant", BLOCKING, DRY_RUN, |o, b| {
+        o.revoke_grant(parse(b)?)
+    }),
+    // Custom key stores: out of scope, refused.
+    op("CreateCustomKeyStore", WORKER, NO_DRY_RUN, |o, b| {
+        o.custom_key_store(b)
+    }),
+    op("ConnectCustomKeyStore", WORKER, NO_DRY_RUN, |o, b| {
+        o.custom_key_store(b)
+    }),
+    op("DeleteCustomKeyStore", WORKER, NO_DRY_RUN, |o, b| {
+        o.custom_key_store(b)
+    }),
+    op("DescribeCustomKeyStores", WORKER, NO_DRY_RUN, |o, b| {
+        o.custom_key_store(b)
+    }),
+    op("DisconnectCustomKeyStore", WORKER, NO_DRY_RUN, |o, b| {
+        o.custom_key_store(b)
+    }),
+    op("UpdateCustomKeyStore", WORKER, NO_DRY_RUN, |o, b| {
+        o.custom_key_store(b)
+    }),
 ];
 
 /// The row of `name`, if this node serves it.
@@ -259,16 +311,48 @@ fn is_dry_run(operation: &Operation, body: &[u8]) -> Result<bool, ApiError> {
     Ok(parse::<DryRunFlag>(body)?.dry_run.unwrap_or(false))
 }
 
-/// Runs one operation for a caller in `account`, returning the response document.
-/// With `DryRun`, every check runs and success is reported as DryRunOperationException.
+/// Runs one operation for a caller in `account`, unauthorized (every
+/// caller of the account may do everything), returning the response document.
 pub fn handle(
     kms: &Kms,
     account: &str,
     operation: &Operation,
     body: &[u8],
 ) -> Result<Value, ApiError> {
+    let ops = Ops {
+        kms,
+        account,
+        caller: None,
+        authz: None,
+    };
+    run(&ops, operation, body)
+}
+
+/// Authorizes one operation for `caller` (key policy, identity policy,
+/// grants), then runs it in the account it is authorized in.
+pub fn serve(
+    kms: &Kms,
+    authz: &Authz,
+    caller: Caller,
+    origin: Origin,
+    operation: &Operation,
+    body: &[u8],
+) -> Result<Value, ApiError> {
+    let authorized = authorize::authorize(kms, authz, caller, origin, operation, body)?;
+    let ops = Ops {
+        kms,
+        account: &authorized.account,
+        caller: Some(&authorized.caller),
+        authz: Some(authz),
+    };
+    run(&ops, operation, body)
+}
+
+/// Runs one operation. With `DryRun`, every check runs and success is
+/// reported as DryRunOperationException.
+fn run(ops: &Ops<'_>, operation: &Operation, body: &[u8]) -> Result<Value, ApiError> {
     let dry_run = is_dry_run(operation, body)?;
-    let result = (operation.handler)(&Ops { kms, account }, body);
+    let result = (operation.handler)(ops, body);
     match result {
         Ok(_) if dry_run => Err(ApiError {
             status: 412,
@@ -321,6 +405,10 @@ struct KeyListInput {
 struct Ops<'a> {
     kms: &'a Kms,
     account: &'a str,
+    /// The authorized caller (`None` when run unauthorized, in tests).
+    caller: Option<&'a Caller>,
+    /// Key policies and grants (`None` when run unauthorized).
+    authz: Option<&'a Authz>,
 }
 
 #[cfg(test)]
