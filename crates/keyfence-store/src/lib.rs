@@ -12,7 +12,9 @@
 mod format;
 pub mod postgres;
 mod sqlite;
+mod sqlite_audit;
 mod sqlite_cluster;
 
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
+pub use sqlite_audit::SqliteAuditStore;

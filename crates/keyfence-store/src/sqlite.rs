@@ -85,10 +85,10 @@ CREATE TRIGGER domain_keys_insert_feed AFTER INSERT ON domain_keys
 
 /// `(version, SQL)` in order; a database at version n gets every later one.
 /// Never edit an applied migration: add one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2)];
+const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, crate::sqlite_audit::V3)];
 
 /// Schema version this build writes.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 /// A [`Store`] in one SQLite file.
 pub struct SqliteStore {

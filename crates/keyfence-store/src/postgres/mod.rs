@@ -18,6 +18,7 @@
 //!   change) and woken by [`ChangeWaker`].
 //! - Needs PostgreSQL 13 or later (`xid8`, `pg_current_xact_id`).
 
+mod audit;
 mod bridge;
 mod cluster;
 mod error;

@@ -18,6 +18,11 @@ const MIGRATION_LOCK: i64 = 0x6b65_7966_656e_6365;
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "keys, versions, aliases, change feed", V1),
     (2, "cluster: nodes, fences, authority", super::cluster::V2),
+    (
+        3,
+        "audit log: records, signed heads, signing keys",
+        super::audit::V3,
+    ),
 ];
 
 /// The newest schema version this build knows.
