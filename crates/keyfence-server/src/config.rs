@@ -196,6 +196,9 @@ pub struct ConfigFile {
     /// Limits on the API port (the `[limits]` table).
     #[serde(default)]
     pub limits: LimitsFile,
+    /// The audit log (the `[audit]` table).
+    #[serde(default)]
+    pub audit: crate::audit::AuditFile,
 }
 
 /// The `[limits]` table: each field overrides one of [`Limits::default`].
@@ -308,6 +311,8 @@ pub struct Config {
     pub max_staleness: std::time::Duration,
     /// Limits on the API port.
     pub limits: Limits,
+    /// The audit log.
+    pub audit: crate::audit::AuditSettings,
 }
 
 impl Config {
@@ -360,6 +365,7 @@ impl Config {
             node: file.node,
             region,
             limits: file.limits.resolve()?,
+            audit: file.audit.resolve()?,
         })
     }
 }

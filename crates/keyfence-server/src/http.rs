@@ -37,6 +37,8 @@ pub struct AppState {
     pub cluster: Option<Arc<crate::cluster::Membership>>,
     /// Forwards requests for keys fenced away from this node (cluster nodes).
     pub forwarder: Option<Arc<crate::forward::Forwarder>>,
+    /// The audit log every request is recorded in before its reply (unless off).
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 /// A request's answer: made here, or relayed from the node it was forwarded to.
@@ -153,7 +155,16 @@ pub async fn handle(
         header("x-amz-target").as_deref(),
         header("content-type").as_deref(),
     );
-    let result = serve(&state, &conn, req, &protocol, &id).await;
+    let mut facts = crate::audit::Facts::default();
+    let result = serve(&state, &conn, req, &protocol, &id, &mut facts).await;
+    let answer = match &result {
+        Ok(Served::Local(_, body)) => crate::audit::Answer::Local(body),
+        Ok(Served::Forwarded(r)) => crate::audit::Answer::Forwarded(r.status().as_u16()),
+        Err(e) => crate::audit::Answer::Refused(e.code),
+    };
+    let audit = state.audit.as_deref();
+    let audited = crate::audit::write_ahead(audit, &protocol, &id, conn.peer, &facts, answer).await;
+    let result = audited.and(result);
     let outcome = match &result {
         Ok(Served::Local(..)) => "ok",
         Ok(Served::Forwarded(_)) => "forwarded",
@@ -182,6 +193,7 @@ async fn serve(
     req: Request<Incoming>,
     protocol: &Protocol,
     request_id: &str,
+    facts: &mut crate::audit::Facts,
 ) -> Result<Served, ApiError> {
     if req.method() != Method::POST {
         return Err(ApiError {
@@ -193,8 +205,11 @@ async fn serve(
     let (parts, body) = req.into_parts();
     let (body, _permit) =
         limits::read_body(&parts.headers, body, &state.budget, state.body_read_timeout).await?;
+    facts.body = body.clone();
+    facts.forwarded = parts.headers.contains_key(forward::FORWARDED_BY);
     let caller = sigv4::verify(&parts, &body, &state.credentials, SystemTime::now())
         .inspect_err(|e| log_refused_signature(conn, &parts, e))?;
+    facts.caller = Some(caller.clone());
     check_scope(&caller, state.kms.region(), protocol)?;
     match protocol {
         Protocol::Kms(name) => {

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod audit;
 pub mod cluster;
 pub mod config;
 pub mod conn;

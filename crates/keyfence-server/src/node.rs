@@ -55,6 +55,9 @@ pub enum NodeError {
     /// Two credentials share an access key id.
     #[error("credentials: {0}")]
     Credentials(String),
+    /// The audit log could not be opened.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditLogError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -89,6 +92,8 @@ pub struct Node {
     pub kms: Arc<Kms>,
     /// This node's cluster membership (with a `[node]` table).
     pub cluster: Option<Arc<Membership>>,
+    /// The audit log (unless `[audit] enabled = false`).
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -151,6 +156,12 @@ impl Node {
         if let Some(c) = cluster.as_ref().filter(|c| c.is_authority()) {
             kms.set_fence_maker(Arc::clone(c) as Arc<dyn FenceMaker>);
         }
+        let log = config
+            .node
+            .as_ref()
+            .map_or(crate::audit::LOCAL_LOG, |n| &n.name);
+        let audit =
+            crate::audit::start(&config.audit, &location, &data_dir.database(), log, &root)?;
         drop(root);
 
         let mut credentials = data_dir.load_credentials()?;
@@ -193,6 +204,7 @@ impl Node {
                 None => None,
             },
             cluster: cluster.clone(),
+            audit: audit.clone(),
             budget: RequestBudget::new(&config.limits),
             body_read_timeout: config.limits.body_read_timeout,
         });
@@ -229,6 +241,7 @@ impl Node {
             mode,
             kms,
             cluster,
+            audit,
             stop,
             tasks,
         })
@@ -238,6 +251,10 @@ impl Node {
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
+        if let Some(audit) = self.audit.take() {
+            // Commits what is queued and signs a final head.
+            let _ = tokio::task::spawn_blocking(move || audit.close()).await;
+        }
         // Best effort: a stale file is told apart by its pid anyway.
         let name = self.cluster.as_deref().map(Membership::name);
         let _ = std::fs::remove_file(self.data_dir.path.join(addr_file(name)));

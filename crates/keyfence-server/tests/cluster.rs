@@ -44,6 +44,7 @@ async fn start(dir: &Path, name: &str, attrs: &[(&str, &str)], authority: bool) 
         default_fence: None,
         store: keyfence_server::config::StoreLocation::DataDir,
         max_staleness: std::time::Duration::from_secs(60),
+        audit: Default::default(),
         limits: Default::default(),
     })
     .await

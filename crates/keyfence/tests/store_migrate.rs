@@ -22,6 +22,7 @@ async fn start(dir: &std::path::Path, store: StoreLocation) -> Node {
         credentials: Vec::new(),
         store,
         max_staleness: Duration::from_secs(60),
+        audit: Default::default(),
         limits: Default::default(),
         node: None,
         default_fence: None,
