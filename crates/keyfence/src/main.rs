@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod audit_cmd;
 mod cluster_cmd;
 mod dev;
 mod key;
@@ -57,6 +58,9 @@ enum Command {
     /// Store commands: move a single node's keys into PostgreSQL.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
+    /// The audit log: verify it, prove a record or the log's consistency, export it.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
     /// Show the data directory's first credential; with --export, as shell `export`
     /// lines: eval "$(keyfence credentials --export)".
     Credentials {
@@ -281,6 +285,7 @@ fn main() -> ExitCode {
         Command::Node(command) => cluster_cmd::node_main(command),
         Command::Fence(command) => cluster_cmd::fence_main(command),
         Command::Store(command) => store_cmd::main(command),
+        Command::Audit(command) => audit_cmd::main(command),
         Command::Credentials {
             data_dir,
             region,
