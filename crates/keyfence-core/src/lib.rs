@@ -17,6 +17,7 @@ pub mod fence;
 pub mod ids;
 pub mod model;
 pub mod page;
+pub mod quorum;
 pub mod root;
 pub mod service;
 pub mod store;
