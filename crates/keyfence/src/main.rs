@@ -7,6 +7,7 @@ mod audit_cmd;
 mod cluster_cmd;
 mod dev;
 mod key;
+mod operator_cmd;
 mod store_cmd;
 
 use std::io::IsTerminal;
@@ -61,6 +62,15 @@ enum Command {
     /// The audit log: verify it, prove a record or the log's consistency, export it.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// Operators of M-of-N approvals: make a key pair, register, list.
+    #[command(subcommand)]
+    Operator(operator_cmd::OperatorCommand),
+    /// Quorum rules: M approvals per kind of command.
+    #[command(subcommand)]
+    Quorum(operator_cmd::QuorumCommand),
+    /// Quorum-approved commands: propose, sign offline, execute.
+    #[command(subcommand)]
+    Admin(operator_cmd::AdminCommand),
     /// Show the data directory's first credential; with --export, as shell `export`
     /// lines: eval "$(keyfence credentials --export)".
     Credentials {
@@ -286,6 +296,9 @@ fn main() -> ExitCode {
         Command::Fence(command) => cluster_cmd::fence_main(command),
         Command::Store(command) => store_cmd::main(command),
         Command::Audit(command) => audit_cmd::main(command),
+        Command::Operator(command) => operator_cmd::operator_main(command),
+        Command::Quorum(command) => operator_cmd::quorum_main(command),
+        Command::Admin(command) => operator_cmd::admin_main(command),
         Command::Credentials {
             data_dir,
             region,
