@@ -292,3 +292,43 @@ fn export_writes_one_cloudtrail_like_event_a_line() {
     assert_eq!(e["keyfence"]["seq"], 3);
     assert!(events[0].get("errorCode").is_none());
 }
+
+#[test]
+fn a_log_in_postgresql_verifies_and_an_edit_in_the_database_is_detected() {
+    let pg = keyfence_testkit::TempPostgres::new().unwrap();
+    let url = pg.connection_string();
+    let store = Arc::new(keyfence_store::PostgresStore::connect(&url).unwrap());
+    let root = LocalRootKey::new(SymmetricKey::generate().unwrap());
+    let log = AuditLog::open(
+        store,
+        "fra",
+        &root,
+        Arc::new(SystemClock),
+        std::time::Duration::from_secs(3600),
+    )
+    .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for seq in 0..12 {
+            log.append(record(seq, "Encrypt")).await.unwrap();
+        }
+        log.sign_now().await.unwrap().unwrap();
+    });
+    log.close();
+    let verify = || keyfence(&["audit", "verify", "--store", &url, "--log", "fra"]);
+    let (ok, out, err) = verify();
+    assert!(ok, "{out}{err}");
+    assert!(
+        out.contains("12 records read, 1 signed tree heads"),
+        "{out}"
+    );
+    // Someone with the database's owner role disables the triggers and edits a record.
+    pg.psql("ALTER TABLE audit_records DISABLE TRIGGER ALL; \
+             UPDATE audit_records SET data = overlay(data placing '\\x58'::bytea from 40 for 1) WHERE seq = 8")
+        .unwrap();
+    let (ok, out, err) = verify();
+    assert!(!ok, "{out}");
+    assert!(err.contains("first bad record: 8"), "{out}{err}");
+}
