@@ -41,6 +41,9 @@ pub const DEFAULT_HEAD_INTERVAL: Duration = Duration::from_secs(60);
 /// Most records committed in one transaction.
 const MAX_BATCH: usize = 4096;
 
+/// How long the writer waits after a batch's first record for more.
+const LINGER: Duration = Duration::from_millis(1);
+
 /// Records read per query when the writer rebuilds its tree at start.
 const READ_PAGE: usize = 10_000;
 
@@ -199,6 +202,11 @@ impl Writer {
                 Ok(Msg::Append(record, ack)) => {
                     let mut batch = vec![(record, ack)];
                     let mut signs = Vec::new();
+                    // Linger: sleep briefly after a batch's first record (not
+                    // blocked in recv, so senders do not wake this thread), then
+                    // take everything queued: one commit and one wake-up serve
+                    // many requests.
+                    std::thread::sleep(LINGER);
                     while batch.len() < MAX_BATCH {
                         match queue.try_recv() {
                             Ok(Msg::Append(r, a)) => batch.push((r, a)),
