@@ -28,6 +28,7 @@ async fn start_node(dir: &Path, post_quantum: bool) -> Node {
         default_fence: None,
         store: keyfence_server::config::StoreLocation::DataDir,
         max_staleness: std::time::Duration::from_secs(60),
+        audit: Default::default(),
         limits: Default::default(),
         root: Default::default(),
     };

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod authz;
 pub mod clock;
 pub mod cluster;
@@ -17,6 +18,7 @@ pub mod fence;
 pub mod ids;
 pub mod model;
 pub mod page;
+pub mod quorum;
 pub mod root;
 pub mod service;
 pub mod store;

@@ -251,6 +251,9 @@ pub struct ConfigFile {
     /// Request-rate quotas per account (the `[throttle]` table).
     #[serde(default)]
     pub throttle: crate::throttle::ThrottleFile,
+    /// The audit log (the `[audit]` table).
+    #[serde(default)]
+    pub audit: crate::audit::AuditFile,
 }
 
 /// The `[limits]` table: each field overrides one of [`Limits::default`].
@@ -373,6 +376,8 @@ pub struct Config {
     pub limits: Limits,
     /// The root of trust.
     pub root: crate::root::RootConfig,
+    /// The audit log.
+    pub audit: crate::audit::AuditSettings,
 }
 
 impl Config {
@@ -434,6 +439,7 @@ impl Config {
                 ..file.limits.resolve()?
             },
             root: crate::root::RootConfig::resolve(file.root.as_deref(), file.pkcs11)?,
+            audit: file.audit.resolve()?,
         })
     }
 }

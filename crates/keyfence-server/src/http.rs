@@ -43,6 +43,8 @@ pub struct AppState {
     pub throttle: crate::throttle::Throttle,
     /// Key policies, grants and who each credential acts as.
     pub authz: Arc<crate::authz::Authz>,
+    /// The audit log every request is recorded in before its reply (unless off).
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 /// A request's answer: made here, or relayed from the node it was forwarded to.
@@ -165,7 +167,16 @@ pub async fn handle(
         header("x-amz-target").as_deref(),
         header("content-type").as_deref(),
     );
-    let result = serve(&state, &conn, req, &protocol, &id).await;
+    let mut facts = crate::audit::Facts::default();
+    let result = serve(&state, &conn, req, &protocol, &id, &mut facts).await;
+    let answer = match &result {
+        Ok(Served::Local(_, body)) => crate::audit::Answer::Local(body),
+        Ok(Served::Forwarded(r)) => crate::audit::Answer::Forwarded(r.status().as_u16()),
+        Err(e) => crate::audit::Answer::Refused(e.code),
+    };
+    let audit = state.audit.as_deref();
+    let audited = crate::audit::write_ahead(audit, &protocol, &id, conn.peer, &facts, answer).await;
+    let result = audited.and(result);
     let outcome = match &result {
         Ok(Served::Local(..)) => "ok",
         Ok(Served::Forwarded(_)) => "forwarded",
@@ -194,6 +205,7 @@ async fn serve(
     req: Request<Incoming>,
     protocol: &Protocol,
     request_id: &str,
+    facts: &mut crate::audit::Facts,
 ) -> Result<Served, ApiError> {
     if req.method() != Method::POST {
         return Err(ApiError {
@@ -208,8 +220,11 @@ async fn serve(
     if let Some(from) = parts.headers.get(forward::FORWARDED_BY) {
         forward::check_forwarded_by(state.cluster.as_deref(), conn, from)?;
     }
+    facts.body = body.clone();
+    facts.forwarded = parts.headers.contains_key(forward::FORWARDED_BY);
     let caller = sigv4::verify(&parts, &body, &state.credentials, SystemTime::now())
         .inspect_err(|e| log_refused_signature(conn, &parts, e))?;
+    facts.caller = Some(caller.clone());
     check_scope(&caller, state.kms.region(), protocol)?;
     match protocol {
         Protocol::Kms(name) => {

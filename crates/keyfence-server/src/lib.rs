@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod audit;
 pub mod authz;
 pub mod cluster;
 pub mod config;

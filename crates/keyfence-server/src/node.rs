@@ -62,6 +62,9 @@ pub enum NodeError {
     /// Two credentials share an access key id.
     #[error("credentials: {0}")]
     Credentials(String),
+    /// The audit log could not be opened.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditLogError),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -98,6 +101,8 @@ pub struct Node {
     pub cluster: Option<Arc<Membership>>,
     /// Its forwarder to satisfying peers (cluster nodes).
     pub forwarder: Option<Arc<Forwarder>>,
+    /// The audit log (unless `[audit] enabled = false`).
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -181,6 +186,17 @@ impl Node {
         if let Some(c) = cluster.as_ref().filter(|c| c.is_authority()) {
             kms.set_fence_maker(Arc::clone(c) as Arc<dyn FenceMaker>);
         }
+        let log = config
+            .node
+            .as_ref()
+            .map_or(crate::audit::LOCAL_LOG, |n| &n.name);
+        let audit = crate::audit::start(
+            &config.audit,
+            &location,
+            &data_dir.database(),
+            log,
+            root.as_ref(),
+        )?;
         drop(root);
 
         let mut credentials = data_dir.load_credentials()?;
@@ -227,6 +243,7 @@ impl Node {
             cluster: cluster.clone(),
             authz: Arc::clone(&authz),
             budget: RequestBudget::new(&config.limits, Arc::clone(&metrics)),
+            audit: audit.clone(),
             body_read_timeout: config.limits.body_read_timeout,
             seal: None,
             throttle: Throttle::new(
@@ -288,6 +305,7 @@ impl Node {
             kms,
             cluster,
             forwarder,
+            audit,
             stop,
             tasks,
         })
@@ -297,6 +315,10 @@ impl Node {
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
+        if let Some(audit) = self.audit.take() {
+            // Commits what is queued and signs a final head.
+            let _ = tokio::task::spawn_blocking(move || audit.close()).await;
+        }
         // Best effort: a stale file is told apart by its pid anyway.
         let name = self.cluster.as_deref().map(Membership::name);
         let _ = std::fs::remove_file(self.data_dir.path.join(addr_file(name)));

@@ -368,6 +368,9 @@ impl SealedNode {
             body_read_timeout: config.limits.body_read_timeout,
             seal: Some(Arc::clone(&gate)),
             authz: Arc::clone(&authz),
+            // The audit log's signing key is sealed under the root, which a
+            // sealed node does not hold yet: not recorded (see docs/design.md).
+            audit: None,
             throttle: crate::throttle::Throttle::new(
                 &config.limits.throttle,
                 accounts.iter().map(String::as_str),

@@ -34,6 +34,7 @@ async fn throttled_node(dir: &std::path::Path, throttle: Throttling) -> Node {
         node: None,
         root: Default::default(),
         principals: Default::default(),
+        audit: Default::default(),
         default_fence: None,
         store: StoreLocation::DataDir,
         max_staleness: Duration::from_secs(60),

@@ -23,6 +23,7 @@ async fn start(dir: &std::path::Path, store: &StoreLocation) -> Node {
         post_quantum: false,
         credentials: Vec::new(),
         principals: Default::default(),
+        audit: Default::default(),
         store: store.clone(),
         max_staleness: Duration::from_secs(60),
         limits: Default::default(),

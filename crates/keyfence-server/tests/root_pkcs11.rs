@@ -108,6 +108,7 @@ fn config(data_dir: &Path, root: RootConfig) -> Config {
         credentials: Vec::new(),
         node: None,
         principals: Default::default(),
+        audit: Default::default(),
         default_fence: None,
         store: StoreLocation::DataDir,
         max_staleness: std::time::Duration::from_secs(60),

@@ -13,8 +13,10 @@ mod authz_format;
 mod format;
 pub mod postgres;
 mod sqlite;
+mod sqlite_audit;
 mod sqlite_authz;
 mod sqlite_cluster;
 
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;
+pub use sqlite_audit::SqliteAuditStore;

@@ -92,10 +92,16 @@ INSERT INTO feed_horizon (id, horizon) VALUES (1, 0);
 
 /// `(version, SQL)` in order; a database at version n gets every later one.
 /// Never edit an applied migration: add one.
-const MIGRATIONS: &[(i64, &str)] = &[(1, V1), (2, V2), (3, V3), (4, crate::sqlite_authz::V4)];
+const MIGRATIONS: &[(i64, &str)] = &[
+    (1, V1),
+    (2, V2),
+    (3, V3),
+    (4, crate::sqlite_authz::V4),
+    (5, crate::sqlite_audit::V5),
+];
 
 /// Schema version this build writes.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// A [`Store`] in one SQLite file.
 pub struct SqliteStore {

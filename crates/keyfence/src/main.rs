@@ -3,10 +3,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod audit_cmd;
 mod cluster_cmd;
 mod dev;
 mod init_cmd;
 mod key;
+mod operator_cmd;
 mod seal_cmd;
 mod store_cmd;
 
@@ -70,6 +72,18 @@ enum Command {
     /// Store commands: move a single node's keys into PostgreSQL.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
+    /// The audit log: verify it, prove a record or the log's consistency, export it.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
+    /// Operators of M-of-N approvals: make a key pair, register, list.
+    #[command(subcommand)]
+    Operator(operator_cmd::OperatorCommand),
+    /// Quorum rules: M approvals per kind of command.
+    #[command(subcommand)]
+    Quorum(operator_cmd::QuorumCommand),
+    /// Quorum-approved commands: propose, sign offline, execute.
+    #[command(subcommand)]
+    Admin(operator_cmd::AdminCommand),
     /// Show the data directory's first credential; with --export, as shell `export`
     /// lines: eval "$(keyfence credentials --export)".
     Credentials {
@@ -288,6 +302,10 @@ fn main() -> ExitCode {
         Command::Fence(command) => cluster_cmd::fence_main(command),
         Command::Authority(command) => cluster_cmd::authority_main(command),
         Command::Store(command) => store_cmd::main(command),
+        Command::Audit(command) => audit_cmd::main(command),
+        Command::Operator(command) => operator_cmd::operator_main(command),
+        Command::Quorum(command) => operator_cmd::quorum_main(command),
+        Command::Admin(command) => operator_cmd::admin_main(command),
         Command::Credentials {
             data_dir,
             region,

@@ -23,6 +23,7 @@ async fn start(dir: &std::path::Path, store: StoreLocation) -> Node {
         principals: Default::default(),
         store,
         max_staleness: Duration::from_secs(60),
+        audit: Default::default(),
         limits: Default::default(),
         root: Default::default(),
         node: None,

@@ -20,6 +20,7 @@
 //!   connection string, over rustls with aws-lc-rs (see [`tls`]).
 //! - Needs PostgreSQL 13 or later (`xid8`, `pg_current_xact_id`).
 
+mod audit;
 mod authz;
 mod bridge;
 mod cluster;

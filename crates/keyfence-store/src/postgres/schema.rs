@@ -20,6 +20,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     (2, "cluster: nodes, fences, authority", super::cluster::V2),
     (3, "change feed horizon", V3),
     (4, "key policies and grants", super::authz::V4),
+    (
+        5,
+        "audit log: records, signed heads, signing keys",
+        super::audit::V5,
+    ),
 ];
 
 /// The newest schema version this build knows.
