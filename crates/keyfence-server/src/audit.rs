@@ -491,9 +491,14 @@ pub fn record(
     }
 }
 
-/// Opens the node's audit log in the store at `location` (`database` is the
-/// data directory's file), named `log`, unless the settings turn it off.
-/// PostgreSQL gets a small pool of its own: the log has one writer.
+/// Opens the node's audit log, named `log`, unless the settings turn it off.
+/// A node on its data directory's file, or on a SQLite file shared on one
+/// host, keeps the log in that file. A node on PostgreSQL keeps it in its own
+/// data directory's file (`database`), not in the shared database: a record
+/// must be durable before its reply, and a node keeps answering cryptographic
+/// requests from its replica while PostgreSQL is away (up to the staleness
+/// bound), which a log in that database would stop. Auditors verify each
+/// node's log against its signed heads (`keyfence audit verify`).
 pub fn start(
     settings: &AuditSettings,
     location: &crate::config::StoreLocation,
@@ -502,20 +507,15 @@ pub fn start(
     root: &dyn RootOfTrust,
 ) -> Result<Option<Arc<AuditLog>>, AuditLogError> {
     use crate::config::StoreLocation;
-    use keyfence_store::{PostgresOptions, PostgresStore, SqliteAuditStore};
+    use keyfence_store::SqliteAuditStore;
     if !settings.enabled {
         return Ok(None);
     }
     let store: Arc<dyn AuditStore> = match location {
-        StoreLocation::DataDir => Arc::new(SqliteAuditStore::open(database)?),
+        StoreLocation::DataDir | StoreLocation::Postgres(_) => {
+            Arc::new(SqliteAuditStore::open(database)?)
+        }
         StoreLocation::SharedSqlite(path) => Arc::new(SqliteAuditStore::open(path)?),
-        StoreLocation::Postgres(url) => Arc::new(PostgresStore::connect_with(
-            url,
-            PostgresOptions {
-                pool_size: 2,
-                ..PostgresOptions::default()
-            },
-        )?),
     };
     let clock = Arc::new(keyfence_core::SystemClock);
     AuditLog::open(store, log, root, clock, settings.head_interval).map(|l| Some(Arc::new(l)))
