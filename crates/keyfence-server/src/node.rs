@@ -186,15 +186,24 @@ impl Node {
         if let Some(c) = cluster.as_ref().filter(|c| c.is_authority()) {
             kms.set_fence_maker(Arc::clone(c) as Arc<dyn FenceMaker>);
         }
-        let log = config
-            .node
-            .as_ref()
-            .map_or(crate::audit::LOCAL_LOG, |n| &n.name);
+        // One log per node: a cluster node's is its name; nodes sharing one
+        // SQLite file outside a cluster are told apart by their data directory.
+        let log = match (&config.node, &location) {
+            (Some(n), _) => n.name.clone(),
+            (None, StoreLocation::SharedSqlite(_)) => format!(
+                "{}:{}",
+                crate::audit::LOCAL_LOG,
+                std::fs::canonicalize(&data_dir.path)
+                    .unwrap_or_else(|_| data_dir.path.clone())
+                    .display()
+            ),
+            (None, _) => crate::audit::LOCAL_LOG.to_owned(),
+        };
         let audit = crate::audit::start(
             &config.audit,
             &location,
             &data_dir.database(),
-            log,
+            &log,
             root.as_ref(),
         )?;
         drop(root);
