@@ -47,6 +47,9 @@ const LINGER: Duration = Duration::from_millis(1);
 /// Records read per query when the writer rebuilds its tree at start.
 const READ_PAGE: usize = 10_000;
 
+/// The file, in its data directory, where a node on PostgreSQL keeps its log.
+pub const OWN_FILE: &str = "audit.db";
+
 /// The log name of a node outside a cluster.
 pub const LOCAL_LOG: &str = "local";
 
@@ -492,9 +495,9 @@ pub fn record(
 }
 
 /// Opens the node's audit log, named `log`, unless the settings turn it off.
-/// A node on its data directory's file, or on a SQLite file shared on one
-/// host, keeps the log in that file. A node on PostgreSQL keeps it in its own
-/// data directory's file (`database`), not in the shared database: a record
+/// A node on its data directory's file (`database`), or on a SQLite file
+/// shared on one host, keeps the log in that file. A node on PostgreSQL keeps
+/// it in [`OWN_FILE`] beside `database`, not in the shared database: a record
 /// must be durable before its reply, and a node keeps answering cryptographic
 /// requests from its replica while PostgreSQL is away (up to the staleness
 /// bound), which a log in that database would stop. Auditors verify each
@@ -512,8 +515,9 @@ pub fn start(
         return Ok(None);
     }
     let store: Arc<dyn AuditStore> = match location {
-        StoreLocation::DataDir | StoreLocation::Postgres(_) => {
-            Arc::new(SqliteAuditStore::open(database)?)
+        StoreLocation::DataDir => Arc::new(SqliteAuditStore::open(database)?),
+        StoreLocation::Postgres(_) => {
+            Arc::new(SqliteAuditStore::open(&database.with_file_name(OWN_FILE))?)
         }
         StoreLocation::SharedSqlite(path) => Arc::new(SqliteAuditStore::open(path)?),
     };

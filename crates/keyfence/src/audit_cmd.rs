@@ -123,7 +123,9 @@ fn open(args: &LogArgs) -> Result<Opened, String> {
                 path: args.data_dir.clone(),
                 pki: PkiPaths::in_dir(&args.data_dir),
             };
-            let db = dir.database();
+            // A node on PostgreSQL keeps its log in its own `audit.db`.
+            let own = dir.path.join(keyfence_server::audit::OWN_FILE);
+            let db = if own.exists() { own } else { dir.database() };
             Box::new(
                 SqliteAuditStore::open_existing(&db)
                     .map_err(|e| format!("{}: {e}", db.display()))?,
