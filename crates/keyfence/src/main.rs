@@ -60,7 +60,7 @@ enum Command {
     /// A local geo-fencing cluster in one process: fra, par, iad sharing one SQLite
     /// store, fra the authority, all approved; prints endpoints, CA and credential.
     Dev(dev::DevArgs),
-    /// Cluster nodes: list them, approve a pending one (admin API of a node).
+    /// Cluster nodes: list, approve a pending one, remove one, change attributes (admin API of a node).
     #[command(subcommand)]
     Node(cluster_cmd::NodeCommand),
     /// Geo-fences: list them, make one (admin API of a node).
