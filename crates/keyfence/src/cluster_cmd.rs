@@ -109,12 +109,21 @@ pub struct Target {
 }
 
 async fn call(target: &Target, operation: &str, body: Value) -> Result<Value, String> {
-    let mut conn = target
-        .connect
+    admin_call(&target.connect, operation, body).await
+}
+
+/// Calls `KeyfenceAdmin.OPERATION` on a node over hybrid-only TLS and returns
+/// its JSON reply, or the node's refusal as one line.
+pub(crate) async fn admin_call(
+    connect: &ConnectArgs,
+    operation: &str,
+    body: Value,
+) -> Result<Value, String> {
+    let mut conn = connect
         .context(ClientGroups::HybridOnly)?
         .connect()
         .await
-        .map_err(|e| format!("connecting to {}: {e}", target.connect.endpoint))?;
+        .map_err(|e| format!("connecting to {}: {e}", connect.endpoint))?;
     let reply = conn
         .json(&format!("KeyfenceAdmin.{operation}"), &body)
         .await

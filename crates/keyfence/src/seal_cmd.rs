@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use clap::Args;
 use keyfence_bench::connect::ConnectArgs;
 use keyfence_server::seal::SealedNode;
-use keyfence_server::tls::ClientGroups;
 use keyfence_server::Config;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
@@ -29,29 +28,6 @@ pub struct UnsealArgs {
 pub struct SealArgs {
     #[command(flatten)]
     connect: ConnectArgs,
-}
-
-async fn call(connect: &ConnectArgs, operation: &str, body: Value) -> Result<Value, String> {
-    let mut conn = connect
-        .context(ClientGroups::HybridOnly)?
-        .connect()
-        .await
-        .map_err(|e| format!("connecting to {}: {e}", connect.endpoint))?;
-    let reply = conn
-        .json(&format!("KeyfenceAdmin.{operation}"), &body)
-        .await
-        .map_err(|e| format!("{operation}: {e}"))?;
-    let v = reply.json();
-    if reply.status != 200 {
-        return Err(format!(
-            "{operation} refused: {} ({})",
-            v["message"].as_str().unwrap_or("no message"),
-            reply
-                .error_type()
-                .unwrap_or_else(|| format!("HTTP {}", reply.status))
-        ));
-    }
-    Ok(v)
 }
 
 fn describe(v: &Value) -> String {
@@ -100,7 +76,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 /// Runs `keyfence unseal`.
 pub fn unseal(args: UnsealArgs) -> Result<(), String> {
     let share = read_share(args.share_file.as_ref())?;
-    let v = runtime()?.block_on(call(
+    let v = runtime()?.block_on(crate::cluster_cmd::admin_call(
         &args.connect,
         "Unseal",
         json!({"Share": share.as_str()}),
@@ -111,14 +87,22 @@ pub fn unseal(args: UnsealArgs) -> Result<(), String> {
 
 /// Runs `keyfence seal`.
 pub fn seal(args: SealArgs) -> Result<(), String> {
-    let v = runtime()?.block_on(call(&args.connect, "Seal", json!({})))?;
+    let v = runtime()?.block_on(crate::cluster_cmd::admin_call(
+        &args.connect,
+        "Seal",
+        json!({}),
+    ))?;
     println!("{}", describe(&v));
     Ok(())
 }
 
 /// Runs `keyfence seal-status`.
 pub fn status(args: SealArgs) -> Result<(), String> {
-    let v = runtime()?.block_on(call(&args.connect, "SealStatus", json!({})))?;
+    let v = runtime()?.block_on(crate::cluster_cmd::admin_call(
+        &args.connect,
+        "SealStatus",
+        json!({}),
+    ))?;
     println!("{}", describe(&v));
     Ok(())
 }
