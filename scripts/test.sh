@@ -22,7 +22,7 @@ scripts/setup-cargo-deny.sh
 cargo deny --locked check bans licenses sources
 
 step "cargo test"
-cargo test --workspace
+cargo test --workspace --no-fail-fast
 
 step "end-to-end (AWS CLI, boto3, AWS Encryption SDK, headless Chromium)"
 # The status-page test opens the node in headless Chromium; it is skipped only
