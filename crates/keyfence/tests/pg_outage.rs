@@ -92,13 +92,11 @@ fn load(
 }
 
 #[test]
-#[ignore = "known regression (2026-12-01): authorization reads the store on the request path for keys created within 5 s (Authz::catch_up_for), which blocks requests while PostgreSQL is away; fix before re-enabling — see docs/design.md"]
 fn nodes_ride_out_a_stopped_postgres_under_load_and_recover_without_restart() {
     ride_out(Outage::Stopped);
 }
 
 #[test]
-#[ignore = "known regression (2026-12-01): authorization reads the store on the request path for keys created within 5 s (Authz::catch_up_for), which blocks requests while PostgreSQL is away; fix before re-enabling — see docs/design.md"]
 fn nodes_ride_out_a_frozen_postgres_under_load_and_recover_without_restart() {
     ride_out(Outage::Frozen);
 }

@@ -35,8 +35,11 @@ mod writes;
 use std::time::Duration;
 
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use keyfence_core::authz::StoredKeyPolicy;
 use keyfence_core::model::Alias;
-use keyfence_core::store::{DomainKeyRecord, Revision, Snapshot, StoredKey, VersionRecord};
+use keyfence_core::store::{
+    DomainKeyRecord, KeyAuthz, Revision, Snapshot, StoredKey, VersionRecord,
+};
 use keyfence_core::{KeyId, KeyMetadata, Store, StoreError};
 
 use bridge::Bridge;
@@ -233,6 +236,23 @@ impl Store for PostgresStore {
             Write::InsertKey(key.clone(), versions.to_vec()),
         )
         .map(drop)
+    }
+
+    fn insert_key_with_policy(
+        &self,
+        key: &KeyMetadata,
+        versions: &[VersionRecord],
+        policy: &StoredKeyPolicy,
+    ) -> Result<KeyAuthz, StoreError> {
+        match self.write(
+            "insert key",
+            Write::InsertKeyWithPolicy(key.clone(), versions.to_vec(), policy.clone()),
+        )? {
+            Written::Authz(state) => Ok(state),
+            _ => Err(StoreError::Backend(
+                "insert key: no policy state returned".into(),
+            )),
+        }
     }
 
     fn update_key(&self, key: &KeyMetadata, expected: Revision) -> Result<Revision, StoreError> {

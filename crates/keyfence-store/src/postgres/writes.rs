@@ -4,8 +4,11 @@
 //! existing key is conditional on the revision the caller checked.
 
 use deadpool_postgres::{Object, Pool, Transaction};
+use keyfence_core::authz::StoredKeyPolicy;
 use keyfence_core::model::Alias;
-use keyfence_core::store::{DomainKeyRecord, Revision, Snapshot, StoredKey, VersionRecord};
+use keyfence_core::store::{
+    DomainKeyRecord, KeyAuthz, Revision, Snapshot, StoredKey, VersionRecord,
+};
 use keyfence_core::{KeyId, KeyMetadata, StoreError, Timestamp};
 
 use super::error::{corrupt, db, pool as pool_err, release, suspect};
@@ -15,6 +18,7 @@ use super::rows::{self, i32_of};
 pub(crate) enum Write {
     DomainKey(DomainKeyRecord),
     InsertKey(KeyMetadata, Vec<VersionRecord>),
+    InsertKeyWithPolicy(KeyMetadata, Vec<VersionRecord>, StoredKeyPolicy),
     UpdateKey(KeyMetadata, Revision),
     AddVersion(KeyMetadata, VersionRecord, Revision),
     ReplaceVersions(KeyMetadata, Vec<VersionRecord>, Revision),
@@ -34,6 +38,8 @@ pub(crate) enum Written {
     Alias(Option<Alias>),
     /// Whether a deleted alias existed.
     Existed(bool),
+    /// A key's policy and grants after the change.
+    Authz(KeyAuthz),
 }
 
 fn metadata_json(key: &KeyMetadata) -> Result<String, StoreError> {
@@ -119,6 +125,14 @@ async fn apply(tx: &Transaction<'_>, write: &Write) -> Result<Written, StoreErro
             .await
             .map_err(db)?;
             Written::Done
+        }
+        Write::InsertKeyWithPolicy(key, versions, policy) => {
+            Box::pin(apply(tx, &Write::InsertKey(key.clone(), versions.clone()))).await?;
+            super::authz::put_policy_in(tx, policy).await?;
+            let state = super::authz::state_in(tx, &key.id)
+                .await?
+                .ok_or_else(|| corrupt("key", format!("{} gone in its own transaction", key.id)))?;
+            Written::Authz(state)
         }
         Write::InsertKey(key, versions) => {
             let stmt = tx
