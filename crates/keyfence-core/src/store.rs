@@ -307,6 +307,25 @@ pub trait Store: Send + Sync {
     /// Adds an alias; [`StoreError::Conflict`] if the name exists in the
     /// account or the target key does not exist.
     fn insert_alias(&self, alias: &Alias) -> Result<(), StoreError>;
+    /// Adds an alias if its target key is still at revision `target_revision`
+    /// (checked in the same transaction, so a deletion scheduled at another
+    /// node between the caller's check and this insert is not missed):
+    /// [`StoreError::Stale`] if the key is at another revision or gone,
+    /// [`StoreError::Conflict`] if the name exists in the account.
+    ///
+    /// The default reads the revision, then inserts (not atomic: for stores
+    /// with a single writer).
+    fn insert_alias_at(&self, alias: &Alias, target_revision: Revision) -> Result<(), StoreError> {
+        let found = self.key_revision(&alias.target)?;
+        if found != Some(target_revision) {
+            return Err(StoreError::Stale {
+                key_id: alias.target,
+                expected: target_revision,
+                found,
+            });
+        }
+        self.insert_alias(alias)
+    }
     /// Points an existing alias at `alias.target` and sets its update time;
     /// returns the alias as stored (with its creation time), `None` if there
     /// is no such alias.

@@ -737,6 +737,25 @@ impl Store for SqliteStore {
         })
     }
 
+    fn insert_alias_at(&self, alias: &Alias, target_revision: Revision) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let found = revision_of(tx, &alias.target)?;
+            if found != Some(target_revision) {
+                return Err(StoreError::Stale {
+                    key_id: alias.target,
+                    expected: target_revision,
+                    found,
+                });
+            }
+            tx.execute(
+                "INSERT INTO aliases (account, name, target, created, updated) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![alias.account, alias.name.as_str(), alias.target.to_string(), alias.created.0, alias.updated.0],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
     fn update_alias(&self, alias: &Alias) -> Result<Option<Alias>, StoreError> {
         self.write(|tx| {
             let n = tx

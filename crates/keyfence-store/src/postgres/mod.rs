@@ -293,6 +293,14 @@ impl Store for PostgresStore {
             .map(drop)
     }
 
+    fn insert_alias_at(&self, alias: &Alias, target_revision: Revision) -> Result<(), StoreError> {
+        self.write(
+            "insert alias",
+            Write::InsertAliasAt(alias.clone(), target_revision),
+        )
+        .map(drop)
+    }
+
     fn update_alias(&self, alias: &Alias) -> Result<Option<Alias>, StoreError> {
         match self.write("update alias", Write::UpdateAlias(alias.clone()))? {
             Written::Alias(a) => Ok(a),

@@ -24,6 +24,7 @@ pub(crate) enum Write {
     ReplaceVersions(KeyMetadata, Vec<VersionRecord>, Revision),
     DeleteKey(KeyId, Revision),
     InsertAlias(Alias),
+    InsertAliasAt(Alias, Revision),
     UpdateAlias(Alias),
     DeleteAlias(String, String),
 }
@@ -191,6 +192,28 @@ async fn apply(tx: &Transaction<'_>, write: &Write) -> Result<Written, StoreErro
                 });
             }
             Written::Done
+        }
+        Write::InsertAliasAt(alias, expected) => {
+            // A share lock on the target's row: a change to the key (its
+            // deletion scheduled, or the key destroyed) waits for this
+            // transaction, or, committed first, is seen here (READ COMMITTED
+            // re-reads a row locked by a transaction that then committed).
+            let found: Option<Revision> = tx
+                .query_opt(
+                    "SELECT revision FROM keys WHERE id = $1 FOR SHARE",
+                    &[&alias.target.to_string()],
+                )
+                .await
+                .map_err(db)?
+                .map(|r| r.get(0));
+            if found != Some(*expected) {
+                return Err(StoreError::Stale {
+                    key_id: alias.target,
+                    expected: *expected,
+                    found,
+                });
+            }
+            Box::pin(apply(tx, &Write::InsertAlias(alias.clone()))).await?
         }
         Write::InsertAlias(alias) => {
             tx.execute(
