@@ -15,6 +15,7 @@
 //! A node loads its replica page by page ([`Store::load_head`], then
 //! [`Store::load_keys`]), so that it never holds two copies of a large store.
 
+use crate::authz::{Grant, StoredKeyPolicy};
 use crate::clock::Timestamp;
 use crate::model::Alias;
 use crate::{AliasName, KeyId, KeyMetadata};
@@ -152,6 +153,42 @@ pub enum ChangedEntity {
         /// The alias, `None` once deleted.
         current: Option<Alias>,
     },
+    /// A key's policy or grants.
+    KeyAuthz {
+        /// The key.
+        id: KeyId,
+        /// Its policy and grants, `None` once the key is deleted.
+        current: Option<KeyAuthz>,
+    },
+}
+
+/// A key's policy and grants, as of one authorization version of the store
+/// (the number every change to a policy or grant increments,
+/// [`crate::authz::AuthzStore::authz_version`]): a state with a higher
+/// version is newer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyAuthz {
+    /// The store's authorization version this state was read at.
+    pub version: i64,
+    /// The key's policy; `None`: the default key policy.
+    pub policy: Option<StoredKeyPolicy>,
+    /// The key's grants.
+    pub grants: Vec<Grant>,
+}
+
+/// Follows key policies and grants beside the replica (the node's
+/// authorization state): the replica hands it a key's policy and grants
+/// before it makes the key visible, so a key is never judged by the default
+/// policy in place of its own.
+pub trait AuthzFollower: Send + Sync {
+    /// A key's policy and grants changed (`None`: the key is gone). A state
+    /// older than the one held (by [`KeyAuthz::version`]) is ignored.
+    fn apply(&self, key: &KeyId, current: Option<KeyAuthz>);
+    /// Reads every policy and grant again.
+    fn reload(&self) -> Result<(), StoreError>;
+    /// Reads one key's policy and grants (a key read from the store before
+    /// the change feed delivered it).
+    fn fetch(&self, key: &KeyId) -> Result<(), StoreError>;
 }
 
 /// A changed entity with the feed position of its latest change in the batch.
@@ -228,6 +265,22 @@ pub trait Store: Send + Sync {
     /// Adds a key with its versions (none for a key awaiting imported
     /// material), atomically, at revision 1.
     fn insert_key(&self, key: &KeyMetadata, versions: &[VersionRecord]) -> Result<(), StoreError>;
+    /// Adds a key with its versions and its policy in one transaction (a
+    /// crash cannot leave the key with the default policy); returns the
+    /// key's policy and grants as of that transaction.
+    ///
+    /// The default refuses: a store that keeps no key policies.
+    fn insert_key_with_policy(
+        &self,
+        key: &KeyMetadata,
+        versions: &[VersionRecord],
+        policy: &StoredKeyPolicy,
+    ) -> Result<KeyAuthz, StoreError> {
+        let _ = (key, versions, policy);
+        Err(StoreError::Backend(
+            "this store keeps no key policies".into(),
+        ))
+    }
     /// Replaces a key's metadata if it is still at revision `expected`;
     /// returns the new revision, or [`StoreError::Stale`].
     fn update_key(&self, key: &KeyMetadata, expected: Revision) -> Result<Revision, StoreError>;
@@ -254,6 +307,25 @@ pub trait Store: Send + Sync {
     /// Adds an alias; [`StoreError::Conflict`] if the name exists in the
     /// account or the target key does not exist.
     fn insert_alias(&self, alias: &Alias) -> Result<(), StoreError>;
+    /// Adds an alias if its target key is still at revision `target_revision`
+    /// (checked in the same transaction, so a deletion scheduled at another
+    /// node between the caller's check and this insert is not missed):
+    /// [`StoreError::Stale`] if the key is at another revision or gone,
+    /// [`StoreError::Conflict`] if the name exists in the account.
+    ///
+    /// The default reads the revision, then inserts (not atomic: for stores
+    /// with a single writer).
+    fn insert_alias_at(&self, alias: &Alias, target_revision: Revision) -> Result<(), StoreError> {
+        let found = self.key_revision(&alias.target)?;
+        if found != Some(target_revision) {
+            return Err(StoreError::Stale {
+                key_id: alias.target,
+                expected: target_revision,
+                found,
+            });
+        }
+        self.insert_alias(alias)
+    }
     /// Points an existing alias at `alias.target` and sets its update time;
     /// returns the alias as stored (with its creation time), `None` if there
     /// is no such alias.

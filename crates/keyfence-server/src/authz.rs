@@ -3,17 +3,22 @@
 //!
 //! Writes go to the store first, then to memory, so a policy or grant holds
 //! on this node as soon as the call that made it returns (a grant token works
-//! at once here). Nodes sharing a store notice other nodes' changes by
-//! polling the store's authorization version ([`follow`]), and a grant token
-//! naming a grant not yet known here makes the node reload at once.
+//! at once here). Other nodes' changes arrive through the store's change
+//! feed with the keys ([`Authz`] is the replica's [`AuthzFollower`]): a
+//! key's policy and grants are held before the replica makes the key
+//! visible, so deciding never reads the store.
+//!
+//! Every key's policy and grants are stamped with the store's authorization
+//! version they were read at; an older state never replaces a newer one.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{mpsc, Arc, RwLock};
 use std::time::Duration;
 
 use keyfence_core::authz::{AuthzStore, Grant, Policy, PolicyKind, Principal, StoredKeyPolicy};
-use keyfence_core::{Clock, KeyId, StoreError, SystemClock, Timestamp};
+use keyfence_core::store::{AuthzFollower, KeyAuthz};
+use keyfence_core::{KeyId, StoreError};
 
 use crate::config::PrincipalConfig;
 
@@ -41,19 +46,50 @@ pub struct Caller {
 
 #[derive(Default)]
 struct State {
-    version: i64,
+    /// The version of the last whole load: every key's state is at least this new.
+    floor: i64,
+    /// Keys whose state is newer than `floor`: the version it was read at.
+    stamps: HashMap<KeyId, i64>,
     policies: HashMap<KeyId, Arc<KeyPolicyEntry>>,
     grants: HashMap<KeyId, Arc<[Grant]>>,
+}
+
+impl State {
+    /// Holds `current` for `key` unless what is held is as new.
+    fn apply(&mut self, key: &KeyId, current: Option<KeyAuthz>) {
+        let Some(current) = current else {
+            self.stamps.remove(key);
+            self.policies.remove(key);
+            self.grants.remove(key);
+            return;
+        };
+        let held = self.stamps.get(key).copied().unwrap_or(self.floor);
+        if current.version <= held {
+            return;
+        }
+        self.stamps.insert(*key, current.version);
+        match current.policy {
+            Some(p) => {
+                self.policies.insert(*key, entry(p));
+            }
+            None => {
+                self.policies.remove(key);
+            }
+        }
+        if current.grants.is_empty() {
+            self.grants.remove(key);
+        } else {
+            self.grants.insert(*key, current.grants.into());
+        }
+    }
 }
 
 /// Key policies, grants and principals of one node.
 pub struct Authz {
     store: Arc<dyn AuthzStore>,
-    /// Whether other nodes write to the store too.
-    shared: bool,
-    /// When this node last read the store's version (ms; before the read).
-    checked_at: AtomicI64,
     state: RwLock<State>,
+    /// Reads for grant tokens under way ([`Authz::fetch_within`]).
+    fetching: Arc<AtomicUsize>,
     principals: BTreeMap<String, PrincipalConfig>,
     default_identities: RwLock<HashMap<String, Arc<Policy>>>,
 }
@@ -63,6 +99,9 @@ impl std::fmt::Debug for Authz {
         f.debug_struct("Authz").finish_non_exhaustive()
     }
 }
+
+/// Most reads for grant tokens under way at once ([`Authz::fetch_within`]).
+const FETCHES: usize = 4;
 
 /// A stored policy that no longer parses (a newer build's, or damaged)
 /// denies everything rather than falling back to the default policy.
@@ -83,17 +122,16 @@ fn entry(p: StoredKeyPolicy) -> Arc<KeyPolicyEntry> {
 impl Authz {
     /// Loads every policy and grant of `store`; `principals` names who the
     /// config's credentials act as (others act as the IAM user their
-    /// credential names, with the default identity policy).
+    /// credential names, with the default identity policy). Once the node's
+    /// KMS is open, [`keyfence_core::Kms::follow_authz`] keeps it in step.
     pub fn open(
         store: Arc<dyn AuthzStore>,
-        shared: bool,
         principals: BTreeMap<String, PrincipalConfig>,
     ) -> Result<Self, StoreError> {
         let authz = Self {
             store,
-            shared,
-            checked_at: AtomicI64::new(SystemClock.now().0),
             state: RwLock::new(State::default()),
+            fetching: Arc::new(AtomicUsize::new(0)),
             principals,
             default_identities: RwLock::new(HashMap::new()),
         };
@@ -109,15 +147,17 @@ impl Authz {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Reads everything from the store again.
+    /// Reads everything from the store again. A key whose state here is
+    /// newer than the load (a change this node made meanwhile) keeps it.
     pub fn reload(&self) -> Result<(), StoreError> {
         let snapshot = self.store.load_authz()?;
         let mut grants: HashMap<KeyId, Vec<Grant>> = HashMap::new();
         for g in snapshot.grants {
             grants.entry(g.key_id).or_default().push(g);
         }
-        let state = State {
-            version: snapshot.version,
+        let mut fresh = State {
+            floor: snapshot.version,
+            stamps: HashMap::new(),
             policies: snapshot
                 .policies
                 .into_iter()
@@ -125,34 +165,65 @@ impl Authz {
                 .collect(),
             grants: grants.into_iter().map(|(k, v)| (k, v.into())).collect(),
         };
-        *self.write() = state;
+        let mut state = self.write();
+        for (key, stamp) in &state.stamps {
+            if *stamp > fresh.floor {
+                fresh.stamps.insert(*key, *stamp);
+                match state.policies.get(key) {
+                    Some(p) => fresh.policies.insert(*key, Arc::clone(p)),
+                    None => fresh.policies.remove(key),
+                };
+                match state.grants.get(key) {
+                    Some(g) => fresh.grants.insert(*key, Arc::clone(g)),
+                    None => fresh.grants.remove(key),
+                };
+            }
+        }
+        *state = fresh;
         Ok(())
     }
 
-    /// Reloads if the store's version moved; returns whether it did.
-    pub fn refresh(&self) -> Result<bool, StoreError> {
-        let now = SystemClock.now().0;
-        let version = self.store.authz_version()?;
-        self.checked_at.fetch_max(now, Ordering::Relaxed);
-        if version == self.read().version {
-            return Ok(false);
+    /// Reads `key`'s policy and grants from the store (a grant token names
+    /// a grant this node has not received yet), waiting at most `wait`: the
+    /// read runs on its own thread, so a store that does not answer delays
+    /// the request by `wait` at most, and the grant then arrives through the
+    /// change feed. At most [`FETCHES`] such reads run at once; beyond that
+    /// the request goes on with what is known.
+    pub fn fetch_within(&self, key: &KeyId, wait: Duration) {
+        if self.fetching.fetch_add(1, Ordering::AcqRel) >= FETCHES {
+            self.fetching.fetch_sub(1, Ordering::AcqRel);
+            return;
         }
-        self.reload()?;
-        Ok(true)
-    }
-
-    /// Before deciding for a key created at `created`: on a shared store, a
-    /// key made after this node last read the store's version (within a margin
-    /// for clock skew between nodes) may have a policy or grants this node has
-    /// not read yet, so it reads the version now (and reloads if it moved).
-    pub fn catch_up_for(&self, created: Timestamp) {
-        /// Clock skew between nodes tolerated.
-        const MARGIN_MS: i64 = 5_000;
-        if self.shared && created.0 + MARGIN_MS >= self.checked_at.load(Ordering::Relaxed) {
-            if let Err(e) = self.refresh() {
-                tracing::warn!(error = %e, "reading key policies and grants failed");
+        let (tx, rx) = mpsc::channel();
+        let (store, fetching, key) = (Arc::clone(&self.store), Arc::clone(&self.fetching), *key);
+        let spawned = std::thread::Builder::new()
+            .name("keyfence-grant-fetch".into())
+            .spawn(move || {
+                let _ = tx.send(store.key_authz(&key));
+                fetching.fetch_sub(1, Ordering::AcqRel);
+            });
+        if spawned.is_err() {
+            self.fetching.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        match rx.recv_timeout(wait) {
+            Ok(Ok(current)) => self.write().apply(&key, current),
+            Ok(Err(e)) => tracing::warn!(error = %e, "reading grants for a grant token failed"),
+            Err(_) => {
+                tracing::warn!("reading grants for a grant token took too long; going on without")
             }
         }
+    }
+
+    /// Whether every grant `ids` names is known here.
+    pub fn knows_grants<'a>(&self, mut ids: impl Iterator<Item = &'a str>) -> bool {
+        let state = self.read();
+        ids.all(|id| {
+            state
+                .grants
+                .values()
+                .any(|list| list.iter().any(|g| g.id == id))
+        })
     }
 
     /// The caller a verified credential stands for.
@@ -249,57 +320,44 @@ impl Authz {
         key: KeyId,
         account: &str,
         text: String,
-        policy: Policy,
     ) -> Result<(), StoreError> {
-        self.store.put_key_policy(&StoredKeyPolicy {
+        let state = self.store.put_key_policy(&StoredKeyPolicy {
             key_id: key,
             account: account.to_string(),
-            text: text.clone(),
-        })?;
-        let entry = Arc::new(KeyPolicyEntry {
-            account: account.to_string(),
             text,
-            policy,
-        });
-        self.write().policies.insert(key, entry);
+        })?;
+        self.write().apply(&key, Some(state));
         Ok(())
     }
 
     /// Stores a grant, then holds it here.
     pub fn add_grant(&self, grant: Grant) -> Result<(), StoreError> {
-        self.store.insert_grant(&grant)?;
-        let mut state = self.write();
-        let mut list: Vec<Grant> = state
-            .grants
-            .get(&grant.key_id)
-            .map(|g| g.to_vec())
-            .unwrap_or_default();
         let key = grant.key_id;
-        list.push(grant);
-        state.grants.insert(key, list.into());
+        let state = self.store.insert_grant(&grant)?;
+        self.write().apply(&key, Some(state));
         Ok(())
     }
 
     /// Removes a grant from the store and here; returns whether the store had it.
     pub fn remove_grant(&self, key: &KeyId, grant_id: &str) -> Result<bool, StoreError> {
-        let existed = self.store.delete_grant(key, grant_id)?;
-        let mut state = self.write();
-        if let Some(list) = state.grants.get(key) {
-            let kept: Vec<Grant> = list.iter().filter(|g| g.id != grant_id).cloned().collect();
-            state.grants.insert(*key, kept.into());
-        }
+        let (existed, state) = self.store.delete_grant(key, grant_id)?;
+        self.write().apply(key, state);
         Ok(existed)
     }
 }
 
-/// Polls the store's authorization version every `every` and reloads when
-/// it moved (nodes sharing a store).
-pub async fn follow(authz: Arc<Authz>, every: Duration) {
-    loop {
-        tokio::time::sleep(every).await;
-        let a = Arc::clone(&authz);
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || a.refresh()).await {
-            tracing::warn!(error = %e, "reading key policies and grants failed");
-        }
+impl AuthzFollower for Authz {
+    fn apply(&self, key: &KeyId, current: Option<KeyAuthz>) {
+        self.write().apply(key, current);
+    }
+
+    fn reload(&self) -> Result<(), StoreError> {
+        Authz::reload(self)
+    }
+
+    fn fetch(&self, key: &KeyId) -> Result<(), StoreError> {
+        let current = self.store.key_authz(key)?;
+        self.write().apply(key, current);
+        Ok(())
     }
 }

@@ -37,10 +37,6 @@ use crate::tls::{self, KxMode, PqAcceptor, TlsError};
 /// behind by a killed process.
 pub const ADDR_FILE: &str = "node.addr.json";
 
-/// How often a node on a shared store checks for other nodes' changes to
-/// key policies and grants.
-pub(crate) const AUTHZ_POLL: Duration = Duration::from_secs(1);
-
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -145,11 +141,7 @@ impl Node {
             (None, other) => other.clone(),
         };
         let (store, cluster_store, authz_store, follow) = open_store(&location, &data_dir)?;
-        let authz = Arc::new(Authz::open(
-            authz_store,
-            location.is_shared(),
-            config.principals,
-        )?);
+        let authz = Arc::new(Authz::open(authz_store, config.principals)?);
         let advertised = config
             .node
             .as_ref()
@@ -183,6 +175,8 @@ impl Node {
         } else {
             kms
         });
+        // Key policies and grants follow the replica (the change feed).
+        kms.follow_authz(Arc::clone(&authz) as Arc<dyn keyfence_core::store::AuthzFollower>)?;
         if let Some(c) = cluster.as_ref().filter(|c| c.is_authority()) {
             kms.set_fence_maker(Arc::clone(c) as Arc<dyn FenceMaker>);
         }
@@ -264,12 +258,6 @@ impl Node {
         if let Some(c) = &cluster {
             tasks.spawn(until_stopped(
                 poll_cluster(Arc::clone(c), Arc::clone(&kms), advertised.clone()),
-                stopped.clone(),
-            ));
-        }
-        if location.is_shared() {
-            tasks.spawn(until_stopped(
-                crate::authz::follow(Arc::clone(&authz), AUTHZ_POLL),
                 stopped.clone(),
             ));
         }

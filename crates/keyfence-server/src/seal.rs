@@ -91,6 +91,8 @@ impl KmsSlot {
 /// What opens the KMS once the root is unsealed.
 struct Opener {
     store: Arc<dyn Store>,
+    /// The node's key policies and grants, kept in step with the opened KMS.
+    authz: Arc<crate::authz::Authz>,
     region: String,
     default_fence: Option<String>,
     max_staleness: Option<std::time::Duration>,
@@ -105,6 +107,7 @@ impl Opener {
             &self.region,
         )?
         .with_default_fence(self.default_fence.as_deref())?;
+        kms.follow_authz(Arc::clone(&self.authz) as Arc<dyn keyfence_core::store::AuthzFollower>)?;
         Ok(Arc::new(match self.max_staleness {
             Some(bound) => kms.with_max_staleness(Some(bound)),
             None => kms,
@@ -316,11 +319,7 @@ impl SealedNode {
         let sealed_root = data_dir.load_sealed_root()?;
         let (store, _, authz_store, follow) = node::open_store(&config.store, &data_dir)?;
         let shared = config.store.is_shared();
-        let authz = Arc::new(crate::authz::Authz::open(
-            authz_store,
-            shared,
-            config.principals,
-        )?);
+        let authz = Arc::new(crate::authz::Authz::open(authz_store, config.principals)?);
         let mut credentials = data_dir.load_credentials()?;
         credentials.extend(config.credentials);
         let accounts: Vec<String> = credentials.iter().map(|c| c.account_id.clone()).collect();
@@ -344,6 +343,7 @@ impl SealedNode {
             unsealing: Mutex::new(Unsealing::new(sealed_root)),
             opener: Opener {
                 store,
+                authz: Arc::clone(&authz),
                 region: config.region.clone(),
                 default_fence: config.default_fence.clone(),
                 max_staleness: shared.then_some(config.max_staleness),
@@ -377,12 +377,6 @@ impl SealedNode {
                 Arc::clone(&metrics),
             ),
         });
-        if shared {
-            tasks.spawn(node::until_stopped(
-                crate::authz::follow(Arc::clone(&authz), node::AUTHZ_POLL),
-                stopped.clone(),
-            ));
-        }
         tasks.spawn(node::accept_loop(
             api,
             acceptor,

@@ -11,9 +11,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
+use keyfence_core::authz::StoredKeyPolicy;
 use keyfence_core::model::{Alias, KeyMetadata};
 use keyfence_core::store::{
-    Change, ChangeBatch, ChangedEntity, DomainKeyRecord, FeedCursor, Revision, Snapshot,
+    Change, ChangeBatch, ChangedEntity, DomainKeyRecord, FeedCursor, KeyAuthz, Revision, Snapshot,
     StoreError, StoredKey, VersionRecord,
 };
 use keyfence_core::{AliasName, KeyId, Store, Timestamp};
@@ -98,10 +99,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, V3),
     (4, crate::sqlite_authz::V4),
     (5, crate::sqlite_audit::V5),
+    (6, crate::sqlite_authz::V6),
 ];
 
 /// Schema version this build writes.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// A [`Store`] in one SQLite file.
 pub struct SqliteStore {
@@ -234,6 +236,22 @@ impl SqliteStore {
         let out = f(&tx)?;
         tx.commit().map_err(backend)?;
         Ok(out)
+    }
+
+    /// [`Self::write`], for the other tables' modules.
+    pub(crate) fn write_tx<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.write(f)
+    }
+
+    /// [`Self::read`], for the other tables' modules.
+    pub(crate) fn read_tx<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.read(f)
     }
 
     /// Runs `f` in a read transaction: one snapshot of the file.
@@ -476,6 +494,7 @@ enum EntityRef {
     DomainKey(u32),
     Key(String),
     Alias(String, String),
+    KeyAuthz(String),
 }
 
 /// The changes after `cursor`, each entity once with its current state.
@@ -515,12 +534,14 @@ fn changes_in(conn: &Connection, cursor: FeedCursor) -> Result<ChangeBatch, Stor
             "key" => key_id.map(EntityRef::Key),
             "domain_key" => domain_key_id.map(EntityRef::DomainKey),
             "alias" => account.zip(alias_name).map(|(a, n)| EntityRef::Alias(a, n)),
+            "authz" => key_id.map(EntityRef::KeyAuthz),
             _ => None,
         }
         .ok_or_else(|| corrupt("change feed row", format!("seq {seq}: {entity}")))?;
         latest.insert(named, seq);
     }
     let mut changes = Vec::with_capacity(latest.len());
+    let mut authz_version = None;
     for (entity, seq) in latest {
         let entity = match entity {
             EntityRef::Key(id) => {
@@ -539,6 +560,17 @@ fn changes_in(conn: &Connection, cursor: FeedCursor) -> Result<ChangeBatch, Stor
                 name: AliasName::parse(&name).map_err(|e| corrupt("change feed alias", e))?,
                 account,
             },
+            EntityRef::KeyAuthz(id) => {
+                let id = parse_key_id(&id)?;
+                let version = match authz_version {
+                    Some(v) => v,
+                    None => *authz_version.insert(crate::sqlite_authz::authz_version_in(conn)?),
+                };
+                ChangedEntity::KeyAuthz {
+                    current: crate::sqlite_authz::key_authz_in(conn, &id, version)?,
+                    id,
+                }
+            }
         };
         changes.push(Change { seq, entity });
     }
@@ -620,6 +652,24 @@ impl Store for SqliteStore {
         })
     }
 
+    fn insert_key_with_policy(
+        &self,
+        key: &KeyMetadata,
+        versions: &[VersionRecord],
+        policy: &StoredKeyPolicy,
+    ) -> Result<KeyAuthz, StoreError> {
+        self.write(|tx| {
+            tx.execute(
+                "INSERT INTO keys (id, account, metadata, revision) VALUES (?1, ?2, ?3, 1)",
+                params![key.id.to_string(), key.account, metadata_json(key)?],
+            )
+            .map_err(backend)?;
+            versions.iter().try_for_each(|v| put_version(tx, v))?;
+            crate::sqlite_authz::put_policy_in(tx, policy)?;
+            crate::sqlite_authz::state_after(tx, &key.id)
+        })
+    }
+
     fn replace_versions(
         &self,
         key: &KeyMetadata,
@@ -678,6 +728,25 @@ impl Store for SqliteStore {
 
     fn insert_alias(&self, alias: &Alias) -> Result<(), StoreError> {
         self.write(|tx| {
+            tx.execute(
+                "INSERT INTO aliases (account, name, target, created, updated) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![alias.account, alias.name.as_str(), alias.target.to_string(), alias.created.0, alias.updated.0],
+            )
+            .map_err(backend)?;
+            Ok(())
+        })
+    }
+
+    fn insert_alias_at(&self, alias: &Alias, target_revision: Revision) -> Result<(), StoreError> {
+        self.write(|tx| {
+            let found = revision_of(tx, &alias.target)?;
+            if found != Some(target_revision) {
+                return Err(StoreError::Stale {
+                    key_id: alias.target,
+                    expected: target_revision,
+                    found,
+                });
+            }
             tx.execute(
                 "INSERT INTO aliases (account, name, target, created, updated) VALUES (?1, ?2, ?3, ?4, ?5)",
                 params![alias.account, alias.name.as_str(), alias.target.to_string(), alias.created.0, alias.updated.0],

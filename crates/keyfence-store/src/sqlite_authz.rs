@@ -1,9 +1,11 @@
 //! [`AuthzStore`] on the SQLite file: key policies and grants in their own
-//! tables (schema version 4), removed with their key.
+//! tables (schema version 4), removed with their key, and in the change feed
+//! (schema version 6).
 
 use keyfence_core::authz::{AuthzSnapshot, AuthzStore, Grant, StoredKeyPolicy};
+use keyfence_core::store::KeyAuthz;
 use keyfence_core::{KeyId, StoreError, Timestamp};
-use rusqlite::{params, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::authz_format::{
     decode_constraints, decode_operations, encode_constraints, encode_operations,
@@ -45,6 +47,22 @@ CREATE TRIGGER grants_delete_version AFTER DELETE ON grants
     BEGIN UPDATE authz_version SET version = version + 1; END;
 ";
 
+/// Schema version 6: every change to a key's policy or grants is in the
+/// change feed (entity `authz`, by triggers in the changing transaction),
+/// so a node's replica receives a key's policy and grants with the key.
+pub(crate) const V6: &str = "
+CREATE TRIGGER key_policies_insert_feed AFTER INSERT ON key_policies
+    BEGIN INSERT INTO changes (entity, key_id) VALUES ('authz', NEW.key_id); END;
+CREATE TRIGGER key_policies_update_feed AFTER UPDATE ON key_policies
+    BEGIN INSERT INTO changes (entity, key_id) VALUES ('authz', NEW.key_id); END;
+CREATE TRIGGER key_policies_delete_feed AFTER DELETE ON key_policies
+    BEGIN INSERT INTO changes (entity, key_id) VALUES ('authz', OLD.key_id); END;
+CREATE TRIGGER grants_insert_feed AFTER INSERT ON grants
+    BEGIN INSERT INTO changes (entity, key_id) VALUES ('authz', NEW.key_id); END;
+CREATE TRIGGER grants_delete_feed AFTER DELETE ON grants
+    BEGIN INSERT INTO changes (entity, key_id) VALUES ('authz', OLD.key_id); END;
+";
+
 const GRANT_COLUMNS: &str =
     "key_id, grant_id, account, name, grantee, retiring, operations, constraints, issuer, created";
 
@@ -68,6 +86,80 @@ fn grant(row: &Row<'_>) -> Result<Grant, StoreError> {
         issuer: get(8)?,
         created: Timestamp(row.get(9).map_err(backend)?),
     })
+}
+
+fn version_in(conn: &Connection) -> Result<i64, StoreError> {
+    conn.query_row("SELECT version FROM authz_version", [], |r| r.get(0))
+        .map_err(backend)
+}
+
+/// One key's policy and grants as `conn` sees them now; `None` if the key
+/// does not exist.
+pub(crate) fn key_authz_in(
+    conn: &Connection,
+    id: &KeyId,
+    version: i64,
+) -> Result<Option<KeyAuthz>, StoreError> {
+    let id_text = id.to_string();
+    let exists: Option<i64> = conn
+        .query_row("SELECT 1 FROM keys WHERE id = ?1", [&id_text], |r| r.get(0))
+        .optional()
+        .map_err(backend)?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let policy = conn
+        .query_row(
+            "SELECT account, policy FROM key_policies WHERE key_id = ?1",
+            [&id_text],
+            |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)),
+        )
+        .optional()
+        .map_err(backend)?
+        .map(|(account, text)| StoredKeyPolicy {
+            key_id: *id,
+            account,
+            text,
+        });
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ?1 ORDER BY created, grant_id"
+        ))
+        .map_err(backend)?;
+    let mut rows = stmt.query([&id_text]).map_err(backend)?;
+    let mut grants = Vec::new();
+    while let Some(r) = rows.next().map_err(backend)? {
+        grants.push(grant(r)?);
+    }
+    Ok(Some(KeyAuthz {
+        version,
+        policy,
+        grants,
+    }))
+}
+
+/// The key's state after a change in the same transaction (the key exists:
+/// the change's foreign key made sure).
+pub(crate) fn state_after(conn: &Connection, id: &KeyId) -> Result<KeyAuthz, StoreError> {
+    let version = version_in(conn)?;
+    key_authz_in(conn, id, version)?
+        .ok_or_else(|| StoreError::Conflict(format!("key {id} does not exist")))
+}
+
+/// The batch's authorization version (read once per feed batch).
+pub(crate) fn authz_version_in(conn: &Connection) -> Result<i64, StoreError> {
+    version_in(conn)
+}
+
+/// Stores a key's policy in the caller's transaction.
+pub(crate) fn put_policy_in(conn: &Connection, p: &StoredKeyPolicy) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO key_policies (key_id, account, policy) VALUES (?1, ?2, ?3) \
+         ON CONFLICT (key_id) DO UPDATE SET policy = excluded.policy",
+        params![p.key_id.to_string(), p.account, p.text],
+    )
+    .map_err(backend)
+    .map(drop)
 }
 
 impl AuthzStore for SqliteStore {
@@ -117,20 +209,20 @@ impl AuthzStore for SqliteStore {
         })
     }
 
-    fn put_key_policy(&self, p: &StoredKeyPolicy) -> Result<(), StoreError> {
-        self.connection()
-            .execute(
-                "INSERT INTO key_policies (key_id, account, policy) VALUES (?1, ?2, ?3) \
-                 ON CONFLICT (key_id) DO UPDATE SET policy = excluded.policy",
-                params![p.key_id.to_string(), p.account, p.text],
-            )
-            .map_err(backend)
-            .map(drop)
+    fn key_authz(&self, key_id: &KeyId) -> Result<Option<KeyAuthz>, StoreError> {
+        self.read_tx(|tx| key_authz_in(tx, key_id, version_in(tx)?))
     }
 
-    fn insert_grant(&self, g: &Grant) -> Result<(), StoreError> {
-        self.connection()
-            .execute(
+    fn put_key_policy(&self, p: &StoredKeyPolicy) -> Result<KeyAuthz, StoreError> {
+        self.write_tx(|tx| {
+            put_policy_in(tx, p)?;
+            state_after(tx, &p.key_id)
+        })
+    }
+
+    fn insert_grant(&self, g: &Grant) -> Result<KeyAuthz, StoreError> {
+        self.write_tx(|tx| {
+            tx.execute(
                 &format!("INSERT INTO grants ({GRANT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"),
                 params![
                     g.key_id.to_string(),
@@ -145,17 +237,24 @@ impl AuthzStore for SqliteStore {
                     g.created.0
                 ],
             )
-            .map_err(backend)
-            .map(drop)
+            .map_err(backend)?;
+            state_after(tx, &g.key_id)
+        })
     }
 
-    fn delete_grant(&self, key_id: &KeyId, grant_id: &str) -> Result<bool, StoreError> {
-        self.connection()
-            .execute(
-                "DELETE FROM grants WHERE key_id = ?1 AND grant_id = ?2",
-                params![key_id.to_string(), grant_id],
-            )
-            .map_err(backend)
-            .map(|n| n > 0)
+    fn delete_grant(
+        &self,
+        key_id: &KeyId,
+        grant_id: &str,
+    ) -> Result<(bool, Option<KeyAuthz>), StoreError> {
+        self.write_tx(|tx| {
+            let n = tx
+                .execute(
+                    "DELETE FROM grants WHERE key_id = ?1 AND grant_id = ?2",
+                    params![key_id.to_string(), grant_id],
+                )
+                .map_err(backend)?;
+            Ok((n > 0, key_authz_in(tx, key_id, version_in(tx)?)?))
+        })
     }
 }

@@ -1,10 +1,11 @@
 //! The storage port of authorization: key policies and grants, kept beside
 //! the keys (a policy or grant goes when its key is destroyed), with one
-//! version number that every change increments, so that nodes sharing the
-//! store notice a change with one cheap read and reload.
+//! version number that every change increments. Every change is also in the
+//! store's change feed ([`crate::store::ChangedEntity::KeyAuthz`]), so nodes
+//! sharing the store follow it with their replicas.
 
 use super::Grant;
-use crate::store::StoreError;
+use crate::store::{KeyAuthz, StoreError};
 use crate::KeyId;
 
 /// A key's policy as stored: its text exactly as the caller gave it.
@@ -37,10 +38,20 @@ pub trait AuthzStore: Send + Sync {
     fn authz_version(&self) -> Result<i64, StoreError>;
     /// Every policy and grant, with the version they are at.
     fn load_authz(&self) -> Result<AuthzSnapshot, StoreError>;
-    /// Sets a key's policy; [`StoreError::Conflict`] if the key does not exist.
-    fn put_key_policy(&self, policy: &StoredKeyPolicy) -> Result<(), StoreError>;
-    /// Adds a grant; [`StoreError::Conflict`] if its key does not exist or its id is taken.
-    fn insert_grant(&self, grant: &Grant) -> Result<(), StoreError>;
-    /// Removes a grant; returns whether it existed.
-    fn delete_grant(&self, key_id: &KeyId, grant_id: &str) -> Result<bool, StoreError>;
+    /// One key's policy and grants, with the version they are at; `None` if
+    /// the key does not exist.
+    fn key_authz(&self, key_id: &KeyId) -> Result<Option<KeyAuthz>, StoreError>;
+    /// Sets a key's policy; [`StoreError::Conflict`] if the key does not
+    /// exist. Returns the key's policy and grants as of the change.
+    fn put_key_policy(&self, policy: &StoredKeyPolicy) -> Result<KeyAuthz, StoreError>;
+    /// Adds a grant; [`StoreError::Conflict`] if its key does not exist or
+    /// its id is taken. Returns the key's policy and grants as of the change.
+    fn insert_grant(&self, grant: &Grant) -> Result<KeyAuthz, StoreError>;
+    /// Removes a grant; returns whether it existed, and the key's policy and
+    /// grants as of the change (`None` if the key does not exist).
+    fn delete_grant(
+        &self,
+        key_id: &KeyId,
+        grant_id: &str,
+    ) -> Result<(bool, Option<KeyAuthz>), StoreError>;
 }

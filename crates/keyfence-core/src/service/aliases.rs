@@ -5,7 +5,7 @@ use super::Kms;
 use crate::ids::AliasName;
 use crate::model::Alias;
 use crate::page::{self, Page};
-use crate::store::StoreError;
+use crate::store::{Revision, StoreError};
 use crate::{Invalid, KeyId, KmsError};
 
 /// Whether an alias may move from a key like `old` to a key like `new` (AWS:
@@ -15,38 +15,50 @@ fn same_kind(old: &crate::model::KeyMetadata, new: &crate::model::KeyMetadata) -
     old.spec.asymmetric().is_some() == new.spec.asymmetric().is_some() && old.usage == new.usage
 }
 
+/// Checks of CreateAlias's target before giving up when the key keeps
+/// changing between the check and the insert.
+const ALIAS_ATTEMPTS: u32 = 16;
+
 impl Kms {
     /// The key an alias may point to: named by id or key ARN (not alias), in the
     /// caller's account, not pending deletion. On a shared store the key is
     /// checked at its stored revision, not only as this node's replica has it:
     /// a deletion acknowledged at another node must refuse the alias here too.
-    fn alias_target_key(&self, account: &str, target: &str) -> Result<KeyId, KmsError> {
+    fn alias_target_key(&self, account: &str, target: &str) -> Result<(KeyId, Revision), KmsError> {
         let mut key = self.resolve_key(account, target)?;
         if self.store.is_shared() && self.store.key_revision(&key.meta.id)? != Some(key.revision) {
             key = self.reread(&key)?;
         }
         require_not_pending_deletion(&key.meta)?;
-        Ok(key.meta.id)
+        Ok((key.meta.id, key.revision))
     }
 
     /// CreateAlias. The store decides whether the name is taken, not this
     /// node's replica, which may be behind.
     pub fn create_alias(&self, account: &str, name: &str, target: &str) -> Result<(), KmsError> {
         let name = AliasName::parse(name)?;
-        let target = self.alias_target_key(account, target)?;
         let arn = self.alias_arn_str(account, name.as_str());
-        let now = self.now();
-        let alias = Alias {
-            account: account.to_string(),
-            name,
-            target,
-            created: now,
-            updated: now,
+        // The insert is conditional on the target's revision checked here: a
+        // change to the key committed in between (its deletion scheduled at
+        // another node) makes it check again.
+        let mut attempts = 0;
+        let alias = loop {
+            let (target_id, revision) = self.alias_target_key(account, target)?;
+            let now = self.now();
+            let alias = Alias {
+                account: account.to_string(),
+                name: name.clone(),
+                target: target_id,
+                created: now,
+                updated: now,
+            };
+            match self.store.insert_alias_at(&alias, revision) {
+                Ok(()) => break alias,
+                Err(StoreError::Stale { .. }) if attempts < ALIAS_ATTEMPTS => attempts += 1,
+                Err(StoreError::Conflict(_)) => return Err(KmsError::AlreadyExists { alias: arn }),
+                Err(other) => return Err(other.into()),
+            }
         };
-        self.store.insert_alias(&alias).map_err(|e| match e {
-            StoreError::Conflict(_) => KmsError::AlreadyExists { alias: arn },
-            other => other.into(),
-        })?;
         let (account, name) = (alias.account.clone(), alias.name.as_str().to_string());
         self.publish_alias_state(&account, &name, Some(alias));
         Ok(())
@@ -56,7 +68,7 @@ impl Kms {
     /// the same key type and usage as the alias's current key (as AWS).
     pub fn update_alias(&self, account: &str, name: &str, target: &str) -> Result<(), KmsError> {
         let name = AliasName::parse(name)?;
-        let target = self.alias_target_key(account, target)?;
+        let (target, _) = self.alias_target_key(account, target)?;
         let current = self.alias_target(account, name.as_str());
         if let (Some(old), Some(new)) = (
             current.and_then(|id| self.live_key(account, &id)),

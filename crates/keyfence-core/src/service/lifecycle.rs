@@ -102,6 +102,17 @@ impl Kms {
         account: &str,
         input: CreateKeyInput,
     ) -> Result<KeyMetadata, KmsError> {
+        self.create_key_with_policy(account, input, None)
+    }
+
+    /// CreateKey with the key's policy document (checked by the caller),
+    /// stored in the same transaction as the key.
+    pub fn create_key_with_policy(
+        &self,
+        account: &str,
+        input: CreateKeyInput,
+        policy: Option<String>,
+    ) -> Result<KeyMetadata, KmsError> {
         let (spec, usage, origin) = (input.spec, input.usage, input.origin);
         if !spec.key_usages().contains(&usage) {
             return Err(KmsError::UsageNotForSpec { usage, spec });
@@ -148,7 +159,7 @@ impl Kms {
             .iter()
             .map(|(v, m)| self.wrap_version(&meta, *v, m))
             .collect::<Result<Vec<_>, _>>()?;
-        self.store.insert_key(&meta, &records)?;
+        self.insert_new_key(&meta, &records, policy)?;
         self.publish(CachedKey::new(meta.clone(), versions, 1));
         Ok(meta)
     }

@@ -234,6 +234,8 @@ impl Kms {
         if stored.metadata.account != account {
             return Ok(None);
         }
+        // Its policy and grants before the key is visible.
+        self.fetch_authz(&id)?;
         let key = self.publish(self.cached_key(stored)?);
         Ok((!key.meta.is_due_for_destruction(self.now())).then_some(key))
     }

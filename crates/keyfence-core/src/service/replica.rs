@@ -8,8 +8,10 @@ use std::time::Duration;
 
 use super::cache::{Cache, CachedKey};
 use super::Kms;
+use crate::authz::StoredKeyPolicy;
 use crate::clock::Timestamp;
-use crate::store::{ChangedEntity, FeedCursor, Snapshot, StoredKey};
+use crate::model::KeyMetadata;
+use crate::store::{AuthzFollower, ChangedEntity, FeedCursor, Snapshot, StoredKey, VersionRecord};
 use crate::{KeyId, KmsError};
 
 /// Keys read per page when the replica is loaded ([`crate::Store::load_keys`]).
@@ -28,6 +30,8 @@ pub(super) struct Replica {
     /// retention can be trimmed.
     marks: VecDeque<(Timestamp, FeedCursor)>,
     retention: Duration,
+    /// The node's key policies and grants, kept in step with the replica.
+    follower: Option<Arc<dyn AuthzFollower>>,
 }
 
 /// Marks kept per retention period (bounds `Replica::marks`).
@@ -39,6 +43,7 @@ impl Default for Replica {
             cursor: FeedCursor::START,
             marks: VecDeque::new(),
             retention: DEFAULT_FEED_RETENTION,
+            follower: None,
         }
     }
 }
@@ -97,6 +102,11 @@ impl Kms {
             let head = self.store.load_head()?;
             let cursor = head.cursor;
             let (cache, applied) = self.build_cache(head)?;
+            // Policies and grants read after every key of the new cache was
+            // committed: each key's own is there before the key is visible.
+            if let Some(f) = &replica.follower {
+                f.reload()?;
+            }
             self.write_cache().replace_all(cache);
             replica.cursor = cursor;
             SyncOutcome {
@@ -105,7 +115,20 @@ impl Kms {
             }
         } else {
             let applied = batch.changes.len();
-            for change in batch.changes {
+            // Policies and grants first: a key created with its policy (one
+            // transaction, so one batch) is never visible without it.
+            let (authz, rest): (Vec<_>, Vec<_>) = batch
+                .changes
+                .into_iter()
+                .partition(|c| matches!(c.entity, ChangedEntity::KeyAuthz { .. }));
+            for change in authz {
+                if let (ChangedEntity::KeyAuthz { id, current }, Some(f)) =
+                    (change.entity, &replica.follower)
+                {
+                    f.apply(&id, current);
+                }
+            }
+            for change in rest {
                 self.apply(change.entity)?;
             }
             replica.cursor = batch.cursor;
@@ -118,6 +141,53 @@ impl Kms {
         let cursor = replica.cursor;
         replica.mark(started, cursor);
         Ok(outcome)
+    }
+
+    /// Keeps `follower` (the node's key policies and grants) in step with
+    /// the replica from now on: it reads every policy and grant now (after
+    /// every key the replica holds was committed), then receives each
+    /// change from the feed before the keys of the same batch, the policy of
+    /// a key this node creates before the key is published, and the policy
+    /// and grants of a key read from the store before the feed delivered it.
+    pub fn follow_authz(&self, follower: Arc<dyn AuthzFollower>) -> Result<(), KmsError> {
+        let mut replica = self.lock_replica();
+        follower.reload()?;
+        replica.follower = Some(follower);
+        Ok(())
+    }
+
+    /// Stores a new key with its versions, and with its policy in the same
+    /// transaction if it has one (handed to the authorization follower
+    /// before the caller publishes the key).
+    pub(super) fn insert_new_key(
+        &self,
+        meta: &KeyMetadata,
+        records: &[VersionRecord],
+        policy: Option<String>,
+    ) -> Result<(), KmsError> {
+        let Some(text) = policy else {
+            return Ok(self.store.insert_key(meta, records)?);
+        };
+        let stored = StoredKeyPolicy {
+            key_id: meta.id,
+            account: meta.account.clone(),
+            text,
+        };
+        let state = self.store.insert_key_with_policy(meta, records, &stored)?;
+        if let Some(f) = &self.lock_replica().follower {
+            f.apply(&meta.id, Some(state));
+        }
+        Ok(())
+    }
+
+    /// Reads a key's policy and grants from the store for the authorization
+    /// follower (a key read from the store before the feed delivered it).
+    pub(super) fn fetch_authz(&self, id: &KeyId) -> Result<(), KmsError> {
+        let follower = self.lock_replica().follower.clone();
+        if let Some(f) = follower {
+            f.fetch(id)?;
+        }
+        Ok(())
     }
 
     /// Sets how long the change feed keeps what this node has read before
@@ -270,6 +340,8 @@ impl Kms {
                 Some(alias) => self.write_cache().put_alias(alias),
                 None => self.write_cache().remove_alias(&account, name.as_str()),
             },
+            // Handed to the follower before the batch's keys (see `sync`).
+            ChangedEntity::KeyAuthz { .. } => {}
             ChangedEntity::DomainKey { id, .. } => {
                 if !self.domain.keys.contains_key(&id) {
                     return Err(KmsError::Internal(format!(

@@ -1,19 +1,24 @@
 //! [`AuthzStore`] on PostgreSQL: key policies and grants in their own tables
 //! (schema migration 4), removed with their key; `authz_version` is one row
 //! that every change increments in its transaction (the row lock orders the
-//! writers), so nodes notice a change with one read.
+//! writers, so a snapshot that sees version n sees every change up to n).
+//! Every change is in the change feed too (migration 6).
 
+use std::collections::BTreeMap;
+
+use deadpool_postgres::Pool;
 use keyfence_core::authz::{AuthzSnapshot, AuthzStore, Grant, StoredKeyPolicy};
+use keyfence_core::store::KeyAuthz;
 use keyfence_core::{KeyId, StoreError, Timestamp};
-use tokio_postgres::Row;
+use tokio_postgres::{Row, Transaction};
 
-use super::error::{db, pool as pool_err};
+use super::error::{db, pool as pool_err, release, suspect};
 use super::PostgresStore;
 use crate::authz_format::{
     decode_constraints, decode_operations, encode_constraints, encode_operations,
 };
 
-/// Migration 3: key policies and grants.
+/// Migration 4: key policies and grants.
 pub(crate) const V4: &str = r#"
 CREATE TABLE key_policies (
     key_id TEXT PRIMARY KEY REFERENCES keys(id) ON DELETE CASCADE,
@@ -47,10 +52,35 @@ CREATE TRIGGER grants_version AFTER INSERT OR UPDATE OR DELETE ON grants
     FOR EACH ROW EXECUTE FUNCTION keyfence_authz_version();
 "#;
 
+/// Migration 6: every change to a key's policy or grants is in the change
+/// feed (entity `authz`), so a node's replica receives a key's policy and
+/// grants with the key (a key created with a policy: in the same batch).
+pub(crate) const V6: &str = r#"
+ALTER TABLE changes DROP CONSTRAINT changes_check;
+ALTER TABLE changes ADD CONSTRAINT changes_check CHECK (
+    (entity = 'key' AND key_id IS NOT NULL)
+    OR (entity = 'domain_key' AND domain_key_id IS NOT NULL)
+    OR (entity = 'alias' AND account IS NOT NULL AND alias_name IS NOT NULL)
+    OR (entity = 'authz' AND key_id IS NOT NULL)
+);
+CREATE FUNCTION keyfence_record_authz_change() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    r RECORD;
+BEGIN
+    IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+    INSERT INTO changes (entity, key_id) VALUES ('authz', r.key_id);
+    PERFORM pg_notify('keyfence_changes', '');
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER key_policies_feed AFTER INSERT OR UPDATE OR DELETE ON key_policies
+    FOR EACH ROW EXECUTE FUNCTION keyfence_record_authz_change();
+CREATE TRIGGER grants_feed AFTER INSERT OR UPDATE OR DELETE ON grants
+    FOR EACH ROW EXECUTE FUNCTION keyfence_record_authz_change();
+"#;
+
 const GRANT_COLUMNS: &str =
     "key_id, grant_id, account, name, grantee, retiring, operations, constraints, issuer, created";
-
-type Args = Vec<Box<dyn tokio_postgres::types::ToSql + Sync + Send>>;
 
 fn key_id(s: &str) -> Result<KeyId, StoreError> {
     s.parse()
@@ -72,33 +102,174 @@ fn grant(row: &Row) -> Result<Grant, StoreError> {
     })
 }
 
-impl PostgresStore {
-    fn authz_query(
-        &self,
-        what: &'static str,
-        sql: &str,
-        args: Args,
-    ) -> Result<Vec<Row>, StoreError> {
-        let sql = sql.to_owned();
-        self.run(what, move |pool| async move {
-            let client = pool.get().await.map_err(pool_err)?;
-            let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-                args.iter().map(|a| a.as_ref() as _).collect();
-            client.query(&sql, &refs).await.map_err(db)
-        })
+/// The authorization version as `tx` sees it.
+pub(crate) async fn version_in(tx: &Transaction<'_>) -> Result<i64, StoreError> {
+    Ok(tx
+        .query_one("SELECT version FROM authz_version", &[])
+        .await
+        .map_err(db)?
+        .get(0))
+}
+
+/// The policy and grants of each existing key among `ids`, as `tx` sees
+/// them, stamped `version`; keys that do not exist are absent.
+pub(crate) async fn key_authz_in(
+    tx: &Transaction<'_>,
+    ids: &[String],
+    version: i64,
+) -> Result<BTreeMap<String, KeyAuthz>, StoreError> {
+    let mut out = BTreeMap::new();
+    for row in tx
+        .query("SELECT id FROM keys WHERE id = ANY($1)", &[&ids])
+        .await
+        .map_err(db)?
+    {
+        out.insert(
+            row.get::<_, String>(0),
+            KeyAuthz {
+                version,
+                policy: None,
+                grants: Vec::new(),
+            },
+        );
     }
+    for row in tx
+        .query(
+            "SELECT key_id, account, policy FROM key_policies WHERE key_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map_err(db)?
+    {
+        let id: String = row.get(0);
+        if let Some(state) = out.get_mut(&id) {
+            state.policy = Some(StoredKeyPolicy {
+                key_id: key_id(&id)?,
+                account: row.get(1),
+                text: row.get(2),
+            });
+        }
+    }
+    for row in tx
+        .query(
+            &format!(
+                "SELECT {GRANT_COLUMNS} FROM grants WHERE key_id = ANY($1) ORDER BY created, grant_id"
+            ),
+            &[&ids],
+        )
+        .await
+        .map_err(db)?
+    {
+        let g = grant(&row)?;
+        if let Some(state) = out.get_mut(&g.key_id.to_string()) {
+            state.grants.push(g);
+        }
+    }
+    Ok(out)
+}
+
+/// One key's policy and grants after a change in `tx` (the version read
+/// after the change's increment, which `tx` holds until it commits).
+pub(crate) async fn state_in(
+    tx: &Transaction<'_>,
+    id: &KeyId,
+) -> Result<Option<KeyAuthz>, StoreError> {
+    let version = version_in(tx).await?;
+    let id = id.to_string();
+    Ok(key_authz_in(tx, std::slice::from_ref(&id), version)
+        .await?
+        .remove(&id))
+}
+
+/// Stores a key's policy in `tx`.
+pub(crate) async fn put_policy_in(
+    tx: &Transaction<'_>,
+    p: &StoredKeyPolicy,
+) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO key_policies (key_id, account, policy) VALUES ($1, $2, $3) \
+         ON CONFLICT (key_id) DO UPDATE SET policy = excluded.policy",
+        &[&p.key_id.to_string(), &p.account, &p.text],
+    )
+    .await
+    .map_err(db)
+    .map(drop)
+}
+
+/// One authorization change on `pool`, in its own transaction.
+enum Change {
+    Policy(StoredKeyPolicy),
+    Grant(Box<Grant>),
+    Revoke(KeyId, String),
+}
+
+async fn change(pool: Pool, change: Change) -> Result<(bool, Option<KeyAuthz>), StoreError> {
+    let mut client = pool.get().await.map_err(pool_err)?;
+    let result = async {
+        let tx = client.transaction().await.map_err(db)?;
+        let (existed, id) = match &change {
+            Change::Policy(p) => {
+                put_policy_in(&tx, p).await?;
+                (true, p.key_id)
+            }
+            Change::Grant(g) => {
+                tx.execute(
+                    &format!(
+                        "INSERT INTO grants ({GRANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+                    ),
+                    &[
+                        &g.key_id.to_string(),
+                        &g.id,
+                        &g.key_account,
+                        &g.name,
+                        &g.grantee,
+                        &g.retiring,
+                        &encode_operations(&g.operations),
+                        &encode_constraints(&g.constraints),
+                        &g.issuer,
+                        &g.created.0,
+                    ],
+                )
+                .await
+                .map_err(db)?;
+                (true, g.key_id)
+            }
+            Change::Revoke(id, grant_id) => {
+                let n = tx
+                    .execute(
+                        "DELETE FROM grants WHERE key_id = $1 AND grant_id = $2",
+                        &[&id.to_string(), grant_id],
+                    )
+                    .await
+                    .map_err(db)?;
+                (n > 0, *id)
+            }
+        };
+        let state = state_in(&tx, &id).await?;
+        tx.commit().await.map_err(db)?;
+        Ok((existed, state))
+    }
+    .await;
+    release(client, suspect(&result));
+    result
+}
+
+fn existing(state: Option<KeyAuthz>, id: &KeyId) -> Result<KeyAuthz, StoreError> {
+    state.ok_or_else(|| StoreError::Conflict(format!("key {id} does not exist")))
 }
 
 impl AuthzStore for PostgresStore {
     fn authz_version(&self) -> Result<i64, StoreError> {
-        let rows = self.authz_query(
-            "read the authorization version",
-            "SELECT version FROM authz_version",
-            Vec::new(),
-        )?;
-        rows.first()
-            .map(|r| r.get(0))
-            .ok_or_else(|| StoreError::Corrupt("authz_version has no row".into()))
+        self.run("read the authorization version", |pool| async move {
+            let client = pool.get().await.map_err(pool_err)?;
+            let result = client
+                .query_one("SELECT version FROM authz_version", &[])
+                .await
+                .map_err(db)
+                .map(|r| r.get(0));
+            release(client, suspect(&result));
+            result
+        })
     }
 
     fn load_authz(&self) -> Result<AuthzSnapshot, StoreError> {
@@ -106,25 +277,26 @@ impl AuthzStore for PostgresStore {
         let (version, policies, grants) =
             self.run("load policies and grants", move |pool| async move {
                 let mut client = pool.get().await.map_err(pool_err)?;
-                let tx = client
-                    .build_transaction()
-                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-                    .read_only(true)
-                    .start()
-                    .await
-                    .map_err(db)?;
-                let version: i64 = tx
-                    .query_one("SELECT version FROM authz_version", &[])
-                    .await
-                    .map_err(db)?
-                    .get(0);
-                let policies = tx
-                    .query("SELECT key_id, account, policy FROM key_policies", &[])
-                    .await
-                    .map_err(db)?;
-                let grants = tx.query(&grants_sql, &[]).await.map_err(db)?;
-                tx.commit().await.map_err(db)?;
-                Ok::<_, StoreError>((version, policies, grants))
+                let result = async {
+                    let tx = client
+                        .build_transaction()
+                        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                        .read_only(true)
+                        .start()
+                        .await
+                        .map_err(db)?;
+                    let version = version_in(&tx).await?;
+                    let policies = tx
+                        .query("SELECT key_id, account, policy FROM key_policies", &[])
+                        .await
+                        .map_err(db)?;
+                    let grants = tx.query(&grants_sql, &[]).await.map_err(db)?;
+                    tx.commit().await.map_err(db)?;
+                    Ok::<_, StoreError>((version, policies, grants))
+                }
+                .await;
+                release(client, suspect(&result));
+                result
             })?;
         Ok(AuthzSnapshot {
             version,
@@ -142,48 +314,46 @@ impl AuthzStore for PostgresStore {
         })
     }
 
-    fn put_key_policy(&self, p: &StoredKeyPolicy) -> Result<(), StoreError> {
-        self.authz_query(
-            "store a key policy",
-            "INSERT INTO key_policies (key_id, account, policy) VALUES ($1, $2, $3) \
-             ON CONFLICT (key_id) DO UPDATE SET policy = excluded.policy",
-            vec![
-                Box::new(p.key_id.to_string()),
-                Box::new(p.account.clone()),
-                Box::new(p.text.clone()),
-            ],
-        )
-        .map(drop)
+    fn key_authz(&self, id: &KeyId) -> Result<Option<KeyAuthz>, StoreError> {
+        let id = *id;
+        self.run("read a key's policy and grants", move |pool| async move {
+            let mut client = pool.get().await.map_err(pool_err)?;
+            let result = async {
+                let tx = client
+                    .build_transaction()
+                    .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                    .read_only(true)
+                    .start()
+                    .await
+                    .map_err(db)?;
+                let state = state_in(&tx, &id).await?;
+                tx.commit().await.map_err(db)?;
+                Ok(state)
+            }
+            .await;
+            release(client, suspect(&result));
+            result
+        })
     }
 
-    fn insert_grant(&self, g: &Grant) -> Result<(), StoreError> {
-        self.authz_query(
-            "store a grant",
-            &format!(
-                "INSERT INTO grants ({GRANT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-            ),
-            vec![
-                Box::new(g.key_id.to_string()),
-                Box::new(g.id.clone()),
-                Box::new(g.key_account.clone()),
-                Box::new(g.name.clone()),
-                Box::new(g.grantee.clone()),
-                Box::new(g.retiring.clone()),
-                Box::new(encode_operations(&g.operations)),
-                Box::new(encode_constraints(&g.constraints)),
-                Box::new(g.issuer.clone()),
-                Box::new(g.created.0),
-            ],
-        )
-        .map(drop)
+    fn put_key_policy(&self, p: &StoredKeyPolicy) -> Result<KeyAuthz, StoreError> {
+        let (id, change_) = (p.key_id, Change::Policy(p.clone()));
+        let (_, state) = self.run("store a key policy", move |pool| change(pool, change_))?;
+        existing(state, &id)
     }
 
-    fn delete_grant(&self, key_id: &KeyId, grant_id: &str) -> Result<bool, StoreError> {
-        self.authz_query(
-            "delete a grant",
-            "DELETE FROM grants WHERE key_id = $1 AND grant_id = $2 RETURNING grant_id",
-            vec![Box::new(key_id.to_string()), Box::new(grant_id.to_owned())],
-        )
-        .map(|rows| !rows.is_empty())
+    fn insert_grant(&self, g: &Grant) -> Result<KeyAuthz, StoreError> {
+        let (id, change_) = (g.key_id, Change::Grant(Box::new(g.clone())));
+        let (_, state) = self.run("store a grant", move |pool| change(pool, change_))?;
+        existing(state, &id)
+    }
+
+    fn delete_grant(
+        &self,
+        key_id: &KeyId,
+        grant_id: &str,
+    ) -> Result<(bool, Option<KeyAuthz>), StoreError> {
+        let change_ = Change::Revoke(*key_id, grant_id.to_owned());
+        self.run("delete a grant", move |pool| change(pool, change_))
     }
 }

@@ -48,6 +48,7 @@ enum EntityRef {
     DomainKey(i32),
     Key(String),
     Alias(String, String),
+    KeyAuthz(String),
 }
 
 /// Opens a read-only REPEATABLE READ transaction and returns it with its snapshot's `xmin`.
@@ -219,6 +220,7 @@ async fn window(
                 .get::<_, Option<String>>(4)
                 .zip(row.get::<_, Option<String>>(5))
                 .map(|(a, n)| EntityRef::Alias(a, n)),
+            "authz" => row.get::<_, Option<String>>(2).map(EntityRef::KeyAuthz),
             _ => None,
         }
         .ok_or_else(|| corrupt("change feed row", format!("seq {seq}: {entity}")))?;
@@ -234,11 +236,13 @@ async fn resolve(
     latest: BTreeMap<EntityRef, i64>,
 ) -> Result<Vec<Change>, StoreError> {
     let mut key_ids = Vec::new();
+    let mut authz_ids = Vec::new();
     let mut domain_ids = Vec::new();
     let (mut accounts, mut names) = (Vec::new(), Vec::new());
     for entity in latest.keys() {
         match entity {
             EntityRef::Key(id) => key_ids.push(id.clone()),
+            EntityRef::KeyAuthz(id) => authz_ids.push(id.clone()),
             EntityRef::DomainKey(id) => domain_ids.push(*id),
             EntityRef::Alias(a, n) => {
                 accounts.push(a.clone());
@@ -251,6 +255,11 @@ async fn resolve(
         for k in rows::keys(tx, Some(&key_ids)).await? {
             keys.insert(k.metadata.id.to_string(), k);
         }
+    }
+    let mut authz = BTreeMap::new();
+    if !authz_ids.is_empty() {
+        let version = super::authz::version_in(tx).await?;
+        authz = super::authz::key_authz_in(tx, &authz_ids, version).await?;
     }
     let mut domain_keys: BTreeMap<i32, DomainKeyRecord> = BTreeMap::new();
     if !domain_ids.is_empty() {
@@ -271,6 +280,10 @@ async fn resolve(
             let entity = match entity {
                 EntityRef::Key(id) => ChangedEntity::Key {
                     current: keys.remove(&id).map(Box::new),
+                    id: id.parse().map_err(|_| corrupt("change feed key id", &id))?,
+                },
+                EntityRef::KeyAuthz(id) => ChangedEntity::KeyAuthz {
+                    current: authz.remove(&id),
                     id: id.parse().map_err(|_| corrupt("change feed key id", &id))?,
                 },
                 EntityRef::DomainKey(id) => ChangedEntity::DomainKey {

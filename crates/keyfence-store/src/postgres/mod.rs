@@ -35,8 +35,11 @@ mod writes;
 use std::time::Duration;
 
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use keyfence_core::authz::StoredKeyPolicy;
 use keyfence_core::model::Alias;
-use keyfence_core::store::{DomainKeyRecord, Revision, Snapshot, StoredKey, VersionRecord};
+use keyfence_core::store::{
+    DomainKeyRecord, KeyAuthz, Revision, Snapshot, StoredKey, VersionRecord,
+};
 use keyfence_core::{KeyId, KeyMetadata, Store, StoreError};
 
 use bridge::Bridge;
@@ -235,6 +238,23 @@ impl Store for PostgresStore {
         .map(drop)
     }
 
+    fn insert_key_with_policy(
+        &self,
+        key: &KeyMetadata,
+        versions: &[VersionRecord],
+        policy: &StoredKeyPolicy,
+    ) -> Result<KeyAuthz, StoreError> {
+        match self.write(
+            "insert key",
+            Write::InsertKeyWithPolicy(key.clone(), versions.to_vec(), policy.clone()),
+        )? {
+            Written::Authz(state) => Ok(state),
+            _ => Err(StoreError::Backend(
+                "insert key: no policy state returned".into(),
+            )),
+        }
+    }
+
     fn update_key(&self, key: &KeyMetadata, expected: Revision) -> Result<Revision, StoreError> {
         self.write_revision("update key", Write::UpdateKey(key.clone(), expected))
     }
@@ -271,6 +291,14 @@ impl Store for PostgresStore {
     fn insert_alias(&self, alias: &Alias) -> Result<(), StoreError> {
         self.write("insert alias", Write::InsertAlias(alias.clone()))
             .map(drop)
+    }
+
+    fn insert_alias_at(&self, alias: &Alias, target_revision: Revision) -> Result<(), StoreError> {
+        self.write(
+            "insert alias",
+            Write::InsertAliasAt(alias.clone(), target_revision),
+        )
+        .map(drop)
     }
 
     fn update_alias(&self, alias: &Alias) -> Result<Option<Alias>, StoreError> {

@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "audit log: records, signed heads, signing keys",
         super::audit::V5,
     ),
+    (
+        6,
+        "key policies and grants in the change feed",
+        super::authz::V6,
+    ),
 ];
 
 /// The newest schema version this build knows.

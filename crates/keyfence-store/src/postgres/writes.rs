@@ -4,8 +4,11 @@
 //! existing key is conditional on the revision the caller checked.
 
 use deadpool_postgres::{Object, Pool, Transaction};
+use keyfence_core::authz::StoredKeyPolicy;
 use keyfence_core::model::Alias;
-use keyfence_core::store::{DomainKeyRecord, Revision, Snapshot, StoredKey, VersionRecord};
+use keyfence_core::store::{
+    DomainKeyRecord, KeyAuthz, Revision, Snapshot, StoredKey, VersionRecord,
+};
 use keyfence_core::{KeyId, KeyMetadata, StoreError, Timestamp};
 
 use super::error::{corrupt, db, pool as pool_err, release, suspect};
@@ -15,11 +18,13 @@ use super::rows::{self, i32_of};
 pub(crate) enum Write {
     DomainKey(DomainKeyRecord),
     InsertKey(KeyMetadata, Vec<VersionRecord>),
+    InsertKeyWithPolicy(KeyMetadata, Vec<VersionRecord>, StoredKeyPolicy),
     UpdateKey(KeyMetadata, Revision),
     AddVersion(KeyMetadata, VersionRecord, Revision),
     ReplaceVersions(KeyMetadata, Vec<VersionRecord>, Revision),
     DeleteKey(KeyId, Revision),
     InsertAlias(Alias),
+    InsertAliasAt(Alias, Revision),
     UpdateAlias(Alias),
     DeleteAlias(String, String),
 }
@@ -34,6 +39,8 @@ pub(crate) enum Written {
     Alias(Option<Alias>),
     /// Whether a deleted alias existed.
     Existed(bool),
+    /// A key's policy and grants after the change.
+    Authz(KeyAuthz),
 }
 
 fn metadata_json(key: &KeyMetadata) -> Result<String, StoreError> {
@@ -120,6 +127,14 @@ async fn apply(tx: &Transaction<'_>, write: &Write) -> Result<Written, StoreErro
             .map_err(db)?;
             Written::Done
         }
+        Write::InsertKeyWithPolicy(key, versions, policy) => {
+            Box::pin(apply(tx, &Write::InsertKey(key.clone(), versions.clone()))).await?;
+            super::authz::put_policy_in(tx, policy).await?;
+            let state = super::authz::state_in(tx, &key.id)
+                .await?
+                .ok_or_else(|| corrupt("key", format!("{} gone in its own transaction", key.id)))?;
+            Written::Authz(state)
+        }
         Write::InsertKey(key, versions) => {
             let stmt = tx
                 .prepare_cached(
@@ -177,6 +192,28 @@ async fn apply(tx: &Transaction<'_>, write: &Write) -> Result<Written, StoreErro
                 });
             }
             Written::Done
+        }
+        Write::InsertAliasAt(alias, expected) => {
+            // A share lock on the target's row: a change to the key (its
+            // deletion scheduled, or the key destroyed) waits for this
+            // transaction, or, committed first, is seen here (READ COMMITTED
+            // re-reads a row locked by a transaction that then committed).
+            let found: Option<Revision> = tx
+                .query_opt(
+                    "SELECT revision FROM keys WHERE id = $1 FOR SHARE",
+                    &[&alias.target.to_string()],
+                )
+                .await
+                .map_err(db)?
+                .map(|r| r.get(0));
+            if found != Some(*expected) {
+                return Err(StoreError::Stale {
+                    key_id: alias.target,
+                    expected: *expected,
+                    found,
+                });
+            }
+            Box::pin(apply(tx, &Write::InsertAlias(alias.clone()))).await?
         }
         Write::InsertAlias(alias) => {
             tx.execute(

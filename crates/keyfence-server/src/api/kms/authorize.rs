@@ -22,6 +22,10 @@ use crate::api::wire::parse;
 use crate::api::ApiError;
 use crate::authz::{Authz, Caller};
 
+/// Longest wait for the store when a grant token names a grant this node
+/// has not received yet (see [`Authz::fetch_within`]).
+const GRANT_TOKEN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// How an operation names the key it acts on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum KeyNamed {
@@ -205,18 +209,18 @@ pub fn authorize(
         }
         KeyNamed::NoKey | KeyNamed::Handler => unreachable!("handled above"),
     }
-    let tokens_known = facts
-        .grant_tokens
-        .iter()
-        .flatten()
-        .filter_map(|t| grant_id_of_token(t))
-        .all(|id| authz.find_grant(&id).is_some());
-    if !tokens_known {
-        // A grant made at another node a moment ago: its token works at once.
-        if let Err(e) = authz.reload() {
-            tracing::warn!(error = %e, "reloading grants for a grant token failed");
-        }
-    }
+    // A grant made at another node a moment ago: its token works at once
+    // (the key's grants are read, briefly, for the key it is checked on).
+    let tokens_known = authz.knows_grants(
+        facts
+            .grant_tokens
+            .iter()
+            .flatten()
+            .filter_map(|t| grant_id_of_token(t))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str),
+    );
     let mut account: Option<String> = None;
     for (i, (action, key_ref, encryption_context)) in checks.iter().enumerate() {
         let ciphertext_key = (i == 0
@@ -232,7 +236,12 @@ pub fn authorize(
                 account: own,
             });
         };
-        authz.catch_up_for(meta.created);
+        // The key's policy and grants came with it (the replica holds them
+        // before the key): deciding reads no store, unless a grant token
+        // names a grant not known here yet.
+        if !tokens_known {
+            authz.fetch_within(&meta.id, GRANT_TOKEN_WAIT);
+        }
         let policy = authz.key_policy(&meta.id);
         let aliases = policy
             .as_ref()

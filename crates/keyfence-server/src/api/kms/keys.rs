@@ -46,7 +46,12 @@ pub(super) struct ScheduleKeyDeletionInput {
 }
 
 impl Ops<'_> {
-    pub(super) fn create_key(&self, i: CreateKeyInput) -> Result<Value, ApiError> {
+    /// CreateKey; `policy`: the key's policy (checked), stored with the key.
+    pub(super) fn create_key(
+        &self,
+        i: CreateKeyInput,
+        policy: Option<String>,
+    ) -> Result<Value, ApiError> {
         if i.multi_region == Some(true) {
             return Err(ApiError::new(
                 "UnsupportedOperationException",
@@ -75,7 +80,7 @@ impl Ops<'_> {
                 Origin::from_aws_name(name).ok_or_else(|| messages::unsupported_origin(name))?
             }
         };
-        let meta = self.kms.create_key(
+        let meta = self.kms.create_key_with_policy(
             self.account,
             keyfence_core::service::CreateKeyInput {
                 description: i.description,
@@ -88,6 +93,7 @@ impl Ops<'_> {
                     .map(|t| (t.tag_key, t.tag_value))
                     .collect(),
             },
+            policy,
         )?;
         tracing::info!(key_id = %meta.id, account = self.account, "key created");
         Ok(json!({ "KeyMetadata": key_metadata(&meta) }))

@@ -88,36 +88,26 @@ fn checked_policy(
 }
 
 impl Ops<'_> {
-    /// CreateKey, then the key's policy if the request gives one.
+    /// CreateKey, with the key's policy if the request gives one.
     pub(super) fn create_key_with_policy(&self, body: &[u8]) -> Result<Value, ApiError> {
         let p: CreateKeyPolicy = parse(body)?;
         let input: CreateKeyInput = parse(body)?;
         let Some(text) = p.policy else {
-            return self.create_key(input);
+            return self.create_key(input, None);
         };
-        let (authz, caller) = parts(self)?;
+        let (_, caller) = parts(self)?;
         // Checked against a stand-in ARN first, so a bad policy creates no key.
         let pending = format!("arn:aws:kms:{}:{}:key/*", self.kms.region(), self.account);
-        let policy = checked_policy(
+        checked_policy(
             self,
             caller,
             &text,
             &pending,
             p.bypass_policy_lockout_safety_check,
         )?;
-        let created = self.create_key(input)?;
-        let key_id = created["KeyMetadata"]["KeyId"]
-            .as_str()
-            .and_then(|id| id.parse().ok())
-            .ok_or_else(|| {
-                ApiError::from(keyfence_core::KmsError::Internal(
-                    "CreateKey returned no key id".into(),
-                ))
-            })?;
-        authz
-            .set_key_policy(key_id, self.account, text, policy)
-            .map_err(|e| ApiError::from(keyfence_core::KmsError::from(e)))?;
-        Ok(created)
+        // The key and its policy in one transaction: a crash cannot leave
+        // the key with the default policy.
+        self.create_key(input, Some(text))
     }
 
     pub(super) fn get_key_policy(&self, i: GetKeyPolicyInput) -> Result<Value, ApiError> {
@@ -135,7 +125,7 @@ impl Ops<'_> {
         policy_name(i.policy_name.as_deref())?;
         let (authz, caller) = parts(self)?;
         let meta = self.kms.describe_key(self.account, &i.key_id)?;
-        let policy = checked_policy(
+        checked_policy(
             self,
             caller,
             &i.policy,
@@ -143,7 +133,7 @@ impl Ops<'_> {
             i.bypass_policy_lockout_safety_check,
         )?;
         authz
-            .set_key_policy(meta.id, &meta.account, i.policy, policy)
+            .set_key_policy(meta.id, &meta.account, i.policy)
             .map_err(|e| ApiError::from(keyfence_core::KmsError::from(e)))?;
         tracing::info!(key_id = %meta.id, "key policy replaced");
         Ok(json!({}))
