@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "audit log: records, signed heads, signing keys",
         super::audit::V5,
     ),
+    (6, "audit log: tree edges", super::audit::V6),
 ];
 
 /// The newest schema version this build knows.
