@@ -1,48 +1,55 @@
 //! The node's audit log writer: every request (KMS API, admin API, requests
-//! forwarded by other nodes) is appended as one record before its reply is
-//! sent, by group commit, and the log's tree head is signed at a fixed interval.
+//! forwarded by other nodes) and every action taken on the node itself is
+//! appended as one record, a request's before its reply is sent, by group
+//! commit; the log's tree head is signed at a fixed interval.
 //!
-//! # Durability
+//! # Durability and cost
 //!
-//! A request's handler builds its record once the answer is known and waits
-//! for [`AuditLog::append`]; the reply leaves only after the record is
-//! committed (SQLite `synchronous=FULL`, PostgreSQL `synchronous_commit=on`).
-//! One writer thread takes every record waiting in its queue, appends them in
-//! one transaction and then wakes their handlers: while one commit is on
-//! disk, the next batch gathers, so the commit cost is shared by every
-//! request in flight. A record that cannot be committed turns its reply into
-//! a `KMSInternalException`: no answer leaves unrecorded.
+//! A request's handler builds and encodes its record once the answer is
+//! known, queues it and waits for the batch it joined: the reply leaves only
+//! after the batch is committed (SQLite `synchronous=FULL`, PostgreSQL
+//! `synchronous_commit=on`). One writer thread takes every record queued, in
+//! order, places them, hashes them into the tree, appends them with the tree's
+//! new edge in one transaction and then wakes every handler of the batch at
+//! once. While one batch is on disk the next gathers, so a commit (and its
+//! `fsync`) is shared by every request in flight; the writer is woken only
+//! when it is idle, and never lingers. A batch that cannot be committed turns
+//! each of its replies into a `KMSInternalException`: no answer leaves
+//! unrecorded. A record queued without waiting ([`AuditLog::enqueue`]) is
+//! durable once any record queued after it has been acknowledged.
 //!
 //! # Signed tree heads
 //!
-//! Every `head_interval` (and when the node stops) the writer signs the
-//! current size and root with the log's ML-DSA-65 key, if the log grew. The
-//! key is generated on the first start, sealed under the root of trust and
-//! stored with the log; only its public half leaves the node.
+//! Every `head_interval` (and when the node stops or is sealed) the writer
+//! signs the current size and root with the log's ML-DSA-65 key, if the log
+//! grew. The key is generated on the first start, sealed under the root of
+//! trust and stored with the log; only its public half leaves the node. A
+//! quorum-sealed node records from its start and signs heads once unsealed
+//! ([`AuditLog::unseal`]), until sealed again ([`AuditLog::seal`]).
+//!
+//! # Start-up
+//!
+//! The writer restarts from the tree edge stored with the last batch (O(log n)
+//! reads); a missing edge (a log written before schema version 6) or one that
+//! does not fit the records or the latest signed head is rebuilt by reading
+//! every leaf hash once.
 
 use std::net::SocketAddr;
-use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use keyfence_core::audit::{
-    merkle, AuditRecord, AuditSigner, AuditStore, Frontier, LogKey, Outcome, SignedTreeHead,
-    Source, StoredEntry, TreeHead,
+    merkle, record, AuditRecord, AuditSigner, AuditStore, Frontier, LogKey, Outcome,
+    SignedTreeHead, Source, StoredEntry, TreeHead,
 };
 use keyfence_core::{Clock, RootOfTrust, StoreError};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 use crate::sigv4::VerifiedCaller;
 
 /// Default interval between signed tree heads.
 pub const DEFAULT_HEAD_INTERVAL: Duration = Duration::from_secs(60);
-
-/// Most records committed in one transaction.
-const MAX_BATCH: usize = 4096;
-
-/// How long the writer waits after a batch's first record for more.
-const LINGER: Duration = Duration::from_millis(1);
 
 /// Records read per query when the writer rebuilds its tree at start.
 const READ_PAGE: usize = 10_000;
@@ -118,19 +125,119 @@ pub enum AuditLogError {
     Stopped,
 }
 
-/// Where the writer reports a record's position once it is durable.
-type Ack = oneshot::Sender<Result<u64, AuditLogError>>;
+/// One group commit: the records queued while the previous one was on disk.
+struct Batch {
+    /// Set once: the position of the batch's first record, or why the batch
+    /// was not committed.
+    outcome: OnceLock<Result<u64, String>>,
+    done: Notify,
+}
 
-enum Msg {
-    Append(Box<AuditRecord>, Ack),
+impl Batch {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            outcome: OnceLock::new(),
+            done: Notify::new(),
+        })
+    }
+
+    /// Settles the batch (once) and wakes every handler waiting on it.
+    fn finish(&self, outcome: Result<u64, String>) {
+        let _ = self.outcome.set(outcome);
+        self.done.notify_waiters();
+    }
+
+    /// Waits until the batch is settled; the position of its first record.
+    async fn wait(&self) -> Result<u64, AuditLogError> {
+        let notified = self.done.notified();
+        tokio::pin!(notified);
+        // Registered before looking, so a `finish` in between is not missed.
+        notified.as_mut().enable();
+        if self.outcome.get().is_none() {
+            notified.await;
+        }
+        match self.outcome.get() {
+            Some(Ok(first)) => Ok(*first),
+            Some(Err(e)) => Err(AuditLogError::Commit(e.clone())),
+            None => Err(AuditLogError::Stopped),
+        }
+    }
+}
+
+/// A batch the writer has taken: settled as failed if the writer never gets
+/// to settle it (it panicked).
+struct Taken(Arc<Batch>);
+
+impl Drop for Taken {
+    fn drop(&mut self) {
+        self.0.finish(Err("audit writer stopped".into()));
+    }
+}
+
+/// Something other than a record for the writer.
+enum Control {
     Sign(oneshot::Sender<Result<Option<SignedTreeHead>, AuditLogError>>),
+    Unseal(Box<AuditSigner>),
+    Seal,
+}
+
+/// What the handlers hand the writer.
+struct Queue {
+    /// Encoded records, their position not yet placed.
+    records: Vec<Vec<u8>>,
+    /// The batch the queued records will be committed in.
+    batch: Arc<Batch>,
+    controls: Vec<Control>,
+    open: bool,
+    /// The writer is waiting for work (only then is it woken).
+    idle: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    wake: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues under the lock; wakes the writer if it is idle.
+    fn push<T>(&self, f: impl FnOnce(&mut Queue) -> T) -> Result<T, AuditLogError> {
+        let mut q = self.lock();
+        if !q.open {
+            return Err(AuditLogError::Stopped);
+        }
+        let out = f(&mut q);
+        if q.idle {
+            q.idle = false;
+            self.wake.notify_one();
+        }
+        Ok(out)
+    }
+}
+
+/// Closes the queue when the writer ends, however it ends: later appends
+/// fail, and records already queued are refused rather than left waiting.
+struct Exit(Arc<Shared>);
+
+impl Drop for Exit {
+    fn drop(&mut self) {
+        let mut q = self.0.lock();
+        q.open = false;
+        q.records.clear();
+        q.batch.finish(Err("audit writer stopped".into()));
+    }
 }
 
 /// The audit log of one node: a queue into the writer thread.
 pub struct AuditLog {
-    queue: Mutex<Option<mpsc::Sender<Msg>>>,
+    shared: Arc<Shared>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    public_key: Vec<u8>,
+    store: Arc<dyn AuditStore>,
+    log: String,
+    public_key: Mutex<Option<Vec<u8>>>,
     clock: Arc<dyn Clock>,
 }
 
@@ -167,7 +274,7 @@ fn signer(
     }
 }
 
-/// The tree of the stored log, from its stored leaf hashes.
+/// The tree of the stored log, from its stored leaf hashes (O(n)).
 fn rebuild(store: &dyn AuditStore, log: &str) -> Result<Frontier, StoreError> {
     let mut frontier = Frontier::new();
     loop {
@@ -188,93 +295,119 @@ fn rebuild(store: &dyn AuditStore, log: &str) -> Result<Frontier, StoreError> {
     }
 }
 
+/// The tree of the stored log: the stored edge if it covers every record
+/// and, at the latest signed head's size, has its root; else rebuilt.
+fn restore(
+    store: &dyn AuditStore,
+    log: &str,
+    latest: Option<&TreeHead>,
+) -> Result<Frontier, StoreError> {
+    let (edge, size) = store.frontier(log)?;
+    let fits = |f: &Frontier| {
+        f.size() == size && latest.is_none_or(|h| h.size != size || h.root == f.root())
+    };
+    match edge {
+        Some(f) if fits(&f) => Ok(f),
+        _ => {
+            tracing::info!(
+                log,
+                records = size,
+                "rebuilding the audit tree from its records"
+            );
+            rebuild(store, log)
+        }
+    }
+}
+
 struct Writer {
     store: Arc<dyn AuditStore>,
     log: String,
-    signer: AuditSigner,
+    signer: Option<AuditSigner>,
     clock: Arc<dyn Clock>,
     frontier: Frontier,
     signed: u64,
 }
 
 impl Writer {
-    fn run(mut self, queue: mpsc::Receiver<Msg>, interval: Duration) {
+    fn run(mut self, shared: Arc<Shared>, interval: Duration) {
+        let _exit = Exit(Arc::clone(&shared));
         let mut due = Instant::now() + interval;
         loop {
-            match queue.recv_timeout(due.saturating_duration_since(Instant::now())) {
-                Ok(Msg::Append(record, ack)) => {
-                    let mut batch = vec![(record, ack)];
-                    let mut signs = Vec::new();
-                    // Linger: sleep briefly after a batch's first record (not
-                    // blocked in recv, so senders do not wake this thread), then
-                    // take everything queued: one commit and one wake-up serve
-                    // many requests.
-                    std::thread::sleep(LINGER);
-                    while batch.len() < MAX_BATCH {
-                        match queue.try_recv() {
-                            Ok(Msg::Append(r, a)) => batch.push((r, a)),
-                            Ok(Msg::Sign(a)) => signs.push(a),
-                            Err(_) => break,
-                        }
+            let (records, batch, controls, open) = {
+                let mut q = shared.lock();
+                while q.records.is_empty() && q.controls.is_empty() && q.open {
+                    let now = Instant::now();
+                    if now >= due {
+                        break;
                     }
-                    self.commit(batch);
-                    for ack in signs {
+                    q.idle = true;
+                    q = shared
+                        .wake
+                        .wait_timeout(q, due - now)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    q.idle = false;
+                }
+                let records = std::mem::take(&mut q.records);
+                let batch = (!records.is_empty())
+                    .then(|| Taken(std::mem::replace(&mut q.batch, Batch::new())));
+                (records, batch, std::mem::take(&mut q.controls), q.open)
+            };
+            if let Some(batch) = batch {
+                self.commit(records, &batch.0);
+            }
+            for control in controls {
+                match control {
+                    Control::Sign(ack) => {
                         let _ = ack.send(self.sign());
                     }
-                }
-                Ok(Msg::Sign(ack)) => {
-                    let _ = ack.send(self.sign());
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    if let Err(e) = self.sign() {
-                        tracing::error!(error = %e, "signing the audit tree head failed");
+                    Control::Unseal(signer) => self.signer = Some(*signer),
+                    Control::Seal => {
+                        self.sign_or_log("on sealing");
+                        self.signer = None;
                     }
-                    due = Instant::now() + interval;
                 }
-                Err(RecvTimeoutError::Disconnected) => {
-                    if let Err(e) = self.sign() {
-                        tracing::error!(error = %e, "signing the final audit tree head failed");
-                    }
-                    return;
-                }
+            }
+            if !open {
+                self.sign_or_log("final");
+                return;
+            }
+            if Instant::now() >= due {
+                self.sign_or_log("periodic");
+                due = Instant::now() + interval;
             }
         }
     }
 
-    fn commit(&mut self, batch: Vec<(Box<AuditRecord>, Ack)>) {
-        let mut entries = Vec::with_capacity(batch.len());
-        let mut acks = Vec::with_capacity(batch.len());
-        for (mut record, ack) in batch {
-            record.seq = self.frontier.size() + entries.len() as u64;
-            match record.encode() {
-                Ok(data) => {
-                    entries.push(StoredEntry {
-                        seq: record.seq,
-                        leaf_hash: merkle::leaf_hash(&data),
-                        data,
-                    });
-                    acks.push(ack);
-                }
-                Err(e) => {
-                    let _ = ack.send(Err(keyfence_core::audit::AuditError::from(e).into()));
-                }
+    fn commit(&mut self, records: Vec<Vec<u8>>, batch: &Batch) {
+        let first = self.frontier.size();
+        let mut frontier = self.frontier.clone();
+        let mut entries = Vec::with_capacity(records.len());
+        for mut data in records {
+            let seq = frontier.size();
+            if let Err(e) = record::place(&mut data, seq) {
+                batch.finish(Err(e.to_string()));
+                return;
             }
+            let leaf_hash = merkle::leaf_hash(&data);
+            frontier.push(leaf_hash);
+            entries.push(StoredEntry {
+                seq,
+                data,
+                leaf_hash,
+            });
         }
-        match self.store.append(&self.log, &entries) {
+        match self.store.append(&self.log, &entries, &frontier) {
             Ok(()) => {
-                for (e, ack) in entries.iter().zip(acks) {
-                    self.frontier.push(e.leaf_hash);
-                    let _ = ack.send(Ok(e.seq));
-                }
+                self.frontier = frontier;
+                batch.finish(Ok(first));
             }
             Err(e) => {
                 tracing::error!(error = %e, records = entries.len(), "appending to the audit log failed");
-                for ack in acks {
-                    let _ = ack.send(Err(AuditLogError::Commit(e.to_string())));
-                }
+                batch.finish(Err(e.to_string()));
                 // A failed commit may still have landed (a lost connection):
                 // continue from what the store holds.
-                match rebuild(self.store.as_ref(), &self.log) {
+                match restore(self.store.as_ref(), &self.log, None) {
                     Ok(f) => self.frontier = f,
                     Err(e) => tracing::error!(error = %e, "rereading the audit log failed"),
                 }
@@ -282,12 +415,22 @@ impl Writer {
         }
     }
 
-    /// Signs and stores a head if the log grew since the last one.
+    fn sign_or_log(&mut self, which: &str) {
+        if let Err(e) = self.sign() {
+            tracing::error!(error = %e, which, "signing the audit tree head failed");
+        }
+    }
+
+    /// Signs and stores a head if the log grew since the last one and the
+    /// writer holds the signing key.
     fn sign(&mut self) -> Result<Option<SignedTreeHead>, AuditLogError> {
+        let Some(signer) = &self.signer else {
+            return Ok(None);
+        };
         if self.frontier.size() == self.signed {
             return Ok(None);
         }
-        let head = self.signer.sign(TreeHead {
+        let head = signer.sign(TreeHead {
             size: self.frontier.size(),
             root: self.frontier.root(),
             time: self.clock.now(),
@@ -301,71 +444,146 @@ impl Writer {
 impl AuditLog {
     /// Opens log `log` in `store`: its signing key (made and sealed under
     /// `root` on first use) and its tree, then starts the writer thread.
+    /// Without `root` (a sealed node) records are appended but no head is
+    /// signed until [`Self::unseal`].
     pub fn open(
         store: Arc<dyn AuditStore>,
         log: &str,
-        root: &dyn RootOfTrust,
+        root: Option<&dyn RootOfTrust>,
         clock: Arc<dyn Clock>,
         head_interval: Duration,
     ) -> Result<Self, AuditLogError> {
-        let signer = signer(store.as_ref(), log, root)?;
-        let public_key = signer.public_key()?;
-        let frontier = rebuild(store.as_ref(), log)?;
-        let signed = store.heads(log)?.last().map_or(0, |h| h.head.size);
+        let signer = root
+            .map(|root| signer(store.as_ref(), log, root))
+            .transpose()?;
+        let public_key = signer.as_ref().map(AuditSigner::public_key).transpose()?;
+        let latest = store.heads(log)?.pop().map(|h| h.head);
+        let frontier = restore(store.as_ref(), log, latest.as_ref())?;
         let writer = Writer {
-            store,
+            store: Arc::clone(&store),
             log: log.to_owned(),
             signer,
             clock: Arc::clone(&clock),
             frontier,
-            signed,
+            signed: latest.map_or(0, |h| h.size),
         };
-        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue {
+                records: Vec::new(),
+                batch: Batch::new(),
+                controls: Vec::new(),
+                open: true,
+                idle: false,
+            }),
+            wake: Condvar::new(),
+        });
+        let writer_shared = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("keyfence-audit".into())
-            .spawn(move || writer.run(rx, head_interval))
+            .spawn(move || writer.run(writer_shared, head_interval))
             .map_err(|e| StoreError::Backend(format!("audit writer thread: {e}")))?;
         Ok(Self {
-            queue: Mutex::new(Some(tx)),
+            shared,
             thread: Mutex::new(Some(thread)),
-            public_key,
+            store,
+            log: log.to_owned(),
+            public_key: Mutex::new(public_key),
             clock,
         })
     }
 
-    /// The log's public key (DER SubjectPublicKeyInfo, ML-DSA-65).
-    pub fn public_key(&self) -> &[u8] {
-        &self.public_key
+    /// The log's public key (DER SubjectPublicKeyInfo, ML-DSA-65), once the
+    /// log has its signing key (a sealed node's log has it once unsealed).
+    pub fn public_key(&self) -> Option<Vec<u8>> {
+        self.public_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
-    fn send(&self, msg: Msg) -> Result<(), AuditLogError> {
-        let queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-        queue
-            .as_ref()
-            .ok_or(AuditLogError::Stopped)?
-            .send(msg)
-            .map_err(|_| AuditLogError::Stopped)
+    /// Gives the writer the log's signing key, unsealed (or made) under
+    /// `root`: heads are signed from now on.
+    pub fn unseal(&self, root: &dyn RootOfTrust) -> Result<(), AuditLogError> {
+        let signer = signer(self.store.as_ref(), &self.log, root)?;
+        let public_key = signer.public_key()?;
+        self.shared
+            .push(|q| q.controls.push(Control::Unseal(Box::new(signer))))?;
+        *self.public_key.lock().unwrap_or_else(|p| p.into_inner()) = Some(public_key);
+        Ok(())
     }
 
-    /// Appends `record` (its `seq` is assigned here); returns its position
-    /// once it is durable.
+    /// Has the writer sign a last head and forget the signing key.
+    pub fn seal(&self) {
+        let _ = self.shared.push(|q| q.controls.push(Control::Seal));
+    }
+
+    /// Queues the encoded `record` (its position placed by the writer).
+    fn queue(&self, record: &AuditRecord) -> Result<(Arc<Batch>, u64), AuditLogError> {
+        let data = record
+            .encode()
+            .map_err(keyfence_core::audit::AuditError::from)?;
+        self.shared.push(|q| {
+            q.records.push(data);
+            (Arc::clone(&q.batch), q.records.len() as u64 - 1)
+        })
+    }
+
+    /// Appends `record` (its `seq` is assigned by the writer); returns its
+    /// position once it is durable.
     pub async fn append(&self, record: AuditRecord) -> Result<u64, AuditLogError> {
-        let (ack, done) = oneshot::channel();
-        self.send(Msg::Append(Box::new(record), ack))?;
-        done.await.map_err(|_| AuditLogError::Stopped)?
+        let (batch, index) = self.queue(&record)?;
+        Ok(batch.wait().await? + index)
     }
 
-    /// Signs a head now (if the log grew since the last one).
+    /// Queues `record` without waiting for it: it is durable once any record
+    /// queued after it has been acknowledged (batches commit in order), or
+    /// once the log is closed.
+    pub fn enqueue(&self, record: AuditRecord) -> Result<(), AuditLogError> {
+        self.queue(&record).map(drop)
+    }
+
+    /// The record of an action taken on the node itself (start-up, seal,
+    /// unseal, an executed quorum proposal) by `principal` (an operator, or
+    /// empty), about `key` if any, stamped now.
+    pub fn local(
+        &self,
+        operation: &str,
+        principal: &str,
+        key: Option<&str>,
+        outcome: Outcome,
+    ) -> AuditRecord {
+        AuditRecord {
+            seq: 0,
+            time: self.clock.now(),
+            source: Source::Local,
+            operation: bounded(operation),
+            request_id: String::new(),
+            principal: bounded(principal),
+            access_key_id: String::new(),
+            account: String::new(),
+            source_address: String::new(),
+            key: key.map(bounded),
+            context_keys: Vec::new(),
+            outcome,
+        }
+    }
+
+    /// Signs a head now (if the log grew since the last one and the log
+    /// holds its signing key).
     pub async fn sign_now(&self) -> Result<Option<SignedTreeHead>, AuditLogError> {
         let (ack, done) = oneshot::channel();
-        self.send(Msg::Sign(ack))?;
+        self.shared.push(|q| q.controls.push(Control::Sign(ack)))?;
         done.await.map_err(|_| AuditLogError::Stopped)?
     }
 
     /// Stops the writer after it has committed what it was given and signed
     /// a final head. Later appends fail with [`AuditLogError::Stopped`].
     pub fn close(&self) {
-        drop(self.queue.lock().unwrap_or_else(|p| p.into_inner()).take());
+        {
+            let mut q = self.shared.lock();
+            q.open = false;
+            self.shared.wake.notify_one();
+        }
         let thread = self.thread.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(t) = thread {
             let _ = t.join();
@@ -494,20 +712,42 @@ pub fn record(
     }
 }
 
-/// Opens the node's audit log, named `log`, unless the settings turn it off.
+/// The name of the node's log: a cluster node's is its name; nodes sharing
+/// one SQLite file outside a cluster are told apart by their data directory.
+pub fn log_name(
+    node: Option<&str>,
+    location: &crate::config::StoreLocation,
+    data_dir: &std::path::Path,
+) -> String {
+    match (node, location) {
+        (Some(name), _) => name.to_owned(),
+        (None, crate::config::StoreLocation::SharedSqlite(_)) => format!(
+            "{LOCAL_LOG}:{}",
+            std::fs::canonicalize(data_dir)
+                .unwrap_or_else(|_| data_dir.to_path_buf())
+                .display()
+        ),
+        (None, _) => LOCAL_LOG.to_owned(),
+    }
+}
+
+/// Opens the node's audit log, named `log`, unless the settings turn it off,
+/// and records the data directory's initialisation if this start made it.
 /// A node on its data directory's file (`database`), or on a SQLite file
 /// shared on one host, keeps the log in that file. A node on PostgreSQL keeps
 /// it in [`OWN_FILE`] beside `database`, not in the shared database: a record
 /// must be durable before its reply, and a node keeps answering cryptographic
 /// requests from its replica while PostgreSQL is away (up to the staleness
 /// bound), which a log in that database would stop. Auditors verify each
-/// node's log against its signed heads (`keyfence audit verify`).
+/// node's log against its signed heads (`keyfence audit verify`). Without
+/// `root` (a quorum-sealed node) heads are signed once [`AuditLog::unseal`]ed.
 pub fn start(
     settings: &AuditSettings,
     location: &crate::config::StoreLocation,
     database: &std::path::Path,
     log: &str,
-    root: &dyn RootOfTrust,
+    root: Option<&dyn RootOfTrust>,
+    initialized: bool,
 ) -> Result<Option<Arc<AuditLog>>, AuditLogError> {
     use crate::config::StoreLocation;
     use keyfence_store::SqliteAuditStore;
@@ -522,7 +762,12 @@ pub fn start(
         StoreLocation::SharedSqlite(path) => Arc::new(SqliteAuditStore::open(path)?),
     };
     let clock = Arc::new(keyfence_core::SystemClock);
-    AuditLog::open(store, log, root, clock, settings.head_interval).map(|l| Some(Arc::new(l)))
+    let audit = AuditLog::open(store, log, root, clock, settings.head_interval)?;
+    if initialized {
+        // Durable with the first request's record (or at close).
+        audit.enqueue(audit.local("Init", "", None, Outcome::Success))?;
+    }
+    Ok(Some(Arc::new(audit)))
 }
 
 /// The record's source and operation name for a request of `protocol`.

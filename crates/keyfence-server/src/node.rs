@@ -180,25 +180,18 @@ impl Node {
         if let Some(c) = cluster.as_ref().filter(|c| c.is_authority()) {
             kms.set_fence_maker(Arc::clone(c) as Arc<dyn FenceMaker>);
         }
-        // One log per node: a cluster node's is its name; nodes sharing one
-        // SQLite file outside a cluster are told apart by their data directory.
-        let log = match (&config.node, &location) {
-            (Some(n), _) => n.name.clone(),
-            (None, StoreLocation::SharedSqlite(_)) => format!(
-                "{}:{}",
-                crate::audit::LOCAL_LOG,
-                std::fs::canonicalize(&data_dir.path)
-                    .unwrap_or_else(|_| data_dir.path.clone())
-                    .display()
-            ),
-            (None, _) => crate::audit::LOCAL_LOG.to_owned(),
-        };
+        let log = crate::audit::log_name(
+            config.node.as_ref().map(|n| n.name.as_str()),
+            &location,
+            &data_dir.path,
+        );
         let audit = crate::audit::start(
             &config.audit,
             &location,
             &data_dir.database(),
             &log,
-            root.as_ref(),
+            Some(root.as_ref()),
+            initialized.is_some(),
         )?;
         drop(root);
 

@@ -13,16 +13,23 @@
 //! its background work; sealing drops the KMS (every key it held is
 //! zeroized as its last reference goes, requests in flight finishing first),
 //! stops that work and forgets any shares given.
+//!
+//! The node keeps its audit log from its start: requests are recorded while
+//! sealed too, and tree heads are signed once the root is open (the log's
+//! signing key is sealed under it); sealing signs a last head and drops the
+//! key. Unsealing and sealing are themselves recorded (`Unsealed`, `Sealed`).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
+use keyfence_core::audit::Outcome;
 use keyfence_core::{Kms, KmsError, LocalRootKey, Store, SystemClock};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::api::{messages, ApiError};
+use crate::audit::{AuditLog, AuditLogError};
 use crate::config::{Config, DEFAULT_ACCOUNT};
 use crate::conn::ConnTracker;
 use crate::datadir::DataDir;
@@ -99,10 +106,10 @@ struct Opener {
 }
 
 impl Opener {
-    fn open(&self, root: LocalRootKey) -> Result<Arc<Kms>, KmsError> {
+    fn open(&self, root: &LocalRootKey) -> Result<Arc<Kms>, KmsError> {
         let kms = Kms::open(
             Arc::clone(&self.store),
-            &root,
+            root,
             Arc::new(SystemClock),
             &self.region,
         )?
@@ -128,6 +135,8 @@ pub struct SealGate {
     /// Stops the unsealed KMS's background work.
     background: Mutex<Option<watch::Sender<bool>>>,
     runtime: tokio::runtime::Handle,
+    /// The node's audit log (unless `[audit] enabled = false`).
+    audit: Option<Arc<AuditLog>>,
 }
 
 /// Where a node's seal stands.
@@ -180,7 +189,12 @@ impl SealGate {
         match unsealing.add(share)? {
             Progress::Partial { .. } => {}
             Progress::Opened(root) => {
-                let kms = self.opener.open(LocalRootKey::new(root))?;
+                let root = LocalRootKey::new(root);
+                let kms = self.opener.open(&root)?;
+                if let Some(audit) = &self.audit {
+                    audit.unseal(&root)?;
+                }
+                drop(root);
                 let (stop, stopped) = watch::channel(false);
                 let follow = self
                     .follow
@@ -199,6 +213,7 @@ impl SealGate {
                 ));
                 *self.background.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop);
                 self.slot.set(Some(kms));
+                self.note("Unsealed");
                 tracing::info!("node unsealed");
             }
         }
@@ -220,10 +235,26 @@ impl SealGate {
             let _ = stop.send(true);
         }
         if self.slot.set(None).is_some() {
+            self.note("Sealed");
+            if let Some(audit) = &self.audit {
+                audit.seal();
+            }
             tracing::info!("node sealed");
         }
         drop(unsealing);
         self.status()
+    }
+}
+
+impl SealGate {
+    /// Queues the record of a seal change; it is durable before the reply to
+    /// the request that made it (that request's own record follows it).
+    fn note(&self, operation: &str) {
+        if let Some(audit) = &self.audit {
+            if let Err(e) = audit.enqueue(audit.local(operation, "", None, Outcome::Success)) {
+                tracing::error!(error = %e, operation, "recording a seal change failed");
+            }
+        }
     }
 }
 
@@ -240,6 +271,9 @@ pub enum UnsealError {
     /// not under this root).
     #[error("opening the KMS: {0}")]
     Kms(#[from] KmsError),
+    /// The root opened but the audit log's signing key did not.
+    #[error("opening the audit signing key: {0}")]
+    Audit(#[from] AuditLogError),
 }
 
 /// Runs seal admin operation `op` for `caller` with JSON `body`.
@@ -290,6 +324,8 @@ pub struct SealedNode {
     pub mode: KxMode,
     /// The seal state.
     pub gate: Arc<SealGate>,
+    /// The node's audit log (unless `[audit] enabled = false`).
+    pub audit: Option<Arc<AuditLog>>,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -315,8 +351,18 @@ impl SealedNode {
                 addr: config.metrics_listen,
                 source,
             })?;
-        let (data_dir, _) = DataDir::open_or_init_for(&config.data_dir, &config.root)?;
+        let (data_dir, initialized) = DataDir::open_or_init_for(&config.data_dir, &config.root)?;
         let sealed_root = data_dir.load_sealed_root()?;
+        let log = crate::audit::log_name(None, &config.store, &data_dir.path);
+        // No root yet: records are kept from now, heads signed once unsealed.
+        let audit = crate::audit::start(
+            &config.audit,
+            &config.store,
+            &data_dir.database(),
+            &log,
+            None,
+            initialized.is_some(),
+        )?;
         let (store, _, authz_store, follow) = node::open_store(&config.store, &data_dir)?;
         let shared = config.store.is_shared();
         let authz = Arc::new(crate::authz::Authz::open(authz_store, config.principals)?);
@@ -352,6 +398,7 @@ impl SealedNode {
             shared,
             background: Mutex::new(None),
             runtime: tokio::runtime::Handle::current(),
+            audit: audit.clone(),
         });
         let metrics = Metrics::new();
         let open_files = limits::raise_open_file_limit().unwrap_or(1024);
@@ -368,9 +415,7 @@ impl SealedNode {
             body_read_timeout: config.limits.body_read_timeout,
             seal: Some(Arc::clone(&gate)),
             authz: Arc::clone(&authz),
-            // The audit log's signing key is sealed under the root, which a
-            // sealed node does not hold yet: not recorded (see docs/design.md).
-            audit: None,
+            audit: audit.clone(),
             throttle: crate::throttle::Throttle::new(
                 &config.limits.throttle,
                 accounts.iter().map(String::as_str),
@@ -399,6 +444,7 @@ impl SealedNode {
             data_dir,
             mode,
             gate,
+            audit,
             stop,
             tasks,
         })
@@ -409,6 +455,10 @@ impl SealedNode {
         self.gate.seal();
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
+        if let Some(audit) = self.audit.take() {
+            // Commits what is queued (a head was signed on sealing).
+            let _ = tokio::task::spawn_blocking(move || audit.close()).await;
+        }
         let _ = std::fs::remove_file(self.data_dir.path.join(node::ADDR_FILE));
         tracing::info!("node stopped");
     }

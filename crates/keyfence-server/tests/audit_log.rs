@@ -49,13 +49,18 @@ async fn every_request_is_recorded_before_its_reply_and_the_log_verifies() {
         )
         .await;
     assert_eq!(encrypted.status, 200);
-    // Durable before the reply: the record is in the table as soon as the answer is back.
+    // Durable before the reply: the record is in the table as soon as the
+    // answer is back; the data directory's creation is the first record.
     let log = records(&store);
-    assert_eq!(log.len(), 2, "{log:?}");
-    let e = &log[1];
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(
+        (log[0].seq, log[0].source, log[0].operation.as_str()),
+        (0, Source::Local, "Init")
+    );
+    let e = &log[2];
     assert_eq!(
         (e.seq, e.source, e.operation.as_str()),
-        (1, Source::Kms, "Encrypt")
+        (2, Source::Kms, "Encrypt")
     );
     assert_eq!(e.key.as_deref(), Some(arn.as_str()));
     assert_eq!(e.context_keys, vec!["tenant"]);
@@ -85,12 +90,12 @@ async fn every_request_is_recorded_before_its_reply_and_the_log_verifies() {
         .unwrap();
     assert_eq!(unsigned.status, 400);
     let log = records(&store);
-    assert_eq!(log.len(), 4);
-    assert_eq!(log[2].outcome, Outcome::Failure("NotFoundException".into()));
-    assert_eq!(log[2].key.as_deref(), Some("alias/none"));
-    assert!(matches!(log[3].outcome, Outcome::Failure(_)));
+    assert_eq!(log.len(), 5);
+    assert_eq!(log[3].outcome, Outcome::Failure("NotFoundException".into()));
+    assert_eq!(log[3].key.as_deref(), Some("alias/none"));
+    assert!(matches!(log[4].outcome, Outcome::Failure(_)));
     assert_eq!(
-        (log[3].principal.as_str(), log[3].operation.as_str()),
+        (log[4].principal.as_str(), log[4].operation.as_str()),
         ("", "ListKeys")
     );
 
@@ -111,14 +116,14 @@ async fn every_request_is_recorded_before_its_reply_and_the_log_verifies() {
     // A signed head covers the log, and the whole log verifies against it.
     let audit = node.audit.clone().unwrap();
     let head = audit.sign_now().await.unwrap().unwrap();
-    assert_eq!(head.head.size, 4);
+    assert_eq!(head.head.size, 5);
     assert_eq!(
         audit.sign_now().await.unwrap(),
         None,
         "no new head when nothing was added"
     );
     let key = store.signing_key("local").unwrap().unwrap();
-    assert_eq!(key.public_key, audit.public_key());
+    assert_eq!(Some(key.public_key.clone()), audit.public_key());
     let mut v = LogVerifier::new(&key.public_key, store.heads("local").unwrap());
     store
         .read("local", 0, 100)
@@ -126,7 +131,7 @@ async fn every_request_is_recorded_before_its_reply_and_the_log_verifies() {
         .iter()
         .for_each(|e| v.push(e));
     let report = v.finish();
-    assert_eq!((report.problem, report.records, report.heads), (None, 4, 1));
+    assert_eq!((report.problem, report.records, report.heads), (None, 5, 1));
     drop(audit);
     node.shutdown().await;
 
@@ -138,8 +143,8 @@ async fn every_request_is_recorded_before_its_reply_and_the_log_verifies() {
     let heads = store.heads("local").unwrap();
     assert_eq!(
         heads.last().unwrap().head.size,
-        5,
-        "shutdown signs a final head"
+        6,
+        "shutdown signs a final head (no second Init: the directory existed)"
     );
     assert_eq!(store.signing_key("local").unwrap().unwrap(), key);
     let mut v = LogVerifier::new(&key.public_key, heads);

@@ -100,10 +100,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, crate::sqlite_authz::V4),
     (5, crate::sqlite_audit::V5),
     (6, crate::sqlite_authz::V6),
+    (7, crate::sqlite_audit::V6),
 ];
 
 /// Schema version this build writes.
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_VERSION: i64 = 7;
 
 /// A [`Store`] in one SQLite file.
 pub struct SqliteStore {

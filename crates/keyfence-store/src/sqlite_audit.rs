@@ -1,15 +1,18 @@
-//! [`AuditStore`] on the SQLite file: the audit tables (schema version 5),
+//! [`AuditStore`] on the SQLite file: the audit tables (schema versions 5 and 6),
 //! written through a connection of their own so that appending never waits
 //! for the key store's connection, and the key store's never for the log.
 //!
 //! The tables refuse `UPDATE` and `DELETE` (triggers): the log is
 //! append-only to anything that goes through SQLite's rules. Someone who
-//! edits the file directly is caught by `keyfence audit verify`.
+//! edits the file directly is caught by `keyfence audit verify`. The one
+//! table that is updated, `audit_frontiers`, is the writer's cache of its
+//! tree's right edge (not evidence: a wrong edge makes the writer sign heads
+//! the records do not match, which `verify` reports).
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
 
-use keyfence_core::audit::{AuditStore, LogKey, SignedTreeHead, StoredEntry, TreeHead};
+use keyfence_core::audit::{AuditStore, Frontier, LogKey, SignedTreeHead, StoredEntry, TreeHead};
 use keyfence_core::store::StoreError;
 use keyfence_core::Timestamp;
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -50,6 +53,14 @@ CREATE TRIGGER audit_keys_append_only_update BEFORE UPDATE ON audit_keys
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_keys_append_only_delete BEFORE DELETE ON audit_keys
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+";
+
+/// Schema version 6: each log's tree edge, so a writer restarts in O(log n).
+pub(crate) const V6: &str = "
+CREATE TABLE audit_frontiers (
+    log TEXT PRIMARY KEY,
+    edge BLOB NOT NULL
+);
 ";
 
 /// The audit log in a SQLite file (the key store's file), on its own connection.
@@ -106,7 +117,12 @@ impl SqliteAuditStore {
 }
 
 impl AuditStore for SqliteAuditStore {
-    fn append(&self, log: &str, entries: &[StoredEntry]) -> Result<(), StoreError> {
+    fn append(
+        &self,
+        log: &str,
+        entries: &[StoredEntry],
+        frontier: &Frontier,
+    ) -> Result<(), StoreError> {
         let Some(first) = entries.first() else {
             return Ok(());
         };
@@ -138,8 +154,35 @@ impl AuditStore for SqliteAuditStore {
                     .execute(params![log, e.seq as i64, e.data, &e.leaf_hash[..]])
                     .map_err(backend)?;
             }
+            tx.prepare_cached(
+                "INSERT INTO audit_frontiers (log, edge) VALUES (?1, ?2) \
+                 ON CONFLICT (log) DO UPDATE SET edge = excluded.edge",
+            )
+            .map_err(backend)?
+            .execute(params![log, frontier.to_bytes()])
+            .map_err(backend)?;
         }
         tx.commit().map_err(backend)
+    }
+
+    fn frontier(&self, log: &str) -> Result<(Option<Frontier>, u64), StoreError> {
+        let conn = self.conn();
+        let size: i64 = conn
+            .query_row(
+                "SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_records WHERE log = ?1",
+                [log],
+                |r| r.get(0),
+            )
+            .map_err(backend)?;
+        let edge: Option<Vec<u8>> = conn
+            .query_row(
+                "SELECT edge FROM audit_frontiers WHERE log = ?1",
+                [log],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(backend)?;
+        Ok((edge.as_deref().and_then(Frontier::from_bytes), seq(size)?))
     }
 
     fn read(&self, log: &str, from: u64, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {

@@ -3,7 +3,7 @@
 //! a second key, UPDATE and DELETE through the database's own rules).
 
 use keyfence_core::audit::merkle::leaf_hash;
-use keyfence_core::audit::{AuditStore, LogKey, SignedTreeHead, StoredEntry, TreeHead};
+use keyfence_core::audit::{AuditStore, Frontier, LogKey, SignedTreeHead, StoredEntry, TreeHead};
 use keyfence_core::store::StoreError;
 use keyfence_core::Timestamp;
 use keyfence_store::{PostgresStore, SqliteAuditStore};
@@ -22,24 +22,37 @@ fn entries(from: u64, n: u64) -> Vec<StoredEntry> {
         .collect()
 }
 
+/// The tree of the first `n` entries.
+fn edge(n: u64) -> Frontier {
+    let mut f = Frontier::new();
+    entries(0, n).iter().for_each(|e| f.push(e.leaf_hash));
+    f
+}
+
 fn exercise(store: &dyn AuditStore) {
     assert!(store.read("a", 0, 10).unwrap().is_empty());
-    store.append("a", &entries(0, 3)).unwrap();
-    store.append("a", &entries(3, 2)).unwrap();
-    store.append("b", &entries(0, 1)).unwrap();
+    assert_eq!(store.frontier("a").unwrap(), (None, 0));
+    store.append("a", &entries(0, 3), &edge(3)).unwrap();
+    assert_eq!(store.frontier("a").unwrap(), (Some(edge(3)), 3));
+    store.append("a", &entries(3, 2), &edge(5)).unwrap();
+    store.append("b", &entries(0, 1), &edge(1)).unwrap();
+    // The edge stored with the last append, beside the count of records.
+    assert_eq!(store.frontier("a").unwrap(), (Some(edge(5)), 5));
+    assert_eq!(store.frontier("b").unwrap(), (Some(edge(1)), 1));
     assert_eq!(store.read("a", 0, 100).unwrap(), entries(0, 5));
     assert_eq!(store.read("a", 2, 2).unwrap(), entries(2, 2));
     assert_eq!(store.read("b", 0, 100).unwrap(), entries(0, 1));
     // A gap and a position taken twice are refused, and nothing of them is kept.
     assert!(matches!(
-        store.append("a", &entries(6, 1)),
+        store.append("a", &entries(6, 1), &edge(7)),
         Err(StoreError::Conflict(_))
     ));
     assert!(matches!(
-        store.append("a", &entries(4, 2)),
+        store.append("a", &entries(4, 2), &edge(6)),
         Err(StoreError::Conflict(_))
     ));
     assert_eq!(store.read("a", 0, 100).unwrap().len(), 5);
+    assert_eq!(store.frontier("a").unwrap(), (Some(edge(5)), 5));
 
     let head = |size| SignedTreeHead {
         head: TreeHead {
@@ -88,7 +101,7 @@ fn sqlite_audit_tables_append_read_and_refuse_changes() {
     let version: i64 = conn
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 }
 
 #[test]

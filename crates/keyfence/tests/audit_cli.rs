@@ -50,7 +50,7 @@ fn make_log(dir: &Path) {
     let log = AuditLog::open(
         store,
         "local",
-        &root,
+        Some(&root),
         Arc::new(SystemClock),
         std::time::Duration::from_secs(3600),
     )
@@ -302,7 +302,7 @@ fn a_log_in_postgresql_verifies_and_an_edit_in_the_database_is_detected() {
     let log = AuditLog::open(
         store,
         "fra",
-        &root,
+        Some(&root),
         Arc::new(SystemClock),
         std::time::Duration::from_secs(3600),
     )

@@ -274,6 +274,38 @@ impl Frontier {
         self.size += 1;
     }
 
+    /// The stored form: the size (u64, big-endian), then the hash of each
+    /// perfect subtree from the largest to the smallest (one per bit set in
+    /// the size), so a writer restarts without rereading the log.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 + 32 * self.stack.len());
+        out.extend_from_slice(&self.size.to_be_bytes());
+        for (_, h) in &self.stack {
+            out.extend_from_slice(h);
+        }
+        out
+    }
+
+    /// Parses [`Self::to_bytes`]; `None` if the bytes are not a frontier
+    /// (wrong length for the size they name).
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        let (size, hashes) = bytes.split_first_chunk::<8>()?;
+        let size = u64::from_be_bytes(*size);
+        if hashes.len() != 32 * size.count_ones() as usize {
+            return None;
+        }
+        let heights = (0..u64::BITS).rev().filter(|h| size >> h & 1 == 1);
+        let stack = heights
+            .zip(hashes.chunks_exact(32))
+            .map(|(h, c)| {
+                let mut hash = [0u8; 32];
+                hash.copy_from_slice(c);
+                (h, hash)
+            })
+            .collect();
+        Some(Self { size, stack })
+    }
+
     /// MTH of the leaves appended so far.
     pub fn root(&self) -> Hash {
         let mut iter = self.stack.iter().rev();

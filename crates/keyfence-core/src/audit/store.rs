@@ -2,7 +2,7 @@
 //! (one log per node), the signed heads, and the log's sealed signing key.
 
 use super::head::SignedTreeHead;
-use super::merkle::Hash;
+use super::merkle::{Frontier, Hash};
 use crate::store::StoreError;
 
 /// One stored record: its position, its canonical bytes and their leaf hash
@@ -30,8 +30,20 @@ pub struct LogKey {
 /// Durable storage of audit logs. Every write is durable when it returns.
 pub trait AuditStore: Send + Sync {
     /// Appends `entries` (consecutive, starting at the log's current size)
-    /// in one transaction; a `Conflict` if a position is already taken.
-    fn append(&self, log: &str, entries: &[StoredEntry]) -> Result<(), StoreError>;
+    /// and replaces the log's stored tree edge with `frontier` (the tree
+    /// with them appended) in one transaction; a `Conflict` if a position is
+    /// already taken.
+    fn append(
+        &self,
+        log: &str,
+        entries: &[StoredEntry],
+        frontier: &Frontier,
+    ) -> Result<(), StoreError>;
+    /// The tree edge stored by the last [`Self::append`] and the number of
+    /// records the log holds, so a writer restarts in O(log n). The edge is
+    /// the writer's cache, not evidence: a verifier recomputes the tree from
+    /// the records.
+    fn frontier(&self, log: &str) -> Result<(Option<Frontier>, u64), StoreError>;
     /// Up to `limit` entries from position `from`, in order of position.
     fn read(&self, log: &str, from: u64, limit: usize) -> Result<Vec<StoredEntry>, StoreError>;
     /// Records a signed head.

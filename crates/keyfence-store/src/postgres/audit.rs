@@ -1,8 +1,10 @@
 //! [`AuditStore`] on PostgreSQL (schema migration 5): one append-only table
 //! of records per node's log, the signed heads and each log's sealed signing
 //! key. A trigger refuses `UPDATE`, `DELETE` and `TRUNCATE` on all three.
+//! Migration 6 adds each log's tree edge (the writer's cache, replaced at
+//! every append; not evidence).
 
-use keyfence_core::audit::{AuditStore, LogKey, SignedTreeHead, StoredEntry, TreeHead};
+use keyfence_core::audit::{AuditStore, Frontier, LogKey, SignedTreeHead, StoredEntry, TreeHead};
 use keyfence_core::{StoreError, Timestamp};
 
 use super::error::{db, pool as pool_err, release, suspect};
@@ -49,6 +51,14 @@ CREATE TRIGGER audit_keys_no_truncate BEFORE TRUNCATE ON audit_keys
     FOR EACH STATEMENT EXECUTE FUNCTION keyfence_audit_append_only();
 "#;
 
+/// Migration 6: each log's tree edge, so a writer restarts in O(log n).
+pub(crate) const V6: &str = r#"
+CREATE TABLE audit_frontiers (
+    log TEXT PRIMARY KEY,
+    edge BYTEA NOT NULL
+);
+"#;
+
 fn hash(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
     bytes
         .try_into()
@@ -60,11 +70,17 @@ fn position(v: i64) -> Result<u64, StoreError> {
 }
 
 impl AuditStore for PostgresStore {
-    fn append(&self, log: &str, entries: &[StoredEntry]) -> Result<(), StoreError> {
+    fn append(
+        &self,
+        log: &str,
+        entries: &[StoredEntry],
+        frontier: &Frontier,
+    ) -> Result<(), StoreError> {
         let Some(first) = entries.first().map(|e| e.seq as i64) else {
             return Ok(());
         };
         let log = log.to_owned();
+        let edge = frontier.to_bytes();
         let rows: Vec<(i64, Vec<u8>, Vec<u8>)> = entries
             .iter()
             .map(|e| (e.seq as i64, e.data.clone(), e.leaf_hash.to_vec()))
@@ -93,6 +109,13 @@ impl AuditStore for PostgresStore {
                     "INSERT INTO audit_records (log, seq, data, leaf_hash) \
                      SELECT $1, * FROM unnest($2::BIGINT[], $3::BYTEA[], $4::BYTEA[])",
                     &[&log, &seqs, &data, &leaves],
+                )
+                .await
+                .map_err(db)?;
+                tx.execute(
+                    "INSERT INTO audit_frontiers (log, edge) VALUES ($1, $2) \
+                     ON CONFLICT (log) DO UPDATE SET edge = excluded.edge",
+                    &[&log, &edge],
                 )
                 .await
                 .map_err(db)?;
@@ -174,6 +197,31 @@ impl AuditStore for PostgresStore {
                 })
             })
             .collect()
+    }
+
+    fn frontier(&self, log: &str) -> Result<(Option<Frontier>, u64), StoreError> {
+        let log = log.to_owned();
+        let (size, edge) = self.run("read the audit tree edge", move |pool| async move {
+            let client = pool.get().await.map_err(pool_err)?;
+            let size: i64 = client
+                .query_one(
+                    "SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_records WHERE log = $1",
+                    &[&log],
+                )
+                .await
+                .map_err(db)?
+                .get(0);
+            let edge = client
+                .query_opt("SELECT edge FROM audit_frontiers WHERE log = $1", &[&log])
+                .await
+                .map_err(db)?
+                .map(|r| r.get::<_, Vec<u8>>(0));
+            Ok((size, edge))
+        })?;
+        Ok((
+            edge.as_deref().and_then(Frontier::from_bytes),
+            position(size)?,
+        ))
     }
 
     fn signing_key(&self, log: &str) -> Result<Option<LogKey>, StoreError> {

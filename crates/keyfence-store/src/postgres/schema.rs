@@ -30,6 +30,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "key policies and grants in the change feed",
         super::authz::V6,
     ),
+    (7, "audit log: tree edges", super::audit::V6),
 ];
 
 /// The newest schema version this build knows.

@@ -145,6 +145,33 @@ fn roots_match_the_reference_tree() {
 }
 
 #[test]
+fn a_frontier_round_trips_through_its_stored_form_and_keeps_growing_the_same_tree() {
+    let all = tree(37);
+    let mut frontier = Frontier::new();
+    for (i, leaf) in all.iter().enumerate() {
+        let back = Frontier::from_bytes(&frontier.to_bytes()).unwrap();
+        assert_eq!(back, frontier, "size {i}");
+        frontier.push(*leaf);
+    }
+    // Restored midway, it grows into the same tree as one never stored.
+    let mut restored = Frontier::new();
+    all[..21].iter().for_each(|l| restored.push(*l));
+    let mut restored = Frontier::from_bytes(&restored.to_bytes()).unwrap();
+    all[21..].iter().for_each(|l| restored.push(*l));
+    assert_eq!(restored.root(), root(&all));
+    // A length that does not fit the size it names is refused.
+    let mut bytes = frontier.to_bytes();
+    bytes.pop();
+    assert_eq!(Frontier::from_bytes(&bytes), None);
+    bytes.truncate(7);
+    assert_eq!(Frontier::from_bytes(&bytes), None);
+    assert_eq!(
+        Frontier::from_bytes(&0u64.to_be_bytes()),
+        Some(Frontier::new())
+    );
+}
+
+#[test]
 fn inclusion_proofs_match_and_verify() {
     let leaves = leaves();
     for (leaf, size, expected) in inclusion_vectors() {
