@@ -1,4 +1,4 @@
-//! [`AuditStore`] on the SQLite file: the audit tables (schema versions 5 and 6),
+//! [`AuditStore`] on the SQLite file: the audit tables (schema versions 5 and 7),
 //! written through a connection of their own so that appending never waits
 //! for the key store's connection, and the key store's never for the log.
 //!
@@ -55,7 +55,7 @@ CREATE TRIGGER audit_keys_append_only_delete BEFORE DELETE ON audit_keys
     BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 ";
 
-/// Schema version 6: each log's tree edge, so a writer restarts in O(log n).
+/// Schema version 7: each log's tree edge, so a writer restarts in O(log n).
 pub(crate) const V6: &str = "
 CREATE TABLE audit_frontiers (
     log TEXT PRIMARY KEY,
