@@ -51,7 +51,7 @@ CREATE TRIGGER audit_keys_no_truncate BEFORE TRUNCATE ON audit_keys
     FOR EACH STATEMENT EXECUTE FUNCTION keyfence_audit_append_only();
 "#;
 
-/// Migration 6: each log's tree edge, so a writer restarts in O(log n).
+/// Migration 7: each log's tree edge, so a writer restarts in O(log n).
 pub(crate) const V6: &str = r#"
 CREATE TABLE audit_frontiers (
     log TEXT PRIMARY KEY,
