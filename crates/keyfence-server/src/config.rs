@@ -225,8 +225,14 @@ pub struct ConfigFile {
     pub metrics_listen: Option<SocketAddr>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
-    /// Region named in ARNs.
+    /// The default region: where keys made before multi-region serving
+    /// live, and what a request outside any region scope uses.
     pub region: Option<String>,
+    /// Further regions this node serves (besides `region` and every region
+    /// named in `[regions]`); a request is served in the region of its
+    /// SigV4 credential scope.
+    #[serde(default)]
+    pub serve_regions: Vec<String>,
     /// Refuse classical-only TLS clients.
     pub post_quantum: Option<bool>,
     /// Where keys are kept: `sqlite` (default), `sqlite:PATH`, `postgres://…`.
@@ -356,8 +362,10 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     /// Data directory.
     pub data_dir: PathBuf,
-    /// Region named in ARNs.
+    /// The default region (keys made before multi-region serving live here).
     pub region: String,
+    /// The other regions served (`serve_regions` and `[regions]`' names), sorted.
+    pub also_serves: Vec<String>,
     /// Refuse classical-only TLS clients.
     pub post_quantum: bool,
     /// Credentials from the config file.
@@ -384,14 +392,21 @@ impl Config {
     /// Defaults, then `file`, then `overrides`.
     pub fn resolve(file: ConfigFile, overrides: Overrides) -> Result<Self, ConfigError> {
         let region = file.region.unwrap_or_else(|| DEFAULT_REGION.to_string());
-        if region.is_empty()
-            || !region
-                .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-        {
-            return Err(ConfigError::Invalid(format!(
-                "region {region:?} is not a region name"
-            )));
+        let mut also_serves: Vec<String> = file
+            .serve_regions
+            .iter()
+            .chain(file.regions.keys())
+            .filter(|r| **r != region)
+            .cloned()
+            .collect();
+        also_serves.sort();
+        also_serves.dedup();
+        for name in std::iter::once(&region).chain(&also_serves) {
+            if keyfence_core::Region::new(name).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "region {name:?} is not a region name"
+                )));
+            }
         }
         let store = match overrides.store.or(file.store) {
             Some(s) => StoreLocation::parse(&s)?,
@@ -434,6 +449,7 @@ impl Config {
             default_fence: file.regions.get(&region).cloned(),
             node: file.node,
             region,
+            also_serves,
             limits: Limits {
                 throttle: file.throttle.resolve().map_err(ConfigError::Invalid)?,
                 ..file.limits.resolve()?

@@ -66,6 +66,14 @@ impl KmsSlot {
         }
     }
 
+    /// Whether this node serves `region` (while sealed: its default region only).
+    pub fn serves(&self, region: &str) -> bool {
+        match self.get() {
+            Ok(kms) => kms.serves(region),
+            Err(_) => region == self.region(),
+        }
+    }
+
     /// The KMS, or the sealed refusal.
     pub fn get(&self) -> Result<Arc<Kms>, ApiError> {
         match self {
@@ -92,6 +100,7 @@ impl KmsSlot {
 struct Opener {
     store: Arc<dyn Store>,
     region: String,
+    also_serves: Vec<String>,
     default_fence: Option<String>,
     max_staleness: Option<std::time::Duration>,
 }
@@ -104,6 +113,7 @@ impl Opener {
             Arc::new(SystemClock),
             &self.region,
         )?
+        .with_regions(&self.also_serves)?
         .with_default_fence(self.default_fence.as_deref())?;
         Ok(Arc::new(match self.max_staleness {
             Some(bound) => kms.with_max_staleness(Some(bound)),
@@ -345,6 +355,7 @@ impl SealedNode {
             opener: Opener {
                 store,
                 region: config.region.clone(),
+                also_serves: config.also_serves.clone(),
                 default_fence: config.default_fence.clone(),
                 max_staleness: shared.then_some(config.max_staleness),
             },

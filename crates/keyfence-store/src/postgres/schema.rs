@@ -25,6 +25,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "audit log: records, signed heads, signing keys",
         super::audit::V5,
     ),
+    (6, "multi-Region key rows", crate::format::V6_MULTI_REGION),
 ];
 
 /// The newest schema version this build knows.
