@@ -397,6 +397,54 @@ mod tests {
     }
 
     #[test]
+    fn multi_region_ids() {
+        let east = Region::new("us-east-1").unwrap();
+        let west = Region::new("eu-west-1").unwrap();
+        let id = KeyId::generate_multi_region(east).unwrap();
+        assert!(id.is_multi_region());
+        assert_eq!(id.home(), Some(east));
+        let public = id.public().to_string();
+        assert!(public.starts_with("mrk-") && public.len() == 36, "{public}");
+        assert_eq!(id.to_string(), format!("{public}@us-east-1"));
+        // The canonical text round-trips; the public form parses unbound.
+        assert_eq!(id.to_string().parse::<KeyId>(), Ok(id));
+        let unbound: KeyId = public.parse().unwrap();
+        assert_eq!(unbound.home(), None);
+        assert_eq!(unbound.in_region(east), id);
+        // Members in two regions share the bytes a blob carries, not the identity.
+        let replica = unbound.in_region(west);
+        assert_ne!(replica, id);
+        assert_eq!(replica.as_bytes(), id.as_bytes());
+        assert_eq!(KeyId::from_bytes(*id.as_bytes()), unbound);
+        // A UUID is never bound to a region, and never reads as an mrk id.
+        let uuid = KeyId::generate().unwrap();
+        assert!(!uuid.is_multi_region());
+        assert_eq!(uuid.in_region(west), uuid);
+        let mut bytes = *uuid.as_bytes();
+        bytes[8] |= 0xc0;
+        let disguised = KeyId::from_bytes(bytes);
+        assert!(disguised.is_multi_region());
+        let text = uuid.to_string();
+        let as_uuid = format!("{}{}{}", &text[..19], hex::encode([bytes[8]]), &text[21..]);
+        assert!(as_uuid.parse::<KeyId>().is_err(), "{as_uuid}");
+        for bad in [
+            "mrk-1234",
+            "mrk-1234abcd12ab34cd56ef1234567890ab", // marker bits not set
+            "mrk-1234abcd12ab34cdd6ef1234567890ab@",
+            "mrk-1234abcd12ab34cdd6ef1234567890ab@EU",
+        ] {
+            assert!(bad.parse::<KeyId>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            key_arn("eu-west-1", "111122223333", &replica),
+            format!("arn:aws:kms:eu-west-1:111122223333:key/{public}")
+        );
+        assert!(Region::new("").is_none());
+        assert!(Region::new("US-east-1").is_none());
+        assert!(Region::new(&"a".repeat(32)).is_none());
+    }
+
+    #[test]
     fn key_refs() {
         let id: KeyId = "1234abcd-12ab-34cd-56ef-1234567890ab".parse().unwrap();
         assert_eq!(KeyRef::parse(&id.to_string()), Ok(KeyRef::Id(id)));

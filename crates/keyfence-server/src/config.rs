@@ -228,9 +228,9 @@ pub struct ConfigFile {
     /// The default region: where keys made before multi-region serving
     /// live, and what a request outside any region scope uses.
     pub region: Option<String>,
-    /// Further regions this node serves (besides `region` and every region
-    /// named in `[regions]`); a request is served in the region of its
-    /// SigV4 credential scope.
+    /// Further regions this node serves besides `region`; a request is
+    /// served in the region of its SigV4 credential scope. (`[regions]`'
+    /// default fence applies to keys created in `region`.)
     #[serde(default)]
     pub serve_regions: Vec<String>,
     /// Refuse classical-only TLS clients.
@@ -364,7 +364,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The default region (keys made before multi-region serving live here).
     pub region: String,
-    /// The other regions served (`serve_regions` and `[regions]`' names), sorted.
+    /// The other regions served (`serve_regions`), sorted, without `region`.
     pub also_serves: Vec<String>,
     /// Refuse classical-only TLS clients.
     pub post_quantum: bool,
@@ -395,7 +395,6 @@ impl Config {
         let mut also_serves: Vec<String> = file
             .serve_regions
             .iter()
-            .chain(file.regions.keys())
             .filter(|r| **r != region)
             .cloned()
             .collect();
@@ -407,6 +406,14 @@ impl Config {
                     "region {name:?} is not a region name"
                 )));
             }
+        }
+        // A default fence is applied in the default region only; serving
+        // another region that has one would create its keys unfenced.
+        if let Some(fenced) = also_serves.iter().find(|r| file.regions.contains_key(*r)) {
+            return Err(ConfigError::Invalid(format!(
+                "[regions] gives {fenced:?} a default fence, which applies only to the default \
+                 region ({region:?}); serve {fenced:?} from a node whose region it is"
+            )));
         }
         let store = match overrides.store.or(file.store) {
             Some(s) => StoreLocation::parse(&s)?,
@@ -506,6 +513,31 @@ mod tests {
             Path::new("c.toml")
         )
         .is_err());
+    }
+
+    #[test]
+    fn served_regions() {
+        let resolve = |text: &str| {
+            Config::resolve(
+                parse_toml(text, Path::new("r.toml")).unwrap(),
+                Overrides::default(),
+            )
+        };
+        // An old config: one region, the default.
+        let config = resolve("").unwrap();
+        assert_eq!(config.region, DEFAULT_REGION);
+        assert!(config.also_serves.is_empty());
+        let config = resolve(
+            "region = \"us-east-1\"\nserve_regions = [\"eu-west-1\", \"us-east-1\", \"ap-southeast-2\", \"eu-west-1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.also_serves, ["ap-southeast-2", "eu-west-1"]);
+        assert!(resolve("serve_regions = [\"EU\"]\n").is_err());
+        // A served region with a default fence it would not get.
+        let refused = resolve(
+            "region = \"us-east-1\"\nserve_regions = [\"eu-central-1\"]\n[regions]\neu-central-1 = \"region: EU\"\n",
+        );
+        assert!(matches!(refused, Err(ConfigError::Invalid(m)) if m.contains("eu-central-1")));
     }
 
     #[test]
