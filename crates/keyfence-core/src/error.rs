@@ -324,6 +324,15 @@ pub enum KmsError {
     /// The operation is not supported for this key.
     #[error("unsupported: {0:?}")]
     UnsupportedOperation(Unsupported),
+    /// A request scoped (SigV4 credential scope) to a region this node does not serve.
+    #[error("region {region} is not served here")]
+    RegionNotServed {
+        /// The region asked for.
+        region: String,
+    },
+    /// A multi-Region key operation refused (see [`MultiRegionRefusal`]).
+    #[error("multi-Region: {0:?}")]
+    MultiRegion(crate::service::MultiRegionRefusal),
     /// The crypto layer refused the caller's input to `operation`: an
     /// Unsupported detail is an UnsupportedOperation, any other a Validation
     /// error (failures that are not the caller's are [`KmsError::Internal`]).

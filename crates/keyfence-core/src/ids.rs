@@ -5,9 +5,75 @@ use std::str::FromStr;
 
 use crate::{AliasNameProblem, KmsError, Missing};
 
-/// A KMS key's id: a random (version 4) UUID.
+/// An AWS region name (`us-east-1`): lowercase letters, digits and hyphens,
+/// 1 to [`Region::MAX_LEN`] characters, held inline so key ids stay `Copy`.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct KeyId([u8; 16]);
+pub struct Region {
+    len: u8,
+    name: [u8; Region::MAX_LEN],
+}
+
+impl Region {
+    /// Longest region name accepted (AWS's longest is 14).
+    pub const MAX_LEN: usize = 31;
+
+    /// Validates a region name; `None` if it is not one.
+    pub fn new(name: &str) -> Option<Self> {
+        let ok = !name.is_empty()
+            && name.len() <= Self::MAX_LEN
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
+        if !ok {
+            return None;
+        }
+        let mut buf = [0u8; Self::MAX_LEN];
+        buf[..name.len()].copy_from_slice(name.as_bytes());
+        Some(Self {
+            len: name.len() as u8,
+            name: buf,
+        })
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        // Only ASCII bytes are ever stored (checked in `new`).
+        std::str::from_utf8(&self.name[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+impl fmt::Display for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Region {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Region({})", self.as_str())
+    }
+}
+
+/// A KMS key's id: a random (version 4) UUID, or for a multi-Region key
+/// `mrk-` and 32 hex digits.
+///
+/// The 16 bytes are what a ciphertext blob carries; a multi-Region key's
+/// bytes have the two top bits of byte 8 set (a UUID v4 has `10` there), so
+/// the two kinds never collide. The primary and replicas of a multi-Region
+/// key share the 16 bytes, and each is bound to its region (its *home*): the
+/// home is part of the id's identity (store rows, cache, grants) and of its
+/// canonical text (`mrk-…@eu-west-1`), never of what a caller sees
+/// ([`KeyId::public`]).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct KeyId {
+    bytes: [u8; 16],
+    home: Option<Region>,
+}
+
+/// The marker bits of a multi-Region key id (top two bits of byte 8).
+const MRK_MARK: u8 = 0xc0;
+/// The prefix of a multi-Region key id.
+const MRK_PREFIX: &str = "mrk-";
 
 impl KeyId {
     /// A fresh random id.
@@ -16,23 +82,63 @@ impl KeyId {
             keyfence_crypto::rand::array::<16>().map_err(KmsError::internal_crypto("key id"))?;
         b[6] = (b[6] & 0x0f) | 0x40;
         b[8] = (b[8] & 0x3f) | 0x80;
-        Ok(Self(b))
+        Ok(Self::from_bytes(b))
+    }
+
+    /// A fresh random multi-Region key id (`mrk-…`) bound to `home`.
+    pub fn generate_multi_region(home: Region) -> Result<Self, KmsError> {
+        let mut b =
+            keyfence_crypto::rand::array::<16>().map_err(KmsError::internal_crypto("key id"))?;
+        b[8] |= MRK_MARK;
+        Ok(Self::from_bytes(b).in_region(home))
     }
 
     /// The 16 bytes carried in ciphertext blobs.
     pub fn as_bytes(&self) -> &[u8; 16] {
-        &self.0
+        &self.bytes
     }
 
-    /// From the 16 bytes carried in a ciphertext blob.
+    /// From the 16 bytes carried in a ciphertext blob (a multi-Region id
+    /// comes unbound: see [`KeyId::in_region`]).
     pub fn from_bytes(bytes: [u8; 16]) -> Self {
-        Self(bytes)
+        Self { bytes, home: None }
+    }
+
+    /// Whether this is a multi-Region key's id (`mrk-…`).
+    pub fn is_multi_region(&self) -> bool {
+        self.bytes[8] & MRK_MARK == MRK_MARK
+    }
+
+    /// The region a multi-Region id is bound to (`None` for other ids, and
+    /// for a multi-Region id read from a blob or a caller).
+    pub fn home(&self) -> Option<Region> {
+        self.home
+    }
+
+    /// The id of the multi-Region key's member in `region`; other ids are
+    /// returned unchanged (their region is in their metadata).
+    pub fn in_region(self, region: Region) -> Self {
+        Self {
+            home: self.is_multi_region().then_some(region),
+            ..self
+        }
+    }
+
+    /// The id as AWS shows it: the UUID, or `mrk-` and 32 hex digits.
+    pub fn public(&self) -> PublicKeyId<'_> {
+        PublicKeyId(self)
     }
 }
 
-impl fmt::Display for KeyId {
+/// A key id as callers see it (see [`KeyId::public`]).
+pub struct PublicKeyId<'a>(&'a KeyId);
+
+impl fmt::Display for PublicKeyId<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let h = hex::encode(self.0);
+        let h = hex::encode(self.0.bytes);
+        if self.0.is_multi_region() {
+            return write!(f, "{MRK_PREFIX}{h}");
+        }
         write!(
             f,
             "{}-{}-{}-{}-{}",
@@ -45,6 +151,18 @@ impl fmt::Display for KeyId {
     }
 }
 
+impl fmt::Display for KeyId {
+    /// The canonical text: the public id, then `@region` for a bound
+    /// multi-Region id (how stores and logs name it).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.public())?;
+        match self.home {
+            Some(home) => write!(f, "@{home}"),
+            None => Ok(()),
+        }
+    }
+}
+
 impl fmt::Debug for KeyId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "KeyId({self})")
@@ -54,8 +172,25 @@ impl fmt::Debug for KeyId {
 impl FromStr for KeyId {
     type Err = ();
 
-    /// Parses the hyphenated 36-character form (either letter case).
+    /// Parses the hyphenated 36-character UUID form, or `mrk-` and 32 hex
+    /// digits with an optional `@region` (either letter case).
     fn from_str(s: &str) -> Result<Self, ()> {
+        if let Some(rest) = s.strip_prefix(MRK_PREFIX) {
+            let (hex_part, home) = match rest.split_once('@') {
+                Some((h, r)) => (h, Some(Region::new(r).ok_or(())?)),
+                None => (rest, None),
+            };
+            let mut out = [0u8; 16];
+            if hex_part.len() != 32 {
+                return Err(());
+            }
+            hex::decode_to_slice(hex_part, &mut out).map_err(|_| ())?;
+            let id = Self::from_bytes(out);
+            if !id.is_multi_region() {
+                return Err(());
+            }
+            return Ok(Self { home, ..id });
+        }
         let b = s.as_bytes();
         if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
             return Err(());
@@ -63,7 +198,11 @@ impl FromStr for KeyId {
         let digits: String = s.chars().filter(|&c| c != '-').collect();
         let mut out = [0u8; 16];
         hex::decode_to_slice(digits, &mut out).map_err(|_| ())?;
-        Ok(Self(out))
+        let id = Self::from_bytes(out);
+        if id.is_multi_region() {
+            return Err(());
+        }
+        Ok(id)
     }
 }
 
@@ -102,7 +241,7 @@ impl fmt::Debug for KeyMaterialId {
 
 /// The ARN of a key.
 pub fn key_arn(region: &str, account: &str, id: &KeyId) -> String {
-    format!("arn:aws:kms:{region}:{account}:key/{id}")
+    format!("arn:aws:kms:{region}:{account}:key/{}", id.public())
 }
 
 /// The ARN of an alias (`name` includes the `alias/` prefix).
@@ -255,6 +394,54 @@ mod tests {
         assert!("1234abcd_12ab-34cd-56ef-1234567890ab"
             .parse::<KeyId>()
             .is_err());
+    }
+
+    #[test]
+    fn multi_region_ids() {
+        let east = Region::new("us-east-1").unwrap();
+        let west = Region::new("eu-west-1").unwrap();
+        let id = KeyId::generate_multi_region(east).unwrap();
+        assert!(id.is_multi_region());
+        assert_eq!(id.home(), Some(east));
+        let public = id.public().to_string();
+        assert!(public.starts_with("mrk-") && public.len() == 36, "{public}");
+        assert_eq!(id.to_string(), format!("{public}@us-east-1"));
+        // The canonical text round-trips; the public form parses unbound.
+        assert_eq!(id.to_string().parse::<KeyId>(), Ok(id));
+        let unbound: KeyId = public.parse().unwrap();
+        assert_eq!(unbound.home(), None);
+        assert_eq!(unbound.in_region(east), id);
+        // Members in two regions share the bytes a blob carries, not the identity.
+        let replica = unbound.in_region(west);
+        assert_ne!(replica, id);
+        assert_eq!(replica.as_bytes(), id.as_bytes());
+        assert_eq!(KeyId::from_bytes(*id.as_bytes()), unbound);
+        // A UUID is never bound to a region, and never reads as an mrk id.
+        let uuid = KeyId::generate().unwrap();
+        assert!(!uuid.is_multi_region());
+        assert_eq!(uuid.in_region(west), uuid);
+        let mut bytes = *uuid.as_bytes();
+        bytes[8] |= 0xc0;
+        let disguised = KeyId::from_bytes(bytes);
+        assert!(disguised.is_multi_region());
+        let text = uuid.to_string();
+        let as_uuid = format!("{}{}{}", &text[..19], hex::encode([bytes[8]]), &text[21..]);
+        assert!(as_uuid.parse::<KeyId>().is_err(), "{as_uuid}");
+        for bad in [
+            "mrk-1234",
+            "mrk-1234abcd12ab34cd56ef1234567890ab", // marker bits not set
+            "mrk-1234abcd12ab34cdd6ef1234567890ab@",
+            "mrk-1234abcd12ab34cdd6ef1234567890ab@EU",
+        ] {
+            assert!(bad.parse::<KeyId>().is_err(), "{bad}");
+        }
+        assert_eq!(
+            key_arn("eu-west-1", "111122223333", &replica),
+            format!("arn:aws:kms:eu-west-1:111122223333:key/{public}")
+        );
+        assert!(Region::new("").is_none());
+        assert!(Region::new("US-east-1").is_none());
+        assert!(Region::new(&"a".repeat(32)).is_none());
     }
 
     #[test]

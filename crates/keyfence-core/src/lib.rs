@@ -29,7 +29,7 @@ pub use error::{
     Algorithm, AliasNameProblem, Bound, CiphertextProblem, CryptoOperation, Invalid, KmsError,
     Limit, Member, Missing, SpecOperation, StateRefusal, TagProblem, Unsupported,
 };
-pub use ids::{AliasName, KeyId, KeyMaterialId, KeyRef};
+pub use ids::{AliasName, KeyId, KeyMaterialId, KeyRef, Region};
 pub use model::{EncryptionAlgorithm, KeyMetadata, KeySpec, KeyState, KeyUsage, Origin};
 pub use root::{LocalRootKey, RootOfTrust};
 pub use service::Kms;

@@ -238,6 +238,18 @@ pub struct KeyMetadata {
     pub import: Option<ImportState>,
     /// The geo-fence the key's material is wrapped under, if any; fixed at creation.
     pub fence: Option<KeyFence>,
+    /// Whether this is the primary or a replica of a multi-Region key
+    /// (`None` for a single-Region key).
+    pub multi_region: Option<MultiRegionKeyType>,
+}
+
+/// A multi-Region key's role (AWS `MultiRegionKeyType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MultiRegionKeyType {
+    /// The primary: replicated, rotated and re-homed from here.
+    Primary,
+    /// A replica of the primary in another region.
+    Replica,
 }
 
 /// A key's geo-fence: its backing versions are wrapped under this fence's

@@ -30,7 +30,7 @@
 //! # Start-up
 //!
 //! The writer restarts from the tree edge stored with the last batch (O(log n)
-//! reads); a missing edge (a log written before schema version 6) or one that
+//! reads); a missing edge (a log written before schema version 7) or one that
 //! does not fit the records or the latest signed head is rebuilt by reading
 //! every leaf hash once.
 

@@ -225,8 +225,14 @@ pub struct ConfigFile {
     pub metrics_listen: Option<SocketAddr>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
-    /// Region named in ARNs.
+    /// The default region: where keys made before multi-region serving
+    /// live, and what a request outside any region scope uses.
     pub region: Option<String>,
+    /// Further regions this node serves besides `region`; a request is
+    /// served in the region of its SigV4 credential scope. (`[regions]`'
+    /// default fence applies to keys created in `region`.)
+    #[serde(default)]
+    pub serve_regions: Vec<String>,
     /// Refuse classical-only TLS clients.
     pub post_quantum: Option<bool>,
     /// Where keys are kept: `sqlite` (default), `sqlite:PATH`, `postgres://…`.
@@ -356,8 +362,10 @@ pub struct Config {
     pub metrics_listen: SocketAddr,
     /// Data directory.
     pub data_dir: PathBuf,
-    /// Region named in ARNs.
+    /// The default region (keys made before multi-region serving live here).
     pub region: String,
+    /// The other regions served (`serve_regions`), sorted, without `region`.
+    pub also_serves: Vec<String>,
     /// Refuse classical-only TLS clients.
     pub post_quantum: bool,
     /// Credentials from the config file.
@@ -384,13 +392,27 @@ impl Config {
     /// Defaults, then `file`, then `overrides`.
     pub fn resolve(file: ConfigFile, overrides: Overrides) -> Result<Self, ConfigError> {
         let region = file.region.unwrap_or_else(|| DEFAULT_REGION.to_string());
-        if region.is_empty()
-            || !region
-                .bytes()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
-        {
+        let mut also_serves: Vec<String> = file
+            .serve_regions
+            .iter()
+            .filter(|r| **r != region)
+            .cloned()
+            .collect();
+        also_serves.sort();
+        also_serves.dedup();
+        for name in std::iter::once(&region).chain(&also_serves) {
+            if keyfence_core::Region::new(name).is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "region {name:?} is not a region name"
+                )));
+            }
+        }
+        // A default fence is applied in the default region only; serving
+        // another region that has one would create its keys unfenced.
+        if let Some(fenced) = also_serves.iter().find(|r| file.regions.contains_key(*r)) {
             return Err(ConfigError::Invalid(format!(
-                "region {region:?} is not a region name"
+                "[regions] gives {fenced:?} a default fence, which applies only to the default \
+                 region ({region:?}); serve {fenced:?} from a node whose region it is"
             )));
         }
         let store = match overrides.store.or(file.store) {
@@ -434,6 +456,7 @@ impl Config {
             default_fence: file.regions.get(&region).cloned(),
             node: file.node,
             region,
+            also_serves,
             limits: Limits {
                 throttle: file.throttle.resolve().map_err(ConfigError::Invalid)?,
                 ..file.limits.resolve()?
@@ -490,6 +513,31 @@ mod tests {
             Path::new("c.toml")
         )
         .is_err());
+    }
+
+    #[test]
+    fn served_regions() {
+        let resolve = |text: &str| {
+            Config::resolve(
+                parse_toml(text, Path::new("r.toml")).unwrap(),
+                Overrides::default(),
+            )
+        };
+        // An old config: one region, the default.
+        let config = resolve("").unwrap();
+        assert_eq!(config.region, DEFAULT_REGION);
+        assert!(config.also_serves.is_empty());
+        let config = resolve(
+            "region = \"us-east-1\"\nserve_regions = [\"eu-west-1\", \"us-east-1\", \"ap-southeast-2\", \"eu-west-1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.also_serves, ["ap-southeast-2", "eu-west-1"]);
+        assert!(resolve("serve_regions = [\"EU\"]\n").is_err());
+        // A served region with a default fence it would not get.
+        let refused = resolve(
+            "region = \"us-east-1\"\nserve_regions = [\"eu-central-1\"]\n[regions]\neu-central-1 = \"region: EU\"\n",
+        );
+        assert!(matches!(refused, Err(ConfigError::Invalid(m)) if m.contains("eu-central-1")));
     }
 
     #[test]

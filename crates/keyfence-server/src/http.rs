@@ -146,7 +146,11 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     if status::is_status_request(&req) {
-        let regions = [state.kms.region()];
+        let regions = state.kms.get().map_or_else(
+            |_| vec![state.kms.region().to_owned()],
+            |kms| kms.regions().map(str::to_owned).collect(),
+        );
+        let regions: Vec<&str> = regions.iter().map(String::as_str).collect();
         let page = status::Status {
             name: status::DEFAULT_NODE_NAME,
             version: env!("CARGO_PKG_VERSION"),
@@ -225,7 +229,7 @@ async fn serve(
     let caller = sigv4::verify(&parts, &body, &state.credentials, SystemTime::now())
         .inspect_err(|e| log_refused_signature(conn, &parts, e))?;
     facts.caller = Some(caller.clone());
-    check_scope(&caller, state.kms.region(), protocol)?;
+    check_scope(&caller, state.kms.serves(&caller.region), protocol)?;
     match protocol {
         Protocol::Kms(name) => {
             let kms = state.kms.get()?; // a sealed node refuses every KMS request
@@ -237,6 +241,7 @@ async fn serve(
                     .caller(&caller.access_key_id, &caller.account_id, &caller.user_name);
             let origin = api::kms::Origin {
                 source_ip: conn.peer.ip(),
+                region: keyfence_core::Region::new(&caller.region),
             };
             let value = if api::kms::runs_on_blocking_pool(&kms, &caller.account_id, op, &body) {
                 let (kms, state, who, body) = (
@@ -384,9 +389,9 @@ async fn refresh_and_retry(
     retried.unwrap_or(Err(refused))
 }
 
-/// The credential scope must name this node's region and the protocol's service.
-fn check_scope(caller: &VerifiedCaller, region: &str, protocol: &Protocol) -> Result<(), ApiError> {
-    if caller.region != region {
+/// The credential scope must name a region this node serves and the protocol's service.
+fn check_scope(caller: &VerifiedCaller, served: bool, protocol: &Protocol) -> Result<(), ApiError> {
+    if !served {
         return Err(ApiError::new(
             "InvalidSignatureException",
             format!(

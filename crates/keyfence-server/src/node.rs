@@ -169,6 +169,7 @@ impl Node {
             &config.region,
             view,
         )?
+        .with_regions(&config.also_serves)?
         .with_default_fence(config.default_fence.as_deref())?;
         let kms = Arc::new(if location.is_shared() {
             kms.with_max_staleness(Some(config.max_staleness))

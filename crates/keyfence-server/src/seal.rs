@@ -73,6 +73,14 @@ impl KmsSlot {
         }
     }
 
+    /// Whether this node serves `region` (while sealed: its default region only).
+    pub fn serves(&self, region: &str) -> bool {
+        match self.get() {
+            Ok(kms) => kms.serves(region),
+            Err(_) => region == self.region(),
+        }
+    }
+
     /// The KMS, or the sealed refusal.
     pub fn get(&self) -> Result<Arc<Kms>, ApiError> {
         match self {
@@ -101,6 +109,7 @@ struct Opener {
     /// The node's key policies and grants, kept in step with the opened KMS.
     authz: Arc<crate::authz::Authz>,
     region: String,
+    also_serves: Vec<String>,
     default_fence: Option<String>,
     max_staleness: Option<std::time::Duration>,
 }
@@ -113,6 +122,7 @@ impl Opener {
             Arc::new(SystemClock),
             &self.region,
         )?
+        .with_regions(&self.also_serves)?
         .with_default_fence(self.default_fence.as_deref())?;
         kms.follow_authz(Arc::clone(&self.authz) as Arc<dyn keyfence_core::store::AuthzFollower>)?;
         Ok(Arc::new(match self.max_staleness {
@@ -391,6 +401,7 @@ impl SealedNode {
                 store,
                 authz: Arc::clone(&authz),
                 region: config.region.clone(),
+                also_serves: config.also_serves.clone(),
                 default_fence: config.default_fence.clone(),
                 max_staleness: shared.then_some(config.max_staleness),
             },

@@ -24,6 +24,7 @@ async fn throttled_node(dir: &std::path::Path, throttle: Throttling) -> Node {
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
         region: "us-east-1".into(),
+        also_serves: Vec::new(),
         post_quantum: false,
         credentials: vec![Credential {
             access_key_id: "AKIAOTHERTENANT00001".into(),

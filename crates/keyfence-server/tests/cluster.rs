@@ -62,6 +62,7 @@ async fn start_advertising(
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
         region: REGION.into(),
+        also_serves: Vec::new(),
         post_quantum: true,
         credentials: vec![Credential {
             access_key_id: "AKIAOTHERACCOUNT".into(),

@@ -14,6 +14,7 @@ async fn a_taken_port_fails_before_the_data_directory_is_created() {
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data.clone(),
         region: "us-east-1".into(),
+        also_serves: Vec::new(),
         post_quantum: false,
         credentials: Vec::new(),
         principals: Default::default(),

@@ -104,6 +104,7 @@ fn config(data_dir: &Path, root: RootConfig) -> Config {
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data_dir.to_path_buf(),
         region: "us-east-1".into(),
+        also_serves: Vec::new(),
         post_quantum: false,
         credentials: Vec::new(),
         node: None,

@@ -8,11 +8,18 @@ use std::collections::BTreeMap;
 use keyfence_core::fence::FenceId;
 use keyfence_core::model::{
     ExpirationModel, ImportState, ImportWrapping, KeyFence, KeyMetadata, KeySpec, KeyState,
-    KeyUsage, Origin, PendingImportParameters, RotationRecord, RotationSchedule, RotationType,
+    KeyUsage, MultiRegionKeyType, Origin, PendingImportParameters, RotationRecord,
+    RotationSchedule, RotationType,
 };
 use keyfence_core::{StoreError, Timestamp};
 use keyfence_crypto::asym::{self, WrappingAlgorithm};
 use serde::{Deserialize, Serialize};
+
+/// Schema version 8 (both stores): key rows may hold multi-Region keys, whose
+/// metadata has a `multi_region` member and whose id is `mrk-…@region` (one
+/// row per region: the primary and each replica). No table changes; the
+/// version tells builds that cannot read such rows to refuse the database.
+pub(crate) const V8_MULTI_REGION: &str = "-- schema version 8: multi-Region key rows\n";
 
 /// A two-way table between an enum and its stored names.
 trait StoredName: Copy + PartialEq + std::fmt::Debug + 'static {
@@ -80,6 +87,13 @@ fn spec_from_name(name: &str) -> Result<KeySpec, StoreError> {
         "SYMMETRIC_DEFAULT" => Ok(KeySpec::SymmetricDefault),
         other => asym::KeySpec::from_stored_name(other).map(KeySpec::Asymmetric),
     }
+}
+
+impl StoredName for MultiRegionKeyType {
+    const NAMES: &'static [(Self, &'static str)] = &[
+        (MultiRegionKeyType::Primary, "PRIMARY"),
+        (MultiRegionKeyType::Replica, "REPLICA"),
+    ];
 }
 
 impl StoredName for KeyUsage {
@@ -181,6 +195,10 @@ struct Metadata {
     /// Absent in rows written before geo-fencing: an unfenced key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fence: Option<Fence>,
+    /// `PRIMARY` or `REPLICA` for a multi-Region key; absent in rows
+    /// written before schema version 8 (single-Region keys).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    multi_region: Option<String>,
 }
 
 /// A key's fence as stored: the id in hex and the canonical policy.
@@ -280,6 +298,7 @@ pub(crate) fn encode(m: &KeyMetadata) -> Result<String, StoreError> {
             id: hex::encode(f.id.as_bytes()),
             policy: f.policy.clone(),
         }),
+        multi_region: m.multi_region.map(|t| t.stored_name().into()),
     };
     serde_json::to_string(&stored).map_err(|e| StoreError::Backend(format!("encode metadata: {e}")))
 }
@@ -351,6 +370,11 @@ pub(crate) fn decode(json: &str) -> Result<KeyMetadata, StoreError> {
                 policy: f.policy,
             }),
         },
+        multi_region: m
+            .multi_region
+            .as_deref()
+            .map(MultiRegionKeyType::from_stored_name)
+            .transpose()?,
     })
 }
 

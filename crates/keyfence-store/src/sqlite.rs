@@ -101,10 +101,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (5, crate::sqlite_audit::V5),
     (6, crate::sqlite_authz::V6),
     (7, crate::sqlite_audit::V6),
+    (8, crate::format::V8_MULTI_REGION),
 ];
 
 /// Schema version this build writes.
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 /// A [`Store`] in one SQLite file.
 pub struct SqliteStore {

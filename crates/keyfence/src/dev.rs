@@ -50,6 +50,7 @@ fn config(args: &DevArgs, index: usize) -> Result<Config, String> {
         metrics_listen: ([127, 0, 0, 1], 0).into(),
         data_dir: args.data_dir.clone(),
         region: args.region.clone(),
+        also_serves: Vec::new(),
         post_quantum: false,
         credentials: Vec::new(),
         principals: Default::default(),

@@ -18,6 +18,7 @@ async fn start(dir: &std::path::Path, store: StoreLocation) -> Node {
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
         region: "us-east-1".into(),
+        also_serves: Vec::new(),
         post_quantum: false,
         credentials: Vec::new(),
         principals: Default::default(),

@@ -29,6 +29,8 @@ pub struct CreateKeyInput {
     pub origin: Origin,
     /// Initial tags.
     pub tags: Vec<(String, String)>,
+    /// Whether it is a multi-Region primary key (`mrk-` id).
+    pub multi_region: bool,
 }
 
 impl Default for CreateKeyInput {
@@ -41,6 +43,7 @@ impl Default for CreateKeyInput {
             usage: KeyUsage::EncryptDecrypt,
             origin: Origin::AwsKms,
             tags: Vec::new(),
+            multi_region: false,
         }
     }
 }
@@ -56,7 +59,7 @@ pub struct DeletionScheduled {
     pub pending_window_days: u32,
 }
 
-fn check_description(d: &str) -> Result<(), KmsError> {
+pub(super) fn check_description(d: &str) -> Result<(), KmsError> {
     if d.chars().count() > MAX_DESCRIPTION {
         return Err(KmsError::OutOfBounds {
             member: Member::Description,
@@ -125,12 +128,16 @@ impl Kms {
         tags::apply(&mut tag_map, input_tags)?;
 
         let now = self.now();
-        let id = KeyId::generate()?;
+        let id = if input.multi_region {
+            KeyId::generate_multi_region(self.current_region())?
+        } else {
+            KeyId::generate()?
+        };
         let external = origin == Origin::External;
         let meta = KeyMetadata {
             id,
             account: account.to_string(),
-            region: self.region.clone(),
+            region: self.region().to_string(),
             description,
             created: now,
             state: if external {
@@ -149,6 +156,9 @@ impl Kms {
             tags: tag_map,
             import: external.then(ImportState::default),
             fence,
+            multi_region: input
+                .multi_region
+                .then_some(crate::model::MultiRegionKeyType::Primary),
         };
         let versions = if external {
             BTreeMap::new()
@@ -197,7 +207,11 @@ impl Kms {
             .read_cache()
             .all_keys()
             .into_iter()
-            .filter(|k| k.meta.account == account && !k.meta.is_due_for_destruction(now))
+            .filter(|k| {
+                k.meta.account == account
+                    && k.meta.region == self.region()
+                    && !k.meta.is_due_for_destruction(now)
+            })
             .map(|k| k.meta.clone())
             .collect();
         keys.sort_by_key(|k| k.id.to_string());

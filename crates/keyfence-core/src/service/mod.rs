@@ -12,6 +12,8 @@ mod fenced;
 mod import;
 mod lifecycle;
 mod material;
+mod multi_region;
+mod regions;
 mod replica;
 mod rotation;
 mod tags;
@@ -29,11 +31,14 @@ pub use crypto_ops::{DataKeyOutput, DataKeySize, DecryptOutput, EncryptOutput, R
 pub use fenced::{FenceMaker, FenceView, FENCE_TAG};
 pub use import::ImportParameters;
 pub use lifecycle::{CreateKeyInput, DeletionScheduled};
+pub use multi_region::{
+    MultiRegionConfiguration, MultiRegionMember, MultiRegionRefusal, ReplicateKeyInput,
+};
 pub use replica::SyncOutcome;
 pub use rotation::RotationStatus;
 
 use crate::clock::{Clock, Timestamp};
-use crate::ids::{key_arn, KeyId, KeyRef};
+use crate::ids::{key_arn, KeyId, KeyRef, Region};
 use crate::model::Alias;
 use crate::root::RootOfTrust;
 use crate::store::{DomainKeyRecord, Store, StoreError};
@@ -69,7 +74,8 @@ pub const DEFAULT_MAX_STALENESS: Duration = Duration::from_secs(60);
 pub struct Kms {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    region: String,
+    /// The regions served, the default first (see `regions`).
+    regions: Vec<Region>,
     domain: DomainKeys,
     cache: RwLock<Cache>,
     fencing: fenced::Fencing,
@@ -105,6 +111,7 @@ impl Kms {
         region: &str,
         fences: FenceView,
     ) -> Result<Self, KmsError> {
+        let default_region = regions::parse_region(region)?;
         let fencing = fenced::Fencing::default();
         fencing.install(fences)?;
         let mut snapshot = store.load_head()?;
@@ -142,7 +149,7 @@ impl Kms {
         let kms = Self {
             store,
             clock,
-            region: region.to_string(),
+            regions: vec![default_region],
             domain,
             cache: RwLock::new(Cache::default()),
             fencing,
@@ -160,11 +167,6 @@ impl Kms {
     pub fn with_max_staleness(mut self, bound: Option<Duration>) -> Self {
         self.max_staleness = bound;
         self
-    }
-
-    /// The region this node names in ARNs.
-    pub fn region(&self) -> &str {
-        &self.region
     }
 
     /// Now, by the injected clock.
@@ -220,18 +222,18 @@ impl Kms {
         key_ref: &str,
     ) -> Result<Option<Arc<CachedKey>>, KmsError> {
         let id = match KeyRef::parse(key_ref)? {
-            KeyRef::Id(id) => id,
+            KeyRef::Id(id) => self.bind_to_region(id),
             KeyRef::Arn {
                 region,
                 account: a,
                 id,
-            } if a == account && region == self.region => id,
+            } if a == account && region == self.region() => self.bind_to_region(id),
             _ => return Ok(None),
         };
         let Some(stored) = self.store.load_key(&id)? else {
             return Ok(None);
         };
-        if stored.metadata.account != account {
+        if stored.metadata.account != account || stored.metadata.region != self.region() {
             return Ok(None);
         }
         // Its policy and grants before the key is visible.
@@ -261,16 +263,16 @@ impl Kms {
             })
         };
         let id = match KeyRef::parse(key_ref)? {
-            KeyRef::Id(id) => id,
+            KeyRef::Id(id) => self.bind_to_region(id),
             KeyRef::Arn {
                 region,
                 account: a,
                 id,
             } => {
-                if a != account || region != self.region {
+                if a != account || region != self.region() {
                     return Err(no_key(&region, &a, &id));
                 }
-                id
+                self.bind_to_region(id)
             }
             KeyRef::Alias(name) => self
                 .alias_target(account, &name)
@@ -280,7 +282,7 @@ impl Kms {
                 account: a,
                 name,
             } => {
-                if a != account || region != self.region {
+                if a != account || region != self.region() {
                     return Err(no_alias(&region, &a, &name));
                 }
                 self.alias_target(account, &name)
@@ -288,11 +290,21 @@ impl Kms {
             }
         };
         self.live_key(account, &id)
-            .ok_or_else(|| no_key(&self.region, account, &id))
+            .ok_or_else(|| no_key(self.region(), account, &id))
+    }
+
+    /// The id a caller's (or a blob's) key id names in the request's region:
+    /// a multi-Region id is bound to it; one bound to another region names
+    /// nothing here (it stays bound, and is not found).
+    fn bind_to_region(&self, id: KeyId) -> KeyId {
+        match id.home() {
+            Some(_) => id,
+            None => id.in_region(self.current_region()),
+        }
     }
 
     fn alias_arn_str(&self, account: &str, name: &str) -> String {
-        format!("arn:aws:kms:{}:{account}:{name}", self.region)
+        format!("arn:aws:kms:{}:{account}:{name}", self.region())
     }
 
     /// NotFound for the alias `name` of `account`.
@@ -309,7 +321,7 @@ impl Kms {
     fn live_key(&self, account: &str, id: &KeyId) -> Option<Arc<CachedKey>> {
         self.read_cache()
             .key(id)
-            .filter(|k| k.meta.account == account)
+            .filter(|k| k.meta.account == account && k.meta.region == self.region())
     }
 
     /// Destroys a key whose deletion date has passed (run by the sweeper).
@@ -345,6 +357,7 @@ impl Kms {
                 self.expire_imported_material(&key.meta.id)?;
                 changed += 1;
             } else if key.meta.rotation.enabled
+                && key.meta.multi_region != Some(crate::model::MultiRegionKeyType::Replica)
                 && key.meta.rotation.next_rotation.is_some_and(|t| t <= now)
             {
                 self.rotate_automatically(&key.meta.id)?;

@@ -4,6 +4,7 @@
 use super::cache::CachedKey;
 use super::lifecycle::{require_enabled, require_not_pending_deletion};
 use super::material::Material;
+use super::multi_region::require_not_replica;
 use super::writes::KeyChange;
 use super::Kms;
 use crate::clock::Timestamp;
@@ -67,26 +68,28 @@ impl Kms {
         }
         let days = days as u32;
         let now = self.now();
-        self.update_metadata(account, key_ref, |m| {
+        let meta = self.update_metadata(account, key_ref, |m| {
+            require_not_replica(m)?;
             require_enabled(m)?;
             require_rotatable(m)?;
             m.rotation.enabled = true;
             m.rotation.period_days = Some(days);
             m.rotation.next_rotation = Some(now.plus_days(days));
             Ok(())
-        })
-        .map(drop)
+        })?;
+        self.sync_replicas(&meta.id)
     }
 
     /// DisableKeyRotation.
     pub fn disable_key_rotation(&self, account: &str, key_ref: &str) -> Result<(), KmsError> {
-        self.update_metadata(account, key_ref, |m| {
+        let meta = self.update_metadata(account, key_ref, |m| {
+            require_not_replica(m)?;
             require_enabled(m)?;
             m.rotation.enabled = false;
             m.rotation.next_rotation = None;
             Ok(())
-        })
-        .map(drop)
+        })?;
+        self.sync_replicas(&meta.id)
     }
 
     /// GetKeyRotationStatus.
@@ -116,6 +119,7 @@ impl Kms {
     ) -> Result<KeyMetadata, KmsError> {
         let key = self.resolve_key(account, key_ref)?;
         let key = self.change_kept_key(key, |k| {
+            require_not_replica(&k.meta)?;
             require_enabled(&k.meta)?;
             require_rotatable(&k.meta)?;
             let on_demand = k
@@ -132,6 +136,7 @@ impl Kms {
             }
             self.next_version(k, RotationType::OnDemand).map(Some)
         })?;
+        self.sync_replicas(&key.meta.id)?;
         Ok(key.meta.clone())
     }
 
@@ -144,12 +149,12 @@ impl Kms {
         self.change_key(key, |k| {
             let due =
                 k.meta.rotation.enabled && k.meta.rotation.next_rotation.is_some_and(|t| t <= now);
-            if !due || k.meta.state != KeyState::Enabled {
+            if !due || k.meta.state != KeyState::Enabled || require_not_replica(&k.meta).is_err() {
                 return Ok(None);
             }
             self.next_version(k, RotationType::Automatic).map(Some)
-        })
-        .map(drop)
+        })?;
+        self.sync_replicas(id)
     }
 
     /// A fresh backing key version after `key`'s current one, with the

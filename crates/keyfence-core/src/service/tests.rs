@@ -36,6 +36,8 @@ use crate::store::{
 };
 use crate::EncryptionContext;
 
+mod regions;
+
 /// A store that keeps everything in memory; shared between Kms instances to
 /// simulate restarts. Conditional writes check revisions; it has no feed
 /// (one node: nothing to follow).

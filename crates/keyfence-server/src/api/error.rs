@@ -139,6 +139,11 @@ impl From<KmsError> for ApiError {
                 "UnsupportedOperationException",
                 messages::unsupported(&unsupported),
             ),
+            KmsError::RegionNotServed { region } => (
+                "UnsupportedOperationException",
+                messages::region_not_served(&region),
+            ),
+            KmsError::MultiRegion(refusal) => messages::multi_region(&refusal),
             KmsError::Refused { operation, detail } => {
                 return messages::refused(operation, &detail)
                     .unwrap_or_else(|| internal(&format!("{operation:?} refused: {detail}")));
@@ -247,6 +252,7 @@ impl From<SigV4Error> for ApiError {
 
 #[cfg(test)]
 mod tests {
+    use keyfence_core::service::MultiRegionRefusal;
     use keyfence_core::{
         AliasNameProblem, CiphertextProblem, CryptoOperation, Invalid, Limit, Missing,
         StateRefusal, TagProblem, Unsupported,
@@ -481,6 +487,41 @@ mod tests {
                 KmsError::UnsupportedOperation(Unsupported::NotExternal { key: key() }),
                 "UnsupportedOperationException",
                 format!("{KEY} was not created with Origin EXTERNAL; its key material cannot be imported or deleted"),
+            ),
+            (
+                KmsError::RegionNotServed { region: "ap-east-9".into() },
+                "UnsupportedOperationException",
+                "Region ap-east-9 is not served by this keyfence node".into(),
+            ),
+            (
+                KmsError::MultiRegion(MultiRegionRefusal::NotMultiRegion { key: key() }),
+                "UnsupportedOperationException",
+                format!("{KEY} is not a multi-Region primary key"),
+            ),
+            (
+                KmsError::MultiRegion(MultiRegionRefusal::Replica { key: key() }),
+                "UnsupportedOperationException",
+                format!("{KEY} is a multi-Region replica key; this operation is supported only on its primary key"),
+            ),
+            (
+                KmsError::MultiRegion(MultiRegionRefusal::SameRegion { region: "us-east-1".into() }),
+                "ValidationException",
+                "ReplicaRegion us-east-1 is the Region of the primary key".into(),
+            ),
+            (
+                KmsError::MultiRegion(MultiRegionRefusal::RegionNotServed { region: "ap-east-9".into() }),
+                "UnsupportedOperationException",
+                "Region ap-east-9 is not served by this keyfence node".into(),
+            ),
+            (
+                KmsError::MultiRegion(MultiRegionRefusal::ReplicaExists { key: key() }),
+                "AlreadyExistsException",
+                format!("{KEY} already exists"),
+            ),
+            (
+                KmsError::MultiRegion(MultiRegionRefusal::NoReplica { key: key() }),
+                "NotFoundException",
+                format!("Key '{KEY}' does not exist"),
             ),
             (
                 KmsError::UnsupportedOperation(Unsupported::ImportedRotation { key: key() }),

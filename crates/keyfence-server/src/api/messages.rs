@@ -3,6 +3,7 @@
 //! refusal of the core (which builds no messages): one place, so every
 //! operation words the same fault the same way.
 
+use keyfence_core::service::MultiRegionRefusal;
 use keyfence_core::{
     Algorithm, AliasNameProblem, Bound, CiphertextProblem, CryptoOperation, Invalid, KeySpec,
     KeyUsage, Limit, Member, Missing, SpecOperation, StateRefusal, TagProblem, Unsupported,
@@ -719,4 +720,41 @@ pub fn custom_key_stores_unsupported() -> ApiError {
         "UnsupportedOperationException",
         "Custom key stores (AWS CloudHSM and external key stores) are not supported by keyfence, which is its own key store",
     )
+}
+
+/// A region (a request's credential scope, ReplicaRegion, PrimaryRegion) this node does not serve.
+pub fn region_not_served(region: &str) -> String {
+    format!(
+        "Region {} is not served by this keyfence node",
+        echo(region)
+    )
+}
+
+/// The code and message of a refused multi-Region key operation.
+pub fn multi_region(refusal: &MultiRegionRefusal) -> (&'static str, String) {
+    match refusal {
+        MultiRegionRefusal::NotMultiRegion { key } => (
+            "UnsupportedOperationException",
+            format!("{key} is not a multi-Region primary key"),
+        ),
+        MultiRegionRefusal::Replica { key } => (
+            "UnsupportedOperationException",
+            format!("{key} is a multi-Region replica key; this operation is supported only on its primary key"),
+        ),
+        MultiRegionRefusal::SameRegion { region } => (
+            "ValidationException",
+            format!("ReplicaRegion {} is the Region of the primary key", echo(region)),
+        ),
+        MultiRegionRefusal::RegionNotServed { region } => (
+            "UnsupportedOperationException",
+            region_not_served(region),
+        ),
+        MultiRegionRefusal::ReplicaExists { key } => {
+            ("AlreadyExistsException", format!("{key} already exists"))
+        }
+        MultiRegionRefusal::NoReplica { key } => (
+            "NotFoundException",
+            missing(&Missing::Key { arn: key.clone() }),
+        ),
+    }
 }

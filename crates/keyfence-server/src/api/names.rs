@@ -2,7 +2,7 @@
 //! model), one table per enum, read both ways. The core and the crypto layer
 //! know only the enums; these names exist on the wire and nowhere else.
 
-use keyfence_core::model::{ExpirationModel, RotationType};
+use keyfence_core::model::{ExpirationModel, MultiRegionKeyType, RotationType};
 use keyfence_core::{EncryptionAlgorithm, KeySpec, KeyState, KeyUsage, Origin};
 use keyfence_crypto::asym::{
     self, KeyAgreementAlgorithm, MacAlgorithm, MessageType, SigningAlgorithm, WrappingAlgorithm,
@@ -124,6 +124,13 @@ impl AwsName for ExpirationModel {
             ExpirationModel::DoesNotExpire,
             "KEY_MATERIAL_DOES_NOT_EXPIRE",
         ),
+    ];
+}
+
+impl AwsName for MultiRegionKeyType {
+    const NAMES: &'static [(Self, &'static str)] = &[
+        (MultiRegionKeyType::Primary, "PRIMARY"),
+        (MultiRegionKeyType::Replica, "REPLICA"),
     ];
 }
 

@@ -42,6 +42,7 @@ pub async fn start_node_with(
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.to_path_buf(),
         region: "us-east-1".into(),
+        also_serves: Vec::new(),
         post_quantum,
         credentials: Vec::new(),
         principals: Default::default(),

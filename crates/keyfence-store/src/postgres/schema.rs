@@ -31,6 +31,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         super::authz::V6,
     ),
     (7, "audit log: tree edges", super::audit::V6),
+    (8, "multi-Region key rows", crate::format::V8_MULTI_REGION),
 ];
 
 /// The newest schema version this build knows.

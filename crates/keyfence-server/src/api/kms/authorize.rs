@@ -132,6 +132,8 @@ pub struct Authorized {
 pub struct Origin {
     /// The client's address (aws:SourceIp).
     pub source_ip: IpAddr,
+    /// The region of the request's credential scope (`None`: the node's default region).
+    pub region: Option<keyfence_core::Region>,
 }
 
 /// Authorizes `op` with `body` for `caller`.

@@ -1,6 +1,9 @@
 //! Key lifecycle: CreateKey, DescribeKey, ListKeys, UpdateKeyDescription,
-//! EnableKey, DisableKey, ScheduleKeyDeletion, CancelKeyDeletion.
+//! EnableKey, DisableKey, ScheduleKeyDeletion, CancelKeyDeletion; and the
+//! multi-Region operations ReplicateKey and UpdatePrimaryRegion.
 
+use keyfence_core::model::KeyMetadata;
+use keyfence_core::service::{MultiRegionMember, ReplicateKeyInput as CoreReplicateKeyInput};
 use keyfence_core::{KeySpec, KeyUsage, Kms, Origin};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -23,6 +26,26 @@ pub(super) struct CreateKeyInput {
     #[serde(default)]
     tags: Vec<Tag>,
     multi_region: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct ReplicateKeyInput {
+    key_id: String,
+    replica_region: String,
+    description: Option<String>,
+    policy: Option<String>,
+    #[serde(default)]
+    bypass_policy_lockout_safety_check: bool,
+    #[serde(default)]
+    tags: Vec<Tag>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct UpdatePrimaryRegionInput {
+    key_id: String,
+    primary_region: String,
 }
 
 #[derive(Deserialize)]
@@ -52,12 +75,6 @@ impl Ops<'_> {
         i: CreateKeyInput,
         policy: Option<String>,
     ) -> Result<Value, ApiError> {
-        if i.multi_region == Some(true) {
-            return Err(ApiError::new(
-                "UnsupportedOperationException",
-                "Multi-Region keys are not supported by keyfence",
-            ));
-        }
         if i.key_spec.is_some() && i.customer_master_key_spec.is_some() {
             return Err(ApiError::validation(
                 "KeySpec and CustomerMasterKeySpec cannot both be specified",
@@ -92,16 +109,100 @@ impl Ops<'_> {
                     .into_iter()
                     .map(|t| (t.tag_key, t.tag_value))
                     .collect(),
+                multi_region: i.multi_region == Some(true),
             },
             policy,
         )?;
         tracing::info!(key_id = %meta.id, account = self.account, "key created");
-        Ok(json!({ "KeyMetadata": key_metadata(&meta) }))
+        Ok(json!({ "KeyMetadata": self.full_key_metadata(&meta) }))
     }
 
     pub(super) fn describe_key(&self, i: DescribeKeyInput) -> Result<Value, ApiError> {
         let meta = self.kms.describe_key(self.account, &i.key_id)?;
-        Ok(json!({ "KeyMetadata": key_metadata(&meta) }))
+        Ok(json!({ "KeyMetadata": self.full_key_metadata(&meta) }))
+    }
+
+    /// KeyMetadata with, for a multi-Region key, its MultiRegionConfiguration.
+    fn full_key_metadata(&self, meta: &KeyMetadata) -> Value {
+        let mut v = key_metadata(meta);
+        if let Some(c) = self.kms.multi_region_configuration(meta) {
+            let member = |m: &MultiRegionMember| json!({"Arn": m.arn, "Region": m.region});
+            let mut config = json!({
+                "MultiRegionKeyType": c.key_type.aws_name(),
+                "ReplicaKeys": c.replicas.iter().map(member).collect::<Vec<_>>(),
+            });
+            if let Some(p) = &c.primary {
+                config["PrimaryKey"] = member(p);
+            }
+            v["MultiRegionConfiguration"] = config;
+        }
+        v
+    }
+
+    /// ReplicateKey: a replica of a multi-Region primary key in another
+    /// region this node serves, with its own description, tags and key policy.
+    pub(super) fn replicate_key(&self, i: ReplicateKeyInput) -> Result<Value, ApiError> {
+        let policy = match &i.policy {
+            None => None,
+            Some(text) => {
+                let (_, caller) = super::policy::parts(self)?;
+                let pending = format!("arn:aws:kms:{}:{}:key/*", i.replica_region, self.account);
+                Some(super::policy::checked_policy(
+                    self,
+                    caller,
+                    text,
+                    &pending,
+                    i.bypass_policy_lockout_safety_check,
+                )?)
+            }
+        };
+        let tags: Vec<(String, String)> = i
+            .tags
+            .into_iter()
+            .map(|t| (t.tag_key, t.tag_value))
+            .collect();
+        let replica = self.kms.replicate_key(
+            self.account,
+            &i.key_id,
+            &i.replica_region,
+            CoreReplicateKeyInput {
+                description: i.description,
+                tags: tags.clone(),
+            },
+        )?;
+        let text = match (policy, i.policy) {
+            (Some(policy), Some(text)) => {
+                let (authz, _) = super::policy::parts(self)?;
+                authz
+                    .set_key_policy(replica.id, self.account, text.clone(), policy)
+                    .map_err(|e| ApiError::from(keyfence_core::KmsError::from(e)))?;
+                text
+            }
+            _ => keyfence_core::authz::default_key_policy(self.account),
+        };
+        tracing::info!(key_id = %replica.id, "multi-Region key replicated");
+        let shown = self
+            .kms
+            .in_region(&replica.region, || self.full_key_metadata(&replica))?;
+        Ok(json!({
+            "ReplicaKeyMetadata": shown,
+            "ReplicaPolicy": text,
+            "ReplicaTags": tags
+                .iter()
+                .map(|(k, v)| json!({"TagKey": k, "TagValue": v}))
+                .collect::<Vec<_>>(),
+        }))
+    }
+
+    /// UpdatePrimaryRegion.
+    pub(super) fn update_primary_region(
+        &self,
+        i: UpdatePrimaryRegionInput,
+    ) -> Result<Value, ApiError> {
+        self.kms
+            .update_primary_region(self.account, &i.key_id, &i.primary_region)?;
+        tracing::info!(key_id = %i.key_id, region = %i.primary_region, "primary region updated");
+        Ok(json!({}))
     }
 
     pub(super) fn list_keys(&self, i: ListInput) -> Result<Value, ApiError> {
@@ -111,7 +212,7 @@ impl Ops<'_> {
         let items = page
             .items
             .iter()
-            .map(|k| json!({"KeyId": k.id.to_string(), "KeyArn": k.arn()}))
+            .map(|k| json!({"KeyId": k.id.public().to_string(), "KeyArn": k.arn()}))
             .collect();
         Ok(paged(json!({}), "Keys", items, page.next_marker))
     }

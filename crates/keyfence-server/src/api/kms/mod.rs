@@ -119,6 +119,13 @@ pub static OPERATIONS: &[Operation] = &[
     op("CancelKeyDeletion", BLOCKING, NO_DRY_RUN, |o, b| {
         o.cancel_key_deletion(parse(b)?)
     }),
+    // Multi-Region keys.
+    op("ReplicateKey", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.replicate_key(parse(b)?)
+    }),
+    op("UpdatePrimaryRegion", BLOCKING, NO_DRY_RUN, |o, b| {
+        o.update_primary_region(parse(b)?)
+    }),
     // Aliases.
     op("CreateAlias", BLOCKING, NO_DRY_RUN, |o, b| {
         o.alias(parse(b)?, Kms::create_alias)
@@ -338,14 +345,20 @@ pub fn serve(
     operation: &Operation,
     body: &[u8],
 ) -> Result<Value, ApiError> {
-    let authorized = authorize::authorize(kms, authz, caller, origin, operation, body)?;
-    let ops = Ops {
-        kms,
-        account: &authorized.account,
-        caller: Some(&authorized.caller),
-        authz: Some(authz),
+    let serve_here = || {
+        let authorized = authorize::authorize(kms, authz, caller, origin, operation, body)?;
+        let ops = Ops {
+            kms,
+            account: &authorized.account,
+            caller: Some(&authorized.caller),
+            authz: Some(authz),
+        };
+        run(&ops, operation, body)
     };
-    run(&ops, operation, body)
+    match origin.region {
+        Some(region) => kms.in_region(region.as_str(), serve_here)?,
+        None => serve_here(),
+    }
 }
 
 /// Runs one operation. With `DryRun`, every check runs and success is

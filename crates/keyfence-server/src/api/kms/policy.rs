@@ -48,7 +48,7 @@ fn policy_name(name: Option<&str>) -> Result<(), ApiError> {
     }
 }
 
-fn parts<'a>(o: &Ops<'a>) -> Result<(&'a Authz, &'a Caller), ApiError> {
+pub(super) fn parts<'a>(o: &Ops<'a>) -> Result<(&'a Authz, &'a Caller), ApiError> {
     match (o.authz, o.caller) {
         (Some(a), Some(c)) => Ok((a, c)),
         _ => Err(ApiError::from(keyfence_core::KmsError::Internal(
@@ -59,7 +59,7 @@ fn parts<'a>(o: &Ops<'a>) -> Result<(&'a Authz, &'a Caller), ApiError> {
 
 /// Parses a key policy and, unless bypassed, refuses one under which the
 /// caller could not change the policy again (AWS's lockout safety check).
-fn checked_policy(
+pub(super) fn checked_policy(
     o: &Ops<'_>,
     caller: &Caller,
     text: &str,

@@ -12,7 +12,7 @@ use crate::api::wire::date;
 pub(super) fn key_metadata(m: &KeyMetadata) -> Value {
     let mut v = json!({
         "AWSAccountId": m.account,
-        "KeyId": m.id.to_string(),
+        "KeyId": m.id.public().to_string(),
         "Arn": m.arn(),
         "CreationDate": date(m.created),
         "Enabled": m.state == keyfence_core::KeyState::Enabled,
@@ -23,7 +23,7 @@ pub(super) fn key_metadata(m: &KeyMetadata) -> Value {
         "KeyManager": "CUSTOMER",
         "CustomerMasterKeySpec": m.spec.aws_name(),
         "KeySpec": m.spec.aws_name(),
-        "MultiRegion": false,
+        "MultiRegion": m.multi_region.is_some(),
     });
     if let Some(d) = m.deletion_date {
         v["DeletionDate"] = date(d);
@@ -75,7 +75,7 @@ pub(super) fn alias_entry(kms: &Kms, a: &Alias) -> Value {
     json!({
         "AliasName": a.name.as_str(),
         "AliasArn": keyfence_core::ids::alias_arn(kms.region(), &a.account, &a.name),
-        "TargetKeyId": a.target.to_string(),
+        "TargetKeyId": a.target.public().to_string(),
         "CreationDate": date(a.created),
         "LastUpdatedDate": date(a.updated),
     })
