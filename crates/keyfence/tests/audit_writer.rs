@@ -226,6 +226,7 @@ async fn a_quorum_sealed_node_records_while_sealed_and_signs_heads_only_while_un
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: data.clone(),
         region: "us-east-1".into(),
+        also_serves: Vec::new(),
         post_quantum: false,
         credentials: Vec::new(),
         principals: Default::default(),

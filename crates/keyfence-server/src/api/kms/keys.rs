@@ -171,10 +171,10 @@ impl Ops<'_> {
             },
         )?;
         let text = match (policy, i.policy) {
-            (Some(policy), Some(text)) => {
+            (Some(_checked), Some(text)) => {
                 let (authz, _) = super::policy::parts(self)?;
                 authz
-                    .set_key_policy(replica.id, self.account, text.clone(), policy)
+                    .set_key_policy(replica.id, self.account, text.clone())
                     .map_err(|e| ApiError::from(keyfence_core::KmsError::from(e)))?;
                 text
             }
