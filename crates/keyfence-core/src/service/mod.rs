@@ -30,7 +30,7 @@ pub use fenced::{FenceMaker, FenceView, FENCE_TAG};
 pub use import::ImportParameters;
 pub use lifecycle::{CreateKeyInput, DeletionScheduled};
 pub use replica::SyncOutcome;
-pub use rotation::RotationStatus;
+pub use rotation::{KeyMaterialEntry, KeyMaterialState, RotationStatus};
 
 use crate::clock::{Clock, Timestamp};
 use crate::ids::{key_arn, KeyId, KeyRef};

@@ -355,9 +355,9 @@ fn run(ops: &Ops<'_>, operation: &Operation, body: &[u8]) -> Result<Value, ApiEr
     let result = (operation.handler)(ops, body);
     match result {
         Ok(_) if dry_run => Err(ApiError {
-            status: 412,
+            status: 400,
             code: "DryRunOperationException",
-            message: "The request would have succeeded, but the DryRun option is set.".into(),
+            message: crate::api::messages::DRY_RUN.into(),
         }),
         other => other,
     }
