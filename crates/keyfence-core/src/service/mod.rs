@@ -15,6 +15,7 @@ mod material;
 mod replica;
 mod rotation;
 mod tags;
+mod usage;
 mod writes;
 
 use std::collections::HashMap;
@@ -31,6 +32,7 @@ pub use import::ImportParameters;
 pub use lifecycle::{CreateKeyInput, DeletionScheduled};
 pub use replica::SyncOutcome;
 pub use rotation::{KeyMaterialEntry, KeyMaterialState, RotationStatus};
+pub use usage::{KeyLastUsage, LastUse, TrackedOperation, UsageSnapshot};
 
 use crate::clock::{Clock, Timestamp};
 use crate::ids::{key_arn, KeyId, KeyRef};
@@ -81,6 +83,8 @@ pub struct Kms {
     last_sync: AtomicI64,
     /// Bound on the replica's age, only on a shared store.
     max_staleness: Option<Duration>,
+    /// Each key's last cryptographic use (GetKeyLastUsage), in memory.
+    usage: usage::UsageTracker,
 }
 
 impl Kms {
@@ -149,6 +153,7 @@ impl Kms {
             replica: Mutex::new(replica::Replica::default()),
             last_sync: AtomicI64::new(now.0),
             max_staleness,
+            usage: usage::UsageTracker::new(now),
         };
         kms.reload(snapshot)?;
         Ok(kms)

@@ -12,6 +12,7 @@ mod custom_key_stores;
 mod grants;
 mod import;
 mod keys;
+pub mod last_usage;
 mod policy;
 mod rotation;
 mod shapes;
@@ -159,6 +160,9 @@ pub static OPERATIONS: &[Operation] = &[
     }),
     op("GetKeyRotationStatus", WORKER, NO_DRY_RUN, |o, b| {
         o.get_key_rotation_status(parse(b)?)
+    }),
+    op("GetKeyLastUsage", WORKER, NO_DRY_RUN, |o, b| {
+        o.get_key_last_usage(parse(b)?)
     }),
     op("RotateKeyOnDemand", BLOCKING, NO_DRY_RUN, |o, b| {
         o.rotate_key_on_demand(parse(b)?)
@@ -354,7 +358,11 @@ fn run(ops: &Ops<'_>, operation: &Operation, body: &[u8]) -> Result<Value, ApiEr
     let dry_run = is_dry_run(operation, body)?;
     let result = (operation.handler)(ops, body);
     match result {
-        Ok(_) if dry_run => Err(ApiError {
+        Ok(reply) if !dry_run => {
+            last_usage::record(ops.kms, operation.name, &reply);
+            Ok(reply)
+        }
+        Ok(_) => Err(ApiError {
             status: 400,
             code: "DryRunOperationException",
             message: crate::api::messages::DRY_RUN.into(),
