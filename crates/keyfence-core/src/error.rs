@@ -231,6 +231,22 @@ pub enum Limit {
         /// The limit.
         max: usize,
     },
+    /// Grants on one key.
+    GrantsPerKey {
+        /// The key's ARN.
+        key: String,
+        /// The limit.
+        max: usize,
+    },
+    /// Grants on one key for one grantee principal.
+    GrantsPerGrantee {
+        /// The key's ARN.
+        key: String,
+        /// The grantee's ARN.
+        grantee: String,
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// An operation this service does not offer for a key (an UnsupportedOperationException).

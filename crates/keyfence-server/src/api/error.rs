@@ -472,6 +472,35 @@ mod tests {
                 format!("{KEY} has reached the limit of 25 on-demand rotations"),
             ),
             (
+                KmsError::LimitExceeded(Limit::GrantsPerKey { key: key(), max: 50_000 }),
+                "LimitExceededException",
+                format!("{KEY} has reached the limit of 50000 grants"),
+            ),
+            (
+                KmsError::LimitExceeded(Limit::GrantsPerGrantee {
+                    key: key(),
+                    grantee: "arn:aws:iam::111122223333:user/bob".into(),
+                    max: 500,
+                }),
+                "LimitExceededException",
+                format!("{KEY} has reached the limit of 500 grants for the grantee principal arn:aws:iam::111122223333:user/bob"),
+            ),
+            (
+                KmsError::InvalidState { key: key(), refusal: StateRefusal::NoPendingRotation },
+                "KMSInvalidStateException",
+                format!("{KEY} has imported key material and none in PENDING_ROTATION state; import new key material (ImportType NEW_KEY_MATERIAL) first"),
+            ),
+            (
+                KmsError::NotFound(Missing::KeyMaterial { arn: key(), given: "ab".into() }),
+                "NotFoundException",
+                format!("Key material ab is not associated with key '{KEY}'"),
+            ),
+            (
+                KmsError::Validation(Invalid::MaterialIdWithNewImport),
+                "ValidationException",
+                "KeyMaterialId cannot be specified with ImportType NEW_KEY_MATERIAL".into(),
+            ),
+            (
                 KmsError::InvalidTag(TagProblem::KeyLength { key: String::new(), max: 128 }),
                 "ValidationException",
                 "1 validation error detected: Value at 'tags.member.tagKey' failed to satisfy constraint: Member must have length between 1 and 128".into(),

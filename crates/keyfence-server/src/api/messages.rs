@@ -474,6 +474,13 @@ pub fn limit_exceeded(limit: &Limit) -> String {
         Limit::OnDemandRotations { key, max } => {
             format!("{key} has reached the limit of {max} on-demand rotations")
         }
+        Limit::GrantsPerKey { key, max } => {
+            format!("{key} has reached the limit of {max} grants")
+        }
+        Limit::GrantsPerGrantee { key, grantee, max } => format!(
+            "{key} has reached the limit of {max} grants for the grantee principal {}",
+            echo(grantee)
+        ),
     }
 }
 
