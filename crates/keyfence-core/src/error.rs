@@ -102,6 +102,13 @@ pub enum Missing {
         /// The alias's ARN.
         arn: String,
     },
+    /// The key has no imported material with this KeyMaterialId that can be deleted.
+    KeyMaterial {
+        /// The key's ARN.
+        arn: String,
+        /// The KeyMaterialId as given.
+        given: String,
+    },
 }
 
 /// Why a key's state refuses an operation (a KMSInvalidStateException).
@@ -115,6 +122,8 @@ pub enum StateRefusal {
     NotPendingDeletion,
     /// An import into a key that already has its material.
     HasKeyMaterial,
+    /// RotateKeyOnDemand of a key with imported material and none pending rotation.
+    NoPendingRotation,
 }
 
 /// Why a ciphertext was refused (an InvalidCiphertextException).
@@ -156,6 +165,8 @@ pub enum Invalid {
         /// The longest allowed (days).
         max_days: u32,
     },
+    /// ImportKeyMaterial with a KeyMaterialId and ImportType NEW_KEY_MATERIAL.
+    MaterialIdWithNewImport,
 }
 
 /// Why an alias name was refused (an InvalidAliasNameException).
@@ -217,6 +228,22 @@ pub enum Limit {
     OnDemandRotations {
         /// The key's ARN.
         key: String,
+        /// The limit.
+        max: usize,
+    },
+    /// Grants on one key.
+    GrantsPerKey {
+        /// The key's ARN.
+        key: String,
+        /// The limit.
+        max: usize,
+    },
+    /// Grants on one key for one grantee principal.
+    GrantsPerGrantee {
+        /// The key's ARN.
+        key: String,
+        /// The grantee's ARN.
+        grantee: String,
         /// The limit.
         max: usize,
     },

@@ -155,6 +155,31 @@ pub struct ImportState {
     pub material_commitment: Option<Vec<u8>>,
     /// Outstanding import parameters.
     pub pending: Option<PendingImportParameters>,
+    /// New material imported for on-demand rotation (AWS's PENDING_ROTATION).
+    pub pending_rotation: Option<PendingRotation>,
+}
+
+/// Material imported with ImportType NEW_KEY_MATERIAL into a key that has
+/// material: a backing version that RotateKeyOnDemand makes current.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRotation {
+    /// The backing version holding it (after every other version).
+    pub version: u32,
+    /// Commitment to the material (as [`ImportState::material_commitment`]).
+    pub commitment: Vec<u8>,
+    /// Its expiration model.
+    pub expiration_model: ExpirationModel,
+    /// When it expires.
+    pub valid_to: Option<Timestamp>,
+}
+
+/// ImportKeyMaterial's ImportType.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportType {
+    /// Material never imported into this key (first import, or for rotation).
+    NewKeyMaterial,
+    /// The key's current material again (after deletion or expiry, or to change its expiry).
+    ExistingKeyMaterial,
 }
 
 /// Lifecycle state of a key.

@@ -309,9 +309,13 @@ async fn serve(
         }
         Protocol::Query => {
             let form = api::sts::parse_form(&body)?;
+            let principal = state
+                .authz
+                .caller(&caller.access_key_id, &caller.account_id, &caller.user_name)
+                .principal;
             Ok(Served::Local(
                 "text/xml",
-                api::sts::handle(&caller, &form, request_id)?,
+                api::sts::handle(&caller, &principal, &form, request_id)?,
             ))
         }
         Protocol::Unknown => Err(ApiError::new(

@@ -178,6 +178,8 @@ impl Node {
         });
         // Key policies and grants follow the replica (the change feed).
         kms.follow_authz(Arc::clone(&authz) as Arc<dyn keyfence_core::store::AuthzFollower>)?;
+        let usage_file = crate::api::kms::last_usage::file(&data_dir.path);
+        crate::api::kms::last_usage::load(&kms, &usage_file);
         if let Some(c) = cluster.as_ref().filter(|c| c.is_authority()) {
             kms.set_fence_maker(Arc::clone(c) as Arc<dyn FenceMaker>);
         }
@@ -281,6 +283,10 @@ impl Node {
             stopped.clone(),
         ));
         tasks.spawn(until_stopped(
+            crate::api::kms::last_usage::save_periodically(Arc::clone(&kms), usage_file),
+            stopped.clone(),
+        ));
+        tasks.spawn(until_stopped(
             replica::run(Arc::clone(&kms), follow),
             stopped,
         ));
@@ -306,6 +312,10 @@ impl Node {
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
+        let usage_file = crate::api::kms::last_usage::file(&self.data_dir.path);
+        if let Err(e) = crate::api::kms::last_usage::save(&self.kms, &usage_file) {
+            tracing::warn!(error = %e, "key last-usage record not saved");
+        }
         if let Some(audit) = self.audit.take() {
             // Commits what is queued and signs a final head.
             let _ = tokio::task::spawn_blocking(move || audit.close()).await;

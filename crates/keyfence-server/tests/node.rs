@@ -47,7 +47,7 @@ async fn hybrid_client_uses_kms_over_x25519mlkem768() {
         .await;
     assert_eq!(
         (dry.status, dry.error_code().as_deref()),
-        (412, Some("DryRunOperationException"))
+        (400, Some("DryRunOperationException"))
     );
     let dry_fail = client
         .kms(

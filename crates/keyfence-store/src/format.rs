@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use keyfence_core::fence::FenceId;
 use keyfence_core::model::{
     ExpirationModel, ImportState, ImportWrapping, KeyFence, KeyMetadata, KeySpec, KeyState,
-    KeyUsage, MultiRegionKeyType, Origin, PendingImportParameters, RotationRecord,
-    RotationSchedule, RotationType,
+    KeyUsage, MultiRegionKeyType, Origin, PendingImportParameters, PendingRotation,
+    RotationRecord, RotationSchedule, RotationType,
 };
 use keyfence_core::{StoreError, Timestamp};
 use keyfence_crypto::asym::{self, WrappingAlgorithm};
@@ -236,6 +236,18 @@ struct Import {
     valid_to: Option<i64>,
     material_commitment: Option<Vec<u8>>,
     pending: Option<Pending>,
+    /// Absent in rows written before imported material rotated: none pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pending_rotation: Option<PendingRotated>,
+}
+
+/// Imported material waiting for on-demand rotation, as stored.
+#[derive(Serialize, Deserialize)]
+struct PendingRotated {
+    version: u32,
+    commitment: Vec<u8>,
+    expiration_model: String,
+    valid_to: Option<i64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -293,6 +305,12 @@ pub(crate) fn encode(m: &KeyMetadata) -> Result<String, StoreError> {
                     valid_to: p.valid_to.0,
                 }
             }),
+            pending_rotation: i.pending_rotation.as_ref().map(|p| PendingRotated {
+                version: p.version,
+                commitment: p.commitment.clone(),
+                expiration_model: p.expiration_model.stored_name().into(),
+                valid_to: p.valid_to.map(|t| t.0),
+            }),
         }),
         fence: m.fence.as_ref().map(|f| Fence {
             id: hex::encode(f.id.as_bytes()),
@@ -325,6 +343,15 @@ pub(crate) fn decode(json: &str) -> Result<KeyMetadata, StoreError> {
                     wrapped_private_key: p.wrapped_private_key,
                     domain_key_id: p.domain_key_id,
                     valid_to: Timestamp(p.valid_to),
+                }),
+            },
+            pending_rotation: match i.pending_rotation {
+                None => None,
+                Some(p) => Some(PendingRotation {
+                    version: p.version,
+                    commitment: p.commitment,
+                    expiration_model: ExpirationModel::from_stored_name(&p.expiration_model)?,
+                    valid_to: p.valid_to.map(Timestamp),
                 }),
             },
         }),

@@ -278,7 +278,15 @@ impl Condition {
                 .any(|v| v.eq_ignore_ascii_case("true") == present.is_none());
         }
         let negated = self.operator.is_negated();
-        let hit = |r: &String| self.values.iter().any(|p| self.operator.matches(p, r));
+        let hit = |r: &String| {
+            self.values.iter().any(|p| {
+                if p.contains("${") {
+                    expand(p, context).is_some_and(|p| self.operator.matches(&p, r))
+                } else {
+                    self.operator.matches(p, r)
+                }
+            })
+        };
         match (self.qualifier, present) {
             (None, None) => self.if_exists || negated,
             (None, Some(req)) => req.iter().any(hit) != negated,
@@ -290,9 +298,46 @@ impl Condition {
     }
 }
 
+/// A policy value with its policy variables (`${aws:username}`,
+/// `${aws:PrincipalTag/KEY}`, any single-valued condition key) replaced by
+/// the request's values; `None` when a variable has no value, so the policy
+/// value matches nothing (as in IAM).
+fn expand(value: &str, context: &ConditionContext) -> Option<String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}')?;
+        let name = after[..end].trim().to_ascii_lowercase();
+        let values = context.get(&name)?;
+        match values.as_ref() {
+            [one] => out.push_str(one),
+            _ => return None,
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn policy_variables_expand_from_the_request() {
+        let alice = super::super::Principal::user("111122223333", "alice");
+        let c = ConditionContext::new(&alice, crate::Timestamp(0));
+        assert_eq!(expand("${aws:username}", &c).as_deref(), Some("alice"));
+        assert_eq!(
+            expand("home/${aws:UserName}/x", &c).as_deref(),
+            Some("home/alice/x")
+        );
+        assert_eq!(expand("${aws:PrincipalTag/team}", &c), None);
+        assert_eq!(expand("${aws:username", &c), None);
+        assert_eq!(expand("plain", &c).as_deref(), Some("plain"));
+    }
 
     #[test]
     fn ip_ranges() {

@@ -28,6 +28,16 @@ pub mod keys {
     pub const ENCRYPTION_CONTEXT_PREFIX: &str = "kms:encryptioncontext:";
     /// The operations of a grant being created (multi-valued).
     pub const GRANT_OPERATIONS: &str = "kms:grantoperations";
+    /// The constraint types of a grant being created (multi-valued:
+    /// EncryptionContextEquals, EncryptionContextSubset).
+    pub const GRANT_CONSTRAINT_TYPE: &str = "kms:grantconstrainttype";
+    /// The AWS service a request came through (never set: keyfence has no
+    /// AWS services in front of it, so `kms:ViaService` conditions never match).
+    pub const VIA_SERVICE: &str = "kms:viaservice";
+    /// Prefix of a tag in the request (`aws:RequestTag/KEY`).
+    pub const REQUEST_TAG_PREFIX: &str = "aws:requesttag/";
+    /// The tag keys in the request (multi-valued).
+    pub const TAG_KEYS: &str = "aws:tagkeys";
     /// Whether a grant is created for an AWS service (never, here).
     pub const GRANT_IS_FOR_AWS_RESOURCE: &str = "kms:grantisforawsresource";
     /// The grantee of a grant being created.
@@ -40,6 +50,8 @@ pub mod keys {
     pub const RESOURCE_ALIASES: &str = "kms:resourcealiases";
     /// The caller's ARN.
     pub const PRINCIPAL_ARN: &str = "aws:principalarn";
+    /// The calling IAM user's name (also the `${aws:username}` policy variable).
+    pub const USERNAME: &str = "aws:username";
     /// The caller's account.
     pub const PRINCIPAL_ACCOUNT: &str = "aws:principalaccount";
     /// The client's IP address.
@@ -72,6 +84,10 @@ impl ConditionContext {
         c.set(keys::CALLER_ACCOUNT, principal.account());
         c.set(keys::PRINCIPAL_ACCOUNT, principal.account());
         c.set(keys::PRINCIPAL_ARN, principal.arn());
+        if principal.kind() == super::PrincipalKind::User {
+            let name = principal.arn().rsplit('/').next().unwrap_or_default();
+            c.set(keys::USERNAME, name);
+        }
         c
     }
 

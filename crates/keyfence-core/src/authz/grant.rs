@@ -4,7 +4,31 @@
 use std::collections::BTreeMap;
 
 use super::Request;
-use crate::{KeyId, Timestamp};
+use crate::{KeyId, KmsError, Limit, Timestamp};
+
+/// Most grants one key may have (AWS: 50,000).
+pub const MAX_GRANTS_PER_KEY: usize = 50_000;
+/// Most grants one key may have for one grantee principal (AWS: 500).
+pub const MAX_GRANTS_PER_GRANTEE: usize = 500;
+
+/// Refuses a new grant for `grantee` on the key `key_arn`, whose grants are
+/// `existing`, past AWS's quotas (LimitExceededException).
+pub fn check_grant_quota(existing: &[Grant], key_arn: &str, grantee: &str) -> Result<(), KmsError> {
+    if existing.len() >= MAX_GRANTS_PER_KEY {
+        return Err(KmsError::LimitExceeded(Limit::GrantsPerKey {
+            key: key_arn.to_string(),
+            max: MAX_GRANTS_PER_KEY,
+        }));
+    }
+    if existing.iter().filter(|g| g.grantee == grantee).count() >= MAX_GRANTS_PER_GRANTEE {
+        return Err(KmsError::LimitExceeded(Limit::GrantsPerGrantee {
+            key: key_arn.to_string(),
+            grantee: grantee.to_string(),
+            max: MAX_GRANTS_PER_GRANTEE,
+        }));
+    }
+    Ok(())
+}
 
 /// An operation a grant can allow (AWS `GrantOperation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

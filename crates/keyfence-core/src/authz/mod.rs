@@ -26,7 +26,10 @@ pub use condition::{Condition, Operator, SetQualifier};
 pub use context::{keys, ConditionContext, Request};
 pub use error::PolicyError;
 pub use eval::{evaluate, Decision};
-pub use grant::{Grant, GrantConstraints, GrantOperation};
+pub use grant::{
+    check_grant_quota, Grant, GrantConstraints, GrantOperation, MAX_GRANTS_PER_GRANTEE,
+    MAX_GRANTS_PER_KEY,
+};
 pub use pattern::{arn_matches, wildcard_matches};
 pub use policy::{default_key_policy, Effect, Policy, PolicyKind, Statement};
 pub use principal::{Principal, PrincipalKind};

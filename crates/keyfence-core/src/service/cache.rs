@@ -34,6 +34,11 @@ impl Versions {
         self.0.shrink_to_fit();
     }
 
+    /// Every version, as a map (for a change that rewrites the key's versions).
+    pub fn to_map(&self) -> BTreeMap<u32, Material> {
+        self.0.iter().cloned().collect()
+    }
+
     /// Whether no version is held (a key awaiting import, or sealed here).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()

@@ -295,6 +295,15 @@ impl Kms {
         })
     }
 
+    /// The key of this account a symmetric ciphertext blob names, if `ciphertext` is one.
+    fn blob_key(&self, account: &str, ciphertext: &[u8]) -> Option<KeyId> {
+        let blob = CiphertextBlob::parse(ciphertext).ok()?;
+        let id = KeyId::from_bytes(blob.header.key_id);
+        self.resolve(account, &id.to_string())
+            .ok()
+            .map(|k| k.meta.id)
+    }
+
     fn decrypt_any(
         &self,
         account: &str,
@@ -309,6 +318,14 @@ impl Kms {
             .as_ref()
             .filter(|k| k.meta.spec != KeySpec::SymmetricDefault)
         {
+            // A symmetric ciphertext of another key, named with this one: AWS
+            // answers IncorrectKeyException before any check of this key.
+            if self
+                .blob_key(account, ciphertext)
+                .is_some_and(|id| id != key.meta.id)
+            {
+                return Err(KmsError::IncorrectKey);
+            }
             require_enabled(&key.meta)?;
             require_encrypt_decrypt(key)?;
             let (Scheme::Rsa(alg), _) = scheme(&key.meta, algorithm)? else {
@@ -368,8 +385,8 @@ impl Kms {
         source_algorithm: Option<EncryptionAlgorithm>,
         destination_algorithm: Option<EncryptionAlgorithm>,
     ) -> Result<ReEncryptOutput, KmsError> {
-        let destination = self.encryption_key(account, destination_key_ref)?;
-        scheme(&destination.meta, destination_algorithm)?;
+        // The source first, as AWS checks it: a SourceKeyId that is not the
+        // ciphertext's key is IncorrectKeyException whatever the destination is.
         let (source, plaintext, source_version) = self.decrypt_any(
             account,
             ciphertext,
@@ -377,6 +394,8 @@ impl Kms {
             source_key_ref,
             source_algorithm,
         )?;
+        let destination = self.encryption_key(account, destination_key_ref)?;
+        scheme(&destination.meta, destination_algorithm)?;
         Ok(ReEncryptOutput {
             ciphertext: Self::encrypt_with(
                 &destination,

@@ -1,8 +1,6 @@
 //! Imported key material (origin EXTERNAL): GetParametersForImport,
 //! ImportKeyMaterial, DeleteImportedKeyMaterial, and expiry.
 
-use std::collections::BTreeMap;
-
 use keyfence_crypto::asym::{self, xwing, PrivateKey};
 use keyfence_crypto::{ct, kdf, rand, Secret};
 
@@ -13,10 +11,12 @@ use super::writes::KeyChange;
 use super::Kms;
 use crate::clock::Timestamp;
 use crate::model::{
-    ExpirationModel, ImportExpiry, ImportState, ImportWrapping, KeyMetadata, KeyState, Origin,
-    PendingImportParameters,
+    ExpirationModel, ImportExpiry, ImportState, ImportType, ImportWrapping, KeyMetadata, KeySpec,
+    KeyState, Origin, PendingImportParameters, PendingRotation,
 };
-use crate::{CiphertextProblem, Invalid, KeyId, KmsError, StateRefusal, Unsupported};
+use crate::{
+    CiphertextProblem, Invalid, KeyId, KeyMaterialId, KmsError, Missing, StateRefusal, Unsupported,
+};
 
 /// How long import parameters stay valid (AWS: 24 hours).
 const IMPORT_PARAMETERS_VALID_MS: i64 = 24 * 3_600_000;
@@ -144,7 +144,8 @@ impl Kms {
         let meta = self.update_metadata(account, key_ref, |m| {
             require_external(m)?;
             require_not_pending_deletion(m)?;
-            if m.state != KeyState::PendingImport {
+            // A symmetric key with material may take new material for rotation.
+            if m.state != KeyState::PendingImport && m.spec != KeySpec::SymmetricDefault {
                 return Err(KmsError::InvalidState {
                     key: m.arn(),
                     refusal: StateRefusal::HasKeyMaterial,
@@ -174,8 +175,13 @@ impl Kms {
         })
     }
 
-    /// ImportKeyMaterial: unwraps the material with the pending wrapping key,
-    /// consumes the token, and makes the key usable.
+    /// ImportKeyMaterial: unwraps the material with the pending wrapping key and
+    /// consumes the token. `ExistingKeyMaterial` (the default once material was
+    /// imported) brings the key's current material back, or changes its expiry;
+    /// `NewKeyMaterial` into a symmetric key that has material adds material
+    /// pending rotation, which RotateKeyOnDemand makes current. Returns the key
+    /// and the id of the material imported.
+    #[allow(clippy::too_many_arguments)]
     pub fn import_key_material(
         &self,
         account: &str,
@@ -183,47 +189,54 @@ impl Kms {
         import_token: &[u8],
         encrypted_material: &[u8],
         requested_expiry: ImportExpiry,
-    ) -> Result<KeyMetadata, KmsError> {
+        import_type: Option<ImportType>,
+        material_id: Option<&str>,
+    ) -> Result<(KeyMetadata, KeyMaterialId), KmsError> {
         let now = self.now();
         let (model, valid_to) = expiry(now, requested_expiry)?;
+        if import_type == Some(ImportType::NewKeyMaterial) && material_id.is_some() {
+            return Err(KmsError::Validation(Invalid::MaterialIdWithNewImport));
+        }
         let key = self.resolve_key(account, key_ref)?;
+        let request = ImportRequest {
+            token: import_token,
+            encrypted: encrypted_material,
+            now,
+            model,
+            valid_to,
+            import_type,
+            material_id,
+        };
+        let mut imported = 0;
         let key = self.change_kept_key(key, |k| {
-            self.plan_import(k, import_token, encrypted_material, now, model, valid_to)
-                .map(Some)
+            let (change, version) = self.plan_import(k, &request)?;
+            imported = version;
+            Ok(Some(change))
         })?;
-        Ok(key.meta.clone())
+        Ok((key.meta.clone(), KeyMaterialId::of(&key.meta.id, imported)?))
     }
 
-    /// Checks an import against `key` and returns the change that makes the key usable.
+    /// Checks an import against `key` and returns the change it makes and the
+    /// version the material goes to.
     fn plan_import(
         &self,
         key: &CachedKey,
-        import_token: &[u8],
-        encrypted_material: &[u8],
-        now: Timestamp,
-        model: ExpirationModel,
-        valid_to: Option<Timestamp>,
-    ) -> Result<KeyChange, KmsError> {
+        request: &ImportRequest<'_>,
+    ) -> Result<(KeyChange, u32), KmsError> {
         let mut meta = key.meta.clone();
         require_external(&meta)?;
         require_not_pending_deletion(&meta)?;
         self.require_inside(&meta)?;
-        if meta.state != KeyState::PendingImport {
-            return Err(KmsError::InvalidState {
-                key: meta.arn(),
-                refusal: StateRefusal::HasKeyMaterial,
-            });
-        }
         let import = meta.import.get_or_insert_with(ImportState::default);
         let pending = import
             .pending
             .clone()
-            .filter(|p| ct::eq(&p.token, import_token))
+            .filter(|p| ct::eq(&p.token, request.token))
             .ok_or(KmsError::InvalidImportToken)?;
-        if pending.valid_to <= now {
+        if pending.valid_to <= request.now {
             return Err(KmsError::ExpiredImportToken);
         }
-        let material = self.unwrap_imported(&meta.id, &pending, encrypted_material)?;
+        let material = self.unwrap_imported(&meta.id, &pending, request.encrypted)?;
         let parsed = Material::from_bytes(meta.spec, material.expose()).map_err(|detail| {
             KmsError::MaterialNotOfSpec {
                 spec: meta.spec,
@@ -231,6 +244,51 @@ impl Kms {
             }
         })?;
         let commit = commitment(&meta.id, material.expose())?;
+        let import = meta.import.get_or_insert_with(ImportState::default);
+        let has_material = import.material_commitment.is_some();
+        let kind = request.import_type.unwrap_or(if has_material {
+            ImportType::ExistingKeyMaterial
+        } else {
+            ImportType::NewKeyMaterial
+        });
+        if kind == ImportType::NewKeyMaterial && has_material {
+            // New material for rotation: symmetric keys with material only.
+            if meta.spec != KeySpec::SymmetricDefault || meta.state == KeyState::PendingImport {
+                return Err(KmsError::InvalidState {
+                    key: meta.arn(),
+                    refusal: StateRefusal::HasKeyMaterial,
+                });
+            }
+            if import
+                .material_commitment
+                .as_ref()
+                .is_some_and(|c| ct::eq(c, &commit))
+            {
+                return Err(KmsError::IncorrectKeyMaterial);
+            }
+            let newest = key.versions.to_map().keys().max().copied().unwrap_or(0);
+            let version = import
+                .pending_rotation
+                .as_ref()
+                .map_or(newest.max(meta.current_version) + 1, |p| p.version);
+            import.pending = None;
+            import.pending_rotation = Some(PendingRotation {
+                version,
+                commitment: commit,
+                expiration_model: request.model,
+                valid_to: request.valid_to,
+            });
+            let mut versions = key.versions.to_map();
+            versions.insert(version, parsed);
+            return Ok((KeyChange::ReplaceVersions(meta, versions), version));
+        }
+        // The current material (again): it must be the same bytes.
+        let version = meta.current_version.max(1);
+        if let Some(given) = request.material_id {
+            if KeyMaterialId::of(&meta.id, version)?.to_hex() != given {
+                return Err(KmsError::IncorrectKeyMaterial);
+            }
+        }
         if import
             .material_commitment
             .as_ref()
@@ -240,14 +298,15 @@ impl Kms {
         }
         import.material_commitment = Some(commit);
         import.pending = None;
-        import.expiration_model = Some(model);
-        import.valid_to = valid_to;
-        meta.state = KeyState::Enabled;
-        meta.current_version = 1;
-        Ok(KeyChange::ReplaceVersions(
-            meta,
-            BTreeMap::from([(1, parsed)]),
-        ))
+        import.expiration_model = Some(request.model);
+        import.valid_to = request.valid_to;
+        if meta.state == KeyState::PendingImport {
+            meta.state = KeyState::Enabled;
+        }
+        meta.current_version = version;
+        let mut versions = key.versions.to_map();
+        versions.insert(version, parsed);
+        Ok((KeyChange::ReplaceVersions(meta, versions), version))
     }
 
     fn unwrap_imported(
@@ -267,19 +326,47 @@ impl Kms {
             .map_err(|_| KmsError::InvalidCiphertext(CiphertextProblem::ImportUnwrap))
     }
 
-    /// DeleteImportedKeyMaterial: the material is destroyed; the key waits for a re-import.
+    /// DeleteImportedKeyMaterial: the current material (or the material
+    /// `material_id` names: the current or the one pending rotation) is
+    /// destroyed. Without its current material the key waits for a re-import;
+    /// its other versions stay. Returns the key and the id of what was deleted.
     pub fn delete_imported_key_material(
         &self,
         account: &str,
         key_ref: &str,
-    ) -> Result<KeyMetadata, KmsError> {
+        material_id: Option<&str>,
+    ) -> Result<(KeyMetadata, Option<KeyMaterialId>), KmsError> {
         let key = self.resolve_key(account, key_ref)?;
+        let mut deleted = None;
         let key = self.change_kept_key(key, |k| {
             require_external(&k.meta)?;
             require_not_pending_deletion(&k.meta)?;
-            Ok(Some(drop_imported_material(k)))
+            let current = KeyMaterialId::of(&k.meta.id, k.meta.current_version.max(1))?;
+            let pending = k
+                .meta
+                .import
+                .as_ref()
+                .and_then(|i| i.pending_rotation.as_ref())
+                .map(|p| KeyMaterialId::of(&k.meta.id, p.version).map(|id| (p.version, id)))
+                .transpose()?;
+            match (material_id, pending) {
+                (Some(given), Some((version, id))) if id.to_hex() == given => {
+                    deleted = Some(id);
+                    Ok(Some(drop_pending_rotation(k, version)))
+                }
+                (Some(given), _) if current.to_hex() != given => {
+                    Err(KmsError::NotFound(Missing::KeyMaterial {
+                        arn: k.meta.arn(),
+                        given: given.to_string(),
+                    }))
+                }
+                _ => {
+                    deleted = k.versions.get(&k.meta.current_version).map(|_| current);
+                    Ok(Some(drop_imported_material(k)))
+                }
+            }
         })?;
-        Ok(key.meta.clone())
+        Ok((key.meta.clone(), deleted))
     }
 
     /// Deletes imported material whose ValidTo has passed (run by the sweeper).
@@ -297,14 +384,42 @@ impl Kms {
     }
 }
 
-/// The change that removes a key's imported material (deletion or expiry).
+/// ImportKeyMaterial's request, as [`Kms::plan_import`] checks it.
+struct ImportRequest<'a> {
+    token: &'a [u8],
+    encrypted: &'a [u8],
+    now: Timestamp,
+    model: ExpirationModel,
+    valid_to: Option<Timestamp>,
+    import_type: Option<ImportType>,
+    material_id: Option<&'a str>,
+}
+
+/// The change that removes a key's current imported material (deletion or
+/// expiry): the key waits for it again; its other versions stay, so that
+/// ciphertexts under them decrypt once the current material is back.
 fn drop_imported_material(key: &CachedKey) -> KeyChange {
     let mut meta = key.meta.clone();
     meta.state = KeyState::PendingImport;
-    meta.current_version = 0;
+    let mut versions = key.versions.to_map();
+    versions.remove(&meta.current_version);
+    if versions.is_empty() {
+        meta.current_version = 0;
+    }
     if let Some(import) = meta.import.as_mut() {
         import.valid_to = None;
         import.expiration_model = None;
     }
-    KeyChange::ReplaceVersions(meta, BTreeMap::new())
+    KeyChange::ReplaceVersions(meta, versions)
+}
+
+/// The change that removes material imported for rotation and not yet made current.
+fn drop_pending_rotation(key: &CachedKey, version: u32) -> KeyChange {
+    let mut meta = key.meta.clone();
+    if let Some(import) = meta.import.as_mut() {
+        import.pending_rotation = None;
+    }
+    let mut versions = key.versions.to_map();
+    versions.remove(&version);
+    KeyChange::ReplaceVersions(meta, versions)
 }

@@ -17,6 +17,7 @@ mod regions;
 mod replica;
 mod rotation;
 mod tags;
+mod usage;
 mod writes;
 
 use std::collections::HashMap;
@@ -35,7 +36,8 @@ pub use multi_region::{
     MultiRegionConfiguration, MultiRegionMember, MultiRegionRefusal, ReplicateKeyInput,
 };
 pub use replica::SyncOutcome;
-pub use rotation::RotationStatus;
+pub use rotation::{KeyMaterialEntry, KeyMaterialState, RotationStatus};
+pub use usage::{KeyLastUsage, LastUse, TrackedOperation, UsageSnapshot};
 
 use crate::clock::{Clock, Timestamp};
 use crate::ids::{key_arn, KeyId, KeyRef, Region};
@@ -87,6 +89,8 @@ pub struct Kms {
     last_sync: AtomicI64,
     /// Bound on the replica's age, only on a shared store.
     max_staleness: Option<Duration>,
+    /// Each key's last cryptographic use (GetKeyLastUsage), in memory.
+    usage: usage::UsageTracker,
 }
 
 impl Kms {
@@ -156,6 +160,7 @@ impl Kms {
             replica: Mutex::new(replica::Replica::default()),
             last_sync: AtomicI64::new(now.0),
             max_staleness,
+            usage: usage::UsageTracker::new(now),
         };
         kms.reload(snapshot)?;
         Ok(kms)

@@ -372,10 +372,10 @@ fn rotation_keeps_old_ciphertexts() {
             .expose(),
         b"v2"
     );
-    let (_, rotations) = f.kms.list_key_rotations(A, &id, None, None).unwrap();
+    let (_, rotations) = f.kms.list_key_rotations(A, &id, false, None, None).unwrap();
     assert_eq!(rotations.items.len(), 1);
     assert_eq!(
-        rotations.items[0].kind,
+        rotations.items[0].rotation.as_ref().unwrap().kind,
         crate::model::RotationType::OnDemand
     );
 }
@@ -511,6 +511,45 @@ fn sweeper_destroys_without_access() {
     f.clock.advance_days(30);
     assert_eq!(f.kms.run_due_tasks().unwrap(), 1);
     assert!(f.store.0.lock().unwrap().keys.is_empty());
+}
+
+/// A named key that is not the ciphertext's is IncorrectKeyException before
+/// any check of the named key's usage or state, in Decrypt and ReEncrypt.
+#[test]
+fn incorrect_key_comes_before_usage_checks() {
+    let f = Fixture::new();
+    let k1 = f.key();
+    let signer = create(&f, EccNistP256, KeyUsage::SignVerify);
+    let blob = f
+        .kms
+        .encrypt(A, &k1.arn(), b"x", &ctx(&[]), None)
+        .unwrap()
+        .ciphertext;
+    assert!(matches!(
+        f.kms
+            .decrypt(A, &blob, &ctx(&[]), Some(&signer.arn()), None),
+        Err(KmsError::IncorrectKey)
+    ));
+    // ReEncrypt: the wrong source wins over a destination that cannot encrypt.
+    assert!(matches!(
+        f.kms.re_encrypt(
+            A,
+            &blob,
+            &ctx(&[]),
+            Some(&signer.arn()),
+            &signer.arn(),
+            &ctx(&[]),
+            None,
+            None
+        ),
+        Err(KmsError::IncorrectKey)
+    ));
+    // Not a blob of another key: the named key's usage is what is wrong.
+    assert!(matches!(
+        f.kms
+            .decrypt(A, b"garbage", &ctx(&[]), Some(&signer.arn()), None),
+        Err(KmsError::WrongKeyUsage { .. })
+    ));
 }
 
 #[test]
@@ -966,13 +1005,22 @@ mod import {
                 &id,
                 b"wrong token",
                 &wrap(&p.public_key, &material),
-                ImportExpiry::Never
+                ImportExpiry::Never,
+                None,
+                None
             ),
             Err(KmsError::InvalidImportToken)
         ));
         assert!(matches!(
-            f.kms
-                .import_key_material(A, &id, &p.import_token, b"garbage", ImportExpiry::Never),
+            f.kms.import_key_material(
+                A,
+                &id,
+                &p.import_token,
+                b"garbage",
+                ImportExpiry::Never,
+                None,
+                None
+            ),
             Err(KmsError::InvalidCiphertext(_))
         ));
         f.kms
@@ -982,6 +1030,8 @@ mod import {
                 &p.import_token,
                 &wrap(&p.public_key, &material),
                 ImportExpiry::Never,
+                None,
+                None,
             )
             .unwrap();
         let blob = f
@@ -999,7 +1049,7 @@ mod import {
                 .expose(),
             b"imported"
         );
-        f.kms.delete_imported_key_material(A, &id).unwrap();
+        f.kms.delete_imported_key_material(A, &id, None).unwrap();
         assert!(matches!(
             f.kms.decrypt(A, &blob, &ctx(&[]), None, None),
             Err(KmsError::InvalidState { .. })
@@ -1011,7 +1061,9 @@ mod import {
                     &id,
                     &p.import_token,
                     &wrap(&p.public_key, &material),
-                    ImportExpiry::Never
+                    ImportExpiry::Never,
+                    None,
+                    None
                 ),
                 Err(KmsError::InvalidImportToken)
             ),
@@ -1031,8 +1083,15 @@ mod import {
         )
         .unwrap();
         assert!(matches!(
-            f.kms
-                .import_key_material(A, &id, &p.import_token, &wrapped_other, ImportExpiry::Never),
+            f.kms.import_key_material(
+                A,
+                &id,
+                &p.import_token,
+                &wrapped_other,
+                ImportExpiry::Never,
+                None,
+                None
+            ),
             Err(KmsError::IncorrectKeyMaterial)
         ));
         let wrapped = asym::wrap_for_import(
@@ -1050,6 +1109,8 @@ mod import {
                 &p.import_token,
                 &wrapped,
                 ImportExpiry::At(valid_to),
+                None,
+                None,
             )
             .unwrap();
         assert_eq!(
@@ -1070,6 +1131,162 @@ mod import {
         );
     }
 
+    /// Imports `material` into `id` with `import_type`, from fresh parameters.
+    fn import(
+        f: &Fixture,
+        id: &str,
+        material: &[u8],
+        import_type: Option<crate::model::ImportType>,
+        material_id: Option<&str>,
+    ) -> Result<(KeyMetadata, crate::KeyMaterialId), KmsError> {
+        let p = f
+            .kms
+            .get_parameters_for_import(A, id, rsa_wrapping(RsaesOaepSha256, Rsa2048))?;
+        f.kms.import_key_material(
+            A,
+            id,
+            &p.import_token,
+            &wrap(&p.public_key, material),
+            ImportExpiry::Never,
+            import_type,
+            material_id,
+        )
+    }
+
+    /// New material imported into a key with material waits for
+    /// RotateKeyOnDemand, which makes it current; old ciphertexts still decrypt;
+    /// without pending material the rotation is KMSInvalidStateException.
+    #[test]
+    fn imported_material_rotates_on_demand() {
+        use crate::model::ImportType::{ExistingKeyMaterial, NewKeyMaterial};
+        use crate::service::KeyMaterialState::{Current, NonCurrent, PendingRotation};
+        let f = Fixture::new();
+        let id = external(&f);
+        let (_, first) = import(&f, &id, &[1; 32], None, None).unwrap();
+        assert_eq!(
+            first,
+            crate::KeyMaterialId::of(&id.parse().unwrap(), 1).unwrap()
+        );
+        assert!(matches!(
+            f.kms.rotate_key_on_demand(A, &id),
+            Err(KmsError::InvalidState {
+                refusal: crate::StateRefusal::NoPendingRotation,
+                ..
+            })
+        ));
+        let old = f.kms.encrypt(A, &id, b"v1", &ctx(&[]), None).unwrap();
+        // Without ImportType, a second import is EXISTING_KEY_MATERIAL: other bytes are refused.
+        assert!(matches!(
+            import(&f, &id, &[2; 32], None, None),
+            Err(KmsError::IncorrectKeyMaterial)
+        ));
+        assert!(matches!(
+            import(
+                &f,
+                &id,
+                &[2; 32],
+                Some(NewKeyMaterial),
+                Some(&first.to_hex())
+            ),
+            Err(KmsError::Validation(Invalid::MaterialIdWithNewImport))
+        ));
+        let (_, second) = import(&f, &id, &[2; 32], Some(NewKeyMaterial), None).unwrap();
+        assert_ne!(second, first);
+        let (_, listed) = f.kms.list_key_rotations(A, &id, true, None, None).unwrap();
+        let states: Vec<_> = listed
+            .items
+            .iter()
+            .map(|e| (e.material_id, e.state))
+            .collect();
+        assert_eq!(states, vec![(first, Current), (second, PendingRotation)]);
+        // Still encrypting under the first material until the rotation.
+        let data_key = |f: &Fixture| {
+            f.kms
+                .generate_data_key(A, &id, DataKeySize::Bytes(32), &ctx(&[]), false)
+                .unwrap()
+                .key_material_id
+        };
+        assert_eq!(data_key(&f), Some(first));
+
+        f.kms.rotate_key_on_demand(A, &id).unwrap();
+        let f = f.restart();
+        let after = f.kms.encrypt(A, &id, b"v2", &ctx(&[]), None).unwrap();
+        assert_eq!(data_key(&f), Some(second));
+        let old_plain = f
+            .kms
+            .decrypt(A, &old.ciphertext, &ctx(&[]), None, None)
+            .unwrap();
+        assert_eq!(old_plain.plaintext.expose(), b"v1");
+        assert_eq!(old_plain.key_material_id, Some(first));
+        let (_, listed) = f.kms.list_key_rotations(A, &id, false, None, None).unwrap();
+        assert_eq!(listed.items.len(), 1);
+        assert_eq!(listed.items[0].material_id, second);
+        assert_eq!(listed.items[0].state, Current);
+        assert_eq!(listed.items[0].imported, Some(true));
+        let (_, listed) = f.kms.list_key_rotations(A, &id, true, None, None).unwrap();
+        let states: Vec<_> = listed.items.iter().map(|e| e.state).collect();
+        assert_eq!(states, vec![NonCurrent, Current]);
+        // Nothing pending any more.
+        assert!(matches!(
+            f.kms.rotate_key_on_demand(A, &id),
+            Err(KmsError::InvalidState { .. })
+        ));
+        // Deleting the current material keeps the old: reimported, both decrypt again.
+        let (_, deleted) = f.kms.delete_imported_key_material(A, &id, None).unwrap();
+        assert_eq!(deleted, Some(second));
+        assert!(matches!(
+            import(
+                &f,
+                &id,
+                &[2; 32],
+                Some(ExistingKeyMaterial),
+                Some(&first.to_hex())
+            ),
+            Err(KmsError::IncorrectKeyMaterial)
+        ));
+        import(
+            &f,
+            &id,
+            &[2; 32],
+            Some(ExistingKeyMaterial),
+            Some(&second.to_hex()),
+        )
+        .unwrap();
+        for (blob, plain) in [(&old.ciphertext, b"v1"), (&after.ciphertext, b"v2")] {
+            let out = f.kms.decrypt(A, blob, &ctx(&[]), None, None).unwrap();
+            assert_eq!(out.plaintext.expose(), plain);
+        }
+        // Pending material can be deleted by its id.
+        let (_, third) = import(&f, &id, &[3; 32], Some(NewKeyMaterial), None).unwrap();
+        let (_, deleted) = f
+            .kms
+            .delete_imported_key_material(A, &id, Some(&third.to_hex()))
+            .unwrap();
+        assert_eq!(deleted, Some(third));
+        assert_eq!(f.kms.describe_key(A, &id).unwrap().state, KeyState::Enabled);
+        assert!(matches!(
+            f.kms.rotate_key_on_demand(A, &id),
+            Err(KmsError::InvalidState { .. })
+        ));
+    }
+
+    /// On-demand rotations stop at AWS's limit of 25 per key.
+    #[test]
+    fn on_demand_rotations_are_limited() {
+        let f = Fixture::new();
+        let id = f.key().id.to_string();
+        for _ in 0..25 {
+            f.kms.rotate_key_on_demand(A, &id).unwrap();
+        }
+        assert!(matches!(
+            f.kms.rotate_key_on_demand(A, &id),
+            Err(KmsError::LimitExceeded(crate::Limit::OnDemandRotations {
+                max: 25,
+                ..
+            }))
+        ));
+    }
+
     #[test]
     fn post_quantum_import_with_xwing() {
         let f = Fixture::new();
@@ -1084,12 +1301,27 @@ mod import {
         let good = wrapped.clone();
         wrapped[5] ^= 1;
         assert!(matches!(
-            f.kms
-                .import_key_material(A, &id, &p.import_token, &wrapped, ImportExpiry::Never),
+            f.kms.import_key_material(
+                A,
+                &id,
+                &p.import_token,
+                &wrapped,
+                ImportExpiry::Never,
+                None,
+                None
+            ),
             Err(KmsError::InvalidCiphertext(_))
         ));
         f.kms
-            .import_key_material(A, &id, &p.import_token, &good, ImportExpiry::Never)
+            .import_key_material(
+                A,
+                &id,
+                &p.import_token,
+                &good,
+                ImportExpiry::Never,
+                None,
+                None,
+            )
             .unwrap();
         let blob = f
             .kms
@@ -1123,8 +1355,15 @@ mod import {
         )
         .unwrap();
         assert!(matches!(
-            f.kms
-                .import_key_material(A, &id, &p.import_token, &wrapped, ImportExpiry::Never),
+            f.kms.import_key_material(
+                A,
+                &id,
+                &p.import_token,
+                &wrapped,
+                ImportExpiry::Never,
+                None,
+                None
+            ),
             Err(KmsError::ExpiredImportToken)
         ));
         let own = f.key().id.to_string();

@@ -1,7 +1,7 @@
 //! AWS error shapes: `{"__type": "...", "message": "..."}` for JSON, an
 //! `ErrorResponse` document for the query protocol.
 
-use keyfence_core::{KmsError, TagProblem};
+use keyfence_core::{AliasNameProblem, KmsError, TagProblem};
 
 use super::messages;
 use super::names::AwsName;
@@ -67,11 +67,15 @@ impl ApiError {
     }
 
     /// The JSON body of this error.
+    /// An error AWS sends without a message (InvalidCiphertextException,
+    /// KMSInvalidSignatureException, KMSInvalidMacException) has no `message` member.
     pub fn json_body(&self) -> Vec<u8> {
-        serde_json::to_vec(
-            &serde_json::json!({"__type": self.code, "message": self.sent_message()}),
-        )
-        .expect("json of strings")
+        let body = if self.message.is_empty() {
+            serde_json::json!({"__type": self.code})
+        } else {
+            serde_json::json!({"__type": self.code, "message": self.sent_message()})
+        };
+        serde_json::to_vec(&body).expect("json of strings")
     }
 
     /// The query-protocol (XML) body of this error.
@@ -107,10 +111,8 @@ impl From<KmsError> for ApiError {
                 "KMSInvalidStateException",
                 messages::invalid_state(&key, refusal),
             ),
-            KmsError::InvalidCiphertext(problem) => (
-                "InvalidCiphertextException",
-                messages::invalid_ciphertext(problem).into(),
-            ),
+            // AWS sends these three with no message, so as not to help an attacker.
+            KmsError::InvalidCiphertext(_) => ("InvalidCiphertextException", String::new()),
             KmsError::IncorrectKey => ("IncorrectKeyException", messages::INCORRECT_KEY.into()),
             KmsError::Validation(invalid) => ("ValidationException", messages::invalid(invalid)),
             KmsError::DataKeyNeedsSymmetric { key } => (
@@ -120,6 +122,11 @@ impl From<KmsError> for ApiError {
             KmsError::AlreadyExists { alias } => {
                 ("AlreadyExistsException", messages::alias_exists(&alias))
             }
+            // A name without the `alias/` prefix fails validation, as AWS answers it.
+            KmsError::InvalidAliasName {
+                problem: AliasNameProblem::Prefix,
+                ..
+            } => ("ValidationException", messages::ALIAS_PREFIX.into()),
             KmsError::InvalidAliasName { name, problem } => (
                 "InvalidAliasNameException",
                 messages::invalid_alias_name(&name, problem),
@@ -148,11 +155,8 @@ impl From<KmsError> for ApiError {
                 return messages::refused(operation, &detail)
                     .unwrap_or_else(|| internal(&format!("{operation:?} refused: {detail}")));
             }
-            KmsError::InvalidSignature => (
-                "KMSInvalidSignatureException",
-                messages::INVALID_SIGNATURE.into(),
-            ),
-            KmsError::InvalidMac => ("KMSInvalidMacException", messages::INVALID_MAC.into()),
+            KmsError::InvalidSignature => ("KMSInvalidSignatureException", String::new()),
+            KmsError::InvalidMac => ("KMSInvalidMacException", String::new()),
             KmsError::InvalidImportToken => (
                 "InvalidImportTokenException",
                 messages::INVALID_IMPORT_TOKEN.into(),
@@ -192,13 +196,10 @@ impl From<KmsError> for ApiError {
                 messages::spec_cannot(&key, spec, operation),
             ),
             KmsError::PlaintextTooLong {
-                len,
-                algorithm,
-                spec,
-                detail,
+                algorithm, spec, ..
             } => (
                 "ValidationException",
-                messages::plaintext_too_long(len, algorithm, spec, &detail),
+                messages::plaintext_too_long(algorithm, spec),
             ),
             KmsError::MaterialNotOfSpec { spec, detail } => (
                 "IncorrectKeyMaterialException",
@@ -294,6 +295,16 @@ mod tests {
         assert_eq!(v["message"], format!("Key '{KEY}' does not exist"));
         let xml = String::from_utf8(ApiError::validation("a<b").xml_body("rid")).unwrap();
         assert!(xml.contains("<Code>ValidationException</Code><Message>a&lt;b</Message>"));
+        // The three errors AWS sends bare have no message member at all.
+        for e in [
+            KmsError::InvalidCiphertext(CiphertextProblem::NotForContext),
+            KmsError::InvalidSignature,
+            KmsError::InvalidMac,
+        ] {
+            let body: serde_json::Value =
+                serde_json::from_slice(&ApiError::from(e).json_body()).unwrap();
+            assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+        }
     }
 
     /// Every typed refusal the core words nowhere reaches the client in its
@@ -352,19 +363,17 @@ mod tests {
             (
                 KmsError::InvalidCiphertext(CiphertextProblem::NotForContext),
                 "InvalidCiphertextException",
-                "The ciphertext is invalid or was not encrypted under this encryption context."
-                    .into(),
+                String::new(),
             ),
             (
                 KmsError::InvalidCiphertext(CiphertextProblem::NotMlKem),
                 "InvalidCiphertextException",
-                "The ciphertext is not an ML-KEM ciphertext for this key.".into(),
+                String::new(),
             ),
             (
                 KmsError::InvalidCiphertext(CiphertextProblem::ImportUnwrap),
                 "InvalidCiphertextException",
-                "The encrypted key material could not be unwrapped with the import parameters"
-                    .into(),
+                String::new(),
             ),
             (
                 KmsError::IncorrectKey,
@@ -416,8 +425,8 @@ mod tests {
             ),
             (
                 KmsError::InvalidAliasName { name: "app".into(), problem: AliasNameProblem::Prefix },
-                "InvalidAliasNameException",
-                r#"Alias name "app" is invalid: it must begin with "alias/""#.into(),
+                "ValidationException",
+                r#"Alias must start with the prefix "alias/". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html"#.into(),
             ),
             (
                 KmsError::InvalidAliasName {
@@ -467,6 +476,35 @@ mod tests {
                 KmsError::LimitExceeded(Limit::OnDemandRotations { key: key(), max: 25 }),
                 "LimitExceededException",
                 format!("{KEY} has reached the limit of 25 on-demand rotations"),
+            ),
+            (
+                KmsError::LimitExceeded(Limit::GrantsPerKey { key: key(), max: 50_000 }),
+                "LimitExceededException",
+                format!("{KEY} has reached the limit of 50000 grants"),
+            ),
+            (
+                KmsError::LimitExceeded(Limit::GrantsPerGrantee {
+                    key: key(),
+                    grantee: "arn:aws:iam::111122223333:user/bob".into(),
+                    max: 500,
+                }),
+                "LimitExceededException",
+                format!("{KEY} has reached the limit of 500 grants for the grantee principal arn:aws:iam::111122223333:user/bob"),
+            ),
+            (
+                KmsError::InvalidState { key: key(), refusal: StateRefusal::NoPendingRotation },
+                "KMSInvalidStateException",
+                format!("{KEY} has imported key material and none in PENDING_ROTATION state; import new key material (ImportType NEW_KEY_MATERIAL) first"),
+            ),
+            (
+                KmsError::NotFound(Missing::KeyMaterial { arn: key(), given: "ab".into() }),
+                "NotFoundException",
+                format!("Key material ab is not associated with key '{KEY}'"),
+            ),
+            (
+                KmsError::Validation(Invalid::MaterialIdWithNewImport),
+                "ValidationException",
+                "KeyMaterialId cannot be specified with ImportType NEW_KEY_MATERIAL".into(),
             ),
             (
                 KmsError::InvalidTag(TagProblem::KeyLength { key: String::new(), max: 128 }),
@@ -563,12 +601,32 @@ mod tests {
             (
                 KmsError::InvalidSignature,
                 "KMSInvalidSignatureException",
-                "The signature is not valid for this message and key.".into(),
+                String::new(),
             ),
             (
                 KmsError::InvalidMac,
                 "KMSInvalidMacException",
-                "The MAC is not valid for this message and key.".into(),
+                String::new(),
+            ),
+            (
+                KmsError::PlaintextTooLong {
+                    len: 300,
+                    algorithm: asym::EncryptionAlgorithm::RsaesOaepSha256,
+                    spec: keyfence_core::KeySpec::Asymmetric(asym::KeySpec::Rsa2048),
+                    detail: CryptoError::Incompatible("too long"),
+                },
+                "ValidationException",
+                "Algorithm RSAES_OAEP_SHA_256 and key spec RSA_2048 cannot encrypt data larger than 190 bytes.".into(),
+            ),
+            (
+                KmsError::PlaintextTooLong {
+                    len: 500,
+                    algorithm: asym::EncryptionAlgorithm::RsaesOaepSha1,
+                    spec: keyfence_core::KeySpec::Asymmetric(asym::KeySpec::Rsa4096),
+                    detail: CryptoError::Incompatible("too long"),
+                },
+                "ValidationException",
+                "Algorithm RSAES_OAEP_SHA_1 and key spec RSA_4096 cannot encrypt data larger than 470 bytes.".into(),
             ),
             (
                 KmsError::InvalidImportToken,

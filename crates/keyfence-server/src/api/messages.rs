@@ -5,8 +5,8 @@
 
 use keyfence_core::service::MultiRegionRefusal;
 use keyfence_core::{
-    Algorithm, AliasNameProblem, Bound, CiphertextProblem, CryptoOperation, Invalid, KeySpec,
-    KeyUsage, Limit, Member, Missing, SpecOperation, StateRefusal, TagProblem, Unsupported,
+    Algorithm, AliasNameProblem, Bound, CryptoOperation, Invalid, KeySpec, KeyUsage, Limit, Member,
+    Missing, SpecOperation, StateRefusal, TagProblem, Unsupported,
 };
 use keyfence_crypto::asym;
 use keyfence_crypto::CryptoError;
@@ -170,6 +170,14 @@ pub fn unknown_expiration_model(name: &str) -> ApiError {
     ApiError::validation(format!("ExpirationModel {} is not valid", echo(name)))
 }
 
+/// A KeyMaterialId that is not 64 lowercase hexadecimal digits.
+pub fn invalid_material_id(id: &str) -> ApiError {
+    ApiError::validation(format!(
+        "1 validation error detected: Value '{}' at 'keyMaterialId' failed to satisfy constraint: Member must satisfy regular expression pattern: ^[a-f0-9]+$ and have length 64",
+        echo(id)
+    ))
+}
+
 /// KEY_MATERIAL_EXPIRES without ValidTo.
 pub fn valid_to_required() -> ApiError {
     ApiError::validation("ValidTo is required when ExpirationModel is KEY_MATERIAL_EXPIRES")
@@ -213,15 +221,22 @@ pub fn spec_cannot(key: &str, spec: KeySpec, operation: SpecOperation) -> String
     format!("{key} is a {} key; {why}", spec.aws_name())
 }
 
-/// The message of a plaintext too long for RSAES-OAEP under the key.
-pub fn plaintext_too_long(
-    len: usize,
-    algorithm: asym::EncryptionAlgorithm,
-    spec: KeySpec,
-    detail: &CryptoError,
-) -> String {
+/// The message of a plaintext too long for RSAES-OAEP under the key, as AWS
+/// words it: the limit is the modulus length less twice the hash length less 2.
+pub fn plaintext_too_long(algorithm: asym::EncryptionAlgorithm, spec: KeySpec) -> String {
+    let modulus_bytes = match spec.asymmetric() {
+        Some(asym::KeySpec::Rsa2048) => 256,
+        Some(asym::KeySpec::Rsa3072) => 384,
+        Some(asym::KeySpec::Rsa4096) => 512,
+        _ => 0,
+    };
+    let hash_bytes = match algorithm {
+        asym::EncryptionAlgorithm::RsaesOaepSha1 => 20,
+        asym::EncryptionAlgorithm::RsaesOaepSha256 => 32,
+    };
+    let max = (modulus_bytes as usize).saturating_sub(2 * hash_bytes + 2);
     format!(
-        "Plaintext of {len} bytes cannot be encrypted with {} under {}: {detail}",
+        "Algorithm {} and key spec {} cannot encrypt data larger than {max} bytes.",
         keyfence_core::EncryptionAlgorithm::Rsa(algorithm).aws_name(),
         spec.aws_name()
     )
@@ -363,6 +378,10 @@ pub fn missing(missing: &Missing) -> String {
         ),
         Missing::Key { arn } => format!("Key '{arn}' does not exist"),
         Missing::Alias { arn } => format!("Alias {arn} is not found."),
+        Missing::KeyMaterial { arn, given } => format!(
+            "Key material {} is not associated with key '{arn}'",
+            echo(given)
+        ),
     }
 }
 
@@ -378,21 +397,17 @@ pub fn invalid_state(key: &str, refusal: StateRefusal) -> String {
         StateRefusal::PendingImport => format!("{key} is pending import."),
         StateRefusal::NotPendingDeletion => format!("{key} is not pending deletion."),
         StateRefusal::HasKeyMaterial => format!("{key} already has key material"),
+        StateRefusal::NoPendingRotation => format!(
+            "{key} has imported key material and none in PENDING_ROTATION state; import new key material (ImportType NEW_KEY_MATERIAL) first"
+        ),
     }
 }
 
-/// The message of an InvalidCiphertextException.
-pub fn invalid_ciphertext(problem: CiphertextProblem) -> &'static str {
-    match problem {
-        CiphertextProblem::NotForContext => {
-            "The ciphertext is invalid or was not encrypted under this encryption context."
-        }
-        CiphertextProblem::NotMlKem => "The ciphertext is not an ML-KEM ciphertext for this key.",
-        CiphertextProblem::ImportUnwrap => {
-            "The encrypted key material could not be unwrapped with the import parameters"
-        }
-    }
-}
+/// A ValidationException for an alias name without the `alias/` prefix, as AWS words it.
+pub const ALIAS_PREFIX: &str = "Alias must start with the prefix \"alias/\". Please see https://docs.aws.amazon.com/kms/latest/developerguide/kms-alias.html";
+
+/// DryRunOperationException's message (HTTP 400, as AWS answers it).
+pub const DRY_RUN: &str = "The request would have succeeded, but the DryRun option is set.";
 
 /// The message of an IncorrectKeyException.
 pub const INCORRECT_KEY: &str =
@@ -418,6 +433,9 @@ pub fn invalid(invalid: Invalid) -> String {
             .into(),
         Invalid::ValidTo { max_days } => {
             format!("ValidTo must be in the future and at most {max_days} days away")
+        }
+        Invalid::MaterialIdWithNewImport => {
+            "KeyMaterialId cannot be specified with ImportType NEW_KEY_MATERIAL".into()
         }
     }
 }
@@ -457,6 +475,13 @@ pub fn limit_exceeded(limit: &Limit) -> String {
         Limit::OnDemandRotations { key, max } => {
             format!("{key} has reached the limit of {max} on-demand rotations")
         }
+        Limit::GrantsPerKey { key, max } => {
+            format!("{key} has reached the limit of {max} grants")
+        }
+        Limit::GrantsPerGrantee { key, grantee, max } => format!(
+            "{key} has reached the limit of {max} grants for the grantee principal {}",
+            echo(grantee)
+        ),
     }
 }
 
@@ -522,12 +547,6 @@ pub fn refused(operation: CryptoOperation, detail: &CryptoError) -> Option<ApiEr
         _ => return None,
     })
 }
-
-/// The message of a KMSInvalidSignatureException.
-pub const INVALID_SIGNATURE: &str = "The signature is not valid for this message and key.";
-
-/// The message of a KMSInvalidMacException.
-pub const INVALID_MAC: &str = "The MAC is not valid for this message and key.";
 
 /// The message of an InvalidImportTokenException.
 pub const INVALID_IMPORT_TOKEN: &str = "The import token is not valid for this key";

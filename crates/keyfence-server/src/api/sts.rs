@@ -8,6 +8,7 @@ use percent_encoding::percent_decode_str;
 use super::error::xml_escape;
 use super::ApiError;
 use crate::sigv4::VerifiedCaller;
+use keyfence_core::authz::{Principal, PrincipalKind};
 
 /// Why a query-protocol form body could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -77,9 +78,33 @@ pub fn user_id(account_id: &str, access_key_id: &str) -> String {
     id
 }
 
+/// The caller as GetCallerIdentity reports it: `(Arn, UserId)`. A credential
+/// acting as a role is an assumed-role session, as AWS reports one: the role's
+/// name (without its path) and the credential's user name as session name, and
+/// a role `UserId` (`AROA…:SESSION`).
+fn identity(caller: &VerifiedCaller, principal: &Principal) -> (String, String) {
+    let id = user_id(&caller.account_id, &caller.access_key_id);
+    match principal.kind() {
+        PrincipalKind::Role => {
+            let role = principal.arn().rsplit('/').next().unwrap_or_default();
+            let session = &caller.user_name;
+            (
+                format!(
+                    "arn:aws:sts::{}:assumed-role/{role}/{session}",
+                    principal.account()
+                ),
+                format!("AROA{}:{session}", &id[4..]),
+            )
+        }
+        _ => (principal.arn().to_string(), id),
+    }
+}
+
 /// Answers a query-protocol request; only `GetCallerIdentity` exists.
+/// `principal` is who the credential acts as (an IAM user or role).
 pub fn handle(
     caller: &VerifiedCaller,
+    principal: &Principal,
     form: &[(String, String)],
     request_id: &str,
 ) -> Result<Vec<u8>, ApiError> {
@@ -88,14 +113,20 @@ pub fn handle(
         .find(|(k, _)| k == "Action")
         .map(|(_, v)| v.as_str());
     match action {
-        Some("GetCallerIdentity") => Ok(format!(
-            "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult><Arn>{}</Arn><UserId>{}</UserId><Account>{}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
-            xml_escape(&caller.arn()),
-            user_id(&caller.account_id, &caller.access_key_id),
-            xml_escape(&caller.account_id),
-        )
-        .into_bytes()),
-        Some(other) => Err(ApiError::new("InvalidAction", format!("Could not find operation {other} for version 2011-06-15"))),
+        Some("GetCallerIdentity") => {
+            let (arn, user_id) = identity(caller, principal);
+            Ok(format!(
+                "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><GetCallerIdentityResult><Arn>{}</Arn><UserId>{}</UserId><Account>{}</Account></GetCallerIdentityResult><ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata></GetCallerIdentityResponse>",
+                xml_escape(&arn),
+                xml_escape(&user_id),
+                xml_escape(principal.account()),
+            )
+            .into_bytes())
+        }
+        Some(other) => Err(ApiError::new(
+            "InvalidAction",
+            format!("Could not find operation {other} for version 2011-06-15"),
+        )),
         None => Err(ApiError::new("MissingAction", "Missing Action parameter")),
     }
 }
@@ -185,9 +216,11 @@ mod tests {
             region: "us-east-1".into(),
             service: "sts".into(),
         };
+        let user = Principal::user("111122223333", "admin");
         let xml = String::from_utf8(
             handle(
                 &caller,
+                &user,
                 &parse_form(b"Action=GetCallerIdentity").unwrap(),
                 "r",
             )
@@ -199,8 +232,28 @@ mod tests {
         let id = user_id("111122223333", "AKIAX");
         assert!(xml.contains(&format!("<UserId>{id}</UserId>")), "{xml}");
         assert_eq!(
-            handle(&caller, &[], "r").err().unwrap().code,
+            handle(&caller, &user, &[], "r").err().unwrap().code,
             "MissingAction"
+        );
+        // A credential acting as a role is an assumed-role session.
+        let role = Principal::parse_arn("arn:aws:iam::111122223333:role/ops/Deployer").unwrap();
+        let xml = String::from_utf8(
+            handle(
+                &caller,
+                &role,
+                &parse_form(b"Action=GetCallerIdentity").unwrap(),
+                "r",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            xml.contains("<Arn>arn:aws:sts::111122223333:assumed-role/Deployer/admin</Arn>"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains(&format!("<UserId>AROA{}:admin</UserId>", &id[4..])),
+            "{xml}"
         );
     }
 }

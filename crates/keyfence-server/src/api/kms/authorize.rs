@@ -115,6 +115,25 @@ struct Facts {
     operations: Option<Vec<String>>,
     grantee_principal: Option<String>,
     retiring_principal: Option<String>,
+    constraints: Option<ConstraintFacts>,
+    tags: Option<Vec<TagFact>>,
+    tag_keys: Option<Vec<String>>,
+}
+
+/// CreateGrant's constraint types (kms:GrantConstraintType).
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase")]
+struct ConstraintFacts {
+    encryption_context_equals: Option<serde::de::IgnoredAny>,
+    encryption_context_subset: Option<serde::de::IgnoredAny>,
+}
+
+/// One tag of CreateKey or TagResource (aws:RequestTag/KEY, aws:TagKeys).
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct TagFact {
+    tag_key: Option<String>,
+    tag_value: Option<String>,
 }
 
 /// An authorized request: who calls, and the account it runs in (the key's,
@@ -434,6 +453,39 @@ fn context_for(
     }
     if let Some(r) = &facts.retiring_principal {
         c.set(keys::RETIRING_PRINCIPAL, r.clone());
+    }
+    if let Some(k) = &facts.constraints {
+        let types: Vec<String> = [
+            (
+                k.encryption_context_equals.is_some(),
+                "EncryptionContextEquals",
+            ),
+            (
+                k.encryption_context_subset.is_some(),
+                "EncryptionContextSubset",
+            ),
+        ]
+        .iter()
+        .filter(|(present, _)| *present)
+        .map(|(_, name)| name.to_string())
+        .collect();
+        if !types.is_empty() {
+            c.set_all(keys::GRANT_CONSTRAINT_TYPE, types);
+        }
+    }
+    if let Some(tags) = &facts.tags {
+        for t in tags {
+            if let (Some(k), Some(v)) = (&t.tag_key, &t.tag_value) {
+                c.set(&format!("{}{k}", keys::REQUEST_TAG_PREFIX), v.clone());
+            }
+        }
+        c.set_all(
+            keys::TAG_KEYS,
+            tags.iter().filter_map(|t| t.tag_key.clone()).collect(),
+        );
+    }
+    if let Some(k) = &facts.tag_keys {
+        c.set_all(keys::TAG_KEYS, k.clone());
     }
     c
 }

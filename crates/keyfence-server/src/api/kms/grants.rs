@@ -99,6 +99,18 @@ fn principal(p: &str) -> Result<Principal, ApiError> {
     Principal::parse_arn(p).map_err(|_| messages::invalid_principal(p))
 }
 
+/// The kms:GrantConstraintType values of a grant's constraints.
+pub(super) fn constraint_types(c: &GrantConstraints) -> Vec<String> {
+    let mut types = Vec::new();
+    if c.equals.is_some() {
+        types.push("EncryptionContextEquals".to_string());
+    }
+    if c.subset.is_some() {
+        types.push("EncryptionContextSubset".to_string());
+    }
+    types
+}
+
 /// Whether `id` has the shape of a grant id (64 hexadecimal characters).
 fn is_grant_id(id: &str) -> bool {
     id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit())
@@ -190,6 +202,10 @@ impl Ops<'_> {
             operations.iter().map(|o| o.name().to_string()).collect(),
         );
         context.set(keys::GRANT_IS_FOR_AWS_RESOURCE, "false");
+        let constraint_types = constraint_types(&constraints);
+        if !constraint_types.is_empty() {
+            context.set_all(keys::GRANT_CONSTRAINT_TYPE, constraint_types);
+        }
         context.set(keys::GRANTEE_PRINCIPAL, i.grantee_principal.clone());
         if let Some(r) = &i.retiring_principal {
             context.set(keys::RETIRING_PRINCIPAL, r.clone());
@@ -243,6 +259,7 @@ impl Ops<'_> {
                 return Ok(json!({ "GrantId": g.id, "GrantToken": grant_token(&g.id) }));
             }
         }
+        authz::check_grant_quota(&authz.grants(&meta.id), &arn, &i.grantee_principal)?;
         if i.dry_run == Some(true) {
             return Ok(json!({}));
         }

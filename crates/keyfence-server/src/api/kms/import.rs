@@ -1,13 +1,13 @@
 //! Imported key material: GetParametersForImport, ImportKeyMaterial,
 //! DeleteImportedKeyMaterial.
 
-use keyfence_core::model::{ImportExpiry, ImportWrapping};
+use keyfence_core::model::{ImportExpiry, ImportType, ImportWrapping};
 use keyfence_core::Timestamp;
 use keyfence_crypto::asym::{self, WrappingAlgorithm};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{required_blob, KeyIdInput, Ops};
+use super::{required_blob, Ops};
 use crate::api::messages;
 use crate::api::names::{AwsName, PQ_WRAPPING_ALGORITHM, PQ_WRAPPING_KEY_SPEC};
 use crate::api::wire::{b64, date, Blob};
@@ -29,10 +29,11 @@ fn wrapping(algorithm: &str, key_spec: &str) -> Result<ImportWrapping, ApiError>
     Ok(ImportWrapping::Rsa { spec, algorithm })
 }
 
-/// ImportKeyMaterial's ValidTo / ExpirationModel pair.
+/// ImportKeyMaterial's ValidTo / ExpirationModel pair. The model defaults to
+/// KEY_MATERIAL_EXPIRES, as in AWS, so neither member is a missing ValidTo.
 fn expiry(valid_to: Option<Timestamp>, model: Option<&str>) -> Result<ImportExpiry, ApiError> {
     let expires = match model {
-        None => valid_to.is_some(),
+        None => true,
         Some("KEY_MATERIAL_EXPIRES") => true,
         Some("KEY_MATERIAL_DOES_NOT_EXPIRE") => false,
         Some(other) => return Err(messages::unknown_expiration_model(other)),
@@ -62,6 +63,26 @@ pub(super) struct ImportKeyMaterialInput {
     valid_to: Option<f64>,
     expiration_model: Option<String>,
     import_type: Option<String>,
+    key_material_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct DeleteImportedKeyMaterialInput {
+    key_id: String,
+    key_material_id: Option<String>,
+}
+
+/// A KeyMaterialId member: 64 lowercase hex digits (AWS's BackingKeyIdType).
+fn check_material_id(id: &str) -> Result<(), ApiError> {
+    if id.len() != 64
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        return Err(messages::invalid_material_id(id));
+    }
+    Ok(())
 }
 
 impl Ops<'_> {
@@ -82,30 +103,47 @@ impl Ops<'_> {
     }
 
     pub(super) fn import_key_material(&self, i: ImportKeyMaterialInput) -> Result<Value, ApiError> {
-        if i.import_type
-            .as_deref()
-            .is_some_and(|t| t != "NEW_KEY_MATERIAL" && t != "EXISTING_KEY_MATERIAL")
-        {
-            return Err(ApiError::validation(
-                "ImportType must be NEW_KEY_MATERIAL or EXISTING_KEY_MATERIAL",
-            ));
+        let import_type = match i.import_type.as_deref() {
+            None => None,
+            Some("NEW_KEY_MATERIAL") => Some(ImportType::NewKeyMaterial),
+            Some("EXISTING_KEY_MATERIAL") => Some(ImportType::ExistingKeyMaterial),
+            Some(other) => return Err(messages::not_in_enum(other, "importType")),
+        };
+        if let Some(id) = i.key_material_id.as_deref() {
+            check_material_id(id)?;
         }
         let token = required_blob(i.import_token, "ImportToken")?;
         let material = required_blob(i.encrypted_key_material, "EncryptedKeyMaterial")?;
         let valid_to = i.valid_to.map(|secs| Timestamp((secs * 1000.0) as i64));
         let expiry = expiry(valid_to, i.expiration_model.as_deref())?;
-        let meta =
-            self.kms
-                .import_key_material(self.account, &i.key_id, &token.0, &material.0, expiry)?;
+        let (meta, material_id) = self.kms.import_key_material(
+            self.account,
+            &i.key_id,
+            &token.0,
+            &material.0,
+            expiry,
+            import_type,
+            i.key_material_id.as_deref(),
+        )?;
         tracing::info!(key_id = %meta.id, "key material imported");
-        Ok(json!({ "KeyId": meta.arn() }))
+        Ok(json!({ "KeyId": meta.arn(), "KeyMaterialId": material_id.to_hex() }))
     }
 
-    pub(super) fn delete_imported_key_material(&self, i: KeyIdInput) -> Result<Value, ApiError> {
-        let meta = self
-            .kms
-            .delete_imported_key_material(self.account, &i.key_id)?;
+    pub(super) fn delete_imported_key_material(
+        &self,
+        i: DeleteImportedKeyMaterialInput,
+    ) -> Result<Value, ApiError> {
+        if let Some(id) = i.key_material_id.as_deref() {
+            check_material_id(id)?;
+        }
+        let (meta, deleted) = self.kms.delete_imported_key_material(
+            self.account,
+            &i.key_id,
+            i.key_material_id.as_deref(),
+        )?;
         tracing::info!(key_id = %meta.id, "imported key material deleted");
-        Ok(json!({ "KeyId": meta.arn() }))
+        let mut v = json!({ "KeyId": meta.arn() });
+        super::crypto::set_material_id(&mut v, "KeyMaterialId", deleted);
+        Ok(v)
     }
 }

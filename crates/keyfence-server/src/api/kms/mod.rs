@@ -12,6 +12,7 @@ mod custom_key_stores;
 mod grants;
 mod import;
 mod keys;
+pub mod last_usage;
 mod policy;
 mod rotation;
 mod shapes;
@@ -166,6 +167,9 @@ pub static OPERATIONS: &[Operation] = &[
     }),
     op("GetKeyRotationStatus", WORKER, NO_DRY_RUN, |o, b| {
         o.get_key_rotation_status(parse(b)?)
+    }),
+    op("GetKeyLastUsage", WORKER, NO_DRY_RUN, |o, b| {
+        o.get_key_last_usage(parse(b)?)
     }),
     op("RotateKeyOnDemand", BLOCKING, NO_DRY_RUN, |o, b| {
         o.rotate_key_on_demand(parse(b)?)
@@ -367,10 +371,14 @@ fn run(ops: &Ops<'_>, operation: &Operation, body: &[u8]) -> Result<Value, ApiEr
     let dry_run = is_dry_run(operation, body)?;
     let result = (operation.handler)(ops, body);
     match result {
-        Ok(_) if dry_run => Err(ApiError {
-            status: 412,
+        Ok(reply) if !dry_run => {
+            last_usage::record(ops.kms, operation.name, &reply);
+            Ok(reply)
+        }
+        Ok(_) => Err(ApiError {
+            status: 400,
             code: "DryRunOperationException",
-            message: "The request would have succeeded, but the DryRun option is set.".into(),
+            message: crate::api::messages::DRY_RUN.into(),
         }),
         other => other,
     }

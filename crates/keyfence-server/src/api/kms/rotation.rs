@@ -1,11 +1,13 @@
 //! Rotation: EnableKeyRotation, DisableKeyRotation (through `key_only`),
 //! GetKeyRotationStatus, RotateKeyOnDemand, ListKeyRotations.
 
+use keyfence_core::service::{KeyMaterialEntry, KeyMaterialState};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::shapes::paged;
-use super::{KeyIdInput, KeyListInput, Ops};
+use super::{KeyIdInput, Ops};
+use crate::api::messages;
 use crate::api::names::AwsName;
 use crate::api::wire::date;
 use crate::api::ApiError;
@@ -15,6 +17,15 @@ use crate::api::ApiError;
 pub(super) struct EnableKeyRotationInput {
     key_id: String,
     rotation_period_in_days: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct ListKeyRotationsInput {
+    key_id: String,
+    include_key_material: Option<String>,
+    limit: Option<i64>,
+    marker: Option<String>,
 }
 
 impl Ops<'_> {
@@ -42,15 +53,55 @@ impl Ops<'_> {
         Ok(json!({ "KeyId": meta.arn() }))
     }
 
-    pub(super) fn list_key_rotations(&self, i: KeyListInput) -> Result<Value, ApiError> {
-        let (meta, page) =
-            self.kms
-                .list_key_rotations(self.account, &i.key_id, i.limit, i.marker.as_deref())?;
+    pub(super) fn list_key_rotations(&self, i: ListKeyRotationsInput) -> Result<Value, ApiError> {
+        let all = match i.include_key_material.as_deref() {
+            None | Some("ROTATIONS_ONLY") => false,
+            Some("ALL_KEY_MATERIAL") => true,
+            Some(other) => return Err(messages::not_in_enum(other, "includeKeyMaterial")),
+        };
+        let (meta, page) = self.kms.list_key_rotations(
+            self.account,
+            &i.key_id,
+            all,
+            i.limit,
+            i.marker.as_deref(),
+        )?;
         let items = page
             .items
             .iter()
-            .map(|r| json!({"KeyId": meta.arn(), "RotationDate": date(r.date), "RotationType": r.kind.aws_name()}))
+            .map(|e| material_entry(&meta.arn(), e))
             .collect();
         Ok(paged(json!({}), "Rotations", items, page.next_marker))
     }
+}
+
+/// One RotationsListEntry.
+fn material_entry(key_arn: &str, e: &KeyMaterialEntry) -> Value {
+    let mut v = json!({
+        "KeyId": key_arn,
+        "KeyMaterialId": e.material_id.to_hex(),
+        "KeyMaterialState": match e.state {
+            KeyMaterialState::Current => "CURRENT",
+            KeyMaterialState::NonCurrent => "NON_CURRENT",
+            KeyMaterialState::PendingRotation => "PENDING_ROTATION",
+        },
+    });
+    if let Some(imported) = e.imported {
+        v["ImportState"] = json!(if imported {
+            "IMPORTED"
+        } else {
+            "PENDING_IMPORT"
+        });
+    }
+    if let Some(model) = e.expiration_model {
+        v["ExpirationModel"] = json!(model.aws_name());
+    }
+    if let Some(t) = e.valid_to {
+        v["ValidTo"] = date(t);
+    }
+    if let Some(r) = &e.rotation {
+        v["RotationDate"] = date(r.date);
+        v["RotationType"] = json!(r.kind.aws_name());
+    }
+    v
 }

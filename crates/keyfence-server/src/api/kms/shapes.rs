@@ -28,6 +28,12 @@ pub(super) fn key_metadata(m: &KeyMetadata) -> Value {
     if let Some(d) = m.deletion_date {
         v["DeletionDate"] = date(d);
     }
+    // Symmetric encryption keys name their current material, as AWS's do.
+    if m.spec == keyfence_core::KeySpec::SymmetricDefault && m.current_version > 0 {
+        if let Ok(id) = keyfence_core::KeyMaterialId::of(&m.id, m.current_version) {
+            v["CurrentKeyMaterialId"] = json!(id.to_hex());
+        }
+    }
     algorithm_lists(&mut v, m);
     if let Some(import) = &m.import {
         if let Some(model) = import.expiration_model {
