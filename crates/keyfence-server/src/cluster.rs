@@ -430,6 +430,17 @@ impl Membership {
         self.install_view(kms, view, seen)
     }
 
+    /// Whether [`Self::refresh_for_request`] would read the store now (its
+    /// last re-read is at least [`REQUEST_REFRESH_INTERVAL`] old): a refused
+    /// request checks this on its worker and goes straight to forwarding
+    /// when not, without a hop to the blocking pool.
+    pub fn request_refresh_due(&self) -> bool {
+        self.last_request_refresh
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none_or(|t| t.elapsed() >= REQUEST_REFRESH_INTERVAL)
+    }
+
     /// A number that changes whenever a refresh installed something new:
     /// whoever caches what the store says re-reads it when this moves.
     pub fn changes(&self) -> u64 {

@@ -358,6 +358,7 @@ fn run(ops: &Ops<'_>, operation: &Operation, body: &[u8]) -> Result<Value, ApiEr
             status: 412,
             code: "DryRunOperationException",
             message: "The request would have succeeded, but the DryRun option is set.".into(),
+            fence: None,
         }),
         other => other,
     }
