@@ -141,6 +141,7 @@ fn error(e: ClusterError) -> ApiError {
                 status: 500,
                 code: "KMSInternalException",
                 message: "An internal error occurred.".into(),
+                fence: None,
             }
         }
     }

@@ -23,8 +23,8 @@ use std::time::Duration;
 use keyfence_abe::Attributes;
 use keyfence_core::cluster::{ClusterStore, NodeRecord, NodeState, StoredAuthority, StoredFence};
 use keyfence_core::fence::{
-    Authority, AuthorityPublic, FenceError, FenceRecord, JoinRequest, NodeGrant, NodeIdentity,
-    NodeKeyring,
+    Authority, AuthorityPublic, FenceError, FenceId, FenceRecord, JoinRequest, NodeGrant,
+    NodeIdentity, NodeKeyring, Rewrapper,
 };
 use keyfence_core::service::{FenceMaker, FenceView};
 use keyfence_core::{Kms, KmsError, RootOfTrust, StoreError, Timestamp};
@@ -182,6 +182,54 @@ pub struct Membership {
     last_request_refresh: Mutex<Option<std::time::Instant>>,
     /// Bumped whenever a refresh installs a change (for caches of the store).
     changes: std::sync::atomic::AtomicU64,
+    /// When the authority's next re-wrap sweep is due.
+    sweep: Mutex<SweepSchedule>,
+}
+
+/// How often the authority sweeps the store for fenced keys still wrapped
+/// under an old epoch, in quiet times.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(15 * 60);
+
+/// How often it sweeps in the [`SWEEP_AFTER_ROTATION`] after a fence
+/// rotation: a node that had not polled the new record yet may still wrap a
+/// new key or version under the previous epoch.
+pub const SWEEP_INTERVAL_AFTER_ROTATION: Duration = Duration::from_secs(10);
+
+/// How long after a fence rotation the authority sweeps at the shorter
+/// interval (nodes poll every [`POLL_INTERVAL`]; this covers many polls).
+pub const SWEEP_AFTER_ROTATION: Duration = Duration::from_secs(120);
+
+/// When the authority sweeps next: at once after start (resuming a
+/// rotation's re-wrap that a crash interrupted), often right after a
+/// rotation, rarely otherwise.
+#[derive(Debug, Default)]
+struct SweepSchedule {
+    /// `None` until the first sweep (due at once).
+    next: Option<std::time::Instant>,
+    /// Until when the short interval applies.
+    busy_until: Option<std::time::Instant>,
+}
+
+impl SweepSchedule {
+    fn due(&self, now: std::time::Instant) -> bool {
+        self.next.is_none_or(|t| now >= t)
+    }
+
+    fn swept(&mut self, now: std::time::Instant) {
+        let busy = self.busy_until.is_some_and(|t| now < t);
+        self.next = Some(
+            now + if busy {
+                SWEEP_INTERVAL_AFTER_ROTATION
+            } else {
+                SWEEP_INTERVAL
+            },
+        );
+    }
+
+    fn rotated(&mut self, now: std::time::Instant) {
+        self.busy_until = Some(now + SWEEP_AFTER_ROTATION);
+        self.next = Some(now + SWEEP_INTERVAL_AFTER_ROTATION);
+    }
 }
 
 impl std::fmt::Debug for Membership {
@@ -246,6 +294,7 @@ impl Membership {
             pinned: RwLock::new(HashMap::new()),
             last_request_refresh: Mutex::new(None),
             changes: std::sync::atomic::AtomicU64::new(0),
+            sweep: Mutex::new(SweepSchedule::default()),
         })
     }
 
@@ -275,6 +324,28 @@ impl Membership {
                 tracing::warn!(error = %e, "reading node certificates");
                 false
             }
+        }
+    }
+
+    /// Whether `certificate` (DER) is the node certificate of any approved
+    /// node, as this node last read the grants (its poll re-reads them every
+    /// [`POLL_INTERVAL`]): the node-to-node listener's handshake check. It
+    /// reads memory only, so a flood of handshakes costs the store nothing.
+    pub fn is_enrolled_certificate(&self, certificate: &[u8]) -> bool {
+        self.pinned
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .any(|c| c == certificate)
+    }
+
+    /// Re-reads the pinned node certificates now (after this node removed a
+    /// node or re-issued its grant: its old certificate stops passing here at
+    /// once; the other nodes drop it at their next poll).
+    fn repin(&self) {
+        match self.read_pinned() {
+            Ok(fresh) => *self.pinned.write().unwrap_or_else(|p| p.into_inner()) = fresh,
+            Err(e) => tracing::warn!(error = %e, "reading node certificates"),
         }
     }
 
@@ -430,6 +501,17 @@ impl Membership {
         self.install_view(kms, view, seen)
     }
 
+    /// Whether [`Self::refresh_for_request`] would read the store now (its
+    /// last re-read is at least [`REQUEST_REFRESH_INTERVAL`] old): a refused
+    /// request checks this on its worker and goes straight to forwarding
+    /// when not, without a hop to the blocking pool.
+    pub fn request_refresh_due(&self) -> bool {
+        self.last_request_refresh
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none_or(|t| t.elapsed() >= REQUEST_REFRESH_INTERVAL)
+    }
+
     /// A number that changes whenever a refresh installed something new:
     /// whoever caches what the store says re-reads it when this moves.
     pub fn changes(&self) -> u64 {
@@ -494,6 +576,7 @@ impl Membership {
         node.state = NodeState::Approved;
         node.grant = Some(grant.to_bytes());
         self.store.update_node(&node)?;
+        self.repin();
         for record in &approval.fences {
             self.store.put_fence(&stored(record))?;
         }
@@ -549,8 +632,78 @@ impl Membership {
         self.store.put_fence(&stored(&rotation.record))?;
         change.rewrapped += kms.rewrap_fenced_keys(&authority.rewrapper(&rotation.record)?)?;
         change.rotated.push(record.policy().to_owned());
+        self.sweep
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .rotated(std::time::Instant::now());
         tracing::info!(fence = %record.id(), epoch = rotation.record.epoch(), nodes = ?rotation.record.nodes(), "fence rotated");
         Ok(())
+    }
+
+    /// The re-wrap sweep (authority only): one pass over the store that
+    /// re-wraps every fenced key still wrapped under an older epoch than its
+    /// fence's current record, with the authority's copy of the previous
+    /// epoch's key (see [`Kms::sweep_fenced_keys`]). It catches keys a node
+    /// wrapped under the old epoch between a rotation and its next poll, and
+    /// resumes a rotation's re-wrap that a crash interrupted (the fence
+    /// records hold what it needs).
+    pub fn sweep(&self, kms: &Kms) -> Result<keyfence_core::service::SweepOutcome, ClusterError> {
+        let records: HashMap<FenceId, FenceRecord> =
+            self.records()?.into_iter().map(|r| (r.id(), r)).collect();
+        let current = records.iter().map(|(id, r)| (*id, r.epoch())).collect();
+        let authority = self.lock_authority()?;
+        let mut rewrappers: HashMap<FenceId, Option<Arc<Rewrapper>>> = HashMap::new();
+        let mut rewrapper = |fence: FenceId| -> Result<Option<Arc<Rewrapper>>, KmsError> {
+            if let Some(known) = rewrappers.get(&fence) {
+                return Ok(known.clone());
+            }
+            let made = match records.get(&fence).map(|r| authority.rewrapper(r)) {
+                Some(Ok(r)) => Some(Arc::new(r)),
+                Some(Err(e)) => {
+                    tracing::warn!(%fence, error = %e, "cannot re-wrap keys of this fence");
+                    None
+                }
+                None => None,
+            };
+            rewrappers.insert(fence, made.clone());
+            Ok(made)
+        };
+        let outcome = kms.sweep_fenced_keys(&current, &mut rewrapper)?;
+        for (key, why) in &outcome.failed {
+            tracing::warn!(%key, reason = %why, "fenced key left under an old epoch");
+        }
+        if outcome.rewrapped > 0 {
+            tracing::info!(
+                keys = outcome.rewrapped,
+                "re-wrap sweep re-wrapped keys under their fences' current epochs"
+            );
+        }
+        Ok(outcome)
+    }
+
+    /// Runs [`Self::sweep`] if this node holds the authority and a sweep is
+    /// due ([`SWEEP_INTERVAL`], or [`SWEEP_INTERVAL_AFTER_ROTATION`] for
+    /// [`SWEEP_AFTER_ROTATION`] after a fence rotation; the first at once).
+    /// Called by the node's cluster poll.
+    pub fn sweep_if_due(&self, kms: &Kms) -> Result<(), ClusterError> {
+        if self.authority.is_none() {
+            return Ok(());
+        }
+        let now = std::time::Instant::now();
+        if !self
+            .sweep
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .due(now)
+        {
+            return Ok(());
+        }
+        let swept = self.sweep(kms);
+        self.sweep
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .swept(std::time::Instant::now());
+        swept.map(drop)
     }
 
     /// Removes an approved node: marks it removed, then rotates every fence
@@ -561,6 +714,7 @@ impl Membership {
         let mut node = self.approved_node(name)?;
         node.state = NodeState::Removed;
         self.store.update_node(&node)?;
+        self.repin();
         let members = self.approved_grants()?;
         let mut change = MembershipChange::default();
         for record in self.records()? {
@@ -607,6 +761,7 @@ impl Membership {
         )?;
         node.grant = Some(grant.to_bytes());
         self.store.update_node(&node)?;
+        self.repin();
         for record in &approval.fences {
             self.store.put_fence(&stored(record))?;
         }

@@ -213,6 +213,13 @@ pub struct NodeSection {
     /// [default: the bound listen address].
     #[serde(default)]
     pub advertise: Option<String>,
+    /// A second listener for node-to-node traffic only (forwards, round-trip
+    /// measurements), whose TLS handshake requires the node certificate of
+    /// an approved node; when set, it is the address advertised to peers
+    /// (unless `advertise` says otherwise) [default: none, peers use the API
+    /// listener].
+    #[serde(default)]
+    pub peer_listen: Option<SocketAddr>,
 }
 
 /// The config file's schema; every field optional.

@@ -16,8 +16,9 @@
 //! the same [`TIE_BAND`] tie, and ties go to the peer with fewer of this
 //! node's requests in flight. A peer whose last measurement or forward
 //! failed comes last until it answers again; one not measured yet comes
-//! after the measured ones. One HTTP/2 connection per peer, TLS 1.3 with
-//! X25519MLKEM768 only, reused by every request in flight; a peer that
+//! after the measured ones. [`CONNECTIONS_PER_PEER`] HTTP/2 connections per
+//! peer, taken in turn, TLS 1.3 with X25519MLKEM768 only, each carrying many
+//! requests in flight; a peer that
 //! cannot be reached within [`CONNECT_TIMEOUT`] is skipped, so with none
 //! reachable the caller gets the fence's error at once rather than a timeout.
 //!
@@ -131,7 +132,8 @@ pub struct Forwarder {
     /// The client configuration in use, with the node certificate it presents.
     client: Mutex<(Option<Arc<NodeCertificate>>, Arc<rustls::ClientConfig>)>,
     metrics: Arc<Metrics>,
-    connections: tokio::sync::Mutex<HashMap<String, SendRequest<Full<Bytes>>>>,
+    /// Open connections by peer address.
+    connections: Mutex<HashMap<String, Arc<PeerConnections>>>,
     /// Path statistics by peer name.
     stats: Mutex<HashMap<String, PeerStats>>,
     /// Nodes and fence members, read from the store at most every [`DIRECTORY_TTL`].
@@ -152,6 +154,51 @@ struct Directory {
     nodes: Vec<(String, String)>,
     /// The nodes holding each fence's secret.
     members: HashMap<FenceId, Vec<String>>,
+}
+
+/// HTTP/2 connections kept open to each peer. Requests take them in turn:
+/// one connection's reads, writes and TLS records are handled by one task,
+/// which would cap forwarding at what one core does (and at the peer's
+/// stream limit per connection), so a busy node spreads over several.
+pub const CONNECTIONS_PER_PEER: usize = 4;
+
+/// The connections to one peer: slots taken in turn, each opened when first
+/// used (or found closed).
+struct PeerConnections {
+    slots: Vec<Slot>,
+    next: AtomicUsize,
+}
+
+/// One connection to a peer, if open, and the lock held while opening it.
+#[derive(Default)]
+struct Slot {
+    open: Mutex<Option<SendRequest<Full<Bytes>>>>,
+    opening: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    fn get(&self) -> Option<SendRequest<Full<Bytes>>> {
+        self.open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|c| !c.is_closed())
+            .cloned()
+    }
+}
+
+impl PeerConnections {
+    fn new() -> Self {
+        Self {
+            slots: (0..CONNECTIONS_PER_PEER).map(|_| Slot::default()).collect(),
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    /// The next slot in turn.
+    fn slot(&self) -> &Slot {
+        &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()]
+    }
 }
 
 /// Counts a request in flight to a peer for as long as it lives.
@@ -185,7 +232,7 @@ impl Forwarder {
             client: Mutex::new((None, anonymous)),
             tls,
             metrics,
-            connections: tokio::sync::Mutex::new(HashMap::new()),
+            connections: Mutex::new(HashMap::new()),
             stats: Mutex::new(HashMap::new()),
             directory: Mutex::new(None),
         })
@@ -285,7 +332,7 @@ impl Forwarder {
             let sample = self.ping(&address).await;
             if let Err(e) = &sample {
                 tracing::debug!(peer = %name, %address, error = %e, "round-trip measurement failed");
-                self.connections.lock().await.remove(&address);
+                self.drop_connections(&address);
             }
             self.record(&name, sample.ok());
         }
@@ -388,17 +435,37 @@ impl Forwarder {
         Ok(candidates)
     }
 
-    /// The connection to `address`, opened if there is none or it has closed.
+    /// Forgets every connection to `address` (it failed; the next request
+    /// opens a new one).
+    fn drop_connections(&self, address: &str) {
+        self.connections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(address);
+    }
+
+    /// A connection to `address` (the next of its [`CONNECTIONS_PER_PEER`]
+    /// in turn), opened if there is none or it has closed.
     async fn connection(&self, address: &str) -> Result<SendRequest<Full<Bytes>>, String> {
         let (tls, changed) = self.client_config()?;
-        let mut connections = self.connections.lock().await;
-        if changed {
-            connections.clear();
-        }
-        if let Some(c) = connections.get(address) {
-            if !c.is_closed() {
-                return Ok(c.clone());
+        let peer = {
+            let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+            if changed {
+                connections.clear();
             }
+            Arc::clone(
+                connections
+                    .entry(address.to_owned())
+                    .or_insert_with(|| Arc::new(PeerConnections::new())),
+            )
+        };
+        let slot = peer.slot();
+        if let Some(c) = slot.get() {
+            return Ok(c);
+        }
+        let _opening = slot.opening.lock().await;
+        if let Some(c) = slot.get() {
+            return Ok(c); // another request opened it meanwhile
         }
         let connect = async {
             let tcp = TcpStream::connect(address)
@@ -425,7 +492,7 @@ impl Forwarder {
         let sender = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
             .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))??;
-        connections.insert(address.to_owned(), sender.clone());
+        *slot.open.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
         Ok(sender)
     }
 
@@ -498,7 +565,7 @@ impl Forwarder {
                     self.metrics.record_forward(name, "unreachable");
                     self.record(name, None);
                     tracing::warn!(peer = %name, %address, error = %e, "forwarding failed; trying the next node");
-                    self.connections.lock().await.remove(address);
+                    self.drop_connections(address);
                 }
             }
         }
@@ -551,9 +618,7 @@ pub async fn on_refusal(
     body: &Bytes,
     refusal: ApiError,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
-    let Some(fence) =
-        crate::api::messages::fenced_elsewhere_fence(&refusal).map(FenceId::from_bytes)
-    else {
+    let Some(fence) = refusal.fence else {
         return Err(refusal);
     };
     if let Some(from) = parts.headers.get(FORWARDED_BY) {
@@ -572,7 +637,6 @@ pub async fn on_refusal(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::messages;
 
     fn candidate(name: &str, rtt_us: Option<u64>, down: bool, in_flight: usize) -> Candidate {
         Candidate {
@@ -617,19 +681,5 @@ mod tests {
             ]),
             ["slow", "new", "down"]
         );
-    }
-
-    #[test]
-    fn the_refusal_names_the_fence_it_is_forwarded_for() {
-        let fence = FenceId::of_policy("region: EU").unwrap();
-        let refusal = messages::fenced_elsewhere("arn:k", &fence.to_string(), "region: EU");
-        assert_eq!(
-            messages::fenced_elsewhere_fence(&refusal),
-            Some(*fence.as_bytes())
-        );
-        let other = ApiError::new("NotFoundException", refusal.message.clone());
-        assert_eq!(messages::fenced_elsewhere_fence(&other), None);
-        let garbled = ApiError::new("KeyUnavailableException", "(fence-zz)");
-        assert_eq!(messages::fenced_elsewhere_fence(&garbled), None);
     }
 }

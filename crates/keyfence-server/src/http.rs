@@ -216,6 +216,7 @@ async fn serve(
             status: 405,
             code: "UnsupportedOperationException",
             message: "keyfence accepts only POST requests on this endpoint".into(),
+            fence: None,
         });
     }
     let (parts, body) = req.into_parts();
@@ -374,7 +375,7 @@ async fn refresh_and_retry(
     let Some(cluster) = state.cluster.as_ref() else {
         return Err(refused);
     };
-    if api::messages::fenced_elsewhere_fence(&refused).is_none() {
+    if refused.fence.is_none() || !cluster.request_refresh_due() {
         return Err(refused);
     }
     let (cluster, state, kms, body) = (

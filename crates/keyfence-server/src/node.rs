@@ -83,6 +83,8 @@ pub enum NodeError {
 pub struct Node {
     /// Where the KMS API listens (HTTPS).
     pub api_addr: SocketAddr,
+    /// Where the node-to-node listener listens (`[node] peer_listen`), if any.
+    pub peer_addr: Option<SocketAddr>,
     /// Where `/metrics` listens (plain HTTP, loopback).
     pub metrics_addr: SocketAddr,
     /// The data directory.
@@ -122,6 +124,17 @@ impl Node {
             source,
         })?;
         let metrics_listener = bind(config.metrics_listen).await?;
+        // The node-to-node listener (`[node] peer_listen`), if any.
+        let (peer_listener, peer_addr) = match config.node.as_ref().and_then(|n| n.peer_listen) {
+            Some(addr) => {
+                let listener = bind(addr).await?;
+                let bound = listener
+                    .local_addr()
+                    .map_err(|source| NodeError::Bind { addr, source })?;
+                (Some(listener), Some(bound))
+            }
+            None => (None, None),
+        };
         let (data_dir, initialized) = DataDir::open_or_init_for(&config.data_dir, &config.root)?;
         let root: Arc<dyn keyfence_core::RootOfTrust> =
             Arc::from(crate::root::open(&config.root, &data_dir)?);
@@ -146,7 +159,7 @@ impl Node {
             .node
             .as_ref()
             .and_then(|n| n.advertise.clone())
-            .unwrap_or_else(|| api_addr.to_string());
+            .unwrap_or_else(|| peer_addr.unwrap_or(api_addr).to_string());
         let cluster = match &config.node {
             Some(section) => Some(Arc::new(Membership::join(
                 section,
@@ -271,6 +284,20 @@ impl Node {
             }),
             stopped.clone(),
         ));
+        if let (Some(listener), Some(c)) = (peer_listener, &cluster) {
+            let members = Arc::clone(c);
+            let peer_tls = tls::peer_server_config(
+                &data_dir.pki,
+                Arc::new(move |cert: &[u8]| members.is_enrolled_certificate(cert)),
+            )?;
+            tasks.spawn(accept_loop(
+                listener,
+                Arc::new(PqAcceptor::new(peer_tls, KxMode::PostQuantumOnly)),
+                Arc::clone(&state),
+                (Arc::clone(&tracker), config.limits.clone()),
+                stopped.clone(),
+            ));
+        }
         tasks.spawn(accept_loop(
             api,
             acceptor,
@@ -295,6 +322,7 @@ impl Node {
         tracing::info!(%api_addr, %metrics_addr, data_dir = %data_dir.path.display(), store = ?location, ?mode, open_files, max_connections, "node started");
         Ok(Self {
             api_addr,
+            peer_addr,
             metrics_addr,
             data_dir,
             initialized,
@@ -379,7 +407,8 @@ async fn poll_cluster(cluster: Arc<Membership>, kms: Arc<Kms>, address: String) 
         let (cluster, kms, address) = (Arc::clone(&cluster), Arc::clone(&kms), address.clone());
         let polled = tokio::task::spawn_blocking(move || {
             cluster.heartbeat(&address, SystemClock.now())?;
-            cluster.refresh(&kms).map(drop)
+            cluster.refresh(&kms)?;
+            cluster.sweep_if_due(&kms)
         })
         .await;
         match polled {

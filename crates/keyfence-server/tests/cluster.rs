@@ -24,9 +24,13 @@ const REGION: &str = "eu-central-1";
 /// Where the cluster's nodes live: one data directory (shared root key and
 /// CA) and the store they share, the data directory's SQLite file (`None`)
 /// or a PostgreSQL database named in every node's `[node] store`.
+/// On SQLite the nodes take node-to-node traffic on a listener of its own
+/// (`[node] peer_listen`, a node certificate required at the handshake); on
+/// PostgreSQL on the API listener, so both paths are run.
 struct Place {
     dir: std::path::PathBuf,
     store: Option<std::path::PathBuf>,
+    peer_listen: bool,
 }
 
 impl Place {
@@ -34,6 +38,7 @@ impl Place {
         Self {
             dir: tmp.join("data"),
             store: None,
+            peer_listen: true,
         }
     }
 
@@ -41,6 +46,7 @@ impl Place {
         Self {
             dir: tmp.join("data"),
             store: Some(pg.connection_string().into()),
+            peer_listen: false,
         }
     }
 }
@@ -56,7 +62,7 @@ async fn start_advertising(
     authority: bool,
     advertise: Option<String>,
 ) -> Node {
-    let (dir, store) = (&place.dir, place.store.clone());
+    let (dir, store, peer_listen) = (&place.dir, place.store.clone(), place.peer_listen);
     Node::start(Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
@@ -80,6 +86,7 @@ async fn start_advertising(
             authority,
             store,
             advertise,
+            peer_listen: peer_listen.then(|| "127.0.0.1:0".parse().unwrap()),
         }),
         default_fence: None,
         store: keyfence_server::config::StoreLocation::DataDir,
@@ -168,6 +175,10 @@ async fn enrollment_and_a_fenced_key(dir: Place) {
         .iter()
         .all(|n| n["State"] == "PENDING"));
     assert_eq!(v["Nodes"][0]["Attributes"]["security"], "high");
+    // Peers reach fra at its node-to-node listener when it has one.
+    let fra_reached_at = fra.peer_addr.unwrap_or(fra.api_addr).to_string();
+    assert_eq!(v["Nodes"][0]["Address"], fra_reached_at.as_str());
+    assert_eq!(fra.peer_addr.is_some(), dir.peer_listen);
 
     // Only the default account's admin may call it; only the authority approves.
     let other = Signer {
@@ -446,6 +457,54 @@ async fn enrollment_and_a_fenced_key(dir: Place) {
             .contains("no node certificate"),
         "{refused:?}"
     );
+    if let Some(par_peer) = par.peer_addr {
+        // At the node-to-node listener it does not get that far: the
+        // handshake itself requires an approved node's certificate.
+        let refused = ber
+            .forwarder
+            .as_ref()
+            .unwrap()
+            .relay(&par_peer.to_string(), &parts, &body.clone().into())
+            .await;
+        assert!(
+            refused.is_err(),
+            "a pending node got a response at the node-to-node listener"
+        );
+        // So is a client with no certificate at all…
+        let raw = tokio::net::TcpStream::connect(par_peer).await.unwrap();
+        let tls = keyfence_server::tls::client_config(
+            &iad.data_dir.pki.ca_cert,
+            ClientGroups::HybridOnly,
+        )
+        .unwrap();
+        let handshake = tokio_rustls::TlsConnector::from(tls)
+            .connect("localhost".try_into().unwrap(), raw)
+            .await;
+        let refused_before_http = match handshake {
+            Err(_) => true,
+            // TLS 1.3: the client may finish before the server's alert arrives;
+            // the first read then fails.
+            Ok(mut stream) => {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let _ = stream.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+                let mut buf = [0u8; 64];
+                !matches!(stream.read(&mut buf).await, Ok(n) if n > 0)
+            }
+        };
+        assert!(
+            refused_before_http,
+            "a client without a certificate got through"
+        );
+        // …while the enrolled nodes' forwards to it are served.
+        let served = iad
+            .forwarder
+            .as_ref()
+            .unwrap()
+            .relay(&par_peer.to_string(), &parts, &body.clone().into())
+            .await
+            .unwrap();
+        assert_eq!(served.status(), 200);
+    }
     ber.shutdown().await;
 
     // Kill the satisfying nodes one by one: with fra gone every request moves
@@ -561,6 +620,33 @@ fn fenced_elsewhere(node: &Node, arn: &str) -> bool {
     )
 }
 
+/// The cluster's store opened directly (as another node would).
+fn raw_store(place: &Place) -> Box<dyn keyfence_core::Store> {
+    match &place.store {
+        None => Box::new(
+            keyfence_store::SqliteStore::open_shared(&place.dir.join("keyfence.db")).unwrap(),
+        ),
+        Some(url) => {
+            Box::new(keyfence_store::PostgresStore::connect(url.to_str().unwrap()).unwrap())
+        }
+    }
+}
+
+/// The fence epochs the versions are wrapped under, distinct, ascending.
+fn epochs(versions: &[keyfence_core::store::VersionRecord]) -> Vec<u32> {
+    let mut e: Vec<u32> = versions
+        .iter()
+        .map(|v| {
+            keyfence_core::fence::wrapped_key_fence(&v.wrapped)
+                .unwrap()
+                .1
+        })
+        .collect();
+    e.sort_unstable();
+    e.dedup();
+    e
+}
+
 fn refresh_all(nodes: &[&Node]) {
     for node in nodes {
         node.kms.sync().unwrap();
@@ -646,12 +732,45 @@ async fn membership_changes(dir: Place) {
 
     // Remove par, which satisfies the fence: the fence is rotated without
     // it and both keys are re-wrapped under the new epoch.
+    let store = raw_store(&dir);
+    let key_id: keyfence_core::KeyId = key.rsplit('/').next().unwrap().parse().unwrap();
+    let under_epoch_1 = store.load_key(&key_id).unwrap().unwrap().versions;
+    assert_eq!(epochs(&under_epoch_1), [1]);
     let removed = admin(fra, &s, "RemoveNode", json!({"Name": "par"})).await;
     assert_eq!(removed.status, 200, "{:?}", removed.json());
     let v = removed.json();
     assert_eq!(v["Node"]["State"], "REMOVED");
     assert_eq!(v["RotatedFences"], json!([POLICY]));
     assert_eq!(v["RewrappedKeys"], 2);
+    // A version wrapped under the old epoch after the rotation (a node that
+    // had not polled the new record yet, or a crash during the re-wrap):
+    // the authority's periodic sweep finds it in the store and re-wraps it.
+    let stored = store.load_key(&key_id).unwrap().unwrap();
+    assert_eq!(epochs(&stored.versions), [2]);
+    store
+        .replace_versions(&stored.metadata, &under_epoch_1, stored.revision)
+        .unwrap();
+    let deadline = std::time::Instant::now()
+        + keyfence_server::cluster::SWEEP_INTERVAL_AFTER_ROTATION
+        + std::time::Duration::from_secs(20);
+    loop {
+        let now = store.load_key(&key_id).unwrap().unwrap().versions;
+        if epochs(&now) == [2] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sweep did not re-wrap the old-epoch version"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let again = fra.cluster.as_ref().unwrap().sweep(&fra.kms).unwrap();
+    assert_eq!(
+        (again.rewrapped, again.failed.len()),
+        (0, 0),
+        "nothing left"
+    );
+    assert!(again.keys_read >= 2);
     // fra keeps working before it even installs the new record, and after.
     encrypt_ok(fra, &s, &key, "fra right after the removal").await;
     refresh_all(&[fra, par, iad]);
@@ -681,11 +800,27 @@ async fn membership_changes(dir: Place) {
         .relay(
             &fra.api_addr.to_string(),
             &signed_parts(fra, &s, &body),
-            &body.into(),
+            &body.clone().into(),
         )
         .await
         .unwrap();
     assert_eq!(relayed.status(), 400, "a removed node's forward is refused");
+    if let Some(fra_peer) = fra.peer_addr {
+        let refused = par
+            .forwarder
+            .as_ref()
+            .unwrap()
+            .relay(
+                &fra_peer.to_string(),
+                &signed_parts(fra, &s, &body),
+                &body.clone().into(),
+            )
+            .await;
+        assert!(
+            refused.is_err(),
+            "a removed node's handshake at the node-to-node listener is refused"
+        );
+    }
     let before = forwarded_to(&support::scrape(iad).await, "fra");
     encrypt_ok(iad, &s, &after, "forwarded after the removal").await;
     assert_eq!(forwarded_to(&support::scrape(iad).await, "fra"), before + 1);

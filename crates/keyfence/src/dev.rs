@@ -63,6 +63,9 @@ fn config(args: &DevArgs, index: usize) -> Result<Config, String> {
             authority: index == 0,
             store: None,
             advertise: None,
+            // Node-to-node traffic on its own listener (any free port), whose
+            // handshake requires an approved node's certificate.
+            peer_listen: Some(([127, 0, 0, 1], 0).into()),
         }),
         default_fence: None,
         store: keyfence_server::config::StoreLocation::DataDir,
@@ -114,8 +117,12 @@ async fn run(args: DevArgs) -> Result<(), String> {
         } else {
             ""
         };
+        let peers = node
+            .peer_addr
+            .map(|a| format!("  node-to-node {a}"))
+            .unwrap_or_default();
         println!(
-            "  {name}  https://{}  ({}{role})  metrics http://{}/metrics",
+            "  {name}  https://{}  ({}{role})  metrics http://{}/metrics{peers}",
             node.api_addr,
             attrs.join(", "),
             node.metrics_addr

@@ -47,6 +47,17 @@ pub struct FenceView {
     pub records: Vec<FenceRecord>,
 }
 
+/// What one [`Kms::sweep_fenced_keys`] found and did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepOutcome {
+    /// Keys read from the store.
+    pub keys_read: usize,
+    /// Fenced keys whose versions were re-wrapped under their fence's current epoch.
+    pub rewrapped: usize,
+    /// Keys left under an old epoch, by ARN, with why (developer text).
+    pub failed: Vec<(String, String)>,
+}
+
 /// Makes a fence on demand: the node that holds the authority answers a
 /// CreateKey fenced to a policy no fence exists for yet by making it.
 pub trait FenceMaker: Send + Sync {
@@ -377,21 +388,89 @@ impl Kms {
     /// every stored version of every key fenced by the rewrapper's fence that
     /// is still under the previous epoch, one key at a time, each write
     /// conditional on the key's revision (re-read and redone if another
-    /// change came first). Reads the store, not this node's replica, so no
-    /// key is missed; running it again finds nothing left. Returns how many
-    /// keys it re-wrapped.
+    /// change came first). Reads the store page by page, not this node's
+    /// replica, so no key is missed; running it again finds nothing left.
+    /// Returns how many keys it re-wrapped.
     pub fn rewrap_fenced_keys(&self, rewrapper: &Rewrapper) -> Result<usize, KmsError> {
         let fence = rewrapper.fence();
         let mut done = 0;
-        for stored in self.store.load()?.keys {
-            if stored.metadata.fence.as_ref().map(|f| f.id) != Some(fence) {
-                continue;
-            }
-            if self.rewrap_key(rewrapper, stored)? {
+        self.for_each_stored_key(|stored| {
+            if stored.metadata.fence.as_ref().map(|f| f.id) == Some(fence)
+                && self.rewrap_key(rewrapper, stored)?
+            {
                 done += 1;
             }
-        }
+            Ok(())
+        })?;
         Ok(done)
+    }
+
+    /// The re-wrap sweep: one pass over the store, page by page, finding
+    /// every fenced key with a version wrapped under another epoch than its
+    /// fence's current one (`current`: fence → epoch) and re-wrapping it with
+    /// the rewrapper `rewrapper` gives for that fence (`None`: it cannot,
+    /// e.g. this node does not hold the authority). A key that cannot be
+    /// re-wrapped (a version two epochs behind, which no rewrapper opens)
+    /// is reported in the outcome and the sweep goes on. Crash-safe by
+    /// construction: it keeps no state of its own, so an interrupted sweep
+    /// is resumed by the next one, which finds what is left in the store.
+    pub fn sweep_fenced_keys(
+        &self,
+        current: &HashMap<FenceId, u32>,
+        rewrapper: &mut dyn FnMut(FenceId) -> Result<Option<Arc<Rewrapper>>, KmsError>,
+    ) -> Result<SweepOutcome, KmsError> {
+        let mut outcome = SweepOutcome::default();
+        self.for_each_stored_key(|stored| {
+            outcome.keys_read += 1;
+            let Some(fence) = stored.metadata.fence.as_ref().map(|f| f.id) else {
+                return Ok(());
+            };
+            let Some(&epoch) = current.get(&fence) else {
+                return Ok(());
+            };
+            let stale = stored.versions.iter().any(|v| {
+                wrapped_key_fence(&v.wrapped).map_or(true, |(f, e)| f != fence || e != epoch)
+            });
+            if !stale {
+                return Ok(());
+            }
+            let arn = stored.metadata.arn();
+            match rewrapper(fence)? {
+                None => outcome
+                    .failed
+                    .push((arn, "no re-wrapper for its fence".to_owned())),
+                Some(r) => match self.rewrap_key(&r, stored) {
+                    Ok(true) => outcome.rewrapped += 1,
+                    Ok(false) => {}
+                    Err(KmsError::Internal(detail)) => outcome.failed.push((arn, detail)),
+                    Err(e) => return Err(e),
+                },
+            }
+            Ok(())
+        })?;
+        Ok(outcome)
+    }
+
+    /// Calls `each` with every key of the store, read page by page (a page
+    /// is dropped before the next is read).
+    fn for_each_stored_key(
+        &self,
+        mut each: impl FnMut(StoredKey) -> Result<(), KmsError>,
+    ) -> Result<(), KmsError> {
+        let mut after: Option<KeyId> = None;
+        loop {
+            let page = self
+                .store
+                .load_keys(after.as_ref(), super::replica::LOAD_PAGE)?;
+            let full = page.len() == super::replica::LOAD_PAGE;
+            for stored in page {
+                after = Some(stored.metadata.id);
+                each(stored)?;
+            }
+            if !full {
+                return Ok(());
+            }
+        }
     }
 
     /// Re-wraps one key's versions; whether anything was written.

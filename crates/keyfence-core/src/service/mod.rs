@@ -29,7 +29,7 @@ use keyfence_crypto::SymmetricKey;
 
 pub use asymmetric::{DataKeyPairOutput, SignOutput};
 pub use crypto_ops::{DataKeyOutput, DataKeySize, DecryptOutput, EncryptOutput, ReEncryptOutput};
-pub use fenced::{FenceMaker, FenceView, FENCE_TAG};
+pub use fenced::{FenceMaker, FenceView, SweepOutcome, FENCE_TAG};
 pub use import::ImportParameters;
 pub use lifecycle::{CreateKeyInput, DeletionScheduled};
 pub use multi_region::{

@@ -1,6 +1,7 @@
 //! AWS error shapes: `{"__type": "...", "message": "..."}` for JSON, an
 //! `ErrorResponse` document for the query protocol.
 
+use keyfence_core::fence::FenceId;
 use keyfence_core::{AliasNameProblem, KmsError, TagProblem};
 
 use super::messages;
@@ -19,6 +20,10 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human-readable message; never contains secrets.
     pub message: String,
+    /// The fence whose key this node is outside of, when the request was
+    /// refused as fenced elsewhere ([`KmsError::FencedElsewhere`]): the
+    /// forwarder's cue, carried typed. Never sent to the client.
+    pub fence: Option<FenceId>,
 }
 
 impl ApiError {
@@ -28,6 +33,7 @@ impl ApiError {
             status: 400,
             code,
             message: message.into(),
+            fence: None,
         }
     }
 
@@ -206,7 +212,10 @@ impl From<KmsError> for ApiError {
                 messages::material_not_of_spec(spec, &detail),
             ),
             KmsError::FencedElsewhere { key, fence, policy } => {
-                return messages::fenced_elsewhere(&key, &fence.to_string(), &policy);
+                return Self {
+                    fence: Some(fence),
+                    ..messages::fenced_elsewhere(&key, &fence.to_string(), &policy)
+                };
             }
             KmsError::UnknownFence { fence, policy } => {
                 return messages::unknown_fence(&fence.to_string(), &policy);
@@ -232,6 +241,7 @@ fn dependency_timeout(detail: &str) -> ApiError {
         status: 500,
         code: "DependencyTimeoutException",
         message: messages::DEPENDENCY_TIMEOUT.into(),
+        fence: None,
     }
 }
 
@@ -242,6 +252,7 @@ fn internal(detail: &str) -> ApiError {
         status: 500,
         code: "KMSInternalException",
         message: "An internal error occurred.".into(),
+        fence: None,
     }
 }
 
@@ -282,6 +293,30 @@ mod tests {
         let e = ApiError::from(KmsError::Internal("domain key 3 missing".into()));
         assert_eq!((e.status, e.code), (500, "KMSInternalException"));
         assert!(!e.message.contains("domain key"));
+    }
+
+    /// The fence of a request refused as fenced elsewhere is carried typed
+    /// (the forwarder reads it there, not from the wording); no other refusal has one.
+    #[test]
+    fn fenced_elsewhere_carries_its_fence_typed() {
+        let fence = FenceId::of_policy("region: EU").unwrap();
+        let e = ApiError::from(KmsError::FencedElsewhere {
+            key: "arn:k".into(),
+            fence,
+            policy: "region: EU".into(),
+        });
+        assert_eq!((e.code, e.fence), ("KeyUnavailableException", Some(fence)));
+        assert!(e.message.contains(&fence.to_string()));
+        let e = ApiError::from(KmsError::UnknownFence {
+            fence,
+            policy: "region: EU".into(),
+        });
+        assert_eq!(e.fence, None);
+        // The same words without the typed fence are not a cue to forward.
+        assert_eq!(
+            ApiError::new("KeyUnavailableException", e.message).fence,
+            None
+        );
     }
 
     const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";

@@ -262,18 +262,6 @@ pub fn fenced_elsewhere(key: &str, fence: &str, policy: &str) -> ApiError {
     )
 }
 
-/// The fence named by an error from [`fenced_elsewhere`] (`fence-` and 32
-/// hex digits in parentheses), so the node can forward the request to a node
-/// that satisfies it.
-pub fn fenced_elsewhere_fence(e: &ApiError) -> Option<[u8; 16]> {
-    if e.code != "KeyUnavailableException" {
-        return None;
-    }
-    let start = e.message.find("(fence-")? + "(fence-".len();
-    let hex_id = e.message.get(start..start + 32)?;
-    hex::decode(hex_id).ok()?.try_into().ok()
-}
-
 /// A CreateKey fenced to a policy for which the authority has made no fence yet.
 pub fn unknown_fence(fence: &str, policy: &str) -> ApiError {
     ApiError::validation(format!(
@@ -287,6 +275,7 @@ pub fn body_too_large(limit: usize) -> ApiError {
         status: 413,
         code: "ValidationException",
         message: format!("Request body is larger than {limit} bytes"),
+        fence: None,
     }
 }
 
@@ -302,6 +291,7 @@ pub fn body_read_timeout() -> ApiError {
         status: 408,
         code: "RequestTimeoutException",
         message: "Request body was not received in time".into(),
+        fence: None,
     }
 }
 
@@ -311,6 +301,7 @@ pub fn request_budget_exhausted() -> ApiError {
         status: 503,
         code: "ThrottlingException",
         message: "Rate exceeded: the node is busy, retry the request".into(),
+        fence: None,
     }
 }
 
@@ -578,6 +569,7 @@ pub fn node_sealed() -> ApiError {
         status: 503,
         code: "DependencyTimeoutException",
         message: "keyfence node is sealed: its root key opens when a quorum of operators has run `keyfence unseal`".into(),
+        fence: None,
     }
 }
 
@@ -626,6 +618,7 @@ pub fn unseal_refused(e: &crate::seal::UnsealError) -> ApiError {
                 status: 500,
                 code: "KMSInternalException",
                 message: "An internal error occurred.".into(),
+                fence: None,
             }
         }
     }

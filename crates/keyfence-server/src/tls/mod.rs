@@ -18,6 +18,7 @@ mod acceptor;
 mod config;
 mod dev_pki;
 mod node_cert;
+mod peer_listener;
 mod pem;
 
 use std::io;
@@ -28,6 +29,7 @@ pub use acceptor::{PqAcceptor, DEFAULT_HANDSHAKE_TIMEOUT};
 pub use config::{client_config, load_server_config, server_group_names, ClientGroups, KxMode};
 pub use dev_pki::{ensure_dev_pki, PkiPaths, DEV_CA_COMMON_NAME};
 pub use node_cert::{issue_node_certificate, NodeCertificate, PeerTls, PresentedCertVerifier};
+pub use peer_listener::{peer_server_config, IsNodeCertificate, PinnedNodeVerifier};
 
 /// Errors from TLS configuration, the development PKI and handshakes.
 ///

@@ -379,6 +379,7 @@ fn run(ops: &Ops<'_>, operation: &Operation, body: &[u8]) -> Result<Value, ApiEr
             status: 400,
             code: "DryRunOperationException",
             message: crate::api::messages::DRY_RUN.into(),
+            fence: None,
         }),
         other => other,
     }
