@@ -20,8 +20,10 @@
 #
 # Environment: LABEL (run), DURATION (5s), WARMUP (1s), CONNECTIONS (32),
 # HANDSHAKE_CONNECTIONS (16), IDLE_CONNECTIONS (9900: a process here may open
-# 20,000 files and a node admits half of them), KEYS (100000), FLOOR (1),
-# AUDIT ("on off"), PYTHON (python3), CARGO_TARGET_DIR.
+# 20,000 files and a node admits half of them), KEYS (100000; made by CreateKey
+# in rounds of 10 s, at most KEY_ROUNDS (40) of them), FLOOR (1),
+# AUDIT ("on off"), KF (a keyfence binary to use instead of building one),
+# ONLY_FLOOR (1: the floor only), PYTHON (python3), CARGO_TARGET_DIR.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,6 +35,7 @@ CONNECTIONS="${CONNECTIONS:-32}"
 HANDSHAKE_CONNECTIONS="${HANDSHAKE_CONNECTIONS:-16}"
 IDLE_CONNECTIONS="${IDLE_CONNECTIONS:-9900}"
 KEYS="${KEYS:-100000}"
+KEY_ROUNDS="${KEY_ROUNDS:-40}"
 FLOOR="${FLOOR:-1}"
 AUDIT="${AUDIT:-on off}"
 PYTHON="${PYTHON:-python3}"
@@ -43,14 +46,19 @@ GEN_CPU=1
 
 log() { echo "speed: $*" >&2; }
 
-log "building keyfence (release)"
-cargo build --release -p keyfence --quiet
-KF="$TARGET_DIR/release/keyfence"
+if [[ -n ${KF:-} ]]; then
+    log "using $KF (not building)"
+else
+    log "building keyfence (release)"
+    cargo build --release -p keyfence --quiet
+    KF="$TARGET_DIR/release/keyfence"
+fi
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
 git rev-parse --short HEAD >"$WORK/commit.txt"
 git status --porcelain --untracked-files=no | grep -q . && echo "(with uncommitted changes)" >>"$WORK/commit.txt"
+echo "binary $KF" >>"$WORK/commit.txt"
 
 if [[ $FLOOR == 1 ]]; then
     log "floor: cargo bench -p keyfence-bench --bench floor"
@@ -70,6 +78,11 @@ for group in ("encrypt_floor", "encrypt_keyfence"):
             out[name] = {"mean_ns": e["mean"]["point_estimate"], "median_ns": e["median"]["point_estimate"]}
 print(json.dumps(out))
 PY
+fi
+
+if [[ ${ONLY_FLOOR:-0} == 1 ]]; then
+    cat "$WORK/floor.json"
+    exit 0
 fi
 
 free_port() { "$PYTHON" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -173,7 +186,7 @@ if [[ $KEYS -gt 0 ]]; then
     start_node keys
     made=0
     round=0
-    while [[ $made -lt $KEYS ]]; do
+    while [[ $made -lt $KEYS && $round -lt $KEY_ROUNDS ]]; do
         round=$((round + 1))
         gen keys "create-$round" --workload create-key --connections 32 --duration 10s --warmup 0s --metrics none
         made=$((made + $("$PYTHON" -c 'import json,sys; print(json.load(open(sys.argv[1]))["ok"])' "$WORK/create-$round.json")))
