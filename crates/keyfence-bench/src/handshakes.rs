@@ -1,5 +1,6 @@
-//! The `handshakes` workload: full TLS 1.3 handshakes per second with classical
-//! X25519 against hybrid X25519MLKEM768, and the size of each ClientHello.
+//! The `handshakes` workload: TLS 1.3 handshakes per second with classical
+//! X25519 against hybrid X25519MLKEM768, and the size of each ClientHello; full
+//! handshakes, or (`--resume`) handshakes resumed with a session ticket.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -116,11 +117,23 @@ pub fn client_hello_size(
     Ok(out.len())
 }
 
+/// Full handshakes or resumed ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Every connection runs a full handshake (certificate, signature).
+    Full,
+    /// Every connection resumes with a ticket from the previous one of the same
+    /// worker (each worker keeps its own session cache and makes one unmeasured
+    /// full handshake first); a connection that is not resumed is an error.
+    Resumed,
+}
+
 /// Runs both groups for `duration` each, `concurrency` connections at a time,
 /// alternating in segments of at most two seconds.
 pub async fn run(
     endpoint: &Endpoint,
     ca: &std::path::Path,
+    kind: Kind,
     concurrency: usize,
     duration: Duration,
     node_pid: Option<u32>,
@@ -139,6 +152,15 @@ pub async fn run(
         });
         configs.push(config);
     }
+    // One connector per worker and group, primed before anything is measured.
+    let mut connectors = Vec::new();
+    for (config, result) in configs.iter().zip(&results) {
+        let mut per_worker = Vec::new();
+        for _ in 0..concurrency.max(1) {
+            per_worker.push(connector_for(config, kind, &name, endpoint.addr, result.group).await);
+        }
+        connectors.push(per_worker);
+    }
     let rounds = duration.as_nanos().div_ceil(SEGMENT.as_nanos()).max(1) as u32;
     let segment = duration / rounds;
     for round in 0..rounds {
@@ -147,10 +169,9 @@ pub async fn run(
             let (client0, node0) = (cpu("self"), node.as_deref().and_then(cpu));
             let r = segment_run(
                 endpoint,
-                &configs[g],
+                (&connectors[g], kind),
                 &name,
                 results[g].group,
-                concurrency,
                 segment,
                 Arc::clone(&progress),
             )
@@ -177,20 +198,42 @@ pub async fn run(
     Ok(results)
 }
 
+/// A worker's connector: the shared full-handshake configuration, or for
+/// resumption a copy with a session cache of its own, primed by one full
+/// handshake (not measured).
+async fn connector_for(
+    config: &Arc<ClientConfig>,
+    kind: Kind,
+    name: &ServerName<'static>,
+    addr: std::net::SocketAddr,
+    group: &str,
+) -> TlsConnector {
+    if kind == Kind::Full {
+        return TlsConnector::from(Arc::clone(config));
+    }
+    let mut own = (**config).clone();
+    own.resumption = Resumption::in_memory_sessions(4);
+    let connector = TlsConnector::from(Arc::new(own));
+    let _ = one_connection(&connector, name.clone(), addr, group, None).await;
+    connector
+}
+
 async fn segment_run(
     endpoint: &Endpoint,
-    config: &Arc<ClientConfig>,
+    (connectors, kind): (&[TlsConnector], Kind),
     name: &ServerName<'static>,
     group: &'static str,
-    concurrency: usize,
     duration: Duration,
     progress: Arc<AtomicU64>,
 ) -> GroupResult {
+    let expect = match kind {
+        Kind::Full => rustls::HandshakeKind::Full,
+        Kind::Resumed => rustls::HandshakeKind::Resumed,
+    };
     let start = Instant::now();
     let end = start + duration;
     let mut tasks = Vec::new();
-    for _ in 0..concurrency.max(1) {
-        let connector = TlsConnector::from(Arc::clone(config));
+    for connector in connectors.iter().cloned() {
         let (name, addr, progress) = (name.clone(), endpoint.addr, Arc::clone(&progress));
         tasks.push(tokio::spawn(async move {
             let mut out = GroupResult::empty(group);
@@ -199,7 +242,7 @@ async fn segment_run(
                 let t0 = Instant::now();
                 let cycle = tokio::time::timeout(
                     Duration::from_secs(10),
-                    one_connection(&connector, name.clone(), addr, group),
+                    one_connection(&connector, name.clone(), addr, group, Some(expect)),
                 )
                 .await;
                 let now = Instant::now();
@@ -250,14 +293,16 @@ struct Cycle {
     received: u64,
 }
 
-/// Connect, handshake, check the group, then close politely: send close_notify and
-/// wait for the node to close, so the node has finished with the connection before
-/// the next one is counted.
+/// Connect, handshake, check the group (and the handshake kind, if `expect`),
+/// then close politely: send close_notify and wait for the node to close, so the
+/// node has finished with the connection before the next one is counted (and
+/// the client has read the node's session tickets).
 async fn one_connection(
     connector: &TlsConnector,
     name: ServerName<'static>,
     addr: std::net::SocketAddr,
     group: &str,
+    expect: Option<rustls::HandshakeKind>,
 ) -> Result<Cycle, String> {
     let tcp = TcpStream::connect(addr)
         .await
@@ -276,6 +321,10 @@ async fn one_connection(
         .unwrap_or("none");
     if negotiated != group {
         return Err(format!("WrongGroup({negotiated})"));
+    }
+    let kind = conn.handshake_kind();
+    if expect.is_some() && kind != expect {
+        return Err(format!("WrongHandshakeKind({kind:?})"));
     }
     tls.get_mut().1.send_close_notify();
     let _ = tls.flush().await;

@@ -17,6 +17,7 @@ pub mod report;
 pub mod runner;
 pub mod workload;
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,6 +68,10 @@ pub struct BenchArgs {
     /// Offer only the hybrid X25519MLKEM768 group (as a strict client would).
     #[arg(long)]
     pub post_quantum: bool,
+    /// For handshakes: resume every connection with a session ticket (each worker
+    /// keeps its own session cache) instead of running full handshakes.
+    #[arg(long)]
+    pub resume: bool,
     /// Key spec for the sign workload.
     #[arg(long, default_value = "ECC_NIST_P256")]
     pub key_spec: String,
@@ -420,8 +425,15 @@ pub async fn run(
     setup.key_spec = Some(prepared.key_spec.clone());
     setup.signing_algorithm = prepared.signing_algorithm.clone();
 
-    // Every connection is open before anything is measured.
     let operations = Arc::new(prepared.operations.clone());
+    if args.workload == WorkloadKind::IdleConnections {
+        let report = run_idle(&args, &ctx, operations, setup).await;
+        if !args.keep_key {
+            let _ = workload::cleanup(&mut control, &prepared).await;
+        }
+        return report;
+    }
+    // Every connection is open before anything is measured.
     let mut workers = Vec::with_capacity(args.connections * streams);
     for _ in 0..args.connections {
         let conn = ctx
@@ -491,11 +503,68 @@ pub async fn run(
         setup,
         outcome: Outcome::Load {
             stats,
-            operations: prepared.operations.iter().map(|o| o.name).collect(),
+            operations: prepared.operations.iter().map(|o| o.label).collect(),
         },
         memory,
         cpu,
         reconnects,
+    })
+}
+
+/// The idle-connections workload: the node's memory before, and with every
+/// connection open and idle for `--duration`.
+async fn run_idle(
+    args: &BenchArgs,
+    ctx: &ClientContext,
+    operations: Arc<Vec<workload::Operation>>,
+    mut setup: Setup,
+) -> Result<Report, String> {
+    /// Connections being opened at once.
+    const OPENING: usize = 64;
+    setup.warmup = Duration::ZERO;
+    setup.rate = None;
+    let before = read_memory(args).await;
+    let started = std::time::Instant::now();
+    let gate = Arc::new(tokio::sync::Semaphore::new(OPENING));
+    let mut opening = tokio::task::JoinSet::new();
+    for _ in 0..args.connections {
+        let (ctx, operations, gate) = (ctx.clone(), Arc::clone(&operations), Arc::clone(&gate));
+        opening.spawn(async move {
+            let _permit = gate.acquire_owned().await.map_err(|e| e.to_string())?;
+            let conn = ctx.connect().await.map_err(|e| e.kind().to_string())?;
+            let mut worker = KmsWorker::new(conn, operations);
+            runner::Worker::call(&mut worker, 0).await?;
+            Ok::<_, String>(worker)
+        });
+    }
+    let (mut held, mut errors) = (Vec::with_capacity(args.connections), BTreeMap::new());
+    while let Some(joined) = opening.join_next().await {
+        match joined {
+            Ok(Ok(worker)) => held.push(worker),
+            Ok(Err(kind)) => *errors.entry(kind).or_default() += 1,
+            Err(e) => *errors.entry(format!("WorkerPanic: {e}")).or_default() += 1,
+        }
+    }
+    let opening = started.elapsed();
+    tokio::time::sleep(args.duration).await;
+    let after = read_memory(args).await;
+    let open = held.len();
+    drop(held);
+    let memory = before.map(|(source, before)| Memory {
+        source,
+        before,
+        after: after.map(|a| a.1).unwrap_or(Err("not read".into())),
+    });
+    Ok(Report {
+        setup,
+        outcome: Outcome::Idle {
+            open,
+            errors,
+            opening,
+        },
+        memory,
+        cpu: None,
+        reconnects: 0,
     })
 }
 
@@ -510,7 +579,13 @@ async fn run_handshakes(
         _ => return Err("the handshakes workload needs an https endpoint and its CA".into()),
     };
     setup.http = "no requests";
-    setup.transport = "TLS 1.3, one group offered at a time".into();
+    let kind = if args.resume {
+        setup.transport = "TLS 1.3, one group offered at a time, sessions resumed".into();
+        handshakes::Kind::Resumed
+    } else {
+        setup.transport = "TLS 1.3, one group offered at a time".into();
+        handshakes::Kind::Full
+    };
     setup.warmup = Duration::ZERO;
     setup.rate = None;
     let name = client::server_name(&resolved.endpoint.host).map_err(|e| e.to_string())?;
@@ -526,6 +601,7 @@ async fn run_handshakes(
     let groups = handshakes::run(
         &resolved.endpoint,
         ca,
+        kind,
         args.connections,
         args.duration,
         args.pid,

@@ -119,6 +119,15 @@ pub enum Outcome {
         /// ClientHello of the default client (hybrid and classical shares), bytes.
         default_client_hello: usize,
     },
+    /// The idle-connections workload.
+    Idle {
+        /// Connections open (each answered one Encrypt) while the memory was read.
+        open: usize,
+        /// Connections that failed to open or to answer, by error type.
+        errors: BTreeMap<String, u64>,
+        /// Time to open them all.
+        opening: Duration,
+    },
     /// The node refused what the workload needs.
     Unsupported {
         /// Operation refused.
@@ -227,6 +236,7 @@ impl Report {
         match &self.outcome {
             Outcome::Load { stats, .. } => Some(stats.ok() + stats.failed()),
             Outcome::Handshakes { groups, .. } => Some(groups.iter().map(|g| g.handshakes).sum()),
+            Outcome::Idle { open, .. } => Some(*open as u64),
             Outcome::Unsupported { .. } => None,
         }
     }
@@ -329,6 +339,16 @@ impl Report {
                     );
                 }
             }
+            Outcome::Idle {
+                open,
+                errors,
+                opening,
+            } => {
+                o.insert("status".into(), json!("ok"));
+                o.insert("open_connections".into(), json!(open));
+                o.insert("errors_by_type".into(), errors_json(errors));
+                o.insert("opening_s".into(), json!(opening.as_secs_f64()));
+            }
             Outcome::Unsupported {
                 operation,
                 code,
@@ -396,7 +416,15 @@ impl Report {
             s.connections.to_string()
         };
         if let Outcome::Handshakes { .. } = self.outcome {
-            let _ = writeln!(t, "  connections  {conc} concurrent, each: connect, full handshake (no resumption), close");
+            let handshake = if s.transport.contains("resumed") {
+                "handshake resumed with a ticket"
+            } else {
+                "full handshake (no resumption)"
+            };
+            let _ = writeln!(
+                t,
+                "  connections  {conc} concurrent, each: connect, {handshake}, close"
+            );
             let _ = writeln!(
                 t,
                 "  duration     {:?} per group, groups alternating in segments of at most 2 s",
@@ -522,6 +550,19 @@ impl Report {
                     t,
                     "  default client ClientHello (X25519MLKEM768 + X25519 shares): {default_client_hello} B"
                 );
+            }
+            Outcome::Idle {
+                open,
+                errors,
+                opening,
+            } => {
+                let _ = writeln!(
+                    t,
+                    "  idle         {open} keep-alive connections open (one Encrypt each; opened in {:.1} s), held {:?}",
+                    opening.as_secs_f64(),
+                    s.duration
+                );
+                let _ = writeln!(t, "  errors       {}", errors_text(errors));
             }
             Outcome::Unsupported {
                 operation,

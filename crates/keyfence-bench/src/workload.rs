@@ -25,8 +25,15 @@ pub enum WorkloadKind {
     Mixed,
     /// CreateKey (symmetric; fenced with --fence): each request makes a new key.
     CreateKey,
+    /// Encrypt with 1 % slow operations mixed in: of every 300 requests, one
+    /// RSA_4096 Sign (RSASSA_PSS_SHA_256), one ML_DSA_65 Sign and one
+    /// GenerateDataKeyPair (RSA_2048); the Encrypt latencies are reported apart.
+    EncryptWithSlow,
     /// New TLS connections per second, X25519 vs X25519MLKEM768.
     Handshakes,
+    /// Open --connections keep-alive connections, send one Encrypt on each, then
+    /// hold them idle for --duration: the node's memory with that many connections.
+    IdleConnections,
 }
 
 impl WorkloadKind {
@@ -39,7 +46,9 @@ impl WorkloadKind {
             WorkloadKind::Sign => "sign",
             WorkloadKind::Mixed => "mixed",
             WorkloadKind::CreateKey => "create-key",
+            WorkloadKind::EncryptWithSlow => "encrypt-with-slow",
             WorkloadKind::Handshakes => "handshakes",
+            WorkloadKind::IdleConnections => "idle-connections",
         }
     }
 }
@@ -49,6 +58,8 @@ impl WorkloadKind {
 pub struct Operation {
     /// KMS operation name (`Encrypt`).
     pub name: &'static str,
+    /// How the report names it (the operation name, or e.g. `Sign RSA_4096`).
+    pub label: &'static str,
     /// `TrentService.<name>`.
     pub target: HeaderValue,
     /// The JSON body, the same for every request (each is signed anew).
@@ -58,10 +69,15 @@ pub struct Operation {
 }
 
 impl Operation {
+    fn labelled(self, label: &'static str) -> Self {
+        Self { label, ..self }
+    }
+
     fn new(name: &'static str, body: &Value) -> Self {
         let body = Bytes::from(serde_json::to_vec(body).expect("JSON serializes"));
         Self {
             name,
+            label: name,
             target: HeaderValue::from_str(&format!("TrentService.{name}"))
                 .expect("operation names are header-safe"),
             payload_hash: keyfence_server::sigv4::payload_hash(&body),
@@ -85,6 +101,8 @@ pub struct Prepared {
     pub signing_algorithm: Option<String>,
     /// Whether the key was created by this run (and is scheduled for deletion after).
     pub created: bool,
+    /// Other keys this run created (scheduled for deletion after).
+    pub other_keys: Vec<String>,
 }
 
 /// Why a workload could not be prepared.
@@ -177,6 +195,84 @@ async fn setup_call(
     }
 }
 
+/// Creates a key of `key_spec` (for signing if `sign`), fenced to `fence` if
+/// given; gives its ARN.
+async fn create_key(
+    conn: &mut Connection,
+    key_spec: &str,
+    sign: bool,
+    fence: Option<&str>,
+) -> Result<String, SetupError> {
+    let usage = if sign {
+        "SIGN_VERIFY"
+    } else {
+        "ENCRYPT_DECRYPT"
+    };
+    let mut create = json!({
+        "Description": "keyfence bench",
+        "KeySpec": key_spec,
+        "KeyUsage": usage,
+    });
+    if let Some(policy) = fence {
+        create["Tags"] = json!([{"TagKey": "keyfence:fence", "TagValue": policy}]);
+    }
+    let v = setup_call(conn, "CreateKey", &create).await?;
+    let id = v["KeyMetadata"]["Arn"]
+        .as_str()
+        .or_else(|| v["KeyMetadata"]["KeyId"].as_str())
+        .ok_or_else(|| SetupError::Failed(format!("CreateKey: no KeyMetadata in {v}")))?;
+    Ok(id.to_string())
+}
+
+/// The slow operations of `encrypt-with-slow`, on keys made for them, and the
+/// pattern that mixes one of each into every [`SLOW_MIX_PERIOD`] requests.
+async fn slow_mix(
+    conn: &mut Connection,
+    key_id: &str,
+    encrypt: &Value,
+    fence: Option<&str>,
+) -> Result<(Vec<Operation>, Vec<usize>, Vec<String>), SetupError> {
+    let message = B64.encode(payload(256));
+    let mut operations = vec![Operation::new("Encrypt", encrypt)];
+    let mut keys = Vec::new();
+    for (spec, algorithm, label) in [
+        ("RSA_4096", "RSASSA_PSS_SHA_256", "Sign RSA_4096"),
+        ("ML_DSA_65", "ML_DSA_SHAKE_256", "Sign ML_DSA_65"),
+    ] {
+        let key = create_key(conn, spec, true, fence).await?;
+        let body = json!({
+            "KeyId": key,
+            "Message": message,
+            "MessageType": "RAW",
+            "SigningAlgorithm": algorithm,
+        });
+        setup_call(conn, "Sign", &body).await?;
+        keys.push(key);
+        operations.push(Operation::new("Sign", &body).labelled(label));
+    }
+    let pair = json!({ "KeyId": key_id, "KeyPairSpec": "RSA_2048" });
+    setup_call(conn, "GenerateDataKeyPair", &pair).await?;
+    operations.push(
+        Operation::new("GenerateDataKeyPair", &pair).labelled("GenerateDataKeyPair RSA_2048"),
+    );
+    let pattern = slow_pattern(operations.len() - 1);
+    Ok((operations, pattern, keys))
+}
+
+/// Kind 0 (Encrypt) everywhere but for kinds `1..=slow`, once each, spread
+/// evenly over [`SLOW_MIX_PERIOD`] requests.
+fn slow_pattern(slow: usize) -> Vec<usize> {
+    let mut pattern = vec![0; SLOW_MIX_PERIOD];
+    let step = SLOW_MIX_PERIOD / slow.max(1);
+    for kind in 1..=slow {
+        pattern[kind * step - 1] = kind;
+    }
+    pattern
+}
+
+/// `encrypt-with-slow` sends one of each slow operation per this many requests.
+pub const SLOW_MIX_PERIOD: usize = 300;
+
 /// Options that shape a workload.
 #[derive(Debug, Clone)]
 pub struct WorkloadOptions {
@@ -221,38 +317,31 @@ pub async fn prepare(
             key_spec,
             signing_algorithm: None,
             created: false,
+            other_keys: Vec::new(),
         });
     }
     let (key_id, created) = match &opts.key_id {
         Some(k) => (k.clone(), false),
-        None => {
-            let usage = if sign {
-                "SIGN_VERIFY"
-            } else {
-                "ENCRYPT_DECRYPT"
-            };
-            let mut create = json!({
-                "Description": "keyfence bench",
-                "KeySpec": key_spec,
-                "KeyUsage": usage,
-            });
-            if let Some(policy) = &opts.fence {
-                create["Tags"] = json!([{"TagKey": "keyfence:fence", "TagValue": policy}]);
-            }
-            let v = setup_call(conn, "CreateKey", &create).await?;
-            let id = v["KeyMetadata"]["Arn"]
-                .as_str()
-                .or_else(|| v["KeyMetadata"]["KeyId"].as_str())
-                .ok_or_else(|| SetupError::Failed(format!("CreateKey: no KeyMetadata in {v}")))?;
-            (id.to_string(), true)
-        }
+        None => (
+            create_key(conn, &key_spec, sign, opts.fence.as_deref()).await?,
+            true,
+        ),
     };
 
     let encrypt = json!({ "KeyId": key_id, "Plaintext": plaintext });
     let gdk = json!({ "KeyId": key_id, "KeySpec": "AES_256" });
     let mut signing_algorithm = None;
+    let mut other_keys = Vec::new();
     let (operations, pattern) = match opts.kind {
-        WorkloadKind::Encrypt => (vec![Operation::new("Encrypt", &encrypt)], vec![0]),
+        WorkloadKind::Encrypt | WorkloadKind::IdleConnections => {
+            (vec![Operation::new("Encrypt", &encrypt)], vec![0])
+        }
+        WorkloadKind::EncryptWithSlow => {
+            let (operations, pattern, keys) =
+                slow_mix(conn, &key_id, &encrypt, opts.fence.as_deref()).await?;
+            other_keys = keys;
+            (operations, pattern)
+        }
         WorkloadKind::GenerateDataKey => {
             setup_call(conn, "GenerateDataKey", &gdk).await?;
             (vec![Operation::new("GenerateDataKey", &gdk)], vec![0])
@@ -298,7 +387,10 @@ pub async fn prepare(
             ))
         }
     };
-    if opts.kind == WorkloadKind::Encrypt {
+    if matches!(
+        opts.kind,
+        WorkloadKind::Encrypt | WorkloadKind::EncryptWithSlow | WorkloadKind::IdleConnections
+    ) {
         // One checked round trip, so a node that answers 200 with garbage is caught.
         round_trip(conn, &key_id, &encrypt, &plaintext).await?;
     }
@@ -309,6 +401,7 @@ pub async fn prepare(
         key_spec,
         signing_algorithm,
         created,
+        other_keys,
     })
 }
 
@@ -336,20 +429,20 @@ async fn round_trip(
 
 /// Schedules deletion of a key this run created (7 days, the minimum); best effort.
 pub async fn cleanup(conn: &mut Connection, prepared: &Prepared) -> Result<(), String> {
-    if !prepared.created {
-        return Ok(());
+    let main = prepared.created.then_some(&prepared.key_id);
+    for key in main.into_iter().chain(&prepared.other_keys) {
+        let reply = conn
+            .kms(
+                "ScheduleKeyDeletion",
+                &json!({ "KeyId": key, "PendingWindowInDays": 7 }),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(code) = reply.error_type() {
+            return Err(code);
+        }
     }
-    let reply = conn
-        .kms(
-            "ScheduleKeyDeletion",
-            &json!({ "KeyId": prepared.key_id, "PendingWindowInDays": 7 }),
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-    match reply.error_type() {
-        None => Ok(()),
-        Some(code) => Err(code),
-    }
+    Ok(())
 }
 
 /// A connection (or HTTP/2 stream slot) sending the prepared operations.
@@ -392,6 +485,17 @@ mod tests {
         assert_eq!(default_signing_algorithm("ECC_NIST_P384"), "ECDSA_SHA_384");
         assert_eq!(default_signing_algorithm("RSA_2048"), "RSASSA_PSS_SHA_256");
         assert_eq!(default_signing_algorithm("ML_DSA_65"), "ML_DSA_SHAKE_256");
+    }
+
+    #[test]
+    fn the_slow_mix_is_one_percent() {
+        // Encrypt plus three slow operations, spread over the period.
+        let pattern = slow_pattern(3);
+        assert_eq!(pattern.len(), SLOW_MIX_PERIOD);
+        let slow = pattern.iter().filter(|k| **k != 0).count();
+        assert_eq!(slow * 100, SLOW_MIX_PERIOD);
+        assert_eq!(pattern[99], 1);
+        assert_eq!(pattern[299], 3);
     }
 
     #[test]

@@ -83,7 +83,8 @@ impl ClientGroups {
 /// Builds the server configuration: TLS 1.3 only, ALPN `h2` then `http/1.1`, the
 /// aws-lc-rs provider restricted to the key-exchange groups of `mode`; a client
 /// certificate is asked for but not required (a cluster node presents its node
-/// certificate, see [`PresentedCertVerifier`]).
+/// certificate, see [`PresentedCertVerifier`]); session resumption with stateless
+/// tickets (two after each handshake), never early data.
 pub fn load_server_config(paths: &PkiPaths, mode: KxMode) -> Result<Arc<ServerConfig>, TlsError> {
     let certs = load_certs(&paths.server_cert)?;
     let key = load_private_key(&paths.server_key)?;
@@ -97,6 +98,13 @@ pub fn load_server_config(paths: &PkiPaths, mode: KxMode) -> Result<Arc<ServerCo
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)?;
     config.alpn_protocols = ALPN_PROTOCOLS.iter().map(|p| p.to_vec()).collect();
+    // Stateless TLS 1.3 session tickets (RFC 5077's construction, AES-256-CBC and
+    // HMAC-SHA256 under keys drawn at start and rotated every 6 hours, 12-hour
+    // ticket lifetime): a reconnecting client resumes with a
+    // PSK instead of a certificate and signature. Resumption is always psk_dhe_ke,
+    // so the resumed connection still runs a fresh key exchange in a group of
+    // `mode` (the hybrid one when the client offers it). No 0-RTT data.
+    config.ticketer = aws_lc_rs::Ticketer::new()?;
     Ok(Arc::new(config))
 }
 
