@@ -314,7 +314,9 @@ impl SealedNode {
             })?;
         let (data_dir, _) = DataDir::open_or_init_for(&config.data_dir, &config.root)?;
         let sealed_root = data_dir.load_sealed_root()?;
-        let (store, _, authz_store, follow) = node::open_store(&config.store, &data_dir)?;
+        let (store, _, authz_store, follow, quorum_store) =
+            node::open_store(&config.store, &data_dir)?;
+        let approvals = crate::approvals::open(quorum_store, &data_dir.path)?;
         let shared = config.store.is_shared();
         let authz = Arc::new(crate::authz::Authz::open(
             authz_store,
@@ -371,6 +373,7 @@ impl SealedNode {
             // The audit log's signing key is sealed under the root, which a
             // sealed node does not hold yet: not recorded (see docs/design.md).
             audit: None,
+            approvals: Some(approvals),
             throttle: crate::throttle::Throttle::new(
                 &config.limits.throttle,
                 accounts.iter().map(String::as_str),

@@ -98,10 +98,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (3, V3),
     (4, crate::sqlite_authz::V4),
     (5, crate::sqlite_audit::V5),
+    (6, crate::sqlite_quorum::V6),
 ];
 
 /// Schema version this build writes.
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// A [`Store`] in one SQLite file.
 pub struct SqliteStore {

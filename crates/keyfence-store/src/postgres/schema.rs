@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "audit log: records, signed heads, signing keys",
         super::audit::V5,
     ),
+    (
+        6,
+        "quorum: operators, rules, executed proposals",
+        super::quorum::V6,
+    ),
 ];
 
 /// The newest schema version this build knows.
