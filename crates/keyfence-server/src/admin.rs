@@ -18,13 +18,15 @@
 //! | `RemoveOperator` | `Name` | as `ListQuorum`, `Removed` |
 //! | `SetQuorumRule` | `Kind`, `Threshold` | as `ListQuorum` |
 //! | `ExportAuditKey` | `{}` | not built yet (refused) |
+//! | `RotateDomainKey` | `{}` | not built yet (refused) |
 //! | `Execute` | `Proposal` (text), `Approvals` (lines) | `Executed`, `ProposalId`, `Approvers`, `Result` (the operation's output) |
 //!
 //! Once a quorum rule exists for an operation's kind of command
 //! (approve-node: `ApproveNode`; change-attributes: `SetNodeAttributes`;
 //! remove-node: `RemoveNode`; rotate-abe-master: `RotateMaster` and
 //! `RetireGeneration`; destroy-key-early: `DestroyKey`; change-quorum:
-//! `SetQuorumRule`; add-operator, remove-operator, export-audit-key), the
+//! `SetQuorumRule`; add-operator, remove-operator, export-audit-key,
+//! rotate-domain-key), the
 //! operation is refused (AccessDeniedException) unless it comes as
 //! `Execute` of a proposal with M distinct valid operator signatures
 //! (see `approvals`).
@@ -61,6 +63,7 @@ pub const OPERATIONS: &[&str] = &[
     "RemoveOperator",
     "SetQuorumRule",
     "ExportAuditKey",
+    "RotateDomainKey",
     "Execute",
 ];
 
@@ -197,6 +200,7 @@ fn guarded_kind(op: &str) -> Option<CommandKind> {
         "AddOperator" => CommandKind::AddOperator,
         "RemoveOperator" => CommandKind::RemoveOperator,
         "ExportAuditKey" => CommandKind::ExportAuditKey,
+        "RotateDomainKey" => CommandKind::RotateDomainKey,
         _ => return None,
     })
 }
@@ -353,6 +357,10 @@ fn run(
         "ExportAuditKey" => Err(ApiError::new(
             "UnsupportedOperationException",
             "exporting the audit signing key is not built on this node yet",
+        )),
+        "RotateDomainKey" => Err(ApiError::new(
+            "UnsupportedOperationException",
+            "rotating the domain key on demand is not built on this node yet",
         )),
         other => Err(ApiError::new(
             "UnknownOperationException",
