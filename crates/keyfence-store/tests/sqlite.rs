@@ -184,7 +184,8 @@ fn a_version_1_file_migrates_to_the_latest_version_on_open() {
         "DROP TABLE changes; DROP TABLE feed_horizon; ALTER TABLE keys DROP COLUMN revision; \
          UPDATE schema_version SET version = 1; \
          DROP TABLE key_policies; DROP TABLE grants; DROP TABLE authz_version; \
-         DROP TABLE audit_records; DROP TABLE audit_heads; DROP TABLE audit_keys;",
+         DROP TABLE audit_records; DROP TABLE audit_heads; DROP TABLE audit_keys; \
+         DROP TABLE quorum_operators; DROP TABLE quorum_rules; DROP TABLE quorum_executed;",
     )
     .unwrap();
     drop(conn);
