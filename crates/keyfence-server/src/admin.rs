@@ -12,14 +12,34 @@
 //! | `CreateFence` | `Policy` | `Fence` (authority node only) |
 //! | `RotateMaster` | `{}` | `Generations`, `Fences`, `Nodes` refreshed (authority node only) |
 //! | `RetireGeneration` | `Generation` | as `RotateMaster` (authority node only) |
+//! | `DestroyKey` | `KeyId` (a key ARN, pending deletion) | `KeyId`, `Destroyed` |
+//! | `ListQuorum` | `{}` | `Operators` (name, scheme), `Rules` (kind, threshold, of) |
+//! | `AddOperator` | `Name`, `Scheme`, `PublicKey` (base64 DER) | as `ListQuorum`, `Added` |
+//! | `RemoveOperator` | `Name` | as `ListQuorum`, `Removed` |
+//! | `SetQuorumRule` | `Kind`, `Threshold` | as `ListQuorum` |
+//! | `ExportAuditKey` | `{}` | not built yet (refused) |
+//! | `RotateDomainKey` | `{}` | not built yet (refused) |
+//! | `Execute` | `Proposal` (text), `Approvals` (lines) | `Executed`, `ProposalId`, `Approvers`, `Result` (the operation's output) |
+//!
+//! Once a quorum rule exists for an operation's kind of command
+//! (approve-node: `ApproveNode`; change-attributes: `SetNodeAttributes`;
+//! remove-node: `RemoveNode`; rotate-abe-master: `RotateMaster` and
+//! `RetireGeneration`; destroy-key-early: `DestroyKey`; change-quorum:
+//! `SetQuorumRule`; add-operator, remove-operator, export-audit-key,
+//! rotate-domain-key), the
+//! operation is refused (AccessDeniedException) unless it comes as
+//! `Execute` of a proposal with M distinct valid operator signatures
+//! (see `approvals`).
 
 use keyfence_abe::Attributes;
 use keyfence_core::cluster::{NodeRecord, NodeState};
 use keyfence_core::fence::{FenceError, FenceRecord, JoinRequest, NodeGrant};
-use keyfence_core::Kms;
+use keyfence_core::quorum::{Authorized, Command, CommandKind, QuorumChange};
+use keyfence_core::{KeyRef, Kms};
 use serde_json::{json, Value};
 
 use crate::api::ApiError;
+use crate::approvals::Approvals;
 use crate::cluster::{ClusterError, MasterChange, Membership, MembershipChange};
 use crate::config::DEFAULT_ACCOUNT;
 use crate::sigv4::VerifiedCaller;
@@ -37,6 +57,14 @@ pub const OPERATIONS: &[&str] = &[
     "CreateFence",
     "RotateMaster",
     "RetireGeneration",
+    "DestroyKey",
+    "ListQuorum",
+    "AddOperator",
+    "RemoveOperator",
+    "SetQuorumRule",
+    "ExportAuditKey",
+    "RotateDomainKey",
+    "Execute",
 ];
 
 /// The user allowed to call the admin API (in [`DEFAULT_ACCOUNT`]).
@@ -153,11 +181,50 @@ fn string_member<'a>(input: &'a Value, member: &str) -> Result<&'a str, ApiError
         .ok_or_else(|| ApiError::validation(format!("{member} is required")))
 }
 
-/// Runs admin operation `op` for `caller` with JSON `body` (`kms`: this
-/// node's KMS, whose fenced keys a membership change re-wraps).
+/// Why an admin operation cannot run on a node outside a cluster.
+fn not_in_cluster() -> ApiError {
+    ApiError::new(
+        "UnsupportedOperationException",
+        "this node is not in a cluster (no [node] table in its config)",
+    )
+}
+
+/// The kind of command an admin operation is, when a quorum rule may guard it.
+fn guarded_kind(op: &str) -> Option<CommandKind> {
+    Some(match op {
+        "ApproveNode" => CommandKind::ApproveNode,
+        "SetNodeAttributes" => CommandKind::ChangeAttributes,
+        "RemoveNode" => CommandKind::RemoveNode,
+        "RotateMaster" | "RetireGeneration" => CommandKind::RotateAbeMaster,
+        "DestroyKey" => CommandKind::DestroyKeyEarly,
+        "SetQuorumRule" => CommandKind::ChangeQuorum,
+        "AddOperator" => CommandKind::AddOperator,
+        "RemoveOperator" => CommandKind::RemoveOperator,
+        "ExportAuditKey" => CommandKind::ExportAuditKey,
+        "RotateDomainKey" => CommandKind::RotateDomainKey,
+        _ => return None,
+    })
+}
+
+/// What a node offers the admin API: its cluster membership (if any), its
+/// KMS and its quorum.
+#[derive(Clone, Copy)]
+pub struct Node<'a> {
+    /// This node's cluster membership.
+    pub cluster: Option<&'a Membership>,
+    /// This node's KMS.
+    pub kms: &'a Kms,
+    /// The quorum kept in its store.
+    pub approvals: Option<&'a Approvals>,
+}
+
+/// Runs admin operation `op` for `caller` with JSON `body` (`node.kms`:
+/// this node's KMS, whose fenced keys a membership change re-wraps).
+///
+/// Once a quorum rule exists for an operation's kind of command, the
+/// operation is refused unless it arrives as a signed proposal (`Execute`).
 pub fn handle(
-    cluster: Option<&Membership>,
-    kms: &Kms,
+    node: Node<'_>,
     caller: &VerifiedCaller,
     op: &str,
     body: &[u8],
@@ -171,54 +238,77 @@ pub fn handle(
             ),
         ));
     }
-    let cluster = cluster.ok_or_else(|| {
-        ApiError::new(
-            "UnsupportedOperationException",
-            "this node is not in a cluster (no [node] table in its config)",
-        )
-    })?;
     let input: Value = if body.is_empty() {
         json!({})
     } else {
         serde_json::from_slice(body).map_err(|e| ApiError::serialization(e.to_string()))?
     };
+    if let (Some(kind), Some(approvals)) = (guarded_kind(op), node.approvals) {
+        approvals.gate(kind)?;
+    }
+    match op {
+        "Execute" => execute(node, &input),
+        "ListQuorum" => list_quorum(quorum_of(node)?),
+        _ => run(node, op, &input, None),
+    }
+}
+
+fn quorum_of(node: Node<'_>) -> Result<&Approvals, ApiError> {
+    node.approvals.ok_or_else(|| {
+        ApiError::new(
+            "UnsupportedOperationException",
+            "this node keeps no quorum (a sealed node answers only seal operations)",
+        )
+    })
+}
+
+/// Runs operation `op` with `input`; `proposal`: the cleared proposal it
+/// carries out, recorded with a quorum change in one transaction.
+fn run(
+    node: Node<'_>,
+    op: &str,
+    input: &Value,
+    proposal: Option<&Authorized>,
+) -> Result<Value, ApiError> {
+    let cluster = || node.cluster.ok_or_else(not_in_cluster);
+    let kms = node.kms;
     match op {
         "ListNodes" => {
-            let nodes = cluster.store().nodes().map_err(|e| error(e.into()))?;
+            let nodes = cluster()?.store().nodes().map_err(|e| error(e.into()))?;
             Ok(json!({"Nodes": nodes.iter().map(node_json).collect::<Vec<_>>()}))
         }
         "ApproveNode" => {
-            let node = cluster
-                .approve(string_member(&input, "Name")?)
+            let node = cluster()?
+                .approve(string_member(input, "Name")?)
                 .map_err(error)?;
             Ok(json!({"Node": node_json(&node)}))
         }
         "RemoveNode" => {
-            let change = cluster
-                .remove(string_member(&input, "Name")?, kms)
+            let change = cluster()?
+                .remove(string_member(input, "Name")?, kms)
                 .map_err(error)?;
             Ok(change_json(&change))
         }
         "SetNodeAttributes" => {
-            let name = string_member(&input, "Name")?;
-            let attributes = attributes_member(&input)?;
-            let change = cluster
+            let name = string_member(input, "Name")?;
+            let attributes = attributes_member(input)?;
+            let change = cluster()?
                 .set_attributes(name, attributes, kms)
                 .map_err(error)?;
             Ok(change_json(&change))
         }
-        "RotateMaster" => Ok(master_json(&cluster.rotate_master().map_err(error)?)),
+        "RotateMaster" => Ok(master_json(&cluster()?.rotate_master().map_err(error)?)),
         "RetireGeneration" => {
             let generation = input["Generation"]
                 .as_u64()
                 .and_then(|g| u32::try_from(g).ok())
                 .ok_or_else(|| ApiError::validation("Generation is required (a number)"))?;
             Ok(master_json(
-                &cluster.retire_generation(generation).map_err(error)?,
+                &cluster()?.retire_generation(generation).map_err(error)?,
             ))
         }
         "ListFences" => {
-            let fences = cluster.store().fences().map_err(|e| error(e.into()))?;
+            let fences = cluster()?.store().fences().map_err(|e| error(e.into()))?;
             let records = fences
                 .iter()
                 .map(|f| FenceRecord::from_bytes(&f.record).map_err(|e| error(e.into())))
@@ -226,14 +316,183 @@ pub fn handle(
             Ok(json!({"Fences": records.iter().map(fence_json).collect::<Vec<_>>()}))
         }
         "CreateFence" => {
-            let record = cluster
-                .create_fence(string_member(&input, "Policy")?)
+            let record = cluster()?
+                .create_fence(string_member(input, "Policy")?)
                 .map_err(error)?;
             Ok(json!({"Fence": fence_json(&record)}))
         }
+        "DestroyKey" => {
+            let arn = string_member(input, "KeyId")?;
+            let account = match KeyRef::parse(arn) {
+                Ok(KeyRef::Arn { account, .. }) => account,
+                _ => return Err(ApiError::validation("KeyId must be a key ARN")),
+            };
+            let meta = kms.destroy_key_now(&account, arn).map_err(ApiError::from)?;
+            Ok(json!({"KeyId": meta.arn(), "Destroyed": true}))
+        }
+        "AddOperator" => {
+            let op = crate::approvals::operator(
+                string_member(input, "Name")?,
+                string_member(input, "Scheme")?,
+                string_member(input, "PublicKey")?,
+            )?;
+            let name = op.name.clone();
+            quorum_of(node)?.commit(&QuorumChange::AddOperator(op), proposal)?;
+            list_quorum_named(quorum_of(node)?, "Added", &name)
+        }
+        "RemoveOperator" => {
+            let name = string_member(input, "Name")?.to_owned();
+            quorum_of(node)?.commit(&QuorumChange::RemoveOperator(name.clone()), proposal)?;
+            list_quorum_named(quorum_of(node)?, "Removed", &name)
+        }
+        "SetQuorumRule" => {
+            let kind = CommandKind::from_name(string_member(input, "Kind")?)
+                .ok_or_else(|| ApiError::validation("Kind is not a kind of command"))?;
+            let m = input["Threshold"]
+                .as_u64()
+                .and_then(|m| usize::try_from(m).ok())
+                .ok_or_else(|| ApiError::validation("Threshold is required (a number)"))?;
+            quorum_of(node)?.commit(&QuorumChange::SetRule(kind, m), proposal)?;
+            list_quorum(quorum_of(node)?)
+        }
+        "ExportAuditKey" => Err(ApiError::new(
+            "UnsupportedOperationException",
+            "exporting the audit signing key is not built on this node yet",
+        )),
+        "RotateDomainKey" => Err(ApiError::new(
+            "UnsupportedOperationException",
+            "rotating the domain key on demand is not built on this node yet",
+        )),
         other => Err(ApiError::new(
             "UnknownOperationException",
             format!("Unknown admin operation {other}"),
         )),
     }
+}
+
+fn list_quorum(approvals: &Approvals) -> Result<Value, ApiError> {
+    let state = approvals.state()?;
+    let n = state.operators.len();
+    Ok(json!({
+        "Operators": state.operators.iter().map(|o| json!({
+            "Name": o.name,
+            "Scheme": o.key.scheme.name(),
+        })).collect::<Vec<_>>(),
+        "Rules": state.rules.iter().map(|(k, m)| json!({
+            "Kind": k.name(),
+            "Threshold": m,
+            "Of": n,
+        })).collect::<Vec<_>>(),
+    }))
+}
+
+fn list_quorum_named(approvals: &Approvals, what: &str, name: &str) -> Result<Value, ApiError> {
+    let mut v = list_quorum(approvals)?;
+    v[what] = Value::from(name);
+    Ok(v)
+}
+
+/// The admin operation a cleared command is carried out by, and its input.
+fn operation_of(command: &Command) -> Result<(&'static str, Value), ApiError> {
+    let arg = |n: &str| {
+        command
+            .args
+            .get(n)
+            .cloned()
+            .ok_or_else(|| ApiError::validation(format!("{} needs {n}=…", command.kind.name())))
+    };
+    Ok(match command.kind {
+        CommandKind::ApproveNode => ("ApproveNode", json!({"Name": arg("node")?})),
+        CommandKind::RemoveNode => ("RemoveNode", json!({"Name": arg("node")?})),
+        CommandKind::ChangeAttributes => {
+            let attributes: Value = serde_json::from_str(&arg("attributes")?)
+                .map_err(|_| ApiError::validation("attributes= is a JSON object of strings"))?;
+            (
+                "SetNodeAttributes",
+                json!({"Name": arg("node")?, "Attributes": attributes}),
+            )
+        }
+        CommandKind::RotateAbeMaster => match command.args.get("generation") {
+            Some(g) => (
+                "RetireGeneration",
+                json!({"Generation": g.parse::<u64>().map_err(|_| {
+                    ApiError::validation("generation= is a number")
+                })?}),
+            ),
+            None => ("RotateMaster", json!({})),
+        },
+        CommandKind::RotateDomainKey => ("RotateDomainKey", json!({})),
+        CommandKind::DestroyKeyEarly => ("DestroyKey", json!({"KeyId": arg("key")?})),
+        CommandKind::ChangeQuorum => {
+            let m = arg("threshold")?
+                .parse::<u64>()
+                .map_err(|_| ApiError::validation("threshold= is a number"))?;
+            (
+                "SetQuorumRule",
+                json!({"Kind": arg("kind")?, "Threshold": m}),
+            )
+        }
+        CommandKind::AddOperator => (
+            "AddOperator",
+            json!({"Name": arg("name")?, "Scheme": arg("scheme")?, "PublicKey": arg("public-key")?}),
+        ),
+        CommandKind::RemoveOperator => ("RemoveOperator", json!({"Name": arg("name")?})),
+        CommandKind::ExportAuditKey => ("ExportAuditKey", json!({})),
+    })
+}
+
+/// `Execute`: `Proposal` (its text) and `Approvals` (approval lines). The
+/// proposal is checked against the stored quorum, recorded as executed (so
+/// never accepted again), then carried out.
+fn execute(node: Node<'_>, input: &Value) -> Result<Value, ApiError> {
+    let approvals = quorum_of(node)?;
+    let text = string_member(input, "Proposal")?;
+    let lines: Vec<String> = input["Approvals"]
+        .as_array()
+        .ok_or_else(|| ApiError::validation("Approvals is required (a list of approval lines)"))?
+        .iter()
+        .map(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| ApiError::validation("each approval is a string"))
+        })
+        .collect::<Result<_, _>>()?;
+    let cleared = approvals.authorize(text, &lines)?;
+    let (op, op_input) = operation_of(&cleared.command)?;
+    if matches!(op, "ExportAuditKey" | "RotateDomainKey") {
+        // Not carried out on this node: do not spend the proposal.
+        return run(node, op, &op_input, Some(&cleared));
+    }
+    if node.cluster.is_none()
+        && matches!(
+            cleared.command.kind,
+            CommandKind::ApproveNode
+                | CommandKind::RemoveNode
+                | CommandKind::ChangeAttributes
+                | CommandKind::RotateAbeMaster
+        )
+    {
+        return Err(not_in_cluster());
+    }
+    let changes_quorum = matches!(
+        cleared.command.kind,
+        CommandKind::ChangeQuorum | CommandKind::AddOperator | CommandKind::RemoveOperator
+    );
+    if !changes_quorum {
+        // Spent before it runs: a replay is refused even if the command fails.
+        approvals.commit(&QuorumChange::Nothing, Some(&cleared))?;
+    }
+    let result = run(node, op, &op_input, changes_quorum.then_some(&cleared))?;
+    tracing::info!(
+        proposal = %cleared.id,
+        kind = cleared.command.kind.name(),
+        approvers = %cleared.approvers.join(","),
+        "executed an approved proposal"
+    );
+    Ok(json!({
+        "Executed": cleared.command.kind.name(),
+        "ProposalId": cleared.id.to_string(),
+        "Approvers": cleared.approvers,
+        "Result": result,
+    }))
 }

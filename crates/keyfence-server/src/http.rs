@@ -45,6 +45,8 @@ pub struct AppState {
     pub authz: Arc<crate::authz::Authz>,
     /// The audit log every request is recorded in before its reply (unless off).
     pub audit: Option<Arc<crate::audit::AuditLog>>,
+    /// The operators' quorum kept in the store (M-of-N approvals).
+    pub approvals: Option<Arc<crate::approvals::Approvals>>,
 }
 
 /// A request's answer: made here, or relayed from the node it was forwarded to.
@@ -297,7 +299,12 @@ async fn serve(
             let (state, op) = (Arc::clone(state), op.clone());
             let kms = state.kms.get()?;
             let value = tokio::task::spawn_blocking(move || {
-                crate::admin::handle(state.cluster.as_deref(), &kms, &caller, &op, &body)
+                let node = crate::admin::Node {
+                    cluster: state.cluster.as_deref(),
+                    kms: &kms,
+                    approvals: state.approvals.as_deref(),
+                };
+                crate::admin::handle(node, &caller, &op, &body)
             })
             .await
             .map_err(|_| {

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod approvals;
 pub mod audit;
 pub mod authz;
 pub mod cluster;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use keyfence_core::authz::AuthzStore;
 use keyfence_core::cluster::ClusterStore;
+use keyfence_core::quorum::QuorumStore;
 use keyfence_core::service::{FenceMaker, FenceView};
 use keyfence_core::{Clock, Kms, KmsError, Store, SystemClock};
 use keyfence_store::{PostgresStore, SqliteStore};
@@ -58,6 +59,9 @@ pub enum NodeError {
     /// Two credentials share an access key id.
     #[error("credentials: {0}")]
     Credentials(String),
+    /// The quorum state of an earlier build could not be moved into the store.
+    #[error("quorum: {0}")]
+    Quorum(String),
     /// The audit log could not be opened.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditLogError),
@@ -153,7 +157,9 @@ impl Node {
             }
             (None, other) => other.clone(),
         };
-        let (store, cluster_store, authz_store, follow) = open_store(&location, &data_dir)?;
+        let (store, cluster_store, authz_store, follow, quorum_store) =
+            open_store(&location, &data_dir)?;
+        let approvals = crate::approvals::open(quorum_store, &data_dir.path)?;
         let authz = Arc::new(Authz::open(authz_store, config.principals)?);
         let advertised = config
             .node
@@ -256,6 +262,7 @@ impl Node {
             authz: Arc::clone(&authz),
             budget: RequestBudget::new(&config.limits, Arc::clone(&metrics)),
             audit: audit.clone(),
+            approvals: Some(approvals),
             body_read_timeout: config.limits.body_read_timeout,
             seal: None,
             throttle: Throttle::new(
@@ -426,6 +433,7 @@ type OpenedStore = (
     Arc<dyn ClusterStore>,
     Arc<dyn AuthzStore>,
     Follow,
+    Arc<dyn QuorumStore>,
 );
 
 /// Opens the store `location` names (with its cluster tables).
@@ -436,21 +444,34 @@ pub(crate) fn open_store(
     Ok(match location {
         StoreLocation::DataDir => {
             let store = Arc::new(SqliteStore::open(&data_dir.database())?);
-            (store.clone(), store.clone(), store, Follow::Nothing)
+            (
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                Follow::Nothing,
+                store,
+            )
         }
         StoreLocation::SharedSqlite(path) => {
             let store = Arc::new(SqliteStore::open_shared(path)?);
             (
                 store.clone(),
                 store.clone(),
-                store,
+                store.clone(),
                 Follow::Poll(replica::SQLITE_POLL),
+                store,
             )
         }
         StoreLocation::Postgres(url) => {
             let store = Arc::new(PostgresStore::connect(url)?);
             let waker = store.change_waker();
-            (store.clone(), store.clone(), store, Follow::Notify(waker))
+            (
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                Follow::Notify(waker),
+                store,
+            )
         }
     })
 }

@@ -373,7 +373,9 @@ impl SealedNode {
             None,
             initialized.is_some(),
         )?;
-        let (store, _, authz_store, follow) = node::open_store(&config.store, &data_dir)?;
+        let (store, _, authz_store, follow, quorum_store) =
+            node::open_store(&config.store, &data_dir)?;
+        let approvals = crate::approvals::open(quorum_store, &data_dir.path)?;
         let shared = config.store.is_shared();
         let authz = Arc::new(crate::authz::Authz::open(authz_store, config.principals)?);
         let mut credentials = data_dir.load_credentials()?;
@@ -427,6 +429,7 @@ impl SealedNode {
             seal: Some(Arc::clone(&gate)),
             authz: Arc::clone(&authz),
             audit: audit.clone(),
+            approvals: Some(approvals),
             throttle: crate::throttle::Throttle::new(
                 &config.limits.throttle,
                 accounts.iter().map(String::as_str),

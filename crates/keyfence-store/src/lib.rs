@@ -16,6 +16,7 @@ mod sqlite;
 mod sqlite_audit;
 mod sqlite_authz;
 mod sqlite_cluster;
+mod sqlite_quorum;
 
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use sqlite::SqliteStore;

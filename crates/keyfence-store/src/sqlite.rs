@@ -100,12 +100,13 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (4, crate::sqlite_authz::V4),
     (5, crate::sqlite_audit::V5),
     (6, crate::sqlite_authz::V6),
-    (7, crate::sqlite_audit::V6),
+    (7, crate::sqlite_audit::V7),
     (8, crate::format::V8_MULTI_REGION),
+    (9, crate::sqlite_quorum::V9),
 ];
 
 /// Schema version this build writes.
-const SCHEMA_VERSION: i64 = 8;
+const SCHEMA_VERSION: i64 = 9;
 
 /// A [`Store`] in one SQLite file.
 pub struct SqliteStore {

@@ -56,7 +56,7 @@ CREATE TRIGGER audit_keys_append_only_delete BEFORE DELETE ON audit_keys
 ";
 
 /// Schema version 7: each log's tree edge, so a writer restarts in O(log n).
-pub(crate) const V6: &str = "
+pub(crate) const V7: &str = "
 CREATE TABLE audit_frontiers (
     log TEXT PRIMARY KEY,
     edge BLOB NOT NULL

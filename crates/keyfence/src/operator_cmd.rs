@@ -1,15 +1,15 @@
 //! `keyfence operator …`, `keyfence quorum …` and `keyfence admin …`: M-of-N
-//! approvals on a node's data directory.
+//! approvals.
 //!
 //! The quorum state — operators (public keys only), a rule M per kind of
-//! command and the ids of executed proposals — is `quorum.json` in the data
-//! directory, written atomically. Operators keep their private keys in their
-//! own files and sign offline. Until a rule exists for `add-operator`
+//! command and the ids of executed proposals — is in the node's store,
+//! reached through its admin API (`KeyfenceAdmin.AddOperator`,
+//! `.SetQuorumRule`, `.ListQuorum`, `.Execute`). Operators keep their
+//! private keys in their own files and sign offline (`admin propose` and
+//! `admin sign` need no node). Until a rule exists for `add-operator`
 //! (`change-quorum`), operators (rules) are set directly, which is how a
-//! quorum is first set up; afterwards only an executed proposal changes them.
-//! Executable here: `add-operator`, `remove-operator`, `change-quorum`; the
-//! other kinds are authorized but not yet carried out (their commands live
-//! in the admin API).
+//! quorum is first set up; afterwards only an executed proposal changes
+//! them. The node checks every proposal: the command line only carries it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -17,15 +17,11 @@ use std::path::{Path, PathBuf};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 use clap::Subcommand;
-use keyfence_core::quorum::{
-    authorize, Approval, Command, CommandKind, Operator, OperatorKey, OperatorSigner, Proposal,
-    Quorum, Scheme,
-};
+use keyfence_bench::connect::ConnectArgs;
+use keyfence_core::quorum::{Command, CommandKind, OperatorSigner, Proposal, Scheme};
 use keyfence_core::{Clock, SystemClock, Timestamp};
 use serde::{Deserialize, Serialize};
-
-/// The quorum state file in a data directory.
-const STATE_FILE: &str = "quorum.json";
+use serde_json::{json, Value};
 
 /// `keyfence operator …`.
 #[derive(Subcommand)]
@@ -48,15 +44,13 @@ pub enum OperatorCommand {
     Add {
         /// The operator's public key file.
         public: PathBuf,
-        /// Data directory of the node.
-        #[arg(long, default_value = keyfence_server::config::DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        connect: ConnectArgs,
     },
     /// List the operators and rules.
     List {
-        /// Data directory of the node.
-        #[arg(long, default_value = keyfence_server::config::DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        connect: ConnectArgs,
     },
 }
 
@@ -70,9 +64,8 @@ pub enum QuorumCommand {
         kind: String,
         /// How many operators must approve.
         threshold: usize,
-        /// Data directory of the node.
-        #[arg(long, default_value = keyfence_server::config::DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        connect: ConnectArgs,
     },
 }
 
@@ -97,30 +90,24 @@ pub enum AdminCommand {
         #[arg(long)]
         key: PathBuf,
     },
-    /// Execute a proposal once M distinct operators' approvals are in.
+    /// Send a proposal with its approvals to the node, which carries it out
+    /// once M distinct operators' valid approvals are in.
     Execute {
         /// The proposal file.
         proposal: PathBuf,
         /// Approval files (one line each, as `admin sign` prints).
         approvals: Vec<PathBuf>,
-        /// Data directory of the node.
-        #[arg(long, default_value = keyfence_server::config::DEFAULT_DATA_DIR)]
-        data_dir: PathBuf,
+        #[command(flatten)]
+        connect: ConnectArgs,
     },
 }
 
-#[derive(Serialize, Deserialize, Default)]
-struct StoredOperator {
+/// An operator's public key file (`.pub`).
+#[derive(Serialize, Deserialize)]
+struct PublicFile {
     name: String,
     scheme: String,
     public_key: String,
-}
-
-#[derive(Serialize, Deserialize, Default)]
-struct State {
-    operators: Vec<StoredOperator>,
-    rules: BTreeMap<String, usize>,
-    executed: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -145,71 +132,32 @@ fn kind(name: &str) -> Result<CommandKind, String> {
     })
 }
 
-impl State {
-    fn load(dir: &Path) -> Result<Self, String> {
-        let path = dir.join(STATE_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                if dir.is_dir() {
-                    Ok(Self::default())
-                } else {
-                    Err(format!("{} is not a data directory", dir.display()))
-                }
-            }
-            Err(e) => Err(format!("{}: {e}", path.display())),
-        }
-    }
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+}
 
-    fn save(&self, dir: &Path) -> Result<(), String> {
-        let path = dir.join(STATE_FILE);
-        let tmp = dir.join(format!("{STATE_FILE}.{}.tmp", std::process::id()));
-        let text = serde_json::to_string_pretty(self).expect("JSON");
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| format!("{}: {e}", path.display()))
-    }
+fn call(connect: &ConnectArgs, operation: &str, body: Value) -> Result<Value, String> {
+    runtime()?.block_on(crate::cluster_cmd::admin_call(connect, operation, body))
+}
 
-    fn quorum(&self) -> Result<Quorum, String> {
-        let operators = self
-            .operators
-            .iter()
-            .map(|o| {
-                Ok(Operator {
-                    name: o.name.clone(),
-                    key: OperatorKey {
-                        scheme: scheme(&o.scheme)?,
-                        public_key: B64
-                            .decode(&o.public_key)
-                            .map_err(|_| format!("operator {}: public key not base64", o.name))?,
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        let rules = self
-            .rules
-            .iter()
-            .map(|(k, m)| Ok((kind(k)?, *m)))
-            .collect::<Result<BTreeMap<_, _>, String>>()?;
-        Quorum::new(operators, rules).map_err(|e| e.to_string())
+fn print_quorum(v: &Value) {
+    for o in v["Operators"].as_array().into_iter().flatten() {
+        println!(
+            "operator {} ({})",
+            o["Name"].as_str().unwrap_or_default(),
+            o["Scheme"].as_str().unwrap_or_default()
+        );
     }
-
-    fn guarded(&self, by: CommandKind) -> bool {
-        self.rules.contains_key(by.name())
-    }
-
-    fn add_operator(&mut self, op: StoredOperator) -> Result<(), String> {
-        if self.operators.iter().any(|o| o.name == op.name) {
-            return Err(format!("operator {} exists", op.name));
-        }
-        scheme(&op.scheme)?;
-        self.operators.push(op);
-        self.quorum().map(drop)
-    }
-
-    fn set_rule(&mut self, k: CommandKind, m: usize) -> Result<(), String> {
-        self.rules.insert(k.name().to_owned(), m);
-        self.quorum().map(drop)
+    for r in v["Rules"].as_array().into_iter().flatten() {
+        println!(
+            "rule {}: {} of {}",
+            r["Kind"].as_str().unwrap_or_default(),
+            r["Threshold"],
+            r["Of"]
+        );
     }
 }
 
@@ -229,7 +177,7 @@ pub fn operator_main(command: OperatorCommand) -> Result<(), String> {
                 pkcs8: B64.encode(pkcs8.expose()),
             };
             write_private(&out, &serde_json::to_string(&key).expect("JSON"))?;
-            let public = StoredOperator {
+            let public = PublicFile {
                 name,
                 scheme: s.name().into(),
                 public_key: B64.encode(signer.public().map_err(|e| e.to_string())?.public_key),
@@ -244,32 +192,35 @@ pub fn operator_main(command: OperatorCommand) -> Result<(), String> {
             println!("public key:  {}", pub_path.display());
             Ok(())
         }
-        OperatorCommand::Add { public, data_dir } => {
-            let mut state = State::load(&data_dir)?;
-            if state.guarded(CommandKind::AddOperator) {
-                return Err("a quorum rule guards add-operator: propose it (keyfence admin propose add-operator …)".into());
-            }
-            let op: StoredOperator = serde_json::from_str(&read_text(&public)?)
+        OperatorCommand::Add { public, connect } => {
+            let op: PublicFile = serde_json::from_str(&read_text(&public)?)
                 .map_err(|e| format!("{}: {e}", public.display()))?;
-            let name = op.name.clone();
-            state.add_operator(op)?;
-            state.save(&data_dir)?;
+            let v = call(
+                &connect,
+                "AddOperator",
+                json!({"Name": op.name, "Scheme": op.scheme, "PublicKey": op.public_key}),
+            )
+            .map_err(|e| proposal_hint(e, "add-operator"))?;
             println!(
-                "operator {name} added ({} operators)",
-                state.operators.len()
+                "operator {} added ({} operators)",
+                op.name,
+                v["Operators"].as_array().map_or(0, Vec::len)
             );
             Ok(())
         }
-        OperatorCommand::List { data_dir } => {
-            let state = State::load(&data_dir)?;
-            for o in &state.operators {
-                println!("operator {} ({})", o.name, o.scheme);
-            }
-            for (k, m) in &state.rules {
-                println!("rule {k}: {m} of {}", state.operators.len());
-            }
+        OperatorCommand::List { connect } => {
+            print_quorum(&call(&connect, "ListQuorum", json!({}))?);
             Ok(())
         }
+    }
+}
+
+/// A refusal because a rule guards `kind`, with how to propose it instead.
+fn proposal_hint(e: String, kind: &str) -> String {
+    if e.contains("a quorum rule guards") {
+        format!("{e}; propose it: keyfence admin propose {kind} …")
+    } else {
+        e
     }
 }
 
@@ -279,15 +230,19 @@ pub fn quorum_main(command: QuorumCommand) -> Result<(), String> {
         QuorumCommand::Set {
             kind: k,
             threshold,
-            data_dir,
+            connect,
         } => {
-            let mut state = State::load(&data_dir)?;
-            if state.guarded(CommandKind::ChangeQuorum) {
-                return Err("a quorum rule guards change-quorum: propose it (keyfence admin propose change-quorum kind=… threshold=…)".into());
-            }
-            state.set_rule(kind(&k)?, threshold)?;
-            state.save(&data_dir)?;
-            println!("rule {k}: {threshold} of {}", state.operators.len());
+            kind(&k)?;
+            let v = call(
+                &connect,
+                "SetQuorumRule",
+                json!({"Kind": k, "Threshold": threshold}),
+            )
+            .map_err(|e| proposal_hint(e, "change-quorum"))?;
+            println!(
+                "rule {k}: {threshold} of {}",
+                v["Operators"].as_array().map_or(0, Vec::len)
+            );
             Ok(())
         }
     }
@@ -306,26 +261,6 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))?;
     f.write_all(text.as_bytes())
         .map_err(|e| format!("{}: {e}", path.display()))
-}
-
-/// One approval line: `keyfence-approval v1 NAME BASE64-SIGNATURE`.
-fn parse_approval(text: &str) -> Result<Approval, String> {
-    let mut parts = text.split_whitespace();
-    match (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) {
-        (Some("keyfence-approval"), Some("v1"), Some(name), Some(sig), None) => Ok(Approval {
-            operator: name.to_owned(),
-            signature: B64
-                .decode(sig)
-                .map_err(|_| "approval signature is not base64")?,
-        }),
-        _ => Err("not a keyfence-approval v1 line".into()),
-    }
 }
 
 /// Runs an admin command.
@@ -382,64 +317,34 @@ pub fn admin_main(command: AdminCommand) -> Result<(), String> {
         AdminCommand::Execute {
             proposal,
             approvals,
-            data_dir,
+            connect,
         } => {
-            let proposal = Proposal::parse(&read_text(&proposal)?).map_err(|e| e.to_string())?;
-            let approvals = approvals
+            let text = read_text(&proposal)?;
+            Proposal::parse(&text).map_err(|e| format!("{}: {e}", proposal.display()))?;
+            let lines = approvals
                 .iter()
-                .map(|p| {
-                    parse_approval(&read_text(p)?).map_err(|e| format!("{}: {e}", p.display()))
-                })
+                .map(|p| read_text(p).map(|t| t.trim().to_owned()))
                 .collect::<Result<Vec<_>, String>>()?;
-            let mut state = State::load(&data_dir)?;
-            let quorum = state.quorum()?;
-            let executed = state.executed.clone();
-            let done = authorize(&quorum, &proposal, &approvals, SystemClock.now(), |id| {
-                executed.contains(&id.to_string())
-            })
-            .map_err(|e| format!("refused: {e}"))?;
-            let args = &done.command.args;
-            let arg = |n: &str| {
-                args.get(n)
-                    .cloned()
-                    .ok_or_else(|| format!("{} needs {n}=…", done.command.kind.name()))
-            };
-            match done.command.kind {
-                CommandKind::AddOperator => state.add_operator(StoredOperator {
-                    name: arg("name")?,
-                    scheme: arg("scheme")?,
-                    public_key: arg("public-key")?,
-                })?,
-                CommandKind::RemoveOperator => {
-                    let name = arg("name")?;
-                    let before = state.operators.len();
-                    state.operators.retain(|o| o.name != name);
-                    if state.operators.len() == before {
-                        return Err(format!("no operator {name}"));
-                    }
-                    state.quorum()?;
-                }
-                CommandKind::ChangeQuorum => {
-                    let m = arg("threshold")?
-                        .parse()
-                        .map_err(|_| "threshold is not a number")?;
-                    state.set_rule(kind(&arg("kind")?)?, m)?;
-                }
-                other => {
-                    return Err(format!(
-                        "{} is approved by {} but not executable from the command line yet",
-                        other.name(),
-                        done.approvers.join(", ")
-                    ))
-                }
-            }
-            state.executed.push(done.id.to_string());
-            state.save(&data_dir)?;
+            let v = call(
+                &connect,
+                "Execute",
+                json!({"Proposal": text, "Approvals": lines}),
+            )?;
+            let approvers: Vec<&str> = v["Approvers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
             println!(
                 "executed {} (proposal {}), approved by {}",
-                done.command.kind.name(),
-                done.id,
-                done.approvers.join(", ")
+                v["Executed"].as_str().unwrap_or_default(),
+                v["ProposalId"].as_str().unwrap_or_default(),
+                approvers.join(", ")
+            );
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&v["Result"]).unwrap_or_default()
             );
             Ok(())
         }

@@ -1,8 +1,19 @@
-//! M-of-N approvals through the binary: operators with ML-DSA-65 and Ed25519
-//! keys, a 2-of-3 rule, proposals signed offline, and each refusal.
+//! M-of-N approvals through the binary and real nodes: operators with
+//! ML-DSA-65 and Ed25519 keys registered through the admin API, rules kept in
+//! the node's store, proposals signed offline and executed by the node. For
+//! approving a node join and for destroying a key early: a direct command
+//! refused once a rule exists, then M−1 signatures, the same operator twice,
+//! a signature over a different command, an expired proposal and a replay
+//! each refused, and M valid signatures executing. Also: an earlier build's
+//! quorum.json moved into the store at start.
 
-use std::path::Path;
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use keyfence_bench::connect::ConnectArgs;
+use keyfence_server::tls::ClientGroups;
+use serde_json::{json, Value};
 
 fn keyfence(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_keyfence"))
@@ -26,13 +37,220 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// A `keyfence server` process, killed on drop.
+struct Server {
+    child: Child,
+    endpoint: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts a node with `extra` config lines over data directory `data`;
+/// `addr_file`: the file it publishes its address in.
+fn start(dir: &Path, name: &str, data: &Path, extra: &str, addr_file: &str) -> Server {
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nmetrics_listen = \"127.0.0.1:0\"\ndata_dir = {:?}\n{extra}",
+            s(data)
+        ),
+    )
+    .unwrap();
+    let addr_file = data.join(addr_file);
+    let _ = std::fs::remove_file(&addr_file);
+    let mut server = Server {
+        child: Command::new(env!("CARGO_BIN_EXE_keyfence"))
+            .args(["server", "--config", s(&config)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        endpoint: String::new(),
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&addr_file) {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if v["pid"].as_u64() == Some(u64::from(server.child.id())) {
+                server.endpoint = format!("https://{}", v["api"].as_str().unwrap());
+                return server;
+            }
+        }
+        assert!(
+            server.child.try_wait().unwrap().is_none(),
+            "node {name} exited"
+        );
+        assert!(Instant::now() < deadline, "node {name} did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One request over the wire (KMS with `TrentService.`, admin otherwise).
+fn call(server: &Server, data: &Path, target: &str, body: Value) -> (u16, Value) {
+    let args = ConnectArgs {
+        endpoint: server.endpoint.clone(),
+        data_dir: Some(data.to_path_buf()),
+        ca: None,
+        access_key: None,
+        secret_key: None,
+        region: "us-east-1".into(),
+    };
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let mut conn = args
+                .context(ClientGroups::HybridOnly)
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+            let reply = conn.json(target, &body).await.unwrap();
+            (reply.status, reply.json())
+        })
+}
+
+/// Operators' key files and the CLI around one node.
+struct Team<'a> {
+    dir: &'a Path,
+    data: &'a Path,
+    server: &'a Server,
+}
+
+impl Team<'_> {
+    fn key(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("{name}.key"))
+    }
+
+    fn connect<'b>(&'b self, args: &mut Vec<&'b str>) {
+        args.extend([
+            "--endpoint",
+            &self.server.endpoint,
+            "--data-dir",
+            s(self.data),
+        ]);
+    }
+
+    fn cli(&self, args: &[&str]) -> (bool, String, String) {
+        let mut all: Vec<&str> = args.to_vec();
+        self.connect(&mut all);
+        keyfence(&all)
+    }
+
+    fn propose(&self, file: &str, args: &[&str]) -> PathBuf {
+        let mut all = vec!["admin", "propose"];
+        all.extend_from_slice(args);
+        let path = self.dir.join(file);
+        std::fs::write(&path, ok(&all)).unwrap();
+        path
+    }
+
+    fn sign(&self, who: &str, proposal: &Path) -> PathBuf {
+        let path = self.dir.join(format!(
+            "{who}-{}-{}.approval",
+            proposal.file_name().unwrap().to_str().unwrap(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::write(
+            &path,
+            ok(&["admin", "sign", s(proposal), "--key", s(&self.key(who))]),
+        )
+        .unwrap();
+        path
+    }
+
+    fn execute(&self, proposal: &Path, approvals: &[&Path]) -> (bool, String, String) {
+        let mut args = vec!["admin", "execute", s(proposal)];
+        args.extend(approvals.iter().map(|x| s(x)));
+        self.cli(&args)
+    }
+
+    /// Every refusal for `proposal` (needing 2 of alice, bob, carol), then
+    /// its execution by alice and carol (Ed25519), then its replay refused.
+    /// `other_args`: another command of the same kind; `expiring`: the
+    /// same command proposed with a 1 s expiry.
+    fn refusals_then_execution(
+        &self,
+        proposal: &Path,
+        other_args: &[&str],
+        expiring: &[&str],
+    ) -> String {
+        let a = self.sign("alice", proposal);
+        // M-1.
+        let (done, _, err) = self.execute(proposal, &[&a]);
+        assert!(
+            !done && err.contains("1 of the 2 approvals needed"),
+            "{err}"
+        );
+        // The same operator twice.
+        let a2 = self.sign("alice", proposal);
+        let (done, _, err) = self.execute(proposal, &[&a, &a2]);
+        assert!(
+            !done && err.contains("operator alice approved twice"),
+            "{err}"
+        );
+        // A signature over a different command.
+        let other = self.propose("other.proposal", other_args);
+        let b_other = self.sign("bob", &other);
+        let (done, _, err) = self.execute(proposal, &[&a, &b_other]);
+        assert!(
+            !done && err.contains("signature of bob is not over this proposal"),
+            "{err}"
+        );
+        // Expired.
+        let mut short_args = expiring.to_vec();
+        short_args.extend(["--expires-in", "1"]);
+        let short = self.propose("short.proposal", &short_args);
+        let (sa, sb) = (self.sign("alice", &short), self.sign("bob", &short));
+        std::thread::sleep(Duration::from_millis(1200));
+        let (done, _, err) = self.execute(&short, &[&sa, &sb]);
+        assert!(!done && err.contains("expired"), "{err}");
+        // M distinct valid signatures (one Ed25519) execute it.
+        let c = self.sign("carol", proposal);
+        let (done, out, err) = self.execute(proposal, &[&a, &c]);
+        assert!(done, "{out}{err}");
+        assert!(out.contains("approved by alice, carol"), "{out}");
+        // Replay.
+        let b = self.sign("bob", proposal);
+        let (done, _, err) = self.execute(proposal, &[&a, &b]);
+        assert!(!done && err.contains("already executed"), "{err}");
+        out
+    }
+}
+
 #[test]
-fn two_of_three_approvals_execute_and_every_refusal_holds() {
+fn approvals_gate_node_approval_and_early_destruction_in_the_node() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    let d = s(&data);
-    let key = |n: &str| dir.path().join(format!("{n}.key"));
+    let authority = start(
+        dir.path(),
+        "a",
+        &data,
+        "[node]\nname = \"a\"\nauthority = true\n",
+        "node-a.addr.json",
+    );
+    let _joining = start(
+        dir.path(),
+        "b",
+        &data,
+        "[node]\nname = \"b\"\nattributes = { country = \"DE\" }\n",
+        "node-b.addr.json",
+    );
+    let team = Team {
+        dir: dir.path(),
+        data: &data,
+        server: &authority,
+    };
     for (name, scheme) in [
         ("alice", "ML-DSA-65"),
         ("bob", "ML-DSA-65"),
@@ -45,7 +263,7 @@ fn two_of_three_approvals_execute_and_every_refusal_holds() {
             "--name",
             name,
             "--out",
-            s(&key(name)),
+            s(&team.key(name)),
             "--scheme",
             scheme,
         ]);
@@ -53,143 +271,177 @@ fn two_of_three_approvals_execute_and_every_refusal_holds() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(key("alice"))
+        let mode = std::fs::metadata(team.key("alice"))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+    // Bootstrap: operators and rules set directly, through the admin API.
     for name in ["alice", "bob", "carol"] {
-        ok(&[
-            "operator",
-            "add",
-            &format!("{}.pub", key(name).display()),
-            "--data-dir",
-            d,
-        ]);
-    }
-    ok(&["quorum", "set", "add-operator", "2", "--data-dir", d]);
-    ok(&["quorum", "set", "change-quorum", "2", "--data-dir", d]);
-    // Now the set-up path is closed.
-    let (done, _, err) = keyfence(&[
-        "operator",
-        "add",
-        &format!("{}.pub", key("dave").display()),
-        "--data-dir",
-        d,
-    ]);
-    assert!(!done && err.contains("propose it"), "{err}");
-    let (done, _, err) = keyfence(&["quorum", "set", "add-operator", "1", "--data-dir", d]);
-    assert!(!done && err.contains("propose it"), "{err}");
-
-    // Propose adding dave.
-    let dave: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(format!("{}.pub", key("dave").display())).unwrap(),
-    )
-    .unwrap();
-    let proposal = ok(&[
-        "admin",
-        "propose",
-        "add-operator",
-        "name=dave",
-        "scheme=ML-DSA-65",
-        &format!("public-key={}", dave["public_key"].as_str().unwrap()),
-    ]);
-    assert!(
-        proposal.starts_with("keyfence-proposal v1\nnonce "),
-        "{proposal}"
-    );
-    let p = dir.path().join("add-dave.proposal");
-    std::fs::write(&p, &proposal).unwrap();
-    let sign = |who: &str, proposal: &Path| {
-        let path = dir.path().join(format!(
-            "{who}-{}.approval",
-            proposal.file_name().unwrap().to_str().unwrap()
-        ));
-        std::fs::write(
-            &path,
-            ok(&["admin", "sign", s(proposal), "--key", s(&key(who))]),
-        )
-        .unwrap();
-        path
-    };
-    let (a, b, c) = (sign("alice", &p), sign("bob", &p), sign("carol", &p));
-    let execute = |approvals: &[&Path], proposal: &Path| {
-        let mut args = vec!["admin", "execute", s(proposal)];
-        args.extend(approvals.iter().map(|x| s(x)));
-        args.extend(["--data-dir", d]);
-        keyfence(&args)
-    };
-
-    // M-1.
-    let (done, _, err) = execute(&[&a], &p);
-    assert!(
-        !done && err.contains("1 of the 2 approvals needed"),
-        "{err}"
-    );
-    // The same operator twice.
-    let a2 = sign("alice", &p);
-    let (done, _, err) = execute(&[&a, &a2], &p);
-    assert!(
-        !done && err.contains("operator alice approved twice"),
-        "{err}"
-    );
-    // A signature over a different command.
-    let other = dir.path().join("other.proposal");
-    std::fs::write(
-        &other,
-        ok(&[
-            "admin",
-            "propose",
-            "change-quorum",
-            "kind=add-operator",
-            "threshold=1",
-        ]),
-    )
-    .unwrap();
-    let b_other = sign("bob", &other);
-    let (done, _, err) = execute(&[&a, &b_other], &p);
-    assert!(
-        !done && err.contains("signature of bob is not over this proposal"),
-        "{err}"
-    );
-    // A tampered proposal (another operator's key substituted) no longer matches its signatures.
-    let tampered = dir.path().join("tampered.proposal");
-    std::fs::write(&tampered, proposal.replace("name=dave", "name=mallory")).unwrap();
-    let (done, _, err) = execute(&[&a, &b], &tampered);
-    assert!(!done && err.contains("is not over this proposal"), "{err}");
-    // Expired.
-    let short = dir.path().join("short.proposal");
-    std::fs::write(
-        &short,
-        ok(&[
-            "admin",
-            "propose",
-            "change-quorum",
-            "kind=add-operator",
-            "threshold=1",
-            "--expires-in",
-            "1",
-        ]),
-    )
-    .unwrap();
-    let (sa, sb) = (sign("alice", &short), sign("carol", &short));
-    std::thread::sleep(std::time::Duration::from_millis(1200));
-    let (done, _, err) = execute(&[&sa, &sb], &short);
-    assert!(!done && err.contains("expired"), "{err}");
-
-    // Two distinct valid approvals (one of them Ed25519) execute it once.
-    let out = {
-        let (done, out, err) = execute(&[&a, &c], &p);
+        let public = format!("{}.pub", team.key(name).display());
+        let (done, out, err) = team.cli(&["operator", "add", &public]);
         assert!(done, "{out}{err}");
-        out
-    };
+    }
+    for kind in [
+        "approve-node",
+        "destroy-key-early",
+        "add-operator",
+        "change-quorum",
+    ] {
+        let (done, out, err) = team.cli(&["quorum", "set", kind, "2"]);
+        assert!(
+            done && out.contains(&format!("rule {kind}: 2 of 3")),
+            "{out}{err}"
+        );
+    }
+    // The state is in the store, not in a file.
+    assert!(!data.join("quorum.json").exists());
+    let (_, listed, _) = team.cli(&["operator", "list"]);
     assert!(
-        out.contains("executed add-operator") && out.contains("alice, carol"),
-        "{out}"
+        listed.contains("operator carol (Ed25519)") && listed.contains("rule approve-node: 2 of 3"),
+        "{listed}"
     );
-    assert!(ok(&["operator", "list", "--data-dir", d]).contains("operator dave (ML-DSA-65)"));
-    // Replay.
-    let (done, _, err) = execute(&[&a, &b], &p);
+    // Now the set-up path is closed.
+    let dave_pub = format!("{}.pub", team.key("dave").display());
+    let (done, _, err) = team.cli(&["operator", "add", &dave_pub]);
+    assert!(
+        !done && err.contains("a quorum rule guards add-operator"),
+        "{err}"
+    );
+    let (done, _, err) = team.cli(&["quorum", "set", "approve-node", "1"]);
+    assert!(
+        !done && err.contains("a quorum rule guards change-quorum"),
+        "{err}"
+    );
+
+    // Approving a node join: the direct command is refused.
+    let (done, _, err) = team.cli(&["node", "approve", "b"]);
+    assert!(
+        !done && err.contains("a quorum rule guards approve-node"),
+        "{err}"
+    );
+    let p = team.propose("approve-b.proposal", &["approve-node", "node=b"]);
+    team.refusals_then_execution(
+        &p,
+        &["approve-node", "node=mallory"],
+        &["approve-node", "node=b"],
+    );
+    let (_, nodes, _) = team.cli(&["node", "list"]);
+    let b_line = nodes
+        .lines()
+        .find(|l| l.starts_with("b "))
+        .unwrap_or_default();
+    assert!(b_line.contains("APPROVED"), "{nodes}");
+
+    // Destroying a key before its waiting period.
+    let (status, created) = call(&authority, &data, "TrentService.CreateKey", json!({}));
+    assert_eq!(status, 200, "{created}");
+    let arn = created["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
+    let (status, body) = call(
+        &authority,
+        &data,
+        "TrentService.ScheduleKeyDeletion",
+        json!({"KeyId": arn, "PendingWindowInDays": 7}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
+        &authority,
+        &data,
+        "KeyfenceAdmin.DestroyKey",
+        json!({"KeyId": arn}),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["__type"], "AccessDeniedException", "{body}");
+    let key_arg = format!("key={arn}");
+    let other_arg = format!("key={}", arn.replace(&arn[arn.len() - 4..], "0000"));
+    let p = team.propose("destroy.proposal", &["destroy-key-early", &key_arg]);
+    let out = team.refusals_then_execution(
+        &p,
+        &["destroy-key-early", &other_arg],
+        &["destroy-key-early", &key_arg],
+    );
+    assert!(out.contains("\"Destroyed\": true"), "{out}");
+    let (status, body) = call(
+        &authority,
+        &data,
+        "TrentService.DescribeKey",
+        json!({"KeyId": arn}),
+    );
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("NotFoundException")),
+        "{body}"
+    );
+
+    // Changing the operators: dave joins by a 2-of-3 proposal.
+    let dave: Value = serde_json::from_str(&std::fs::read_to_string(&dave_pub).unwrap()).unwrap();
+    let p = team.propose(
+        "add-dave.proposal",
+        &[
+            "add-operator",
+            "name=dave",
+            "scheme=ML-DSA-65",
+            &format!("public-key={}", dave["public_key"].as_str().unwrap()),
+        ],
+    );
+    let (a, b) = (team.sign("alice", &p), team.sign("bob", &p));
+    let (done, out, err) = team.execute(&p, &[&a, &b]);
+    assert!(done && out.contains("executed add-operator"), "{out}{err}");
+    let (_, listed, _) = team.cli(&["operator", "list"]);
+    assert!(
+        listed.contains("operator dave (ML-DSA-65)")
+            && listed.contains("rule approve-node: 2 of 4"),
+        "{listed}"
+    );
+    let (done, _, err) = team.execute(&p, &[&a, &b]);
     assert!(!done && err.contains("already executed"), "{err}");
+}
+
+#[test]
+fn an_earlier_quorum_json_moves_into_the_store_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    ok(&["init", "--data-dir", s(&data)]);
+    let key = dir.path().join("erin.key");
+    ok(&[
+        "operator",
+        "keygen",
+        "--name",
+        "erin",
+        "--out",
+        s(&key),
+        "--scheme",
+        "Ed25519",
+    ]);
+    let public: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{}.pub", key.display())).unwrap())
+            .unwrap();
+    std::fs::write(
+        data.join("quorum.json"),
+        serde_json::to_string(&json!({
+            "operators": [public],
+            "rules": {"remove-node": 1},
+            "executed": [hex_id()],
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let server = start(dir.path(), "n", &data, "", "node.addr.json");
+    let (status, v) = call(&server, &data, "KeyfenceAdmin.ListQuorum", json!({}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(
+        v["Operators"],
+        json!([{"Name": "erin", "Scheme": "Ed25519"}])
+    );
+    assert_eq!(
+        v["Rules"],
+        json!([{"Kind": "remove-node", "Threshold": 1, "Of": 1}])
+    );
+    assert!(!data.join("quorum.json").exists());
+    assert!(data.join("quorum.json.migrated").exists());
+}
+
+fn hex_id() -> String {
+    "ab".repeat(32)
 }

@@ -7,10 +7,12 @@
 pub mod command;
 pub mod operator;
 pub mod proposal;
+pub mod store;
 
 pub use command::{Command, CommandKind};
 pub use operator::{Operator, OperatorKey, OperatorSigner, Scheme};
 pub use proposal::{authorize, Approval, Authorized, Proposal, ProposalId, Quorum};
+pub use store::{ExecutedProposal, QuorumChange, QuorumState, QuorumStore};
 
 /// Why a quorum refused, or an input was malformed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -8,6 +8,7 @@ mod aliases;
 mod asymmetric;
 mod cache;
 mod crypto_ops;
+mod destroy_early;
 mod fenced;
 mod import;
 mod lifecycle;

@@ -52,7 +52,7 @@ CREATE TRIGGER audit_keys_no_truncate BEFORE TRUNCATE ON audit_keys
 "#;
 
 /// Migration 7: each log's tree edge, so a writer restarts in O(log n).
-pub(crate) const V6: &str = r#"
+pub(crate) const V7: &str = r#"
 CREATE TABLE audit_frontiers (
     log TEXT PRIMARY KEY,
     edge BYTEA NOT NULL

@@ -26,6 +26,7 @@ mod bridge;
 mod cluster;
 mod error;
 pub mod feed;
+mod quorum;
 mod rows;
 mod schema;
 mod tls;

@@ -30,8 +30,9 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "key policies and grants in the change feed",
         super::authz::V6,
     ),
-    (7, "audit log: tree edges", super::audit::V6),
+    (7, "audit log: tree edges", super::audit::V7),
     (8, "multi-Region key rows", crate::format::V8_MULTI_REGION),
+    (9, "quorum: operators, rules, executed proposals", super::quorum::V9),
 ];
 
 /// The newest schema version this build knows.
