@@ -176,7 +176,7 @@ fn a_version_1_file_migrates_to_the_latest_version_on_open() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(triggers.len(), 9, "{triggers:?}");
+    assert_eq!(triggers.len(), 14, "{triggers:?}");
     for t in triggers {
         conn.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
     }
@@ -197,7 +197,7 @@ fn a_version_1_file_migrates_to_the_latest_version_on_open() {
     let version: i64 = conn
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
     let store: Arc<dyn Store> = Arc::new(store);
     let kms = Kms::open(store.clone(), &root, Arc::new(SystemClock), "us-east-1").unwrap();
     let key = kms.create_key(A, CreateKeyInput::default()).unwrap();
