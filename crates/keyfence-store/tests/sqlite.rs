@@ -176,7 +176,7 @@ fn a_version_1_file_migrates_to_the_latest_version_on_open() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(triggers.len(), 9, "{triggers:?}");
+    assert_eq!(triggers.len(), 14, "{triggers:?}");
     for t in triggers {
         conn.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
     }
