@@ -294,7 +294,7 @@ impl Frontier {
         if hashes.len() != 32 * size.count_ones() as usize {
             return None;
         }
-        let heights = (0..u64::BITS).rev().filter(|h| size >> h & 1 == 1);
+        let heights = (0..u64::BITS).rev().filter(|h| (size >> h) & 1 == 1);
         let stack = heights
             .zip(hashes.chunks_exact(32))
             .map(|(h, c)| {
