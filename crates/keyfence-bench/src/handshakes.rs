@@ -233,7 +233,8 @@ async fn segment_run(
     let start = Instant::now();
     let end = start + duration;
     let mut tasks = Vec::new();
-    for connector in connectors.iter().cloned() {
+    for connector in connectors {
+        let connector = connector.clone();
         let (name, addr, progress) = (name.clone(), endpoint.addr, Arc::clone(&progress));
         tasks.push(tokio::spawn(async move {
             let mut out = GroupResult::empty(group);

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 use keyfence_core::fence::FenceId;
 use keyfence_core::model::{
     ExpirationModel, ImportState, ImportWrapping, KeyFence, KeyMetadata, KeySpec, KeyState,
-    KeyUsage, MultiRegionKeyType, Origin, PendingImportParameters, PendingRotation,
-    RotationRecord, RotationSchedule, RotationType,
+    KeyUsage, MultiRegionKeyType, Origin, PendingImportParameters, PendingRotation, RotationRecord,
+    RotationSchedule, RotationType,
 };
 use keyfence_core::{StoreError, Timestamp};
 use keyfence_crypto::asym::{self, WrappingAlgorithm};

@@ -32,7 +32,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
     ),
     (7, "audit log: tree edges", super::audit::V7),
     (8, "multi-Region key rows", crate::format::V8_MULTI_REGION),
-    (9, "quorum: operators, rules, executed proposals", super::quorum::V9),
+    (
+        9,
+        "quorum: operators, rules, executed proposals",
+        super::quorum::V9,
+    ),
 ];
 
 /// The newest schema version this build knows.
