@@ -163,16 +163,8 @@ pub async fn handle(
     }
     let started = Instant::now();
     let id = request_id();
-    let header = |name: &str| {
-        req.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let protocol = api::classify(
-        header("x-amz-target").as_deref(),
-        header("content-type").as_deref(),
-    );
+    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let protocol = api::classify(header("x-amz-target"), header("content-type"));
     let mut facts = crate::audit::Facts::default();
     let result = serve(&state, &conn, req, &protocol, &id, &mut facts).await;
     let answer = match &result {

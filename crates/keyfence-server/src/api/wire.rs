@@ -4,6 +4,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use keyfence_core::Timestamp;
 use serde::de::DeserializeOwned;
+use serde::de::{IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use zeroize::Zeroizing;
 
@@ -88,19 +89,84 @@ const GRANT_TOKENS: (usize, usize, usize) = (10, 1, 8192);
 
 /// The members [`check_constraints`] looks at, of any JSON type (a type the
 /// operation does not expect was refused by its own parse); every other
-/// member is skipped.
+/// member is skipped. Read without allocating: only the lengths are kept.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Constrained {
-    key_id: Option<serde_json::Value>,
-    source_key_id: Option<serde_json::Value>,
-    destination_key_id: Option<serde_json::Value>,
-    target_key_id: Option<serde_json::Value>,
-    alias_name: Option<serde_json::Value>,
-    marker: Option<serde_json::Value>,
-    description: Option<serde_json::Value>,
-    custom_key_store_id: Option<serde_json::Value>,
-    grant_tokens: Option<serde_json::Value>,
+    key_id: Option<StrLen>,
+    source_key_id: Option<StrLen>,
+    destination_key_id: Option<StrLen>,
+    target_key_id: Option<StrLen>,
+    alias_name: Option<StrLen>,
+    marker: Option<StrLen>,
+    description: Option<StrLen>,
+    custom_key_store_id: Option<StrLen>,
+    grant_tokens: Option<Items>,
+}
+
+/// A member's length in characters if it is a string; `None` for any other
+/// JSON value (skipped).
+struct StrLen(Option<usize>);
+
+/// An array member's item count and the lengths of its string items; `None`
+/// for any other JSON value (skipped).
+struct Items(Option<(usize, Vec<usize>)>);
+
+/// Reads any JSON value, keeping what [`StrLen`] or [`Items`] need.
+struct LengthVisitor<const ARRAY: bool>;
+
+impl<'de, const ARRAY: bool> Visitor<'de> for LengthVisitor<ARRAY> {
+    type Value = (Option<usize>, Option<(usize, Vec<usize>)>);
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok((Some(v.chars().count()), None))
+    }
+    fn visit_bool<E: serde::de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok((None, None))
+    }
+    fn visit_i64<E: serde::de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok((None, None))
+    }
+    fn visit_u64<E: serde::de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok((None, None))
+    }
+    fn visit_f64<E: serde::de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok((None, None))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok((None, None))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let (mut items, mut lengths) = (0, Vec::new());
+        if ARRAY {
+            while let Some(item) = seq.next_element::<StrLen>()? {
+                items += 1;
+                lengths.extend(item.0);
+            }
+            return Ok((None, Some((items, lengths))));
+        }
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok((None, None))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok((None, None))
+    }
+}
+
+impl<'de> Deserialize<'de> for StrLen {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(StrLen(d.deserialize_any(LengthVisitor::<false>)?.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Items {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Items(d.deserialize_any(LengthVisitor::<true>)?.1))
+    }
 }
 
 /// Checks the length constraints AWS puts on string members, after the body
@@ -123,20 +189,18 @@ fn check_constraints(body: &[u8]) -> Result<(), ApiError> {
         &c.custom_key_store_id,
     ];
     for (value, (_, member, min, max)) in values.into_iter().zip(STRING_CONSTRAINTS) {
-        if let Some(serde_json::Value::String(v)) = value {
-            let len = v.chars().count();
-            if len < *min || len > *max {
-                return Err(messages::length_constraint(member, len, *min, *max));
+        if let Some(StrLen(Some(len))) = value {
+            if len < min || len > max {
+                return Err(messages::length_constraint(member, *len, *min, *max));
             }
         }
     }
-    if let Some(serde_json::Value::Array(tokens)) = &c.grant_tokens {
+    if let Some(Items(Some((items, lengths)))) = &c.grant_tokens {
         let (max_items, min, max) = GRANT_TOKENS;
-        if tokens.len() > max_items {
+        if *items > max_items {
             return Err(messages::too_many_items("grantTokens", max_items));
         }
-        for t in tokens.iter().filter_map(serde_json::Value::as_str) {
-            let len = t.chars().count();
+        for &len in lengths {
             if len < min || len > max {
                 return Err(messages::length_constraint("grantTokens", len, min, max));
             }
@@ -223,6 +287,17 @@ mod tests {
         let tokens =
             br#"{"KeyId": "k", "GrantTokens": ["a","a","a","a","a","a","a","a","a","a","a"]}"#;
         assert_eq!(refused(tokens).0, "ValidationException");
+        // Items of any type count; string items are held to the bounds.
+        let mixed =
+            br#"{"KeyId": "k", "GrantTokens": [1,{"a":[2]},"a","a","a","a","a","a","a","a","a"]}"#;
+        assert_eq!(refused(mixed).0, "ValidationException");
+        let empty_token = br#"{"KeyId": "k", "GrantTokens": [1, ""]}"#;
+        assert_eq!(refused(empty_token).0, "ValidationException");
+        // Members of other types and nested values are skipped, not refused here.
+        assert!(parse::<T>(br#"{"KeyId": "k", "Marker": null, "Other": {"Marker": ""}}"#).is_ok());
+        // Escapes count as the characters they stand for.
+        let escaped = format!(r#"{{"KeyId": "{}"}}"#, "\\u00e9".repeat(2048));
+        assert!(parse::<T>(escaped.as_bytes()).is_ok());
         // Not JSON: invalid UTF-8 (in a string or outside), trailing garbage.
         assert_eq!(
             refused(b"{\"KeyId\": \"k\xff\"}").0,

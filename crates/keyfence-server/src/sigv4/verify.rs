@@ -68,16 +68,43 @@ pub struct CredentialStore {
     signing_keys: Arc<Mutex<SigningKeyCache>>,
 }
 
-/// Derived signing keys by (access key id, credential scope): a scope changes once a
-/// day, so verification runs one HMAC per request instead of five.
+/// Derived signing keys by access key id, then credential scope: a scope changes
+/// once a day, so verification runs one HMAC per request instead of five. Two
+/// levels so that a lookup borrows both strings (no allocation per request).
 #[derive(Default)]
-struct SigningKeyCache(HashMap<(String, String), hmac::Key>);
+struct SigningKeyCache {
+    by_access_key: HashMap<String, HashMap<String, hmac::Key>>,
+    len: usize,
+}
+
+impl SigningKeyCache {
+    fn get(&self, access_key_id: &str, scope: &str) -> Option<&hmac::Key> {
+        self.by_access_key.get(access_key_id)?.get(scope)
+    }
+
+    fn insert(&mut self, access_key_id: &str, scope: String, key: hmac::Key) {
+        if self.len >= SIGNING_KEY_CACHE_LIMIT {
+            self.by_access_key.clear();
+            self.len = 0;
+        }
+        let scopes = self
+            .by_access_key
+            .entry(access_key_id.to_owned())
+            .or_default();
+        if scopes.insert(scope, key).is_none() {
+            self.len += 1;
+        }
+    }
+}
 
 impl fmt::Debug for SigningKeyCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SigningKeyCache({} keys)", self.0.len())
+        write!(f, "SigningKeyCache({} keys)", self.len)
     }
 }
+
+/// An HMAC-SHA256 signature, in bytes (64 hex digits on the wire).
+const SIGNATURE_BYTES: usize = 32;
 
 /// Most cached signing keys before the cache starts over (scopes are client-chosen).
 const SIGNING_KEY_CACHE_LIMIT: usize = 256;
@@ -121,25 +148,24 @@ impl CredentialStore {
         scope: &Scope<'_>,
         rendered_scope: &str,
     ) -> (hmac::Key, bool) {
-        let cache = self.signing_keys.lock().unwrap_or_else(|p| p.into_inner());
-        match cache
-            .0
-            .get(&(credential.access_key_id.clone(), rendered_scope.to_owned()))
-        {
-            Some(key) => (key.clone(), true),
+        let cached = self
+            .signing_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&credential.access_key_id, rendered_scope)
+            .cloned();
+        match cached {
+            Some(key) => (key, true),
             None => (signing_key(&credential.secret_access_key, scope), false),
         }
     }
 
     /// Caches a signing key a signature has just verified with.
     fn remember(&self, credential: &Credential, rendered_scope: String, key: hmac::Key) {
-        let mut cache = self.signing_keys.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.0.len() >= SIGNING_KEY_CACHE_LIMIT {
-            cache.0.clear();
-        }
-        cache
-            .0
-            .insert((credential.access_key_id.clone(), rendered_scope), key);
+        self.signing_keys
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(&credential.access_key_id, rendered_scope, key);
     }
 
     /// Signing keys cached now (at most 256; only keys a signature verified with).
@@ -147,8 +173,7 @@ impl CredentialStore {
         self.signing_keys
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .0
-            .len()
+            .len
     }
 }
 
@@ -253,11 +278,13 @@ fn verify_inner(
     let (key, cached) = creds.signing_key(credential, &auth.scope, &scope);
     let expected = signature(&key, &amz_date, &scope, &canonical);
 
-    let provided = match hex::decode(auth.signature) {
-        Ok(sig) if sig.len() == expected.len() => sig,
-        _ => return Err(SigV4Error::InvalidSignature),
-    };
-    if !bool::from(expected.as_slice().ct_eq(provided.as_slice())) {
+    let mut provided = [0u8; SIGNATURE_BYTES];
+    if expected.len() != SIGNATURE_BYTES
+        || hex::decode_to_slice(auth.signature, &mut provided).is_err()
+    {
+        return Err(SigV4Error::InvalidSignature);
+    }
+    if !bool::from(expected.as_slice().ct_eq(&provided)) {
         return Err(SigV4Error::InvalidSignature);
     }
     if !cached {
