@@ -178,7 +178,9 @@ impl Drop for Taken {
 enum Control {
     Sign(oneshot::Sender<Result<Option<SignedTreeHead>, AuditLogError>>),
     Unseal(Box<AuditSigner>),
-    Seal,
+    /// Sign a last head, forget the key, then say so (records queued after
+    /// the sender saw that answer are never covered by a head of this key).
+    Seal(std::sync::mpsc::Sender<()>),
 }
 
 /// What the handlers hand the writer.
@@ -362,9 +364,10 @@ impl Writer {
                         let _ = ack.send(self.sign());
                     }
                     Control::Unseal(signer) => self.signer = Some(*signer),
-                    Control::Seal => {
+                    Control::Seal(done) => {
                         self.sign_or_log("on sealing");
                         self.signer = None;
+                        let _ = done.send(());
                     }
                 }
             }
@@ -513,8 +516,17 @@ impl AuditLog {
     }
 
     /// Has the writer sign a last head and forget the signing key.
+    /// Waits (at most 5 s) until the writer has done so, so a record queued
+    /// after this returns is never covered by a head of the forgotten key.
     pub fn seal(&self) {
-        let _ = self.shared.push(|q| q.controls.push(Control::Seal));
+        let (done, sealed) = std::sync::mpsc::channel();
+        if self
+            .shared
+            .push(|q| q.controls.push(Control::Seal(done)))
+            .is_ok()
+        {
+            let _ = sealed.recv_timeout(Duration::from_secs(5));
+        }
     }
 
     /// Queues the encoded `record` (its position placed by the writer).

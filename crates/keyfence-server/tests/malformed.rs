@@ -229,6 +229,15 @@ impl World {
             ("GetKeyRotationStatus", json!({"KeyId": sym})),
             ("RotateKeyOnDemand", json!({"KeyId": life})),
             ("ListKeyRotations", json!({"KeyId": sym, "Limit": 10})),
+            ("GetKeyLastUsage", json!({"KeyId": sym})),
+            (
+                "ReplicateKey",
+                json!({"KeyId": sym, "ReplicaRegion": "eu-west-1", "Description": "d"}),
+            ),
+            (
+                "UpdatePrimaryRegion",
+                json!({"KeyId": sym, "PrimaryRegion": "eu-west-1"}),
+            ),
             (
                 "TagResource",
                 json!({"KeyId": life, "Tags": [{"TagKey": "k", "TagValue": "v"}]}),
@@ -554,6 +563,11 @@ fn mutations(world: &World, op: &str, member: &str) -> Vec<(Value, &'static [&'s
             out.push((json!("xyz"), &["InvalidGrantIdException"]));
             out.push((json!("f".repeat(64)), NOT_FOUND));
         }
+        "ReplicaRegion" | "PrimaryRegion" => {
+            // AWS's pattern (^([a-z]+-){2,3}\d+$) and length (1 to 32).
+            out.push((json!("Not A Region"), VALIDATION));
+            out.push((json!(format!("eu-{}-1", "a".repeat(40))), VALIDATION));
+        }
         other => panic!("no mutations for {op}.{other}"),
     }
     out
@@ -675,10 +689,12 @@ async fn every_operation_refuses_malformed_input_with_a_typed_400() {
             json!({"KeyId": rsa, "CiphertextBlob": b64(&world.rsa_ciphertext), "EncryptionAlgorithm": "RSAES_OAEP_SHA_1"}),
             INVALID_CIPHERTEXT,
         ),
+        // A symmetric ciphertext names its key: naming another key is
+        // IncorrectKeyException before any check of that key's usage (AWS's order).
         (
             "Decrypt",
             json!({"KeyId": rsa, "CiphertextBlob": b64(&world.ciphertext), "EncryptionAlgorithm": oaep}),
-            INVALID_CIPHERTEXT,
+            &["IncorrectKeyException"],
         ),
         (
             "Decrypt",

@@ -239,7 +239,7 @@ fn an_old_database_keeps_every_metadata_field() {
     let e = old
         .call(
             "ImportKeyMaterial",
-            json!({"KeyId": old.f("pending_import"), "ImportToken": b64(&[0; 32]), "EncryptedKeyMaterial": b64(&[0; 64])}),
+            json!({"KeyId": old.f("pending_import"), "ImportToken": b64(&[0; 32]), "EncryptedKeyMaterial": b64(&[0; 64]), "ExpirationModel": "KEY_MATERIAL_DOES_NOT_EXPIRE"}),
         )
         .unwrap_err();
     assert_eq!(e.code, "InvalidImportTokenException");

@@ -326,6 +326,31 @@ pub fn length_constraint(member: &str, len: usize, min: usize, max: usize) -> Ap
     ))
 }
 
+/// A region name member (ReplicaRegion, PrimaryRegion) checked against AWS's
+/// constraints before anything else: length 1 to 32, then the pattern
+/// `^([a-z]+-){2,3}\d+$`. The value is not echoed.
+pub fn check_region_name(member: &str, region: &str) -> Result<(), ApiError> {
+    let len = region.chars().count();
+    if !(1..=32).contains(&len) {
+        return Err(length_constraint(member, len, 1, 32));
+    }
+    let parts: Vec<&str> = region.split('-').collect();
+    let (number, words) = parts.split_last().unwrap_or((&"", &[]));
+    let valid = (2..=3).contains(&words.len())
+        && words
+            .iter()
+            .all(|w| !w.is_empty() && w.bytes().all(|b| b.is_ascii_lowercase()))
+        && !number.is_empty()
+        && number.bytes().all(|b| b.is_ascii_digit());
+    if valid {
+        return Ok(());
+    }
+    Err(ApiError::validation(format!(
+        "1 validation error detected: Value at '{member}' failed to satisfy constraint: \
+         Member must satisfy regular expression pattern: ^([a-z]+-){{2,3}}\\d+$"
+    )))
+}
+
 /// A list member with more items than allowed.
 pub fn too_many_items(member: &str, max: usize) -> ApiError {
     ApiError::validation(format!(
@@ -768,5 +793,41 @@ pub fn multi_region(refusal: &MultiRegionRefusal) -> (&'static str, String) {
             "NotFoundException",
             missing(&Missing::Key { arn: key.clone() }),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_region_name;
+
+    #[test]
+    fn region_names_follow_aws_pattern() {
+        for ok in [
+            "us-east-1",
+            "eu-central-1",
+            "us-gov-west-1",
+            "ap-southeast-12",
+        ] {
+            assert!(check_region_name("replicaRegion", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Not A Region",
+            "eu-1",
+            "us-east-",
+            "US-EAST-1",
+            "a-b-c-d-1",
+            "us-east-1a",
+            &format!("eu-{}-1", "a".repeat(40)),
+        ] {
+            let e = check_region_name("replicaRegion", bad).unwrap_err();
+            assert_eq!(e.code, "ValidationException", "{bad}");
+            assert!(
+                e.message.contains("'replicaRegion'"),
+                "{bad}: {}",
+                e.message
+            );
+            assert!(bad.is_empty() || !e.message.contains(bad), "echoed {bad}");
+        }
     }
 }

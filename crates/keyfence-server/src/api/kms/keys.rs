@@ -142,6 +142,7 @@ impl Ops<'_> {
     /// ReplicateKey: a replica of a multi-Region primary key in another
     /// region this node serves, with its own description, tags and key policy.
     pub(super) fn replicate_key(&self, i: ReplicateKeyInput) -> Result<Value, ApiError> {
+        crate::api::messages::check_region_name("replicaRegion", &i.replica_region)?;
         let policy = match &i.policy {
             None => None,
             Some(text) => {
@@ -199,6 +200,7 @@ impl Ops<'_> {
         &self,
         i: UpdatePrimaryRegionInput,
     ) -> Result<Value, ApiError> {
+        crate::api::messages::check_region_name("primaryRegion", &i.primary_region)?;
         self.kms
             .update_primary_region(self.account, &i.key_id, &i.primary_region)?;
         tracing::info!(key_id = %i.key_id, region = %i.primary_region, "primary region updated");
