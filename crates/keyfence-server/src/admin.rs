@@ -29,7 +29,9 @@
 //! rotate-domain-key), the
 //! operation is refused (AccessDeniedException) unless it comes as
 //! `Execute` of a proposal with M distinct valid operator signatures
-//! (see `approvals`).
+//! (see `approvals`). `DestroyKey` is refused without a rule too: destroying
+//! a key before its waiting period is never one admin's act, so it runs only
+//! as `Execute` of a proposal under a destroy-key-early rule.
 
 use keyfence_abe::Attributes;
 use keyfence_core::cluster::{NodeRecord, NodeState};
@@ -39,7 +41,7 @@ use keyfence_core::{KeyRef, Kms};
 use serde_json::{json, Value};
 
 use crate::api::ApiError;
-use crate::approvals::Approvals;
+use crate::approvals::{no_rule, Approvals, NEVER_DIRECT};
 use crate::cluster::{ClusterError, MasterChange, Membership, MembershipChange};
 use crate::config::DEFAULT_ACCOUNT;
 use crate::sigv4::VerifiedCaller;
@@ -243,8 +245,10 @@ pub fn handle(
     } else {
         serde_json::from_slice(body).map_err(|e| ApiError::serialization(e.to_string()))?
     };
-    if let (Some(kind), Some(approvals)) = (guarded_kind(op), node.approvals) {
-        approvals.gate(kind)?;
+    match (guarded_kind(op), node.approvals) {
+        (Some(kind), Some(approvals)) => approvals.gate(kind)?,
+        (Some(kind), None) if NEVER_DIRECT.contains(&kind) => return Err(no_rule(kind)),
+        _ => {}
     }
     match op {
         "Execute" => execute(node, &input),

@@ -48,6 +48,26 @@ fn unavailable(e: StoreError) -> ApiError {
     }
 }
 
+/// Kinds of command that never run on one admin credential: without a
+/// quorum rule for them they do not run at all (a proposal needs a rule
+/// too). Destroying a key before its waiting period cannot be undone, so it
+/// is never a one-person act. Other kinds run directly until a rule guards
+/// them (bootstrap: the first operators and rules are set that way).
+pub const NEVER_DIRECT: &[CommandKind] = &[CommandKind::DestroyKeyEarly];
+
+/// The refusal of a [`NEVER_DIRECT`] kind for which no rule is set.
+pub fn no_rule(kind: CommandKind) -> ApiError {
+    ApiError::new(
+        "AccessDeniedException",
+        format!(
+            "{} needs a quorum rule and none is set: set one (keyfence admin quorum set {} M), \
+             then execute a proposal approved by M operators (keyfence admin propose, sign, execute)",
+            kind.name(),
+            kind.name()
+        ),
+    )
+}
+
 /// A refused proposal: AccessDenied, with the quorum's own reason.
 fn refused(e: &QuorumError) -> ApiError {
     ApiError::new("AccessDeniedException", format!("proposal refused: {e}"))
@@ -65,9 +85,11 @@ impl Approvals {
     }
 
     /// Refuses a direct (unsigned) admin command of `kind` once a rule
-    /// guards it: it then runs only as a signed proposal.
+    /// guards it: it then runs only as a signed proposal. A kind in
+    /// [`NEVER_DIRECT`] is refused even without a rule (see [`no_rule`]).
     pub fn gate(&self, kind: CommandKind) -> Result<(), ApiError> {
         match self.state()?.rules.get(&kind) {
+            None if NEVER_DIRECT.contains(&kind) => Err(no_rule(kind)),
             None => Ok(()),
             Some(m) => Err(ApiError::new(
                 "AccessDeniedException",

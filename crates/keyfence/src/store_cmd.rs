@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use clap::Subcommand;
 use keyfence_bench::connect::ConnectArgs;
+use keyfence_core::authz::{AuthzSnapshot, AuthzStore};
 use keyfence_core::store::Snapshot;
 use keyfence_core::{Store, StoreError};
 use keyfence_store::{PostgresOptions, PostgresStore, SqliteStore};
@@ -19,8 +20,9 @@ use keyfence_store::{PostgresOptions, PostgresStore, SqliteStore};
 #[derive(Subcommand)]
 pub enum StoreCommand {
     /// Copy a data directory's keys, versions, aliases, tags, imported
-    /// material and domain keys into an empty PostgreSQL database, in one
-    /// transaction: interrupted, it leaves the database empty.
+    /// material, key policies, grants and domain keys into an empty
+    /// PostgreSQL database, in one transaction: interrupted, it leaves the
+    /// database empty. The node must not be running.
     Migrate {
         /// The single node's data directory.
         #[arg(long)]
@@ -67,13 +69,15 @@ pub enum StoreCommand {
 pub fn main(command: StoreCommand) -> Result<(), String> {
     match command {
         StoreCommand::Migrate { from, to } => {
-            let copied = migrate(&from, &to)?;
+            let (copied, authz) = migrate(&from, &to)?;
             println!(
-                "copied {} domain keys, {} keys ({} versions), {} aliases from {} to PostgreSQL",
+                "copied {} domain keys, {} keys ({} versions), {} aliases, {} key policies, {} grants from {} to PostgreSQL",
                 copied.domain_keys.len(),
                 copied.keys.len(),
                 copied.keys.iter().map(|k| k.versions.len()).sum::<usize>(),
                 copied.aliases.len(),
+                authz.policies.len(),
+                authz.grants.len(),
                 from.display()
             );
             println!("start every node with the same root key (copy the data directory's sealed root key file) and --store with the connection string");
@@ -96,8 +100,10 @@ pub fn main(command: StoreCommand) -> Result<(), String> {
 /// Bound on the one transaction of a migration (a million keys take minutes).
 const MIGRATE_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// Copies everything in one transaction; returns what was copied.
-fn migrate(from: &std::path::Path, to: &str) -> Result<Snapshot, String> {
+/// Copies everything in one transaction — key policies and grants with the
+/// keys: without them a key would fall back to the default key policy and
+/// lose its grants. Returns what was copied.
+fn migrate(from: &std::path::Path, to: &str) -> Result<(Snapshot, AuthzSnapshot), String> {
     let db = from.join("keyfence.db");
     if !db.is_file() {
         return Err(format!("{} has no keyfence.db", from.display()));
@@ -106,14 +112,17 @@ fn migrate(from: &std::path::Path, to: &str) -> Result<Snapshot, String> {
     let snapshot = source
         .load()
         .map_err(|e| format!("read {}: {e}", db.display()))?;
+    let authz = source
+        .load_authz()
+        .map_err(|e| format!("read {}: {e}", db.display()))?;
     let options = PostgresOptions {
         operation_timeout: MIGRATE_TIMEOUT,
         ..PostgresOptions::default()
     };
     let target =
         PostgresStore::connect_with(to, options).map_err(|e| format!("PostgreSQL: {e}"))?;
-    match target.insert_all(&snapshot, true) {
-        Ok(()) => Ok(snapshot),
+    match target.insert_all_with_authz(&snapshot, &authz, true) {
+        Ok(()) => Ok((snapshot, authz)),
         Err(StoreError::Conflict(_)) => {
             let held = target.load_head().map_err(|e| format!("PostgreSQL: {e}"))?;
             Err(format!(

@@ -4,7 +4,9 @@
 //! approving a node join and for destroying a key early: a direct command
 //! refused once a rule exists, then M−1 signatures, the same operator twice,
 //! a signature over a different command, an expired proposal and a replay
-//! each refused, and M valid signatures executing. Also: an earlier build's
+//! each refused, and M valid signatures executing; with no rule for
+//! destroy-key-early, early destruction refused both directly and by a
+//! signed proposal. Also: an earlier build's
 //! quorum.json moved into the store at start.
 
 use std::path::{Path, PathBuf};
@@ -283,6 +285,51 @@ fn approvals_gate_node_approval_and_early_destruction_in_the_node() {
         let (done, out, err) = team.cli(&["operator", "add", &public]);
         assert!(done, "{out}{err}");
     }
+    // Destroying a key early is never one admin's act: with no rule for
+    // destroy-key-early, the direct command is refused and so is a signed
+    // proposal; the key is still there, pending deletion.
+    let (status, created) = call(&authority, &data, "TrentService.CreateKey", json!({}));
+    assert_eq!(status, 200, "{created}");
+    let early = created["KeyMetadata"]["Arn"].as_str().unwrap().to_owned();
+    let (status, body) = call(
+        &authority,
+        &data,
+        "TrentService.ScheduleKeyDeletion",
+        json!({"KeyId": early, "PendingWindowInDays": 7}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = call(
+        &authority,
+        &data,
+        "KeyfenceAdmin.DestroyKey",
+        json!({"KeyId": early}),
+    );
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("AccessDeniedException")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("destroy-key-early needs a quorum rule and none is set"),
+        "{body}"
+    );
+    let early_arg = format!("key={early}");
+    let p = team.propose("early.proposal", &["destroy-key-early", &early_arg]);
+    let (a, b) = (team.sign("alice", &p), team.sign("bob", &p));
+    let (done, _, err) = team.execute(&p, &[&a, &b]);
+    assert!(!done && err.contains("no quorum rule"), "{err}");
+    let (status, body) = call(
+        &authority,
+        &data,
+        "TrentService.DescribeKey",
+        json!({"KeyId": early}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["KeyMetadata"]["KeyState"], "PendingDeletion", "{body}");
+
     for kind in [
         "approve-node",
         "destroy-key-early",

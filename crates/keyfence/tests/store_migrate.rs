@@ -1,14 +1,21 @@
 //! `keyfence store migrate`: a SQLite node's keys, versions, aliases, tags
-//! and imported material decrypt old ciphertexts on a node over PostgreSQL.
+//! and imported material decrypt old ciphertexts on a node over PostgreSQL;
+//! a key's policy and grants move with it (the policy still denies what it
+//! denied, the grant still allows what it allowed).
 
 use std::process::Command;
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use keyfence_bench::connect::ConnectArgs;
 use keyfence_core::service::CreateKeyInput;
 use keyfence_core::EncryptionContext;
 use keyfence_server::config::StoreLocation;
+use keyfence_server::tls::ClientGroups;
 use keyfence_server::{Config, Node};
 use keyfence_testkit::TempPostgres;
+use serde_json::{json, Value};
 
 const A: &str = "111122223333";
 
@@ -32,6 +39,51 @@ async fn start(dir: &std::path::Path, store: StoreLocation) -> Node {
     })
     .await
     .unwrap()
+}
+
+/// One KMS request over the wire to `node`, as the data directory's admin.
+async fn call(node: &Node, data: &std::path::Path, op: &str, body: Value) -> (u16, Value) {
+    let args = ConnectArgs {
+        endpoint: format!("https://{}", node.api_addr),
+        data_dir: Some(data.to_path_buf()),
+        ca: None,
+        access_key: None,
+        secret_key: None,
+        region: "us-east-1".into(),
+    };
+    let mut conn = args
+        .context(ClientGroups::HybridOnly)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let reply = conn
+        .json(&format!("TrentService.{op}"), &body)
+        .await
+        .unwrap();
+    (reply.status, reply.json())
+}
+
+/// What the admin may do with `key`: Encrypt (refused by its policy),
+/// GenerateDataKey (allowed only by its grant), its policy and its grants.
+async fn authz_of(node: &Node, data: &std::path::Path, key: &str) -> (Value, Value, Value, Value) {
+    let (_, encrypt) = call(
+        node,
+        data,
+        "Encrypt",
+        json!({"KeyId": key, "Plaintext": B64.encode(b"x")}),
+    )
+    .await;
+    let (_, data_key) = call(
+        node,
+        data,
+        "GenerateDataKey",
+        json!({"KeyId": key, "KeySpec": "AES_256"}),
+    )
+    .await;
+    let (_, policy) = call(node, data, "GetKeyPolicy", json!({"KeyId": key})).await;
+    let (_, grants) = call(node, data, "ListGrants", json!({"KeyId": key})).await;
+    (encrypt, data_key, policy, grants)
 }
 
 fn migrate(dir: &std::path::Path, url: &str) -> (bool, String) {
@@ -67,6 +119,39 @@ async fn a_sqlite_nodes_ciphertexts_decrypt_on_postgres_after_the_move() {
     let v1 = kms.encrypt(A, "alias/app", b"one", &ctx, None).unwrap();
     kms.rotate_key_on_demand(A, &key.arn()).unwrap();
     let v2 = kms.encrypt(A, "alias/app", b"two", &ctx, None).unwrap();
+    // A restrictive policy (no Encrypt, Decrypt or GenerateDataKey for
+    // anyone) and a grant giving the admin GenerateDataKey back.
+    let key_id = key.id.to_string();
+    let policy = json!({"Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+        "NotAction": ["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"], "Resource": "*"}]})
+    .to_string();
+    let (status, body) = call(
+        &node,
+        &data,
+        "PutKeyPolicy",
+        json!({"KeyId": key_id, "Policy": policy}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, grant) = call(
+        &node,
+        &data,
+        "CreateGrant",
+        json!({"KeyId": key_id, "GranteePrincipal": "arn:aws:iam::111122223333:user/admin",
+            "Operations": ["GenerateDataKey"], "Name": "migrated"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{grant}");
+    let before = authz_of(&node, &data, &key_id).await;
+    assert_eq!(before.0["__type"], "AccessDeniedException", "{}", before.0);
+    assert!(before.1["CiphertextBlob"].is_string(), "{}", before.1);
+    assert_eq!(before.2["Policy"], policy.as_str());
+    assert_eq!(
+        before.3["Grants"][0]["GrantId"], grant["GrantId"],
+        "{}",
+        before.3
+    );
     drop(kms);
     node.shutdown().await;
 
@@ -79,7 +164,10 @@ async fn a_sqlite_nodes_ciphertexts_decrypt_on_postgres_after_the_move() {
     .await
     .unwrap();
     assert!(ok, "{out}");
-    assert!(out.contains("1 keys (2 versions), 1 aliases"), "{out}");
+    assert!(
+        out.contains("1 keys (2 versions), 1 aliases, 1 key policies, 1 grants"),
+        "{out}"
+    );
     let (ok, out) = tokio::task::spawn_blocking({
         let (d, u) = (data.as_path().to_path_buf(), url.clone());
         move || migrate(&d, &u)
@@ -98,6 +186,12 @@ async fn a_sqlite_nodes_ciphertexts_decrypt_on_postgres_after_the_move() {
     assert_eq!(meta.id, key.id);
     assert_eq!(meta.current_version, 2);
     assert_eq!(meta.tags.get("team").map(String::as_str), Some("a"));
+    // The policy still denies Encrypt, the grant still allows GenerateDataKey.
+    let after = authz_of(&node, &data, &key_id).await;
+    assert_eq!(after.0["__type"], "AccessDeniedException", "{}", after.0);
+    assert!(after.1["CiphertextBlob"].is_string(), "{}", after.1);
+    assert_eq!(after.2, before.2);
+    assert_eq!(after.3, before.3);
     drop(kms);
     node.shutdown().await;
 }

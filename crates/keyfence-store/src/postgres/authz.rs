@@ -196,6 +196,67 @@ pub(crate) async fn put_policy_in(
     .map(drop)
 }
 
+/// Inserts every policy and grant of `authz` in `tx` (a bulk load: the
+/// keys are already in), `chunk` rows per statement.
+pub(crate) async fn insert_all_in(
+    tx: &Transaction<'_>,
+    authz: &AuthzSnapshot,
+    chunk: usize,
+) -> Result<(), StoreError> {
+    for ps in authz.policies.chunks(chunk) {
+        let ids: Vec<String> = ps.iter().map(|p| p.key_id.to_string()).collect();
+        let accounts: Vec<&str> = ps.iter().map(|p| p.account.as_str()).collect();
+        let texts: Vec<&str> = ps.iter().map(|p| p.text.as_str()).collect();
+        tx.execute(
+            "INSERT INTO key_policies (key_id, account, policy) \
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[])",
+            &[&ids, &accounts, &texts],
+        )
+        .await
+        .map_err(db)?;
+    }
+    for gs in authz.grants.chunks(chunk) {
+        let ids: Vec<String> = gs.iter().map(|g| g.key_id.to_string()).collect();
+        let grant_ids: Vec<&str> = gs.iter().map(|g| g.id.as_str()).collect();
+        let accounts: Vec<&str> = gs.iter().map(|g| g.key_account.as_str()).collect();
+        let names: Vec<Option<&str>> = gs.iter().map(|g| g.name.as_deref()).collect();
+        let grantees: Vec<&str> = gs.iter().map(|g| g.grantee.as_str()).collect();
+        let retiring: Vec<Option<&str>> = gs.iter().map(|g| g.retiring.as_deref()).collect();
+        let operations: Vec<String> = gs
+            .iter()
+            .map(|g| encode_operations(&g.operations))
+            .collect();
+        let constraints: Vec<Option<String>> = gs
+            .iter()
+            .map(|g| encode_constraints(&g.constraints))
+            .collect();
+        let issuers: Vec<&str> = gs.iter().map(|g| g.issuer.as_str()).collect();
+        let created: Vec<i64> = gs.iter().map(|g| g.created.0).collect();
+        tx.execute(
+            &format!(
+                "INSERT INTO grants ({GRANT_COLUMNS}) SELECT * FROM unnest($1::text[], \
+                 $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+                 $8::text[], $9::text[], $10::bigint[])"
+            ),
+            &[
+                &ids,
+                &grant_ids,
+                &accounts,
+                &names,
+                &grantees,
+                &retiring,
+                &operations,
+                &constraints,
+                &issuers,
+                &created,
+            ],
+        )
+        .await
+        .map_err(db)?;
+    }
+    Ok(())
+}
+
 /// One authorization change on `pool`, in its own transaction.
 enum Change {
     Policy(StoredKeyPolicy),

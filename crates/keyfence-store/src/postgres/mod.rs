@@ -36,7 +36,7 @@ mod writes;
 use std::time::Duration;
 
 use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use keyfence_core::authz::StoredKeyPolicy;
+use keyfence_core::authz::{AuthzSnapshot, StoredKeyPolicy};
 use keyfence_core::model::Alias;
 use keyfence_core::store::{
     DomainKeyRecord, KeyAuthz, Revision, Snapshot, StoredKey, VersionRecord,
@@ -93,6 +93,23 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 impl PostgresStore {
+    /// [`Store::insert_all`] with key policies and grants (`authz`; its
+    /// version is not copied, every row raises the target's) in the same
+    /// one transaction: all of it or, on any failure, none
+    /// (`keyfence store migrate`). A policy or grant of a key that is in
+    /// neither `records` nor the store is a [`StoreError::Conflict`].
+    pub fn insert_all_with_authz(
+        &self,
+        records: &Snapshot,
+        authz: &AuthzSnapshot,
+        into_empty: bool,
+    ) -> Result<(), StoreError> {
+        let (records, authz) = (records.clone(), authz.clone());
+        self.run("insert in bulk", move |pool| {
+            writes::insert_all(pool, records, authz, into_empty)
+        })
+    }
+
     /// Connects with default [`PostgresOptions`] and migrates the schema.
     /// `url` is a libpq-style connection string, either key/value
     /// (`host=db1,db2 dbname=keyfence target_session_attrs=read-write`) or a
@@ -322,10 +339,7 @@ impl Store for PostgresStore {
     }
 
     fn insert_all(&self, records: &Snapshot, into_empty: bool) -> Result<(), StoreError> {
-        let records = records.clone();
-        self.run("insert in bulk", move |pool| {
-            writes::insert_all(pool, records, into_empty)
-        })
+        self.insert_all_with_authz(records, &AuthzSnapshot::default(), into_empty)
     }
 
     fn trim_feed(&self, cursor: FeedCursor) -> Result<u64, StoreError> {

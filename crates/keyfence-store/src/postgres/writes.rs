@@ -4,7 +4,7 @@
 //! existing key is conditional on the revision the caller checked.
 
 use deadpool_postgres::{Object, Pool, Transaction};
-use keyfence_core::authz::StoredKeyPolicy;
+use keyfence_core::authz::{AuthzSnapshot, StoredKeyPolicy};
 use keyfence_core::model::Alias;
 use keyfence_core::store::{
     DomainKeyRecord, KeyAuthz, Revision, Snapshot, StoredKey, VersionRecord,
@@ -285,13 +285,16 @@ const BULK_ROWS: usize = 5_000;
 /// [`Store::insert_all`](keyfence_core::Store::insert_all)): rows go in
 /// batches of [`BULK_ROWS`] per statement (`unnest` of arrays), so a million
 /// keys take a few hundred statements rather than millions of round trips.
+/// Key policies and grants (`authz`) go in the same transaction, after the
+/// keys they belong to.
 pub(crate) async fn insert_all(
     pool: Pool,
     records: Snapshot,
+    authz: AuthzSnapshot,
     into_empty: bool,
 ) -> Result<(), StoreError> {
     let mut client = pool.get().await.map_err(pool_err)?;
-    let result = insert_all_in(&mut client, &records, into_empty).await;
+    let result = insert_all_in(&mut client, &records, &authz, into_empty).await;
     release(client, suspect(&result));
     result
 }
@@ -299,6 +302,7 @@ pub(crate) async fn insert_all(
 async fn insert_all_in(
     client: &mut Object,
     records: &Snapshot,
+    authz: &AuthzSnapshot,
     into_empty: bool,
 ) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(db)?;
@@ -364,6 +368,7 @@ async fn insert_all_in(
     for a in &records.aliases {
         apply(&tx, &Write::InsertAlias(a.clone())).await?;
     }
+    super::authz::insert_all_in(&tx, authz, BULK_ROWS).await?;
     tx.commit().await.map_err(db)
 }
 
