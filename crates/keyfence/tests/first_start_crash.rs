@@ -44,12 +44,18 @@ fn serving(child: &mut Child, dir: &Path, limit: Duration) -> Option<Duration> {
 #[test]
 fn a_first_start_killed_at_any_moment_leaves_a_directory_that_opens() {
     let tmp = tempfile::tempdir().unwrap();
-    // How long an undisturbed first start takes, to spread the kills over it.
-    let probe = tmp.path().join("probe");
-    let mut child = spawn(&probe);
-    let full = serving(&mut child, &probe, Duration::from_secs(60)).expect("first start");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    // How long an undisturbed first start takes, to spread the kills over it:
+    // the fastest of three (the first one runs with cold caches, and a slow
+    // probe on a loaded machine would put most kills after the start ended).
+    let mut full = Duration::MAX;
+    for p in 0..3 {
+        let probe = tmp.path().join(format!("probe{p}"));
+        let mut child = spawn(&probe);
+        let took = serving(&mut child, &probe, Duration::from_secs(60)).expect("first start");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        full = full.min(took);
+    }
 
     let mut partial = 0;
     for i in 0..TRIES {
