@@ -77,10 +77,10 @@ pub(super) fn algorithm_lists(v: &mut Value, m: &KeyMetadata) {
     }
 }
 
-pub(super) fn alias_entry(kms: &Kms, a: &Alias) -> Value {
+pub(super) fn alias_entry(a: &Alias) -> Value {
     json!({
         "AliasName": a.name.as_str(),
-        "AliasArn": keyfence_core::ids::alias_arn(kms.region(), &a.account, &a.name),
+        "AliasArn": keyfence_core::ids::alias_arn(&a.region, &a.account, &a.name),
         "TargetKeyId": a.target.public().to_string(),
         "CreationDate": date(a.created),
         "LastUpdatedDate": date(a.updated),
