@@ -130,3 +130,67 @@ fn sqlite_old_aliases_move_to_their_key_region() {
         );
     }
 }
+
+/// A PostgreSQL database at version 9 (aliases keyed by account and name,
+/// alias feed rows without a region) migrates: each alias gets its target
+/// key's region, and a reader with an older cursor reloads.
+#[test]
+fn postgres_old_aliases_move_to_their_key_region() {
+    let pg = TempPostgres::new().unwrap();
+    let url = pg.connection_string();
+    let (east, west_key, cursor) = {
+        let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url).unwrap());
+        let kms = node(Arc::clone(&store));
+        let east = kms.create_key(A, CreateKeyInput::default()).unwrap();
+        let west_key = west(&kms, || {
+            kms.create_key(A, CreateKeyInput::default()).unwrap()
+        });
+        (east, west_key, store.load().unwrap().cursor)
+    };
+    // Back to version 9's aliases table, with two aliases in it.
+    pg.psql(&format!(
+        "DELETE FROM schema_migrations WHERE version = 10;
+         ALTER TABLE changes DROP CONSTRAINT changes_check;
+         DELETE FROM changes WHERE entity = 'alias';
+         ALTER TABLE changes DROP COLUMN alias_region;
+         ALTER TABLE changes ADD CONSTRAINT changes_check CHECK (
+             (entity = 'key' AND key_id IS NOT NULL)
+             OR (entity = 'domain_key' AND domain_key_id IS NOT NULL)
+             OR (entity = 'alias' AND account IS NOT NULL AND alias_name IS NOT NULL)
+             OR (entity = 'authz' AND key_id IS NOT NULL));
+         ALTER TABLE aliases DROP CONSTRAINT aliases_pkey;
+         ALTER TABLE aliases DROP COLUMN region;
+         ALTER TABLE aliases ADD PRIMARY KEY (account, name);
+         ALTER TABLE aliases DISABLE TRIGGER aliases_feed;
+         INSERT INTO aliases (account, name, target, created, updated) VALUES
+             ('{A}', 'alias/east', '{}', 1, 1), ('{A}', 'alias/west', '{}', 1, 1);
+         INSERT INTO changes (entity, account, alias_name) VALUES ('alias', '{A}', 'alias/east');
+         ALTER TABLE aliases ENABLE TRIGGER aliases_feed;",
+        east.id, west_key.id
+    ))
+    .unwrap();
+    let store: Arc<dyn Store> = Arc::new(PostgresStore::connect(&url).unwrap());
+    let mut found: Vec<(String, String)> = store
+        .load()
+        .unwrap()
+        .aliases
+        .into_iter()
+        .map(|a| (a.name.as_str().to_string(), a.region))
+        .collect();
+    found.sort();
+    assert_eq!(
+        found,
+        vec![
+            ("alias/east".to_string(), EAST.to_string()),
+            ("alias/west".to_string(), WEST.to_string())
+        ]
+    );
+    assert!(store.changes_since(cursor).unwrap().rewound);
+    let kms = node(store);
+    assert_eq!(kms.describe_key(A, "alias/east").unwrap().id, east.id);
+    assert_eq!(
+        west(&kms, || kms.describe_key(A, "alias/west")).unwrap().id,
+        west_key.id
+    );
+    assert!(kms.describe_key(A, "alias/west").is_err());
+}

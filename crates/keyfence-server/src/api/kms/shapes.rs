@@ -2,7 +2,6 @@
 //! lists of a key, alias list entries, paged lists.
 
 use keyfence_core::model::{Alias, KeyMetadata};
-use keyfence_core::Kms;
 use serde_json::{json, Value};
 
 use crate::api::names::{aws_names, AwsName, ML_KEM};
