@@ -191,22 +191,7 @@ pub(crate) async fn migrate(pool: Pool) -> Result<(), StoreError> {
 /// alias rows (without one) are dropped and the horizon raised past them, so
 /// a reader whose cursor is older reloads.
 const V10: &str = r#"
-ALTER TABLE aliases ADD COLUMN region TEXT;
-UPDATE aliases a SET region = k.metadata->>'region' FROM keys k WHERE k.id = a.target;
-ALTER TABLE aliases ALTER COLUMN region SET NOT NULL;
-ALTER TABLE aliases DROP CONSTRAINT aliases_pkey;
-ALTER TABLE aliases ADD PRIMARY KEY (account, region, name);
 ALTER TABLE changes ADD COLUMN alias_region TEXT;
-DELETE FROM changes WHERE entity = 'alias';
-UPDATE feed_horizon SET horizon = GREATEST(horizon, pg_current_xact_id());
-ALTER TABLE changes DROP CONSTRAINT changes_check;
-ALTER TABLE changes ADD CONSTRAINT changes_check CHECK (
-    (entity = 'key' AND key_id IS NOT NULL)
-    OR (entity = 'domain_key' AND domain_key_id IS NOT NULL)
-    OR (entity = 'alias' AND account IS NOT NULL AND alias_region IS NOT NULL
-        AND alias_name IS NOT NULL)
-    OR (entity = 'authz' AND key_id IS NOT NULL)
-);
 CREATE OR REPLACE FUNCTION keyfence_record_change() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     r RECORD;
@@ -231,4 +216,19 @@ BEGIN
     RETURN NULL;
 END
 $$;
+ALTER TABLE aliases ADD COLUMN region TEXT;
+UPDATE aliases a SET region = k.metadata->>'region' FROM keys k WHERE k.id = a.target;
+ALTER TABLE aliases ALTER COLUMN region SET NOT NULL;
+ALTER TABLE aliases DROP CONSTRAINT aliases_pkey;
+ALTER TABLE aliases ADD PRIMARY KEY (account, region, name);
+DELETE FROM changes WHERE entity = 'alias' AND alias_region IS NULL;
+UPDATE feed_horizon SET horizon = GREATEST(horizon, pg_current_xact_id());
+ALTER TABLE changes DROP CONSTRAINT changes_check;
+ALTER TABLE changes ADD CONSTRAINT changes_check CHECK (
+    (entity = 'key' AND key_id IS NOT NULL)
+    OR (entity = 'domain_key' AND domain_key_id IS NOT NULL)
+    OR (entity = 'alias' AND account IS NOT NULL AND alias_region IS NOT NULL
+        AND alias_name IS NOT NULL)
+    OR (entity = 'authz' AND key_id IS NOT NULL)
+);
 "#;
