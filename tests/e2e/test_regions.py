@@ -86,3 +86,39 @@ def test_listings_and_aliases_are_per_region(regional_node):
     with pytest.raises(ClientError) as e:
         east.create_alias(AliasName=f"alias/{unique('cross')}", TargetKeyId=west_key)
     assert error_code(e) == "NotFoundException"
+
+
+def test_the_same_alias_name_in_two_regions(regional_node):
+    """As AWS, an alias is named per account and region: a multi-Region key's
+    users give it the same alias in each region."""
+    west, east = client(regional_node, WEST), client(regional_node, REGION)
+    east_key = east.create_key(Description="east")["KeyMetadata"]["KeyId"]
+    west_key = west.create_key(Description="west")["KeyMetadata"]["KeyId"]
+    alias = f"alias/{unique('both')}"
+    east.create_alias(AliasName=alias, TargetKeyId=east_key)
+    west.create_alias(AliasName=alias, TargetKeyId=west_key)
+    for kms, region, key in ((east, REGION, east_key), (west, WEST, west_key)):
+        listed = [a for a in kms.list_aliases()["Aliases"] if a["AliasName"] == alias]
+        assert len(listed) == 1, listed
+        assert listed[0]["AliasArn"] == f"arn:aws:kms:{region}:{ACCOUNT1}:{alias}"
+        assert listed[0]["TargetKeyId"] == key
+        assert kms.describe_key(KeyId=alias)["KeyMetadata"]["KeyId"] == key
+        by_arn = f"arn:aws:kms:{region}:{ACCOUNT1}:{alias}"
+        assert kms.describe_key(KeyId=by_arn)["KeyMetadata"]["KeyId"] == key
+        blob = kms.encrypt(KeyId=alias, Plaintext=b"hello")["CiphertextBlob"]
+        assert kms.decrypt(CiphertextBlob=blob)["KeyId"].endswith(key)
+    # The name is taken per region.
+    with pytest.raises(ClientError) as e:
+        west.create_alias(AliasName=alias, TargetKeyId=west_key)
+    assert error_code(e) == "AlreadyExistsException"
+    # UpdateAlias and DeleteAlias act in the request's region only.
+    west_two = west.create_key(Description="west two")["KeyMetadata"]["KeyId"]
+    west.update_alias(AliasName=alias, TargetKeyId=west_two)
+    assert west.describe_key(KeyId=alias)["KeyMetadata"]["KeyId"] == west_two
+    assert east.describe_key(KeyId=alias)["KeyMetadata"]["KeyId"] == east_key
+    west.delete_alias(AliasName=alias)
+    with pytest.raises(ClientError) as e:
+        west.describe_key(KeyId=alias)
+    assert error_code(e) == "NotFoundException"
+    assert east.describe_key(KeyId=alias)["KeyMetadata"]["KeyId"] == east_key
+    east.delete_alias(AliasName=alias)

@@ -308,11 +308,14 @@ impl KeyMetadata {
     }
 }
 
-/// An alias: a friendly name for a key in one account.
+/// An alias: a friendly name for a key in one account and region (the
+/// region of the key it points to).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alias {
     /// Owning account.
     pub account: String,
+    /// The region it is named in (its target key's region).
+    pub region: String,
     /// The name, `alias/...`.
     pub name: AliasName,
     /// The key it points to.

@@ -148,6 +148,8 @@ pub enum ChangedEntity {
     Alias {
         /// Owning account.
         account: String,
+        /// The region it is named in.
+        region: String,
         /// The alias name.
         name: AliasName,
         /// The alias, `None` once deleted.
@@ -253,8 +255,13 @@ pub trait Store: Send + Sync {
     }
     /// Reads one key with its versions and revision; `None` if it does not exist.
     fn load_key(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError>;
-    /// One alias; `None` if it does not exist.
-    fn load_alias(&self, account: &str, name: &str) -> Result<Option<Alias>, StoreError>;
+    /// One alias of `account` in `region`; `None` if it does not exist.
+    fn load_alias(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<Alias>, StoreError>;
     /// A key's current revision; `None` if it does not exist.
     fn key_revision(&self, id: &KeyId) -> Result<Option<Revision>, StoreError>;
     /// The entities changed since `cursor`, with their current state, and
@@ -330,8 +337,8 @@ pub trait Store: Send + Sync {
     /// returns the alias as stored (with its creation time), `None` if there
     /// is no such alias.
     fn update_alias(&self, alias: &Alias) -> Result<Option<Alias>, StoreError>;
-    /// Removes an alias; returns whether it existed.
-    fn delete_alias(&self, account: &str, name: &str) -> Result<bool, StoreError>;
+    /// Removes an alias of `account` in `region`; returns whether it existed.
+    fn delete_alias(&self, account: &str, region: &str, name: &str) -> Result<bool, StoreError>;
     /// Adds domain keys, keys (with their versions, at their revisions) and
     /// aliases in one transaction: all of them or, on any failure, none
     /// (`keyfence store migrate`, bulk loads). With `into_empty`, the store

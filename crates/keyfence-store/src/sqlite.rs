@@ -91,6 +91,41 @@ CREATE TABLE feed_horizon (id INTEGER PRIMARY KEY CHECK (id = 1), horizon INTEGE
 INSERT INTO feed_horizon (id, horizon) VALUES (1, 0);
 ";
 
+/// Schema version 10: aliases are named per (account, region), the region of
+/// their target key, as AWS has them; existing aliases move to their target
+/// key's region. The feed's alias entries carry the region; older alias
+/// entries (without one) are dropped and the horizon raised past them, so a
+/// reader whose cursor is older reloads.
+const V10: &str = "
+CREATE TABLE aliases_v10 (
+    account TEXT NOT NULL,
+    region TEXT NOT NULL,
+    name TEXT NOT NULL,
+    target TEXT NOT NULL REFERENCES keys(id) ON DELETE CASCADE,
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    PRIMARY KEY (account, region, name)
+);
+INSERT INTO aliases_v10 (account, region, name, target, created, updated)
+    SELECT a.account, json_extract(k.metadata, '$.region'), a.name, a.target, a.created, a.updated
+    FROM aliases a JOIN keys k ON k.id = a.target;
+DROP TABLE aliases;
+ALTER TABLE aliases_v10 RENAME TO aliases;
+CREATE INDEX aliases_target ON aliases (target);
+ALTER TABLE changes ADD COLUMN alias_region TEXT;
+UPDATE feed_horizon SET horizon = MAX(horizon, (SELECT COALESCE(MAX(seq), 0) FROM changes));
+DELETE FROM changes WHERE entity = 'alias';
+CREATE TRIGGER aliases_insert_feed AFTER INSERT ON aliases
+    BEGIN INSERT INTO changes (entity, account, alias_region, alias_name)
+        VALUES ('alias', NEW.account, NEW.region, NEW.name); END;
+CREATE TRIGGER aliases_update_feed AFTER UPDATE ON aliases
+    BEGIN INSERT INTO changes (entity, account, alias_region, alias_name)
+        VALUES ('alias', NEW.account, NEW.region, NEW.name); END;
+CREATE TRIGGER aliases_delete_feed AFTER DELETE ON aliases
+    BEGIN INSERT INTO changes (entity, account, alias_region, alias_name)
+        VALUES ('alias', OLD.account, OLD.region, OLD.name); END;
+";
+
 /// `(version, SQL)` in order; a database at version n gets every later one.
 /// Never edit an applied migration: add one.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -103,10 +138,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (7, crate::sqlite_audit::V7),
     (8, crate::format::V8_MULTI_REGION),
     (9, crate::sqlite_quorum::V9),
+    (10, V10),
 ];
 
 /// Schema version this build writes.
-const SCHEMA_VERSION: i64 = 9;
+const SCHEMA_VERSION: i64 = 10;
 
 /// A [`Store`] in one SQLite file.
 pub struct SqliteStore {
@@ -435,31 +471,55 @@ fn keys(conn: &Connection, filter: KeyFilter<'_>) -> Result<Vec<StoredKey>, Stor
     Ok(by_id.into_values().collect())
 }
 
-/// Aliases: all of them, or the one `only` names.
-fn aliases(conn: &Connection, only: Option<(&str, &str)>) -> Result<Vec<Alias>, StoreError> {
-    let (account, name) = only.unzip();
+/// Adds one alias row.
+fn put_alias(conn: &Connection, a: &Alias) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO aliases (account, region, name, target, created, updated) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![
+            a.account,
+            a.region,
+            a.name.as_str(),
+            a.target.to_string(),
+            a.created.0,
+            a.updated.0
+        ],
+    )
+    .map_err(backend)?;
+    Ok(())
+}
+
+/// Aliases: all of them, or the one `only` names (account, region, name).
+fn aliases(conn: &Connection, only: Option<(&str, &str, &str)>) -> Result<Vec<Alias>, StoreError> {
+    let (account, region, name) = match only {
+        Some((a, r, n)) => (Some(a), Some(r), Some(n)),
+        None => (None, None, None),
+    };
     let mut stmt = conn
         .prepare(
-            "SELECT account, name, target, created, updated FROM aliases \
-             WHERE ?1 IS NULL OR (account = ?1 AND name = ?2) ORDER BY account, name",
+            "SELECT account, region, name, target, created, updated FROM aliases \
+             WHERE ?1 IS NULL OR (account = ?1 AND region = ?2 AND name = ?3) \
+             ORDER BY account, region, name",
         )
         .map_err(backend)?;
     let rows = stmt
-        .query_map(params![account, name], |r| {
+        .query_map(params![account, region, name], |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, String>(2)?,
-                r.get::<_, i64>(3)?,
+                r.get::<_, String>(3)?,
                 r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
             ))
         })
         .map_err(backend)?;
     let mut out = Vec::new();
     for row in rows {
-        let (account, name, target, created, updated) = row.map_err(backend)?;
+        let (account, region, name, target, created, updated) = row.map_err(backend)?;
         out.push(Alias {
             account,
+            region,
             name: AliasName::parse(&name).map_err(|e| corrupt("alias", e))?,
             target: parse_key_id(&target)?,
             created: Timestamp(created),
@@ -496,7 +556,7 @@ fn horizon(conn: &Connection) -> Result<u64, StoreError> {
 enum EntityRef {
     DomainKey(u32),
     Key(String),
-    Alias(String, String),
+    Alias(String, String, String),
     KeyAuthz(String),
 }
 
@@ -512,8 +572,8 @@ fn changes_in(conn: &Connection, cursor: FeedCursor) -> Result<ChangeBatch, Stor
     }
     let mut stmt = conn
         .prepare(
-            "SELECT seq, entity, key_id, domain_key_id, account, alias_name FROM changes \
-             WHERE seq > ?1 ORDER BY seq",
+            "SELECT seq, entity, key_id, domain_key_id, account, alias_name, alias_region \
+             FROM changes WHERE seq > ?1 ORDER BY seq",
         )
         .map_err(backend)?;
     let from =
@@ -527,16 +587,21 @@ fn changes_in(conn: &Connection, cursor: FeedCursor) -> Result<ChangeBatch, Stor
                 r.get::<_, Option<u32>>(3)?,
                 r.get::<_, Option<String>>(4)?,
                 r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
             ))
         })
         .map_err(backend)?;
     let mut latest = BTreeMap::new();
     for row in rows {
-        let (seq, entity, key_id, domain_key_id, account, alias_name) = row.map_err(backend)?;
+        let (seq, entity, key_id, domain_key_id, account, alias_name, alias_region) =
+            row.map_err(backend)?;
         let named = match entity.as_str() {
             "key" => key_id.map(EntityRef::Key),
             "domain_key" => domain_key_id.map(EntityRef::DomainKey),
-            "alias" => account.zip(alias_name).map(|(a, n)| EntityRef::Alias(a, n)),
+            "alias" => account
+                .zip(alias_region)
+                .zip(alias_name)
+                .map(|((a, r), n)| EntityRef::Alias(a, r, n)),
             "authz" => key_id.map(EntityRef::KeyAuthz),
             _ => None,
         }
@@ -558,10 +623,11 @@ fn changes_in(conn: &Connection, cursor: FeedCursor) -> Result<ChangeBatch, Stor
                 current: domain_keys(conn)?.into_iter().find(|d| d.id == id),
                 id,
             },
-            EntityRef::Alias(account, name) => ChangedEntity::Alias {
-                current: aliases(conn, Some((&account, &name)))?.pop(),
+            EntityRef::Alias(account, region, name) => ChangedEntity::Alias {
+                current: aliases(conn, Some((&account, &region, &name)))?.pop(),
                 name: AliasName::parse(&name).map_err(|e| corrupt("change feed alias", e))?,
                 account,
+                region,
             },
             EntityRef::KeyAuthz(id) => {
                 let id = parse_key_id(&id)?;
@@ -621,8 +687,13 @@ impl Store for SqliteStore {
         self.read(|tx| Ok(keys(tx, KeyFilter::One(id))?.pop()))
     }
 
-    fn load_alias(&self, account: &str, name: &str) -> Result<Option<Alias>, StoreError> {
-        Ok(aliases(&self.conn(), Some((account, name)))?.pop())
+    fn load_alias(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<Alias>, StoreError> {
+        Ok(aliases(&self.conn(), Some((account, region, name)))?.pop())
     }
 
     fn key_revision(&self, id: &KeyId) -> Result<Option<Revision>, StoreError> {
@@ -730,14 +801,7 @@ impl Store for SqliteStore {
     }
 
     fn insert_alias(&self, alias: &Alias) -> Result<(), StoreError> {
-        self.write(|tx| {
-            tx.execute(
-                "INSERT INTO aliases (account, name, target, created, updated) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![alias.account, alias.name.as_str(), alias.target.to_string(), alias.created.0, alias.updated.0],
-            )
-            .map_err(backend)?;
-            Ok(())
-        })
+        self.write(|tx| put_alias(tx, alias))
     }
 
     fn insert_alias_at(&self, alias: &Alias, target_revision: Revision) -> Result<(), StoreError> {
@@ -750,12 +814,7 @@ impl Store for SqliteStore {
                     found,
                 });
             }
-            tx.execute(
-                "INSERT INTO aliases (account, name, target, created, updated) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![alias.account, alias.name.as_str(), alias.target.to_string(), alias.created.0, alias.updated.0],
-            )
-            .map_err(backend)?;
-            Ok(())
+            put_alias(tx, alias)
         })
     }
 
@@ -763,9 +822,11 @@ impl Store for SqliteStore {
         self.write(|tx| {
             let n = tx
                 .execute(
-                    "UPDATE aliases SET target = ?3, updated = ?4 WHERE account = ?1 AND name = ?2",
+                    "UPDATE aliases SET target = ?4, updated = ?5 \
+                     WHERE account = ?1 AND region = ?2 AND name = ?3",
                     params![
                         alias.account,
+                        alias.region,
                         alias.name.as_str(),
                         alias.target.to_string(),
                         alias.updated.0
@@ -775,16 +836,20 @@ impl Store for SqliteStore {
             if n == 0 {
                 return Ok(None);
             }
-            Ok(aliases(tx, Some((&alias.account, alias.name.as_str())))?.pop())
+            Ok(aliases(
+                tx,
+                Some((&alias.account, &alias.region, alias.name.as_str())),
+            )?
+            .pop())
         })
     }
 
-    fn delete_alias(&self, account: &str, name: &str) -> Result<bool, StoreError> {
+    fn delete_alias(&self, account: &str, region: &str, name: &str) -> Result<bool, StoreError> {
         self.write(|tx| {
             let n = tx
                 .execute(
-                    "DELETE FROM aliases WHERE account = ?1 AND name = ?2",
-                    params![account, name],
+                    "DELETE FROM aliases WHERE account = ?1 AND region = ?2 AND name = ?3",
+                    params![account, region, name],
                 )
                 .map_err(backend)?;
             Ok(n > 0)
@@ -830,11 +895,7 @@ impl Store for SqliteStore {
                 k.versions.iter().try_for_each(|v| put_version(tx, v))?;
             }
             for a in &records.aliases {
-                tx.execute(
-                    "INSERT INTO aliases (account, name, target, created, updated) VALUES (?1, ?2, ?3, ?4, ?5)",
-                    params![a.account, a.name.as_str(), a.target.to_string(), a.created.0, a.updated.0],
-                )
-                .map_err(backend)?;
+                put_alias(tx, a)?;
             }
             Ok(())
         })

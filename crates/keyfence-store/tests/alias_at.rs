@@ -17,6 +17,7 @@ const A: &str = "111122223333";
 fn alias(name: &str, target: keyfence_core::KeyId) -> Alias {
     Alias {
         account: A.into(),
+        region: "us-east-1".into(),
         name: AliasName::parse(name).unwrap(),
         target,
         created: Timestamp(1),
@@ -46,7 +47,10 @@ fn exercise(store: Arc<dyn Store>) {
             found: Some(checked + 1),
         })
     );
-    assert_eq!(store.load_alias(A, "alias/late").unwrap(), None);
+    assert_eq!(
+        store.load_alias(A, "us-east-1", "alias/late").unwrap(),
+        None
+    );
     // At the key's revision: inserted; the name taken: Conflict.
     let now = checked + 1;
     store.insert_alias_at(&alias("alias/a", key), now).unwrap();
@@ -74,7 +78,7 @@ fn exercise(store: Arc<dyn Store>) {
     meta.pending_window_days = Some(7);
     store.update_key(&meta, revision).unwrap();
     assert!(kms.create_alias(A, "alias/c", &other.to_string()).is_err());
-    assert_eq!(store.load_alias(A, "alias/c").unwrap(), None);
+    assert_eq!(store.load_alias(A, "us-east-1", "alias/c").unwrap(), None);
 }
 
 #[test]

@@ -237,8 +237,8 @@ fn every_store_method_round_trips() {
     second.name = keyfence_core::AliasName::parse("alias/two").unwrap();
     store.insert_alias(&second).unwrap();
     assert_eq!(store.load().unwrap().aliases.len(), 2);
-    assert!(store.delete_alias(A, "alias/two").unwrap());
-    assert!(!store.delete_alias(A, "alias/two").unwrap());
+    assert!(store.delete_alias(A, "us-east-1", "alias/two").unwrap());
+    assert!(!store.delete_alias(A, "us-east-1", "alias/two").unwrap());
     assert_eq!(store.load().unwrap().aliases, vec![alias.clone()]);
     let mut missing = alias.clone();
     missing.name = keyfence_core::AliasName::parse("alias/missing").unwrap();

@@ -369,7 +369,10 @@ fn racing_alias_updates_leave_the_replica_as_the_store() {
             || kms.update_alias(A, "alias/x", &a.arn()).unwrap(),
             || kms.update_alias(A, "alias/x", &b.arn()).unwrap(),
         );
-        let stored = store.load_alias(A, "alias/x").unwrap().unwrap();
+        let stored = store
+            .load_alias(A, "us-east-1", "alias/x")
+            .unwrap()
+            .unwrap();
         assert_eq!(kms.describe_key(A, "alias/x").unwrap().id, stored.target);
     }
 }

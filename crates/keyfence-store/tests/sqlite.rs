@@ -184,7 +184,8 @@ fn a_version_1_file_migrates_to_the_latest_version_on_open() {
         "DROP TABLE changes; DROP TABLE feed_horizon; ALTER TABLE keys DROP COLUMN revision; \
          UPDATE schema_version SET version = 1; \
          DROP TABLE key_policies; DROP TABLE grants; DROP TABLE authz_version; \
-         DROP TABLE audit_records; DROP TABLE audit_heads; DROP TABLE audit_keys; DROP TABLE audit_frontiers; \
+         DROP TABLE audit_records; DROP TABLE audit_heads; DROP TABLE audit_keys; \
+         DROP TABLE audit_frontiers; \
          DROP TABLE quorum_operators; DROP TABLE quorum_rules; DROP TABLE quorum_executed;",
     )
     .unwrap();
@@ -198,7 +199,7 @@ fn a_version_1_file_migrates_to_the_latest_version_on_open() {
     let version: i64 = conn
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 9);
+    assert_eq!(version, 10);
     let store: Arc<dyn Store> = Arc::new(store);
     let kms = Kms::open(store.clone(), &root, Arc::new(SystemClock), "us-east-1").unwrap();
     let key = kms.create_key(A, CreateKeyInput::default()).unwrap();

@@ -47,6 +47,7 @@ impl Kms {
             let now = self.now();
             let alias = Alias {
                 account: account.to_string(),
+                region: self.region().to_string(),
                 name: name.clone(),
                 target: target_id,
                 created: now,
@@ -59,8 +60,12 @@ impl Kms {
                 Err(other) => return Err(other.into()),
             }
         };
-        let (account, name) = (alias.account.clone(), alias.name.as_str().to_string());
-        self.publish_alias_state(&account, &name, Some(alias));
+        let (account, region, name) = (
+            alias.account.clone(),
+            alias.region.clone(),
+            alias.name.as_str().to_string(),
+        );
+        self.publish_alias_state(&account, &region, &name, Some(alias));
         Ok(())
     }
 
@@ -81,6 +86,7 @@ impl Kms {
         let now = self.now();
         let wanted = Alias {
             account: account.to_string(),
+            region: self.region().to_string(),
             name,
             target,
             created: now,
@@ -88,11 +94,16 @@ impl Kms {
         };
         match self.store.update_alias(&wanted)? {
             Some(stored) => {
-                self.publish_alias_state(account, wanted.name.as_str(), Some(stored));
+                self.publish_alias_state(
+                    account,
+                    &wanted.region,
+                    wanted.name.as_str(),
+                    Some(stored),
+                );
                 Ok(())
             }
             None => {
-                self.publish_alias_state(account, wanted.name.as_str(), None);
+                self.publish_alias_state(account, &wanted.region, wanted.name.as_str(), None);
                 Err(self.no_alias(account, wanted.name.as_str()))
             }
         }
@@ -100,8 +111,9 @@ impl Kms {
 
     /// DeleteAlias.
     pub fn delete_alias(&self, account: &str, name: &str) -> Result<(), KmsError> {
-        let existed = self.store.delete_alias(account, name)?;
-        self.publish_alias_state(account, name, None);
+        let region = self.region();
+        let existed = self.store.delete_alias(account, region, name)?;
+        self.publish_alias_state(account, region, name, None);
         if !existed {
             return Err(self.no_alias(account, name));
         }

@@ -79,11 +79,11 @@ impl CachedKey {
     }
 }
 
-/// Keys by id and aliases by (account, name).
+/// Keys by id and aliases by (account, region, name).
 #[derive(Default)]
 pub(super) struct Cache {
     keys: HashMap<KeyId, Arc<CachedKey>>,
-    aliases: HashMap<(String, String), Alias>,
+    aliases: HashMap<(String, String, String), Alias>,
     /// Keys known to be destroyed (ids are never reused), so that a change
     /// committed before the destruction but published after it cannot bring
     /// the key back.
@@ -129,28 +129,33 @@ impl Cache {
         self.keys.values().cloned().collect()
     }
 
-    pub fn alias(&self, account: &str, name: &str) -> Option<&Alias> {
-        self.aliases.get(&(account.to_string(), name.to_string()))
+    pub fn alias(&self, account: &str, region: &str, name: &str) -> Option<&Alias> {
+        self.aliases
+            .get(&(account.to_string(), region.to_string(), name.to_string()))
     }
 
     pub fn put_alias(&mut self, alias: Alias) {
         self.aliases.insert(
-            (alias.account.clone(), alias.name.as_str().to_string()),
+            (
+                alias.account.clone(),
+                alias.region.clone(),
+                alias.name.as_str().to_string(),
+            ),
             alias,
         );
     }
 
-    pub fn remove_alias(&mut self, account: &str, name: &str) {
+    pub fn remove_alias(&mut self, account: &str, region: &str, name: &str) {
         self.aliases
-            .remove(&(account.to_string(), name.to_string()));
+            .remove(&(account.to_string(), region.to_string(), name.to_string()));
     }
 
-    /// An account's aliases sorted by name.
-    pub fn aliases_of(&self, account: &str) -> Vec<Alias> {
+    /// An account's aliases in `region`, sorted by name.
+    pub fn aliases_of(&self, account: &str, region: &str) -> Vec<Alias> {
         let mut out: Vec<Alias> = self
             .aliases
             .values()
-            .filter(|a| a.account == account)
+            .filter(|a| a.account == account && a.region == region)
             .cloned()
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));

@@ -320,8 +320,11 @@ impl Kms {
         })
     }
 
+    /// The key the alias `name` of `account` names in the request's region.
     fn alias_target(&self, account: &str, name: &str) -> Option<KeyId> {
-        self.read_cache().alias(account, name).map(|a| a.target)
+        self.read_cache()
+            .alias(account, self.region(), name)
+            .map(|a| a.target)
     }
 
     fn live_key(&self, account: &str, id: &KeyId) -> Option<Arc<CachedKey>> {
@@ -373,8 +376,9 @@ impl Kms {
         Ok(changed)
     }
 
+    /// The aliases of `account` in the request's region.
     fn aliases_of(&self, account: &str) -> Vec<Alias> {
-        self.read_cache().aliases_of(account)
+        self.read_cache().aliases_of(account, self.region())
     }
 }
 

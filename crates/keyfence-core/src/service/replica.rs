@@ -334,11 +334,14 @@ impl Kms {
             }
             ChangedEntity::Alias {
                 account,
+                region,
                 name,
                 current,
             } => match current {
                 Some(alias) => self.write_cache().put_alias(alias),
-                None => self.write_cache().remove_alias(&account, name.as_str()),
+                None => self
+                    .write_cache()
+                    .remove_alias(&account, &region, name.as_str()),
             },
             // Handed to the follower before the batch's keys (see `sync`).
             ChangedEntity::KeyAuthz { .. } => {}
@@ -375,15 +378,19 @@ impl Kms {
     pub(super) fn publish_alias_state(
         &self,
         account: &str,
+        region: &str,
         name: &str,
         written: Option<crate::model::Alias>,
     ) {
         let _replica = self.lock_replica();
-        let current = self.store.load_alias(account, name).unwrap_or(written);
+        let current = self
+            .store
+            .load_alias(account, region, name)
+            .unwrap_or(written);
         let mut cache = self.write_cache();
         match current {
             Some(alias) => cache.put_alias(alias),
-            None => cache.remove_alias(account, name),
+            None => cache.remove_alias(account, region, name),
         }
     }
 }

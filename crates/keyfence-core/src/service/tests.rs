@@ -79,11 +79,16 @@ impl Store for MemoryStore {
         let s = self.0.lock().unwrap();
         Ok(s.keys.iter().find(|k| k.metadata.id == *id).cloned())
     }
-    fn load_alias(&self, account: &str, name: &str) -> Result<Option<Alias>, StoreError> {
+    fn load_alias(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<Alias>, StoreError> {
         let s = self.0.lock().unwrap();
         Ok(s.aliases
             .iter()
-            .find(|a| a.account == account && a.name.as_str() == name)
+            .find(|a| a.account == account && a.region == region && a.name.as_str() == name)
             .cloned())
     }
     fn key_revision(&self, id: &KeyId) -> Result<Option<Revision>, StoreError> {
@@ -144,7 +149,7 @@ impl Store for MemoryStore {
         let mut s = self.0.lock().unwrap();
         if s.aliases
             .iter()
-            .any(|a| a.account == alias.account && a.name == alias.name)
+            .any(|a| a.account == alias.account && a.region == alias.region && a.name == alias.name)
         {
             return Err(StoreError::Conflict("alias".into()));
         }
@@ -153,21 +158,20 @@ impl Store for MemoryStore {
     }
     fn update_alias(&self, alias: &Alias) -> Result<Option<Alias>, StoreError> {
         let mut s = self.0.lock().unwrap();
-        let found = s
-            .aliases
-            .iter_mut()
-            .find(|a| a.account == alias.account && a.name == alias.name);
+        let found = s.aliases.iter_mut().find(|a| {
+            a.account == alias.account && a.region == alias.region && a.name == alias.name
+        });
         Ok(found.map(|a| {
             a.target = alias.target;
             a.updated = alias.updated;
             a.clone()
         }))
     }
-    fn delete_alias(&self, account: &str, name: &str) -> Result<bool, StoreError> {
+    fn delete_alias(&self, account: &str, region: &str, name: &str) -> Result<bool, StoreError> {
         let mut s = self.0.lock().unwrap();
         let before = s.aliases.len();
         s.aliases
-            .retain(|a| !(a.account == account && a.name.as_str() == name));
+            .retain(|a| !(a.account == account && a.region == region && a.name.as_str() == name));
         Ok(s.aliases.len() != before)
     }
 }

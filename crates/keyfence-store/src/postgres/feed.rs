@@ -47,7 +47,8 @@ use super::rows;
 enum EntityRef {
     DomainKey(i32),
     Key(String),
-    Alias(String, String),
+    /// Account, region, name.
+    Alias(String, String, String),
     KeyAuthz(String),
 }
 
@@ -203,7 +204,8 @@ async fn window(
 ) -> Result<BTreeMap<EntityRef, i64>, StoreError> {
     let rows = tx
         .query(
-            "SELECT seq, entity, key_id, domain_key_id, account, alias_name FROM changes \
+            "SELECT seq, entity, key_id, domain_key_id, account, alias_name, alias_region \
+             FROM changes \
              WHERE xid >= $1::text::xid8 AND xid < $2::text::xid8 ORDER BY seq",
             &[&from.to_string(), &to.to_string()],
         )
@@ -218,8 +220,9 @@ async fn window(
             "domain_key" => row.get::<_, Option<i32>>(3).map(EntityRef::DomainKey),
             "alias" => row
                 .get::<_, Option<String>>(4)
+                .zip(row.get::<_, Option<String>>(6))
                 .zip(row.get::<_, Option<String>>(5))
-                .map(|(a, n)| EntityRef::Alias(a, n)),
+                .map(|((a, r), n)| EntityRef::Alias(a, r, n)),
             "authz" => row.get::<_, Option<String>>(2).map(EntityRef::KeyAuthz),
             _ => None,
         }
@@ -238,14 +241,15 @@ async fn resolve(
     let mut key_ids = Vec::new();
     let mut authz_ids = Vec::new();
     let mut domain_ids = Vec::new();
-    let (mut accounts, mut names) = (Vec::new(), Vec::new());
+    let (mut accounts, mut regions, mut names) = (Vec::new(), Vec::new(), Vec::new());
     for entity in latest.keys() {
         match entity {
             EntityRef::Key(id) => key_ids.push(id.clone()),
             EntityRef::KeyAuthz(id) => authz_ids.push(id.clone()),
             EntityRef::DomainKey(id) => domain_ids.push(*id),
-            EntityRef::Alias(a, n) => {
+            EntityRef::Alias(a, r, n) => {
                 accounts.push(a.clone());
+                regions.push(r.clone());
                 names.push(n.clone());
             }
         }
@@ -267,10 +271,15 @@ async fn resolve(
             domain_keys.insert(rows::i32_of("domain key id", d.id)?, d);
         }
     }
-    let mut aliases: BTreeMap<(String, String), Alias> = BTreeMap::new();
+    let mut aliases: BTreeMap<(String, String, String), Alias> = BTreeMap::new();
     if !accounts.is_empty() {
-        for a in rows::aliases(tx, Some((&accounts, &names))).await? {
-            aliases.insert((a.account.clone(), a.name.as_str().to_string()), a);
+        for a in rows::aliases(tx, Some((&accounts, &regions, &names))).await? {
+            let named = (
+                a.account.clone(),
+                a.region.clone(),
+                a.name.as_str().to_string(),
+            );
+            aliases.insert(named, a);
         }
     }
 
@@ -290,10 +299,11 @@ async fn resolve(
                     current: domain_keys.remove(&id),
                     id: u32::try_from(id).map_err(|_| corrupt("change feed domain key", id))?,
                 },
-                EntityRef::Alias(account, name) => ChangedEntity::Alias {
-                    current: aliases.remove(&(account.clone(), name.clone())),
+                EntityRef::Alias(account, region, name) => ChangedEntity::Alias {
+                    current: aliases.remove(&(account.clone(), region.clone(), name.clone())),
                     name: AliasName::parse(&name).map_err(|e| corrupt("change feed alias", e))?,
                     account,
+                    region,
                 },
             };
             Ok(Change { seq, entity })

@@ -221,10 +221,15 @@ impl Store for PostgresStore {
         self.run("load a key", move |pool| writes::load_key(pool, id))
     }
 
-    fn load_alias(&self, account: &str, name: &str) -> Result<Option<Alias>, StoreError> {
-        let (account, name) = (account.to_string(), name.to_string());
+    fn load_alias(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<Alias>, StoreError> {
+        let (account, region, name) = (account.to_string(), region.to_string(), name.to_string());
         self.run("load an alias", move |pool| {
-            writes::load_alias(pool, account, name)
+            writes::load_alias(pool, account, region, name)
         })
     }
 
@@ -328,10 +333,10 @@ impl Store for PostgresStore {
         }
     }
 
-    fn delete_alias(&self, account: &str, name: &str) -> Result<bool, StoreError> {
+    fn delete_alias(&self, account: &str, region: &str, name: &str) -> Result<bool, StoreError> {
         match self.write(
             "delete alias",
-            Write::DeleteAlias(account.to_string(), name.to_string()),
+            Write::DeleteAlias(account.to_string(), region.to_string(), name.to_string()),
         )? {
             Written::Existed(e) => Ok(e),
             _ => Err(StoreError::Backend("delete alias: no answer".into())),

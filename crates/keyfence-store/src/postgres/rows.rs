@@ -142,24 +142,26 @@ pub(crate) async fn keys_page(
     keys(tx, Some(&ids)).await
 }
 
-/// Aliases: all of them, or those named by `(accounts[i], names[i])`.
+/// Aliases: all of them, or those named by
+/// `(accounts[i], regions[i], names[i])`.
 pub(crate) async fn aliases(
     tx: &Transaction<'_>,
-    names: Option<(&[String], &[String])>,
+    names: Option<(&[String], &[String], &[String])>,
 ) -> Result<Vec<Alias>, StoreError> {
-    const ALIASES: &str = "SELECT account, name, target, created, updated FROM aliases";
+    const ALIASES: &str = "SELECT account, region, name, target, created, updated FROM aliases";
     let rows = match names {
         None => {
-            tx.query(&format!("{ALIASES} ORDER BY account, name"), &[])
+            tx.query(&format!("{ALIASES} ORDER BY account, region, name"), &[])
                 .await
         }
-        Some((accounts, names)) => {
+        Some((accounts, regions, names)) => {
             tx.query(
                 &format!(
-                    "{ALIASES} WHERE (account, name) IN \
-                     (SELECT * FROM unnest($1::text[], $2::text[])) ORDER BY account, name"
+                    "{ALIASES} WHERE (account, region, name) IN \
+                     (SELECT * FROM unnest($1::text[], $2::text[], $3::text[])) \
+                     ORDER BY account, region, name"
                 ),
-                &[&accounts, &names],
+                &[&accounts, &regions, &names],
             )
             .await
         }
@@ -167,14 +169,15 @@ pub(crate) async fn aliases(
     .map_err(db)?;
     rows.iter()
         .map(|row| {
-            let name: String = row.get(1);
-            let target: String = row.get(2);
+            let name: String = row.get(2);
+            let target: String = row.get(3);
             Ok(Alias {
                 account: row.get(0),
+                region: row.get(1),
                 name: AliasName::parse(&name).map_err(|e| corrupt("alias", e))?,
                 target: parse_key_id(&target)?,
-                created: Timestamp(row.get(3)),
-                updated: Timestamp(row.get(4)),
+                created: Timestamp(row.get(4)),
+                updated: Timestamp(row.get(5)),
             })
         })
         .collect()

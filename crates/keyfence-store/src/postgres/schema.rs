@@ -37,6 +37,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "quorum: operators, rules, executed proposals",
         super::quorum::V9,
     ),
+    (10, "aliases per account and region", V10),
 ];
 
 /// The newest schema version this build knows.
@@ -183,3 +184,51 @@ pub(crate) async fn migrate(pool: Pool) -> Result<(), StoreError> {
     }
     tx.commit().await.map_err(db)
 }
+
+/// Version 10: aliases are named per (account, region), the region of their
+/// target key, as AWS has them; existing aliases move to their target key's
+/// region. The feed's alias rows carry the region (`alias_region`); older
+/// alias rows (without one) are dropped and the horizon raised past them, so
+/// a reader whose cursor is older reloads.
+const V10: &str = r#"
+ALTER TABLE changes ADD COLUMN alias_region TEXT;
+CREATE OR REPLACE FUNCTION keyfence_record_change() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    r RECORD;
+BEGIN
+    IF TG_OP = 'DELETE' THEN r := OLD; ELSE r := NEW; END IF;
+    IF TG_TABLE_NAME = 'keys' THEN
+        INSERT INTO changes (entity, key_id) VALUES ('key', r.id);
+    ELSIF TG_TABLE_NAME = 'key_versions' THEN
+        INSERT INTO changes (entity, key_id) VALUES ('key', r.key_id);
+    ELSIF TG_TABLE_NAME = 'aliases' THEN
+        INSERT INTO changes (entity, account, alias_region, alias_name)
+            VALUES ('alias', r.account, r.region, r.name);
+        IF TG_OP = 'UPDATE' AND (OLD.account, OLD.region, OLD.name)
+                IS DISTINCT FROM (NEW.account, NEW.region, NEW.name) THEN
+            INSERT INTO changes (entity, account, alias_region, alias_name)
+                VALUES ('alias', OLD.account, OLD.region, OLD.name);
+        END IF;
+    ELSIF TG_TABLE_NAME = 'domain_keys' THEN
+        INSERT INTO changes (entity, domain_key_id) VALUES ('domain_key', r.id);
+    END IF;
+    PERFORM pg_notify('keyfence_changes', '');
+    RETURN NULL;
+END
+$$;
+ALTER TABLE aliases ADD COLUMN region TEXT;
+UPDATE aliases a SET region = k.metadata->>'region' FROM keys k WHERE k.id = a.target;
+ALTER TABLE aliases ALTER COLUMN region SET NOT NULL;
+ALTER TABLE aliases DROP CONSTRAINT aliases_pkey;
+ALTER TABLE aliases ADD PRIMARY KEY (account, region, name);
+DELETE FROM changes WHERE entity = 'alias' AND alias_region IS NULL;
+UPDATE feed_horizon SET horizon = GREATEST(horizon, pg_current_xact_id());
+ALTER TABLE changes DROP CONSTRAINT changes_check;
+ALTER TABLE changes ADD CONSTRAINT changes_check CHECK (
+    (entity = 'key' AND key_id IS NOT NULL)
+    OR (entity = 'domain_key' AND domain_key_id IS NOT NULL)
+    OR (entity = 'alias' AND account IS NOT NULL AND alias_region IS NOT NULL
+        AND alias_name IS NOT NULL)
+    OR (entity = 'authz' AND key_id IS NOT NULL)
+);
+"#;

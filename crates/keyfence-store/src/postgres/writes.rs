@@ -26,7 +26,8 @@ pub(crate) enum Write {
     InsertAlias(Alias),
     InsertAliasAt(Alias, Revision),
     UpdateAlias(Alias),
-    DeleteAlias(String, String),
+    /// Account, region, name.
+    DeleteAlias(String, String, String),
 }
 
 /// What a write reports.
@@ -217,10 +218,11 @@ async fn apply(tx: &Transaction<'_>, write: &Write) -> Result<Written, StoreErro
         }
         Write::InsertAlias(alias) => {
             tx.execute(
-                "INSERT INTO aliases (account, name, target, created, updated) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO aliases (account, region, name, target, created, updated) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
                 &[
                     &alias.account,
+                    &alias.region,
                     &alias.name.as_str(),
                     &alias.target.to_string(),
                     &alias.created.0,
@@ -234,10 +236,11 @@ async fn apply(tx: &Transaction<'_>, write: &Write) -> Result<Written, StoreErro
         Write::UpdateAlias(alias) => {
             let row = tx
                 .query_opt(
-                    "UPDATE aliases SET target = $3, updated = $4 WHERE account = $1 AND name = $2 \
-                     RETURNING created",
+                    "UPDATE aliases SET target = $4, updated = $5 \
+                     WHERE account = $1 AND region = $2 AND name = $3 RETURNING created",
                     &[
                         &alias.account,
+                        &alias.region,
                         &alias.name.as_str(),
                         &alias.target.to_string(),
                         &alias.updated.0,
@@ -250,11 +253,11 @@ async fn apply(tx: &Transaction<'_>, write: &Write) -> Result<Written, StoreErro
                 ..alias.clone()
             }))
         }
-        Write::DeleteAlias(account, name) => {
+        Write::DeleteAlias(account, region, name) => {
             let n = tx
                 .execute(
-                    "DELETE FROM aliases WHERE account = $1 AND name = $2",
-                    &[account, name],
+                    "DELETE FROM aliases WHERE account = $1 AND region = $2 AND name = $3",
+                    &[account, region, name],
                 )
                 .await
                 .map_err(db)?;
@@ -414,6 +417,7 @@ pub(crate) async fn load_key(pool: Pool, id: KeyId) -> Result<Option<StoredKey>,
 pub(crate) async fn load_alias(
     pool: Pool,
     account: String,
+    region: String,
     name: String,
 ) -> Result<Option<Alias>, StoreError> {
     let mut client = pool.get().await.map_err(pool_err)?;
@@ -421,7 +425,11 @@ pub(crate) async fn load_alias(
         let tx = client.transaction().await.map_err(db)?;
         let mut found = rows::aliases(
             &tx,
-            Some((std::slice::from_ref(&account), std::slice::from_ref(&name))),
+            Some((
+                std::slice::from_ref(&account),
+                std::slice::from_ref(&region),
+                std::slice::from_ref(&name),
+            )),
         )
         .await?;
         tx.commit().await.map_err(db)?;

@@ -61,8 +61,13 @@ impl Store for Batching {
     fn load_key(&self, id: &KeyId) -> Result<Option<StoredKey>, StoreError> {
         self.inner.load_key(id)
     }
-    fn load_alias(&self, account: &str, name: &str) -> Result<Option<Alias>, StoreError> {
-        self.inner.load_alias(account, name)
+    fn load_alias(
+        &self,
+        account: &str,
+        region: &str,
+        name: &str,
+    ) -> Result<Option<Alias>, StoreError> {
+        self.inner.load_alias(account, region, name)
     }
     fn key_revision(&self, id: &KeyId) -> Result<Option<Revision>, StoreError> {
         self.inner.key_revision(id)
@@ -112,8 +117,8 @@ impl Store for Batching {
     fn update_alias(&self, alias: &Alias) -> Result<Option<Alias>, StoreError> {
         self.inner.update_alias(alias)
     }
-    fn delete_alias(&self, account: &str, name: &str) -> Result<bool, StoreError> {
-        self.inner.delete_alias(account, name)
+    fn delete_alias(&self, account: &str, region: &str, name: &str) -> Result<bool, StoreError> {
+        self.inner.delete_alias(account, region, name)
     }
 }
 

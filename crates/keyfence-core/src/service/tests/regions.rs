@@ -101,6 +101,89 @@ fn keys_are_partitioned_by_region_and_arns_carry_it() {
 }
 
 #[test]
+fn aliases_are_named_per_region() {
+    let f = Fixture::new();
+    let kms = two_regions(&f);
+    let east = kms.create_key(A, CreateKeyInput::default()).unwrap();
+    let west_key = west(&kms, || {
+        kms.create_key(A, CreateKeyInput::default()).unwrap()
+    });
+    let (east_id, west_id) = (east.id.to_string(), west_key.id.to_string());
+    // The same name in both regions, each for a key of its own region.
+    kms.create_alias(A, "alias/app", &east_id).unwrap();
+    west(&kms, || kms.create_alias(A, "alias/app", &west_id)).unwrap();
+    // A name resolves in the request's region, by name and by ARN.
+    assert_eq!(kms.describe_key(A, "alias/app").unwrap().id, east.id);
+    assert_eq!(
+        west(&kms, || kms.describe_key(A, "alias/app")).unwrap().id,
+        west_key.id
+    );
+    let west_arn = format!("arn:aws:kms:{WEST}:{A}:alias/app");
+    assert_eq!(
+        west(&kms, || kms.describe_key(A, &west_arn)).unwrap().id,
+        west_key.id
+    );
+    assert!(matches!(
+        kms.describe_key(A, &west_arn),
+        Err(KmsError::NotFound(_))
+    ));
+    // Listings show the region's own aliases only.
+    let listed = |in_west: bool| {
+        let list = || kms.list_aliases(A, None, None, None).unwrap().items;
+        let aliases = if in_west { west(&kms, list) } else { list() };
+        aliases
+            .into_iter()
+            .map(|a| (a.name.as_str().to_string(), a.region, a.target))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        listed(false),
+        vec![("alias/app".into(), EAST.into(), east.id)]
+    );
+    assert_eq!(
+        listed(true),
+        vec![("alias/app".into(), WEST.into(), west_key.id)]
+    );
+    // A key of another region is no target (AWS: NotFoundException).
+    assert!(matches!(
+        kms.create_alias(A, "alias/cross", &west_id),
+        Err(KmsError::NotFound(_))
+    ));
+    assert!(matches!(
+        kms.create_alias(A, "alias/cross", &west_key.arn()),
+        Err(KmsError::NotFound(_))
+    ));
+    // UpdateAlias and DeleteAlias act in the request's region only.
+    let west_two = west(&kms, || {
+        kms.create_key(A, CreateKeyInput::default()).unwrap()
+    });
+    assert!(matches!(
+        kms.update_alias(A, "alias/app", &west_two.id.to_string()),
+        Err(KmsError::NotFound(_))
+    ));
+    west(&kms, || {
+        kms.update_alias(A, "alias/app", &west_two.id.to_string())
+    })
+    .unwrap();
+    assert_eq!(kms.describe_key(A, "alias/app").unwrap().id, east.id);
+    west(&kms, || kms.delete_alias(A, "alias/app")).unwrap();
+    assert!(matches!(
+        west(&kms, || kms.describe_key(A, "alias/app")),
+        Err(KmsError::NotFound(_))
+    ));
+    assert_eq!(kms.describe_key(A, "alias/app").unwrap().id, east.id);
+    assert!(matches!(
+        west(&kms, || kms.delete_alias(A, "alias/app")),
+        Err(KmsError::NotFound(_))
+    ));
+    // The name is taken per region: again in us-east-1 is a conflict.
+    assert!(matches!(
+        kms.create_alias(A, "alias/app", &east_id),
+        Err(KmsError::AlreadyExists { .. })
+    ));
+}
+
+#[test]
 fn a_replica_decrypts_what_its_primary_encrypted_and_describes_the_configuration() {
     let f = Fixture::new();
     let kms = two_regions(&f);

@@ -51,11 +51,7 @@ impl Ops<'_> {
             i.limit,
             i.marker.as_deref(),
         )?;
-        let items = page
-            .items
-            .iter()
-            .map(|a| alias_entry(self.kms, a))
-            .collect();
+        let items = page.items.iter().map(alias_entry).collect();
         Ok(paged(json!({}), "Aliases", items, page.next_marker))
     }
 }

@@ -2,7 +2,6 @@
 //! lists of a key, alias list entries, paged lists.
 
 use keyfence_core::model::{Alias, KeyMetadata};
-use keyfence_core::Kms;
 use serde_json::{json, Value};
 
 use crate::api::names::{aws_names, AwsName, ML_KEM};
@@ -77,10 +76,10 @@ pub(super) fn algorithm_lists(v: &mut Value, m: &KeyMetadata) {
     }
 }
 
-pub(super) fn alias_entry(kms: &Kms, a: &Alias) -> Value {
+pub(super) fn alias_entry(a: &Alias) -> Value {
     json!({
         "AliasName": a.name.as_str(),
-        "AliasArn": keyfence_core::ids::alias_arn(kms.region(), &a.account, &a.name),
+        "AliasArn": keyfence_core::ids::alias_arn(&a.region, &a.account, &a.name),
         "TargetKeyId": a.target.public().to_string(),
         "CreationDate": date(a.created),
         "LastUpdatedDate": date(a.updated),
