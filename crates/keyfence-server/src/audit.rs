@@ -743,36 +743,63 @@ pub fn log_name(
     }
 }
 
-/// Opens the node's audit log, named `log`, unless the settings turn it off,
-/// and records the data directory's initialisation if this start made it.
-/// A node on its data directory's file (`database`), or on a SQLite file
-/// shared on one host, keeps the log in that file. A node on PostgreSQL keeps
-/// it in [`OWN_FILE`] beside `database`, not in the shared database: a record
-/// must be durable before its reply, and a node keeps answering cryptographic
-/// requests from its replica while PostgreSQL is away (up to the staleness
-/// bound), which a log in that database would stop. Auditors verify each
-/// node's log against its signed heads (`keyfence audit verify`). Without
-/// `root` (a quorum-sealed node) heads are signed once [`AuditLog::unseal`]ed.
-pub fn start(
-    settings: &AuditSettings,
+/// The file where a node keeps its audit log, given its store `location`, its
+/// data directory's `database` and its cluster name. Only a lone node on its
+/// own data directory keeps the log in `database`, in the same file as its
+/// keys. Every other node keeps it in a file of its own beside `database`:
+/// [`OWN_FILE`], or `audit-NAME.db` for a named node, since the nodes of a dev
+/// cluster share one data directory. A record must be durable before its
+/// reply, so nodes that shared one file for their logs would queue behind one
+/// another's commits (SQLite has one writer per file) and behind the store's
+/// writes; and a node on PostgreSQL keeps answering cryptographic requests
+/// from its replica while PostgreSQL is away (up to the staleness bound),
+/// which a log in that database would stop. A named node on PostgreSQL whose
+/// log predates per-name files keeps using [`OWN_FILE`].
+pub fn file_for(
     location: &crate::config::StoreLocation,
     database: &std::path::Path,
+    node: Option<&str>,
+) -> std::path::PathBuf {
+    use crate::config::StoreLocation;
+    let own = database.with_file_name(OWN_FILE);
+    match (location, node) {
+        (StoreLocation::DataDir, None) => database.to_path_buf(),
+        (_, None) => own,
+        (location, Some(name)) => {
+            let named = database.with_file_name(named_file(name));
+            let legacy =
+                matches!(location, StoreLocation::Postgres(_)) && !named.exists() && own.exists();
+            if legacy {
+                own
+            } else {
+                named
+            }
+        }
+    }
+}
+
+/// The file name of a named node's own log.
+pub fn named_file(node: &str) -> String {
+    format!("audit-{node}.db")
+}
+
+/// Opens the node's audit log, named `log`, in `file` (see [`file_for`]),
+/// unless the settings turn it off, and records the data directory's
+/// initialisation if this start made it. Auditors verify each node's log
+/// against its signed heads (`keyfence audit verify`). Without `root` (a
+/// quorum-sealed node) heads are signed once [`AuditLog::unseal`]ed.
+pub fn start(
+    settings: &AuditSettings,
+    file: &std::path::Path,
     log: &str,
     root: Option<&dyn RootOfTrust>,
     initialized: bool,
 ) -> Result<Option<Arc<AuditLog>>, AuditLogError> {
-    use crate::config::StoreLocation;
     use keyfence_store::SqliteAuditStore;
     if !settings.enabled {
         return Ok(None);
     }
-    let store: Arc<dyn AuditStore> = match location {
-        StoreLocation::DataDir => Arc::new(SqliteAuditStore::open(database)?),
-        StoreLocation::Postgres(_) => {
-            Arc::new(SqliteAuditStore::open(&database.with_file_name(OWN_FILE))?)
-        }
-        StoreLocation::SharedSqlite(path) => Arc::new(SqliteAuditStore::open(path)?),
-    };
+    let store: Arc<dyn AuditStore> = Arc::new(SqliteAuditStore::open(file)?);
     let clock = Arc::new(keyfence_core::SystemClock);
     let audit = AuditLog::open(store, log, root, clock, settings.head_interval)?;
     if initialized {
@@ -892,6 +919,29 @@ mod tests {
             refused.outcome,
             Outcome::Failure("NotFoundException".into())
         );
+    }
+
+    #[test]
+    fn only_a_lone_node_on_its_data_directory_shares_its_file_with_the_log() {
+        use crate::config::StoreLocation;
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("keyfence.db");
+        let shared = StoreLocation::SharedSqlite(dir.path().join("shared.db"));
+        let pg = StoreLocation::Postgres("postgres://h/db".into());
+        assert_eq!(file_for(&StoreLocation::DataDir, &db, None), db);
+        let fra = dir.path().join("audit-fra.db");
+        let own = dir.path().join(OWN_FILE);
+        // Dev-cluster nodes share the data directory: one file each.
+        assert_eq!(file_for(&StoreLocation::DataDir, &db, Some("fra")), fra);
+        assert_eq!(file_for(&shared, &db, None), own);
+        assert_eq!(file_for(&shared, &db, Some("fra")), fra);
+        assert_eq!(file_for(&pg, &db, None), own);
+        assert_eq!(file_for(&pg, &db, Some("fra")), fra);
+        // A node on PostgreSQL that kept its log in `audit.db` goes on there.
+        std::fs::write(&own, b"").unwrap();
+        assert_eq!(file_for(&pg, &db, Some("fra")), own);
+        std::fs::write(&fra, b"").unwrap();
+        assert_eq!(file_for(&pg, &db, Some("fra")), fra);
     }
 
     #[test]

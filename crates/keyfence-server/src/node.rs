@@ -202,15 +202,11 @@ impl Node {
         if let Some(c) = cluster.as_ref().filter(|c| c.is_authority()) {
             kms.set_fence_maker(Arc::clone(c) as Arc<dyn FenceMaker>);
         }
-        let log = crate::audit::log_name(
-            config.node.as_ref().map(|n| n.name.as_str()),
-            &location,
-            &data_dir.path,
-        );
+        let node_name = config.node.as_ref().map(|n| n.name.as_str());
+        let log = crate::audit::log_name(node_name, &location, &data_dir.path);
         let audit = crate::audit::start(
             &config.audit,
-            &location,
-            &data_dir.database(),
+            &crate::audit::file_for(&location, &data_dir.database(), node_name),
             &log,
             Some(root.as_ref()),
             initialized.is_some(),

@@ -367,8 +367,7 @@ impl SealedNode {
         // No root yet: records are kept from now, heads signed once unsealed.
         let audit = crate::audit::start(
             &config.audit,
-            &config.store,
-            &data_dir.database(),
+            &crate::audit::file_for(&config.store, &data_dir.database(), None),
             &log,
             None,
             initialized.is_some(),

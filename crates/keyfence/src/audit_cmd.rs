@@ -30,7 +30,7 @@ const PAGE: usize = 10_000;
 /// Where the log is.
 #[derive(Args)]
 pub struct LogArgs {
-    /// Data directory of the node (its keyfence.db holds the log).
+    /// Data directory of the node (its own audit file, or its keyfence.db, holds the log).
     #[arg(long, default_value = keyfence_server::config::DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// The store, if not the data directory's file: `sqlite:PATH` or a
@@ -117,45 +117,89 @@ fn open(args: &LogArgs) -> Result<Opened, String> {
         Some(s) => StoreLocation::parse(s).map_err(|e| e.to_string())?,
         None => StoreLocation::DataDir,
     };
-    let store: Box<dyn AuditStore> = match location {
+    let mut stores: Vec<(String, Box<dyn AuditStore>)> = Vec::new();
+    for file in own_files(&args.data_dir)? {
+        let store = SqliteAuditStore::open_existing(&file)
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        stores.push((file.display().to_string(), Box::new(store)));
+    }
+    match location {
         StoreLocation::DataDir => {
             let dir = DataDir {
                 path: args.data_dir.clone(),
                 pki: PkiPaths::in_dir(&args.data_dir),
             };
-            // A node on PostgreSQL keeps its log in its own `audit.db`.
-            let own = dir.path.join(keyfence_server::audit::OWN_FILE);
-            let db = if own.exists() { own } else { dir.database() };
-            Box::new(
-                SqliteAuditStore::open_existing(&db)
-                    .map_err(|e| format!("{}: {e}", db.display()))?,
-            )
-        }
-        StoreLocation::SharedSqlite(path) => Box::new(
-            SqliteAuditStore::open_existing(&path)
-                .map_err(|e| format!("{}: {e}", path.display()))?,
-        ),
-        StoreLocation::Postgres(url) => {
-            Box::new(PostgresStore::connect(&url).map_err(|e| format!("PostgreSQL: {e}"))?)
-        }
-    };
-    let log = match &args.log {
-        Some(l) => l.clone(),
-        None => {
-            let logs = store.logs().map_err(|e| e.to_string())?;
-            match logs.as_slice() {
-                [one] => one.clone(),
-                [] => return Err("the store holds no audit log".into()),
-                many => {
-                    return Err(format!(
-                        "the store holds several audit logs ({}): choose one with --log",
-                        many.join(", ")
-                    ))
-                }
+            let db = dir.database();
+            if db.is_file() || stores.is_empty() {
+                let store = SqliteAuditStore::open_existing(&db)
+                    .map_err(|e| format!("{}: {e}", db.display()))?;
+                stores.push((db.display().to_string(), Box::new(store)));
             }
         }
+        StoreLocation::SharedSqlite(path) => {
+            let store = SqliteAuditStore::open_existing(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            stores.push((path.display().to_string(), Box::new(store)));
+        }
+        StoreLocation::Postgres(url) => {
+            let store = PostgresStore::connect(&url).map_err(|e| format!("PostgreSQL: {e}"))?;
+            stores.push(("PostgreSQL".into(), Box::new(store)));
+        }
+    }
+    // Every log found, as (log, index of its store), the first place wins.
+    let mut found: Vec<(String, usize)> = Vec::new();
+    for (index, (place, store)) in stores.iter().enumerate() {
+        for log in store.logs().map_err(|e| format!("{place}: {e}"))? {
+            if !found.iter().any(|(l, _)| *l == log) {
+                found.push((log, index));
+            }
+        }
+    }
+    let chosen = match (&args.log, found.as_slice()) {
+        (Some(wanted), _) => found
+            .iter()
+            .find(|(log, _)| log == wanted)
+            .cloned()
+            .ok_or_else(|| format!("no audit log named {wanted} here"))?,
+        (None, []) => return Err("the store holds no audit log".into()),
+        (None, [one]) => one.clone(),
+        (None, many) => {
+            return Err(format!(
+                "there are several audit logs ({}): choose one with --log",
+                many.iter()
+                    .map(|(log, index)| format!("{log} in {}", stores[*index].0))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        }
     };
-    Ok(Opened { store, log })
+    let (log, index) = chosen;
+    Ok(Opened {
+        store: stores.swap_remove(index).1,
+        log,
+    })
+}
+
+/// The files in a data directory where nodes keep their own logs (see
+/// `keyfence_server::audit::file_for`), in name order.
+fn own_files(dir: &std::path::Path) -> Result<Vec<PathBuf>, String> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| format!("{}: {e}", dir.display()))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        let own = name == keyfence_server::audit::OWN_FILE
+            || (name.starts_with("audit-") && name.ends_with(".db"));
+        if own && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
 }
 
 impl Opened {

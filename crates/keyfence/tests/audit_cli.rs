@@ -42,14 +42,19 @@ fn record(seq: u64, operation: &str) -> AuditRecord {
 /// A data directory whose keyfence.db holds log `local`: 40 records, heads at 10, 20, 40.
 fn make_log(dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
-    let store = Arc::new(SqliteAuditStore::open(&dir.join("keyfence.db")).unwrap());
+    make_log_in(&dir.join("keyfence.db"), "local");
+}
+
+/// Log `name` in `file`: 40 records, heads at 10, 20, 40.
+fn make_log_in(file: &Path, name: &str) {
+    let store = Arc::new(SqliteAuditStore::open(file).unwrap());
     let root = LocalRootKey::new(SymmetricKey::generate().unwrap());
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     let log = AuditLog::open(
         store,
-        "local",
+        name,
         Some(&root),
         Arc::new(SystemClock),
         std::time::Duration::from_secs(3600),
@@ -331,4 +336,34 @@ fn a_log_in_postgresql_verifies_and_an_edit_in_the_database_is_detected() {
     let (ok, out, err) = verify();
     assert!(!ok, "{out}");
     assert!(err.contains("first bad record: 8"), "{out}{err}");
+}
+
+#[test]
+fn nodes_sharing_a_data_directory_keep_their_logs_in_files_of_their_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    // A dev cluster: fra and par share the data directory (and its store).
+    for name in ["fra", "par"] {
+        make_log_in(
+            &dir.path().join(keyfence_server::audit::named_file(name)),
+            name,
+        );
+    }
+    let (ok, out, err) = verify(dir.path());
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("several audit logs") && err.contains("fra in ") && err.contains("par in "),
+        "{err}"
+    );
+    for name in ["fra", "par"] {
+        let (ok, out, err) = keyfence(&["audit", "verify", "--data-dir", d, "--log", name]);
+        assert!(ok, "{name}: {out}{err}");
+        assert!(
+            out.contains("40 records read, 3 signed tree heads"),
+            "{name}: {out}"
+        );
+    }
+    let (ok, _, err) = keyfence(&["audit", "verify", "--data-dir", d, "--log", "iad"]);
+    assert!(!ok);
+    assert!(err.contains("no audit log named iad"), "{err}");
 }

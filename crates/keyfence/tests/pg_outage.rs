@@ -29,11 +29,9 @@ enum Outage {
 
 impl Outage {
     /// How long PostgreSQL stays away: past the staleness bound, and for a
-    /// freeze past twice the store's operation timeout (a write committed
-    /// just before the freeze is answered only once the replica's sync,
-    /// which holds the replica lock while it reads the frozen store, times
-    /// out after 10 s; the writer's next call must still be refused inside
-    /// the outage).
+    /// freeze past twice the store's operation timeout (a write sent just
+    /// before the freeze may hang until the 10 s operation timeout; the
+    /// writer's next call must still be refused inside the outage).
     fn length(self) -> Duration {
         match self {
             Self::Stopped => Duration::from_secs(STALENESS_S + 2),

@@ -304,7 +304,7 @@ impl Kms {
         let sealed: Vec<KeyId> = self.fencing.read().sealed.keys().copied().collect();
         let mut opened = 0;
         for id in sealed {
-            let _replica = self.lock_replica();
+            let _replica = self.lock_to_publish();
             let Some(key) = self.read_cache().key(&id) else {
                 self.fencing.write().sealed.remove(&id);
                 continue;

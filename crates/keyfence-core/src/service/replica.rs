@@ -32,6 +32,10 @@ pub(super) struct Replica {
     retention: Duration,
     /// The node's key policies and grants, kept in step with the replica.
     follower: Option<Arc<dyn AuthzFollower>>,
+    /// Counts what this node published into the replica outside a sync (its
+    /// own writes, read back): a sync that read the feed before one of them
+    /// may hold an older state, and reads again.
+    published: u64,
 }
 
 /// Marks kept per retention period (bounds `Replica::marks`).
@@ -44,6 +48,7 @@ impl Default for Replica {
             marks: VecDeque::new(),
             retention: DEFAULT_FEED_RETENTION,
             follower: None,
+            published: 0,
         }
     }
 }
@@ -94,10 +99,26 @@ impl Kms {
     /// A successful sync confirms the replica as of its start, which resets
     /// the staleness clock. Fails with [`KmsError::DependencyTimeout`] when
     /// the store is unreachable.
+    ///
+    /// The feed is read without holding the replica lock, so this node's own
+    /// writes publish their results while a read waits on a slow or frozen
+    /// database. If the replica moved meanwhile (another sync, or one of this
+    /// node's writes published), the batch may hold states older than the
+    /// replica's (aliases have no revision to compare), so it is read again
+    /// under the lock.
     pub fn sync(&self) -> Result<SyncOutcome, KmsError> {
-        let mut replica = self.lock_replica();
         let started = self.now();
-        let batch = self.store.changes_since(replica.cursor)?;
+        let (from, published) = {
+            let replica = self.lock_replica();
+            (replica.cursor, replica.published)
+        };
+        let read = self.store.changes_since(from)?;
+        let mut replica = self.lock_replica();
+        let batch = if replica.cursor == from && replica.published == published {
+            read
+        } else {
+            self.store.changes_since(replica.cursor)?
+        };
         let outcome = if batch.rewound {
             let head = self.store.load_head()?;
             let cursor = head.cursor;
@@ -174,7 +195,7 @@ impl Kms {
             text,
         };
         let state = self.store.insert_key_with_policy(meta, records, &stored)?;
-        if let Some(f) = &self.lock_replica().follower {
+        if let Some(f) = &self.lock_to_publish().follower {
             f.apply(&meta.id, Some(state));
         }
         Ok(())
@@ -359,13 +380,13 @@ impl Kms {
     /// Publishes a key this node has just committed (read-your-writes),
     /// unless the cache already holds a newer revision; returns what the cache holds.
     pub(super) fn publish(&self, key: CachedKey) -> Arc<CachedKey> {
-        let _replica = self.lock_replica();
+        let _replica = self.lock_to_publish();
         self.write_cache().put(key)
     }
 
     /// Removes a key this node has just destroyed (or found gone).
     pub(super) fn publish_removal(&self, id: &KeyId) {
-        let _replica = self.lock_replica();
+        let _replica = self.lock_to_publish();
         self.write_cache().remove_key(id);
     }
 
@@ -382,7 +403,7 @@ impl Kms {
         name: &str,
         written: Option<crate::model::Alias>,
     ) {
-        let _replica = self.lock_replica();
+        let _replica = self.lock_to_publish();
         let current = self
             .store
             .load_alias(account, region, name)
@@ -392,5 +413,13 @@ impl Kms {
             Some(alias) => cache.put_alias(alias),
             None => cache.remove_alias(account, region, name),
         }
+    }
+
+    /// Takes the replica lock to publish a write of this node into the
+    /// replica, and counts it (see [`Self::sync`]).
+    pub(super) fn lock_to_publish(&self) -> std::sync::MutexGuard<'_, Replica> {
+        let mut replica = self.lock_replica();
+        replica.published = replica.published.wrapping_add(1);
+        replica
     }
 }

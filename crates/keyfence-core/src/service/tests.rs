@@ -36,13 +36,20 @@ use crate::store::{
 };
 use crate::EncryptionContext;
 
+mod feed_lock;
 mod regions;
 
 /// A store that keeps everything in memory; shared between Kms instances to
 /// simulate restarts. Conditional writes check revisions; it has no feed
-/// (one node: nothing to follow).
+/// (one node: nothing to follow), but its feed read can be made to hang.
 #[derive(Default)]
-struct MemoryStore(Mutex<Snapshot>);
+struct MemoryStore(Mutex<Snapshot>, FeedGate);
+
+/// Holds the next `changes_since` until the test releases it (a database
+/// that hangs): it reports entering on the first channel and waits on the
+/// second.
+#[derive(Default)]
+struct FeedGate(Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>);
 
 impl MemoryStore {
     fn change(
@@ -95,6 +102,11 @@ impl Store for MemoryStore {
         Ok(self.load_key(id)?.map(|k| k.revision))
     }
     fn changes_since(&self, cursor: FeedCursor) -> Result<ChangeBatch, StoreError> {
+        let gate = self.1 .0.lock().unwrap().take();
+        if let Some((entered, release)) = gate {
+            entered.send(()).unwrap();
+            release.recv().unwrap();
+        }
         Ok(ChangeBatch {
             changes: Vec::new(),
             cursor,
