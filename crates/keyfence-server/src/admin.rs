@@ -218,6 +218,8 @@ pub struct Node<'a> {
     pub kms: &'a Kms,
     /// The quorum kept in its store.
     pub approvals: Option<&'a Approvals>,
+    /// Its audit log, where each executed proposal is recorded.
+    pub audit: Option<&'a crate::audit::AuditLog>,
 }
 
 /// Runs admin operation `op` for `caller` with JSON `body` (`node.kms`:
@@ -255,6 +257,36 @@ pub fn handle(
         "ListQuorum" => list_quorum(quorum_of(node)?),
         _ => run(node, op, &input, None),
     }
+}
+
+/// Records an executed proposal in the audit log (a local act, durable with
+/// the `Execute` request's own record, before its reply): operation
+/// `ExecuteProposal:KIND`, the approving operators as principal, the
+/// proposal's id as request id, the key it names if any, and its outcome.
+fn record_executed(
+    audit: Option<&crate::audit::AuditLog>,
+    cleared: &Authorized,
+    input: &Value,
+    result: &Result<Value, ApiError>,
+) -> Result<(), ApiError> {
+    use keyfence_core::audit::Outcome;
+    let Some(audit) = audit else {
+        return Ok(());
+    };
+    let outcome = match result {
+        Ok(_) => Outcome::Success,
+        Err(e) => Outcome::Failure(e.code.to_owned()),
+    };
+    let mut record = audit.local(
+        &format!("ExecuteProposal:{}", cleared.command.kind.name()),
+        &cleared.approvers.join(","),
+        input["KeyId"].as_str(),
+        outcome,
+    );
+    record.request_id = cleared.id.to_string();
+    audit
+        .enqueue(record)
+        .map_err(|e| ApiError::from(keyfence_core::KmsError::Internal(format!("audit log: {e}"))))
 }
 
 fn quorum_of(node: Node<'_>) -> Result<&Approvals, ApiError> {
@@ -486,7 +518,9 @@ fn execute(node: Node<'_>, input: &Value) -> Result<Value, ApiError> {
         // Spent before it runs: a replay is refused even if the command fails.
         approvals.commit(&QuorumChange::Nothing, Some(&cleared))?;
     }
-    let result = run(node, op, &op_input, changes_quorum.then_some(&cleared))?;
+    let result = run(node, op, &op_input, changes_quorum.then_some(&cleared));
+    record_executed(node.audit, &cleared, &op_input, &result)?;
+    let result = result?;
     tracing::info!(
         proposal = %cleared.id,
         kind = cleared.command.kind.name(),

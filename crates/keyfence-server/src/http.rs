@@ -295,6 +295,7 @@ async fn serve(
                     cluster: state.cluster.as_deref(),
                     kms: &kms,
                     approvals: state.approvals.as_deref(),
+                    audit: state.audit.as_deref(),
                 };
                 crate::admin::handle(node, &caller, &op, &body)
             })

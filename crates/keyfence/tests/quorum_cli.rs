@@ -420,6 +420,30 @@ fn approvals_gate_node_approval_and_early_destruction_in_the_node() {
         (400, Some("NotFoundException")),
         "{body}"
     );
+    // The executed proposal is in the authority's own audit log (nodes a and
+    // b share the data directory; each has its own file), with its
+    // approvers, its key and its outcome, durable before the reply.
+    let (ok, events, err) = keyfence(&["audit", "export", "--data-dir", s(&data), "--log", "a"]);
+    assert!(ok, "{err}");
+    let executed: Vec<Value> = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["eventName"] == "ExecuteProposal:destroy-key-early")
+        .collect();
+    assert_eq!(executed.len(), 1, "{events}");
+    let approvers = executed[0]["userIdentity"]["arn"]
+        .as_str()
+        .unwrap_or_default();
+    let mut names: Vec<&str> = approvers.split(',').collect();
+    names.sort_unstable();
+    names.dedup();
+    assert!(
+        names.len() == 2 && names.iter().all(|n| ["alice", "bob", "carol"].contains(n)),
+        "{}",
+        executed[0]
+    );
+    assert_eq!(executed[0]["resources"][0]["ARN"], arn.as_str());
+    assert!(executed[0].get("errorCode").is_none(), "{}", executed[0]);
 
     // Changing the operators: dave joins by a 2-of-3 proposal.
     let dave: Value = serde_json::from_str(&std::fs::read_to_string(&dave_pub).unwrap()).unwrap();
