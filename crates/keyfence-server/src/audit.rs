@@ -823,6 +823,14 @@ fn source_of(protocol: &crate::api::Protocol) -> (Source, &str) {
 /// Records a request in `log` (if the node keeps one) and waits until the
 /// record is durable. An error here must replace the reply: the node sends
 /// no answer it has not recorded.
+///
+/// One exception: a request forwarded to another node and answered there
+/// below 500 was recorded durably by that node (source `Node`, with this
+/// node's address) before it answered, so this node's own record of the
+/// hop is queued without waiting (durable with the next acknowledged
+/// record, or at close): the forwarded reply does not wait for a second
+/// `fsync` in series. A forward that failed, or that the other node
+/// answered with a 5xx (it may not have recorded it), is awaited as usual.
 pub async fn write_ahead(
     log: Option<&AuditLog>,
     protocol: &crate::api::Protocol,
@@ -835,6 +843,7 @@ pub async fn write_ahead(
         return Ok(());
     };
     let (source, operation) = source_of(protocol);
+    let recorded_there = matches!(answer, Answer::Forwarded(status) if status < 500);
     let record = record(
         source,
         operation,
@@ -844,12 +853,14 @@ pub async fn write_ahead(
         answer,
         log.now(),
     );
-    match log.append(record).await {
-        Ok(_) => Ok(()),
-        Err(e) => Err(crate::api::ApiError::from(
-            keyfence_core::KmsError::Internal(format!("audit log: {e}")),
-        )),
-    }
+    let written = if recorded_there {
+        log.enqueue(record)
+    } else {
+        log.append(record).await.map(drop)
+    };
+    written.map_err(|e| {
+        crate::api::ApiError::from(keyfence_core::KmsError::Internal(format!("audit log: {e}")))
+    })
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 
 mod support;
 
+use keyfence_core::audit::{AuditRecord, Outcome, Source};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -1027,4 +1028,23 @@ async fn forwards_go_to_the_nearest_satisfying_node() {
     for node in [fra, par, iad] {
         node.shutdown().await;
     }
+    // Each request is in both logs (each node has its own file in the shared
+    // data directory): at par, executed, from a node; at iad, the hop
+    // (queued without waiting, durable at close).
+    let encrypts = |name: &str, source: Source| {
+        use keyfence_core::audit::AuditStore;
+        let file = dir.dir.join(keyfence_server::audit::named_file(name));
+        let store = keyfence_store::SqliteAuditStore::open_existing(&file).unwrap();
+        store
+            .read(name, 0, 10_000)
+            .unwrap()
+            .iter()
+            .map(|e| AuditRecord::decode(&e.data).unwrap())
+            .filter(|r| r.operation == "Encrypt" && r.source == source)
+            .map(|r| r.outcome)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(encrypts("par", Source::Node), vec![Outcome::Success; 4]);
+    assert_eq!(encrypts("iad", Source::Kms), vec![Outcome::Success; 4]);
+    assert!(encrypts("fra", Source::Node).is_empty());
 }
