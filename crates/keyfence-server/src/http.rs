@@ -154,7 +154,10 @@ pub async fn handle(
         );
         let regions: Vec<&str> = regions.iter().map(String::as_str).collect();
         let page = status::Status {
-            name: status::DEFAULT_NODE_NAME,
+            name: state
+                .cluster
+                .as_deref()
+                .map_or(status::DEFAULT_NODE_NAME, |c| c.name()),
             version: env!("CARGO_PKG_VERSION"),
             regions: &regions,
             connection: &conn,

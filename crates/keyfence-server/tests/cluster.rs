@@ -1025,6 +1025,12 @@ async fn forwards_go_to_the_nearest_satisfying_node() {
     let metrics = support::scrape(&iad).await;
     assert_eq!(forwarded_to(&metrics, "par"), 4, "{metrics}");
     assert_eq!(forwarded_to(&metrics, "fra"), 0, "{metrics}");
+    // Each node's status page names it.
+    for node in [&fra, &par, &iad] {
+        let name = node.cluster.as_ref().unwrap().name().to_owned();
+        let (_, _, page) = support::get_root(&Client::new(node, ClientGroups::Default)).await;
+        assert!(page.contains(&format!("<h1>{name}</h1>")), "{page}");
+    }
     for node in [fra, par, iad] {
         node.shutdown().await;
     }

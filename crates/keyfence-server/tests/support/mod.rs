@@ -235,3 +235,33 @@ pub async fn scrape(node: &Node) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+/// GETs `/` over a fresh TLS connection: (status, content type, body).
+pub async fn get_root(client: &Client) -> (u16, String, String) {
+    let tcp = tokio::net::TcpStream::connect(client.addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(Arc::clone(&client.config))
+        .connect(
+            rustls::pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = hyper::Request::get(format!("https://localhost:{}/", client.addr.port()))
+        .header("host", "localhost")
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        content_type,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
