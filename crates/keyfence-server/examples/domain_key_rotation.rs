@@ -229,9 +229,8 @@ fn encrypt_rate(kms: &Arc<Kms>, arns: &Arc<Vec<String>>, threads: usize, seconds
 fn main() -> Result<(), String> {
     let a = args()?;
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir.path().join("keyfence.db")).map_err(|e| e.to_string())?,
-    );
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&dir.path().join("keyfence.db")).map_err(|e| e.to_string())?);
     let root = root(&a)?;
 
     let filling = Arc::new(Filling {

@@ -70,13 +70,8 @@ fn run(kms: &Kms, approvals: &Approvals, op: &str, body: Value) -> Result<Value,
         kms,
         approvals: Some(approvals),
     };
-    admin::handle(
-        node,
-        &admin_caller(),
-        op,
-        body.to_string().as_bytes(),
-    )
-    .map_err(|e| (e.code.to_string(), e.message))
+    admin::handle(node, &admin_caller(), op, body.to_string().as_bytes())
+        .map_err(|e| (e.code.to_string(), e.message))
 }
 
 /// A rotate-domain-key proposal and approval lines by `signers`.
@@ -113,10 +108,11 @@ fn on_demand_rotation_goes_through_the_quorum_then_the_schedule_rewraps() {
         .create_key(DEFAULT_ACCOUNT, CreateKeyInput::default())
         .unwrap()
         .arn();
-    let mut blobs = vec![kms
-        .encrypt(DEFAULT_ACCOUNT, &key, b"dk1", &ctx(), None)
-        .unwrap()
-        .ciphertext];
+    let mut blobs = vec![
+        kms.encrypt(DEFAULT_ACCOUNT, &key, b"dk1", &ctx(), None)
+            .unwrap()
+            .ciphertext,
+    ];
 
     // No rule: one admin may rotate.
     let out = run(&kms, &approvals, "RotateDomainKey", json!({})).unwrap();
@@ -249,7 +245,10 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
 async fn until(mut check: impl FnMut() -> bool) {
     let started = std::time::Instant::now();
     while !check() {
-        assert!(started.elapsed() < Duration::from_secs(10), "not within 10 s");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not within 10 s"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -271,7 +270,9 @@ async fn two_nodes_follow_a_rotation(store: StoreLocation) {
     let n2 = start(&d2, &store).await;
     let (k1, k2) = (Arc::clone(&n1.kms), Arc::clone(&n2.kms));
     let old = blocking(&k1, |k| {
-        let key = k.create_key(DEFAULT_ACCOUNT, CreateKeyInput::default()).unwrap();
+        let key = k
+            .create_key(DEFAULT_ACCOUNT, CreateKeyInput::default())
+            .unwrap();
         k.encrypt(DEFAULT_ACCOUNT, &key.arn(), b"old", &ctx(), None)
             .unwrap()
             .ciphertext
@@ -279,21 +280,30 @@ async fn two_nodes_follow_a_rotation(store: StoreLocation) {
     .await;
     assert_eq!(blocking(&k1, |k| k.rotate_domain_key().unwrap()).await, 2);
     let new = blocking(&k1, |k| {
-        let key = k.create_key(DEFAULT_ACCOUNT, CreateKeyInput::default()).unwrap();
+        let key = k
+            .create_key(DEFAULT_ACCOUNT, CreateKeyInput::default())
+            .unwrap();
         k.encrypt(DEFAULT_ACCOUNT, &key.arn(), b"new", &ctx(), None)
             .unwrap()
             .ciphertext
     })
     .await;
     // The other node decrypts under the key made after the rotation.
-    until(|| k2.decrypt(DEFAULT_ACCOUNT, &new, &ctx(), None, None).is_ok()).await;
+    until(|| {
+        k2.decrypt(DEFAULT_ACCOUNT, &new, &ctx(), None, None)
+            .is_ok()
+    })
+    .await;
     assert_eq!(k2.held_domain_keys(), [1, 2]);
     assert_eq!(k2.current_domain_key(), 2);
     // A re-wrap pass at the first node (no grace: the test's choice)
     // destroys key 1; the second node lets it go.
     let schedule = Schedule {
         grace: Duration::ZERO,
-        ..Schedule::new(Duration::from_secs(24 * 3600), Some(Duration::from_secs(60)))
+        ..Schedule::new(
+            Duration::from_secs(24 * 3600),
+            Some(Duration::from_secs(60)),
+        )
     };
     let outcome = blocking(&k1, move |k| check(k, &schedule, None).unwrap()).await;
     assert!(
@@ -303,7 +313,9 @@ async fn two_nodes_follow_a_rotation(store: StoreLocation) {
     until(|| k2.held_domain_keys() == [2]).await;
     for (blob, text) in [(&old, b"old"), (&new, b"new")] {
         for k in [&k1, &k2] {
-            let out = k.decrypt(DEFAULT_ACCOUNT, blob, &ctx(), None, None).unwrap();
+            let out = k
+                .decrypt(DEFAULT_ACCOUNT, blob, &ctx(), None, None)
+                .unwrap();
             assert_eq!(out.plaintext.expose(), text);
         }
     }

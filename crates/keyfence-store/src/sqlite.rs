@@ -14,8 +14,8 @@ use std::sync::{Mutex, MutexGuard};
 use keyfence_core::authz::StoredKeyPolicy;
 use keyfence_core::model::{Alias, KeyMetadata};
 use keyfence_core::store::{
-    Change, ChangeBatch, ChangedEntity, DomainKeyRecord, FeedCursor, KeyAuthz, Revision, Rewrap, Snapshot,
-    StoreError, StoredKey, VersionRecord,
+    Change, ChangeBatch, ChangedEntity, DomainKeyRecord, FeedCursor, KeyAuthz, Revision, Rewrap,
+    Snapshot, StoreError, StoredKey, VersionRecord,
 };
 use keyfence_core::{AliasName, KeyId, Store, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};

@@ -25,9 +25,8 @@ pub(crate) fn versions_under(
     limit: usize,
 ) -> Result<Vec<VersionRecord>, StoreError> {
     // "" with version -1 is below every row.
-    let (after_key, after_version) = after.map_or((String::new(), -1), |(k, v)| {
-        (k.to_string(), i64::from(v))
-    });
+    let (after_key, after_version) =
+        after.map_or((String::new(), -1), |(k, v)| (k.to_string(), i64::from(v)));
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut stmt = tx
         .prepare_cached(

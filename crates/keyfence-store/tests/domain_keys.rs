@@ -86,7 +86,10 @@ fn exercise(one: Arc<dyn Store>, two: Arc<dyn Store>) {
     assert_eq!(ids(one.as_ref()), [1, 2]);
     let new = a.create_key(A, CreateKeyInput::default()).unwrap();
     let stored = one.load_key(&new.id).unwrap().unwrap();
-    assert_eq!(stored.versions[0].domain_key_id, 2, "new keys under the new domain key");
+    assert_eq!(
+        stored.versions[0].domain_key_id, 2,
+        "new keys under the new domain key"
+    );
     let new_blob = encrypt(&a, &new.arn(), b"after");
     // Node b has not read the feed yet: what it creates is under key 1.
     let slow = b.create_key(A, CreateKeyInput::default()).unwrap();
@@ -110,7 +113,11 @@ fn exercise(one: Arc<dyn Store>, two: Arc<dyn Store>) {
     assert_eq!(outcome.destroyed, [1], "{outcome:?}");
     assert!(outcome.remaining.is_empty(), "{outcome:?}");
     assert!(one.versions_under(1, None, 100).unwrap().is_empty());
-    assert_eq!(ids(one.as_ref()), [2], "the old domain key is gone from the store");
+    assert_eq!(
+        ids(one.as_ref()),
+        [2],
+        "the old domain key is gone from the store"
+    );
     for key in one.load().unwrap().keys {
         for v in key.versions {
             assert_eq!(v.domain_key_id, 2, "{} v{}", key.metadata.id, v.version);

@@ -172,8 +172,8 @@ impl Kms {
         let _update = self.lock_domain_update();
         let held = open_records(Some(root.as_ref()), &records, Some(&self.domain()))?;
         let id = held.current + 1;
-        let key = SymmetricKey::generate()
-            .map_err(KmsError::internal_crypto("domain key generation"))?;
+        let key =
+            SymmetricKey::generate().map_err(KmsError::internal_crypto("domain key generation"))?;
         let record = DomainKeyRecord {
             id,
             wrapped: root.wrap_domain_key(id, &key)?,
@@ -265,9 +265,9 @@ impl Kms {
         let mut rewrapped = 0;
         let mut after: Option<(KeyId, u32)> = None;
         loop {
-            let page = self
-                .store
-                .versions_under(from, after.as_ref().map(|(k, v)| (k, *v)), batch)?;
+            let page =
+                self.store
+                    .versions_under(from, after.as_ref().map(|(k, v)| (k, *v)), batch)?;
             let full = page.len() == batch;
             after = page.last().map(|r| (r.key_id, r.version)).or(after);
             let mut rewraps = Vec::with_capacity(page.len());
@@ -305,10 +305,7 @@ impl Kms {
         if let Some(key) = self.read_cache().key(id) {
             return Ok(Some(key.meta.fence.is_some()));
         }
-        Ok(self
-            .store
-            .load_key(id)?
-            .map(|k| k.metadata.fence.is_some()))
+        Ok(self.store.load_key(id)?.map(|k| k.metadata.fence.is_some()))
     }
 
     /// Moves pending import parameters under an older domain key to the

@@ -152,12 +152,8 @@ impl Kms {
                 });
             }
             let domain = self.domain();
-            let wrapped = domain.wrap_secret(
-                WRAPPING_KEY_LABEL,
-                &m.id,
-                0,
-                wrapping_key.private.expose(),
-            )?;
+            let wrapped =
+                domain.wrap_secret(WRAPPING_KEY_LABEL, &m.id, 0, wrapping_key.private.expose())?;
             m.import.get_or_insert_with(ImportState::default).pending =
                 Some(PendingImportParameters {
                     token: token.clone(),
@@ -316,13 +312,15 @@ impl Kms {
         pending: &PendingImportParameters,
         encrypted: &[u8],
     ) -> Result<Secret, KmsError> {
-        let wrapping_bytes = self.domain_keys_with(pending.domain_key_id)?.unwrap_secret(
-            WRAPPING_KEY_LABEL,
-            key_id,
-            0,
-            pending.domain_key_id,
-            &pending.wrapped_private_key,
-        )?;
+        let wrapping_bytes = self
+            .domain_keys_with(pending.domain_key_id)?
+            .unwrap_secret(
+                WRAPPING_KEY_LABEL,
+                key_id,
+                0,
+                pending.domain_key_id,
+                &pending.wrapped_private_key,
+            )?;
         WrappingKey::unwrap(pending.wrapping, wrapping_bytes.expose(), encrypted)
             .map_err(|_| KmsError::InvalidCiphertext(CiphertextProblem::ImportUnwrap))
     }

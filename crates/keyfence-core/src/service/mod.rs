@@ -29,8 +29,8 @@ use std::time::Duration;
 use keyfence_crypto::SymmetricKey;
 
 pub use asymmetric::{DataKeyPairOutput, SignOutput};
-pub use domain_keys::{RewrapOutcome, REWRAP_BATCH};
 pub use crypto_ops::{DataKeyOutput, DataKeySize, DecryptOutput, EncryptOutput, ReEncryptOutput};
+pub use domain_keys::{RewrapOutcome, REWRAP_BATCH};
 pub use fenced::{FenceMaker, FenceView, SweepOutcome, FENCE_TAG};
 pub use import::ImportParameters;
 pub use lifecycle::{CreateKeyInput, DeletionScheduled};

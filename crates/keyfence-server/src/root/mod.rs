@@ -151,3 +151,26 @@ pub fn open(config: &RootConfig, dir: &DataDir) -> Result<Box<dyn RootOfTrust>, 
         RootKind::Shamir => Err(DataDirError::Sealed),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_domain_key_schedule_defaults_to_a_day_and_is_at_least_an_hour() {
+        let default = RootConfig::resolve(None, None, None).unwrap();
+        assert!(matches!(default.kind, RootKind::File));
+        assert_eq!(default.domain_key_rotation, Duration::from_secs(86_400));
+        assert_eq!(
+            RootConfig::default().domain_key_rotation,
+            DEFAULT_DOMAIN_KEY_ROTATION
+        );
+        let hourly = RootConfig::resolve(Some("shamir"), None, Some(1)).unwrap();
+        assert!(hourly.starts_sealed());
+        assert_eq!(hourly.domain_key_rotation, Duration::from_secs(3_600));
+        assert!(matches!(
+            RootConfig::resolve(None, None, Some(0)),
+            Err(ConfigError::Invalid(m)) if m.contains("domain_key_rotation_hours")
+        ));
+    }
+}

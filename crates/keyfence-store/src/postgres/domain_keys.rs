@@ -140,7 +140,10 @@ pub(crate) async fn destroy(pool: Pool, id: u32) -> Result<bool, StoreError> {
         if named {
             return Ok(false);
         }
-        match tx.execute("DELETE FROM domain_keys WHERE id = $1", &[&id]).await {
+        match tx
+            .execute("DELETE FROM domain_keys WHERE id = $1", &[&id])
+            .await
+        {
             Ok(_) => {}
             Err(e) => {
                 return match db(e) {
