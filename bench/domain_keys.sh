@@ -4,7 +4,7 @@
 # keys until the old domain key is destroyed, with the root as a key in
 # memory (the `file` root, and the `shamir` root once unsealed) and in
 # SoftHSM2 over PKCS#11; and Encrypt throughput (in-process) quiet vs while
-# rotations and re-wraps run back to back.
+# rotations and re-wraps run back to back, paced as a node paces them.
 #
 #   bench/domain_keys.sh [KEYS] [THREADS] [SECONDS]   # default 100000 2 10
 #

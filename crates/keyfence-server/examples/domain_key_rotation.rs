@@ -10,7 +10,8 @@
 //!    domain key is destroyed.
 //! 3. Times Encrypt (in-process, `--threads` threads, `--seconds` each) with
 //!    nothing else running, then with rotations and re-wraps running back to
-//!    back on another thread, and prints the ratio.
+//!    back on another thread, paced as a node's schedule paces them
+//!    (`keyfence_server::domain_keys::check`), and prints the ratio.
 //!
 //! ```text
 //! cargo run --release -p keyfence-server --example domain_key_rotation -- \
@@ -24,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keyfence_core::model::Alias;
-use keyfence_core::service::{CreateKeyInput, REWRAP_BATCH};
+use keyfence_core::service::{CreateKeyInput, RewrapBudget};
 use keyfence_core::store::{
     ChangeBatch, DomainKeyRecord, FeedCursor, Revision, Snapshot, StoredKey, VersionRecord,
 };
@@ -33,6 +34,7 @@ use keyfence_core::{
     SystemClock,
 };
 use keyfence_crypto::SymmetricKey;
+use keyfence_server::domain_keys::{check, Schedule};
 use keyfence_server::root::{Pkcs11Root, Pkcs11Section};
 use keyfence_store::SqliteStore;
 
@@ -184,19 +186,30 @@ impl Store for Filling {
     }
 }
 
-/// Rotates and re-wraps until no older domain key is left; returns the
-/// time of the rotation and of the re-wrap.
+/// Rotates, then re-wraps in one unpaced pass until the old domain key is
+/// destroyed; returns the time of the rotation and of the re-wrap.
 fn rotate_and_rewrap(kms: &Kms) -> Result<(Duration, Duration), String> {
     let started = Instant::now();
     kms.rotate_domain_key().map_err(|e| e.to_string())?;
     let rotated = started.elapsed();
-    loop {
-        let outcome = kms
-            .rewrap_domain_keys(REWRAP_BATCH, Duration::ZERO)
-            .map_err(|e| e.to_string())?;
-        if outcome.remaining.is_empty() {
-            return Ok((rotated, started.elapsed() - rotated));
-        }
+    let outcome = kms
+        .rewrap_domain_keys(RewrapBudget::UNLIMITED, Duration::ZERO)
+        .map_err(|e| e.to_string())?;
+    if !outcome.remaining.is_empty() {
+        return Err(format!("domain keys left after a full pass: {outcome:?}"));
+    }
+    Ok((rotated, started.elapsed() - rotated))
+}
+
+/// Rotates, then re-wraps as a node's schedule does (paced passes); returns
+/// the wall time of the re-wrap.
+fn rotate_and_rewrap_paced(kms: &Kms, schedule: &Schedule) -> Result<Duration, String> {
+    kms.rotate_domain_key().map_err(|e| e.to_string())?;
+    let started = Instant::now();
+    let outcome = check(kms, schedule, None).map_err(|e| e.to_string())?;
+    match outcome {
+        Some(o) if o.remaining.is_empty() => Ok(started.elapsed()),
+        other => Err(format!("domain keys left after the schedule: {other:?}")),
     }
 }
 
@@ -277,24 +290,26 @@ fn main() -> Result<(), String> {
     let stop = Arc::new(AtomicBool::new(false));
     let rewrapper = {
         let (kms, stop) = (Arc::clone(&kms), Arc::clone(&stop));
+        // The node's schedule (not due: only the re-wrap after each rotation).
+        let schedule = Schedule::new(Duration::from_secs(24 * 3600), None);
         std::thread::spawn(move || {
-            let mut rounds = 0u32;
+            let mut walls = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                rotate_and_rewrap(&kms).expect("rotate and re-wrap");
-                rounds += 1;
+                walls.push(rotate_and_rewrap_paced(&kms, &schedule).expect("re-wrap"));
             }
-            rounds
+            walls
         })
     };
     let busy = encrypt_rate(&kms, &arns, a.threads, a.seconds);
     stop.store(true, Ordering::Relaxed);
-    let rounds = rewrapper.join().map_err(|_| "re-wrap thread panicked")?;
+    let walls = rewrapper.join().map_err(|_| "re-wrap thread panicked")?;
+    let wall = walls.iter().sum::<Duration>().as_secs_f64() / walls.len().max(1) as f64;
     println!(
         "root {}: Encrypt in-process, {} threads: {quiet:.0}/s quiet, {busy:.0}/s during \
-         re-wraps ({rounds} rotations re-wrapped in {} s): ratio {:.3}",
+         paced re-wraps ({} rotations, {wall:.2} s each): ratio {:.3}",
         a.root,
         a.threads,
-        a.seconds,
+        walls.len(),
         busy / quiet
     );
     Ok(())

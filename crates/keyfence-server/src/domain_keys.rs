@@ -2,9 +2,13 @@
 //! the domain key if the newest one (in the store: any node of a cluster may
 //! have made it) is older than the configured period
 //! (`domain_key_rotation_hours`, default 24), then, while older domain keys
-//! exist, re-wraps the versions under them (conditional writes in batches of
-//! [`REWRAP_BATCH`], off the async workers) and destroys each once nothing
+//! exist, re-wraps the versions under them and destroys each once nothing
 //! names it and the grace period has passed (see [`Kms::rewrap_domain_keys`]).
+//!
+//! The re-wrap runs off the async workers in passes of [`PASS_BATCHES`]
+//! conditional transactions of [`REWRAP_BATCH`] versions, and rests after
+//! each pass as long as the pass took: it takes at most half of one core
+//! from the request path, whatever the number of keys.
 //!
 //! On a shared store every node runs it: the first to find a rotation due
 //! makes it and the others take its key; several re-wrapping at once is
@@ -13,16 +17,19 @@
 //! local records (`RotateDomainKey`, `DestroyDomainKey`).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keyfence_core::audit::Outcome;
-use keyfence_core::service::{RewrapOutcome, REWRAP_BATCH};
+use keyfence_core::service::{RewrapBudget, RewrapOutcome, REWRAP_BATCH};
 use keyfence_core::{Kms, KmsError};
 
 use crate::audit::AuditLog;
 
 /// How often a node checks whether a rotation is due or a re-wrap is left.
 pub const CHECK_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Store transactions per re-wrap pass (then a rest as long as the pass).
+pub const PASS_BATCHES: usize = 16;
 
 /// When a node rotates and re-wraps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,8 +41,8 @@ pub struct Schedule {
     /// still answering has read the newest key by then), none on a store of
     /// the node's own.
     pub grace: Duration,
-    /// Versions re-wrapped per store transaction.
-    pub batch: usize,
+    /// What one re-wrap pass may do (a rest as long as it took follows it).
+    pub pass: RewrapBudget,
 }
 
 impl Schedule {
@@ -45,7 +52,10 @@ impl Schedule {
         Self {
             every,
             grace: max_staleness.map_or(Duration::ZERO, |s| s.saturating_mul(2)),
-            batch: REWRAP_BATCH,
+            pass: RewrapBudget {
+                batch: REWRAP_BATCH,
+                batches: PASS_BATCHES,
+            },
         }
     }
 }
@@ -67,8 +77,10 @@ pub async fn run(kms: Arc<Kms>, schedule: Schedule, audit: Option<Arc<AuditLog>>
     }
 }
 
-/// Rotates the domain key if due, then makes one re-wrap pass if older
-/// domain keys are held. Returns the pass's outcome, if one ran.
+/// Rotates the domain key if due, then, if older domain keys are held,
+/// re-wraps in passes with rests between them (blocking: run it off the
+/// async workers) until one finishes or does nothing. Returns the passes'
+/// outcome added up, if any ran.
 pub fn check(
     kms: &Kms,
     schedule: &Schedule,
@@ -81,7 +93,20 @@ pub fn check(
     if kms.held_domain_keys().len() < 2 {
         return Ok(None);
     }
-    let outcome = kms.rewrap_domain_keys(schedule.batch, schedule.grace)?;
+    let mut outcome = RewrapOutcome::default();
+    loop {
+        let started = Instant::now();
+        let pass = kms.rewrap_domain_keys(schedule.pass, schedule.grace)?;
+        outcome.rewrapped += pass.rewrapped;
+        outcome.import_parameters += pass.import_parameters;
+        outcome.destroyed.extend(pass.destroyed);
+        outcome.remaining = pass.remaining;
+        outcome.finished = pass.finished;
+        if pass.finished || pass.rewrapped == 0 {
+            break;
+        }
+        std::thread::sleep(started.elapsed());
+    }
     for id in &outcome.destroyed {
         tracing::info!(domain_key = id, "older domain key destroyed");
         record(audit, "DestroyDomainKey");

@@ -19,7 +19,7 @@ use base64::Engine;
 use keyfence_core::quorum::{
     Command, CommandKind, Operator, OperatorSigner, Proposal, QuorumChange, QuorumStore, Scheme,
 };
-use keyfence_core::service::CreateKeyInput;
+use keyfence_core::service::{CreateKeyInput, RewrapBudget};
 use keyfence_core::{
     Clock, EncryptionContext, Kms, LocalRootKey, RootOfTrust, Store, SystemClock, Timestamp,
 };
@@ -104,12 +104,16 @@ fn on_demand_rotation_goes_through_the_quorum_then_the_schedule_rewraps() {
         Arc::clone(&store) as Arc<dyn QuorumStore>,
         Arc::new(SystemClock),
     );
-    let key = kms
-        .create_key(DEFAULT_ACCOUNT, CreateKeyInput::default())
-        .unwrap()
-        .arn();
+    // Three keys under domain key 1.
+    let keys: Vec<String> = (0..3)
+        .map(|_| {
+            kms.create_key(DEFAULT_ACCOUNT, CreateKeyInput::default())
+                .unwrap()
+                .arn()
+        })
+        .collect();
     let mut blobs = vec![
-        kms.encrypt(DEFAULT_ACCOUNT, &key, b"dk1", &ctx(), None)
+        kms.encrypt(DEFAULT_ACCOUNT, &keys[2], b"dk1", &ctx(), None)
             .unwrap()
             .ciphertext,
     ];
@@ -177,9 +181,18 @@ fn on_demand_rotation_goes_through_the_quorum_then_the_schedule_rewraps() {
             .ciphertext,
     );
 
-    // The schedule (not due: rotated just now) re-wraps and destroys 1 and 2.
-    let schedule = Schedule::new(Duration::from_secs(24 * 3600), None);
+    // The schedule (not due: rotated just now) re-wraps, one version per
+    // pass here (a rest after each), and destroys 1 and 2.
+    let schedule = Schedule {
+        pass: RewrapBudget {
+            batch: 1,
+            batches: 1,
+        },
+        ..Schedule::new(Duration::from_secs(24 * 3600), None)
+    };
     let outcome = check(&kms, &schedule, None).unwrap().unwrap();
+    assert!(outcome.finished, "{outcome:?}");
+    assert_eq!(outcome.rewrapped, 3, "the first three keys, {outcome:?}");
     assert_eq!(outcome.destroyed, [1, 2], "{outcome:?}");
     assert_eq!(kms.held_domain_keys(), [3]);
     let under: HashSet<u32> = store

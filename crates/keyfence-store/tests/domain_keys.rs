@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use keyfence_core::model::{ImportExpiry, ImportWrapping};
-use keyfence_core::service::CreateKeyInput;
+use keyfence_core::service::{CreateKeyInput, RewrapBudget};
 use keyfence_core::store::Rewrap;
 use keyfence_core::{
     EncryptionContext, KeyState, Kms, LocalRootKey, Origin, RootOfTrust, Store, SystemClock,
@@ -106,9 +106,30 @@ fn exercise(one: Arc<dyn Store>, two: Arc<dyn Store>) {
     decrypts(&b, &new_blob, b"after");
     decrypts(&b, &old_blob, b"before");
 
-    // The re-wrap, in batches of one version.
-    let outcome = a.rewrap_domain_keys(1, Duration::ZERO).unwrap();
-    assert_eq!(outcome.rewrapped, 2, "{outcome:?}");
+    // The re-wrap, in batches of one version: a pass of one batch stops
+    // unfinished, destroying nothing.
+    let single = RewrapBudget {
+        batch: 1,
+        batches: 1,
+    };
+    let first = a.rewrap_domain_keys(single, Duration::ZERO).unwrap();
+    assert_eq!((first.finished, first.rewrapped), (false, 1), "{first:?}");
+    assert!(
+        first.destroyed.is_empty() && first.remaining == [1],
+        "{first:?}"
+    );
+    assert_eq!(ids(one.as_ref()), [1, 2]);
+    let outcome = a
+        .rewrap_domain_keys(
+            RewrapBudget {
+                batch: 1,
+                batches: usize::MAX,
+            },
+            Duration::ZERO,
+        )
+        .unwrap();
+    assert!(outcome.finished, "{outcome:?}");
+    assert_eq!(outcome.rewrapped, 1, "the other one, {outcome:?}");
     assert_eq!(outcome.import_parameters, 1, "{outcome:?}");
     assert_eq!(outcome.destroyed, [1], "{outcome:?}");
     assert!(outcome.remaining.is_empty(), "{outcome:?}");
@@ -125,7 +146,9 @@ fn exercise(one: Arc<dyn Store>, two: Arc<dyn Store>) {
     }
     assert_eq!(a.held_domain_keys(), [2]);
     // Nothing left to do.
-    let again = a.rewrap_domain_keys(1, Duration::ZERO).unwrap();
+    let again = a
+        .rewrap_domain_keys(RewrapBudget::UNLIMITED, Duration::ZERO)
+        .unwrap();
     assert_eq!((again.rewrapped, again.destroyed.len()), (0, 0));
 
     // Node b drops the destroyed key from the feed and still answers.
@@ -210,7 +233,9 @@ fn conditional(store: Arc<dyn Store>) {
     assert_eq!(store.load_key(&key.id).unwrap().unwrap(), stored);
     assert_eq!(ids(store.as_ref()), [1, 2]);
     // The key's revision is untouched by a re-wrap.
-    let outcome = kms.rewrap_domain_keys(10, Duration::ZERO).unwrap();
+    let outcome = kms
+        .rewrap_domain_keys(RewrapBudget::UNLIMITED, Duration::ZERO)
+        .unwrap();
     assert_eq!((outcome.rewrapped, outcome.destroyed), (1, vec![1]));
     let after = store.load_key(&key.id).unwrap().unwrap();
     assert_eq!(after.revision, stored.revision);

@@ -25,9 +25,30 @@ use crate::{KeyId, KmsError};
 /// Versions re-wrapped per store transaction by default.
 pub const REWRAP_BATCH: usize = 256;
 
+/// How much one pass of [`Kms::rewrap_domain_keys`] may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RewrapBudget {
+    /// Versions per store transaction.
+    pub batch: usize,
+    /// Store transactions per pass; then the pass returns unfinished.
+    pub batches: usize,
+}
+
+impl RewrapBudget {
+    /// Every version in one pass, [`REWRAP_BATCH`] per transaction.
+    pub const UNLIMITED: Self = Self {
+        batch: REWRAP_BATCH,
+        batches: usize::MAX,
+    };
+}
+
 /// What one pass of [`Kms::rewrap_domain_keys`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RewrapOutcome {
+    /// Whether the pass visited every version under an older domain key
+    /// (then it also moved import parameters and tried destruction);
+    /// `false`: its budget ran out first, call again.
+    pub finished: bool,
     /// Versions moved to the newest domain key.
     pub rewrapped: usize,
     /// Keys whose pending import parameters moved to it.
@@ -208,17 +229,18 @@ impl Kms {
         self.rotate_domain_key().map(Some)
     }
 
-    /// Moves every version still under an older domain key to the newest,
-    /// `batch` versions per store transaction (each written only if the
-    /// version is still as read), and the pending import parameters of keys
-    /// awaiting material. Then destroys each older key nothing names any
-    /// more, once the newest is at least `grace` old: by then every node that
-    /// still answers has read the newest from the feed (a node whose replica
-    /// is older than its staleness bound refuses requests), so none wraps
-    /// new material under an older one. Run it again until `remaining` is empty.
+    /// Moves the versions still under an older domain key to the newest,
+    /// within `budget` (each written only if the version is still as read).
+    /// A pass that gets through every one also moves the pending import
+    /// parameters of keys awaiting material, then destroys each older key
+    /// nothing names any more, once the newest is at least `grace` old: by
+    /// then every node that still answers has read the newest from the feed
+    /// (a node whose replica is older than its staleness bound refuses
+    /// requests), so none wraps new material under an older one. Call it
+    /// again while the pass is not `finished` or `remaining` is not empty.
     pub fn rewrap_domain_keys(
         &self,
-        batch: usize,
+        budget: RewrapBudget,
         grace: Duration,
     ) -> Result<RewrapOutcome, KmsError> {
         self.refresh_domain_keys()?;
@@ -230,13 +252,25 @@ impl Kms {
             .filter(|id| *id != held.current)
             .collect();
         older.sort_unstable();
-        let mut outcome = RewrapOutcome::default();
+        let mut outcome = RewrapOutcome {
+            finished: true,
+            ..RewrapOutcome::default()
+        };
+        let mut batches = budget.batches.max(1);
         for from in &older {
-            outcome.rewrapped += self.rewrap_versions_under(&held, *from, batch.max(1))?;
+            let (rewrapped, done) =
+                self.rewrap_versions_under(&held, *from, budget.batch.max(1), &mut batches)?;
+            outcome.rewrapped += rewrapped;
+            if !done {
+                outcome.finished = false;
+                break;
+            }
         }
-        outcome.import_parameters = self.rewrap_import_parameters(&held)?;
+        if outcome.finished {
+            outcome.import_parameters = self.rewrap_import_parameters(&held)?;
+        }
         let age = self.now().0.saturating_sub(held.created.0);
-        if u128::try_from(age).unwrap_or(0) >= grace.as_millis() {
+        if outcome.finished && u128::try_from(age).unwrap_or(0) >= grace.as_millis() {
             for from in older {
                 if !self.import_parameters_under(from) && self.store.destroy_domain_key(from)? {
                     outcome.destroyed.push(from);
@@ -255,19 +289,29 @@ impl Kms {
         Ok(outcome)
     }
 
-    /// Re-wraps the versions under domain key `from`, page by page.
+    /// Re-wraps the versions under domain key `from`, page by page, while
+    /// `batches` lasts (one taken per page that holds versions). Returns how
+    /// many were written and whether every page was visited.
     fn rewrap_versions_under(
         &self,
         held: &DomainKeys,
         from: u32,
         batch: usize,
-    ) -> Result<usize, KmsError> {
+        batches: &mut usize,
+    ) -> Result<(usize, bool), KmsError> {
         let mut rewrapped = 0;
         let mut after: Option<(KeyId, u32)> = None;
         loop {
             let page =
                 self.store
                     .versions_under(from, after.as_ref().map(|(k, v)| (k, *v)), batch)?;
+            if page.is_empty() {
+                return Ok((rewrapped, true));
+            }
+            if *batches == 0 {
+                return Ok((rewrapped, false));
+            }
+            *batches -= 1;
             let full = page.len() == batch;
             after = page.last().map(|r| (r.key_id, r.version)).or(after);
             let mut rewraps = Vec::with_capacity(page.len());
@@ -295,7 +339,7 @@ impl Kms {
                 rewrapped += self.store.rewrap_versions(&rewraps)?;
             }
             if !full {
-                return Ok(rewrapped);
+                return Ok((rewrapped, true));
             }
         }
     }

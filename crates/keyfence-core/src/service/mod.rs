@@ -30,7 +30,7 @@ use keyfence_crypto::SymmetricKey;
 
 pub use asymmetric::{DataKeyPairOutput, SignOutput};
 pub use crypto_ops::{DataKeyOutput, DataKeySize, DecryptOutput, EncryptOutput, ReEncryptOutput};
-pub use domain_keys::{RewrapOutcome, REWRAP_BATCH};
+pub use domain_keys::{RewrapBudget, RewrapOutcome, REWRAP_BATCH};
 pub use fenced::{FenceMaker, FenceView, SweepOutcome, FENCE_TAG};
 pub use import::ImportParameters;
 pub use lifecycle::{CreateKeyInput, DeletionScheduled};
