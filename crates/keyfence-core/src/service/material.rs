@@ -69,7 +69,6 @@ impl Material {
 /// Domain keys: the newest wraps new material, every one held unwraps.
 /// Immutable: a rotation, a key added by another node or a destroyed key
 /// makes a new set (see `domain_keys`), so a request never waits for one.
-#[derive(Clone)]
 pub(crate) struct DomainKeys {
     /// The newest: it wraps new material.
     pub current: u32,
