@@ -133,16 +133,25 @@ impl Kms {
         keys
     }
 
-    /// Makes the held set what `records` (every domain key in the store)
-    /// says: new keys opened with the root of trust, destroyed ones dropped
-    /// (zeroized with their last reference).
+    /// Makes the held set what `records` (every domain key in one snapshot
+    /// of the store) says: new keys opened with the root of trust, destroyed
+    /// ones dropped (zeroized with their last reference). Keys newer than
+    /// the snapshot's newest are kept (the snapshot is older than what this
+    /// node already holds), so the current key never goes back.
     pub(super) fn adopt_domain_keys(
         &self,
         records: &[DomainKeyRecord],
     ) -> Result<Arc<DomainKeys>, KmsError> {
         let _update = self.lock_domain_update();
         let held = self.domain();
-        let opened = open_records(self.root.as_deref(), records, Some(&held))?;
+        let mut opened = open_records(self.root.as_deref(), records, Some(&held))?;
+        if held.current > opened.current {
+            for (id, key) in held.keys.iter().filter(|(id, _)| **id > opened.current) {
+                opened.keys.insert(*id, Arc::clone(key));
+            }
+            opened.current = held.current;
+            opened.created = held.created;
+        }
         Ok(self.install_domain_keys(opened))
     }
 
@@ -189,8 +198,8 @@ impl Kms {
                 "this node keeps no root of trust, so it cannot rotate the domain key".into(),
             )
         })?;
-        let records = self.store.domain_keys()?;
         let _update = self.lock_domain_update();
+        let records = self.store.domain_keys()?;
         let held = open_records(Some(root.as_ref()), &records, Some(&self.domain()))?;
         let id = held.current + 1;
         let key =
