@@ -272,3 +272,83 @@ fn another_nodes_rotation_resets_the_schedule() {
     assert_eq!(b.rotate_domain_key_if_due(day).unwrap(), None);
     assert_eq!(b.current_domain_key(), 2, "b took a's rotation");
 }
+
+/// A fenced key's versions are wrapped under their fence, not a domain key:
+/// the re-wrap only relabels them, even at a node outside the fence, and the
+/// node inside still serves the key after the old domain key is gone.
+#[test]
+fn fenced_versions_are_relabelled_by_any_node() {
+    use keyfence_abe::Attributes;
+    use keyfence_core::fence::{Authority, JoinRequest, NodeIdentity, NodeKeyring};
+    use keyfence_core::service::{FenceView, FENCE_TAG};
+
+    let authority = Authority::new().unwrap();
+    let mut enrolled = Vec::new();
+    for (name, attrs) in [("fra", "region: EU"), ("iad", "region: NA")] {
+        let identity = NodeIdentity::generate(name, Attributes::parse(attrs).unwrap()).unwrap();
+        let request =
+            JoinRequest::from_bytes(&identity.join_request().unwrap().to_bytes()).unwrap();
+        let approved = request.verify().unwrap().attributes().clone();
+        let grant = authority.approve(&request, approved, &[]).unwrap().grant;
+        enrolled.push((identity.to_bytes().to_vec(), grant));
+    }
+    let grants: Vec<_> = enrolled.iter().map(|(_, g)| g.clone()).collect();
+    let fence = authority.create_fence("region: EU", &grants).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keyfence.db");
+    let node = |i: usize| {
+        let (identity, grant) = &enrolled[i];
+        let keyring = NodeKeyring::open(
+            NodeIdentity::from_bytes(identity).unwrap(),
+            grant,
+            authority.public(),
+        )
+        .unwrap();
+        let root = root();
+        Kms::open_fenced(
+            Arc::new(SqliteStore::open_shared(&path).unwrap()),
+            root.as_ref(),
+            Arc::new(SystemClock),
+            "eu-central-1",
+            FenceView {
+                authority: Some(authority.public().clone()),
+                keyring: Some(keyring),
+                records: vec![fence.clone()],
+            },
+        )
+        .unwrap()
+        .with_root_of_trust(root)
+    };
+    let (fra, iad) = (node(0), node(1));
+    let key = fra
+        .create_key(
+            A,
+            CreateKeyInput {
+                tags: vec![(FENCE_TAG.into(), "region: EU".into())],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let blob = fra
+        .encrypt(A, &key.arn(), b"fenced", &ctx(), None)
+        .unwrap()
+        .ciphertext;
+    let store = SqliteStore::open_shared(&path).unwrap();
+    let before = store.load_key(&key.id).unwrap().unwrap().versions[0].clone();
+    assert_eq!(before.domain_key_id, 1);
+
+    // The node outside the fence rotates and re-wraps.
+    iad.sync().unwrap();
+    assert_eq!(iad.rotate_domain_key().unwrap(), 2);
+    let outcome = iad
+        .rewrap_domain_keys(RewrapBudget::UNLIMITED, Duration::ZERO)
+        .unwrap();
+    assert_eq!((outcome.rewrapped, outcome.destroyed), (1, vec![1]));
+    let after = store.load_key(&key.id).unwrap().unwrap().versions[0].clone();
+    assert_eq!(after.domain_key_id, 2);
+    assert_eq!(after.wrapped, before.wrapped, "relabelled, not re-wrapped");
+
+    fra.sync().unwrap();
+    assert_eq!(fra.held_domain_keys(), [2]);
+    decrypts(&fra, &blob, b"fenced");
+}
