@@ -80,6 +80,29 @@ pub struct VersionRecord {
     pub created: Timestamp,
 }
 
+/// One version moved from an older domain key to a newer one (a re-wrap
+/// after a domain-key rotation). It is written only if the stored version
+/// still names `from_domain_key` with exactly `from_wrapped`: a version
+/// replaced meanwhile is left alone (the next pass finds it again if it
+/// still names the old key). The key's revision does not change: the
+/// material is the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rewrap {
+    /// The key.
+    pub key_id: KeyId,
+    /// The version.
+    pub version: u32,
+    /// The domain key it was read under.
+    pub from_domain_key: u32,
+    /// Its wrapped material as read.
+    pub from_wrapped: Vec<u8>,
+    /// The domain key it names from now on.
+    pub to_domain_key: u32,
+    /// Its material wrapped under `to_domain_key` (the same bytes as
+    /// `from_wrapped` for a fenced key's version, which a domain key does not wrap).
+    pub wrapped: Vec<u8>,
+}
+
 /// A key, all its versions and its revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredKey {
@@ -130,11 +153,12 @@ pub struct Snapshot {
 /// One changed entity and its state as of the batch's snapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangedEntity {
-    /// A domain key (they are never removed).
+    /// A domain key: added by a rotation, removed once destroyed (no
+    /// version is wrapped under it any more, see [`Store::destroy_domain_key`]).
     DomainKey {
         /// Its number.
         id: u32,
-        /// Its record; `None` only if it was removed by hand.
+        /// Its record; `None` once destroyed.
         current: Option<DomainKeyRecord>,
     },
     /// A key's metadata or versions.
@@ -269,6 +293,59 @@ pub trait Store: Send + Sync {
     fn changes_since(&self, cursor: FeedCursor) -> Result<ChangeBatch, StoreError>;
     /// Adds a domain key; [`StoreError::Conflict`] if its number exists.
     fn insert_domain_key(&self, key: &DomainKeyRecord) -> Result<(), StoreError>;
+    /// The domain keys, oldest first.
+    ///
+    /// The default reads them with [`Store::load_head`]; stores override it
+    /// with a query.
+    fn domain_keys(&self) -> Result<Vec<DomainKeyRecord>, StoreError> {
+        Ok(self.load_head()?.domain_keys)
+    }
+    /// Up to `limit` versions that name domain key `domain_key_id`, after
+    /// `after` (key id text, version) in that order (from the first if `None`).
+    ///
+    /// The default reads everything with [`Store::load`].
+    fn versions_under(
+        &self,
+        domain_key_id: u32,
+        after: Option<(&KeyId, u32)>,
+        limit: usize,
+    ) -> Result<Vec<VersionRecord>, StoreError> {
+        let after = after.map(|(k, v)| (k.to_string(), v));
+        let mut found: Vec<((String, u32), VersionRecord)> = self
+            .load()?
+            .keys
+            .into_iter()
+            .flat_map(|k| k.versions)
+            .filter(|v| v.domain_key_id == domain_key_id)
+            .map(|v| ((v.key_id.to_string(), v.version), v))
+            .filter(|(at, _)| after.as_ref().is_none_or(|a| at > a))
+            .collect();
+        found.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(found.into_iter().take(limit).map(|(_, v)| v).collect())
+    }
+    /// Writes each [`Rewrap`] whose version is still as it was read, in one
+    /// transaction, without changing any key's revision; returns how many
+    /// were written.
+    ///
+    /// The default refuses: a store that cannot do it conditionally must
+    /// not pretend to.
+    fn rewrap_versions(&self, rewraps: &[Rewrap]) -> Result<usize, StoreError> {
+        let _ = rewraps;
+        Err(StoreError::Backend(
+            "this store cannot re-wrap versions".into(),
+        ))
+    }
+    /// Destroys domain key `id` if no version names it, checked in the same
+    /// transaction; the change feed reports it gone. Returns whether it is
+    /// gone (`false`: a version still names it, nothing was changed).
+    ///
+    /// The default refuses (domain keys are then never destroyed).
+    fn destroy_domain_key(&self, id: u32) -> Result<bool, StoreError> {
+        let _ = id;
+        Err(StoreError::Backend(
+            "this store cannot destroy domain keys".into(),
+        ))
+    }
     /// Adds a key with its versions (none for a key awaiting imported
     /// material), atomically, at revision 1.
     fn insert_key(&self, key: &KeyMetadata, versions: &[VersionRecord]) -> Result<(), StoreError>;

@@ -18,7 +18,7 @@
 //! | `RemoveOperator` | `Name` | as `ListQuorum`, `Removed` |
 //! | `SetQuorumRule` | `Kind`, `Threshold` | as `ListQuorum` |
 //! | `ExportAuditKey` | `{}` | not built yet (refused) |
-//! | `RotateDomainKey` | `{}` | not built yet (refused) |
+//! | `RotateDomainKey` | `{}` | `DomainKey`: the new domain key's number (older ones are re-wrapped, then destroyed, by the schedule) |
 //! | `Execute` | `Proposal` (text), `Approvals` (lines) | `Executed`, `ProposalId`, `Approvers`, `Result` (the operation's output) |
 //!
 //! Once a quorum rule exists for an operation's kind of command
@@ -395,10 +395,7 @@ fn run(
             "UnsupportedOperationException",
             "exporting the audit signing key is not built on this node yet",
         )),
-        "RotateDomainKey" => Err(ApiError::new(
-            "UnsupportedOperationException",
-            "rotating the domain key on demand is not built on this node yet",
-        )),
+        "RotateDomainKey" => Ok(json!({"DomainKey": kms.rotate_domain_key()?})),
         other => Err(ApiError::new(
             "UnknownOperationException",
             format!("Unknown admin operation {other}"),
@@ -495,7 +492,7 @@ fn execute(node: Node<'_>, input: &Value) -> Result<Value, ApiError> {
         .collect::<Result<_, _>>()?;
     let cleared = approvals.authorize(text, &lines)?;
     let (op, op_input) = operation_of(&cleared.command)?;
-    if matches!(op, "ExportAuditKey" | "RotateDomainKey") {
+    if op == "ExportAuditKey" {
         // Not carried out on this node: do not spend the proposal.
         return run(node, op, &op_input, Some(&cleared));
     }

@@ -261,6 +261,8 @@ pub struct ConfigFile {
     pub root: Option<String>,
     /// The HSM holding the root key, with `root = "pkcs11"`.
     pub pkcs11: Option<crate::root::Pkcs11Section>,
+    /// How often the domain key rotates, in hours (default 24).
+    pub domain_key_rotation_hours: Option<u64>,
     /// Request-rate quotas per account (the `[throttle]` table).
     #[serde(default)]
     pub throttle: crate::throttle::ThrottleFile,
@@ -468,7 +470,11 @@ impl Config {
                 throttle: file.throttle.resolve().map_err(ConfigError::Invalid)?,
                 ..file.limits.resolve()?
             },
-            root: crate::root::RootConfig::resolve(file.root.as_deref(), file.pkcs11)?,
+            root: crate::root::RootConfig::resolve(
+                file.root.as_deref(),
+                file.pkcs11,
+                file.domain_key_rotation_hours,
+            )?,
             audit: file.audit.resolve()?,
         })
     }

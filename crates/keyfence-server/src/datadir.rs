@@ -11,7 +11,7 @@ use zeroize::Zeroizing;
 use crate::config::{parse_toml, ConfigError, CredentialsFile, DEFAULT_ACCOUNT};
 use crate::root::pkcs11::{Pkcs11Error, Pkcs11Root, Pkcs11Section};
 use crate::root::quorum::{QuorumError, SealedRoot, ShareText};
-use crate::root::RootConfig;
+use crate::root::{RootConfig, RootKind};
 use crate::root_key::{self, RootKeyError};
 use crate::sigv4::Credential;
 use crate::tls::{self, PkiPaths, TlsError};
@@ -254,10 +254,10 @@ impl DataDir {
         path: &Path,
         root: &RootConfig,
     ) -> Result<(Self, Option<Initialized>), DataDirError> {
-        let how = match root {
-            RootConfig::File => return Self::open_or_init(path),
-            RootConfig::Pkcs11(_) => "--root pkcs11 --config NODE.toml",
-            RootConfig::Shamir => "--shares N --threshold M",
+        let how = match &root.kind {
+            RootKind::File => return Self::open_or_init(path),
+            RootKind::Pkcs11(_) => "--root pkcs11 --config NODE.toml",
+            RootKind::Shamir => "--shares N --threshold M",
         };
         if !path.exists() {
             return Err(DataDirError::NotInitialized {

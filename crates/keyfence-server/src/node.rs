@@ -189,7 +189,8 @@ impl Node {
             view,
         )?
         .with_regions(&config.also_serves)?
-        .with_default_fence(config.default_fence.as_deref())?;
+        .with_default_fence(config.default_fence.as_deref())?
+        .with_root_of_trust(Arc::clone(&root));
         let kms = Arc::new(if location.is_shared() {
             kms.with_max_staleness(Some(config.max_staleness))
         } else {
@@ -314,6 +315,17 @@ impl Node {
         ));
         tasks.spawn(until_stopped(
             crate::api::kms::last_usage::save_periodically(Arc::clone(&kms), usage_file),
+            stopped.clone(),
+        ));
+        tasks.spawn(until_stopped(
+            crate::domain_keys::run(
+                Arc::clone(&kms),
+                crate::domain_keys::Schedule::new(
+                    config.root.domain_key_rotation,
+                    location.is_shared().then_some(config.max_staleness),
+                ),
+                audit.clone(),
+            ),
             stopped.clone(),
         ));
         tasks.spawn(until_stopped(

@@ -9,10 +9,12 @@
 //! | `KeyfenceAdmin.Seal` | `{}` | the same (sealed) |
 //! | `KeyfenceAdmin.SealStatus` | `{}` | the same |
 //!
-//! Unsealing opens the KMS over the store (domain keys unwrapped) and starts
-//! its background work; sealing drops the KMS (every key it held is
-//! zeroized as its last reference goes, requests in flight finishing first),
-//! stops that work and forgets any shares given.
+//! Unsealing opens the KMS over the store (domain keys unwrapped; the KMS
+//! keeps the root for domain-key rotation) and starts its background work
+//! (the replica, the domain-key schedule); sealing drops the KMS (the root
+//! and every key it held are zeroized as their last reference goes,
+//! requests in flight finishing first), stops that work and forgets any
+//! shares given. Domain keys rotate only while unsealed.
 //!
 //! The node keeps its audit log from its start: requests are recorded while
 //! sealed too, and tree heads are signed once the root is open (the log's
@@ -112,18 +114,22 @@ struct Opener {
     also_serves: Vec<String>,
     default_fence: Option<String>,
     max_staleness: Option<std::time::Duration>,
+    /// When the unsealed KMS rotates its domain key.
+    schedule: crate::domain_keys::Schedule,
 }
 
 impl Opener {
-    fn open(&self, root: &LocalRootKey) -> Result<Arc<Kms>, KmsError> {
+    /// Opens the KMS, which keeps the root (dropped with the KMS on sealing).
+    fn open(&self, root: &Arc<LocalRootKey>) -> Result<Arc<Kms>, KmsError> {
         let kms = Kms::open(
             Arc::clone(&self.store),
-            root,
+            root.as_ref(),
             Arc::new(SystemClock),
             &self.region,
         )?
         .with_regions(&self.also_serves)?
-        .with_default_fence(self.default_fence.as_deref())?;
+        .with_default_fence(self.default_fence.as_deref())?
+        .with_root_of_trust(Arc::clone(root) as Arc<dyn keyfence_core::RootOfTrust>);
         kms.follow_authz(Arc::clone(&self.authz) as Arc<dyn keyfence_core::store::AuthzFollower>)?;
         Ok(Arc::new(match self.max_staleness {
             Some(bound) => kms.with_max_staleness(Some(bound)),
@@ -199,10 +205,10 @@ impl SealGate {
         match unsealing.add(share)? {
             Progress::Partial { .. } => {}
             Progress::Opened(root) => {
-                let root = LocalRootKey::new(root);
+                let root = Arc::new(LocalRootKey::new(root));
                 let kms = self.opener.open(&root)?;
                 if let Some(audit) = &self.audit {
-                    audit.unseal(&root)?;
+                    audit.unseal(root.as_ref())?;
                 }
                 drop(root);
                 let (stop, stopped) = watch::channel(false);
@@ -217,6 +223,14 @@ impl SealGate {
                         Follow::Nothing
                     });
                 let background = Arc::clone(&kms);
+                self.runtime.spawn(node::until_stopped(
+                    crate::domain_keys::run(
+                        Arc::clone(&kms),
+                        self.opener.schedule.clone(),
+                        self.audit.clone(),
+                    ),
+                    stopped.clone(),
+                ));
                 self.runtime.spawn(node::until_stopped(
                     replica::run(background, follow),
                     stopped,
@@ -405,6 +419,10 @@ impl SealedNode {
                 also_serves: config.also_serves.clone(),
                 default_fence: config.default_fence.clone(),
                 max_staleness: shared.then_some(config.max_staleness),
+                schedule: crate::domain_keys::Schedule::new(
+                    config.root.domain_key_rotation,
+                    shared.then_some(config.max_staleness),
+                ),
             },
             follow: Mutex::new(Some(follow)),
             shared,

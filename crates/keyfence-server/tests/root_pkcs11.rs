@@ -1,7 +1,8 @@
 //! The root of trust in a real SoftHSM2 token (Debian's `softhsm2`, installed
 //! by scripts/setup-softhsm.sh): the key's protection attributes as the token
 //! reports them, a node serving Encrypt and Decrypt with it over real TLS,
-//! a restart, and the clear errors when the token or the key is missing.
+//! a restart, a domain-key rotation with the token wrapping the new domain
+//! key, and the clear errors when the token or the key is missing.
 //!
 //! Every run makes its own token directory (SOFTHSM2_CONF in a temporary
 //! directory) and each test its own token.
@@ -18,7 +19,8 @@ use keyfence_core::RootOfTrust;
 use keyfence_crypto::SymmetricKey;
 use keyfence_server::config::{Config, StoreLocation};
 use keyfence_server::datadir::{DataDir, DataDirError, RootInit};
-use keyfence_server::root::{Pkcs11Error, Pkcs11Root, Pkcs11Section, RootConfig};
+use keyfence_server::domain_keys::{check, Schedule};
+use keyfence_server::root::{Pkcs11Error, Pkcs11Root, Pkcs11Section, RootKind};
 use keyfence_server::tls::ClientGroups;
 use keyfence_server::{Node, NodeError};
 use serde_json::json;
@@ -72,8 +74,9 @@ fn softhsm() -> &'static (PathBuf, tempfile::TempDir) {
 }
 
 /// The tokens of this run, one per test (and one left without a key).
-const TOKENS: [&str; 6] = [
+const TOKENS: [&str; 7] = [
     "kf-attrs",
+    "kf-rotate",
     "kf-pin",
     "kf-node",
     "kf-missing",
@@ -98,7 +101,7 @@ fn section(module: &Path, label: &str) -> Pkcs11Section {
     }
 }
 
-fn config(data_dir: &Path, root: RootConfig) -> Config {
+fn config(data_dir: &Path, root: RootKind) -> Config {
     Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         metrics_listen: "127.0.0.1:0".parse().unwrap(),
@@ -114,7 +117,7 @@ fn config(data_dir: &Path, root: RootConfig) -> Config {
         store: StoreLocation::DataDir,
         max_staleness: std::time::Duration::from_secs(60),
         limits: Default::default(),
-        root,
+        root: root.into(),
     }
 }
 
@@ -229,7 +232,7 @@ async fn a_node_serves_with_the_hsm_root_and_restarts() {
     let section = token("kf-node");
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let root = RootConfig::Pkcs11(section.clone());
+    let root = RootKind::Pkcs11(section.clone());
     // No data directory yet: an HSM node does not make one at start.
     let err = Node::start(config(&data, root.clone()))
         .await
@@ -255,11 +258,44 @@ async fn a_node_serves_with_the_hsm_root_and_restarts() {
     node.shutdown().await;
 
     // The stored domain key is not under a file root: a file-root start fails.
-    let err = Node::start(config(&data, RootConfig::File)).await.err();
+    let err = Node::start(config(&data, RootKind::File)).await.err();
     assert!(
         err.is_some(),
         "a file root must not open an HSM node's data"
     );
+}
+
+/// The domain key rotates with the root in the token: the new domain key is
+/// wrapped by the token, the schedule re-wraps what the old one wrapped and
+/// destroys it, and after a restart what was encrypted under either decrypts.
+#[tokio::test]
+async fn the_domain_key_rotates_under_the_hsm_root() {
+    let section = token("kf-rotate");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    DataDir::init_with(&data, &RootInit::Pkcs11(&section)).unwrap();
+    let root = RootKind::Pkcs11(section);
+    let node = Node::start(config(&data, root.clone())).await.unwrap();
+    let before = roundtrip(&node, None).await;
+    let kms = std::sync::Arc::clone(&node.kms);
+    let held = tokio::task::spawn_blocking(move || {
+        assert_eq!(kms.rotate_domain_key().unwrap(), 2);
+        let schedule = Schedule::new(std::time::Duration::from_secs(24 * 3600), None);
+        // (The node's own schedule may have made this pass first.)
+        check(&kms, &schedule, None).unwrap();
+        kms.held_domain_keys()
+    })
+    .await
+    .unwrap();
+    assert_eq!(held, [2]);
+    let after = roundtrip(&node, Some(before.clone())).await;
+    node.shutdown().await;
+
+    let node = Node::start(config(&data, root)).await.unwrap();
+    assert_eq!(node.kms.held_domain_keys(), [2]);
+    roundtrip(&node, Some(before)).await;
+    roundtrip(&node, Some(after)).await;
+    node.shutdown().await;
 }
 
 #[tokio::test]
@@ -271,7 +307,7 @@ async fn start_up_fails_clearly_when_the_token_or_the_key_is_missing() {
     DataDir::init_with(&data, &RootInit::Pkcs11(&made)).unwrap();
 
     let no_token = section(module, "kf-no-such-token");
-    let err = Node::start(config(&data, RootConfig::Pkcs11(no_token)))
+    let err = Node::start(config(&data, RootKind::Pkcs11(no_token)))
         .await
         .err()
         .unwrap()
@@ -282,7 +318,7 @@ async fn start_up_fails_clearly_when_the_token_or_the_key_is_missing() {
     );
 
     let empty = token("kf-empty");
-    let err = Node::start(config(&data, RootConfig::Pkcs11(empty)))
+    let err = Node::start(config(&data, RootKind::Pkcs11(empty)))
         .await
         .err()
         .unwrap()
@@ -298,7 +334,7 @@ async fn start_up_fails_clearly_when_the_token_or_the_key_is_missing() {
         module: tmp.path().join("no-such-module.so"),
         ..made
     };
-    let err = Node::start(config(&data, RootConfig::Pkcs11(bad_module)))
+    let err = Node::start(config(&data, RootKind::Pkcs11(bad_module)))
         .await
         .err()
         .unwrap()

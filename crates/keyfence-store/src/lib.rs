@@ -16,6 +16,7 @@ mod sqlite;
 mod sqlite_audit;
 mod sqlite_authz;
 mod sqlite_cluster;
+mod sqlite_domain_keys;
 mod sqlite_quorum;
 
 pub use postgres::{PostgresOptions, PostgresStore};

@@ -14,8 +14,8 @@ use std::sync::{Mutex, MutexGuard};
 use keyfence_core::authz::StoredKeyPolicy;
 use keyfence_core::model::{Alias, KeyMetadata};
 use keyfence_core::store::{
-    Change, ChangeBatch, ChangedEntity, DomainKeyRecord, FeedCursor, KeyAuthz, Revision, Snapshot,
-    StoreError, StoredKey, VersionRecord,
+    Change, ChangeBatch, ChangedEntity, DomainKeyRecord, FeedCursor, KeyAuthz, Revision, Rewrap,
+    Snapshot, StoreError, StoredKey, VersionRecord,
 };
 use keyfence_core::{AliasName, KeyId, Store, Timestamp};
 use rusqlite::{params, Connection, OptionalExtension, TransactionBehavior};
@@ -139,10 +139,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (8, crate::format::V8_MULTI_REGION),
     (9, crate::sqlite_quorum::V9),
     (10, V10),
+    (11, crate::sqlite_domain_keys::V11),
 ];
 
 /// Schema version this build writes.
-const SCHEMA_VERSION: i64 = 10;
+const SCHEMA_VERSION: i64 = 11;
 
 /// A [`Store`] in one SQLite file.
 pub struct SqliteStore {
@@ -713,6 +714,27 @@ impl Store for SqliteStore {
             .map_err(backend)?;
             Ok(())
         })
+    }
+
+    fn domain_keys(&self) -> Result<Vec<DomainKeyRecord>, StoreError> {
+        self.read(|tx| domain_keys(tx))
+    }
+
+    fn versions_under(
+        &self,
+        domain_key_id: u32,
+        after: Option<(&KeyId, u32)>,
+        limit: usize,
+    ) -> Result<Vec<VersionRecord>, StoreError> {
+        self.read(|tx| crate::sqlite_domain_keys::versions_under(tx, domain_key_id, after, limit))
+    }
+
+    fn rewrap_versions(&self, rewraps: &[Rewrap]) -> Result<usize, StoreError> {
+        self.write(|tx| crate::sqlite_domain_keys::rewrap(tx, rewraps))
+    }
+
+    fn destroy_domain_key(&self, id: u32) -> Result<bool, StoreError> {
+        self.write(|tx| crate::sqlite_domain_keys::destroy(tx, id))
     }
 
     fn insert_key(&self, key: &KeyMetadata, versions: &[VersionRecord]) -> Result<(), StoreError> {

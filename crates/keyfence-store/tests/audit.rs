@@ -101,7 +101,7 @@ fn sqlite_audit_tables_append_read_and_refuse_changes() {
     let version: i64 = conn
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 10);
+    assert_eq!(version, 11);
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 use keyfence_server::datadir::{DataDir, RootInit};
 use keyfence_server::root::quorum::ShareText;
-use keyfence_server::root::RootConfig;
+use keyfence_server::root::RootKind;
 use keyfence_server::ConfigFile;
 
 /// How `init` makes the root of trust.
@@ -46,8 +46,8 @@ pub fn init(data_dir: PathBuf, args: RootArgs) -> Result<(), String> {
                 "--root pkcs11 reads the [pkcs11] table of the node config: give --config",
             )?;
             let file = ConfigFile::read(path).map_err(|e| e.to_string())?;
-            match RootConfig::resolve(Some("pkcs11"), file.pkcs11).map_err(|e| e.to_string())? {
-                RootConfig::Pkcs11(section) => {
+            match RootKind::resolve(Some("pkcs11"), file.pkcs11).map_err(|e| e.to_string())? {
+                RootKind::Pkcs11(section) => {
                     return finish(
                         &data_dir,
                         &RootInit::Pkcs11(&section),

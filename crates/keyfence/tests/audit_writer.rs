@@ -208,7 +208,7 @@ async fn start_up_from_the_stored_edge_does_not_read_the_log() {
 async fn a_quorum_sealed_node_records_while_sealed_and_signs_heads_only_while_unsealed() {
     use keyfence_server::config::{Config, StoreLocation};
     use keyfence_server::datadir::{DataDir, RootInit};
-    use keyfence_server::root::RootConfig;
+    use keyfence_server::root::RootKind;
     use keyfence_server::seal::SealedNode;
 
     let dir = tempfile::tempdir().unwrap();
@@ -236,7 +236,7 @@ async fn a_quorum_sealed_node_records_while_sealed_and_signs_heads_only_while_un
         max_staleness: Duration::from_secs(60),
         audit: Default::default(),
         limits: Default::default(),
-        root: RootConfig::Shamir,
+        root: RootKind::Shamir.into(),
     })
     .await
     .unwrap();

@@ -546,7 +546,7 @@ impl Kms {
     ) -> Result<VersionRecord, KmsError> {
         let now = self.now();
         match &meta.fence {
-            None => self.domain.wrap(&meta.id, version, material, now),
+            None => self.domain().wrap(&meta.id, version, material, now),
             Some(fence) => {
                 let key = self.fencing.policy_key(&meta.arn(), fence)?;
                 material::wrap_fenced(
@@ -554,7 +554,7 @@ impl Kms {
                     &meta.id,
                     version,
                     material,
-                    self.domain.current,
+                    self.current_domain_key(),
                     now,
                 )
             }

@@ -22,7 +22,7 @@ use crate::{
 const IMPORT_PARAMETERS_VALID_MS: i64 = 24 * 3_600_000;
 /// Furthest ValidTo AWS accepts: 365 days ahead.
 const MAX_VALID_TO_DAYS: u32 = 365;
-const WRAPPING_KEY_LABEL: &[u8] = b"keyfence/v1/import-wrapping-key/";
+pub(super) const WRAPPING_KEY_LABEL: &[u8] = b"keyfence/v1/import-wrapping-key/";
 const COMMITMENT_INFO: &[u8] = b"keyfence/v1/imported-material-commitment";
 
 /// Result of GetParametersForImport.
@@ -151,17 +151,14 @@ impl Kms {
                     refusal: StateRefusal::HasKeyMaterial,
                 });
             }
-            let wrapped = self.domain.wrap_secret(
-                WRAPPING_KEY_LABEL,
-                &m.id,
-                0,
-                wrapping_key.private.expose(),
-            )?;
+            let domain = self.domain();
+            let wrapped =
+                domain.wrap_secret(WRAPPING_KEY_LABEL, &m.id, 0, wrapping_key.private.expose())?;
             m.import.get_or_insert_with(ImportState::default).pending =
                 Some(PendingImportParameters {
                     token: token.clone(),
                     wrapped_private_key: wrapped,
-                    domain_key_id: self.domain.current,
+                    domain_key_id: domain.current,
                     wrapping,
                     valid_to,
                 });
@@ -315,13 +312,15 @@ impl Kms {
         pending: &PendingImportParameters,
         encrypted: &[u8],
     ) -> Result<Secret, KmsError> {
-        let wrapping_bytes = self.domain.unwrap_secret(
-            WRAPPING_KEY_LABEL,
-            key_id,
-            0,
-            pending.domain_key_id,
-            &pending.wrapped_private_key,
-        )?;
+        let wrapping_bytes = self
+            .domain_keys_with(pending.domain_key_id)?
+            .unwrap_secret(
+                WRAPPING_KEY_LABEL,
+                key_id,
+                0,
+                pending.domain_key_id,
+                &pending.wrapped_private_key,
+            )?;
         WrappingKey::unwrap(pending.wrapping, wrapping_bytes.expose(), encrypted)
             .map_err(|_| KmsError::InvalidCiphertext(CiphertextProblem::ImportUnwrap))
     }

@@ -66,10 +66,16 @@ impl Material {
     }
 }
 
-/// Domain keys: the newest wraps new material, every one unwraps.
+/// Domain keys: the newest wraps new material, every one held unwraps.
+/// Immutable: a rotation, a key added by another node or a destroyed key
+/// makes a new set (see `domain_keys`), so a request never waits for one.
 pub(crate) struct DomainKeys {
+    /// The newest: it wraps new material.
     pub current: u32,
-    pub keys: HashMap<u32, SymmetricKey>,
+    /// When the newest was created.
+    pub created: Timestamp,
+    /// Every key held, the newest included.
+    pub keys: HashMap<u32, Arc<SymmetricKey>>,
 }
 
 impl DomainKeys {
@@ -81,6 +87,30 @@ impl DomainKeys {
         b
     }
 
+    fn key(&self, domain_key_id: u32, key_id: &KeyId) -> Result<&SymmetricKey, KmsError> {
+        self.keys.get(&domain_key_id).map(|k| &**k).ok_or_else(|| {
+            KmsError::Internal(format!("domain key {domain_key_id} of {key_id} is missing"))
+        })
+    }
+
+    /// Wraps secret bytes that belong to `key_id` under domain key
+    /// `domain_key_id`.
+    fn wrap_under(
+        &self,
+        domain_key_id: u32,
+        label: &[u8],
+        key_id: &KeyId,
+        version: u32,
+        secret: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        wrap::wrap_bytes(
+            self.key(domain_key_id, key_id)?,
+            &Self::binding(label, key_id, version, domain_key_id),
+            secret,
+        )
+        .map_err(KmsError::internal_crypto("wrap under the domain key"))
+    }
+
     /// Wraps secret bytes that belong to `key_id` under the current domain key;
     /// `label` says what they are, so one kind can never be unwrapped as another.
     pub fn wrap_secret(
@@ -90,13 +120,31 @@ impl DomainKeys {
         version: u32,
         secret: &[u8],
     ) -> Result<Vec<u8>, KmsError> {
-        let dk = &self.keys[&self.current];
-        wrap::wrap_bytes(
-            dk,
-            &Self::binding(label, key_id, version, self.current),
-            secret,
+        self.wrap_under(self.current, label, key_id, version, secret)
+    }
+
+    /// Moves secret bytes wrapped under domain key `from` to the current one.
+    pub fn rewrap_secret(
+        &self,
+        label: &[u8],
+        key_id: &KeyId,
+        version: u32,
+        from: u32,
+        wrapped: &[u8],
+    ) -> Result<Vec<u8>, KmsError> {
+        let secret = self.unwrap_secret(label, key_id, version, from, wrapped)?;
+        self.wrap_secret(label, key_id, version, secret.expose())
+    }
+
+    /// Moves a stored (unfenced) version to the current domain key.
+    pub fn rewrap_version(&self, record: &VersionRecord) -> Result<Vec<u8>, KmsError> {
+        self.rewrap_secret(
+            BACKING_LABEL,
+            &record.key_id,
+            record.version,
+            record.domain_key_id,
+            &record.wrapped,
         )
-        .map_err(KmsError::internal_crypto("wrap under the domain key"))
     }
 
     /// Unwraps what [`Self::wrap_secret`] wrapped.
@@ -108,11 +156,8 @@ impl DomainKeys {
         domain_key_id: u32,
         wrapped: &[u8],
     ) -> Result<keyfence_crypto::Secret, KmsError> {
-        let dk = self.keys.get(&domain_key_id).ok_or_else(|| {
-            KmsError::Internal(format!("domain key {domain_key_id} of {key_id} is missing"))
-        })?;
         wrap::unwrap_bytes(
-            dk,
+            self.key(domain_key_id, key_id)?,
             &Self::binding(label, key_id, version, domain_key_id),
             wrapped,
         )
@@ -157,13 +202,16 @@ impl DomainKeys {
 impl super::Kms {
     /// Unwraps a stored version of a key of `spec`. Every unwrapping of a
     /// stored version record (at start, after a re-read, from the change
-    /// feed) goes through here.
+    /// feed) goes through here. A version under a domain key this node does
+    /// not hold yet (another node rotated a moment ago) reads the store's
+    /// domain keys first.
     pub(super) fn unwrap_version(
         &self,
         record: &VersionRecord,
         spec: KeySpec,
     ) -> Result<Material, KmsError> {
-        self.domain.unwrap(record, spec)
+        self.domain_keys_with(record.domain_key_id)?
+            .unwrap(record, spec)
     }
 }
 

@@ -9,6 +9,7 @@ mod asymmetric;
 mod cache;
 mod crypto_ops;
 mod destroy_early;
+mod domain_keys;
 mod fenced;
 mod import;
 mod lifecycle;
@@ -21,7 +22,6 @@ mod tags;
 mod usage;
 mod writes;
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -30,6 +30,7 @@ use keyfence_crypto::SymmetricKey;
 
 pub use asymmetric::{DataKeyPairOutput, SignOutput};
 pub use crypto_ops::{DataKeyOutput, DataKeySize, DecryptOutput, EncryptOutput, ReEncryptOutput};
+pub use domain_keys::{RewrapBudget, RewrapOutcome, REWRAP_BATCH};
 pub use fenced::{FenceMaker, FenceView, SweepOutcome, FENCE_TAG};
 pub use import::ImportParameters;
 pub use lifecycle::{CreateKeyInput, DeletionScheduled};
@@ -79,7 +80,12 @@ pub struct Kms {
     clock: Arc<dyn Clock>,
     /// The regions served, the default first (see `regions`).
     regions: Vec<Region>,
-    domain: DomainKeys,
+    /// The domain keys held (see `domain_keys`), replaced whole.
+    domain: RwLock<Arc<DomainKeys>>,
+    /// Serializes changes to `domain`.
+    domain_update: Mutex<()>,
+    /// The root of trust, if kept ([`Kms::with_root_of_trust`]).
+    root: Option<Arc<dyn RootOfTrust>>,
     cache: RwLock<Cache>,
     fencing: fenced::Fencing,
     /// Orders publications to the cache: a feed batch and this node's own
@@ -135,27 +141,16 @@ impl Kms {
             }
             snapshot = store.load_head()?;
         }
-        let mut keys = HashMap::new();
-        for record in &snapshot.domain_keys {
-            keys.insert(
-                record.id,
-                root.unwrap_domain_key(record.id, &record.wrapped)?,
-            );
-        }
-        let current = snapshot
-            .domain_keys
-            .iter()
-            .map(|d| d.id)
-            .max()
-            .ok_or_else(|| KmsError::Internal("the store holds no domain key".into()))?;
-        let domain = DomainKeys { current, keys };
+        let domain = domain_keys::open_records(Some(root), &snapshot.domain_keys, None)?;
         let max_staleness = store.is_shared().then_some(DEFAULT_MAX_STALENESS);
         let now = clock.now();
         let kms = Self {
             store,
             clock,
             regions: vec![default_region],
-            domain,
+            domain: RwLock::new(Arc::new(domain)),
+            domain_update: Mutex::new(()),
+            root: None,
             cache: RwLock::new(Cache::default()),
             fencing,
             replica: Mutex::new(replica::Replica::default()),

@@ -121,6 +121,7 @@ impl Kms {
         };
         let outcome = if batch.rewound {
             let head = self.store.load_head()?;
+            self.adopt_domain_keys(&head.domain_keys)?;
             let cursor = head.cursor;
             let (cache, applied) = self.build_cache(head)?;
             // Policies and grants read after every key of the new cache was
@@ -366,13 +367,7 @@ impl Kms {
             },
             // Handed to the follower before the batch's keys (see `sync`).
             ChangedEntity::KeyAuthz { .. } => {}
-            ChangedEntity::DomainKey { id, .. } => {
-                if !self.domain.keys.contains_key(&id) {
-                    return Err(KmsError::Internal(format!(
-                        "domain key {id} was added by another node; restart this node to load it"
-                    )));
-                }
-            }
+            ChangedEntity::DomainKey { id, current } => self.apply_domain_key(id, current)?,
         }
         Ok(())
     }

@@ -24,6 +24,7 @@ mod audit;
 mod authz;
 mod bridge;
 mod cluster;
+mod domain_keys;
 mod error;
 pub mod feed;
 mod quorum;
@@ -39,7 +40,7 @@ use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, Recycling
 use keyfence_core::authz::{AuthzSnapshot, StoredKeyPolicy};
 use keyfence_core::model::Alias;
 use keyfence_core::store::{
-    DomainKeyRecord, KeyAuthz, Revision, Snapshot, StoredKey, VersionRecord,
+    DomainKeyRecord, KeyAuthz, Revision, Rewrap, Snapshot, StoredKey, VersionRecord,
 };
 use keyfence_core::{KeyId, KeyMetadata, Store, StoreError};
 
@@ -251,6 +252,35 @@ impl Store for PostgresStore {
     fn insert_domain_key(&self, key: &DomainKeyRecord) -> Result<(), StoreError> {
         self.write("insert domain key", Write::DomainKey(key.clone()))
             .map(drop)
+    }
+
+    fn domain_keys(&self) -> Result<Vec<DomainKeyRecord>, StoreError> {
+        self.run("read domain keys", domain_keys::all)
+    }
+
+    fn versions_under(
+        &self,
+        domain_key_id: u32,
+        after: Option<(&KeyId, u32)>,
+        limit: usize,
+    ) -> Result<Vec<VersionRecord>, StoreError> {
+        let after = after.map(|(k, v)| (*k, v));
+        self.run("read versions under a domain key", move |pool| {
+            domain_keys::versions_under(pool, domain_key_id, after, limit)
+        })
+    }
+
+    fn rewrap_versions(&self, rewraps: &[Rewrap]) -> Result<usize, StoreError> {
+        let rewraps = rewraps.to_vec();
+        self.run("re-wrap versions", move |pool| {
+            domain_keys::rewrap(pool, rewraps)
+        })
+    }
+
+    fn destroy_domain_key(&self, id: u32) -> Result<bool, StoreError> {
+        self.run("destroy a domain key", move |pool| {
+            domain_keys::destroy(pool, id)
+        })
     }
 
     fn insert_key(&self, key: &KeyMetadata, versions: &[VersionRecord]) -> Result<(), StoreError> {

@@ -38,6 +38,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         super::quorum::V9,
     ),
     (10, "aliases per account and region", V10),
+    (
+        11,
+        "versions by domain key; re-wraps outside the feed",
+        super::domain_keys::V11,
+    ),
 ];
 
 /// The newest schema version this build knows.
