@@ -79,6 +79,12 @@ struct State {
     retired: HashMap<FenceId, Arc<PolicyPrivateKey>>,
     /// Stored versions of fenced keys this node could not open.
     sealed: HashMap<KeyId, Vec<VersionRecord>>,
+    /// Fences this node's keyring was found not to open, with the epoch of
+    /// the record tried: until that record or the keyring changes, a key of
+    /// such a fence is refused without checking the record again (a
+    /// signature check per key, and per sealed key on every install, at a
+    /// node outside a fence holding many of its keys).
+    refused: HashMap<FenceId, u32>,
 }
 
 /// A node's fences and opened policy keys.
@@ -89,6 +95,9 @@ pub(super) struct Fencing {
     default_policy: Option<KeyFence>,
     /// Set at the authority node.
     maker: RwLock<Option<Arc<dyn FenceMaker>>>,
+    /// Policy keys this node tried to open with its keyring (tests count them).
+    #[cfg(test)]
+    pub(super) attempts: std::sync::atomic::AtomicUsize,
 }
 
 fn elsewhere(key: &str, fence: &KeyFence) -> KmsError {
@@ -137,6 +146,14 @@ fn take_fence_tag(tags: &mut Vec<(String, String)>) -> Result<Option<Option<KeyF
     Ok(found)
 }
 
+/// Whether this node's keyring was found not to open the fence's current record.
+fn refuses(state: &State, fence: FenceId) -> bool {
+    state
+        .records
+        .get(&fence)
+        .is_some_and(|r| state.refused.get(&fence) == Some(&r.epoch()))
+}
+
 impl Fencing {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|p| p.into_inner())
@@ -160,10 +177,12 @@ impl Fencing {
                 })?;
                 // Same epoch: the record may name more nodes (an approval
                 // adds envelopes without a new epoch). Older: refused silently.
-                let newer = state
-                    .records
-                    .get(&record.id())
-                    .is_none_or(|held| held.epoch() <= record.epoch());
+                let held = state.records.get(&record.id());
+                let newer = held.is_none_or(|held| held.epoch() <= record.epoch());
+                if newer && held != Some(&record) {
+                    // Changed: it may name this node now (or another generation).
+                    state.refused.remove(&record.id());
+                }
                 if newer {
                     if let Some(old) = state.opened.remove(&record.id()) {
                         if old.epoch() < record.epoch() {
@@ -176,6 +195,7 @@ impl Fencing {
         }
         if let Some(keyring) = view.keyring {
             state.opened.clear();
+            state.refused.clear();
             state.keyring = Some(Arc::new(keyring));
         }
         state.authority = authority;
@@ -189,18 +209,32 @@ impl Fencing {
             if let Some(opened) = state.opened.get(&fence.id) {
                 return Ok(Arc::clone(opened));
             }
-            let record = state.records.get(&fence.id).cloned();
-            (state.keyring.clone(), record)
+            if refuses(&state, fence.id) {
+                return Err(elsewhere(key, fence));
+            }
+            (state.keyring.clone(), state.records.get(&fence.id).cloned())
         };
         let record = record.ok_or_else(|| KmsError::UnknownFence {
             fence: fence.id,
             policy: fence.policy.clone(),
         })?;
         let keyring = keyring.ok_or_else(|| elsewhere(key, fence))?;
+        #[cfg(test)]
+        self.attempts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let opened = match keyring.open_policy_key(&record) {
             Ok(k) => Arc::new(k),
             Err(FenceError::NotSatisfied { .. } | FenceError::StaleGeneration { .. }) => {
-                return Err(elsewhere(key, fence))
+                let mut state = self.write();
+                // Remembered only if neither the record nor the keyring changed meanwhile.
+                let same_keyring = state
+                    .keyring
+                    .as_ref()
+                    .is_some_and(|k| Arc::ptr_eq(k, &keyring));
+                if same_keyring && state.records.get(&fence.id) == Some(&record) {
+                    state.refused.insert(fence.id, record.epoch());
+                }
+                return Err(elsewhere(key, fence));
             }
             Err(e) => return Err(KmsError::Internal(format!("{}: {e}", fence.id))),
         };
@@ -309,7 +343,14 @@ impl Kms {
                 self.fencing.write().sealed.remove(&id);
                 continue;
             };
-            let records = self.fencing.read().sealed.get(&id).cloned();
+            let records = {
+                let state = self.fencing.read();
+                match &key.meta.fence {
+                    // Still closed to this node: nothing to try.
+                    Some(fence) if refuses(&state, fence.id) => continue,
+                    _ => state.sealed.get(&id).cloned(),
+                }
+            };
             let (Some(fence), Some(records)) = (key.meta.fence.as_ref(), records) else {
                 continue;
             };

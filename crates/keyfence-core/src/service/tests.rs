@@ -36,6 +36,7 @@ use crate::store::{
 };
 use crate::EncryptionContext;
 
+mod fenced;
 mod regions;
 
 /// A store that keeps everything in memory; shared between Kms instances to
