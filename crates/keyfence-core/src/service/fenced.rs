@@ -17,7 +17,7 @@
 //! with the canonical policy, so ListResourceTags and DescribeKey show it;
 //! TagResource and UntagResource refuse to set, change or remove it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use super::cache::CachedKey;
@@ -77,8 +77,11 @@ struct State {
     /// opened them: versions still wrapped under it (the authority re-wraps
     /// them right after a rotation) keep unwrapping meanwhile.
     retired: HashMap<FenceId, Arc<PolicyPrivateKey>>,
-    /// Stored versions of fenced keys this node could not open.
-    sealed: HashMap<KeyId, Vec<VersionRecord>>,
+    /// Fenced keys this node could not open. Their wrapped versions are
+    /// not kept (over a kilobyte each under a policy key: a node outside a
+    /// fence of 100,000 keys would hold over 100 MiB it cannot use); they
+    /// are read again from the store when the fence may open.
+    sealed: HashSet<KeyId>,
     /// Fences this node's keyring was found not to open, with the epoch of
     /// the record tried: until that record or the keyring changes, a key of
     /// such a fence is refused without checking the record again (a
@@ -280,7 +283,7 @@ impl Fencing {
             return Ok(Some(versions));
         }
         let seal = || {
-            self.write().sealed.insert(meta.id, records.to_vec());
+            self.write().sealed.insert(meta.id);
             Ok(None)
         };
         let current = match self.policy_key(&meta.arn(), fence) {
@@ -332,10 +335,11 @@ impl Kms {
 
     /// Installs or refreshes this node's view of the fences (after its grant
     /// arrives, or a fence is made or rotated), then opens the keys it kept
-    /// sealed that it can open now. Returns how many keys it opened.
+    /// sealed that it can open now (their versions read again from the
+    /// store). Returns how many keys it opened.
     pub fn install_fences(&self, view: FenceView) -> Result<usize, KmsError> {
         self.fencing.install(view)?;
-        let sealed: Vec<KeyId> = self.fencing.read().sealed.keys().copied().collect();
+        let sealed: Vec<KeyId> = self.fencing.read().sealed.iter().copied().collect();
         let mut opened = 0;
         for id in sealed {
             let _replica = self.lock_replica();
@@ -343,23 +347,21 @@ impl Kms {
                 self.fencing.write().sealed.remove(&id);
                 continue;
             };
-            let records = {
-                let state = self.fencing.read();
-                match &key.meta.fence {
-                    // Still closed to this node: nothing to try.
-                    Some(fence) if refuses(&state, fence.id) => continue,
-                    _ => state.sealed.get(&id).cloned(),
-                }
-            };
-            let (Some(fence), Some(records)) = (key.meta.fence.as_ref(), records) else {
+            let Some(fence) = key.meta.fence.as_ref() else {
                 continue;
+            };
+            if refuses(&self.fencing.read(), fence.id) {
+                continue; // still closed to this node: nothing to try
+            }
+            let Some(stored) = self.store.load_key(&id)? else {
+                continue; // destroyed meanwhile: the feed removes it
             };
             if let Some(versions) =
                 self.fencing
-                    .unwrap_all(&key.meta, fence, &records, Some(&key))?
+                    .unwrap_all(&stored.metadata, fence, &stored.versions, Some(&key))?
             {
                 self.write_cache()
-                    .put(CachedKey::new(key.meta.clone(), versions, key.revision));
+                    .put(CachedKey::new(stored.metadata, versions, stored.revision));
                 opened += 1;
             }
         }
