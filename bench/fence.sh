@@ -5,7 +5,12 @@
 #   1. fenced vs unfenced Encrypt at a satisfying node (closed loop, ABBA);
 #   2. p99 added by forwarding: the fenced key at half its closed-loop rate,
 #      open loop, at fra (served there) and at iad (every request forwarded);
-#   3. master rotation with 100 fences, before and after adding KEYS fenced keys.
+#   3. master rotation with 100 fences, before and after adding KEYS fenced keys,
+#      and fenced CreateKey through the API before and after (issue 10: it must
+#      not slow down as the store grows). The keys are added by `keyfence store
+#      fill --fence` (made and wrapped as fra makes them, written 10,000 per
+#      transaction into the shared store, picked up by every node through the
+#      change feed), unless CREATE_OVER_API=1 (fenced CreateKeys, DUR per round).
 # Usage: bench/fence.sh [KEYFENCE_BINARY]  (env: DUR=10s KEYS=100000 PORT=18443;
 #   ONLY_ROTATION=1 runs part 3 alone, SKIP_ROTATION=1 parts 1 and 2, RATE=N sets
 #   the open-loop rate of part 2 instead of half the fenced closed-loop rate)
@@ -15,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/release/keyfence}
 DUR=${DUR:-10s}
-# create-key runs last DUR each (plus warm-up) until KEYS keys exist.
+# Fenced keys added before the second rotation.
 KEYS=${KEYS:-100000}
 PORT=${PORT:-18443}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/keyfence-fence-bench.XXXXXX")
@@ -59,9 +64,10 @@ D2=$(bench --endpoint "$FRA" --workload encrypt --key-id "$KEY" --rate "$HALF")
 for r in "$D1" "$W1" "$W2" "$D2"; do echo "$r"; done
 fi
 
-R0=0 R1=0 MADE=0
+R0=0 R1=0 MADE=0 C0=null C1=null
 if [ -z "${SKIP_ROTATION:-}" ]; then
 echo "== 3. master rotation, 100 fences, then with $KEYS fenced keys" >&2
+"$BIN" fence create "$POLICY" --endpoint "$FRA" --data-dir "$DATA" >/dev/null
 for i in $(seq 1 99); do
   "$BIN" fence create "region: EU and not country: X$i" --endpoint "$FRA" --data-dir "$DATA" >/dev/null
 done
@@ -72,25 +78,58 @@ rotate() {
   t1=$(date +%s.%N)
   python3 -c "print(round($t1 - $t0, 3))"
 }
+# Waits until the nodes are idle (under 0.2 s of CPU in 2 s): they have
+# applied the keys from the change feed and installed the rotated records.
+settle() {
+  local a b
+  for _ in $(seq 600); do
+    a=$(awk '{print $14 + $15}' "/proc/$DEV/stat")
+    sleep 2
+    b=$(awk '{print $14 + $15}' "/proc/$DEV/stat")
+    [ $((b - a)) -lt 20 ] && return
+  done
+  echo "the nodes did not settle" >&2
+}
+settle
 R0=$(rotate)
 echo "rotation with 100 fences: ${R0}s" >&2
-MADE=0
-while [ "$MADE" -lt "$KEYS" ]; do
-  C=$(bench --endpoint "$FRA" --workload create-key --fence "$POLICY")
-  echo "$C"
-  MADE=$((MADE + $(echo "$C" | field 'v["ok"]')))
-done
+C0=$(bench --endpoint "$FRA" --workload create-key --fence "$POLICY")
+echo "$C0"
+MADE=$(echo "$C0" | field 'v["ok"]')
+if [ -n "${CREATE_OVER_API:-}" ]; then
+  while [ "$MADE" -lt "$KEYS" ]; do
+    C=$(bench --endpoint "$FRA" --workload create-key --fence "$POLICY")
+    echo "$C"
+    MADE=$((MADE + $(echo "$C" | field 'v["ok"]')))
+  done
+else
+  t0=$(date +%s.%N)
+  "$BIN" store fill --data-dir "$DATA" --count "$KEYS" --fence "$POLICY" --node fra >&2
+  MADE=$((MADE + KEYS))
+  settle
+  t1=$(date +%s.%N)
+  echo "filled $KEYS fenced keys, applied by every node, in $(python3 -c "print(round($t1 - $t0, 1))")s" >&2
+fi
+C1=$(bench --endpoint "$FRA" --workload create-key --fence "$POLICY")
+echo "$C1"
+MADE=$((MADE + $(echo "$C1" | field 'v["ok"]')))
+# Back to one live generation, as before the first rotation, so that the two
+# rotations differ only in the keys in the store.
+"$BIN" authority retire 1 --endpoint "$FRA" --data-dir "$DATA" >&2
+settle
 R1=$(rotate)
 echo "rotation with 100 fences and $MADE fenced keys: ${R1}s" >&2
 fi
 
-python3 - "$RU" "$RF" "$D1" "$D2" "$W1" "$W2" "$R0" "$R1" "$MADE" <<'PY'
+python3 - "$RU" "$RF" "$D1" "$D2" "$W1" "$W2" "$R0" "$R1" "$MADE" "$C0" "$C1" <<'PY'
 import json, sys
 ru, rf = float(sys.argv[1]), float(sys.argv[2])
 p99 = lambda a: (json.loads(a) or {}).get("latency_us", {}).get("p99", 0)
 d = [p99(a) for a in sys.argv[3:5]]
 w = [p99(a) for a in sys.argv[5:7]]
 r0, r1, made = float(sys.argv[7]), float(sys.argv[8]), int(sys.argv[9])
+rate = lambda a: round((json.loads(a) or {}).get("ops_per_s", 0))
+c0, c1 = rate(sys.argv[10]), rate(sys.argv[11])
 print(json.dumps({
     "unfenced_encrypt_per_s": round(ru), "fenced_encrypt_per_s": round(rf),
     "fenced_over_unfenced": round(rf / ru, 3) if ru else None,
@@ -98,5 +137,7 @@ print(json.dumps({
     "p99_added_by_forwarding_us": round(sum(w) / 2 - sum(d) / 2),
     "master_rotation_s_100_fences": r0,
     "master_rotation_s_100_fences_and_keys": r1, "fenced_keys": made,
+    "fenced_create_key_per_s_before_and_after": [c0, c1],
+    "create_key_after_over_before": round(c1 / c0, 3) if c0 else None,
 }, indent=1))
 PY

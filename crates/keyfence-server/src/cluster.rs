@@ -421,48 +421,17 @@ impl Membership {
     }
 
     fn authority_public(&self) -> Result<Option<AuthorityPublic>, ClusterError> {
-        Ok(match self.store.authority()? {
-            Some(a) => Some(AuthorityPublic::from_bytes(&a.public)?),
-            None => None,
-        })
+        authority_public_in(self.store.as_ref())
     }
 
     /// What this node knows of the fences now, read from the store; with the
     /// grant and record bytes it was built from.
     fn read_view(&self) -> Result<(FenceView, Installed), ClusterError> {
-        let Some(authority) = self.authority_public()? else {
-            return Ok((FenceView::default(), Installed::default()));
-        };
-        let grant = self
-            .store
-            .node(&self.name)?
-            .filter(|n| n.state == NodeState::Approved)
-            .and_then(|n| n.grant);
-        let keyring = match &grant {
-            Some(bytes) => Some(NodeKeyring::open(
-                NodeIdentity::from_bytes(&self.identity)?,
-                &NodeGrant::from_bytes(bytes)?,
-                &authority,
-            )?),
-            None => None,
-        };
-        let fences = self.store.fences()?;
-        let records = fences
-            .iter()
-            .map(|f| FenceRecord::from_bytes(&f.record))
-            .collect::<Result<Vec<_>, _>>()?;
-        let bytes = fences.into_iter().map(|f| f.record).collect();
-        Ok((
-            FenceView {
-                authority: Some(authority),
-                keyring,
-                records,
-            },
-            Installed {
-                grant,
-                records: bytes,
-            },
-        ))
+        view_in(
+            self.store.as_ref(),
+            &self.name,
+            NodeIdentity::from_bytes(&self.identity)?,
+        )
     }
 
     /// The view to open the KMS with.
@@ -873,6 +842,73 @@ impl FenceMaker for Membership {
             other => KmsError::Internal(format!("making fence for {policy}: {other}")),
         })
     }
+}
+
+/// The cluster's authority public key, if it has one.
+fn authority_public_in(store: &dyn ClusterStore) -> Result<Option<AuthorityPublic>, ClusterError> {
+    Ok(match store.authority()? {
+        Some(a) => Some(AuthorityPublic::from_bytes(&a.public)?),
+        None => None,
+    })
+}
+
+/// What node `name` (with `identity`) knows of the fences, read from
+/// `store`; with the grant and record bytes it was built from.
+fn view_in(
+    store: &dyn ClusterStore,
+    name: &str,
+    identity: NodeIdentity,
+) -> Result<(FenceView, Installed), ClusterError> {
+    let Some(authority) = authority_public_in(store)? else {
+        return Ok((FenceView::default(), Installed::default()));
+    };
+    let grant = store
+        .node(name)?
+        .filter(|n| n.state == NodeState::Approved)
+        .and_then(|n| n.grant);
+    let keyring = match &grant {
+        Some(bytes) => Some(NodeKeyring::open(
+            identity,
+            &NodeGrant::from_bytes(bytes)?,
+            &authority,
+        )?),
+        None => None,
+    };
+    let fences = store.fences()?;
+    let records = fences
+        .iter()
+        .map(|f| FenceRecord::from_bytes(&f.record))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bytes = fences.into_iter().map(|f| f.record).collect();
+    Ok((
+        FenceView {
+            authority: Some(authority),
+            keyring,
+            records,
+        },
+        Installed {
+            grant,
+            records: bytes,
+        },
+    ))
+}
+
+/// The fence view node `name` would open its KMS with, for a tool that acts
+/// as that node without running it (`keyfence store fill --fence`): its
+/// identity from `data_dir` (sealed under `root`), its grant and the fence
+/// records from `store`. Reads only: a node that never started (no identity
+/// file) is refused, and nothing is registered.
+pub fn offline_view(
+    data_dir: &Path,
+    name: &str,
+    store: &dyn ClusterStore,
+    root: &dyn RootOfTrust,
+) -> Result<FenceView, ClusterError> {
+    let path = identity_file(data_dir, name);
+    let sealed = std::fs::read(&path).map_err(|source| ClusterError::Io { path, source })?;
+    let bytes = root.unseal(&identity_label(name), &sealed)?;
+    let identity = NodeIdentity::from_bytes(bytes.expose())?;
+    Ok(view_in(store, name, identity)?.0)
 }
 
 fn load_or_make_identity(

@@ -237,9 +237,27 @@ async fn enrollment_and_a_fenced_key(dir: Place) {
     let fences = admin(fra, &s, "ListFences", json!({})).await.json();
     assert_eq!(fences["Fences"][0]["Policy"], POLICY);
     assert_eq!(fences["Fences"][0]["Nodes"], json!(["fra", "par"]));
-    // Nodes pick up grants and records by polling; do it now rather than wait.
+    // Nodes pick up grants and records by polling (every 2 s); do it now
+    // rather than wait. A poll may have come first (a slow approval on a
+    // loaded machine), so what is checked is what each node holds, not
+    // whether this refresh found it new.
     for node in &nodes {
-        assert!(node.cluster.as_ref().unwrap().refresh(&node.kms).unwrap());
+        let cluster = node.cluster.as_ref().unwrap();
+        cluster.refresh(&node.kms).unwrap();
+        assert!(
+            cluster.certificate().is_some(),
+            "{} has no node certificate",
+            cluster.name()
+        );
+        let fences = node.kms.fences();
+        assert_eq!(fences.len(), 1, "{}", cluster.name());
+        assert_eq!(fences[0].0.policy(), POLICY);
+        assert_eq!(
+            fences[0].1,
+            cluster.name() != "iad",
+            "{} opens the fence",
+            cluster.name()
+        );
     }
 
     let created = kms(fra, &s, "CreateKey", json!({"Tags": [{"TagKey": "keyfence:fence", "TagValue": "(region: EU) and not (country: RU)"}]})).await;

@@ -16,6 +16,8 @@ mod sqlite;
 mod sqlite_audit;
 mod sqlite_authz;
 mod sqlite_cluster;
+#[cfg(test)]
+mod sqlite_cost_tests;
 mod sqlite_domain_keys;
 mod sqlite_quorum;
 

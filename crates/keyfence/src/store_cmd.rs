@@ -33,7 +33,9 @@ pub enum StoreCommand {
     },
     /// Measurement tool: adds COUNT symmetric keys to a node's store (its
     /// data directory's, or `--store`'s), created by the node's own code in
-    /// batches of one transaction each. The node must not be running.
+    /// batches of one transaction each. The node must not be running, except
+    /// on a store shared by a cluster's nodes (`keyfence dev`), which pick
+    /// the keys up through the change feed.
     #[command(hide = true)]
     Fill {
         /// The node's data directory (created if missing): its root key.
@@ -48,6 +50,14 @@ pub enum StoreCommand {
         /// The account that owns them.
         #[arg(long, default_value = "111122223333")]
         account: String,
+        /// Fence the keys to this policy (its fence must exist), as the node
+        /// `--node` makes them: with its identity in the data directory and
+        /// its grant in the store.
+        #[arg(long, requires = "node")]
+        fence: Option<String>,
+        /// The enrolled node that satisfies `--fence` (e.g. `fra` of `keyfence dev`).
+        #[arg(long, requires = "fence")]
+        node: Option<String>,
     },
     /// Measurement tool: creates keys at one node and times how long each
     /// takes to be visible at another (DescribeKey polled back to back).
@@ -88,7 +98,14 @@ pub fn main(command: StoreCommand) -> Result<(), String> {
             store,
             count,
             account,
-        } => fill::main(&data_dir, &store, count, &account),
+            fence,
+            node,
+        } => {
+            let fenced = fence
+                .zip(node)
+                .map(|(policy, node)| fill::Fenced { policy, node });
+            fill::main(&data_dir, &store, count, &account, fenced)
+        }
         StoreCommand::Propagation {
             connect,
             peer,

@@ -17,7 +17,7 @@
 //! with the canonical policy, so ListResourceTags and DescribeKey show it;
 //! TagResource and UntagResource refuse to set, change or remove it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
 use super::cache::CachedKey;
@@ -77,8 +77,17 @@ struct State {
     /// opened them: versions still wrapped under it (the authority re-wraps
     /// them right after a rotation) keep unwrapping meanwhile.
     retired: HashMap<FenceId, Arc<PolicyPrivateKey>>,
-    /// Stored versions of fenced keys this node could not open.
-    sealed: HashMap<KeyId, Vec<VersionRecord>>,
+    /// Fenced keys this node could not open. Their wrapped versions are
+    /// not kept (over a kilobyte each under a policy key: a node outside a
+    /// fence of 100,000 keys would hold over 100 MiB it cannot use); they
+    /// are read again from the store when the fence may open.
+    sealed: HashSet<KeyId>,
+    /// Fences this node's keyring was found not to open, with the epoch of
+    /// the record tried: until that record or the keyring changes, a key of
+    /// such a fence is refused without checking the record again (a
+    /// signature check per key, and per sealed key on every install, at a
+    /// node outside a fence holding many of its keys).
+    refused: HashMap<FenceId, u32>,
 }
 
 /// A node's fences and opened policy keys.
@@ -89,6 +98,9 @@ pub(super) struct Fencing {
     default_policy: Option<KeyFence>,
     /// Set at the authority node.
     maker: RwLock<Option<Arc<dyn FenceMaker>>>,
+    /// Policy keys this node tried to open with its keyring (tests count them).
+    #[cfg(test)]
+    pub(super) attempts: std::sync::atomic::AtomicUsize,
 }
 
 fn elsewhere(key: &str, fence: &KeyFence) -> KmsError {
@@ -137,6 +149,14 @@ fn take_fence_tag(tags: &mut Vec<(String, String)>) -> Result<Option<Option<KeyF
     Ok(found)
 }
 
+/// Whether this node's keyring was found not to open the fence's current record.
+fn refuses(state: &State, fence: FenceId) -> bool {
+    state
+        .records
+        .get(&fence)
+        .is_some_and(|r| state.refused.get(&fence) == Some(&r.epoch()))
+}
+
 impl Fencing {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|p| p.into_inner())
@@ -160,10 +180,12 @@ impl Fencing {
                 })?;
                 // Same epoch: the record may name more nodes (an approval
                 // adds envelopes without a new epoch). Older: refused silently.
-                let newer = state
-                    .records
-                    .get(&record.id())
-                    .is_none_or(|held| held.epoch() <= record.epoch());
+                let held = state.records.get(&record.id());
+                let newer = held.is_none_or(|held| held.epoch() <= record.epoch());
+                if newer && held != Some(&record) {
+                    // Changed: it may name this node now (or another generation).
+                    state.refused.remove(&record.id());
+                }
                 if newer {
                     if let Some(old) = state.opened.remove(&record.id()) {
                         if old.epoch() < record.epoch() {
@@ -176,6 +198,7 @@ impl Fencing {
         }
         if let Some(keyring) = view.keyring {
             state.opened.clear();
+            state.refused.clear();
             state.keyring = Some(Arc::new(keyring));
         }
         state.authority = authority;
@@ -189,18 +212,32 @@ impl Fencing {
             if let Some(opened) = state.opened.get(&fence.id) {
                 return Ok(Arc::clone(opened));
             }
-            let record = state.records.get(&fence.id).cloned();
-            (state.keyring.clone(), record)
+            if refuses(&state, fence.id) {
+                return Err(elsewhere(key, fence));
+            }
+            (state.keyring.clone(), state.records.get(&fence.id).cloned())
         };
         let record = record.ok_or_else(|| KmsError::UnknownFence {
             fence: fence.id,
             policy: fence.policy.clone(),
         })?;
         let keyring = keyring.ok_or_else(|| elsewhere(key, fence))?;
+        #[cfg(test)]
+        self.attempts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let opened = match keyring.open_policy_key(&record) {
             Ok(k) => Arc::new(k),
             Err(FenceError::NotSatisfied { .. } | FenceError::StaleGeneration { .. }) => {
-                return Err(elsewhere(key, fence))
+                let mut state = self.write();
+                // Remembered only if neither the record nor the keyring changed meanwhile.
+                let same_keyring = state
+                    .keyring
+                    .as_ref()
+                    .is_some_and(|k| Arc::ptr_eq(k, &keyring));
+                if same_keyring && state.records.get(&fence.id) == Some(&record) {
+                    state.refused.insert(fence.id, record.epoch());
+                }
+                return Err(elsewhere(key, fence));
             }
             Err(e) => return Err(KmsError::Internal(format!("{}: {e}", fence.id))),
         };
@@ -246,7 +283,7 @@ impl Fencing {
             return Ok(Some(versions));
         }
         let seal = || {
-            self.write().sealed.insert(meta.id, records.to_vec());
+            self.write().sealed.insert(meta.id);
             Ok(None)
         };
         let current = match self.policy_key(&meta.arn(), fence) {
@@ -298,10 +335,11 @@ impl Kms {
 
     /// Installs or refreshes this node's view of the fences (after its grant
     /// arrives, or a fence is made or rotated), then opens the keys it kept
-    /// sealed that it can open now. Returns how many keys it opened.
+    /// sealed that it can open now (their versions read again from the
+    /// store). Returns how many keys it opened.
     pub fn install_fences(&self, view: FenceView) -> Result<usize, KmsError> {
         self.fencing.install(view)?;
-        let sealed: Vec<KeyId> = self.fencing.read().sealed.keys().copied().collect();
+        let sealed: Vec<KeyId> = self.fencing.read().sealed.iter().copied().collect();
         let mut opened = 0;
         for id in sealed {
             let _replica = self.lock_to_publish();
@@ -309,16 +347,21 @@ impl Kms {
                 self.fencing.write().sealed.remove(&id);
                 continue;
             };
-            let records = self.fencing.read().sealed.get(&id).cloned();
-            let (Some(fence), Some(records)) = (key.meta.fence.as_ref(), records) else {
+            let Some(fence) = key.meta.fence.as_ref() else {
                 continue;
+            };
+            if refuses(&self.fencing.read(), fence.id) {
+                continue; // still closed to this node: nothing to try
+            }
+            let Some(stored) = self.store.load_key(&id)? else {
+                continue; // destroyed meanwhile: the feed removes it
             };
             if let Some(versions) =
                 self.fencing
-                    .unwrap_all(&key.meta, fence, &records, Some(&key))?
+                    .unwrap_all(&stored.metadata, fence, &stored.versions, Some(&key))?
             {
                 self.write_cache()
-                    .put(CachedKey::new(key.meta.clone(), versions, key.revision));
+                    .put(CachedKey::new(stored.metadata, versions, stored.revision));
                 opened += 1;
             }
         }

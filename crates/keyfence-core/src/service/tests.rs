@@ -37,6 +37,7 @@ use crate::store::{
 use crate::EncryptionContext;
 
 mod feed_lock;
+mod fenced;
 mod regions;
 
 /// A store that keeps everything in memory; shared between Kms instances to

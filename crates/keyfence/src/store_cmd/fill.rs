@@ -1,16 +1,18 @@
 //! `keyfence store fill`: many keys in a store, fast, for measurements at
 //! scale. Keys are made by the node's own code ([`Kms::create_key`]: real
-//! material, wrapped under the store's domain key) over a store that
-//! collects them and writes each batch in one transaction
+//! material, wrapped under the store's domain key, or with `--fence` under
+//! the fence's policy key as an enrolled node of a cluster makes them) over
+//! a store that collects them and writes each batch in one transaction
 //! ([`Store::insert_all`]), instead of one durable transaction per key.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use keyfence_core::cluster::ClusterStore;
 use keyfence_core::model::Alias;
 use keyfence_core::root::LocalRootKey;
-use keyfence_core::service::CreateKeyInput;
+use keyfence_core::service::{CreateKeyInput, FenceView, FENCE_TAG};
 use keyfence_core::store::{
     ChangeBatch, DomainKeyRecord, FeedCursor, Revision, Snapshot, StoredKey, VersionRecord,
 };
@@ -122,36 +124,85 @@ impl Store for Batching {
     }
 }
 
-/// Adds `count` symmetric keys of `account` to the store `store` names.
-pub fn main(data_dir: &Path, store: &str, count: usize, account: &str) -> Result<(), String> {
+/// Fenced keys to make: the policy, and the enrolled node (one that
+/// satisfies it) whose identity and grant wrap them.
+pub struct Fenced {
+    /// The policy; its fence must exist.
+    pub policy: String,
+    /// The node, by name.
+    pub node: String,
+}
+
+/// A store as keys and as cluster state (the same database).
+type Opened = (Arc<dyn Store>, Arc<dyn ClusterStore>);
+
+/// Opens the store `store` names, as keys and as cluster state.
+fn open_store(dir: &DataDir, store: &str) -> Result<Opened, String> {
+    Ok(
+        match StoreLocation::parse(store).map_err(|e| e.to_string())? {
+            StoreLocation::DataDir => {
+                let s = Arc::new(SqliteStore::open(&dir.database()).map_err(|e| e.to_string())?);
+                (s.clone(), s)
+            }
+            StoreLocation::SharedSqlite(path) => {
+                let s = Arc::new(SqliteStore::open_shared(&path).map_err(|e| e.to_string())?);
+                (s.clone(), s)
+            }
+            StoreLocation::Postgres(url) => {
+                let options = PostgresOptions {
+                    operation_timeout: std::time::Duration::from_secs(600),
+                    ..PostgresOptions::default()
+                };
+                let s = Arc::new(
+                    PostgresStore::connect_with(&url, options).map_err(|e| e.to_string())?,
+                );
+                (s.clone(), s)
+            }
+        },
+    )
+}
+
+/// Adds `count` symmetric keys of `account` to the store `store` names,
+/// fenced if `fenced` says so.
+pub fn main(
+    data_dir: &Path,
+    store: &str,
+    count: usize,
+    account: &str,
+    fenced: Option<Fenced>,
+) -> Result<(), String> {
     let (dir, _) = DataDir::open_or_init(data_dir).map_err(|e| e.to_string())?;
     let root = LocalRootKey::new(dir.load_root_key().map_err(|e| e.to_string())?);
-    let inner: Arc<dyn Store> = match StoreLocation::parse(store).map_err(|e| e.to_string())? {
-        StoreLocation::DataDir => {
-            Arc::new(SqliteStore::open(&dir.database()).map_err(|e| e.to_string())?)
+    let (inner, cluster) = open_store(&dir, store)?;
+    let view = match &fenced {
+        Some(f) => {
+            keyfence_server::cluster::offline_view(data_dir, &f.node, cluster.as_ref(), &root)
+                .map_err(|e| format!("node {}: {e}", f.node))?
         }
-        StoreLocation::SharedSqlite(path) => {
-            Arc::new(SqliteStore::open_shared(&path).map_err(|e| e.to_string())?)
-        }
-        StoreLocation::Postgres(url) => {
-            let options = PostgresOptions {
-                operation_timeout: std::time::Duration::from_secs(600),
-                ..PostgresOptions::default()
-            };
-            Arc::new(PostgresStore::connect_with(&url, options).map_err(|e| e.to_string())?)
-        }
+        None => FenceView::default(),
     };
     let batching = Arc::new(Batching {
         inner,
         pending: Mutex::new(Vec::new()),
     });
-    let kms = Kms::open(batching.clone(), &root, Arc::new(SystemClock), "us-east-1")
-        .map_err(|e| e.to_string())?;
+    let kms = Kms::open_fenced(
+        batching.clone(),
+        &root,
+        Arc::new(SystemClock),
+        "us-east-1",
+        view,
+    )
+    .map_err(|e| e.to_string())?;
+    let tags: Vec<(String, String)> = fenced
+        .iter()
+        .map(|f| (FENCE_TAG.to_owned(), f.policy.clone()))
+        .collect();
     let started = Instant::now();
     let mut written = 0;
     for i in 0..count {
         let input = CreateKeyInput {
             description: Some(format!("fill {i}")),
+            tags: tags.clone(),
             ..CreateKeyInput::default()
         };
         kms.create_key(account, input).map_err(|e| e.to_string())?;
