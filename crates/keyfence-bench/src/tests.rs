@@ -29,6 +29,7 @@ async fn start_node(dir: &Path, post_quantum: bool) -> Node {
         default_fence: None,
         store: keyfence_server::config::StoreLocation::DataDir,
         max_staleness: std::time::Duration::from_secs(60),
+        feed_retention: std::time::Duration::from_secs(900),
         audit: Default::default(),
         limits: Default::default(),
         root: Default::default(),

@@ -22,6 +22,9 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 pub const DEFAULT_ACCOUNT: &str = "111122223333";
 /// Default bound on a replica's age on a shared store (seconds).
 pub const DEFAULT_MAX_STALENESS_SECS: u64 = 60;
+/// Default time the change feed keeps what this node has read (seconds): a
+/// node of a shared store that has not synced for longer reloads its replica.
+pub const DEFAULT_FEED_RETENTION_SECS: u64 = 15 * 60;
 
 /// Where a node keeps its keys.
 #[derive(Clone, PartialEq, Eq)]
@@ -246,6 +249,9 @@ pub struct ConfigFile {
     pub store: Option<String>,
     /// Bound on the replica's age on a shared store, in seconds (default 60).
     pub max_staleness_seconds: Option<u64>,
+    /// How long the change feed keeps what this node has read before it trims
+    /// it, in seconds (default 900); a node behind by more reloads its replica.
+    pub feed_retention_seconds: Option<u64>,
     /// Credentials beyond the data directory's.
     #[serde(default)]
     pub credentials: Vec<CredentialEntry>,
@@ -389,6 +395,8 @@ pub struct Config {
     pub store: StoreLocation,
     /// Bound on the replica's age on a shared store.
     pub max_staleness: std::time::Duration,
+    /// How long the change feed keeps what this node has read.
+    pub feed_retention: std::time::Duration,
     /// Limits on the API port.
     pub limits: Limits,
     /// The root of trust.
@@ -436,9 +444,18 @@ impl Config {
                 "max_staleness_seconds must be at least 1".into(),
             ));
         }
+        let retention = file
+            .feed_retention_seconds
+            .unwrap_or(DEFAULT_FEED_RETENTION_SECS);
+        if retention == 0 {
+            return Err(ConfigError::Invalid(
+                "feed_retention_seconds must be at least 1".into(),
+            ));
+        }
         Ok(Self {
             store,
             max_staleness: std::time::Duration::from_secs(staleness),
+            feed_retention: std::time::Duration::from_secs(retention),
             listen: overrides
                 .listen
                 .or(file.listen)
@@ -581,6 +598,17 @@ mod tests {
         assert_eq!(config.store, StoreLocation::DataDir);
         assert!(!config.store.is_shared());
         assert_eq!(config.max_staleness, std::time::Duration::from_secs(60));
+        assert_eq!(config.feed_retention, std::time::Duration::from_secs(900));
+        let file: ConfigFile =
+            parse_toml("feed_retention_seconds = 120\n", Path::new("t.toml")).unwrap();
+        let retention = Config::resolve(file, Overrides::default())
+            .unwrap()
+            .feed_retention;
+        assert_eq!(retention, std::time::Duration::from_secs(120));
+        let file: ConfigFile =
+            parse_toml("feed_retention_seconds = 0\n", Path::new("t.toml")).unwrap();
+        let err = Config::resolve(file, Overrides::default()).err().unwrap();
+        assert!(err.to_string().contains("feed_retention_seconds"), "{err}");
         let err = StoreLocation::parse("mysql://u:pw@h/db").err().unwrap();
         assert!(!err.to_string().contains("pw"), "{err}");
         assert_eq!(config.limits, Limits::default());

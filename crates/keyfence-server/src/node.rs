@@ -190,7 +190,8 @@ impl Node {
         )?
         .with_regions(&config.also_serves)?
         .with_default_fence(config.default_fence.as_deref())?
-        .with_root_of_trust(Arc::clone(&root));
+        .with_root_of_trust(Arc::clone(&root))
+        .with_feed_retention(config.feed_retention);
         let kms = Arc::new(if location.is_shared() {
             kms.with_max_staleness(Some(config.max_staleness))
         } else {

@@ -114,6 +114,7 @@ struct Opener {
     also_serves: Vec<String>,
     default_fence: Option<String>,
     max_staleness: Option<std::time::Duration>,
+    feed_retention: std::time::Duration,
     /// When the unsealed KMS rotates its domain key.
     schedule: crate::domain_keys::Schedule,
 }
@@ -129,7 +130,8 @@ impl Opener {
         )?
         .with_regions(&self.also_serves)?
         .with_default_fence(self.default_fence.as_deref())?
-        .with_root_of_trust(Arc::clone(root) as Arc<dyn keyfence_core::RootOfTrust>);
+        .with_root_of_trust(Arc::clone(root) as Arc<dyn keyfence_core::RootOfTrust>)
+        .with_feed_retention(self.feed_retention);
         kms.follow_authz(Arc::clone(&self.authz) as Arc<dyn keyfence_core::store::AuthzFollower>)?;
         Ok(Arc::new(match self.max_staleness {
             Some(bound) => kms.with_max_staleness(Some(bound)),
@@ -419,6 +421,7 @@ impl SealedNode {
                 also_serves: config.also_serves.clone(),
                 default_fence: config.default_fence.clone(),
                 max_staleness: shared.then_some(config.max_staleness),
+                feed_retention: config.feed_retention,
                 schedule: crate::domain_keys::Schedule::new(
                     config.root.domain_key_rotation,
                     shared.then_some(config.max_staleness),

@@ -39,6 +39,7 @@ async fn throttled_node(dir: &std::path::Path, throttle: Throttling) -> Node {
         default_fence: None,
         store: StoreLocation::DataDir,
         max_staleness: Duration::from_secs(60),
+        feed_retention: Duration::from_secs(900),
         limits: Limits {
             throttle,
             ..Limits::default()

@@ -27,6 +27,7 @@ async fn start(dir: &std::path::Path, store: &StoreLocation) -> Node {
         audit: Default::default(),
         store: store.clone(),
         max_staleness: Duration::from_secs(60),
+        feed_retention: Duration::from_secs(900),
         limits: Default::default(),
         node: None,
         root: Default::default(),

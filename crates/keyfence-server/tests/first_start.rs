@@ -22,6 +22,7 @@ async fn a_taken_port_fails_before_the_data_directory_is_created() {
         default_fence: None,
         store: keyfence_server::config::StoreLocation::DataDir,
         max_staleness: std::time::Duration::from_secs(60),
+        feed_retention: std::time::Duration::from_secs(900),
         audit: Default::default(),
         limits: Default::default(),
         root: Default::default(),

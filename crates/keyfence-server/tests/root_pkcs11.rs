@@ -116,6 +116,7 @@ fn config(data_dir: &Path, root: RootKind) -> Config {
         default_fence: None,
         store: StoreLocation::DataDir,
         max_staleness: std::time::Duration::from_secs(60),
+        feed_retention: std::time::Duration::from_secs(900),
         limits: Default::default(),
         root: root.into(),
     }

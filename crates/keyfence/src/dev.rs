@@ -70,6 +70,7 @@ fn config(args: &DevArgs, index: usize) -> Result<Config, String> {
         default_fence: None,
         store: keyfence_server::config::StoreLocation::DataDir,
         max_staleness: std::time::Duration::from_secs(60),
+        feed_retention: std::time::Duration::from_secs(900),
         audit: Default::default(),
         limits: Default::default(),
         root: Default::default(),

@@ -234,6 +234,7 @@ async fn a_quorum_sealed_node_records_while_sealed_and_signs_heads_only_while_un
         default_fence: None,
         store: StoreLocation::DataDir,
         max_staleness: Duration::from_secs(60),
+        feed_retention: Duration::from_secs(900),
         audit: Default::default(),
         limits: Default::default(),
         root: RootKind::Shamir.into(),

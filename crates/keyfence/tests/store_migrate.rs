@@ -31,6 +31,7 @@ async fn start(dir: &std::path::Path, store: StoreLocation) -> Node {
         principals: Default::default(),
         store,
         max_staleness: Duration::from_secs(60),
+        feed_retention: Duration::from_secs(900),
         audit: Default::default(),
         limits: Default::default(),
         root: Default::default(),

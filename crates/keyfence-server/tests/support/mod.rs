@@ -50,6 +50,7 @@ pub async fn start_node_with(
         default_fence: None,
         store: keyfence_server::config::StoreLocation::DataDir,
         max_staleness: std::time::Duration::from_secs(60),
+        feed_retention: std::time::Duration::from_secs(900),
         audit: Default::default(),
         limits,
         root: Default::default(),
