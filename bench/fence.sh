@@ -14,6 +14,8 @@
 # Usage: bench/fence.sh [KEYFENCE_BINARY]  (env: DUR=10s KEYS=100000 PORT=18443;
 #   ONLY_ROTATION=1 runs part 3 alone, SKIP_ROTATION=1 parts 1 and 2, RATE=N sets
 #   the open-loop rate of part 2 instead of half the fenced closed-loop rate)
+# Part 2 also reports the dev process's CPU per request (all three nodes are
+# in it): a forwarded request's CPU over a direct one's, at the same rate.
 # Prints one JSON object per measurement and a summary; figures go to
 # bench/RESULTS.md by hand, with the commit.
 set -euo pipefail
@@ -39,7 +41,7 @@ POLICY='region: EU'
 
 bench() {
   "$BIN" bench --data-dir "$DATA" --metrics none --json --warmup 2s --duration "$DUR" \
-    --connections 16 "$@"
+    --connections 16 --pid "$DEV" "$@"
 }
 field() { python3 -c "import json,sys; v=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
 
@@ -125,8 +127,11 @@ python3 - "$RU" "$RF" "$D1" "$D2" "$W1" "$W2" "$R0" "$R1" "$MADE" "$C0" "$C1" <<
 import json, sys
 ru, rf = float(sys.argv[1]), float(sys.argv[2])
 p99 = lambda a: (json.loads(a) or {}).get("latency_us", {}).get("p99", 0)
+cpu = lambda a: ((json.loads(a) or {}).get("cpu") or {}).get("node_us_per_op") or 0
 d = [p99(a) for a in sys.argv[3:5]]
 w = [p99(a) for a in sys.argv[5:7]]
+dc = [cpu(a) for a in sys.argv[3:5]]
+wc = [cpu(a) for a in sys.argv[5:7]]
 r0, r1, made = float(sys.argv[7]), float(sys.argv[8]), int(sys.argv[9])
 rate = lambda a: round((json.loads(a) or {}).get("ops_per_s", 0))
 c0, c1 = rate(sys.argv[10]), rate(sys.argv[11])
@@ -135,6 +140,8 @@ print(json.dumps({
     "fenced_over_unfenced": round(rf / ru, 3) if ru else None,
     "p99_direct_us": d, "p99_forwarded_us": w,
     "p99_added_by_forwarding_us": round(sum(w) / 2 - sum(d) / 2),
+    "node_cpu_us_per_request_direct": dc, "node_cpu_us_per_request_forwarded": wc,
+    "forwarded_over_direct_cpu": round(sum(wc) / sum(dc), 3) if sum(dc) else None,
     "master_rotation_s_100_fences": r0,
     "master_rotation_s_100_fences_and_keys": r1, "fenced_keys": made,
     "fenced_create_key_per_s_before_and_after": [c0, c1],
