@@ -32,9 +32,11 @@ pub(super) struct Replica {
     retention: Duration,
     /// The node's key policies and grants, kept in step with the replica.
     follower: Option<Arc<dyn AuthzFollower>>,
-    /// Counts what this node published into the replica outside a sync (its
-    /// own writes, read back): a sync that read the feed before one of them
-    /// may hold an older state, and reads again.
+    /// Counts what this node published into the replica outside a sync that
+    /// a batch read earlier could undo (aliases, which have no revision; key
+    /// removals; policies; keys opened by a fence): a sync that read the feed
+    /// before one of them reads again. A key's own new revision is not
+    /// counted: the cache never takes an older revision over it.
     published: u64,
 }
 
@@ -374,8 +376,11 @@ impl Kms {
 
     /// Publishes a key this node has just committed (read-your-writes),
     /// unless the cache already holds a newer revision; returns what the cache holds.
+    /// Not counted as a publication for [`Self::sync`]: a batch read before
+    /// it can only hold an older revision of the key, which the cache keeps
+    /// out (and destroyed keys stay out).
     pub(super) fn publish(&self, key: CachedKey) -> Arc<CachedKey> {
-        let _replica = self.lock_to_publish();
+        let _replica = self.lock_replica();
         self.write_cache().put(key)
     }
 

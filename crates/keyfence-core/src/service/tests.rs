@@ -48,9 +48,12 @@ struct MemoryStore(Mutex<Snapshot>, FeedGate);
 
 /// Holds the next `changes_since` until the test releases it (a database
 /// that hangs): it reports entering on the first channel and waits on the
-/// second.
+/// second. Counts every `changes_since`.
 #[derive(Default)]
-struct FeedGate(Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>);
+struct FeedGate(
+    Mutex<Option<(std::sync::mpsc::Sender<()>, std::sync::mpsc::Receiver<()>)>>,
+    std::sync::atomic::AtomicUsize,
+);
 
 impl MemoryStore {
     fn change(
@@ -103,6 +106,7 @@ impl Store for MemoryStore {
         Ok(self.load_key(id)?.map(|k| k.revision))
     }
     fn changes_since(&self, cursor: FeedCursor) -> Result<ChangeBatch, StoreError> {
+        self.1 .1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let gate = self.1 .0.lock().unwrap().take();
         if let Some((entered, release)) = gate {
             entered.send(()).unwrap();
