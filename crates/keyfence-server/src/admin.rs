@@ -17,7 +17,7 @@
 //! | `AddOperator` | `Name`, `Scheme`, `PublicKey` (base64 DER) | as `ListQuorum`, `Added` |
 //! | `RemoveOperator` | `Name` | as `ListQuorum`, `Removed` |
 //! | `SetQuorumRule` | `Kind`, `Threshold` | as `ListQuorum` |
-//! | `ExportAuditKey` | `{}` | not built yet (refused) |
+//! | `ExportAuditKey` | `Recipient` (base64 X-Wing public key) | `Log`, `PublicKey` (base64 DER), `WrappedKey` (base64: the log's signing key wrapped to `Recipient`); only as `Execute` of a proposal |
 //! | `RotateDomainKey` | `{}` | `DomainKey`: the new domain key's number (older ones are re-wrapped, then destroyed, by the schedule) |
 //! | `Execute` | `Proposal` (text), `Approvals` (lines) | `Executed`, `ProposalId`, `Approvers`, `Result` (the operation's output) |
 //!
@@ -31,8 +31,11 @@
 //! `Execute` of a proposal with M distinct valid operator signatures
 //! (see `approvals`). `DestroyKey` is refused without a rule too: destroying
 //! a key before its waiting period is never one admin's act, so it runs only
-//! as `Execute` of a proposal under a destroy-key-early rule.
+//! as `Execute` of a proposal under a destroy-key-early rule; so does
+//! `ExportAuditKey` under an export-audit-key rule.
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
 use keyfence_abe::Attributes;
 use keyfence_core::cluster::{NodeRecord, NodeState};
 use keyfence_core::fence::{FenceError, FenceRecord, JoinRequest, NodeGrant};
@@ -391,16 +394,50 @@ fn run(
             quorum_of(node)?.commit(&QuorumChange::SetRule(kind, m), proposal)?;
             list_quorum(quorum_of(node)?)
         }
-        "ExportAuditKey" => Err(ApiError::new(
-            "UnsupportedOperationException",
-            "exporting the audit signing key is not built on this node yet",
-        )),
+        "ExportAuditKey" => export_audit_key(node.audit, string_member(input, "Recipient")?),
         "RotateDomainKey" => Ok(json!({"DomainKey": kms.rotate_domain_key()?})),
         other => Err(ApiError::new(
             "UnknownOperationException",
             format!("Unknown admin operation {other}"),
         )),
     }
+}
+
+/// The node's audit signing key wrapped to `recipient` (base64 X-Wing
+/// public key), with the log's name and public key to check it against.
+fn export_audit_key(
+    audit: Option<&crate::audit::AuditLog>,
+    recipient: &str,
+) -> Result<Value, ApiError> {
+    use crate::audit::AuditLogError;
+    let audit = audit.ok_or_else(|| {
+        ApiError::new(
+            "UnsupportedOperationException",
+            "this node keeps no audit log ([audit] enabled = false)",
+        )
+    })?;
+    let recipient = B64
+        .decode(recipient)
+        .ok()
+        .filter(|k| k.len() == keyfence_crypto::asym::xwing::PUBLIC_KEY_LEN)
+        .ok_or_else(|| {
+            ApiError::validation(format!(
+                "Recipient is a base64 X-Wing public key ({} bytes), as `keyfence audit recipient` writes it",
+                keyfence_crypto::asym::xwing::PUBLIC_KEY_LEN
+            ))
+        })?;
+    let wrapped = audit.export_key(&recipient).map_err(|e| match e {
+        AuditLogError::Sealed => ApiError::new("KMSInvalidStateException", e.to_string()),
+        other => ApiError::from(keyfence_core::KmsError::Internal(format!(
+            "exporting the audit key: {other}"
+        ))),
+    })?;
+    let public_key = audit.public_key().unwrap_or_default();
+    Ok(json!({
+        "Log": audit.name(),
+        "PublicKey": B64.encode(public_key),
+        "WrappedKey": B64.encode(wrapped),
+    }))
 }
 
 fn list_quorum(approvals: &Approvals) -> Result<Value, ApiError> {
@@ -470,7 +507,7 @@ fn operation_of(command: &Command) -> Result<(&'static str, Value), ApiError> {
             json!({"Name": arg("name")?, "Scheme": arg("scheme")?, "PublicKey": arg("public-key")?}),
         ),
         CommandKind::RemoveOperator => ("RemoveOperator", json!({"Name": arg("name")?})),
-        CommandKind::ExportAuditKey => ("ExportAuditKey", json!({})),
+        CommandKind::ExportAuditKey => ("ExportAuditKey", json!({"Recipient": arg("recipient")?})),
     })
 }
 
@@ -492,10 +529,6 @@ fn execute(node: Node<'_>, input: &Value) -> Result<Value, ApiError> {
         .collect::<Result<_, _>>()?;
     let cleared = approvals.authorize(text, &lines)?;
     let (op, op_input) = operation_of(&cleared.command)?;
-    if op == "ExportAuditKey" {
-        // Not carried out on this node: do not spend the proposal.
-        return run(node, op, &op_input, Some(&cleared));
-    }
     if node.cluster.is_none()
         && matches!(
             cleared.command.kind,

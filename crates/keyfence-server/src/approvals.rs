@@ -50,10 +50,12 @@ fn unavailable(e: StoreError) -> ApiError {
 
 /// Kinds of command that never run on one admin credential: without a
 /// quorum rule for them they do not run at all (a proposal needs a rule
-/// too). Destroying a key before its waiting period cannot be undone, so it
-/// is never a one-person act. Other kinds run directly until a rule guards
+/// too). Destroying a key before its waiting period cannot be undone, and
+/// an exported audit signing key cannot be taken back (its holder can sign
+/// heads as the log), so neither is ever a one-person act. Other kinds run directly until a rule guards
 /// them (bootstrap: the first operators and rules are set that way).
-pub const NEVER_DIRECT: &[CommandKind] = &[CommandKind::DestroyKeyEarly];
+pub const NEVER_DIRECT: &[CommandKind] =
+    &[CommandKind::DestroyKeyEarly, CommandKind::ExportAuditKey];
 
 /// The refusal of a [`NEVER_DIRECT`] kind for which no rule is set.
 pub fn no_rule(kind: CommandKind) -> ApiError {

@@ -123,6 +123,9 @@ pub enum AuditLogError {
     /// The writer has stopped.
     #[error("audit writer stopped")]
     Stopped,
+    /// The log's signing key is not in memory (a sealed node's).
+    #[error("the audit signing key is sealed on this node")]
+    Sealed,
 }
 
 /// One group commit: the records queued while the previous one was on disk.
@@ -181,6 +184,11 @@ enum Control {
     /// Sign a last head, forget the key, then say so (records queued after
     /// the sender saw that answer are never covered by a head of this key).
     Seal(std::sync::mpsc::Sender<()>),
+    /// Wrap the signing key to an X-Wing public key (a quorum's export).
+    Export(
+        Vec<u8>,
+        std::sync::mpsc::Sender<Result<Vec<u8>, AuditLogError>>,
+    ),
 }
 
 /// What the handlers hand the writer.
@@ -369,6 +377,13 @@ impl Writer {
                         self.signer = None;
                         let _ = done.send(());
                     }
+                    Control::Export(recipient, ack) => {
+                        let wrapped = match &self.signer {
+                            Some(signer) => signer.export_to(&recipient).map_err(Into::into),
+                            None => Err(AuditLogError::Sealed),
+                        };
+                        let _ = ack.send(wrapped);
+                    }
                 }
             }
             if !open {
@@ -527,6 +542,24 @@ impl AuditLog {
         {
             let _ = sealed.recv_timeout(Duration::from_secs(5));
         }
+    }
+
+    /// The log's name.
+    pub fn name(&self) -> &str {
+        &self.log
+    }
+
+    /// The log's signing key wrapped to the holder of the X-Wing public key
+    /// `recipient` (see `AuditSigner::export_to`), by the writer, which alone
+    /// holds the key: [`AuditLogError::Sealed`] on a sealed node. Only an
+    /// executed export-audit-key proposal calls this.
+    pub fn export_key(&self, recipient: &[u8]) -> Result<Vec<u8>, AuditLogError> {
+        let (ack, wrapped) = std::sync::mpsc::channel();
+        self.shared
+            .push(|q| q.controls.push(Control::Export(recipient.to_vec(), ack)))?;
+        wrapped
+            .recv_timeout(Duration::from_secs(10))
+            .map_err(|_| AuditLogError::Stopped)?
     }
 
     /// Queues the encoded `record` (its position placed by the writer).

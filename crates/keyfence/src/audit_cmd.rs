@@ -8,6 +8,8 @@
 //!   offline, with only the log's public key.
 //! - `export`: the records as JSON Lines, with CloudTrail's field names.
 //! - `public-key`: the log's public key, to pin.
+//! - `recipient`, `open-key`: receiving the log's signing key when a quorum
+//!   exports it (see `audit_key_cmd`).
 
 use std::path::PathBuf;
 
@@ -92,6 +94,32 @@ pub enum AuditCommand {
         #[command(flatten)]
         log: LogArgs,
     },
+    /// Make an X-Wing key pair to receive the audit signing key by a quorum's
+    /// export-audit-key: the private key to --out (mode 0600), the public key
+    /// (base64) to --out with `.pub` appended.
+    Recipient {
+        /// Private key file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Open an exported audit signing key (the file `admin execute --out`
+    /// wrote) with the recipient's private key; checks it against the log's
+    /// public key and writes it as PKCS#8 DER (mode 0600).
+    OpenKey {
+        /// The recipient's private key file (`audit recipient --out`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The executed export's result (JSON).
+        #[arg(long)]
+        export: PathBuf,
+        /// The log's public key (DER, as `public-key --der` writes it) the
+        /// key must match, besides the one the export came with.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        /// Where to write the key.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 /// Runs an audit command.
@@ -103,6 +131,13 @@ pub fn main(command: AuditCommand) -> Result<(), String> {
         AuditCommand::Check { proof, public_key } => check(&proof, public_key.as_deref()),
         AuditCommand::Export { from, log } => export(from, &log),
         AuditCommand::PublicKey { der, log } => public_key(der.as_deref(), &log),
+        AuditCommand::Recipient { out } => crate::audit_key_cmd::recipient(&out),
+        AuditCommand::OpenKey {
+            key,
+            export,
+            public_key,
+            out,
+        } => crate::audit_key_cmd::open_key(&key, &export, public_key.as_deref(), &out),
     }
 }
 

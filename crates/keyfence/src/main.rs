@@ -4,6 +4,7 @@
 #![deny(missing_docs)]
 
 mod audit_cmd;
+mod audit_key_cmd;
 mod cluster_cmd;
 mod dev;
 mod init_cmd;

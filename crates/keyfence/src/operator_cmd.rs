@@ -97,6 +97,10 @@ pub enum AdminCommand {
         proposal: PathBuf,
         /// Approval files (one line each, as `admin sign` prints).
         approvals: Vec<PathBuf>,
+        /// Also write the operation's result (JSON) to this new file, mode
+        /// 0600 (e.g. an exported audit key, for `audit open-key`).
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -317,6 +321,7 @@ pub fn admin_main(command: AdminCommand) -> Result<(), String> {
         AdminCommand::Execute {
             proposal,
             approvals,
+            out,
             connect,
         } => {
             let text = read_text(&proposal)?;
@@ -342,10 +347,13 @@ pub fn admin_main(command: AdminCommand) -> Result<(), String> {
                 v["ProposalId"].as_str().unwrap_or_default(),
                 approvers.join(", ")
             );
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&v["Result"]).unwrap_or_default()
-            );
+            let result = serde_json::to_string_pretty(&v["Result"]).unwrap_or_default();
+            println!("{result}");
+            if let Some(out) = out {
+                keyfence_server::root_key::write_private(&out, result.as_bytes())
+                    .map_err(|e| format!("{}: {e}", out.display()))?;
+                println!("wrote the result to {}", out.display());
+            }
             Ok(())
         }
     }

@@ -6,8 +6,9 @@
 //! a signature over a different command, an expired proposal and a replay
 //! each refused, and M valid signatures executing; with no rule for
 //! destroy-key-early, early destruction refused both directly and by a
-//! signed proposal. Also: an earlier build's
-//! quorum.json moved into the store at start.
+//! signed proposal. Exporting the audit signing key: refused directly, then
+//! carried out by 2 of 2, opened only by its recipient and matching the log's
+//! public key. Also: an earlier build's quorum.json moved into the store at start.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -467,6 +468,171 @@ fn approvals_gate_node_approval_and_early_destruction_in_the_node() {
     );
     let (done, _, err) = team.execute(&p, &[&a, &b]);
     assert!(!done && err.contains("already executed"), "{err}");
+}
+
+#[test]
+fn the_audit_signing_key_leaves_only_by_a_quorum_and_only_to_its_recipient() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let node = start(dir.path(), "lone", &data, "", "node.addr.json");
+    let team = Team {
+        dir: dir.path(),
+        data: &data,
+        server: &node,
+    };
+    for name in ["alice", "bob"] {
+        ok(&[
+            "operator",
+            "keygen",
+            "--name",
+            name,
+            "--out",
+            s(&team.key(name)),
+        ]);
+        let public = format!("{}.pub", team.key(name).display());
+        let (done, out, err) = team.cli(&["operator", "add", &public]);
+        assert!(done, "{out}{err}");
+    }
+    let recipient = dir.path().join("auditor.key");
+    ok(&["audit", "recipient", "--out", s(&recipient)]);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&recipient).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let recipient_pub = std::fs::read_to_string(format!("{}.pub", recipient.display())).unwrap();
+    let recipient_pub = recipient_pub.trim();
+    let stranger = dir.path().join("stranger.key");
+    ok(&["audit", "recipient", "--out", s(&stranger)]);
+
+    // Never one admin's act: refused directly without a rule, and with one.
+    let direct = || {
+        call(
+            &node,
+            &data,
+            "KeyfenceAdmin.ExportAuditKey",
+            json!({"Recipient": recipient_pub}),
+        )
+    };
+    let (status, body) = direct();
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("AccessDeniedException")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("export-audit-key needs a quorum rule and none is set"),
+        "{body}"
+    );
+    let (done, out, err) = team.cli(&["quorum", "set", "export-audit-key", "2"]);
+    assert!(done, "{out}{err}");
+    let (status, body) = direct();
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("AccessDeniedException")),
+        "{body}"
+    );
+
+    let p = team.propose(
+        "export.proposal",
+        &["export-audit-key", &format!("recipient={recipient_pub}")],
+    );
+    let a = team.sign("alice", &p);
+    let (done, _, err) = team.execute(&p, &[&a]);
+    assert!(
+        !done && err.contains("1 of the 2 approvals needed"),
+        "{err}"
+    );
+    let b = team.sign("bob", &p);
+    let export = dir.path().join("export.json");
+    let (done, out, err) =
+        team.cli(&["admin", "execute", s(&p), s(&a), s(&b), "--out", s(&export)]);
+    assert!(
+        done && out.contains("executed export-audit-key"),
+        "{out}{err}"
+    );
+    let (done, _, err) = team.execute(&p, &[&a, &b]);
+    assert!(!done && err.contains("already executed"), "{err}");
+
+    // Only the recipient opens it, whole, and it is the log's signing key.
+    let pinned = dir.path().join("log.der");
+    ok(&[
+        "audit",
+        "public-key",
+        "--data-dir",
+        s(&data),
+        "--der",
+        s(&pinned),
+    ]);
+    let opened = dir.path().join("audit-signing-key.pk8");
+    let (done, _, err) = keyfence(&[
+        "audit",
+        "open-key",
+        "--key",
+        s(&stranger),
+        "--export",
+        s(&export),
+        "--out",
+        s(&opened),
+    ]);
+    assert!(!done && err.contains("does not open"), "{err}");
+    assert!(!opened.exists());
+    let mut altered: Value =
+        serde_json::from_str(&std::fs::read_to_string(&export).unwrap()).unwrap();
+    let wrapped = altered["WrappedKey"].as_str().unwrap().to_owned();
+    let flipped = if wrapped.starts_with('A') { "B" } else { "A" };
+    altered["WrappedKey"] = Value::from(format!("{flipped}{}", &wrapped[1..]));
+    let altered_file = dir.path().join("altered.json");
+    std::fs::write(&altered_file, altered.to_string()).unwrap();
+    let (done, _, err) = keyfence(&[
+        "audit",
+        "open-key",
+        "--key",
+        s(&recipient),
+        "--export",
+        s(&altered_file),
+        "--out",
+        s(&opened),
+    ]);
+    assert!(!done && err.contains("does not open"), "{err}");
+    let out = ok(&[
+        "audit",
+        "open-key",
+        "--key",
+        s(&recipient),
+        "--export",
+        s(&export),
+        "--public-key",
+        s(&pinned),
+        "--out",
+        s(&opened),
+    ]);
+    assert!(out.contains("matches its public key"), "{out}");
+    let pkcs8 = std::fs::read(&opened).unwrap();
+    let key = keyfence_crypto::asym::PrivateKey::from_bytes(
+        keyfence_crypto::asym::KeySpec::MlDsa65,
+        &pkcs8,
+    )
+    .unwrap();
+    assert_eq!(
+        key.public_key_der().unwrap(),
+        std::fs::read(&pinned).unwrap()
+    );
+
+    // The export is in the node's audit log, with its approvers.
+    let (ok_, events, err) = keyfence(&["audit", "export", "--data-dir", s(&data)]);
+    assert!(ok_, "{err}");
+    let executed: Vec<Value> = events
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["eventName"] == "ExecuteProposal:export-audit-key")
+        .collect();
+    assert_eq!(executed.len(), 1, "{events}");
+    assert!(executed[0].get("errorCode").is_none(), "{}", executed[0]);
 }
 
 #[test]
