@@ -13,7 +13,8 @@
 # target/bench-audit/. Only 127.0.0.1 is contacted; both nodes stop on exit.
 #
 # Environment: DURATION (10s), CONNECTIONS (32), PAYLOAD (256), WARMUP (2s),
-# ROUNDS (2), PYTHON (python3), CARGO_TARGET_DIR.
+# ROUNDS (2), PYTHON (python3), CARGO_TARGET_DIR, KF (a keyfence binary to run
+# instead of building one, e.g. to compare two builds).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,13 +26,15 @@ WARMUP="${WARMUP:-2s}"
 ROUNDS="${ROUNDS:-2}"
 PYTHON="${PYTHON:-python3}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-WORK="$ROOT/target/bench-audit"
+WORK="${WORK:-$ROOT/target/bench-audit}"
 
 log() { echo "audit-bench: $*" >&2; }
 
-log "building keyfence (release)"
-cargo build --release -p keyfence --quiet
-KF="$TARGET_DIR/release/keyfence"
+if [[ -z "${KF:-}" ]]; then
+    log "building keyfence (release)"
+    cargo build --release -p keyfence --quiet
+    KF="$TARGET_DIR/release/keyfence"
+fi
 
 rm -rf "$WORK"
 mkdir -p "$WORK"
