@@ -120,6 +120,19 @@ fn call(server: &Server, data: &Path, target: &str, body: Value) -> (u16, Value)
         })
 }
 
+/// An AccessDeniedException (HTTP 400) whose message says `why`.
+fn assert_denied(status: u16, body: &Value, why: &str) {
+    assert_eq!(
+        (status, body["__type"].as_str()),
+        (400, Some("AccessDeniedException")),
+        "{body}"
+    );
+    assert!(
+        body["message"].as_str().unwrap_or_default().contains(why),
+        "{body}"
+    );
+}
+
 /// Operators' key files and the CLI around one node.
 struct Team<'a> {
     dir: &'a Path,
@@ -305,17 +318,10 @@ fn approvals_gate_node_approval_and_early_destruction_in_the_node() {
         "KeyfenceAdmin.DestroyKey",
         json!({"KeyId": early}),
     );
-    assert_eq!(
-        (status, body["__type"].as_str()),
-        (400, Some("AccessDeniedException")),
-        "{body}"
-    );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("destroy-key-early needs a quorum rule and none is set"),
-        "{body}"
+    assert_denied(
+        status,
+        &body,
+        "destroy-key-early needs a quorum rule and none is set",
     );
     let early_arg = format!("key={early}");
     let p = team.propose("early.proposal", &["destroy-key-early", &early_arg]);
@@ -516,26 +522,15 @@ fn the_audit_signing_key_leaves_only_by_a_quorum_and_only_to_its_recipient() {
         )
     };
     let (status, body) = direct();
-    assert_eq!(
-        (status, body["__type"].as_str()),
-        (400, Some("AccessDeniedException")),
-        "{body}"
-    );
-    assert!(
-        body["message"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("export-audit-key needs a quorum rule and none is set"),
-        "{body}"
+    assert_denied(
+        status,
+        &body,
+        "export-audit-key needs a quorum rule and none is set",
     );
     let (done, out, err) = team.cli(&["quorum", "set", "export-audit-key", "2"]);
     assert!(done, "{out}{err}");
     let (status, body) = direct();
-    assert_eq!(
-        (status, body["__type"].as_str()),
-        (400, Some("AccessDeniedException")),
-        "{body}"
-    );
+    assert_denied(status, &body, "a quorum rule guards export-audit-key");
 
     let p = team.propose(
         "export.proposal",
