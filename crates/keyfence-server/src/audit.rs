@@ -817,8 +817,7 @@ pub fn named_file(node: &str) -> String {
 }
 
 /// Opens the node's audit log, named `log`, in `file` (see [`file_for`]),
-/// unless the settings turn it off, and records the data directory's
-/// initialisation if this start made it. Auditors verify each node's log
+/// unless the settings turn it off. Auditors verify each node's log
 /// against its signed heads (`keyfence audit verify`). Without `root` (a
 /// quorum-sealed node) heads are signed once [`AuditLog::unseal`]ed.
 pub fn start(
@@ -826,7 +825,6 @@ pub fn start(
     file: &std::path::Path,
     log: &str,
     root: Option<&dyn RootOfTrust>,
-    initialized: bool,
 ) -> Result<Option<Arc<AuditLog>>, AuditLogError> {
     use keyfence_store::SqliteAuditStore;
     if !settings.enabled {
@@ -835,11 +833,27 @@ pub fn start(
     let store: Arc<dyn AuditStore> = Arc::new(SqliteAuditStore::open(file)?);
     let clock = Arc::new(keyfence_core::SystemClock);
     let audit = AuditLog::open(store, log, root, clock, settings.head_interval)?;
-    if initialized {
-        // Durable with the first request's record (or at close).
-        audit.enqueue(audit.local("Init", "", None, Outcome::Success))?;
-    }
     Ok(Some(Arc::new(audit)))
+}
+
+/// Records the data directory's creation (`Init`, stamped when it was made,
+/// by `keyfence init` offline or by this start) if no log holds it yet:
+/// durably, then the directory's marker is removed. Two nodes of one data
+/// directory starting at the same moment may both record it.
+pub async fn record_init(
+    log: Option<&AuditLog>,
+    data_dir: &crate::datadir::DataDir,
+) -> Result<(), AuditLogError> {
+    let (Some(log), Some(made)) = (log, data_dir.pending_init()) else {
+        return Ok(());
+    };
+    let mut record = log.local("Init", "", None, Outcome::Success);
+    record.time = made;
+    log.append(record).await?;
+    if let Err(e) = data_dir.clear_pending_init() {
+        tracing::warn!(error = %e, "the data directory's Init record is in the audit log, but its marker stays");
+    }
+    Ok(())
 }
 
 /// The record's source and operation name for a request of `protocol`.

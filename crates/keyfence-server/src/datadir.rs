@@ -124,6 +124,29 @@ impl DataDir {
         self.path.join("keyfence.db")
     }
 
+    /// The record of this directory's creation not yet in an audit log: the
+    /// creation time (milliseconds since the epoch), written by `init` and
+    /// removed once a node's log holds the `Init` record durably.
+    fn pending_init_file(&self) -> PathBuf {
+        self.path.join("init.pending")
+    }
+
+    /// When this directory was made, if no audit log has recorded it yet
+    /// (`keyfence init` runs offline; the first node to start with an audit
+    /// log records it). An unreadable marker is ignored.
+    pub fn pending_init(&self) -> Option<keyfence_core::Timestamp> {
+        let text = fs::read_to_string(self.pending_init_file()).ok()?;
+        text.trim().parse().ok().map(keyfence_core::Timestamp)
+    }
+
+    /// Forgets the pending `Init` record (once an audit log holds it).
+    pub fn clear_pending_init(&self) -> std::io::Result<()> {
+        match fs::remove_file(self.pending_init_file()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => root_key::sync_dir(&self.path),
+        }
+    }
+
     /// The sealed root key.
     pub fn root_key(&self) -> PathBuf {
         self.path.join("root.key")
@@ -232,6 +255,9 @@ impl DataDir {
         let text = credentials_toml(&credential)?;
         root_key::write_private(&staged.credentials(), text.as_bytes())
             .map_err(io(&staged.credentials()))?;
+        let made = keyfence_core::Clock::now(&keyfence_core::SystemClock);
+        fs::write(staged.pending_init_file(), made.0.to_string())
+            .map_err(io(&staged.pending_init_file()))?;
         Ok(Initialized { credential, shares })
     }
 

@@ -211,8 +211,8 @@ impl Node {
             &crate::audit::file_for(&location, &data_dir.database(), node_name),
             &log,
             Some(root.as_ref()),
-            initialized.is_some(),
         )?;
+        crate::audit::record_init(audit.as_deref(), &data_dir).await?;
         drop(root);
 
         let mut credentials = data_dir.load_credentials()?;

@@ -377,7 +377,7 @@ impl SealedNode {
                 addr: config.metrics_listen,
                 source,
             })?;
-        let (data_dir, initialized) = DataDir::open_or_init_for(&config.data_dir, &config.root)?;
+        let (data_dir, _) = DataDir::open_or_init_for(&config.data_dir, &config.root)?;
         let sealed_root = data_dir.load_sealed_root()?;
         let log = crate::audit::log_name(None, &config.store, &data_dir.path);
         // No root yet: records are kept from now, heads signed once unsealed.
@@ -386,8 +386,8 @@ impl SealedNode {
             &crate::audit::file_for(&config.store, &data_dir.database(), None),
             &log,
             None,
-            initialized.is_some(),
         )?;
+        crate::audit::record_init(audit.as_deref(), &data_dir).await?;
         let (store, _, authz_store, follow, quorum_store) =
             node::open_store(&config.store, &data_dir)?;
         let approvals = crate::approvals::open(quorum_store, &data_dir.path)?;

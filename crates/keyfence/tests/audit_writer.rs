@@ -245,9 +245,10 @@ async fn a_quorum_sealed_node_records_while_sealed_and_signs_heads_only_while_un
         .audit
         .clone()
         .expect("a sealed node keeps an audit log");
-    // Sealed: recorded, but no key to sign with.
+    // Sealed: recorded (after the record of the data directory's creation,
+    // which `init` left for the first start), but no key to sign with.
     let probe = audit.local("Probe", "", None, Outcome::Success);
-    assert_eq!(audit.append(probe).await.unwrap(), 0);
+    assert_eq!(audit.append(probe).await.unwrap(), 1);
     assert_eq!(audit.public_key(), None);
     assert_eq!(audit.sign_now().await.unwrap(), None);
 
@@ -258,12 +259,12 @@ async fn a_quorum_sealed_node_records_while_sealed_and_signs_heads_only_while_un
         .await
         .unwrap()
         .expect("signed once unsealed");
-    assert_eq!(head.head.size, 2, "the probe and the Unsealed record");
+    assert_eq!(head.head.size, 3, "Init, the probe and the Unsealed record");
     let key = audit.public_key().unwrap();
 
     node.gate.seal();
     let after = audit.local("AfterSeal", "", None, Outcome::Success);
-    assert_eq!(audit.append(after).await.unwrap(), 3);
+    assert_eq!(audit.append(after).await.unwrap(), 4);
     assert_eq!(
         audit.sign_now().await.unwrap(),
         None,
@@ -279,6 +280,7 @@ async fn a_quorum_sealed_node_records_while_sealed_and_signs_heads_only_while_un
             .map(|r| (r.source, r.operation.as_str()))
             .collect::<Vec<_>>(),
         [
+            (Source::Local, "Init"),
             (Source::Local, "Probe"),
             (Source::Local, "Unsealed"),
             (Source::Local, "Sealed"),
@@ -288,7 +290,7 @@ async fn a_quorum_sealed_node_records_while_sealed_and_signs_heads_only_while_un
     let heads = store.heads("local").unwrap();
     assert_eq!(
         heads.iter().map(|h| h.head.size).collect::<Vec<_>>(),
-        [2, 3],
+        [3, 4],
         "sealing signs a last head"
     );
     let report = verify_log(&store, "local", &key);

@@ -206,6 +206,14 @@ fn a_quorum_of_shares_unseals_the_node_through_the_cli() {
         .expect("printed shares")
         .to_string();
 
+    // `init` ran offline: its record waits in the data directory for the
+    // first node with an audit log.
+    let made: i64 = std::fs::read_to_string(data.join("init.pending"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+
     let config = tmp.path().join("node.toml");
     std::fs::write(
         &config,
@@ -293,6 +301,34 @@ fn a_quorum_of_shares_unseals_the_node_through_the_cli() {
     assert_eq!(
         (status, dec["Plaintext"].clone()),
         (200, json!(B64.encode(b"quorum")))
+    );
+
+    // The offline init is the log's first record, stamped when it ran, once
+    // across the restart; its marker is gone.
+    assert!(!data.join("init.pending").exists());
+    let (ok, events) = run(
+        &["audit", "export", "--data-dir", data.to_str().unwrap()],
+        None,
+    );
+    assert!(ok, "{events}");
+    let events: Vec<Value> = events
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let inits: Vec<&Value> = events.iter().filter(|e| e["eventName"] == "Init").collect();
+    assert_eq!(inits.len(), 1, "{events:?}");
+    assert_eq!(events[0]["eventName"], "Init", "{:?}", events[0]);
+    let stamped = time::OffsetDateTime::parse(
+        events[0]["eventTime"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert_eq!(
+        stamped.unix_timestamp_nanos() / 1_000_000,
+        i128::from(made),
+        "{:?}",
+        events[0]
     );
 }
 
