@@ -297,6 +297,12 @@ pub struct LimitsFile {
     pub http2_max_concurrent_streams: Option<u32>,
     /// [`Limits::memory_trim_interval`], in seconds.
     pub memory_trim_interval_secs: Option<u64>,
+    /// [`HeavyLimits::threads`](crate::heavy::HeavyLimits::threads).
+    pub heavy_threads: Option<usize>,
+    /// [`HeavyLimits::queue`](crate::heavy::HeavyLimits::queue).
+    pub heavy_queue: Option<usize>,
+    /// [`HeavyLimits::max_wait`](crate::heavy::HeavyLimits::max_wait), in milliseconds.
+    pub heavy_max_wait_ms: Option<u64>,
 }
 
 impl LimitsFile {
@@ -326,6 +332,13 @@ impl LimitsFile {
                 .memory_trim_interval_secs
                 .map_or(d.memory_trim_interval, Duration::from_secs),
             throttle: d.throttle,
+            heavy: crate::heavy::HeavyLimits {
+                threads: self.heavy_threads.unwrap_or(d.heavy.threads),
+                queue: self.heavy_queue.unwrap_or(d.heavy.queue),
+                max_wait: self
+                    .heavy_max_wait_ms
+                    .map_or(d.heavy.max_wait, Duration::from_millis),
+            },
         };
         limits.validate().map_err(ConfigError::Invalid)?;
         Ok(limits)

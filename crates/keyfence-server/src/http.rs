@@ -47,6 +47,8 @@ pub struct AppState {
     pub audit: Option<Arc<crate::audit::AuditLog>>,
     /// The operators' quorum kept in the store (M-of-N approvals).
     pub approvals: Option<Arc<crate::approvals::Approvals>>,
+    /// The low-priority threads that run CPU-heavy requests.
+    pub heavy: crate::heavy::HeavyPool,
 }
 
 /// A request's answer: made here, or relayed from the node it was forwarded to.
@@ -241,24 +243,40 @@ async fn serve(
                 source_ip: conn.peer.ip(),
                 region: keyfence_core::Region::new(&caller.region),
             };
-            let value = if api::kms::runs_on_blocking_pool(&kms, &caller.account_id, op, &body) {
-                let (kms, state, who, body) = (
-                    Arc::clone(&kms),
-                    Arc::clone(state),
-                    who.clone(),
-                    body.clone(),
-                );
-                tokio::task::spawn_blocking(move || {
-                    api::kms::serve(&kms, &state.authz, who, origin, op, &body)
-                })
-                .await
-                .map_err(|_| {
-                    ApiError::from(keyfence_core::KmsError::Internal(
-                        "request task failed".into(),
-                    ))
-                })?
-            } else {
-                api::kms::serve(&kms, &state.authz, who.clone(), origin, op, &body)
+            let value = match api::kms::place(&kms, &caller.account_id, op, &body) {
+                api::kms::Place::Worker => {
+                    api::kms::serve(&kms, &state.authz, who.clone(), origin, op, &body)
+                }
+                api::kms::Place::BlockingPool => {
+                    let (kms, state, who, body) = (
+                        Arc::clone(&kms),
+                        Arc::clone(state),
+                        who.clone(),
+                        body.clone(),
+                    );
+                    tokio::task::spawn_blocking(move || {
+                        api::kms::serve(&kms, &state.authz, who, origin, op, &body)
+                    })
+                    .await
+                    .map_err(|_| {
+                        ApiError::from(keyfence_core::KmsError::Internal(
+                            "request task failed".into(),
+                        ))
+                    })?
+                }
+                api::kms::Place::HeavyPool => {
+                    let (kms, authz, who, body) = (
+                        Arc::clone(&kms),
+                        Arc::clone(&state.authz),
+                        who.clone(),
+                        body.clone(),
+                    );
+                    state
+                        .heavy
+                        .run(move || api::kms::serve(&kms, &authz, who, origin, op, &body))
+                        .await
+                        .map_err(api::messages::heavy_refused)?
+                }
             };
             let value = match value {
                 Ok(value) => value,

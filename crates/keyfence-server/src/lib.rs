@@ -1,8 +1,10 @@
 //! keyfence node: post-quantum TLS transport, the AWS KMS JSON 1.1 API, SigV4
 //! authentication, configuration, the data directory and metrics.
 
-// One unsafe use: getrlimit/setrlimit in `limits::raise_open_file_limit`,
-// allowed there alone with its SAFETY argument.
+// Unsafe code is denied but for three FFI calls, each allowed at its site with
+// its SAFETY argument: getrlimit/setrlimit in `limits::raise_open_file_limit`,
+// malloc_trim in `limits::release_free_memory`, and sched_setscheduler in
+// `heavy::lower_own_priority`.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
@@ -18,6 +20,7 @@ pub mod conn;
 pub mod datadir;
 pub mod domain_keys;
 pub mod forward;
+pub mod heavy;
 pub mod http;
 pub mod limits;
 pub mod log_limit;

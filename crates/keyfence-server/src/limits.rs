@@ -72,6 +72,8 @@ pub struct Limits {
     pub memory_trim_interval: Duration,
     /// Request-rate quotas per account (the `[throttle]` table; off by default).
     pub throttle: Throttling,
+    /// The pool for CPU-heavy requests: threads, queue, longest wait.
+    pub heavy: crate::heavy::HeavyLimits,
 }
 
 impl Default for Limits {
@@ -86,6 +88,7 @@ impl Default for Limits {
             http2_max_concurrent_streams: 32,
             memory_trim_interval: Duration::from_secs(5),
             throttle: Throttling::default(),
+            heavy: crate::heavy::HeavyLimits::default(),
         }
     }
 }
@@ -102,6 +105,9 @@ impl Limits {
                 MAX_BODY_BYTES + REQUEST_OVERHEAD_BYTES
             ));
         }
+        if self.heavy.threads == 0 || self.heavy.queue == 0 {
+            return Err("limits.heavy_threads and limits.heavy_queue must be at least 1".into());
+        }
         if self.http2_max_concurrent_streams == 0 {
             return Err("limits.http2_max_concurrent_streams must be at least 1".into());
         }
@@ -110,6 +116,7 @@ impl Limits {
             ("body_read_timeout", self.body_read_timeout),
             ("idle_timeout", self.idle_timeout),
             ("memory_trim_interval", self.memory_trim_interval),
+            ("heavy_max_wait", self.heavy.max_wait),
         ] {
             if d.is_zero() {
                 return Err(format!("limits.{name} must be more than zero"));

@@ -105,6 +105,7 @@ pub struct Metrics {
     refused_requests: Family<LimitLabels, Counter>,
     throttled: Family<QuotaLabels, Counter>,
     timeouts: Family<StageLabels, Counter>,
+    heavy_refused: Family<ReasonLabels, Counter>,
 }
 
 impl Metrics {
@@ -173,6 +174,12 @@ impl Metrics {
             "Clients timed out, by stage (header: the header block; body: the request body; idle: a connection with no request in flight)",
             timeouts.clone(),
         );
+        let heavy_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "keyfence_heavy_requests_refused",
+            "CPU-heavy requests (RSA and ML-DSA private keys, key pairs) refused with ThrottlingException by the heavy pool, by reason (queue_full, waited_too_long) or failed (failed: a panic, or shutting down)",
+            heavy_refused.clone(),
+        );
         for reason in SHED_REASONS {
             shed.get_or_create(&ReasonLabels {
                 reason: (*reason).to_owned(),
@@ -229,6 +236,7 @@ impl Metrics {
             refused_requests,
             throttled,
             timeouts,
+            heavy_refused,
         })
     }
 
@@ -263,6 +271,16 @@ impl Metrics {
         self.throttled
             .get_or_create(&QuotaLabels {
                 quota: quota.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Counts a heavy request refused: `keyfence_heavy_requests_refused_total{reason}`,
+    /// reason from [`HeavyRefusal::reason`](crate::heavy::HeavyRefusal::reason).
+    pub fn record_heavy_refused(&self, reason: &str) {
+        self.heavy_refused
+            .get_or_create(&ReasonLabels {
+                reason: reason.to_owned(),
             })
             .inc();
     }

@@ -65,6 +65,9 @@ pub enum NodeError {
     /// The audit log could not be opened.
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditLogError),
+    /// The heavy pool's threads could not be started.
+    #[error("cannot start the threads for CPU-heavy requests: {0}")]
+    HeavyPool(std::io::Error),
     /// A listener could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -261,6 +264,8 @@ impl Node {
             budget: RequestBudget::new(&config.limits, Arc::clone(&metrics)),
             audit: audit.clone(),
             approvals: Some(approvals),
+            heavy: crate::heavy::HeavyPool::start(config.limits.heavy, Arc::clone(&metrics))
+                .map_err(NodeError::HeavyPool)?,
             body_read_timeout: config.limits.body_read_timeout,
             seal: None,
             throttle: Throttle::new(

@@ -450,6 +450,8 @@ impl SealedNode {
             authz: Arc::clone(&authz),
             audit: audit.clone(),
             approvals: Some(approvals),
+            heavy: crate::heavy::HeavyPool::start(config.limits.heavy, Arc::clone(&metrics))
+                .map_err(NodeError::HeavyPool)?,
             throttle: crate::throttle::Throttle::new(
                 &config.limits.throttle,
                 accounts.iter().map(String::as_str),

@@ -314,6 +314,22 @@ pub fn rate_exceeded() -> ApiError {
     )
 }
 
+/// A CPU-heavy request the heavy pool did not run: `ThrottlingException`
+/// (HTTP 400, retried by the AWS SDKs) when it is busy, an internal error when
+/// the work failed.
+pub fn heavy_refused(refusal: crate::heavy::HeavyRefusal) -> ApiError {
+    use crate::heavy::HeavyRefusal;
+    match refusal {
+        HeavyRefusal::QueueFull | HeavyRefusal::WaitedTooLong => ApiError::new(
+            "ThrottlingException",
+            format!("Rate exceeded: {refusal}; retry the request"),
+        ),
+        HeavyRefusal::Failed => {
+            ApiError::from(keyfence_core::KmsError::Internal(refusal.to_string()))
+        }
+    }
+}
+
 /// A string member outside its length constraint (`min..=max` characters).
 pub fn length_constraint(member: &str, len: usize, min: usize, max: usize) -> ApiError {
     let bound = if len < min {

@@ -36,8 +36,8 @@ use crate::authz::{Authz, Caller};
 pub struct Operation {
     /// The name in `X-Amz-Target: TrentService.<name>`, also its metrics label.
     pub name: &'static str,
-    /// Where it runs: on an async worker, or (when it may block its thread)
-    /// on the blocking pool.
+    /// Where it runs: on an async worker, the blocking pool (durable writes)
+    /// or the heavy pool (CPU-heavy work); see [`place`].
     pub runs: Runs,
     /// Whether its request has a `DryRun` member (every such operation is free
     /// of side effects here, so a dry run is the real checks without a result).
@@ -58,27 +58,51 @@ impl std::fmt::Debug for Operation {
 /// Parses the body into the operation's input and runs it.
 type Handler = fn(&Ops<'_>, &[u8]) -> Result<Value, ApiError>;
 
-/// Where an operation runs. Writes and CPU-heavy work (key generation, RSA and
-/// ML-DSA private-key operations) go to the blocking pool, so that one slow
-/// request cannot stall the other connections of an async worker.
+/// Where an operation runs. Durable writes go to the blocking pool, so that a
+/// slow disk cannot stall the other connections of an async worker; CPU-heavy
+/// work (RSA and ML-DSA private-key operations, key pair generation) goes to the
+/// heavy pool ([`crate::heavy::HeavyPool`]), whose threads yield the CPU to
+/// every other request, so that 1 % of slow requests cannot queue the cheap ones
+/// behind them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runs {
     /// On the async worker: no durable write, little CPU.
     Worker,
-    /// On the blocking pool: a durable write or key generation.
+    /// On the blocking pool: a durable write.
     BlockingPool,
-    /// On the blocking pool when a key the request names is CPU-heavy
+    /// On the heavy pool: key pair generation (RSA ones take tens of ms).
+    HeavyPool,
+    /// On the heavy pool when a key the request names is CPU-heavy
     /// ([`Kms::is_cpu_heavy_key`]), on the worker otherwise (the symmetric and
     /// elliptic-curve common path pays no thread hand-off).
-    BlockingPoolForHeavyKeys,
+    HeavyPoolForHeavyKeys,
+    /// On the heavy pool when the key spec the request asks for is RSA or
+    /// ML-DSA (key generation), on the blocking pool otherwise (CreateKey).
+    HeavyPoolForHeavySpecs,
+}
+
+/// Where one request runs, decided by [`place`] from its operation's [`Runs`]
+/// and its body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// On the async worker that read it.
+    Worker,
+    /// On tokio's blocking pool.
+    BlockingPool,
+    /// On the node's heavy pool.
+    HeavyPool,
 }
 
 /// Runs on the worker (short name for the table).
 const WORKER: Runs = Runs::Worker;
 /// Runs on the blocking pool.
 const BLOCKING: Runs = Runs::BlockingPool;
-/// Runs on the blocking pool for RSA and ML-DSA keys.
-const HEAVY_KEY: Runs = Runs::BlockingPoolForHeavyKeys;
+/// Runs on the heavy pool.
+const HEAVY: Runs = Runs::HeavyPool;
+/// Runs on the heavy pool for RSA and ML-DSA keys.
+const HEAVY_KEY: Runs = Runs::HeavyPoolForHeavyKeys;
+/// Runs on the heavy pool for RSA and ML-DSA key specs, else the blocking pool.
+const HEAVY_SPEC: Runs = Runs::HeavyPoolForHeavySpecs;
 /// Honours `DryRun`.
 const DRY_RUN: bool = true;
 /// Has no `DryRun` member.
@@ -96,7 +120,7 @@ const fn op(name: &'static str, runs: Runs, dry_run: bool, handler: Handler) -> 
 /// Every operation this node serves, one row each.
 pub static OPERATIONS: &[Operation] = &[
     // Key lifecycle.
-    op("CreateKey", BLOCKING, NO_DRY_RUN, |o, b| {
+    op("CreateKey", HEAVY_SPEC, NO_DRY_RUN, |o, b| {
         o.create_key_with_policy(b)
     }),
     op("DescribeKey", WORKER, NO_DRY_RUN, |o, b| {
@@ -206,17 +230,17 @@ pub static OPERATIONS: &[Operation] = &[
     op("DeriveSharedSecret", WORKER, DRY_RUN, |o, b| {
         o.derive_shared_secret(parse(b)?)
     }),
-    op("GenerateDataKeyPair", BLOCKING, DRY_RUN, |o, b| {
+    op("GenerateDataKeyPair", HEAVY, DRY_RUN, |o, b| {
         o.generate_data_key_pair(parse(b)?, true)
     }),
     op(
         "GenerateDataKeyPairWithoutPlaintext",
-        BLOCKING,
+        HEAVY,
         DRY_RUN,
         |o, b| o.generate_data_key_pair(parse(b)?, false),
     ),
     // Imported key material.
-    op("GetParametersForImport", BLOCKING, NO_DRY_RUN, |o, b| {
+    op("GetParametersForImport", HEAVY, NO_DRY_RUN, |o, b| {
         o.get_parameters_for_import(parse(b)?)
     }),
     op("ImportKeyMaterial", BLOCKING, NO_DRY_RUN, |o, b| {
@@ -291,20 +315,58 @@ struct NamedKeys {
     destination_key_id: Option<String>,
 }
 
-/// Whether this request runs on the blocking pool (see [`Runs`]). A body that
-/// does not parse runs on the worker, where it is refused at once.
-pub fn runs_on_blocking_pool(kms: &Kms, account: &str, operation: &Operation, body: &[u8]) -> bool {
+/// The key spec a CreateKey request asks for, under either of its names.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RequestedSpec {
+    key_spec: Option<String>,
+    customer_master_key_spec: Option<String>,
+}
+
+/// Whether generating a key of this AWS key spec takes real CPU (RSA: tens of
+/// ms to seconds; ML-DSA signing keys are cheap to make but are used on the
+/// heavy pool, and are kept with them so that a key's cost class is one rule).
+fn is_cpu_heavy_spec(spec: &str) -> bool {
+    spec.starts_with("RSA_") || spec.starts_with("ML_DSA_")
+}
+
+/// Where this request runs (see [`Runs`]). A body that does not parse runs on
+/// the worker (or, for CreateKey, the blocking pool), where it is refused at once.
+pub fn place(kms: &Kms, account: &str, operation: &Operation, body: &[u8]) -> Place {
     match operation.runs {
-        Runs::Worker => false,
-        Runs::BlockingPool => true,
-        Runs::BlockingPoolForHeavyKeys => serde_json::from_slice::<NamedKeys>(body)
-            .ok()
-            .is_some_and(|n| {
-                [n.key_id, n.source_key_id, n.destination_key_id]
-                    .iter()
-                    .flatten()
-                    .any(|k| kms.is_cpu_heavy_key(account, k))
-            }),
+        Runs::Worker => Place::Worker,
+        Runs::BlockingPool => Place::BlockingPool,
+        Runs::HeavyPool => Place::HeavyPool,
+        Runs::HeavyPoolForHeavyKeys => {
+            let heavy = serde_json::from_slice::<NamedKeys>(body)
+                .ok()
+                .is_some_and(|n| {
+                    [n.key_id, n.source_key_id, n.destination_key_id]
+                        .iter()
+                        .flatten()
+                        .any(|k| kms.is_cpu_heavy_key(account, k))
+                });
+            if heavy {
+                Place::HeavyPool
+            } else {
+                Place::Worker
+            }
+        }
+        Runs::HeavyPoolForHeavySpecs => {
+            let heavy = serde_json::from_slice::<RequestedSpec>(body)
+                .ok()
+                .is_some_and(|r| {
+                    [r.key_spec, r.customer_master_key_spec]
+                        .iter()
+                        .flatten()
+                        .any(|s| is_cpu_heavy_spec(s))
+                });
+            if heavy {
+                Place::HeavyPool
+            } else {
+                Place::BlockingPool
+            }
+        }
     }
 }
 

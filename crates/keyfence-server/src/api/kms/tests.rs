@@ -45,7 +45,7 @@ fn every_row_is_dispatched_to_its_handler() {
 }
 
 #[test]
-fn heavy_keys_go_to_the_blocking_pool() {
+fn heavy_work_goes_to_the_heavy_pool_and_writes_to_the_blocking_pool() {
     let dir = tempfile::tempdir().unwrap();
     let kms = kms(dir.path());
     let account = "111122223333";
@@ -67,43 +67,72 @@ fn heavy_keys_go_to_the_blocking_pool() {
     let ml_dsa = create("ML_DSA_44", "SIGN_VERIFY");
     let ecc = create("ECC_NIST_P256", "SIGN_VERIFY");
     let symmetric = create("SYMMETRIC_DEFAULT", "ENCRYPT_DECRYPT");
-    let on_pool = |name: &str, body: Value| {
-        runs_on_blocking_pool(
+    let place_of = |name: &str, body: Value| {
+        place(
             &kms,
             account,
             operation(name).unwrap(),
             &serde_json::to_vec(&body).unwrap(),
         )
     };
-    assert!(on_pool("Sign", json!({"KeyId": rsa_sign})));
-    assert!(on_pool("Sign", json!({"KeyId": ml_dsa})));
-    assert!(!on_pool("Sign", json!({"KeyId": ecc})));
-    assert!(on_pool("Decrypt", json!({"KeyId": rsa_encrypt})));
-    assert!(!on_pool("Decrypt", json!({"KeyId": symmetric})));
-    assert!(!on_pool("Decrypt", json!({"CiphertextBlob": "AAAA"})));
-    assert!(on_pool(
-        "ReEncrypt",
-        json!({"SourceKeyId": rsa_encrypt, "DestinationKeyId": symmetric})
-    ));
-    assert!(on_pool(
-        "ReEncrypt",
-        json!({"DestinationKeyId": rsa_encrypt})
-    ));
-    assert!(!on_pool(
-        "ReEncrypt",
-        json!({"DestinationKeyId": symmetric})
-    ));
-    assert!(
-        !on_pool("Sign", json!({"KeyId": 7})),
+    let (worker, blocking, heavy) = (Place::Worker, Place::BlockingPool, Place::HeavyPool);
+    assert_eq!(place_of("Sign", json!({"KeyId": rsa_sign})), heavy);
+    assert_eq!(place_of("Sign", json!({"KeyId": ml_dsa})), heavy);
+    assert_eq!(place_of("Sign", json!({"KeyId": ecc})), worker);
+    assert_eq!(place_of("Decrypt", json!({"KeyId": rsa_encrypt})), heavy);
+    assert_eq!(place_of("Decrypt", json!({"KeyId": symmetric})), worker);
+    assert_eq!(
+        place_of("Decrypt", json!({"CiphertextBlob": "AAAA"})),
+        worker
+    );
+    assert_eq!(
+        place_of(
+            "ReEncrypt",
+            json!({"SourceKeyId": rsa_encrypt, "DestinationKeyId": symmetric})
+        ),
+        heavy
+    );
+    assert_eq!(
+        place_of("ReEncrypt", json!({"DestinationKeyId": rsa_encrypt})),
+        heavy
+    );
+    assert_eq!(
+        place_of("ReEncrypt", json!({"DestinationKeyId": symmetric})),
+        worker
+    );
+    assert_eq!(
+        place_of("Sign", json!({"KeyId": 7})),
+        worker,
         "unparsable: refused on the worker"
     );
-    assert!(!on_pool("Encrypt", json!({"KeyId": rsa_encrypt})));
-    assert!(on_pool("GenerateDataKeyPair", json!({"KeyId": symmetric})));
-    assert!(on_pool("CreateKey", json!({})));
-    assert!(!on_pool(
-        "Sign",
-        json!({"KeyId": rsa_sign.replace('-', "")})
-    ));
+    assert_eq!(place_of("Encrypt", json!({"KeyId": rsa_encrypt})), worker);
+    assert_eq!(
+        place_of("GenerateDataKeyPair", json!({"KeyId": symmetric})),
+        heavy
+    );
+    assert_eq!(
+        place_of("GetParametersForImport", json!({"KeyId": symmetric})),
+        heavy
+    );
+    assert_eq!(place_of("CreateKey", json!({})), blocking);
+    assert_eq!(
+        place_of("CreateKey", json!({"KeySpec": "ECC_NIST_P384"})),
+        blocking
+    );
+    assert_eq!(place_of("CreateKey", json!({"KeySpec": "RSA_4096"})), heavy);
+    assert_eq!(
+        place_of("CreateKey", json!({"KeySpec": "ML_DSA_65"})),
+        heavy
+    );
+    assert_eq!(
+        place_of("CreateKey", json!({"CustomerMasterKeySpec": "RSA_3072"})),
+        heavy
+    );
+    assert_eq!(place_of("CreateAlias", json!({})), blocking);
+    assert_eq!(
+        place_of("Sign", json!({"KeyId": rsa_sign.replace('-', "")})),
+        worker
+    );
 }
 
 /// The refusals the API words itself, and the core's typed refusals it
