@@ -14,7 +14,8 @@
 # after. Open-loop latency counts from each request's intended send time.
 # Prints one row per run: Encrypt p99 mixed / alone and its ratio, the slow
 # operations' outcomes. JSON and node logs are kept in OUT (target/bench-slowmix).
-# Environment: PAIRS (1), DURATION (6s), WARMUP (1s), CONNECTIONS (32), PYTHON, OUT.
+# Environment: PAIRS (1), DURATION (6s), WARMUP (1s), CONNECTIONS (32), PYTHON, OUT,
+# CONFIG (a configuration file for every node, e.g. `[audit] enabled = false`).
 set -euo pipefail
 
 if [[ $# -ne 2 ]]; then
@@ -41,11 +42,13 @@ trap cleanup EXIT
 
 # start BIN NAME: a fresh node from BIN on CPU 0; sets PORT, DATA, NODE_PID.
 start() {
+    local config=()
+    [[ -n ${CONFIG:-} ]] && config=(--config "$(realpath "$CONFIG")")
     DATA="$OUT/data-$2"
     PORT="$(free_port)"
     local metrics
     metrics="$(free_port)"
-    taskset -c 0 "$1" server --data-dir "$DATA" --listen "127.0.0.1:$PORT" \
+    taskset -c 0 "$1" server "${config[@]}" --data-dir "$DATA" --listen "127.0.0.1:$PORT" \
         --metrics-listen "127.0.0.1:$metrics" >"$OUT/$2.log" 2>&1 &
     NODE_PID=$!
     for _ in $(seq 1 300); do

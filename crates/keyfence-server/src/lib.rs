@@ -3,7 +3,7 @@
 
 // Unsafe code is denied but for three FFI calls, each allowed at its site with
 // its SAFETY argument: getrlimit/setrlimit in `limits::raise_open_file_limit`,
-// malloc_trim in `limits::release_free_memory`, and sched_setscheduler in
+// malloc_trim in `limits::release_free_memory`, and setpriority in
 // `heavy::lower_own_priority`.
 #![deny(unsafe_code)]
 #![deny(clippy::undocumented_unsafe_blocks)]
