@@ -639,6 +639,32 @@ mod tests {
             Config::resolve(file, Overrides::default()),
             Err(ConfigError::Invalid(_))
         ));
+        let file: ConfigFile = parse_toml(
+            "[limits]\nheavy_threads = 2\nheavy_queue = 16\nheavy_max_wait_ms = 5000\n",
+            Path::new("t.toml"),
+        )
+        .unwrap();
+        let heavy = Config::resolve(file, Overrides::default())
+            .unwrap()
+            .limits
+            .heavy;
+        assert_eq!((heavy.threads, heavy.queue), (2, 16));
+        assert_eq!(heavy.max_wait, std::time::Duration::from_secs(5));
+        for zero in [
+            "heavy_threads = 0",
+            "heavy_queue = 0",
+            "heavy_max_wait_ms = 0",
+        ] {
+            let file: ConfigFile =
+                parse_toml(&format!("[limits]\n{zero}\n"), Path::new("t.toml")).unwrap();
+            assert!(
+                matches!(
+                    Config::resolve(file, Overrides::default()),
+                    Err(ConfigError::Invalid(_))
+                ),
+                "{zero}"
+            );
+        }
     }
 
     #[test]
