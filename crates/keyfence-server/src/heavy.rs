@@ -5,9 +5,9 @@
 //! An RSA-2048 key pair takes tens of milliseconds of CPU, an Encrypt about
 //! twenty microseconds. Run side by side at the same priority, 1 % of the
 //! former is enough to queue the latter behind them. So the heavy requests get
-//! threads of their own, a fixed number of them, at the lowest CPU priority of
-//! the normal class (nice 19: against a request thread they get 15 parts of the
-//! CPU in 1,039, so they are slowed, never stopped), behind a bounded queue. A request that finds the
+//! threads of their own, a fixed number of them, at a low CPU priority (nice
+//! 10: against a busy request thread they get about a tenth of the CPU, so
+//! they are slowed, never stopped), behind a bounded queue. A request that finds the
 //! queue full, or that waited in it longer than the configured time, is refused
 //! with `ThrottlingException`, which the AWS SDKs retry with backoff: the node
 //! says it is busy instead of holding requests it cannot serve in time.
@@ -30,7 +30,8 @@ pub struct HeavyLimits {
     /// has and stall its cheap requests on the client's side instead).
     pub queue: usize,
     /// A heavy request that waited this long for a thread is refused rather
-    /// than run for a caller that has likely given up.
+    /// than run for a caller that has likely given up (default 30 s: an
+    /// RSA-4096 key pair alone can take seconds, more on a busy host).
     pub max_wait: Duration,
 }
 
@@ -40,7 +41,7 @@ impl Default for HeavyLimits {
         Self {
             threads,
             queue: 8 * threads,
-            max_wait: Duration::from_secs(5),
+            max_wait: Duration::from_secs(30),
         }
     }
 }
@@ -155,16 +156,16 @@ fn work(queue: &Mutex<Receiver<Job>>, max_wait: Duration) {
     }
 }
 
-/// The nice value of the pool's threads: the lowest priority of the normal
-/// class, a CPU weight of 15 against 1024 for the request threads.
-pub const HEAVY_NICE: i32 = 19;
+/// The nice value of the pool's threads: a CPU weight of 110 against 1024 for
+/// the request threads.
+pub const HEAVY_NICE: i32 = 10;
 
 /// Lowers the calling thread to [`HEAVY_NICE`].
 ///
-/// Not `SCHED_IDLE`, which was measured as well (bench/RESULTS.md): it gave
-/// the same Encrypt tail, and it lets any busy process on the host, such as a
-/// build beside a test run, starve the heavy requests outright, where a nice
-/// value keeps them a share of the CPU.
+/// Not `SCHED_IDLE` nor nice 19, which were measured as well (bench/RESULTS.md):
+/// no better for the Encrypt tail, and with either a busy process beside the
+/// node (a build beside a test run, here) starves the heavy requests until they
+/// time out, where nice 10 keeps them a tenth of a CPU.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
 fn lower_own_priority() -> std::io::Result<()> {

@@ -125,11 +125,16 @@ async fn heavy_requests_beyond_the_pool_are_throttled_and_cheap_ones_pass() {
         "Encrypt ({cheap_done:?}) waited for the RSA work ({slowest:?})"
     );
     let metrics = support::scrape(&node).await;
-    let line = metrics
-        .lines()
-        .find(|l| l.starts_with("keyfence_heavy_requests_refused_total{reason=\"queue_full\"}"))
-        .expect("refusals are counted");
-    let counted: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    let counted: f64 = ["queue_full", "waited_too_long"]
+        .iter()
+        .filter_map(|reason| {
+            let series = format!("keyfence_heavy_requests_refused_total{{reason=\"{reason}\"}} ");
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(series.as_str()))
+        })
+        .map(|v| v.trim().parse::<f64>().unwrap())
+        .sum();
     assert_eq!(counted, throttled as f64);
     node.shutdown().await;
 }
