@@ -1,6 +1,7 @@
 //! Connections on the API port: the cap (shedding the oldest idle connection
 //! first), the idle timeout, the HTTP settings sized to the request budget,
-//! and the accept-error backoff.
+//! an HTTP/1.1 connection's buffers given back while it idles, and the
+//! accept-error backoff.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -8,9 +9,16 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
@@ -193,8 +201,27 @@ impl ConnSlot {
     }
 }
 
+/// After this long with no request in flight, an HTTP/1.1 connection gives
+/// its HTTP buffers back (hyper's read and write buffers, about 34 KiB) and
+/// waits for the next request holding only its TLS state.
+const RELEASE_HTTP_BUFFERS_AFTER: Duration = Duration::from_secs(1);
+
+/// The HTTP settings of the API port: one builder for HTTP/1.1 connections
+/// (ALPN `http/1.1`), one for HTTP/2 and for clients that named no protocol.
+pub struct HttpBuilders {
+    http1: http1::Builder,
+    auto: auto::Builder<TokioExecutor>,
+    /// Time a new connection has to send its first request's header block.
+    header_read_timeout: Duration,
+}
+
 /// The HTTP/1.1 and HTTP/2 settings of the API port.
-pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
+pub fn http_builder(limits: &Limits) -> HttpBuilders {
+    let mut http1 = http1::Builder::new();
+    http1
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(4 * MAX_HEADER_BYTES);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -209,8 +236,15 @@ pub fn http_builder(limits: &Limits) -> auto::Builder<TokioExecutor> {
         .initial_connection_window_size(HTTP2_WINDOW_BYTES)
         .max_header_list_size(MAX_HEADER_BYTES as u32)
         .max_send_buf_size(HTTP2_WINDOW_BYTES as usize);
-    builder
+    HttpBuilders {
+        http1,
+        auto: builder,
+        header_read_timeout: limits.header_read_timeout,
+    }
 }
+
+/// What ended a connection with an error.
+type ServeError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Serves one accepted connection until it ends, goes idle for
 /// `limits.idle_timeout`, or is shed.
@@ -220,13 +254,20 @@ pub async fn serve(
     slot: ConnSlot,
     acceptor: Arc<PqAcceptor>,
     state: Arc<AppState>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builders: Arc<HttpBuilders>,
     idle_timeout: Duration,
 ) {
     let slot = Arc::new(slot);
     let metrics = Arc::clone(&state.metrics);
+    // The handshake and each HTTP layer are boxed, so that what a connection
+    // holds while it idles is its TLS state and a small task, not the largest
+    // state any of them ever needed.
     let work = async {
-        let (tls, group) = match acceptor.accept(tcp).await {
+        let accepted = Box::pin(async move {
+            let (tls, group) = acceptor.accept(tcp).await?;
+            Ok::<_, crate::tls::TlsError>((Box::new(tls), group))
+        });
+        let (tls, group) = match accepted.await {
             Ok(ok) => ok,
             Err(e) => {
                 state.metrics.record_handshake_failure(e.metric_reason());
@@ -237,19 +278,29 @@ pub async fn serve(
         state.metrics.record_handshake(group);
         tracing::debug!(%peer, group, "TLS connection established");
         let info = Arc::new(http::Connection::new(peer, tls.get_ref().1, group));
+        let http1_by_alpn = tls.get_ref().1.alpn_protocol() == Some(b"http/1.1".as_slice());
         let (service_slot, state) = (Arc::clone(&slot), Arc::clone(&state));
+        // Boxed so that hyper's HTTP/1.1 connection can be taken apart between
+        // requests (`poll_without_shutdown` needs an `Unpin` future).
         let service = service_fn(move |req| {
             let busy = service_slot.busy();
             let (state, info) = (Arc::clone(&state), Arc::clone(&info));
-            async move {
+            Box::pin(async move {
                 let reply = http::handle(state, info, req).await;
                 drop(busy);
                 reply
-            }
+            })
         });
-        if let Err(e) = builder.serve_connection(TokioIo::new(tls), service).await {
+        let served = if http1_by_alpn {
+            serve_http1(tls, service, &builders, &slot).await
+        } else {
+            Box::pin(builders.auto.serve_connection(TokioIo::new(tls), service)).await
+        };
+        if let Err(e) = served {
             if e.downcast_ref::<hyper::Error>()
                 .is_some_and(hyper::Error::is_timeout)
+                || e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
             {
                 // hyper's only timer here is the header read timeout.
                 metrics.record_timeout("header");
@@ -266,6 +317,140 @@ pub async fn serve(
         () = slot.state.close.notified() => {
             tracing::debug!(%peer, "idle connection shed to make room");
         }
+    }
+}
+
+/// Serves an HTTP/1.1 connection, giving hyper's buffers back whenever it has
+/// had no request in flight for [`RELEASE_HTTP_BUFFERS_AFTER`]: hyper is asked
+/// to stop after what it is doing (nothing reaches the client: no header, no
+/// close), the TLS stream and any bytes hyper read ahead are taken back, and
+/// the next request's first byte is awaited with a one-byte buffer; then a new
+/// hyper connection serves from there, starting with the bytes taken back.
+/// The first request's first byte must come within the header read timeout
+/// (later ones within the idle timeout, which the caller enforces).
+async fn serve_http1<S, F, B>(
+    tls: Box<tokio_rustls::server::TlsStream<TcpStream>>,
+    service: S,
+    builders: &HttpBuilders,
+    slot: &ConnSlot,
+) -> Result<(), ServeError>
+where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = hyper::Response<B>,
+            Future = F,
+        > + Unpin,
+    S::Error: Into<ServeError>,
+    F: Future<Output = Result<hyper::Response<B>, S::Error>> + Unpin,
+    B: hyper::body::Body + 'static,
+    B::Error: Into<ServeError>,
+{
+    let mut io = ReadAhead {
+        ahead: Bytes::new(),
+        inner: tls,
+    };
+    let mut service = service;
+    let mut first_request = true;
+    loop {
+        if io.ahead.is_empty() {
+            let mut first = [0u8; 1];
+            let read = if first_request {
+                tokio::time::timeout(builders.header_read_timeout, io.inner.read(&mut first))
+                    .await
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
+            } else {
+                io.inner.read(&mut first).await
+            };
+            if read? == 0 {
+                return Ok(()); // the client closed an idle connection
+            }
+            io.ahead = Bytes::copy_from_slice(&first);
+        }
+        first_request = false;
+        let mut conn = Box::new(builders.http1.serve_connection(TokioIo::new(io), service));
+        let mut released = false;
+        loop {
+            let done = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx));
+            if released {
+                done.await?;
+                break;
+            }
+            tokio::select! {
+                result = done => {
+                    result?;
+                    break;
+                }
+                () = slot.idle_for(RELEASE_HTTP_BUFFERS_AFTER) => {
+                    Pin::new(&mut *conn).graceful_shutdown();
+                    released = true;
+                }
+            }
+        }
+        let parts = conn.into_parts();
+        let (mut inner, read_buf) = (parts.io.into_inner(), parts.read_buf);
+        if !released {
+            // hyper ended the connection itself (the client sent
+            // `Connection: close`, or closed): close the TLS stream too.
+            inner.inner.shutdown().await?;
+            return Ok(());
+        }
+        if !read_buf.is_empty() {
+            inner.ahead = [read_buf, inner.ahead].concat().into();
+        }
+        io = inner;
+        service = parts.service;
+    }
+}
+
+/// A stream with bytes already read from it put back in front.
+struct ReadAhead<T> {
+    ahead: Bytes,
+    inner: T,
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ReadAhead<T> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if this.ahead.is_empty() {
+            return Pin::new(&mut this.inner).poll_read(cx, buf);
+        }
+        let n = this.ahead.len().min(buf.remaining());
+        buf.put_slice(&this.ahead.split_to(n));
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ReadAhead<T> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 

@@ -500,7 +500,7 @@ pub(crate) async fn accept_loop(
     (tracker, limits): (Arc<ConnTracker>, Limits),
     mut stopped: watch::Receiver<bool>,
 ) {
-    let builder = Arc::new(conn::http_builder(&limits));
+    let builders = Arc::new(conn::http_builder(&limits));
     let mut errors = AcceptErrors::new(ACCEPT_ERROR_LOG_INTERVAL);
     let mut connections = JoinSet::new();
     loop {
@@ -526,15 +526,16 @@ pub(crate) async fn accept_loop(
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        connections.spawn(conn::serve(
+        let fut = conn::serve(
             tcp,
             peer,
             slot,
             Arc::clone(&acceptor),
             Arc::clone(&state),
-            Arc::clone(&builder),
+            Arc::clone(&builders),
             limits.idle_timeout,
-        ));
+        );
+        connections.spawn(fut);
         while connections.try_join_next().is_some() {}
     }
     connections.abort_all();

@@ -266,3 +266,19 @@ pub async fn get_root(client: &Client) -> (u16, String, String) {
         String::from_utf8(body.to_vec()).unwrap(),
     )
 }
+
+/// Signs `parts` and `body` as a KMS request of `signer`'s.
+pub fn sign_parts(parts: &mut hyper::http::request::Parts, body: &[u8], signer: &Signer) {
+    sigv4::sign(
+        parts,
+        body,
+        &SigningParams {
+            access_key_id: &signer.access_key_id,
+            secret_access_key: &signer.secret,
+            region: &signer.region,
+            service: "kms",
+            time: signer.time,
+        },
+    )
+    .unwrap();
+}
