@@ -211,8 +211,6 @@ const RELEASE_HTTP_BUFFERS_AFTER: Duration = Duration::from_secs(1);
 pub struct HttpBuilders {
     http1: http1::Builder,
     auto: auto::Builder<TokioExecutor>,
-    /// Time a new connection has to send its first request's header block.
-    header_read_timeout: Duration,
 }
 
 /// The HTTP/1.1 and HTTP/2 settings of the API port.
@@ -239,7 +237,6 @@ pub fn http_builder(limits: &Limits) -> HttpBuilders {
     HttpBuilders {
         http1,
         auto: builder,
-        header_read_timeout: limits.header_read_timeout,
     }
 }
 
@@ -299,8 +296,6 @@ pub async fn serve(
         if let Err(e) = served {
             if e.downcast_ref::<hyper::Error>()
                 .is_some_and(hyper::Error::is_timeout)
-                || e.downcast_ref::<std::io::Error>()
-                    .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
             {
                 // hyper's only timer here is the header read timeout.
                 metrics.record_timeout("header");
@@ -326,8 +321,9 @@ pub async fn serve(
 /// close), the TLS stream and any bytes hyper read ahead are taken back, and
 /// the next request's first byte is awaited with a one-byte buffer; then a new
 /// hyper connection serves from there, starting with the bytes taken back.
-/// The first request's first byte must come within the header read timeout
-/// (later ones within the idle timeout, which the caller enforces).
+/// Waiting for a first byte is bounded by the idle timeout, which the caller
+/// enforces (as for a connection that has not sent its first request yet);
+/// from the first byte on, hyper's header read timeout applies.
 async fn serve_http1<S, F, B>(
     tls: Box<tokio_rustls::server::TlsStream<TcpStream>>,
     service: S,
@@ -350,23 +346,14 @@ where
         inner: tls,
     };
     let mut service = service;
-    let mut first_request = true;
     loop {
         if io.ahead.is_empty() {
             let mut first = [0u8; 1];
-            let read = if first_request {
-                tokio::time::timeout(builders.header_read_timeout, io.inner.read(&mut first))
-                    .await
-                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
-            } else {
-                io.inner.read(&mut first).await
-            };
-            if read? == 0 {
+            if io.inner.read(&mut first).await? == 0 {
                 return Ok(()); // the client closed an idle connection
             }
             io.ahead = Bytes::copy_from_slice(&first);
         }
-        first_request = false;
         let mut conn = Box::new(builders.http1.serve_connection(TokioIo::new(io), service));
         let mut released = false;
         loop {

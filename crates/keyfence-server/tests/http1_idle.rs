@@ -139,3 +139,47 @@ async fn connection_close_still_closes_after_a_release() {
     assert!(String::from_utf8_lossy(&rest).starts_with("HTTP/1.1 200 OK"));
     node.shutdown().await;
 }
+
+/// Reads until the node closes; how long that took (panics after `limit`).
+async fn closed_after(
+    tls: &mut tokio_rustls::client::TlsStream<TcpStream>,
+    limit: Duration,
+) -> Duration {
+    let started = tokio::time::Instant::now();
+    let mut sink = Vec::new();
+    tokio::time::timeout(limit, tls.read_to_end(&mut sink))
+        .await
+        .expect("the node closes the connection")
+        .ok();
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn a_released_connection_keeps_the_idle_and_header_timeouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let limits = keyfence_server::limits::Limits {
+        header_read_timeout: Duration::from_secs(2),
+        idle_timeout: Duration::from_secs(6),
+        ..Default::default()
+    };
+    let node = support::start_node_with(&dir.path().join("data"), false, limits).await;
+    let client = Client::new(&node, ClientGroups::HybridOnly);
+    let get = b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n";
+
+    // Silent after a request: closed at the idle timeout, not before.
+    let mut tls = connect_http1(&client).await;
+    tls.write_all(get).await.unwrap();
+    read_responses(&mut tls, 1).await;
+    let took = closed_after(&mut tls, Duration::from_secs(12)).await;
+    assert!(took >= Duration::from_millis(5500), "{took:?}");
+
+    // Half a header block after the release: closed at the header timeout.
+    let mut tls = connect_http1(&client).await;
+    tls.write_all(get).await.unwrap();
+    read_responses(&mut tls, 1).await;
+    tokio::time::sleep(PAST_RELEASE).await;
+    tls.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+    let took = closed_after(&mut tls, Duration::from_secs(12)).await;
+    assert!(took < Duration::from_secs(4), "{took:?}");
+    node.shutdown().await;
+}
