@@ -3,11 +3,46 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use keyfence_server::tls::ClientGroups;
 use serde_json::json;
 use support::{start_node, Client, Signer};
+
+/// A symmetric key of `me`'s, for the data key pairs.
+async fn symmetric_key(client: &Client, me: &Signer) -> String {
+    client.kms(me, "CreateKey", json!({})).await.json()["KeyMetadata"]["KeyId"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Starts `count` RSA-4096 data key pair requests at once; each task yields
+/// the reply's status, its error code and when it came (from `started`).
+fn rsa_4096_pairs(
+    client: &Arc<Client>,
+    me: &Signer,
+    key: &str,
+    started: Instant,
+    count: usize,
+) -> Vec<tokio::task::JoinHandle<(u16, Option<String>, Duration)>> {
+    (0..count)
+        .map(|_| {
+            let (client, me, key) = (Arc::clone(client), me.clone(), key.to_string());
+            tokio::spawn(async move {
+                let reply = client
+                    .kms(
+                        &me,
+                        "GenerateDataKeyPairWithoutPlaintext",
+                        json!({"KeyId": key, "KeyPairSpec": "RSA_4096"}),
+                    )
+                    .await;
+                (reply.status, reply.error_code(), started.elapsed())
+            })
+        })
+        .collect()
+}
 
 #[test]
 fn cheap_requests_are_not_stalled_by_rsa_4096_work() {
@@ -19,31 +54,13 @@ fn cheap_requests_are_not_stalled_by_rsa_4096_work() {
     runtime.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let node = start_node(&dir.path().join("data"), false).await;
-        let client = std::sync::Arc::new(Client::new(&node, ClientGroups::HybridOnly));
+        let client = Arc::new(Client::new(&node, ClientGroups::HybridOnly));
         let me = Signer::of(&node);
-        let key = client.kms(&me, "CreateKey", json!({})).await.json()["KeyMetadata"]["KeyId"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let key = symmetric_key(&client, &me).await;
 
         // Several RSA-4096 key pairs, each hundreds of milliseconds of CPU.
         let started = Instant::now();
-        let slow: Vec<_> = (0..3)
-            .map(|_| {
-                let (client, me, key) = (client.clone(), me.clone(), key.clone());
-                tokio::spawn(async move {
-                    let reply = client
-                        .kms(
-                            &me,
-                            "GenerateDataKeyPairWithoutPlaintext",
-                            json!({"KeyId": key, "KeyPairSpec": "RSA_4096"}),
-                        )
-                        .await;
-                    assert_eq!(reply.status, 200, "{:?}", reply.json());
-                    started.elapsed()
-                })
-            })
-            .collect();
+        let slow = rsa_4096_pairs(&client, &me, &key, started, 3);
         tokio::time::sleep(Duration::from_millis(30)).await;
         let cheap = client
             .kms(&me, "GenerateRandom", json!({"NumberOfBytes": 16}))
@@ -52,7 +69,9 @@ fn cheap_requests_are_not_stalled_by_rsa_4096_work() {
         let cheap_done = started.elapsed();
         let mut slowest = Duration::ZERO;
         for s in slow {
-            slowest = slowest.max(s.await.unwrap());
+            let (status, code, took) = s.await.unwrap();
+            assert_eq!(status, 200, "{code:?}");
+            slowest = slowest.max(took);
         }
         assert!(
             cheap_done < slowest,
@@ -73,29 +92,12 @@ async fn heavy_requests_beyond_the_pool_are_throttled_and_cheap_ones_pass() {
     limits.heavy.threads = 1;
     limits.heavy.queue = 1;
     let node = support::start_node_with(&dir.path().join("data"), false, limits).await;
-    let client = std::sync::Arc::new(Client::new(&node, ClientGroups::HybridOnly));
+    let client = Arc::new(Client::new(&node, ClientGroups::HybridOnly));
     let me = Signer::of(&node);
-    let key = client.kms(&me, "CreateKey", json!({})).await.json()["KeyMetadata"]["KeyId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = symmetric_key(&client, &me).await;
 
     let started = Instant::now();
-    let flood: Vec<_> = (0..6)
-        .map(|_| {
-            let (client, me, key) = (client.clone(), me.clone(), key.clone());
-            tokio::spawn(async move {
-                let reply = client
-                    .kms(
-                        &me,
-                        "GenerateDataKeyPairWithoutPlaintext",
-                        json!({"KeyId": key, "KeyPairSpec": "RSA_4096"}),
-                    )
-                    .await;
-                (reply.status, reply.error_code(), started.elapsed())
-            })
-        })
-        .collect();
+    let flood = rsa_4096_pairs(&client, &me, &key, started, 6);
     tokio::time::sleep(Duration::from_millis(30)).await;
     let cheap = client
         .kms(&me, "Encrypt", json!({"KeyId": key, "Plaintext": "AAAA"}))
