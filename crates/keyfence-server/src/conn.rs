@@ -4,14 +4,13 @@
 //! accept-error backoff.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hyper::server::conn::http1;
@@ -214,7 +213,7 @@ pub struct HttpBuilders {
 }
 
 /// The HTTP/1.1 and HTTP/2 settings of the API port.
-pub fn http_builder(limits: &Limits) -> HttpBuilders {
+pub fn http_builders(limits: &Limits) -> HttpBuilders {
     let mut http1 = http1::Builder::new();
     http1
         .timer(TokioTimer::new())
@@ -289,7 +288,7 @@ pub async fn serve(
             })
         });
         let served = if http1_by_alpn {
-            serve_http1(tls, service, &builders, &slot).await
+            serve_http1(tls, service, &builders.http1, &slot).await
         } else {
             Box::pin(builders.auto.serve_connection(TokioIo::new(tls), service)).await
         };
@@ -327,7 +326,7 @@ pub async fn serve(
 async fn serve_http1<S, F, B>(
     tls: Box<tokio_rustls::server::TlsStream<TcpStream>>,
     service: S,
-    builders: &HttpBuilders,
+    builder: &http1::Builder,
     slot: &ConnSlot,
 ) -> Result<(), ServeError>
 where
@@ -354,7 +353,7 @@ where
             }
             io.ahead = Bytes::copy_from_slice(&first);
         }
-        let mut conn = Box::new(builders.http1.serve_connection(TokioIo::new(io), service));
+        let mut conn = Box::new(builder.serve_connection(TokioIo::new(io), service));
         let mut released = false;
         loop {
             let done = std::future::poll_fn(|cx| conn.poll_without_shutdown(cx));
@@ -377,8 +376,9 @@ where
         let (mut inner, read_buf) = (parts.io.into_inner(), parts.read_buf);
         if !released {
             // hyper ended the connection itself (the client sent
-            // `Connection: close`, or closed): close the TLS stream too.
-            inner.inner.shutdown().await?;
+            // `Connection: close`, or closed): close the TLS stream too, as
+            // far as the client still listens.
+            let _ = inner.inner.shutdown().await;
             return Ok(());
         }
         if !read_buf.is_empty() {

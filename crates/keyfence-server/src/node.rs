@@ -500,7 +500,7 @@ pub(crate) async fn accept_loop(
     (tracker, limits): (Arc<ConnTracker>, Limits),
     mut stopped: watch::Receiver<bool>,
 ) {
-    let builders = Arc::new(conn::http_builder(&limits));
+    let builders = Arc::new(conn::http_builders(&limits));
     let mut errors = AcceptErrors::new(ACCEPT_ERROR_LOG_INTERVAL);
     let mut connections = JoinSet::new();
     loop {
