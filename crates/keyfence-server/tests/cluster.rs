@@ -749,7 +749,6 @@ async fn membership_changes(dir: Place) {
         assert_eq!(verified.json()["SignatureValid"], true);
     }
     assert!(fenced_elsewhere(iad, &key));
-
     // Remove par, which satisfies the fence: the fence is rotated without
     // it and both keys are re-wrapped under the new epoch.
     let store = raw_store(&dir);
@@ -924,6 +923,38 @@ async fn membership_changes(dir: Place) {
     iad.kms.sync().unwrap();
     assert!(fenced_elsewhere(iad, &last));
     encrypt_ok(iad, &s, &last, "forwarded to fra").await;
+    // Where heavy requests run: inside the fence on the heavy pool; at iad,
+    // which can only refuse and forward them, on the worker (a forwarded RSA
+    // request takes no slot of iad's heavy pool).
+    let rsa = fenced_key(
+        fra,
+        &s,
+        json!({"KeySpec": "RSA_2048", "KeyUsage": "SIGN_VERIFY"}),
+    )
+    .await;
+    refresh_all(&[fra, iad]);
+    let place_at = |node: &Node, op: &str, body: Value| {
+        keyfence_server::api::kms::place(
+            &node.kms,
+            "111122223333",
+            keyfence_server::api::kms::operation(op).unwrap(),
+            &serde_json::to_vec(&body).unwrap(),
+        )
+    };
+    let (heavy, worker) = (
+        keyfence_server::api::kms::Place::HeavyPool,
+        keyfence_server::api::kms::Place::Worker,
+    );
+    let sign = json!({"KeyId": rsa, "Message": message, "SigningAlgorithm": "RSASSA_PSS_SHA_256"});
+    let pair = json!({"KeyId": last, "KeyPairSpec": "RSA_2048"});
+    assert_eq!(place_at(fra, "Sign", sign.clone()), heavy);
+    assert_eq!(place_at(iad, "Sign", sign.clone()), worker);
+    assert_eq!(place_at(fra, "GenerateDataKeyPair", pair.clone()), heavy);
+    assert_eq!(place_at(iad, "GenerateDataKeyPair", pair.clone()), worker);
+    for (op, body) in [("Sign", sign), ("GenerateDataKeyPair", pair)] {
+        let reply = kms(iad, &s, op, body).await;
+        assert_eq!(reply.status, 200, "{op} at iad: {:?}", reply.json());
+    }
     assert_eq!(
         kms(fra, &s, "Decrypt", json!({"CiphertextBlob": blob}))
             .await

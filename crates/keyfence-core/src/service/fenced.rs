@@ -125,8 +125,13 @@ fn fence_of_policy(policy: &str) -> Result<KeyFence, KmsError> {
 /// The error of a cryptographic operation on `key` when its material is sealed here.
 pub(super) fn sealed_error(key: &CachedKey) -> Option<KmsError> {
     let fence = key.meta.fence.as_ref()?;
-    (key.versions.is_empty() && key.meta.current_version > 0)
-        .then(|| elsewhere(&key.meta.arn(), fence))
+    is_sealed(key).then(|| elsewhere(&key.meta.arn(), fence))
+}
+
+/// Whether this node knows `key` by metadata only: fenced, with material, none
+/// of it open here.
+pub(super) fn is_sealed(key: &CachedKey) -> bool {
+    key.meta.fence.is_some() && key.versions.is_empty() && key.meta.current_version > 0
 }
 
 /// Takes the fence tag out of CreateKey's tags: `Some(None)` for an explicit

@@ -244,11 +244,20 @@ impl Kms {
     }
 
     /// Whether `key_ref` names a key of `account` whose private-key operations
-    /// are CPU-heavy (RSA, ML-DSA), so a caller on an async runtime should run
-    /// them off its workers. False for anything that does not resolve.
+    /// are CPU-heavy (RSA, ML-DSA) at this node, so a caller on an async runtime
+    /// should run them off its workers. False for anything that does not
+    /// resolve, and for a key fenced away from this node (refused at once).
     pub fn is_cpu_heavy_key(&self, account: &str, key_ref: &str) -> bool {
         self.lookup(account, key_ref)
-            .is_ok_and(|k| k.meta.spec.is_cpu_heavy())
+            .is_ok_and(|k| k.meta.spec.is_cpu_heavy() && !fenced::is_sealed(&k))
+    }
+
+    /// Whether `key_ref` names a key of `account` fenced away from this node
+    /// (known by metadata only: every cryptographic operation on it is
+    /// refused with [`KmsError::FencedElsewhere`], for the server to forward).
+    pub fn is_fenced_away(&self, account: &str, key_ref: &str) -> bool {
+        self.lookup(account, key_ref)
+            .is_ok_and(|k| fenced::is_sealed(&k))
     }
 
     /// Finds the key a reference names, whatever its state.

@@ -141,3 +141,55 @@ fn a_node_outside_a_fence_checks_its_record_once_not_once_per_key() {
             .unwrap();
     }
 }
+
+#[test]
+fn a_key_fenced_away_is_not_cpu_heavy_here_and_says_so() {
+    let f = Fixture::new();
+    let authority = Authority::new().unwrap();
+    let (fra, iad) = (
+        node("fra", "country: DE, region: EU"),
+        node("iad", "country: US, region: NA"),
+    );
+    let (fra_grant, _) = grant(&authority, &fra, &[]);
+    let (iad_grant, _) = grant(&authority, &iad, &[]);
+    let record = authority
+        .create_fence(POLICY, std::slice::from_ref(&fra_grant))
+        .unwrap();
+    let maker = open(
+        &f,
+        view(&authority, &fra, &fra_grant, std::slice::from_ref(&record)),
+    );
+    let fenced = |spec: KeySpec, usage: KeyUsage| CreateKeyInput {
+        spec,
+        usage,
+        tags: vec![(FENCE_TAG.into(), POLICY.into())],
+        ..CreateKeyInput::default()
+    };
+    let rsa = maker
+        .create_key(
+            A,
+            fenced(KeySpec::Asymmetric(Rsa2048), KeyUsage::SignVerify),
+        )
+        .unwrap()
+        .arn();
+    let symmetric = maker
+        .create_key(
+            A,
+            fenced(KeySpec::SymmetricDefault, KeyUsage::EncryptDecrypt),
+        )
+        .unwrap()
+        .arn();
+    let outside = open(
+        &f,
+        view(&authority, &iad, &iad_grant, std::slice::from_ref(&record)),
+    );
+    // Inside the fence: an RSA key is heavy work, nothing is fenced away.
+    assert!(maker.is_cpu_heavy_key(A, &rsa));
+    assert!(!maker.is_fenced_away(A, &rsa));
+    assert!(!maker.is_fenced_away(A, &symmetric));
+    // Outside: known by metadata, refused at once, so not heavy here.
+    assert!(!outside.is_cpu_heavy_key(A, &rsa));
+    assert!(outside.is_fenced_away(A, &rsa));
+    assert!(outside.is_fenced_away(A, &symmetric));
+    assert!(!outside.is_fenced_away(A, "alias/none"));
+}

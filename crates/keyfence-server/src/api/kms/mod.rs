@@ -70,7 +70,9 @@ pub enum Runs {
     Worker,
     /// On the blocking pool: a durable write.
     BlockingPool,
-    /// On the heavy pool: key pair generation (RSA ones take tens of ms).
+    /// On the heavy pool: key pair generation (RSA ones take tens of ms),
+    /// unless the key the request names is fenced away from this node (then
+    /// it is refused at once and forwarded, on the worker).
     HeavyPool,
     /// On the heavy pool when a key the request names is CPU-heavy
     /// ([`Kms::is_cpu_heavy_key`]), on the worker otherwise (the symmetric and
@@ -315,6 +317,15 @@ struct NamedKeys {
     destination_key_id: Option<String>,
 }
 
+/// The keys a request names (none if its body does not parse).
+fn named_keys(body: &[u8]) -> impl Iterator<Item = String> {
+    serde_json::from_slice::<NamedKeys>(body)
+        .ok()
+        .into_iter()
+        .flat_map(|n| [n.key_id, n.source_key_id, n.destination_key_id])
+        .flatten()
+}
+
 /// The key spec a CreateKey request asks for, under either of its names.
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -336,16 +347,16 @@ pub fn place(kms: &Kms, account: &str, operation: &Operation, body: &[u8]) -> Pl
     match operation.runs {
         Runs::Worker => Place::Worker,
         Runs::BlockingPool => Place::BlockingPool,
-        Runs::HeavyPool => Place::HeavyPool,
+        Runs::HeavyPool => {
+            let fenced_away = named_keys(body).any(|k| kms.is_fenced_away(account, &k));
+            if fenced_away {
+                Place::Worker
+            } else {
+                Place::HeavyPool
+            }
+        }
         Runs::HeavyPoolForHeavyKeys => {
-            let heavy = serde_json::from_slice::<NamedKeys>(body)
-                .ok()
-                .is_some_and(|n| {
-                    [n.key_id, n.source_key_id, n.destination_key_id]
-                        .iter()
-                        .flatten()
-                        .any(|k| kms.is_cpu_heavy_key(account, k))
-                });
+            let heavy = named_keys(body).any(|k| kms.is_cpu_heavy_key(account, &k));
             if heavy {
                 Place::HeavyPool
             } else {
