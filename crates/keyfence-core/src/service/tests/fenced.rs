@@ -63,25 +63,51 @@ fn attempts(kms: &Kms) -> usize {
     kms.fencing.attempts.load(Relaxed)
 }
 
-#[test]
-fn a_node_outside_a_fence_checks_its_record_once_not_once_per_key() {
-    let f = Fixture::new();
+/// A fence of [`POLICY`] that only fra opens, fra's KMS (which makes keys in
+/// it), and a second node `other` approved before the fence existed, so its
+/// record holds no envelope for it: `other` is outside.
+struct OneFence {
+    authority: Authority,
+    other: Node,
+    other_grant: NodeGrant,
+    record: FenceRecord,
+    maker: Kms,
+}
+
+fn one_fence(f: &Fixture, other: (&str, &str)) -> OneFence {
     let authority = Authority::new().unwrap();
-    let (fra, par) = (
-        node("fra", "country: DE, region: EU"),
-        node("par", "country: FR, region: EU"),
-    );
+    let fra = node("fra", "country: DE, region: EU");
+    let other = node(other.0, other.1);
     let (fra_grant, _) = grant(&authority, &fra, &[]);
-    // par is approved before the fence exists, so the record holds no
-    // envelope for it: par is outside until the authority adds it.
-    let (par_grant, _) = grant(&authority, &par, &[]);
+    let (other_grant, _) = grant(&authority, &other, &[]);
     let record = authority
         .create_fence(POLICY, std::slice::from_ref(&fra_grant))
         .unwrap();
     let maker = open(
-        &f,
+        f,
         view(&authority, &fra, &fra_grant, std::slice::from_ref(&record)),
     );
+    OneFence {
+        authority,
+        other,
+        other_grant,
+        record,
+        maker,
+    }
+}
+
+#[test]
+fn a_node_outside_a_fence_checks_its_record_once_not_once_per_key() {
+    let f = Fixture::new();
+    // par is approved before the fence exists, so the record holds no
+    // envelope for it: par is outside until the authority adds it.
+    let OneFence {
+        authority,
+        other: par,
+        other_grant: par_grant,
+        record,
+        maker,
+    } = one_fence(&f, ("par", "country: FR, region: EU"));
     let fenced = CreateKeyInput {
         tags: vec![(FENCE_TAG.into(), POLICY.into())],
         ..CreateKeyInput::default()
@@ -145,20 +171,13 @@ fn a_node_outside_a_fence_checks_its_record_once_not_once_per_key() {
 #[test]
 fn a_key_fenced_away_is_not_cpu_heavy_here_and_says_so() {
     let f = Fixture::new();
-    let authority = Authority::new().unwrap();
-    let (fra, iad) = (
-        node("fra", "country: DE, region: EU"),
-        node("iad", "country: US, region: NA"),
-    );
-    let (fra_grant, _) = grant(&authority, &fra, &[]);
-    let (iad_grant, _) = grant(&authority, &iad, &[]);
-    let record = authority
-        .create_fence(POLICY, std::slice::from_ref(&fra_grant))
-        .unwrap();
-    let maker = open(
-        &f,
-        view(&authority, &fra, &fra_grant, std::slice::from_ref(&record)),
-    );
+    let OneFence {
+        authority,
+        other: iad,
+        other_grant: iad_grant,
+        record,
+        maker,
+    } = one_fence(&f, ("iad", "country: US, region: NA"));
     let fenced = |spec: KeySpec, usage: KeyUsage| CreateKeyInput {
         spec,
         usage,
