@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# A clean checkout gains nothing from incremental artefacts, which would only
+# take disk; set CARGO_INCREMENTAL=1 to keep them between local runs.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+
 step() { printf '\n== %s ==\n' "$*"; }
 scripts/setup-postgres.sh >/dev/null # the Rust tests start their own PostgreSQL (crates/keyfence-testkit)
 scripts/setup-softhsm.sh >/dev/null # the PKCS#11 root tests use a SoftHSM2 token of their own
