@@ -16,7 +16,11 @@
 //! when it is idle, and never lingers. A batch that cannot be committed turns
 //! each of its replies into a `KMSInternalException`: no answer leaves
 //! unrecorded. A record queued without waiting ([`AuditLog::enqueue`]) is
-//! durable once any record queued after it has been acknowledged.
+//! durable once any record queued after it has been acknowledged, and at most
+//! [`LINGER`] after it was queued: a queue of such records alone (a
+//! forwarding node's records of hops that the executing node recorded
+//! durably) waits that long, or until [`LINGER_RECORDS`] are queued, so that
+//! one commit carries many of them instead of one `fsync` each.
 //!
 //! # Signed tree heads
 //!
@@ -50,6 +54,13 @@ use crate::sigv4::VerifiedCaller;
 
 /// Default interval between signed tree heads.
 pub const DEFAULT_HEAD_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Longest a record queued without waiting stays uncommitted when no
+/// awaited record follows it.
+pub const LINGER: Duration = Duration::from_millis(50);
+
+/// Records queued without waiting that are committed at once, lingering or not.
+pub const LINGER_RECORDS: usize = 1024;
 
 /// Records read per query when the writer rebuilds its tree at start.
 const READ_PAGE: usize = 10_000;
@@ -197,6 +208,10 @@ struct Queue {
     records: Vec<Vec<u8>>,
     /// The batch the queued records will be committed in.
     batch: Arc<Batch>,
+    /// Some handler waits for the queued records: commit them now.
+    awaited: bool,
+    /// When the oldest queued record was queued.
+    oldest: Option<Instant>,
     controls: Vec<Control>,
     open: bool,
     /// The writer is waiting for work (only then is it woken).
@@ -208,19 +223,41 @@ struct Shared {
     wake: Condvar,
 }
 
+impl Queue {
+    /// Whether the writer should take what is queued now rather than wait.
+    fn due(&self, now: Instant) -> bool {
+        !self.controls.is_empty()
+            || !self.open
+            || self.awaited
+            || self.records.len() >= LINGER_RECORDS
+            || self.oldest.is_some_and(|t| now >= t + LINGER)
+    }
+
+    /// Queues one encoded record; `awaited` when its handler waits for it.
+    fn push_record(&mut self, data: Vec<u8>, awaited: bool) -> (Arc<Batch>, u64) {
+        if self.records.is_empty() {
+            self.oldest = Some(Instant::now());
+        }
+        self.awaited |= awaited;
+        self.records.push(data);
+        (Arc::clone(&self.batch), self.records.len() as u64 - 1)
+    }
+}
+
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Queues under the lock; wakes the writer if it is idle.
+    /// Queues under the lock; wakes the writer if it is idle and has
+    /// something to do now, or a first lingering record to time.
     fn push<T>(&self, f: impl FnOnce(&mut Queue) -> T) -> Result<T, AuditLogError> {
         let mut q = self.lock();
         if !q.open {
             return Err(AuditLogError::Stopped);
         }
         let out = f(&mut q);
-        if q.idle {
+        if q.idle && (q.records.len() == 1 || q.due(Instant::now())) {
             q.idle = false;
             self.wake.notify_one();
         }
@@ -345,19 +382,22 @@ impl Writer {
         loop {
             let (records, batch, controls, open) = {
                 let mut q = shared.lock();
-                while q.records.is_empty() && q.controls.is_empty() && q.open {
+                loop {
                     let now = Instant::now();
-                    if now >= due {
+                    if now >= due || q.due(now) {
                         break;
                     }
+                    let until = q.oldest.map_or(due, |t| due.min(t + LINGER));
                     q.idle = true;
                     q = shared
                         .wake
-                        .wait_timeout(q, due - now)
+                        .wait_timeout(q, until.saturating_duration_since(now))
                         .unwrap_or_else(|p| p.into_inner())
                         .0;
                     q.idle = false;
                 }
+                q.awaited = false;
+                q.oldest = None;
                 let records = std::mem::take(&mut q.records);
                 let batch = (!records.is_empty())
                     .then(|| Taken(std::mem::replace(&mut q.batch, Batch::new())));
@@ -489,6 +529,8 @@ impl AuditLog {
             queue: Mutex::new(Queue {
                 records: Vec::new(),
                 batch: Batch::new(),
+                awaited: false,
+                oldest: None,
                 controls: Vec::new(),
                 open: true,
                 idle: false,
@@ -562,29 +604,31 @@ impl AuditLog {
             .map_err(|_| AuditLogError::Stopped)?
     }
 
-    /// Queues the encoded `record` (its position placed by the writer).
-    fn queue(&self, record: &AuditRecord) -> Result<(Arc<Batch>, u64), AuditLogError> {
+    /// Queues the encoded `record` (its position placed by the writer);
+    /// `awaited` when the caller waits for it to be durable.
+    fn queue(
+        &self,
+        record: &AuditRecord,
+        awaited: bool,
+    ) -> Result<(Arc<Batch>, u64), AuditLogError> {
         let data = record
             .encode()
             .map_err(keyfence_core::audit::AuditError::from)?;
-        self.shared.push(|q| {
-            q.records.push(data);
-            (Arc::clone(&q.batch), q.records.len() as u64 - 1)
-        })
+        self.shared.push(|q| q.push_record(data, awaited))
     }
 
     /// Appends `record` (its `seq` is assigned by the writer); returns its
     /// position once it is durable.
     pub async fn append(&self, record: AuditRecord) -> Result<u64, AuditLogError> {
-        let (batch, index) = self.queue(&record)?;
+        let (batch, index) = self.queue(&record, true)?;
         Ok(batch.wait().await? + index)
     }
 
     /// Queues `record` without waiting for it: it is durable once any record
-    /// queued after it has been acknowledged (batches commit in order), or
-    /// once the log is closed.
+    /// queued after it has been acknowledged (batches commit in order), once
+    /// the log is closed, and at most [`LINGER`] after this call.
     pub fn enqueue(&self, record: AuditRecord) -> Result<(), AuditLogError> {
-        self.queue(&record).map(drop)
+        self.queue(&record, false).map(drop)
     }
 
     /// The record of an action taken on the node itself (start-up, seal,
@@ -875,8 +919,9 @@ fn source_of(protocol: &crate::api::Protocol) -> (Source, &str) {
 /// below 500 was recorded durably by that node (source `Node`, with this
 /// node's address) before it answered, so this node's own record of the
 /// hop is queued without waiting (durable with the next acknowledged
-/// record, or at close): the forwarded reply does not wait for a second
-/// `fsync` in series. A forward that failed, or that the other node
+/// record, at close, or after [`LINGER`]): the forwarded reply does not wait
+/// for a second `fsync` in series, and a node that only forwards commits its
+/// records of hops many at a time. A forward that failed, or that the other node
 /// answered with a 5xx (it may not have recorded it), is awaited as usual.
 pub async fn write_ahead(
     log: Option<&AuditLog>,

@@ -1,15 +1,18 @@
 //! The audit log's writer over a real SQLite file: it restarts from the tree
 //! edge stored with its last batch (and rebuilds a missing or wrong one),
-//! records queued without waiting become durable in order, and a
-//! quorum-sealed node keeps its log from start, signing heads once unsealed.
+//! records queued without waiting become durable in order (and, alone,
+//! linger to share one commit), and a quorum-sealed node keeps its log from
+//! start, signing heads once unsealed.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use keyfence_core::audit::{
-    merkle, AuditRecord, AuditStore, Frontier, LogVerifier, Outcome, Source, StoredEntry,
+    merkle, AuditRecord, AuditStore, Frontier, LogKey, LogVerifier, Outcome, SignedTreeHead,
+    Source, StoredEntry,
 };
-use keyfence_core::{LocalRootKey, SystemClock};
+use keyfence_core::{LocalRootKey, StoreError, SystemClock};
 use keyfence_crypto::SymmetricKey;
 use keyfence_server::audit::AuditLog;
 use keyfence_store::SqliteAuditStore;
@@ -137,6 +140,91 @@ async fn queued_records_are_durable_with_the_next_acknowledged_one_and_at_close(
             .await,
         Err(keyfence_server::audit::AuditLogError::Stopped)
     ));
+}
+
+/// A real SQLite audit store that counts the writer's commits.
+struct CountingStore {
+    inner: Arc<SqliteAuditStore>,
+    commits: AtomicUsize,
+}
+
+impl AuditStore for CountingStore {
+    fn append(
+        &self,
+        log: &str,
+        entries: &[StoredEntry],
+        frontier: &Frontier,
+    ) -> Result<(), StoreError> {
+        self.commits.fetch_add(1, Ordering::SeqCst);
+        self.inner.append(log, entries, frontier)
+    }
+    fn frontier(&self, log: &str) -> Result<(Option<Frontier>, u64), StoreError> {
+        self.inner.frontier(log)
+    }
+    fn read(&self, log: &str, from: u64, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
+        self.inner.read(log, from, limit)
+    }
+    fn add_head(&self, log: &str, head: &SignedTreeHead) -> Result<(), StoreError> {
+        self.inner.add_head(log, head)
+    }
+    fn heads(&self, log: &str) -> Result<Vec<SignedTreeHead>, StoreError> {
+        self.inner.heads(log)
+    }
+    fn signing_key(&self, log: &str) -> Result<Option<LogKey>, StoreError> {
+        self.inner.signing_key(log)
+    }
+    fn put_signing_key(&self, log: &str, key: &LogKey) -> Result<(), StoreError> {
+        self.inner.put_signing_key(log, key)
+    }
+    fn logs(&self) -> Result<Vec<String>, StoreError> {
+        self.inner.logs()
+    }
+}
+
+#[tokio::test]
+async fn records_queued_without_waiting_linger_to_share_a_commit_until_one_is_awaited() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = Arc::new(SqliteAuditStore::open(&dir.path().join("k.db")).unwrap());
+    let store = Arc::new(CountingStore {
+        inner: Arc::clone(&sqlite),
+        commits: AtomicUsize::new(0),
+    });
+    let root = LocalRootKey::new(SymmetricKey::generate().unwrap());
+    let log = AuditLog::open(
+        Arc::clone(&store) as Arc<dyn AuditStore>,
+        "local",
+        Some(&root),
+        Arc::new(SystemClock),
+        Duration::from_secs(3600),
+    )
+    .unwrap();
+    // Twenty records a millisecond apart, no one waiting: without the
+    // linger each would be a commit of its own.
+    for _ in 0..20 {
+        log.enqueue(log.local("Hop", "", None, Outcome::Success))
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sqlite.read("local", 0, 100).unwrap().len() < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "lingering records never committed"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let commits = store.commits.load(Ordering::SeqCst);
+    assert!(commits <= 5, "20 lingering records took {commits} commits");
+    // An awaited record is committed at once and takes the lingering one
+    // queued before it along, in order.
+    log.enqueue(log.local("Hop", "", None, Outcome::Success))
+        .unwrap();
+    append_n(&log, 21, 1).await;
+    assert_eq!(store.commits.load(Ordering::SeqCst), commits + 1);
+    let all = records(&sqlite, "local");
+    assert_eq!(all.len(), 22);
+    assert_eq!(all[21].operation, "Test");
+    log.close();
 }
 
 /// The long version (`cargo test --release -p keyfence-server --test audit_log
