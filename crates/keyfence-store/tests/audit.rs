@@ -53,6 +53,9 @@ fn exercise(store: &dyn AuditStore) {
     ));
     assert_eq!(store.read("a", 0, 100).unwrap().len(), 5);
     assert_eq!(store.frontier("a").unwrap(), (Some(edge(5)), 5));
+    // The refused appends left no transaction open: the next one continues.
+    store.append("a", &entries(5, 1), &edge(6)).unwrap();
+    assert_eq!(store.frontier("a").unwrap(), (Some(edge(6)), 6));
 
     let head = |size| SignedTreeHead {
         head: TreeHead {
@@ -97,7 +100,7 @@ fn sqlite_audit_tables_append_read_and_refuse_changes() {
         let err = conn.execute(sql, []).unwrap_err().to_string();
         assert!(err.contains("append-only"), "{sql}: {err}");
     }
-    assert_eq!(store.read("a", 0, 100).unwrap(), entries(0, 5));
+    assert_eq!(store.read("a", 0, 100).unwrap(), entries(0, 6));
     let version: i64 = conn
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
@@ -127,5 +130,5 @@ fn postgres_audit_tables_append_read_and_refuse_changes() {
         let err = pg.psql(sql).unwrap_err().to_string();
         assert!(err.contains("append-only"), "{sql}: {err}");
     }
-    assert_eq!(store.read("a", 0, 100).unwrap(), entries(0, 5));
+    assert_eq!(store.read("a", 0, 100).unwrap(), entries(0, 6));
 }
