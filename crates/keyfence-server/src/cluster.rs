@@ -434,6 +434,26 @@ impl Membership {
         )
     }
 
+    /// Installs `stored` in `kms` if it differs from what is installed,
+    /// opening only what changed: nothing is decoded when the bytes are the
+    /// same (the common case of a poll or a refused request's re-read), and
+    /// the keyring (the grant's decryption, the attribute key's subgroup
+    /// checks) only when the grant changed.
+    fn install_changes(&self, kms: &Kms, stored: Stored) -> Result<bool, ClusterError> {
+        let grant_changed = {
+            let installed = self.installed.lock().unwrap_or_else(|p| p.into_inner());
+            if *installed == stored.installed {
+                return Ok(false);
+            }
+            installed.grant != stored.installed.grant
+        };
+        let identity = grant_changed
+            .then(|| NodeIdentity::from_bytes(&self.identity))
+            .transpose()?;
+        let view = open_view(&stored, identity)?;
+        self.install_view(kms, view, stored.installed)
+    }
+
     /// The view to open the KMS with.
     pub fn view(&self) -> Result<FenceView, ClusterError> {
         let (view, seen) = self.read_view()?;
@@ -446,9 +466,9 @@ impl Membership {
     /// grant, new or rotated fences) and re-reads the node certificates of
     /// this node and its peers. Returns whether the fences changed.
     pub fn refresh(&self, kms: &Kms) -> Result<bool, ClusterError> {
-        let (view, seen) = self.read_view()?;
-        self.install_certificates(seen.grant.as_deref())?;
-        self.install_view(kms, view, seen)
+        let stored = stored_in(self.store.as_ref(), &self.name)?;
+        self.install_certificates(stored.installed.grant.as_deref())?;
+        self.install_changes(kms, stored)
     }
 
     /// The re-read of a request refused for a fenced key: like
@@ -466,8 +486,8 @@ impl Membership {
             }
             *last = Some(std::time::Instant::now());
         }
-        let (view, seen) = self.read_view()?;
-        self.install_view(kms, view, seen)
+        let stored = stored_in(self.store.as_ref(), &self.name)?;
+        self.install_changes(kms, stored)
     }
 
     /// Whether [`Self::refresh_for_request`] would read the store now (its
@@ -852,6 +872,61 @@ fn authority_public_in(store: &dyn ClusterStore) -> Result<Option<AuthorityPubli
     })
 }
 
+/// What the store holds of one node's view of the fences, as bytes, not
+/// yet decoded or verified.
+#[derive(Default)]
+struct Stored {
+    /// The authority's public key, once the cluster has an authority.
+    authority: Option<Vec<u8>>,
+    /// The node's grant (if approved) and every fence record.
+    installed: Installed,
+}
+
+/// What `store` holds of node `name`'s view of the fences (nothing before
+/// the cluster has an authority).
+fn stored_in(store: &dyn ClusterStore, name: &str) -> Result<Stored, ClusterError> {
+    let Some(authority) = store.authority()? else {
+        return Ok(Stored::default());
+    };
+    let grant = store
+        .node(name)?
+        .filter(|n| n.state == NodeState::Approved)
+        .and_then(|n| n.grant);
+    let records = store.fences()?.into_iter().map(|f| f.record).collect();
+    Ok(Stored {
+        authority: Some(authority.public),
+        installed: Installed { grant, records },
+    })
+}
+
+/// The view `stored` gives: records decoded, and the node's keyring opened
+/// with `identity` if given and the node has a grant.
+fn open_view(stored: &Stored, identity: Option<NodeIdentity>) -> Result<FenceView, ClusterError> {
+    let Some(authority) = &stored.authority else {
+        return Ok(FenceView::default());
+    };
+    let authority = AuthorityPublic::from_bytes(authority)?;
+    let keyring = match (&stored.installed.grant, identity) {
+        (Some(bytes), Some(identity)) => Some(NodeKeyring::open(
+            identity,
+            &NodeGrant::from_bytes(bytes)?,
+            &authority,
+        )?),
+        _ => None,
+    };
+    let records = stored
+        .installed
+        .records
+        .iter()
+        .map(|r| FenceRecord::from_bytes(r))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(FenceView {
+        authority: Some(authority),
+        keyring,
+        records,
+    })
+}
+
 /// What node `name` (with `identity`) knows of the fences, read from
 /// `store`; with the grant and record bytes it was built from.
 fn view_in(
@@ -859,38 +934,9 @@ fn view_in(
     name: &str,
     identity: NodeIdentity,
 ) -> Result<(FenceView, Installed), ClusterError> {
-    let Some(authority) = authority_public_in(store)? else {
-        return Ok((FenceView::default(), Installed::default()));
-    };
-    let grant = store
-        .node(name)?
-        .filter(|n| n.state == NodeState::Approved)
-        .and_then(|n| n.grant);
-    let keyring = match &grant {
-        Some(bytes) => Some(NodeKeyring::open(
-            identity,
-            &NodeGrant::from_bytes(bytes)?,
-            &authority,
-        )?),
-        None => None,
-    };
-    let fences = store.fences()?;
-    let records = fences
-        .iter()
-        .map(|f| FenceRecord::from_bytes(&f.record))
-        .collect::<Result<Vec<_>, _>>()?;
-    let bytes = fences.into_iter().map(|f| f.record).collect();
-    Ok((
-        FenceView {
-            authority: Some(authority),
-            keyring,
-            records,
-        },
-        Installed {
-            grant,
-            records: bytes,
-        },
-    ))
+    let stored = stored_in(store, name)?;
+    let view = open_view(&stored, Some(identity))?;
+    Ok((view, stored.installed))
 }
 
 /// The fence view node `name` would open its KMS with, for a tool that acts
