@@ -5,6 +5,8 @@
 #   1. fenced vs unfenced Encrypt at a satisfying node (closed loop, ABBA);
 #   2. p99 added by forwarding: the fenced key at half its closed-loop rate,
 #      open loop, at fra (served there) and at iad (every request forwarded);
+#      then the forwarding capacity: the fenced key in a closed loop at iad,
+#      against part 1's fenced closed loop at fra;
 #   3. master rotation with 100 fences, before and after adding KEYS fenced keys,
 #      and fenced CreateKey through the API before and after (issue 10: it must
 #      not slow down as the store grows). The keys are added by `keyfence store
@@ -45,7 +47,7 @@ bench() {
 }
 field() { python3 -c "import json,sys; v=json.load(sys.stdin); print(eval(sys.argv[1]))" "$1"; }
 
-RU=0 RF=0 D1=null D2=null W1=null W2=null
+RU=0 RF=0 RX=0 D1=null D2=null W1=null W2=null
 if [ -z "${ONLY_ROTATION:-}" ]; then
 echo "== 1. fenced vs unfenced Encrypt at fra (closed loop, ABBA)" >&2
 U1=$(bench --endpoint "$FRA" --workload encrypt)
@@ -64,6 +66,11 @@ W1=$(bench --endpoint "$IAD" --workload encrypt --key-id "$KEY" --rate "$HALF")
 W2=$(bench --endpoint "$IAD" --workload encrypt --key-id "$KEY" --rate "$HALF")
 D2=$(bench --endpoint "$FRA" --workload encrypt --key-id "$KEY" --rate "$HALF")
 for r in "$D1" "$W1" "$W2" "$D2"; do echo "$r"; done
+echo "== 2b. forwarding capacity: the fenced key in a closed loop at iad" >&2
+X1=$(bench --endpoint "$IAD" --workload encrypt --key-id "$KEY")
+X2=$(bench --endpoint "$IAD" --workload encrypt --key-id "$KEY")
+for r in "$X1" "$X2"; do echo "$r"; done
+RX=$(python3 -c "import json,sys; print(sum(json.loads(a)['ops_per_s'] for a in sys.argv[1:])/2)" "$X1" "$X2")
 fi
 
 R0=0 R1=0 MADE=0 C0=null C1=null
@@ -123,9 +130,9 @@ R1=$(rotate)
 echo "rotation with 100 fences and $MADE fenced keys: ${R1}s" >&2
 fi
 
-python3 - "$RU" "$RF" "$D1" "$D2" "$W1" "$W2" "$R0" "$R1" "$MADE" "$C0" "$C1" <<'PY'
+python3 - "$RU" "$RF" "$D1" "$D2" "$W1" "$W2" "$R0" "$R1" "$MADE" "$C0" "$C1" "$RX" <<'PY'
 import json, sys
-ru, rf = float(sys.argv[1]), float(sys.argv[2])
+ru, rf, rx = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[12])
 p99 = lambda a: (json.loads(a) or {}).get("latency_us", {}).get("p99", 0)
 cpu = lambda a: ((json.loads(a) or {}).get("cpu") or {}).get("node_us_per_op") or 0
 d = [p99(a) for a in sys.argv[3:5]]
@@ -142,6 +149,8 @@ print(json.dumps({
     "p99_added_by_forwarding_us": round(sum(w) / 2 - sum(d) / 2),
     "node_cpu_us_per_request_direct": dc, "node_cpu_us_per_request_forwarded": wc,
     "forwarded_over_direct_cpu": round(sum(wc) / sum(dc), 3) if sum(dc) else None,
+    "forwarded_closed_loop_per_s": round(rx),
+    "forwarded_over_direct_closed_loop": round(rx / rf, 3) if rf else None,
     "master_rotation_s_100_fences": r0,
     "master_rotation_s_100_fences_and_keys": r1, "fenced_keys": made,
     "fenced_create_key_per_s_before_and_after": [c0, c1],
