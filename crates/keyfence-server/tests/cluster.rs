@@ -1075,6 +1075,71 @@ async fn forwards_go_to_the_nearest_satisfying_node() {
     let metrics = support::scrape(&iad).await;
     assert_eq!(forwarded_to(&metrics, "par"), 4, "{metrics}");
     assert_eq!(forwarded_to(&metrics, "fra"), 0, "{metrics}");
+    // A cryptographic operation on a key sealed here is forwarded without
+    // being authorized here: the node that holds the key decides. A policy
+    // that denies Encrypt to everyone, known at iad (its GetKeyPolicy answers
+    // it) and at par: iad's Encrypt is refused by par, not by iad, and a
+    // metadata operation is still answered at iad.
+    let deny_encrypt = json!({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"}, "Action": "kms:*", "Resource": "*"},
+        {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": "kms:Encrypt", "Resource": "*"}]})
+    .to_string();
+    let put = kms(
+        &par,
+        &s,
+        "PutKeyPolicy",
+        json!({"KeyId": key, "PolicyName": "default", "Policy": deny_encrypt}),
+    )
+    .await;
+    assert_eq!(put.status, 200, "{:?}", put.json());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let at_iad = kms(&iad, &s, "GetKeyPolicy", json!({"KeyId": key})).await;
+        let at_par = kms(
+            &par,
+            &s,
+            "Encrypt",
+            json!({"KeyId": key, "Plaintext": "Z2Vv"}),
+        )
+        .await;
+        if at_iad.json()["Policy"] == deny_encrypt
+            && at_par.error_code().as_deref() == Some("AccessDeniedException")
+        {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the policy never reached iad and par"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let denied = kms(
+        &iad,
+        &s,
+        "Encrypt",
+        json!({"KeyId": key, "Plaintext": "Z2Vv"}),
+    )
+    .await;
+    assert_eq!(
+        denied.error_code().as_deref(),
+        Some("AccessDeniedException")
+    );
+    assert_eq!(
+        forwarded_to(&support::scrape(&iad).await, "par"),
+        5,
+        "refused at par"
+    );
+    assert_eq!(
+        kms(&iad, &s, "DescribeKey", json!({"KeyId": key}))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        forwarded_to(&support::scrape(&iad).await, "par"),
+        5,
+        "described at iad"
+    );
     // Each node's status page names it.
     for node in [&fra, &par, &iad] {
         let name = node.cluster.as_ref().unwrap().name().to_owned();
@@ -1100,7 +1165,12 @@ async fn forwards_go_to_the_nearest_satisfying_node() {
             .map(|r| r.outcome)
             .collect::<Vec<_>>()
     };
-    assert_eq!(encrypts("par", Source::Node), vec![Outcome::Success; 4]);
-    assert_eq!(encrypts("iad", Source::Kms), vec![Outcome::Success; 4]);
+    let then = |last: &str| {
+        let mut outcomes = vec![Outcome::Success; 4];
+        outcomes.push(Outcome::Failure(last.into()));
+        outcomes
+    };
+    assert_eq!(encrypts("par", Source::Node), then("AccessDeniedException"));
+    assert_eq!(encrypts("iad", Source::Kms), then("Forwarded400"));
     assert!(encrypts("fra", Source::Node).is_empty());
 }

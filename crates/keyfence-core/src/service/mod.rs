@@ -260,6 +260,16 @@ impl Kms {
             .is_ok_and(|k| fenced::is_sealed(&k))
     }
 
+    /// The refusal every cryptographic operation on the key `key_ref` names
+    /// gets at this node, if that key is fenced away from it
+    /// ([`KmsError::FencedElsewhere`], as the operation itself would answer):
+    /// the server forwards such a request without trying it here.
+    pub fn sealed_refusal(&self, account: &str, key_ref: &str) -> Option<KmsError> {
+        self.lookup(account, key_ref)
+            .ok()
+            .and_then(|k| fenced::sealed_error(&k))
+    }
+
     /// Finds the key a reference names, whatever its state.
     fn lookup(&self, account: &str, key_ref: &str) -> Result<Arc<CachedKey>, KmsError> {
         let no_key = |region: &str, account: &str, id: &KeyId| {

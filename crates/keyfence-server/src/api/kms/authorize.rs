@@ -257,6 +257,15 @@ pub fn authorize(
                 account: own,
             });
         };
+        // A cryptographic operation on a key sealed here (fenced away) is
+        // refused as the operation itself would refuse it, before its policy
+        // is evaluated: the request is forwarded, and the node that holds the
+        // key (whose copy of the policy is the one that counts) decides.
+        if op.material && meta.fence.is_some() {
+            if let Some(refused) = kms.sealed_refusal(&meta.account, &meta.arn()) {
+                return Err(refused.into());
+            }
+        }
         // The key's policy and grants came with it (the replica holds them
         // before the key): deciding reads no store, unless a grant token
         // names a grant not known here yet.

@@ -42,6 +42,11 @@ pub struct Operation {
     /// Whether its request has a `DryRun` member (every such operation is free
     /// of side effects here, so a dry run is the real checks without a result).
     pub dry_run: bool,
+    /// Whether it is a cryptographic operation on the material of the key it
+    /// names, refused at a node where that key is sealed: such a request is
+    /// refused there before its authorization is evaluated, and forwarded
+    /// ([`authorize::authorize`]).
+    pub material: bool,
     handler: Handler,
 }
 
@@ -51,6 +56,7 @@ impl std::fmt::Debug for Operation {
             .field("name", &self.name)
             .field("runs", &self.runs)
             .field("dry_run", &self.dry_run)
+            .field("material", &self.material)
             .finish_non_exhaustive()
     }
 }
@@ -115,7 +121,16 @@ const fn op(name: &'static str, runs: Runs, dry_run: bool, handler: Handler) -> 
         name,
         runs,
         dry_run,
+        material: false,
         handler,
+    }
+}
+
+/// A row for a cryptographic operation on the named key's material.
+const fn crypto(name: &'static str, runs: Runs, dry_run: bool, handler: Handler) -> Operation {
+    Operation {
+        material: true,
+        ..op(name, runs, dry_run, handler)
     }
 }
 
@@ -167,15 +182,15 @@ pub static OPERATIONS: &[Operation] = &[
         o.list_aliases(parse(b)?)
     }),
     // Symmetric cryptography and data keys.
-    op("Encrypt", WORKER, DRY_RUN, |o, b| o.encrypt(parse(b)?)),
-    op("Decrypt", HEAVY_KEY, DRY_RUN, |o, b| o.decrypt(parse(b)?)),
-    op("ReEncrypt", HEAVY_KEY, DRY_RUN, |o, b| {
+    crypto("Encrypt", WORKER, DRY_RUN, |o, b| o.encrypt(parse(b)?)),
+    crypto("Decrypt", HEAVY_KEY, DRY_RUN, |o, b| o.decrypt(parse(b)?)),
+    crypto("ReEncrypt", HEAVY_KEY, DRY_RUN, |o, b| {
         o.re_encrypt(parse(b)?)
     }),
-    op("GenerateDataKey", WORKER, DRY_RUN, |o, b| {
+    crypto("GenerateDataKey", WORKER, DRY_RUN, |o, b| {
         o.generate_data_key(parse(b)?, true)
     }),
-    op(
+    crypto(
         "GenerateDataKeyWithoutPlaintext",
         WORKER,
         DRY_RUN,
@@ -214,28 +229,28 @@ pub static OPERATIONS: &[Operation] = &[
         o.list_resource_tags(parse(b)?)
     }),
     // Asymmetric, HMAC and KEM keys.
-    op("Sign", HEAVY_KEY, DRY_RUN, |o, b| o.sign(parse(b)?)),
+    crypto("Sign", HEAVY_KEY, DRY_RUN, |o, b| o.sign(parse(b)?)),
     op("Verify", WORKER, DRY_RUN, |o, b| o.verify(parse(b)?)),
     op("GetPublicKey", WORKER, NO_DRY_RUN, |o, b| {
         o.get_public_key(parse(b)?)
     }),
-    op("GenerateMac", WORKER, DRY_RUN, |o, b| {
+    crypto("GenerateMac", WORKER, DRY_RUN, |o, b| {
         o.generate_mac(parse(b)?)
     }),
-    op("VerifyMac", WORKER, DRY_RUN, |o, b| o.verify_mac(parse(b)?)),
+    crypto("VerifyMac", WORKER, DRY_RUN, |o, b| o.verify_mac(parse(b)?)),
     op("Encapsulate", WORKER, DRY_RUN, |o, b| {
         o.encapsulate(parse(b)?)
     }),
-    op("Decapsulate", WORKER, DRY_RUN, |o, b| {
+    crypto("Decapsulate", WORKER, DRY_RUN, |o, b| {
         o.decapsulate(parse(b)?)
     }),
-    op("DeriveSharedSecret", WORKER, DRY_RUN, |o, b| {
+    crypto("DeriveSharedSecret", WORKER, DRY_RUN, |o, b| {
         o.derive_shared_secret(parse(b)?)
     }),
-    op("GenerateDataKeyPair", HEAVY, DRY_RUN, |o, b| {
+    crypto("GenerateDataKeyPair", HEAVY, DRY_RUN, |o, b| {
         o.generate_data_key_pair(parse(b)?, true)
     }),
-    op(
+    crypto(
         "GenerateDataKeyPairWithoutPlaintext",
         HEAVY,
         DRY_RUN,
