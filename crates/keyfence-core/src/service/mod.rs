@@ -260,13 +260,12 @@ impl Kms {
             .is_ok_and(|k| fenced::is_sealed(&k))
     }
 
-    /// The refusal every cryptographic operation on the key `key_ref` names
-    /// gets at this node, if that key is fenced away from it
+    /// The refusal every cryptographic operation on the key `id` of
+    /// `account` gets at this node, if that key is fenced away from it
     /// ([`KmsError::FencedElsewhere`], as the operation itself would answer):
     /// the server forwards such a request without trying it here.
-    pub fn sealed_refusal(&self, account: &str, key_ref: &str) -> Option<KmsError> {
-        self.lookup(account, key_ref)
-            .ok()
+    pub fn sealed_refusal(&self, account: &str, id: &KeyId) -> Option<KmsError> {
+        self.live_key(account, id)
             .and_then(|k| fenced::sealed_error(&k))
     }
 

@@ -262,7 +262,7 @@ pub fn authorize(
         // is evaluated: the request is forwarded, and the node that holds the
         // key (whose copy of the policy is the one that counts) decides.
         if op.material && meta.fence.is_some() {
-            if let Some(refused) = kms.sealed_refusal(&meta.account, &meta.arn()) {
+            if let Some(refused) = kms.sealed_refusal(&meta.account, &meta.id) {
                 return Err(refused.into());
             }
         }
