@@ -13,9 +13,9 @@
 //! new edge in one transaction and then wakes every handler of the batch at
 //! once. While one batch is on disk the next gathers, so a commit (and its
 //! `fsync`) is shared by every request in flight; the writer is woken only
-//! when it is idle, and never lingers. A batch that cannot be committed turns
-//! each of its replies into a `KMSInternalException`: no answer leaves
-//! unrecorded. A record queued without waiting ([`AuditLog::enqueue`]) is
+//! when it is idle, and never lingers over an awaited record. A batch that
+//! cannot be committed turns each of its replies into a
+//! `KMSInternalException`: no answer leaves unrecorded. A record queued without waiting ([`AuditLog::enqueue`]) is
 //! durable once any record queued after it has been acknowledged, and at most
 //! [`LINGER`] after it was queued: a queue of such records alone (a
 //! forwarding node's records of hops that the executing node recorded
