@@ -15,12 +15,13 @@
 //! `fsync`) is shared by every request in flight; the writer is woken only
 //! when it is idle, and never lingers over an awaited record. A batch that
 //! cannot be committed turns each of its replies into a
-//! `KMSInternalException`: no answer leaves unrecorded. A record queued without waiting ([`AuditLog::enqueue`]) is
-//! durable once any record queued after it has been acknowledged, and at most
-//! [`LINGER`] after it was queued: a queue of such records alone (a
-//! forwarding node's records of hops that the executing node recorded
-//! durably) waits that long, or until [`LINGER_RECORDS`] are queued, so that
-//! one commit carries many of them instead of one `fsync` each.
+//! `KMSInternalException`: no answer leaves unrecorded. A record queued
+//! without waiting ([`AuditLog::enqueue`]) is durable once any record queued
+//! after it has been acknowledged, and at most [`LINGER`] after it was
+//! queued: a queue of such records alone (a forwarding node's records of hops
+//! that the executing node recorded durably) waits that long, or until
+//! [`LINGER_RECORDS`] are queued, so that one commit carries many of them
+//! instead of one `fsync` each.
 //!
 //! # Signed tree heads
 //!
