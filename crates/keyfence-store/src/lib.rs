@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod audit_segment;
 mod authz_format;
 mod format;
 pub mod postgres;

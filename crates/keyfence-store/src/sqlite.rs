@@ -140,10 +140,11 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, crate::sqlite_quorum::V9),
     (10, V10),
     (11, crate::sqlite_domain_keys::V11),
+    (12, crate::sqlite_audit::V12),
 ];
 
 /// Schema version this build writes.
-const SCHEMA_VERSION: i64 = 11;
+const SCHEMA_VERSION: i64 = 12;
 
 /// A [`Store`] in one SQLite file.
 pub struct SqliteStore {
