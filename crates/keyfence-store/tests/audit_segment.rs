@@ -63,6 +63,13 @@ fn a_restart_finds_the_end_and_tree_and_continues() {
     let reader = SqliteAuditStore::open_existing(&db).unwrap();
     assert_eq!(reader.frontier("a").unwrap(), (Some(edge(12)), 12));
     assert!(reader.append("a", &entries(12, 1), &edge(13)).is_err());
+    // Readable by the node's user only (in a data directory that is too).
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(store.segment_path("a"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
 }
 
 #[test]

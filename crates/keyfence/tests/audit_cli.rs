@@ -184,39 +184,91 @@ fn tampering_on_disk_is_detected_and_the_first_bad_record_named() {
 
     // (name, edit, expected first bad record)
     let cases: Vec<(&str, Edit, &str)> = vec![
-        ("edit a field", Edit::Records(|e| replace(e, 17, &record(17, "ScheduleKeyDeletion"), false)), "first bad record: 17"),
-        ("edit a field and re-hash it", Edit::Records(|e| replace(e, 17, &record(17, "ScheduleKeyDeletion"), true)), "first bad record: 10"),
-        ("edit the outcome, re-hashed, in the first signed range", Edit::Records(|e| {
-            let mut r = record(4, "Encrypt");
-            r.outcome = Outcome::Failure("AccessDeniedException".into());
-            replace(e, 4, &r, true)
-        }), "first bad record: 0"),
-        ("delete a record", Edit::Records(|e| drop(e.remove(25))), "first bad record: 25"),
-        ("truncate the log", Edit::Records(|e| e.truncate(30)), "first bad record: 30"),
-        ("reorder two records", Edit::Records(|e| {
-            replace(e, 5, &record(6, "Encrypt"), true);
-            replace(e, 6, &record(5, "Decrypt"), true);
-        }), "first bad record: 5"),
-        ("reorder by moving whole records", Edit::Records(|e| e.swap(12, 13)), "first bad record: 12"),
-        ("replace the tail with a re-hashed forgery", Edit::Records(|e| {
-            for seq in 25..RECORDS {
-                replace(e, seq, &record(seq, "ListKeys"), true);
-            }
-        }), "first bad record: 20"),
-        ("flip a byte of a record in the file", Edit::Bytes(|b| flip_in_record(b, 17)), "first bad record: 17"),
-        ("cut the file inside record 30", Edit::Bytes(|b| {
-            let cut = position_of_record(b, 30);
-            b.truncate(cut);
-        }), "first bad record: 30"),
-        ("replace the tail and re-root the latest head", Edit::Database(|c| {
-            let mut leaves = Vec::new();
-            for seq in 0..RECORDS {
-                let r = if seq >= 25 { record(seq, "ListKeys") } else { record(seq, if seq % 2 == 0 { "Encrypt" } else { "Decrypt" }) };
-                leaves.push(leaf_hash(&r.encode().unwrap()));
-            }
-            let root = keyfence_core::audit::merkle::root(&leaves);
-            c.execute("UPDATE audit_heads SET root = ?1 WHERE size = 40", [&root[..]]).unwrap();
-        }), "signed heads are not valid"),
+        (
+            "edit a field",
+            Edit::Records(|e| replace(e, 17, &record(17, "ScheduleKeyDeletion"), false)),
+            "first bad record: 17",
+        ),
+        (
+            "edit a field and re-hash it",
+            Edit::Records(|e| replace(e, 17, &record(17, "ScheduleKeyDeletion"), true)),
+            "first bad record: 10",
+        ),
+        (
+            "edit the outcome, re-hashed, in the first signed range",
+            Edit::Records(|e| {
+                let mut r = record(4, "Encrypt");
+                r.outcome = Outcome::Failure("AccessDeniedException".into());
+                replace(e, 4, &r, true)
+            }),
+            "first bad record: 0",
+        ),
+        (
+            "delete a record",
+            Edit::Records(|e| drop(e.remove(25))),
+            "first bad record: 25",
+        ),
+        (
+            "truncate the log",
+            Edit::Records(|e| e.truncate(30)),
+            "first bad record: 30",
+        ),
+        (
+            "reorder two records",
+            Edit::Records(|e| {
+                replace(e, 5, &record(6, "Encrypt"), true);
+                replace(e, 6, &record(5, "Decrypt"), true);
+            }),
+            "first bad record: 5",
+        ),
+        (
+            "reorder by moving whole records",
+            Edit::Records(|e| e.swap(12, 13)),
+            "first bad record: 12",
+        ),
+        (
+            "replace the tail with a re-hashed forgery",
+            Edit::Records(|e| {
+                for seq in 25..RECORDS {
+                    replace(e, seq, &record(seq, "ListKeys"), true);
+                }
+            }),
+            "first bad record: 20",
+        ),
+        (
+            "flip a byte of a record in the file",
+            Edit::Bytes(|b| flip_in_record(b, 17)),
+            "first bad record: 17",
+        ),
+        (
+            "cut the file inside record 30",
+            Edit::Bytes(|b| {
+                let cut = position_of_record(b, 30);
+                b.truncate(cut);
+            }),
+            "first bad record: 30",
+        ),
+        (
+            "replace the tail and re-root the latest head",
+            Edit::Database(|c| {
+                let mut leaves = Vec::new();
+                for seq in 0..RECORDS {
+                    let r = if seq >= 25 {
+                        record(seq, "ListKeys")
+                    } else {
+                        record(seq, if seq % 2 == 0 { "Encrypt" } else { "Decrypt" })
+                    };
+                    leaves.push(leaf_hash(&r.encode().unwrap()));
+                }
+                let root = keyfence_core::audit::merkle::root(&leaves);
+                c.execute(
+                    "UPDATE audit_heads SET root = ?1 WHERE size = 40",
+                    [&root[..]],
+                )
+                .unwrap();
+            }),
+            "signed heads are not valid",
+        ),
     ];
     let tried = cases.len();
     let mut detected = 0;
