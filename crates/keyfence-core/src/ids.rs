@@ -135,7 +135,10 @@ pub struct PublicKeyId<'a>(&'a KeyId);
 
 impl fmt::Display for PublicKeyId<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let h = hex::encode(self.0.bytes);
+        // On the stack: every reply that names a key formats its id.
+        let mut digits = [0u8; 32];
+        let _ = hex::encode_to_slice(self.0.bytes, &mut digits);
+        let h = std::str::from_utf8(&digits).unwrap_or_default();
         if self.0.is_multi_region() {
             return write!(f, "{MRK_PREFIX}{h}");
         }

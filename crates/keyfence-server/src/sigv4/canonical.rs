@@ -162,23 +162,41 @@ pub(super) fn signing_key(secret: &str, scope: &Scope<'_>) -> hmac::Key {
     hmac::Key::new(hmac::HMAC_SHA256, &key)
 }
 
-/// The request signature: HMAC of the string to sign under the signing key.
+/// The lowercase hex SHA-256 of some bytes, on the stack: SigV4 hashes the body
+/// and the canonical request into hex on every request.
+pub(super) struct Sha256Hex([u8; 64]);
+
+impl Sha256Hex {
+    /// The hex SHA-256 of `data`.
+    pub(super) fn of(data: &[u8]) -> Self {
+        let mut out = [0u8; 64];
+        // 32 digest bytes always fill 64 hex characters exactly.
+        let _ = hex::encode_to_slice(digest::digest(&digest::SHA256, data), &mut out);
+        Self(out)
+    }
+
+    /// The 64 hex characters.
+    pub(super) fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written into the array.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+/// The request signature: HMAC of the string to sign under the signing key,
+/// fed to the HMAC piece by piece (the string to sign is never built).
 /// `scope` is the rendered credential scope (`date/region/service/aws4_request`).
 pub(super) fn signature(
     signing_key: &hmac::Key,
     amz_date: &str,
     scope: &str,
     canonical_request: &[u8],
-) -> Zeroizing<Vec<u8>> {
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex::encode(digest::digest(&digest::SHA256, canonical_request))
-    );
-    Zeroizing::new(
-        hmac::sign(signing_key, string_to_sign.as_bytes())
-            .as_ref()
-            .to_vec(),
-    )
+) -> hmac::Tag {
+    let mut ctx = hmac::Context::with_key(signing_key);
+    for part in [ALGORITHM, "\n", amz_date, "\n", scope, "\n"] {
+        ctx.update(part.as_bytes());
+    }
+    ctx.update(Sha256Hex::of(canonical_request).as_str().as_bytes());
+    ctx.sign()
 }
 
 fn hmac_sha256(key: &[u8], data: &[u8]) -> Zeroizing<Vec<u8>> {

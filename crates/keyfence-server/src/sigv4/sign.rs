@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::{digest, hmac};
+use aws_lc_rs::hmac;
 use hyper::header::{HeaderName, HeaderValue, AUTHORIZATION, HOST};
 use hyper::http::request::Parts;
 use time::OffsetDateTime;
@@ -76,7 +76,7 @@ pub fn sign(parts: &mut Parts, body: &[u8], params: &SigningParams<'_>) -> Resul
 /// Hex SHA-256 of a request body, the payload hash [`Signer::sign_with_payload_hash`]
 /// takes.
 pub fn payload_hash(body: &[u8]) -> String {
-    hex::encode(digest::digest(&digest::SHA256, body))
+    super::canonical::Sha256Hex::of(body).as_str().to_owned()
 }
 
 /// A client-side signer for one credential, region and service.
@@ -189,7 +189,7 @@ impl Signer {
             value.push_str(name);
         }
         value.push_str(", Signature=");
-        value.push_str(&hex::encode(sig.as_slice()));
+        value.push_str(&hex::encode(sig.as_ref()));
         let value =
             HeaderValue::from_str(&value).map_err(|_| incomplete("Invalid access key id."))?;
         parts.headers.insert(AUTHORIZATION, value);

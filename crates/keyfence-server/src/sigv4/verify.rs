@@ -6,14 +6,14 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use aws_lc_rs::{digest, hmac};
+use aws_lc_rs::hmac;
 use hyper::header::AUTHORIZATION;
 use hyper::http::request::Parts;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use zeroize::Zeroizing;
 
-use super::canonical::{canonical_request, signature, signing_key};
+use super::canonical::{canonical_request, signature, signing_key, Sha256Hex};
 use super::parse::{format_basic, parse_authorization, request_time, Scope};
 use super::{echo, incomplete, SigV4Error, TERMINATOR, X_AMZ_DATE};
 
@@ -273,18 +273,18 @@ fn verify_inner(
     check_signed_headers(parts, &auth.signed_headers)?;
 
     let payload_hash = payload_hash(parts, body)?;
-    let canonical = canonical_request(parts, &auth.signed_headers, &payload_hash)?;
+    let canonical = canonical_request(parts, &auth.signed_headers, payload_hash.as_str())?;
     let scope = auth.scope.render();
     let (key, cached) = creds.signing_key(credential, &auth.scope, &scope);
     let expected = signature(&key, &amz_date, &scope, &canonical);
 
     let mut provided = [0u8; SIGNATURE_BYTES];
-    if expected.len() != SIGNATURE_BYTES
+    if expected.as_ref().len() != SIGNATURE_BYTES
         || hex::decode_to_slice(auth.signature, &mut provided).is_err()
     {
         return Err(SigV4Error::InvalidSignature);
     }
-    if !bool::from(expected.as_slice().ct_eq(&provided)) {
+    if !bool::from(expected.as_ref().ct_eq(&provided)) {
         return Err(SigV4Error::InvalidSignature);
     }
     if !cached {
@@ -358,11 +358,11 @@ fn check_clock(request: OffsetDateTime, amz_date: &str, now: SystemTime) -> Resu
 }
 
 /// Hex SHA-256 of the body, checked against `x-amz-content-sha256` when present.
-fn payload_hash(parts: &Parts, body: &[u8]) -> Result<String, SigV4Error> {
-    let computed = hex::encode(digest::digest(&digest::SHA256, body));
+fn payload_hash(parts: &Parts, body: &[u8]) -> Result<Sha256Hex, SigV4Error> {
+    let computed = Sha256Hex::of(body);
     if let Some(claimed) = parts.headers.get(X_AMZ_CONTENT_SHA256) {
         let claimed = claimed.to_str().map(str::trim).unwrap_or("");
-        if claimed != UNSIGNED_PAYLOAD && !claimed.eq_ignore_ascii_case(&computed) {
+        if claimed != UNSIGNED_PAYLOAD && !claimed.eq_ignore_ascii_case(computed.as_str()) {
             return Err(SigV4Error::PayloadHashMismatch);
         }
     }
