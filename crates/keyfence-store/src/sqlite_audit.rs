@@ -300,9 +300,9 @@ fn legacy_size(conn: &Connection, log: &str) -> Result<u64, StoreError> {
         .and_then(seq)
 }
 
-/// The tree of the `size` records of `log` in `audit_records`: the stored
-/// edge if it is of that size, else rebuilt from their leaf hashes.
-fn legacy_tree(conn: &Connection, log: &str, size: u64) -> Result<Frontier, StoreError> {
+/// The tree edge stored with the last append to `audit_records` (unreadable
+/// bytes are no edge: the writer rebuilds it).
+fn legacy_edge(conn: &Connection, log: &str) -> Result<Option<Frontier>, StoreError> {
     let stored: Option<Vec<u8>> = conn
         .query_row(
             "SELECT edge FROM audit_frontiers WHERE log = ?1",
@@ -311,11 +311,13 @@ fn legacy_tree(conn: &Connection, log: &str, size: u64) -> Result<Frontier, Stor
         )
         .optional()
         .map_err(backend)?;
-    if let Some(edge) = stored
-        .as_deref()
-        .and_then(Frontier::from_bytes)
-        .filter(|e| e.size() == size)
-    {
+    Ok(stored.as_deref().and_then(Frontier::from_bytes))
+}
+
+/// The tree of the `size` records of `log` in `audit_records`: the stored
+/// edge if it is of that size, else rebuilt from their leaf hashes.
+fn legacy_tree(conn: &Connection, log: &str, size: u64) -> Result<Frontier, StoreError> {
+    if let Some(edge) = legacy_edge(conn, log)?.filter(|e| e.size() == size) {
         return Ok(edge);
     }
     let mut tree = Frontier::new();
@@ -423,16 +425,7 @@ impl AuditStore for SqliteAuditStore {
             let size = tree.size();
             return Ok((Some(tree), size));
         }
-        let size = legacy_size(&conn, log)?;
-        let edge: Option<Vec<u8>> = conn
-            .query_row(
-                "SELECT edge FROM audit_frontiers WHERE log = ?1",
-                [log],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(backend)?;
-        Ok((edge.as_deref().and_then(Frontier::from_bytes), size))
+        Ok((legacy_edge(&conn, log)?, legacy_size(&conn, log)?))
     }
 
     fn read(&self, log: &str, from: u64, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
