@@ -6,7 +6,7 @@
 #
 # Starts two fresh nodes from the same release build — one with the audit log
 # (the default: every request appended by group commit, durable before its
-# reply: one fdatasync per batch), one with `[audit] enabled = false` — and
+# reply, SQLite synchronous=FULL), one with `[audit] enabled = false` — and
 # drives them alternately (on, off, on, off, …) with the same `keyfence bench`
 # Encrypt workload, so drifting load on the shared machine falls on both.
 # Prints each run and the mean ratio off/on; the JSON of every run is kept in

@@ -9,7 +9,6 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-pub mod audit_segment;
 mod authz_format;
 mod format;
 pub mod postgres;

@@ -140,11 +140,10 @@ const MIGRATIONS: &[(i64, &str)] = &[
     (9, crate::sqlite_quorum::V9),
     (10, V10),
     (11, crate::sqlite_domain_keys::V11),
-    (12, crate::sqlite_audit::V12),
 ];
 
 /// Schema version this build writes.
-const SCHEMA_VERSION: i64 = 12;
+const SCHEMA_VERSION: i64 = 11;
 
 /// A [`Store`] in one SQLite file.
 pub struct SqliteStore {

@@ -185,7 +185,7 @@ fn a_version_1_file_migrates_to_the_latest_version_on_open() {
          UPDATE schema_version SET version = 1; \
          DROP TABLE key_policies; DROP TABLE grants; DROP TABLE authz_version; \
          DROP TABLE audit_records; DROP TABLE audit_heads; DROP TABLE audit_keys; \
-         DROP TABLE audit_frontiers; DROP TABLE audit_segments; DROP TABLE audit_marks; \
+         DROP TABLE audit_frontiers; \
          DROP TABLE quorum_operators; DROP TABLE quorum_rules; DROP TABLE quorum_executed; \
          DROP INDEX key_versions_domain_key;",
     )
@@ -200,7 +200,7 @@ fn a_version_1_file_migrates_to_the_latest_version_on_open() {
     let version: i64 = conn
         .query_row("SELECT version FROM schema_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 12);
+    assert_eq!(version, 11);
     let store: Arc<dyn Store> = Arc::new(store);
     let kms = Kms::open(store.clone(), &root, Arc::new(SystemClock), "us-east-1").unwrap();
     let key = kms.create_key(A, CreateKeyInput::default()).unwrap();

@@ -7,7 +7,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use keyfence_core::audit::merkle::leaf_hash;
-use keyfence_core::audit::{AuditRecord, AuditStore, Outcome, Source, StoredEntry};
+use keyfence_core::audit::{AuditRecord, Outcome, Source};
 use keyfence_core::{LocalRootKey, SystemClock, Timestamp};
 use keyfence_crypto::SymmetricKey;
 use keyfence_server::audit::AuditLog;
@@ -90,17 +90,15 @@ fn verify(dir: &Path) -> (bool, String, String) {
     keyfence(&["audit", "verify", "--data-dir", dir.to_str().unwrap()])
 }
 
-/// A copy of the pristine log's directory (its database and the log's
-/// segment file), the database's append-only triggers dropped as an
-/// attacker with the files would.
-fn tampered_copy(pristine: &Path, to: &Path) -> PathBuf {
+/// A copy of the pristine log's directory, its append-only triggers dropped
+/// as an attacker with the file would.
+fn tampered_copy(pristine: &Path, to: &Path, sql: &str) -> PathBuf {
     std::fs::create_dir_all(to).unwrap();
     let conn = rusqlite::Connection::open(pristine.join("keyfence.db")).unwrap();
     conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
         .unwrap();
     drop(conn);
     std::fs::copy(pristine.join("keyfence.db"), to.join("keyfence.db")).unwrap();
-    std::fs::copy(segment(pristine), segment(to)).unwrap();
     let conn = rusqlite::Connection::open(to.join("keyfence.db")).unwrap();
     let triggers: Vec<String> = conn
         .prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name LIKE 'audit%'")
@@ -112,62 +110,26 @@ fn tampered_copy(pristine: &Path, to: &Path) -> PathBuf {
     for t in triggers {
         conn.execute_batch(&format!("DROP TRIGGER {t}")).unwrap();
     }
+    conn.execute_batch(sql).unwrap();
     to.to_path_buf()
 }
 
-/// The segment file holding the records of log `local` in `dir`.
-fn segment(dir: &Path) -> PathBuf {
-    keyfence_store::audit_segment::segment_path(&dir.join("keyfence.db"), "local")
-}
-
-/// The records of log `local` in `dir`, as stored.
-fn stored(dir: &Path) -> Vec<StoredEntry> {
-    SqliteAuditStore::open_existing(&dir.join("keyfence.db"))
-        .unwrap()
-        .read("local", 0, 1000)
-        .unwrap()
-}
-
-/// Writes `entries` as the whole segment of `dir`, with valid frame
-/// checksums (an attacker who knows the format recomputes them).
-fn rewrite(dir: &Path, entries: &[StoredEntry]) {
-    let mut bytes = Vec::new();
-    keyfence_store::audit_segment::encode(entries, &mut bytes).unwrap();
-    std::fs::write(segment(dir), bytes).unwrap();
-}
-
-/// Record `seq` replaced by `record`, with (`rehash`) or without a new leaf hash.
-fn replace(entries: &mut [StoredEntry], seq: u64, record: &AuditRecord, rehash: bool) {
-    let e = &mut entries[seq as usize];
-    e.data = record.encode().unwrap();
+/// Replaces record `seq` by `record`, with (`rehash`) or without a new leaf hash.
+fn replace(conn: &rusqlite::Connection, seq: u64, record: &AuditRecord, rehash: bool) {
+    let data = record.encode().unwrap();
     if rehash {
-        e.leaf_hash = leaf_hash(&e.data);
+        conn.execute(
+            "UPDATE audit_records SET data = ?1, leaf_hash = ?2 WHERE seq = ?3",
+            rusqlite::params![data, &leaf_hash(&data)[..], seq as i64],
+        )
+        .unwrap();
+    } else {
+        conn.execute(
+            "UPDATE audit_records SET data = ?1 WHERE seq = ?2",
+            rusqlite::params![data, seq as i64],
+        )
+        .unwrap();
     }
-}
-
-/// One way of tampering with a copy of the log.
-enum Edit {
-    /// Rewrites the records and the segment file around them.
-    Records(fn(&mut Vec<StoredEntry>)),
-    /// Edits the segment file's bytes (checksums left as they are).
-    Bytes(fn(&mut Vec<u8>)),
-    /// Changes the database (heads, index) with its triggers dropped.
-    Database(fn(&rusqlite::Connection)),
-}
-
-/// Where record `seq`'s request id is in the segment's bytes.
-fn position_of_record(bytes: &[u8], seq: u64) -> usize {
-    let id = format!("-{seq:012}");
-    bytes
-        .windows(id.len())
-        .position(|w| w == id.as_bytes())
-        .unwrap()
-}
-
-/// Flips a byte of record `seq`'s request id in the segment's bytes.
-fn flip_in_record(bytes: &mut [u8], seq: u64) {
-    let at = position_of_record(bytes, seq);
-    bytes[at + 1] ^= 0x01;
 }
 
 #[test]
@@ -182,112 +144,47 @@ fn tampering_on_disk_is_detected_and_the_first_bad_record_named() {
         "{out}"
     );
 
-    // (name, edit, expected first bad record)
-    let cases: Vec<(&str, Edit, &str)> = vec![
-        (
-            "edit a field",
-            Edit::Records(|e| replace(e, 17, &record(17, "ScheduleKeyDeletion"), false)),
-            "first bad record: 17",
-        ),
-        (
-            "edit a field and re-hash it",
-            Edit::Records(|e| replace(e, 17, &record(17, "ScheduleKeyDeletion"), true)),
-            "first bad record: 10",
-        ),
-        (
-            "edit the outcome, re-hashed, in the first signed range",
-            Edit::Records(|e| {
-                let mut r = record(4, "Encrypt");
-                r.outcome = Outcome::Failure("AccessDeniedException".into());
-                replace(e, 4, &r, true)
-            }),
-            "first bad record: 0",
-        ),
-        (
-            "delete a record",
-            Edit::Records(|e| drop(e.remove(25))),
-            "first bad record: 25",
-        ),
-        (
-            "truncate the log",
-            Edit::Records(|e| e.truncate(30)),
-            "first bad record: 30",
-        ),
-        (
-            "reorder two records",
-            Edit::Records(|e| {
-                replace(e, 5, &record(6, "Encrypt"), true);
-                replace(e, 6, &record(5, "Decrypt"), true);
-            }),
-            "first bad record: 5",
-        ),
-        (
-            "reorder by moving whole records",
-            Edit::Records(|e| e.swap(12, 13)),
-            "first bad record: 12",
-        ),
-        (
-            "replace the tail with a re-hashed forgery",
-            Edit::Records(|e| {
-                for seq in 25..RECORDS {
-                    replace(e, seq, &record(seq, "ListKeys"), true);
+    // (name, SQL after the triggers are dropped, edits in Rust, expected first bad record)
+    type Edit = fn(&rusqlite::Connection);
+    let cases: Vec<(&str, &str, Option<Edit>, &str)> = vec![
+        ("edit a field", "", Some(|c| replace(c, 17, &record(17, "ScheduleKeyDeletion"), false)), "first bad record: 17"),
+        ("edit a field and re-hash it", "", Some(|c| replace(c, 17, &record(17, "ScheduleKeyDeletion"), true)), "first bad record: 10"),
+        ("edit the outcome, re-hashed, in the first signed range", "", Some(|c| {
+            let mut r = record(4, "Encrypt");
+            r.outcome = Outcome::Failure("AccessDeniedException".into());
+            replace(c, 4, &r, true)
+        }), "first bad record: 0"),
+        ("delete a record", "DELETE FROM audit_records WHERE seq = 25", None, "first bad record: 25"),
+        ("truncate the log", "DELETE FROM audit_records WHERE seq >= 30", None, "first bad record: 30"),
+        ("reorder two records", "", Some(|c| {
+            replace(c, 5, &record(6, "Encrypt"), true);
+            replace(c, 6, &record(5, "Decrypt"), true);
+        }), "first bad record: 5"),
+        ("reorder by renumbering", "UPDATE audit_records SET seq = -1 WHERE seq = 12; UPDATE audit_records SET seq = 12 WHERE seq = 13; UPDATE audit_records SET seq = 13 WHERE seq = -1;", None, "first bad record: 12"),
+        ("replace the tail with a re-hashed forgery", "", Some(|c| {
+            for seq in 25..RECORDS {
+                replace(c, seq, &record(seq, "ListKeys"), true);
+            }
+        }), "first bad record: 20"),
+        ("replace the tail and re-root the latest head", "", Some(|c| {
+            let mut leaves = Vec::new();
+            for seq in 0..RECORDS {
+                let r = if seq >= 25 { record(seq, "ListKeys") } else { record(seq, if seq % 2 == 0 { "Encrypt" } else { "Decrypt" }) };
+                if seq >= 25 {
+                    replace(c, seq, &r, true);
                 }
-            }),
-            "first bad record: 20",
-        ),
-        (
-            "flip a byte of a record in the file",
-            Edit::Bytes(|b| flip_in_record(b, 17)),
-            "first bad record: 17",
-        ),
-        (
-            "cut the file inside record 30",
-            Edit::Bytes(|b| {
-                let cut = position_of_record(b, 30);
-                b.truncate(cut);
-            }),
-            "first bad record: 30",
-        ),
-        (
-            "replace the tail and re-root the latest head",
-            Edit::Database(|c| {
-                let mut leaves = Vec::new();
-                for seq in 0..RECORDS {
-                    let r = if seq >= 25 {
-                        record(seq, "ListKeys")
-                    } else {
-                        record(seq, if seq % 2 == 0 { "Encrypt" } else { "Decrypt" })
-                    };
-                    leaves.push(leaf_hash(&r.encode().unwrap()));
-                }
-                let root = keyfence_core::audit::merkle::root(&leaves);
-                c.execute(
-                    "UPDATE audit_heads SET root = ?1 WHERE size = 40",
-                    [&root[..]],
-                )
-                .unwrap();
-            }),
-            "signed heads are not valid",
-        ),
+                leaves.push(leaf_hash(&r.encode().unwrap()));
+            }
+            let root = keyfence_core::audit::merkle::root(&leaves);
+            c.execute("UPDATE audit_heads SET root = ?1 WHERE size = 40", [&root[..]]).unwrap();
+        }), "signed heads are not valid"),
     ];
     let tried = cases.len();
     let mut detected = 0;
-    for (n, (name, edit, expected)) in cases.into_iter().enumerate() {
-        let copy = tampered_copy(&pristine, &dir.path().join(format!("case{n}")));
-        match edit {
-            Edit::Records(edit) => {
-                let mut entries = stored(&copy);
-                edit(&mut entries);
-                rewrite(&copy, &entries);
-            }
-            Edit::Bytes(edit) => {
-                let mut bytes = std::fs::read(segment(&copy)).unwrap();
-                edit(&mut bytes);
-                std::fs::write(segment(&copy), bytes).unwrap();
-            }
-            Edit::Database(edit) => {
-                edit(&rusqlite::Connection::open(copy.join("keyfence.db")).unwrap())
-            }
+    for (n, (name, sql, edit, expected)) in cases.into_iter().enumerate() {
+        let copy = tampered_copy(&pristine, &dir.path().join(format!("case{n}")), sql);
+        if let Some(edit) = edit {
+            edit(&rusqlite::Connection::open(copy.join("keyfence.db")).unwrap());
         }
         let (ok, out, err) = verify(&copy);
         assert!(!ok, "{name}: not detected\n{out}");
@@ -303,7 +200,7 @@ fn tampering_on_disk_is_detected_and_the_first_bad_record_named() {
         );
     }
     eprintln!("tampering: {detected} of {tried} detected");
-    assert_eq!((tried, detected), (11, 11));
+    assert_eq!((tried, detected), (9, 9));
 }
 
 #[test]
