@@ -28,7 +28,10 @@ async fn every_request_is_recorded_before_its_reply_and_the_log_verifies() {
     let node = start_node(&data, false).await;
     let client = Client::new(&node, ClientGroups::HybridOnly);
     let me = Signer::of(&node);
-    let store = SqliteAuditStore::open_existing(&node.data_dir.database()).unwrap();
+    // A lone node's log is in a file of its own, beside (not in) its key store.
+    let file = node.data_dir.path.join(keyfence_server::audit::OWN_FILE);
+    let store = SqliteAuditStore::open_existing(&file).unwrap();
+    let key_store = SqliteAuditStore::open_existing(&node.data_dir.database()).unwrap();
 
     let created = client.kms(&me, "CreateKey", json!({})).await;
     let arn = created.json()["KeyMetadata"]["Arn"]
@@ -53,6 +56,10 @@ async fn every_request_is_recorded_before_its_reply_and_the_log_verifies() {
     // answer is back; the data directory's creation is the first record.
     let log = records(&store);
     assert_eq!(log.len(), 3, "{log:?}");
+    assert!(
+        key_store.logs().unwrap().is_empty(),
+        "no log in keyfence.db"
+    );
     assert_eq!(
         (log[0].seq, log[0].source, log[0].operation.as_str()),
         (0, Source::Local, "Init")
