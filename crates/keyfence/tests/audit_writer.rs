@@ -361,7 +361,8 @@ async fn a_quorum_sealed_node_records_while_sealed_and_signs_heads_only_while_un
     drop(audit);
     node.shutdown().await;
 
-    let store = SqliteAuditStore::open_existing(&data.join("keyfence.db")).unwrap();
+    let store =
+        SqliteAuditStore::open_existing(&data.join(keyfence_server::audit::OWN_FILE)).unwrap();
     let all = records(&store, "local");
     assert_eq!(
         all.iter()
