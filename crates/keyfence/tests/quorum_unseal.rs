@@ -316,6 +316,21 @@ fn a_quorum_of_shares_unseals_the_node_through_the_cli() {
         .filter(|l| l.starts_with('{'))
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    // The log ran while the node was sealed: every unseal attempt, refused
+    // ones with their error, and every KMS request refused while sealed.
+    let count = |name: &str, error: Value| {
+        events
+            .iter()
+            .filter(|e| e["eventName"] == name && e["errorCode"] == error)
+            .count()
+    };
+    assert_eq!(count("Unseal", Value::Null), 9, "{events:?}");
+    assert_eq!(count("Unseal", json!("IncorrectKeyException")), 2);
+    assert_eq!(count("Unseal", json!("KMSInvalidStateException")), 2);
+    assert_eq!(count("Unseal", json!("ValidationException")), 1);
+    assert_eq!(count("ListKeys", json!("DependencyTimeoutException")), 4);
+    assert_eq!(count("Decrypt", json!("DependencyTimeoutException")), 1);
+    assert_eq!(count("Unsealed", Value::Null), 3);
     let inits: Vec<&Value> = events.iter().filter(|e| e["eventName"] == "Init").collect();
     assert_eq!(inits.len(), 1, "{events:?}");
     assert_eq!(events[0]["eventName"], "Init", "{:?}", events[0]);
