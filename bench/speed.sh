@@ -2,7 +2,8 @@
 # The whole table of issue 15 in one run: the floor of an Encrypt, node CPU per
 # Encrypt, the closed-loop maximum of a node on one CPU, the open-loop tail at
 # 50 % and 80 % of it, the tail with slow operations mixed in, HTTP/2 against
-# HTTP/1.1, full and resumed handshakes (hybrid vs classical), and resident
+# HTTP/1.1, full and resumed handshakes (hybrid vs classical; on the wire, and
+# the server's share of an in-memory handshake: benches/handshake_floor.rs), and resident
 # memory with many idle connections and with many keys.
 #
 #   bench/speed.sh                       # everything, about 6 minutes plus the keys
@@ -62,20 +63,28 @@ echo "binary $KF" >>"$WORK/commit.txt"
 
 if [[ $FLOOR == 1 ]]; then
     log "floor: cargo bench -p keyfence-bench --bench floor"
-    rm -rf "$TARGET_DIR/criterion/encrypt_floor" "$TARGET_DIR/criterion/encrypt_keyfence"
+    rm -rf "$TARGET_DIR/criterion/encrypt_floor" "$TARGET_DIR/criterion/encrypt_keyfence" \
+        "$TARGET_DIR/criterion/server_full" "$TARGET_DIR/criterion/server_resumed" "$TARGET_DIR/criterion/kx"
     taskset -c "$NODE_CPU" cargo bench -p keyfence-bench --bench floor --quiet -- \
         --warm-up-time 1 --measurement-time 4 >"$WORK/floor.txt" 2>&1
+    log "handshake floor: cargo bench -p keyfence-bench --bench handshake_floor"
+    taskset -c "$NODE_CPU" cargo bench -p keyfence-bench --bench handshake_floor --quiet -- \
+        --warm-up-time 1 --measurement-time 4 >"$WORK/handshake-floor.txt" 2>&1
     "$PYTHON" - "$TARGET_DIR/criterion" >"$WORK/floor.json" <<'PY'
 import json, os, sys
 base = sys.argv[1]
 out = {}
-for group in ("encrypt_floor", "encrypt_keyfence"):
+for group in ("encrypt_floor", "encrypt_keyfence", "server_full", "server_resumed", "kx"):
     d = os.path.join(base, group)
+    if not os.path.isdir(d):
+        continue
     for name in sorted(os.listdir(d)):
         est = os.path.join(d, name, "new", "estimates.json")
         if os.path.exists(est):
             e = json.load(open(est))
-            out[name] = {"mean_ns": e["mean"]["point_estimate"], "median_ns": e["median"]["point_estimate"]}
+            # The handshake groups' members share names (classical, hybrid).
+            key = name if group.startswith("encrypt_") else f"handshake {group}/{name}"
+            out[key] = {"mean_ns": e["mean"]["point_estimate"], "median_ns": e["median"]["point_estimate"]}
 print(json.dumps(out))
 PY
 fi
