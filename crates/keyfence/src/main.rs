@@ -7,6 +7,7 @@ mod audit_cmd;
 mod audit_key_cmd;
 mod cluster_cmd;
 mod dev;
+mod domain_key_cmd;
 mod init_cmd;
 mod key;
 mod operator_cmd;
@@ -70,6 +71,9 @@ enum Command {
     /// The fencing authority: master-key rotation and retirement.
     #[command(subcommand)]
     Authority(cluster_cmd::AuthorityCommand),
+    /// Domain keys: rotate now (the node also rotates them on its schedule).
+    #[command(subcommand)]
+    DomainKey(domain_key_cmd::DomainKeyCommand),
     /// Store commands: move a single node's keys into PostgreSQL.
     #[command(subcommand)]
     Store(store_cmd::StoreCommand),
@@ -302,6 +306,7 @@ fn main() -> ExitCode {
         Command::Node(command) => cluster_cmd::node_main(command),
         Command::Fence(command) => cluster_cmd::fence_main(command),
         Command::Authority(command) => cluster_cmd::authority_main(command),
+        Command::DomainKey(command) => domain_key_cmd::main(command),
         Command::Store(command) => store_cmd::main(command),
         Command::Audit(command) => audit_cmd::main(command),
         Command::Operator(command) => operator_cmd::operator_main(command),

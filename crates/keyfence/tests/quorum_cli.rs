@@ -8,7 +8,9 @@
 //! destroy-key-early, early destruction refused both directly and by a
 //! signed proposal. Exporting the audit signing key: refused directly, then
 //! carried out by 2 of 2, opened only by its recipient and matching the log's
-//! public key. Also: an earlier build's quorum.json moved into the store at start.
+//! public key. `keyfence domain-key rotate`: carried out directly, then refused
+//! once a rule guards rotate-domain-key and run from a signed proposal. Also: an
+//! earlier build's quorum.json moved into the store at start.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -628,6 +630,97 @@ fn the_audit_signing_key_leaves_only_by_a_quorum_and_only_to_its_recipient() {
         .collect();
     assert_eq!(executed.len(), 1, "{events}");
     assert!(executed[0].get("errorCode").is_none(), "{}", executed[0]);
+}
+
+#[test]
+fn the_domain_key_rotates_from_the_cli_until_a_quorum_rule_guards_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // A second user of the admin's account, who may not rotate.
+    let bob = "[[credentials]]\naccess_key_id = \"AKIAEXAMPLEBOBUSER01\"\n\
+               secret_access_key = \"bob-secret-bob-secret-bob-secret-bob-00\"\n\
+               account_id = \"111122223333\"\nuser_name = \"bob\"\n";
+    let node = start(dir.path(), "n", &data, bob, "node.addr.json");
+    let team = Team {
+        dir: dir.path(),
+        data: &data,
+        server: &node,
+    };
+    let (status, created) = call(&node, &data, "TrentService.CreateKey", json!({}));
+    assert_eq!(status, 200, "{created}");
+    let key = created["KeyMetadata"]["KeyId"].as_str().unwrap().to_owned();
+    let encrypt = || {
+        let (status, body) = call(
+            &node,
+            &data,
+            "TrentService.Encrypt",
+            json!({"KeyId": key, "Plaintext": "ZG9tYWlu"}),
+        );
+        assert_eq!(status, 200, "{body}");
+        body["CiphertextBlob"].clone()
+    };
+    let before = encrypt();
+
+    // Directly, by the admin user: domain key 1 is the first start's.
+    for expected in ["domain key 2 is current", "domain key 3 is current"] {
+        let (done, out, err) = team.cli(&["domain-key", "rotate"]);
+        assert!(done && out.contains(expected), "{out}{err}");
+    }
+    // What was encrypted before still decrypts, and new encryptions work.
+    for blob in [before, encrypt()] {
+        let (status, body) = call(
+            &node,
+            &data,
+            "TrentService.Decrypt",
+            json!({"CiphertextBlob": blob}),
+        );
+        assert_eq!(
+            (status, body["Plaintext"].as_str()),
+            (200, Some("ZG9tYWlu")),
+            "{body}"
+        );
+    }
+    // Not by a caller other than the admin user.
+    let (done, _, err) = keyfence(&[
+        "domain-key",
+        "rotate",
+        "--endpoint",
+        &node.endpoint,
+        "--data-dir",
+        s(&data),
+        "--access-key",
+        "AKIAEXAMPLEBOBUSER01",
+        "--secret-key",
+        "bob-secret-bob-secret-bob-secret-bob-00",
+    ]);
+    assert!(
+        !done && err.contains("AccessDeniedException") && err.contains("user/bob"),
+        "{err}"
+    );
+
+    // Once a rule guards it, refused directly; a signed proposal runs it.
+    ok(&[
+        "operator",
+        "keygen",
+        "--name",
+        "alice",
+        "--out",
+        s(&team.key("alice")),
+    ]);
+    let public = format!("{}.pub", team.key("alice").display());
+    let (done, out, err) = team.cli(&["operator", "add", &public]);
+    assert!(done, "{out}{err}");
+    let (done, out, err) = team.cli(&["quorum", "set", "rotate-domain-key", "1"]);
+    assert!(done, "{out}{err}");
+    let (done, _, err) = team.cli(&["domain-key", "rotate"]);
+    assert!(
+        !done && err.contains("a quorum rule guards rotate-domain-key"),
+        "{err}"
+    );
+    let proposal = team.propose("rotate.proposal", &["rotate-domain-key"]);
+    let approval = team.sign("alice", &proposal);
+    let (done, out, err) = team.execute(&proposal, &[&approval]);
+    assert!(done && out.contains("approved by alice"), "{out}{err}");
 }
 
 #[test]
