@@ -40,7 +40,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http2::SendRequest;
 use hyper::header::{HeaderName, HeaderValue, HOST};
 use hyper::http::request::Parts;
-use hyper::{Method, Request, Response, Uri};
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use keyfence_core::cluster::NodeState;
 use keyfence_core::fence::{FenceId, FenceRecord};
@@ -551,12 +551,25 @@ impl Forwarder {
         refusal: ApiError,
     ) -> Result<Response<Full<Bytes>>, ApiError> {
         let peers = self.peers(fence)?;
+        // A peer too busy to take the request, kept in case every peer is.
+        let mut busy = None;
         for Candidate { name, address, .. } in &peers {
             let sent = {
                 let _counted = self.in_flight(name);
                 self.relay(address, parts, body).await
             };
             match sent {
+                Ok(resp) if resp.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                    // Refused before it was executed (sealed, or out of
+                    // request budget): the next satisfying node may serve it.
+                    self.metrics.record_forward(name, "unavailable");
+                    tracing::warn!(peer = %name, "a satisfying node could not take a forwarded request; trying the next node");
+                    let (head, answer) = resp.into_parts();
+                    let Ok(answer) = answer.collect().await.map(|c| c.to_bytes());
+                    if is_throttling(&answer) {
+                        busy = Some(Response::from_parts(head, Full::new(answer)));
+                    }
+                }
                 Ok(resp) => {
                     self.metrics.record_forward(name, "ok");
                     return Ok(resp);
@@ -569,6 +582,9 @@ impl Forwarder {
                 }
             }
         }
+        if let Some(resp) = busy {
+            return Ok(resp);
+        }
         self.metrics.record_forward("none", "no_satisfying_node");
         Err(ApiError {
             message: format!(
@@ -579,6 +595,14 @@ impl Forwarder {
             ..refusal
         })
     }
+}
+
+/// Whether a peer's answer (its body) is a `ThrottlingException` (the
+/// client should retry) rather than another refusal made before the
+/// request ran.
+fn is_throttling(answer: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(answer)
+        .is_ok_and(|v| v["__type"] == "ThrottlingException")
 }
 
 /// Refuses a request marked as forwarded by node `from` unless its connection

@@ -33,10 +33,6 @@ pub struct AppState {
     pub budget: RequestBudget,
     /// Time a client has to send a request body.
     pub body_read_timeout: Duration,
-    /// This node's cluster membership, if it is in one.
-    pub cluster: Option<Arc<crate::cluster::Membership>>,
-    /// Forwards requests for keys fenced away from this node (cluster nodes).
-    pub forwarder: Option<Arc<crate::forward::Forwarder>>,
     /// The seal of a node with a quorum-sealed root.
     pub seal: Option<Arc<crate::seal::SealGate>>,
     /// Request-rate quotas per account.
@@ -155,9 +151,9 @@ pub async fn handle(
             |kms| kms.regions().map(str::to_owned).collect(),
         );
         let regions: Vec<&str> = regions.iter().map(String::as_str).collect();
+        let cluster = state.kms.cluster();
         let page = status::Status {
-            name: state
-                .cluster
+            name: cluster
                 .as_deref()
                 .map_or(status::DEFAULT_NODE_NAME, |c| c.name()),
             version: env!("CARGO_PKG_VERSION"),
@@ -222,7 +218,10 @@ async fn serve(
     let (body, _permit) =
         limits::read_body(&parts.headers, body, &state.budget, state.body_read_timeout).await?;
     if let Some(from) = parts.headers.get(forward::FORWARDED_BY) {
-        forward::check_forwarded_by(state.cluster.as_deref(), conn, from)?;
+        // A sealed node knows no node certificate: it answers that it is
+        // sealed, which tells the forwarding node to try another.
+        state.kms.get()?;
+        forward::check_forwarded_by(state.kms.cluster().as_deref(), conn, from)?;
     }
     facts.body = body.clone();
     facts.forwarded = parts.headers.contains_key(forward::FORWARDED_BY);
@@ -284,9 +283,10 @@ async fn serve(
                     match refresh_and_retry(state, &kms, (who, origin), op, &body, refused).await {
                         Ok(value) => value,
                         Err(refused) => {
-                            let forwarder = state.forwarder.as_deref();
+                            let forwarder = state.kms.forwarder();
                             let relayed =
-                                forward::on_refusal(forwarder, &parts, &body, refused).await;
+                                forward::on_refusal(forwarder.as_deref(), &parts, &body, refused)
+                                    .await;
                             return relayed.map(Served::Forwarded);
                         }
                     }
@@ -312,8 +312,9 @@ async fn serve(
             let (state, op) = (Arc::clone(state), op.clone());
             let kms = state.kms.get()?;
             let value = tokio::task::spawn_blocking(move || {
+                let cluster = state.kms.cluster();
                 let node = crate::admin::Node {
-                    cluster: state.cluster.as_deref(),
+                    cluster: cluster.as_deref(),
                     kms: &kms,
                     approvals: state.approvals.as_deref(),
                     audit: state.audit.as_deref(),
@@ -393,18 +394,13 @@ async fn refresh_and_retry(
     body: &Bytes,
     refused: ApiError,
 ) -> Result<serde_json::Value, ApiError> {
-    let Some(cluster) = state.cluster.as_ref() else {
+    let Some(cluster) = state.kms.cluster() else {
         return Err(refused);
     };
     if refused.fence.is_none() || !cluster.request_refresh_due() {
         return Err(refused);
     }
-    let (cluster, state, kms, body) = (
-        Arc::clone(cluster),
-        Arc::clone(state),
-        Arc::clone(kms),
-        body.clone(),
-    );
+    let (state, kms, body) = (Arc::clone(state), Arc::clone(kms), body.clone());
     let retried = tokio::task::spawn_blocking(move || match cluster.refresh_for_request(&kms) {
         Ok(true) => Some(api::kms::serve(&kms, &state.authz, who, origin, op, &body)),
         _ => None,

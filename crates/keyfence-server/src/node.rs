@@ -132,34 +132,11 @@ impl Node {
         })?;
         let metrics_listener = bind(config.metrics_listen).await?;
         // The node-to-node listener (`[node] peer_listen`), if any.
-        let (peer_listener, peer_addr) = match config.node.as_ref().and_then(|n| n.peer_listen) {
-            Some(addr) => {
-                let listener = bind(addr).await?;
-                let bound = listener
-                    .local_addr()
-                    .map_err(|source| NodeError::Bind { addr, source })?;
-                (Some(listener), Some(bound))
-            }
-            None => (None, None),
-        };
+        let (peer_listener, peer_addr) = bind_peer_listener(&config).await?;
         let (data_dir, initialized) = DataDir::open_or_init_for(&config.data_dir, &config.root)?;
         let root: Arc<dyn keyfence_core::RootOfTrust> =
             Arc::from(crate::root::open(&config.root, &data_dir)?);
-        // A cluster node's `[node] store` names a SQLite file its peers share;
-        // without one, a cluster node shares its data directory's database
-        // (`keyfence dev`), and follows it like any shared store.
-        let node_store = config.node.as_ref().and_then(|n| n.store.clone());
-        let location = match (node_store, &config.store) {
-            // `[node] store` names a shared SQLite file or a PostgreSQL database.
-            (Some(path), _) => match path.to_str().map(StoreLocation::parse) {
-                Some(Ok(StoreLocation::Postgres(url))) => StoreLocation::Postgres(url),
-                _ => StoreLocation::SharedSqlite(path),
-            },
-            (None, StoreLocation::DataDir) if config.node.is_some() => {
-                StoreLocation::SharedSqlite(data_dir.database())
-            }
-            (None, other) => other.clone(),
-        };
+        let location = store_location(&config, &data_dir);
         let (store, cluster_store, authz_store, follow, quorum_store) =
             open_store(&location, &data_dir)?;
         let approvals = crate::approvals::open(quorum_store, &data_dir.path)?;
@@ -255,11 +232,13 @@ impl Node {
             None => None,
         };
         let state = Arc::new(AppState {
-            kms: Arc::new(crate::seal::KmsSlot::Open(Arc::clone(&kms))),
+            kms: Arc::new(crate::seal::KmsSlot::Open(crate::seal::Opened {
+                kms: Arc::clone(&kms),
+                cluster: cluster.clone(),
+                forwarder: forwarder.clone(),
+            })),
             credentials,
             metrics: Arc::clone(&metrics),
-            forwarder: forwarder.clone(),
-            cluster: cluster.clone(),
             authz: Arc::clone(&authz),
             budget: RequestBudget::new(&config.limits, Arc::clone(&metrics)),
             audit: audit.clone(),
@@ -385,6 +364,40 @@ pub fn addr_file(node: Option<&str>) -> String {
     }
 }
 
+/// Where a node's store is. A cluster node's `[node] store` names a SQLite
+/// file its peers share or a PostgreSQL database; without one, a cluster node
+/// shares its data directory's database (`keyfence dev`) and follows it like
+/// any shared store.
+pub(crate) fn store_location(config: &Config, data_dir: &DataDir) -> StoreLocation {
+    let node_store = config.node.as_ref().and_then(|n| n.store.clone());
+    match (node_store, &config.store) {
+        (Some(path), _) => match path.to_str().map(StoreLocation::parse) {
+            Some(Ok(StoreLocation::Postgres(url))) => StoreLocation::Postgres(url),
+            _ => StoreLocation::SharedSqlite(path),
+        },
+        (None, StoreLocation::DataDir) if config.node.is_some() => {
+            StoreLocation::SharedSqlite(data_dir.database())
+        }
+        (None, other) => other.clone(),
+    }
+}
+
+/// Binds `[node] peer_listen`, the node-to-node listener, if the config has one.
+pub(crate) async fn bind_peer_listener(
+    config: &Config,
+) -> Result<(Option<TcpListener>, Option<SocketAddr>), NodeError> {
+    match config.node.as_ref().and_then(|n| n.peer_listen) {
+        Some(addr) => {
+            let listener = bind(addr).await?;
+            let bound = listener
+                .local_addr()
+                .map_err(|source| NodeError::Bind { addr, source })?;
+            Ok((Some(listener), Some(bound)))
+        }
+        None => Ok((None, None)),
+    }
+}
+
 /// Writes the addresses to `path` atomically: readers see the old file or the
 /// whole new one, never a partial write.
 pub(crate) fn publish_addrs(
@@ -421,7 +434,7 @@ pub(crate) async fn until_stopped(
 
 /// Heartbeat, and pick up this node's grant and the fence records (keys
 /// themselves arrive through the store's change feed, see `replica`).
-async fn poll_cluster(cluster: Arc<Membership>, kms: Arc<Kms>, address: String) {
+pub(crate) async fn poll_cluster(cluster: Arc<Membership>, kms: Arc<Kms>, address: String) {
     let mut tick = tokio::time::interval(POLL_INTERVAL);
     loop {
         tick.tick().await;

@@ -25,16 +25,20 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
 use keyfence_core::audit::Outcome;
-use keyfence_core::{Kms, KmsError, LocalRootKey, Store, SystemClock};
+use keyfence_core::cluster::ClusterStore;
+use keyfence_core::service::{FenceMaker, FenceView};
+use keyfence_core::{Clock, Kms, KmsError, LocalRootKey, Store, SystemClock};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::api::{messages, ApiError};
 use crate::audit::{AuditLog, AuditLogError};
+use crate::cluster::Membership;
 use crate::config::{Config, DEFAULT_ACCOUNT};
 use crate::conn::ConnTracker;
 use crate::datadir::DataDir;
+use crate::forward::Forwarder;
 use crate::http::AppState;
 use crate::limits::{self, RequestBudget};
 use crate::metrics::{self, Metrics};
@@ -52,17 +56,29 @@ pub fn is_seal_operation(op: &str) -> bool {
     OPERATIONS.contains(&op)
 }
 
-/// The KMS a request is served by: fixed for a node whose root opened at
+/// What an opened node serves with: its KMS and, on a cluster node, its
+/// membership and its forwarder to satisfying peers.
+#[derive(Clone)]
+pub struct Opened {
+    /// The KMS.
+    pub kms: Arc<Kms>,
+    /// This node's cluster membership, if it is in one.
+    pub cluster: Option<Arc<Membership>>,
+    /// Forwards requests for keys fenced away from this node (cluster nodes).
+    pub forwarder: Option<Arc<Forwarder>>,
+}
+
+/// What a request is served by: fixed for a node whose root opened at
 /// start, present only while unsealed for a quorum-sealed one.
 pub enum KmsSlot {
     /// Opened at start; never sealed.
-    Open(Arc<Kms>),
+    Open(Opened),
     /// Present while unsealed.
     Sealable {
         /// The region (answered while sealed too).
         region: String,
-        /// The KMS, while unsealed.
-        kms: RwLock<Option<Arc<Kms>>>,
+        /// The KMS and its cluster parts, while unsealed.
+        opened: RwLock<Option<Opened>>,
     },
 }
 
@@ -70,7 +86,7 @@ impl KmsSlot {
     /// The region this node names in ARNs.
     pub fn region(&self) -> &str {
         match self {
-            Self::Open(kms) => kms.region(),
+            Self::Open(opened) => opened.kms.region(),
             Self::Sealable { region, .. } => region,
         }
     }
@@ -86,21 +102,44 @@ impl KmsSlot {
     /// The KMS, or the sealed refusal.
     pub fn get(&self) -> Result<Arc<Kms>, ApiError> {
         match self {
-            Self::Open(kms) => Ok(Arc::clone(kms)),
-            Self::Sealable { kms, .. } => kms
+            Self::Open(opened) => Ok(Arc::clone(&opened.kms)),
+            Self::Sealable { opened, .. } => opened
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
-                .clone()
+                .as_ref()
+                .map(|o| Arc::clone(&o.kms))
                 .ok_or_else(messages::node_sealed),
         }
     }
 
-    fn set(&self, value: Option<Arc<Kms>>) -> Option<Arc<Kms>> {
+    /// This node's cluster membership (none outside a cluster, or while sealed).
+    pub fn cluster(&self) -> Option<Arc<Membership>> {
+        self.part(|o| o.cluster.clone())
+    }
+
+    /// This node's forwarder (none outside a cluster, or while sealed).
+    pub fn forwarder(&self) -> Option<Arc<Forwarder>> {
+        self.part(|o| o.forwarder.clone())
+    }
+
+    fn part<T>(&self, f: impl FnOnce(&Opened) -> Option<T>) -> Option<T> {
+        match self {
+            Self::Open(opened) => f(opened),
+            Self::Sealable { opened, .. } => opened
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .and_then(f),
+        }
+    }
+
+    fn set(&self, value: Option<Opened>) -> Option<Opened> {
         match self {
             Self::Open(_) => None,
-            Self::Sealable { kms, .. } => {
-                std::mem::replace(&mut *kms.write().unwrap_or_else(|p| p.into_inner()), value)
-            }
+            Self::Sealable { opened, .. } => std::mem::replace(
+                &mut *opened.write().unwrap_or_else(|p| p.into_inner()),
+                value,
+            ),
         }
     }
 }
@@ -117,26 +156,77 @@ struct Opener {
     feed_retention: std::time::Duration,
     /// When the unsealed KMS rotates its domain key.
     schedule: crate::domain_keys::Schedule,
+    /// A cluster node's membership, opened with the root (`[node]`).
+    cluster: Option<ClusterOpener>,
+}
+
+/// What a cluster node (`[node]`) opens with its root: its identity and
+/// membership (joining on its first unseal), its fences and its forwarder.
+struct ClusterOpener {
+    section: crate::config::NodeSection,
+    data_dir: std::path::PathBuf,
+    store: Arc<dyn ClusterStore>,
+    /// The address peers reach this node at.
+    advertised: String,
+    peer_tls: crate::tls::PeerTls,
+    metrics: Arc<Metrics>,
 }
 
 impl Opener {
-    /// Opens the KMS, which keeps the root (dropped with the KMS on sealing).
-    fn open(&self, root: &Arc<LocalRootKey>) -> Result<Arc<Kms>, KmsError> {
-        let kms = Kms::open(
+    /// Opens the KMS, which keeps the root (dropped with the KMS on sealing),
+    /// and on a cluster node its membership and forwarder.
+    fn open(&self, root: &Arc<LocalRootKey>) -> Result<Opened, UnsealError> {
+        let of_trust = Arc::clone(root) as Arc<dyn keyfence_core::RootOfTrust>;
+        let cluster = match &self.cluster {
+            Some(c) => Some(Arc::new(Membership::join(
+                &c.section,
+                &c.data_dir,
+                Arc::clone(&c.store),
+                Arc::clone(&of_trust),
+                &c.advertised,
+                SystemClock.now(),
+            )?)),
+            None => None,
+        };
+        let view = match &cluster {
+            Some(c) => c.view()?,
+            None => FenceView::default(),
+        };
+        let kms = Kms::open_fenced(
             Arc::clone(&self.store),
             root.as_ref(),
             Arc::new(SystemClock),
             &self.region,
+            view,
         )?
         .with_regions(&self.also_serves)?
         .with_default_fence(self.default_fence.as_deref())?
-        .with_root_of_trust(Arc::clone(root) as Arc<dyn keyfence_core::RootOfTrust>)
+        .with_root_of_trust(of_trust)
         .with_feed_retention(self.feed_retention);
         kms.follow_authz(Arc::clone(&self.authz) as Arc<dyn keyfence_core::store::AuthzFollower>)?;
-        Ok(Arc::new(match self.max_staleness {
+        let kms = Arc::new(match self.max_staleness {
             Some(bound) => kms.with_max_staleness(Some(bound)),
             None => kms,
-        }))
+        });
+        if let Some(c) = cluster.as_ref().filter(|c| c.is_authority()) {
+            kms.set_fence_maker(Arc::clone(c) as Arc<dyn FenceMaker>);
+        }
+        let forwarder = match (&cluster, &self.cluster) {
+            (Some(c), Some(opener)) => Some(Arc::new(
+                Forwarder::new(
+                    Arc::clone(c),
+                    opener.peer_tls.clone(),
+                    Arc::clone(&opener.metrics),
+                )
+                .map_err(|e| UnsealError::Forwarder(e.to_string()))?,
+            )),
+            _ => None,
+        };
+        Ok(Opened {
+            kms,
+            cluster,
+            forwarder,
+        })
     }
 }
 
@@ -208,7 +298,8 @@ impl SealGate {
             Progress::Partial { .. } => {}
             Progress::Opened(root) => {
                 let root = Arc::new(LocalRootKey::new(root));
-                let kms = self.opener.open(&root)?;
+                let opened = self.opener.open(&root)?;
+                let kms = Arc::clone(&opened.kms);
                 if let Some(audit) = &self.audit {
                     audit.unseal(root.as_ref())?;
                 }
@@ -233,12 +324,28 @@ impl SealGate {
                     ),
                     stopped.clone(),
                 ));
+                if let (Some(c), Some(opener)) = (&opened.cluster, &self.opener.cluster) {
+                    self.runtime.spawn(node::until_stopped(
+                        node::poll_cluster(
+                            Arc::clone(c),
+                            Arc::clone(&kms),
+                            opener.advertised.clone(),
+                        ),
+                        stopped.clone(),
+                    ));
+                }
+                if let Some(f) = &opened.forwarder {
+                    self.runtime.spawn(node::until_stopped(
+                        Arc::clone(f).measure_peers(),
+                        stopped.clone(),
+                    ));
+                }
                 self.runtime.spawn(node::until_stopped(
                     replica::run(background, follow),
                     stopped,
                 ));
                 *self.background.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop);
-                self.slot.set(Some(kms));
+                self.slot.set(Some(opened));
                 self.note("Unsealed");
                 tracing::info!("node unsealed");
             }
@@ -300,6 +407,13 @@ pub enum UnsealError {
     /// The root opened but the audit log's signing key did not.
     #[error("opening the audit signing key: {0}")]
     Audit(#[from] AuditLogError),
+    /// The root opened but the node's cluster membership did not (its
+    /// identity, the authority, the fences).
+    #[error("opening the cluster membership: {0}")]
+    Cluster(#[from] crate::cluster::ClusterError),
+    /// The node-to-node TLS client could not be built.
+    #[error("the node-to-node TLS client: {0}")]
+    Forwarder(String),
 }
 
 /// Runs seal admin operation `op` for `caller` with JSON `body`.
@@ -352,19 +466,20 @@ pub struct SealedNode {
     pub gate: Arc<SealGate>,
     /// The node's audit log (unless `[audit] enabled = false`).
     pub audit: Option<Arc<AuditLog>>,
+    /// Where the node publishes its addresses (`node-NAME.addr.json` for a
+    /// cluster node), removed on shutdown.
+    addr_file: String,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
 
 impl SealedNode {
-    /// Binds both listeners, reads the sealed root, opens the store and serves
-    /// sealed. A cluster node (`[node]`) cannot be quorum-sealed yet.
+    /// Binds its listeners, reads the sealed root, opens the store and serves
+    /// sealed. A cluster node (`[node]`) joins its cluster, opens its fences
+    /// and forwards only once unsealed: until then its peers see it silent
+    /// and forward elsewhere, and its node-to-node listener refuses every
+    /// handshake (it knows no node certificate).
     pub async fn start(config: Config) -> Result<Self, NodeError> {
-        if config.node.is_some() {
-            return Err(NodeError::Credentials(
-                "a cluster node ([node]) cannot use root = \"shamir\" yet".into(),
-            ));
-        }
         let api = node::bind(config.listen).await?;
         let api_addr = api.local_addr().map_err(|source| NodeError::Bind {
             addr: config.listen,
@@ -377,21 +492,39 @@ impl SealedNode {
                 addr: config.metrics_listen,
                 source,
             })?;
+        let (peer_listener, peer_addr) = node::bind_peer_listener(&config).await?;
         let (data_dir, _) = DataDir::open_or_init_for(&config.data_dir, &config.root)?;
         let sealed_root = data_dir.load_sealed_root()?;
-        let log = crate::audit::log_name(None, &config.store, &data_dir.path);
+        let location = node::store_location(&config, &data_dir);
+        let node_name = config.node.as_ref().map(|n| n.name.as_str());
+        let log = crate::audit::log_name(node_name, &location, &data_dir.path);
         // No root yet: records are kept from now, heads signed once unsealed.
         let audit = crate::audit::start(
             &config.audit,
-            &crate::audit::file_for(&config.store, &data_dir.database(), None),
+            &crate::audit::file_for(&location, &data_dir.database(), node_name),
             &log,
             None,
         )?;
         crate::audit::record_init(audit.as_deref(), &data_dir).await?;
-        let (store, _, authz_store, follow, quorum_store) =
-            node::open_store(&config.store, &data_dir)?;
+        let (store, cluster_store, authz_store, follow, quorum_store) =
+            node::open_store(&location, &data_dir)?;
         let approvals = crate::approvals::open(quorum_store, &data_dir.path)?;
-        let shared = config.store.is_shared();
+        let shared = location.is_shared();
+        let metrics = Metrics::new();
+        let cluster = match &config.node {
+            Some(section) => Some(ClusterOpener {
+                section: section.clone(),
+                data_dir: data_dir.path.clone(),
+                store: cluster_store,
+                advertised: section
+                    .advertise
+                    .clone()
+                    .unwrap_or_else(|| peer_addr.unwrap_or(api_addr).to_string()),
+                peer_tls: tls::PeerTls::new(&data_dir.pki.ca_cert)?,
+                metrics: Arc::clone(&metrics),
+            }),
+            None => None,
+        };
         let authz = Arc::new(crate::authz::Authz::open(authz_store, config.principals)?);
         let mut credentials = data_dir.load_credentials()?;
         credentials.extend(config.credentials);
@@ -409,7 +542,7 @@ impl SealedNode {
         ));
         let slot = Arc::new(KmsSlot::Sealable {
             region: config.region.clone(),
-            kms: RwLock::new(None),
+            opened: RwLock::new(None),
         });
         let gate = Arc::new(SealGate {
             slot: Arc::clone(&slot),
@@ -426,6 +559,7 @@ impl SealedNode {
                     config.root.domain_key_rotation,
                     shared.then_some(config.max_staleness),
                 ),
+                cluster,
             },
             follow: Mutex::new(Some(follow)),
             shared,
@@ -433,7 +567,6 @@ impl SealedNode {
             runtime: tokio::runtime::Handle::current(),
             audit: audit.clone(),
         });
-        let metrics = Metrics::new();
         let open_files = limits::raise_open_file_limit().unwrap_or(1024);
         let max_connections = config.limits.effective_max_connections(open_files);
         let (stop, stopped) = watch::channel(false);
@@ -442,8 +575,6 @@ impl SealedNode {
             kms: slot,
             credentials,
             metrics: Arc::clone(&metrics),
-            forwarder: None,
-            cluster: None,
             budget: RequestBudget::new(&config.limits, Arc::clone(&metrics)),
             body_read_timeout: config.limits.body_read_timeout,
             seal: Some(Arc::clone(&gate)),
@@ -458,22 +589,40 @@ impl SealedNode {
                 Arc::clone(&metrics),
             ),
         });
+        let tracker = ConnTracker::new(max_connections, Arc::clone(&metrics));
+        if let Some(listener) = peer_listener {
+            // Node certificates are pinned from the grants, which only an
+            // unsealed node reads: while sealed every peer is refused.
+            let slot = Arc::clone(&state.kms);
+            let peer_tls = tls::peer_server_config(
+                &data_dir.pki,
+                Arc::new(move |cert: &[u8]| {
+                    slot.cluster()
+                        .is_some_and(|c| c.is_enrolled_certificate(cert))
+                }),
+            )?;
+            tasks.spawn(node::accept_loop(
+                listener,
+                Arc::new(PqAcceptor::new(peer_tls, KxMode::PostQuantumOnly)),
+                Arc::clone(&state),
+                (Arc::clone(&tracker), config.limits.clone()),
+                stopped.clone(),
+            ));
+        }
         tasks.spawn(node::accept_loop(
             api,
             acceptor,
             state,
-            (
-                ConnTracker::new(max_connections, Arc::clone(&metrics)),
-                config.limits,
-            ),
+            (tracker, config.limits),
             stopped.clone(),
         ));
         tasks.spawn(node::until_stopped(
             metrics::serve_metrics(metrics_listener, metrics),
             stopped,
         ));
-        node::publish_addrs(&data_dir.path.join(node::ADDR_FILE), api_addr, metrics_addr)?;
-        tracing::info!(%api_addr, %metrics_addr, data_dir = %data_dir.path.display(), ?mode, "node started sealed");
+        let addr_file = node::addr_file(node_name);
+        node::publish_addrs(&data_dir.path.join(&addr_file), api_addr, metrics_addr)?;
+        tracing::info!(%api_addr, %metrics_addr, data_dir = %data_dir.path.display(), ?mode, node = node_name, "node started sealed");
         Ok(Self {
             api_addr,
             metrics_addr,
@@ -481,6 +630,7 @@ impl SealedNode {
             mode,
             gate,
             audit,
+            addr_file,
             stop,
             tasks,
         })
@@ -495,7 +645,7 @@ impl SealedNode {
             // Commits what is queued (a head was signed on sealing).
             let _ = tokio::task::spawn_blocking(move || audit.close()).await;
         }
-        let _ = std::fs::remove_file(self.data_dir.path.join(node::ADDR_FILE));
+        let _ = std::fs::remove_file(self.data_dir.path.join(&self.addr_file));
         tracing::info!("node stopped");
     }
 }
@@ -518,7 +668,7 @@ mod tests {
     fn a_sealed_slot_refuses_with_the_sealed_error_and_keeps_its_region() {
         let slot = KmsSlot::Sealable {
             region: "eu-west-1".into(),
-            kms: RwLock::new(None),
+            opened: RwLock::new(None),
         };
         assert_eq!(slot.region(), "eu-west-1");
         let e = slot.get().err().unwrap();
