@@ -26,6 +26,7 @@ pub mod limits;
 pub mod log_limit;
 pub mod metrics;
 pub mod node;
+pub mod opener;
 pub mod replica;
 pub mod root;
 pub mod root_key;

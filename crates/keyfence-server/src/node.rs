@@ -9,7 +9,6 @@ use std::time::Duration;
 use keyfence_core::authz::AuthzStore;
 use keyfence_core::cluster::ClusterStore;
 use keyfence_core::quorum::QuorumStore;
-use keyfence_core::service::{FenceMaker, FenceView};
 use keyfence_core::{Clock, Kms, KmsError, Store, SystemClock};
 use keyfence_store::{PostgresStore, SqliteStore};
 use tokio::net::TcpListener;
@@ -25,6 +24,7 @@ use crate::forward::Forwarder;
 use crate::http::AppState;
 use crate::limits::{self, Limits, RequestBudget};
 use crate::metrics::{self, Metrics};
+use crate::opener::{Addresses, OpenError, Opened, Opener};
 use crate::replica::{self, Follow};
 use crate::sigv4::CredentialStore;
 use crate::throttle::Throttle;
@@ -112,6 +112,16 @@ pub struct Node {
     tasks: JoinSet<()>,
 }
 
+impl From<OpenError> for NodeError {
+    fn from(e: OpenError) -> Self {
+        match e {
+            OpenError::Kms(e) => Self::Kms(e),
+            OpenError::Cluster(e) => Self::Cluster(e),
+            OpenError::Tls(e) => Self::Tls(e),
+        }
+    }
+}
+
 pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
     TcpListener::bind(addr)
         .await
@@ -121,7 +131,7 @@ pub(crate) async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
 impl Node {
     /// Binds both listeners, then prepares the data directory (creating it on
     /// first start), opens the store and the KMS and starts serving.
-    pub async fn start(config: Config) -> Result<Self, NodeError> {
+    pub async fn start(mut config: Config) -> Result<Self, NodeError> {
         // Bind first: a taken port must fail before a first start writes anything.
         let api = bind(config.listen).await?;
         // The address peers reach this node at (port 0 resolved), registered
@@ -140,50 +150,33 @@ impl Node {
         let (store, cluster_store, authz_store, follow, quorum_store) =
             open_store(&location, &data_dir)?;
         let approvals = crate::approvals::open(quorum_store, &data_dir.path)?;
-        let authz = Arc::new(Authz::open(authz_store, config.principals)?);
-        let advertised = config
-            .node
-            .as_ref()
-            .and_then(|n| n.advertise.clone())
-            .unwrap_or_else(|| peer_addr.unwrap_or(api_addr).to_string());
-        let cluster = match &config.node {
-            Some(section) => Some(Arc::new(Membership::join(
-                section,
-                &data_dir.path,
-                cluster_store,
-                Arc::clone(&root),
-                &advertised,
-                SystemClock.now(),
-            )?)),
-            None => None,
-        };
-        let view = match &cluster {
-            Some(c) => c.view()?,
-            None => FenceView::default(),
-        };
-        let kms = Kms::open_fenced(
-            store,
-            root.as_ref(),
-            Arc::new(SystemClock),
-            &config.region,
-            view,
-        )?
-        .with_regions(&config.also_serves)?
-        .with_default_fence(config.default_fence.as_deref())?
-        .with_root_of_trust(Arc::clone(&root))
-        .with_feed_retention(config.feed_retention);
-        let kms = Arc::new(if location.is_shared() {
-            kms.with_max_staleness(Some(config.max_staleness))
-        } else {
-            kms
-        });
-        // Key policies and grants follow the replica (the change feed).
-        kms.follow_authz(Arc::clone(&authz) as Arc<dyn keyfence_core::store::AuthzFollower>)?;
+        let authz = Arc::new(Authz::open(
+            authz_store,
+            std::mem::take(&mut config.principals),
+        )?);
+        let metrics = Metrics::new();
+        let opener = Opener::new(
+            &config,
+            &location,
+            (store, cluster_store),
+            Arc::clone(&authz),
+            (
+                &data_dir,
+                Addresses {
+                    api: api_addr,
+                    peer: peer_addr,
+                },
+            ),
+            &metrics,
+        )?;
+        let Opened {
+            kms,
+            cluster,
+            forwarder,
+        } = opener.open(&root)?;
+        let advertised = opener.advertised().map(str::to_owned);
         let usage_file = crate::api::kms::last_usage::file(&data_dir.path);
         crate::api::kms::last_usage::load(&kms, &usage_file);
-        if let Some(c) = cluster.as_ref().filter(|c| c.is_authority()) {
-            kms.set_fence_maker(Arc::clone(c) as Arc<dyn FenceMaker>);
-        }
         let node_name = config.node.as_ref().map(|n| n.name.as_str());
         let log = crate::audit::log_name(node_name, &location, &data_dir.path);
         let audit = crate::audit::start(
@@ -196,7 +189,7 @@ impl Node {
         drop(root);
 
         let mut credentials = data_dir.load_credentials()?;
-        credentials.extend(config.credentials);
+        credentials.extend(std::mem::take(&mut config.credentials));
         let accounts: Vec<String> = credentials.iter().map(|c| c.account_id.clone()).collect();
         let credentials =
             CredentialStore::new(credentials).map_err(|e| NodeError::Credentials(e.to_string()))?;
@@ -210,7 +203,6 @@ impl Node {
             tls::load_server_config(&data_dir.pki, mode)?,
             mode,
         ));
-        let metrics = Metrics::new();
 
         let metrics_addr = metrics_listener
             .local_addr()
@@ -223,16 +215,8 @@ impl Node {
         let max_connections = config.limits.effective_max_connections(open_files);
         let (stop, stopped) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let forwarder = match &cluster {
-            Some(c) => Some(Arc::new(Forwarder::new(
-                Arc::clone(c),
-                tls::PeerTls::new(&data_dir.pki.ca_cert)?,
-                Arc::clone(&metrics),
-            )?)),
-            None => None,
-        };
         let state = Arc::new(AppState {
-            kms: Arc::new(crate::seal::KmsSlot::Open(crate::seal::Opened {
+            kms: Arc::new(crate::seal::KmsSlot::Open(Opened {
                 kms: Arc::clone(&kms),
                 cluster: cluster.clone(),
                 forwarder: forwarder.clone(),
@@ -253,7 +237,7 @@ impl Node {
                 Arc::clone(&metrics),
             ),
         });
-        if let Some(c) = &cluster {
+        if let (Some(c), Some(advertised)) = (&cluster, &advertised) {
             tasks.spawn(until_stopped(
                 poll_cluster(Arc::clone(c), Arc::clone(&kms), advertised.clone()),
                 stopped.clone(),

@@ -25,9 +25,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
 use keyfence_core::audit::Outcome;
-use keyfence_core::cluster::ClusterStore;
-use keyfence_core::service::{FenceMaker, FenceView};
-use keyfence_core::{Clock, Kms, KmsError, LocalRootKey, Store, SystemClock};
+use keyfence_core::{Kms, LocalRootKey, RootOfTrust};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -43,6 +41,7 @@ use crate::http::AppState;
 use crate::limits::{self, RequestBudget};
 use crate::metrics::{self, Metrics};
 use crate::node::{self, NodeError};
+use crate::opener::{Addresses, OpenError, Opened, Opener};
 use crate::replica::{self, Follow};
 use crate::root::quorum::{Progress, QuorumError, Unsealing};
 use crate::sigv4::{CredentialStore, VerifiedCaller};
@@ -54,18 +53,6 @@ pub const OPERATIONS: &[&str] = &["Unseal", "Seal", "SealStatus"];
 /// Whether admin operation `op` is one of [`OPERATIONS`].
 pub fn is_seal_operation(op: &str) -> bool {
     OPERATIONS.contains(&op)
-}
-
-/// What an opened node serves with: its KMS and, on a cluster node, its
-/// membership and its forwarder to satisfying peers.
-#[derive(Clone)]
-pub struct Opened {
-    /// The KMS.
-    pub kms: Arc<Kms>,
-    /// This node's cluster membership, if it is in one.
-    pub cluster: Option<Arc<Membership>>,
-    /// Forwards requests for keys fenced away from this node (cluster nodes).
-    pub forwarder: Option<Arc<Forwarder>>,
 }
 
 /// What a request is served by: fixed for a node whose root opened at
@@ -144,98 +131,14 @@ impl KmsSlot {
     }
 }
 
-/// What opens the KMS once the root is unsealed.
-struct Opener {
-    store: Arc<dyn Store>,
-    /// The node's key policies and grants, kept in step with the opened KMS.
-    authz: Arc<crate::authz::Authz>,
-    region: String,
-    also_serves: Vec<String>,
-    default_fence: Option<String>,
-    max_staleness: Option<std::time::Duration>,
-    feed_retention: std::time::Duration,
-    /// When the unsealed KMS rotates its domain key.
-    schedule: crate::domain_keys::Schedule,
-    /// A cluster node's membership, opened with the root (`[node]`).
-    cluster: Option<ClusterOpener>,
-}
-
-/// What a cluster node (`[node]`) opens with its root: its identity and
-/// membership (joining on its first unseal), its fences and its forwarder.
-struct ClusterOpener {
-    section: crate::config::NodeSection,
-    data_dir: std::path::PathBuf,
-    store: Arc<dyn ClusterStore>,
-    /// The address peers reach this node at.
-    advertised: String,
-    peer_tls: crate::tls::PeerTls,
-    metrics: Arc<Metrics>,
-}
-
-impl Opener {
-    /// Opens the KMS, which keeps the root (dropped with the KMS on sealing),
-    /// and on a cluster node its membership and forwarder.
-    fn open(&self, root: &Arc<LocalRootKey>) -> Result<Opened, UnsealError> {
-        let of_trust = Arc::clone(root) as Arc<dyn keyfence_core::RootOfTrust>;
-        let cluster = match &self.cluster {
-            Some(c) => Some(Arc::new(Membership::join(
-                &c.section,
-                &c.data_dir,
-                Arc::clone(&c.store),
-                Arc::clone(&of_trust),
-                &c.advertised,
-                SystemClock.now(),
-            )?)),
-            None => None,
-        };
-        let view = match &cluster {
-            Some(c) => c.view()?,
-            None => FenceView::default(),
-        };
-        let kms = Kms::open_fenced(
-            Arc::clone(&self.store),
-            root.as_ref(),
-            Arc::new(SystemClock),
-            &self.region,
-            view,
-        )?
-        .with_regions(&self.also_serves)?
-        .with_default_fence(self.default_fence.as_deref())?
-        .with_root_of_trust(of_trust)
-        .with_feed_retention(self.feed_retention);
-        kms.follow_authz(Arc::clone(&self.authz) as Arc<dyn keyfence_core::store::AuthzFollower>)?;
-        let kms = Arc::new(match self.max_staleness {
-            Some(bound) => kms.with_max_staleness(Some(bound)),
-            None => kms,
-        });
-        if let Some(c) = cluster.as_ref().filter(|c| c.is_authority()) {
-            kms.set_fence_maker(Arc::clone(c) as Arc<dyn FenceMaker>);
-        }
-        let forwarder = match (&cluster, &self.cluster) {
-            (Some(c), Some(opener)) => Some(Arc::new(
-                Forwarder::new(
-                    Arc::clone(c),
-                    opener.peer_tls.clone(),
-                    Arc::clone(&opener.metrics),
-                )
-                .map_err(|e| UnsealError::Forwarder(e.to_string()))?,
-            )),
-            _ => None,
-        };
-        Ok(Opened {
-            kms,
-            cluster,
-            forwarder,
-        })
-    }
-}
-
 /// The seal state of a quorum-sealed node: shares given so far, the KMS slot
 /// and the background work of the unsealed KMS.
 pub struct SealGate {
     slot: Arc<KmsSlot>,
     unsealing: Mutex<Unsealing>,
     opener: Opener,
+    /// When the unsealed KMS rotates its domain key.
+    schedule: crate::domain_keys::Schedule,
     /// How the first unsealed KMS follows the store; later ones (after a
     /// seal) poll a shared store.
     follow: Mutex<Option<Follow>>,
@@ -297,7 +200,7 @@ impl SealGate {
         match unsealing.add(share)? {
             Progress::Partial { .. } => {}
             Progress::Opened(root) => {
-                let root = Arc::new(LocalRootKey::new(root));
+                let root: Arc<dyn RootOfTrust> = Arc::new(LocalRootKey::new(root));
                 let opened = self.opener.open(&root)?;
                 let kms = Arc::clone(&opened.kms);
                 if let Some(audit) = &self.audit {
@@ -319,18 +222,14 @@ impl SealGate {
                 self.runtime.spawn(node::until_stopped(
                     crate::domain_keys::run(
                         Arc::clone(&kms),
-                        self.opener.schedule.clone(),
+                        self.schedule.clone(),
                         self.audit.clone(),
                     ),
                     stopped.clone(),
                 ));
-                if let (Some(c), Some(opener)) = (&opened.cluster, &self.opener.cluster) {
+                if let (Some(c), Some(advertised)) = (&opened.cluster, self.opener.advertised()) {
                     self.runtime.spawn(node::until_stopped(
-                        node::poll_cluster(
-                            Arc::clone(c),
-                            Arc::clone(&kms),
-                            opener.advertised.clone(),
-                        ),
+                        node::poll_cluster(Arc::clone(c), Arc::clone(&kms), advertised.to_owned()),
                         stopped.clone(),
                     ));
                 }
@@ -400,20 +299,13 @@ pub enum UnsealError {
     /// The share was refused.
     #[error(transparent)]
     Share(#[from] QuorumError),
-    /// The root opened but the KMS did not (store unreachable, domain keys
-    /// not under this root).
-    #[error("opening the KMS: {0}")]
-    Kms(#[from] KmsError),
+    /// The root opened but the node did not (its KMS: store unreachable,
+    /// domain keys not under this root; its cluster membership).
+    #[error("opening the node: {0}")]
+    Open(#[from] OpenError),
     /// The root opened but the audit log's signing key did not.
     #[error("opening the audit signing key: {0}")]
     Audit(#[from] AuditLogError),
-    /// The root opened but the node's cluster membership did not (its
-    /// identity, the authority, the fences).
-    #[error("opening the cluster membership: {0}")]
-    Cluster(#[from] crate::cluster::ClusterError),
-    /// The node-to-node TLS client could not be built.
-    #[error("the node-to-node TLS client: {0}")]
-    Forwarder(String),
 }
 
 /// Runs seal admin operation `op` for `caller` with JSON `body`.
@@ -479,7 +371,7 @@ impl SealedNode {
     /// and forwards only once unsealed: until then its peers see it silent
     /// and forward elsewhere, and its node-to-node listener refuses every
     /// handshake (it knows no node certificate).
-    pub async fn start(config: Config) -> Result<Self, NodeError> {
+    pub async fn start(mut config: Config) -> Result<Self, NodeError> {
         let api = node::bind(config.listen).await?;
         let api_addr = api.local_addr().map_err(|source| NodeError::Bind {
             addr: config.listen,
@@ -511,23 +403,12 @@ impl SealedNode {
         let approvals = crate::approvals::open(quorum_store, &data_dir.path)?;
         let shared = location.is_shared();
         let metrics = Metrics::new();
-        let cluster = match &config.node {
-            Some(section) => Some(ClusterOpener {
-                section: section.clone(),
-                data_dir: data_dir.path.clone(),
-                store: cluster_store,
-                advertised: section
-                    .advertise
-                    .clone()
-                    .unwrap_or_else(|| peer_addr.unwrap_or(api_addr).to_string()),
-                peer_tls: tls::PeerTls::new(&data_dir.pki.ca_cert)?,
-                metrics: Arc::clone(&metrics),
-            }),
-            None => None,
-        };
-        let authz = Arc::new(crate::authz::Authz::open(authz_store, config.principals)?);
+        let authz = Arc::new(crate::authz::Authz::open(
+            authz_store,
+            std::mem::take(&mut config.principals),
+        )?);
         let mut credentials = data_dir.load_credentials()?;
-        credentials.extend(config.credentials);
+        credentials.extend(std::mem::take(&mut config.credentials));
         let accounts: Vec<String> = credentials.iter().map(|c| c.account_id.clone()).collect();
         let credentials =
             CredentialStore::new(credentials).map_err(|e| NodeError::Credentials(e.to_string()))?;
@@ -547,20 +428,24 @@ impl SealedNode {
         let gate = Arc::new(SealGate {
             slot: Arc::clone(&slot),
             unsealing: Mutex::new(Unsealing::new(sealed_root)),
-            opener: Opener {
-                store,
-                authz: Arc::clone(&authz),
-                region: config.region.clone(),
-                also_serves: config.also_serves.clone(),
-                default_fence: config.default_fence.clone(),
-                max_staleness: shared.then_some(config.max_staleness),
-                feed_retention: config.feed_retention,
-                schedule: crate::domain_keys::Schedule::new(
-                    config.root.domain_key_rotation,
-                    shared.then_some(config.max_staleness),
+            opener: Opener::new(
+                &config,
+                &location,
+                (store, cluster_store),
+                Arc::clone(&authz),
+                (
+                    &data_dir,
+                    Addresses {
+                        api: api_addr,
+                        peer: peer_addr,
+                    },
                 ),
-                cluster,
-            },
+                &metrics,
+            )?,
+            schedule: crate::domain_keys::Schedule::new(
+                config.root.domain_key_rotation,
+                shared.then_some(config.max_staleness),
+            ),
             follow: Mutex::new(Some(follow)),
             shared,
             background: Mutex::new(None),

@@ -139,6 +139,28 @@ fn admin(
     run(&args, stdin)
 }
 
+/// `keyfence init` of a quorum-sealed data directory, each share written to
+/// its own file in `shares`; the command's output.
+fn init_shamir(data: &Path, shares: &Path, count: u8, threshold: u8) -> String {
+    let (count, threshold) = (count.to_string(), threshold.to_string());
+    let (ok, out) = run(
+        &[
+            "init",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--shares",
+            &count,
+            "--threshold",
+            &threshold,
+            "--share-dir",
+            shares.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    out
+}
+
 fn share_file(dir: &Path, i: u32) -> PathBuf {
     dir.join(format!("share-{i}.txt"))
 }
@@ -161,21 +183,7 @@ fn a_quorum_of_shares_unseals_the_node_through_the_cli() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let shares = tmp.path().join("shares");
-    let (ok, out) = run(
-        &[
-            "init",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--shares",
-            "5",
-            "--threshold",
-            "3",
-            "--share-dir",
-            shares.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(ok, "{out}");
+    let out = init_shamir(&data, &shares, 5, 3);
     assert!(out.contains("5 shares, 3 of which unseal it"), "{out}");
     assert!(
         !out.contains("kfshare1-"),
@@ -409,21 +417,7 @@ fn a_quorum_sealed_cluster_joins_and_serves_fenced_keys_only_once_unsealed() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let shares = tmp.path().join("shares");
-    let (ok, out) = run(
-        &[
-            "init",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--shares",
-            "3",
-            "--threshold",
-            "2",
-            "--share-dir",
-            shares.to_str().unwrap(),
-        ],
-        None,
-    );
-    assert!(ok, "{out}");
+    init_shamir(&data, &shares, 3, 2);
     let file = |i| share_file(&shares, i).to_str().unwrap().to_string();
     // Two cluster nodes over the one data directory and its store (as in
     // `keyfence dev`): a, the authority, with no attributes; b, in DE.
