@@ -146,6 +146,9 @@ pub struct SealGate {
     /// Stops the unsealed KMS's background work.
     background: Mutex<Option<watch::Sender<bool>>>,
     runtime: tokio::runtime::Handle,
+    /// Where the keys' last uses are kept (`GetKeyLastUsage`): loaded into
+    /// each unsealed KMS, saved while it runs and when it is sealed.
+    usage_file: std::path::PathBuf,
     /// The node's audit log (unless `[audit] enabled = false`).
     audit: Option<Arc<AuditLog>>,
 }
@@ -207,7 +210,15 @@ impl SealGate {
                     audit.unseal(root.as_ref())?;
                 }
                 drop(root);
+                crate::api::kms::last_usage::load(&kms, &self.usage_file);
                 let (stop, stopped) = watch::channel(false);
+                self.runtime.spawn(node::until_stopped(
+                    crate::api::kms::last_usage::save_periodically(
+                        Arc::clone(&kms),
+                        self.usage_file.clone(),
+                    ),
+                    stopped.clone(),
+                ));
                 let follow = self
                     .follow
                     .lock()
@@ -266,7 +277,11 @@ impl SealGate {
         {
             let _ = stop.send(true);
         }
-        if self.slot.set(None).is_some() {
+        if let Some(opened) = self.slot.set(None) {
+            if let Err(e) = crate::api::kms::last_usage::save(&opened.kms, &self.usage_file) {
+                tracing::warn!(error = %e, "key last-usage record not saved");
+            }
+            drop(opened);
             self.note("Sealed");
             if let Some(audit) = &self.audit {
                 audit.seal();
@@ -450,6 +465,7 @@ impl SealedNode {
             shared,
             background: Mutex::new(None),
             runtime: tokio::runtime::Handle::current(),
+            usage_file: crate::api::kms::last_usage::file(&data_dir.path),
             audit: audit.clone(),
         });
         let open_files = limits::raise_open_file_limit().unwrap_or(1024);

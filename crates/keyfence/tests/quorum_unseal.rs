@@ -303,6 +303,10 @@ fn a_quorum_of_shares_unseals_the_node_through_the_cli() {
         let (ok, out) = admin("unseal", &server, &data, &["--share-file", &file(i)], None);
         assert!(ok, "{out}");
     }
+    // The key's last use outlives the seal: saved when sealing, loaded again.
+    let (status, usage) = kms(&server, &data, "GetKeyLastUsage", json!({"KeyId": key}));
+    assert_eq!(status, 200, "{usage}");
+    assert_eq!(usage["KeyLastUsage"]["Operation"], "Encrypt", "{usage}");
     let (status, dec) = kms(&server, &data, "Decrypt", json!({"CiphertextBlob": blob}));
     assert_eq!(
         (status, dec["Plaintext"].clone()),
