@@ -678,6 +678,17 @@ mod tests {
     }
 
     #[test]
+    fn a_busy_peer_is_told_from_a_sealed_one_by_its_answer() {
+        use crate::api::messages;
+        assert!(is_throttling(
+            &messages::request_budget_exhausted().json_body()
+        ));
+        assert!(!is_throttling(&messages::node_sealed().json_body()));
+        assert!(!is_throttling(b"not json"));
+        assert!(!is_throttling(b""));
+    }
+
+    #[test]
     fn peers_are_ranked_by_round_trip_then_load() {
         // Nearest first by round trip.
         assert_eq!(
