@@ -133,24 +133,42 @@ impl KeyId {
 /// A key id as callers see it (see [`KeyId::public`]).
 pub struct PublicKeyId<'a>(&'a KeyId);
 
-impl fmt::Display for PublicKeyId<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // On the stack: every reply that names a key formats its id.
+impl PublicKeyId<'_> {
+    /// The id's text, on the stack: every reply that names a key writes its
+    /// id (and ARN), so no formatter and no allocation. 36 bytes either way:
+    /// the UUID form (8-4-4-4-12 digits) or `mrk-` and 32 digits.
+    fn text(&self) -> [u8; 36] {
         let mut digits = [0u8; 32];
         let _ = hex::encode_to_slice(self.0.bytes, &mut digits);
-        let h = std::str::from_utf8(&digits).unwrap_or_default();
         if self.0.is_multi_region() {
-            return write!(f, "{MRK_PREFIX}{h}");
+            let mut out = [0u8; 36];
+            out[..4].copy_from_slice(MRK_PREFIX.as_bytes());
+            out[4..].copy_from_slice(&digits);
+            out
+        } else {
+            hyphenated(&digits)
         }
-        write!(
-            f,
-            "{}-{}-{}-{}-{}",
-            &h[..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..]
-        )
+    }
+}
+
+/// 32 hex digits in the UUID layout, 8-4-4-4-12 (key ids, request ids).
+pub fn hyphenated(digits: &[u8; 32]) -> [u8; 36] {
+    let mut out = [b'-'; 36];
+    for (from, to, at) in [
+        (0, 8, 0),
+        (8, 12, 9),
+        (12, 16, 14),
+        (16, 20, 19),
+        (20, 32, 24),
+    ] {
+        out[at..at + (to - from)].copy_from_slice(&digits[from..to]);
+    }
+    out
+}
+
+impl fmt::Display for PublicKeyId<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(std::str::from_utf8(&self.text()).unwrap_or_default())
     }
 }
 
@@ -198,9 +216,19 @@ impl FromStr for KeyId {
         if b.len() != 36 || [8, 13, 18, 23].iter().any(|&i| b[i] != b'-') {
             return Err(());
         }
-        let digits: String = s.chars().filter(|&c| c != '-').collect();
+        // The five hex groups straight into their bytes (no string built).
         let mut out = [0u8; 16];
-        hex::decode_to_slice(digits, &mut out).map_err(|_| ())?;
+        let groups = [
+            (0, 8, 0),
+            (9, 13, 4),
+            (14, 18, 6),
+            (19, 23, 8),
+            (24, 36, 10),
+        ];
+        for (from, to, at) in groups {
+            let bytes = (to - from) / 2;
+            hex::decode_to_slice(&b[from..to], &mut out[at..at + bytes]).map_err(|_| ())?;
+        }
         let id = Self::from_bytes(out);
         if id.is_multi_region() {
             return Err(());
@@ -244,7 +272,14 @@ impl fmt::Debug for KeyMaterialId {
 
 /// The ARN of a key.
 pub fn key_arn(region: &str, account: &str, id: &KeyId) -> String {
-    format!("arn:aws:kms:{region}:{account}:key/{}", id.public())
+    let text = id.public().text();
+    let id = std::str::from_utf8(&text).unwrap_or_default();
+    let parts = ["arn:aws:kms:", region, ":", account, ":key/", id];
+    let mut arn = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        arn.push_str(part);
+    }
+    arn
 }
 
 /// The ARN of an alias (`name` includes the `alias/` prefix).
@@ -397,6 +432,29 @@ mod tests {
         assert!("1234abcd_12ab-34cd-56ef-1234567890ab"
             .parse::<KeyId>()
             .is_err());
+        // 36 bytes, but a two-byte character where a digit pair should be.
+        assert!("1234abcd-12ab-34cd-56ef-1234567890é"
+            .parse::<KeyId>()
+            .is_err());
+        assert!("1234abcd-12ab-34cd-56ef-+234567890ab"
+            .parse::<KeyId>()
+            .is_err());
+        for _ in 0..100 {
+            let id = KeyId::generate().unwrap();
+            assert_eq!(id.to_string().parse::<KeyId>(), Ok(id));
+        }
+        // Known answers: the text and the ARN.
+        let text = "1234abcd-12ab-34cd-56ef-1234567890ab";
+        let id: KeyId = text.parse().unwrap();
+        assert_eq!(id.to_string(), text);
+        assert_eq!(
+            key_arn("eu-west-1", "111122223333", &id),
+            format!("arn:aws:kms:eu-west-1:111122223333:key/{text}")
+        );
+        let mrk = KeyId::generate_multi_region(Region::new("us-east-1").unwrap()).unwrap();
+        let text = mrk.public().to_string();
+        assert!(text.starts_with("mrk-") && text.len() == 36, "{text}");
+        assert!(text[4..].bytes().all(|b| b.is_ascii_hexdigit()), "{text}");
     }
 
     #[test]

@@ -29,6 +29,9 @@ impl Scope<'_> {
 pub(super) struct Authorization<'a> {
     pub(super) access_key_id: &'a str,
     pub(super) scope: Scope<'a>,
+    /// The scope as the client wrote it (`date/region/service/aws4_request`):
+    /// what it signed, so what the string to sign holds.
+    pub(super) scope_text: &'a str,
     pub(super) signed_headers: Vec<&'a str>,
     pub(super) signature: &'a str,
 }
@@ -138,6 +141,8 @@ pub(super) fn parse_authorization(header: &HeaderValue) -> Result<Authorization<
             service,
             terminator,
         },
+        // Exactly five '/'-separated elements: the scope is all after the first.
+        scope_text: &credential[access_key_id.len() + 1..],
         signed_headers,
         signature,
     })

@@ -274,9 +274,9 @@ fn verify_inner(
 
     let payload_hash = payload_hash(parts, body)?;
     let canonical = canonical_request(parts, &auth.signed_headers, payload_hash.as_str())?;
-    let scope = auth.scope.render();
-    let (key, cached) = creds.signing_key(credential, &auth.scope, &scope);
-    let expected = signature(&key, &amz_date, &scope, &canonical);
+    let scope = auth.scope_text;
+    let (key, cached) = creds.signing_key(credential, &auth.scope, scope);
+    let expected = signature(&key, &amz_date, scope, &canonical);
 
     let mut provided = [0u8; SIGNATURE_BYTES];
     if expected.as_ref().len() != SIGNATURE_BYTES
@@ -288,7 +288,7 @@ fn verify_inner(
         return Err(SigV4Error::InvalidSignature);
     }
     if !cached {
-        creds.remember(credential, scope, key);
+        creds.remember(credential, scope.to_owned(), key);
     }
 
     Ok(VerifiedCaller {
