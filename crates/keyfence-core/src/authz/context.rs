@@ -157,6 +157,29 @@ pub struct Request<'a> {
     pub resource: &'a str,
     /// The account that owns the key; `None` for an action on no key.
     pub resource_account: Option<&'a str>,
+    /// The condition keys (built only if a condition or a grant reads them).
+    pub context: &'a dyn ConditionSource,
+}
+
+/// Where a request's condition keys come from: a [`ConditionContext`]
+/// itself, or a [`LazyContext`] that builds it on first use.
+pub trait ConditionSource: std::fmt::Debug {
     /// The condition keys.
-    pub context: &'a ConditionContext,
+    fn keys(&self) -> &ConditionContext;
+}
+
+impl ConditionSource for ConditionContext {
+    fn keys(&self) -> &ConditionContext {
+        self
+    }
+}
+
+/// Condition keys built the first time a policy condition or a grant
+/// constraint reads them (`LazyCell::new(|| …)`): most requests meet policies
+/// without conditions (the default key policy), and building every key
+/// costs allocations.
+impl<F: FnOnce() -> ConditionContext> ConditionSource for std::cell::LazyCell<ConditionContext, F> {
+    fn keys(&self) -> &ConditionContext {
+        std::cell::LazyCell::force(self)
+    }
 }

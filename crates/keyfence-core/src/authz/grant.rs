@@ -220,6 +220,8 @@ impl Grant {
                 .operations
                 .iter()
                 .any(|o| o.action().eq_ignore_ascii_case(req.action))
-            && self.constraints.allow(req.context.encryption_context())
+            && self
+                .constraints
+                .allow(req.context.keys().encryption_context())
     }
 }

@@ -23,7 +23,7 @@ mod store;
 mod time;
 
 pub use condition::{Condition, Operator, SetQualifier};
-pub use context::{keys, ConditionContext, Request};
+pub use context::{keys, ConditionContext, ConditionSource, Request};
 pub use error::PolicyError;
 pub use eval::{evaluate, Decision};
 pub use grant::{

@@ -195,7 +195,7 @@ impl Statement {
             .resources
             .iter()
             .any(|p| wildcard_matches(p, req.resource, false));
-        resource != self.not_resource && self.conditions.iter().all(|c| c.holds(req.context))
+        resource != self.not_resource && self.conditions.iter().all(|c| c.holds(req.context.keys()))
     }
 }
 

@@ -743,3 +743,44 @@ fn malformed_policies_are_typed_errors() {
     );
     assert!(Policy::parse(&default_key_policy(OWNER), PolicyKind::Key).is_ok());
 }
+
+#[test]
+fn condition_keys_are_built_only_when_a_condition_reads_them() {
+    use std::cell::{Cell, LazyCell};
+    let builds = Cell::new(0);
+    let decide_lazily = |policy: &Policy| {
+        let context = LazyCell::new(|| {
+            builds.set(builds.get() + 1);
+            let mut c = ConditionContext::new(&alice(), NOW);
+            c.set_encryption_context(&ctx(&[("app", "demo")]));
+            c
+        });
+        let req = Request {
+            principal: &alice(),
+            action: "kms:Decrypt",
+            resource: KEY,
+            resource_account: Some(OWNER),
+            context: &context,
+        };
+        evaluate(&req, Some(policy), &Policy::default_identity(OWNER), &[])
+    };
+    // The default key policy has no condition: nothing is built.
+    let default = key_policy(&default_key_policy(OWNER));
+    assert_eq!(decide_lazily(&default), Decision::Allow);
+    assert_eq!(builds.get(), 0);
+    // A statement with a condition builds the keys once, and reads them.
+    let conditional = key_policy(&format!(
+        r#"{{"Statement":[{{"Effect":"Allow","Principal":{{"AWS":"arn:aws:iam::{OWNER}:user/alice"}},
+            "Action":"kms:Decrypt","Resource":"*",
+            "Condition":{{"StringEquals":{{"kms:EncryptionContext:app":"demo"}}}}}}]}}"#
+    ));
+    assert_eq!(decide_lazily(&conditional), Decision::Allow);
+    assert_eq!(builds.get(), 1);
+    let denying = key_policy(
+        r#"{"Statement":[{"Effect":"Deny","Principal":{"AWS":"*"},
+            "Action":"kms:Decrypt","Resource":"*",
+            "Condition":{"StringNotEquals":{"kms:EncryptionContext:app":"other"}}}]}"#,
+    );
+    assert_eq!(decide_lazily(&denying), Decision::ExplicitDeny);
+    assert_eq!(builds.get(), 2);
+}

@@ -7,6 +7,7 @@
 //! account. A key that does not resolve is left to the operation, which
 //! answers NotFoundException as before.
 
+use std::cell::LazyCell;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -177,14 +178,16 @@ pub fn authorize(
     }
     let facts: Facts = parse(body)?;
     if target == KeyNamed::NoKey {
-        let context = context_for(
-            &caller,
-            origin,
-            kms,
-            None,
-            &facts,
-            facts.encryption_context.as_ref(),
-        );
+        let context = LazyCell::new(|| {
+            context_for(
+                &caller,
+                origin,
+                kms,
+                None,
+                &facts,
+                facts.encryption_context.as_ref(),
+            )
+        });
         let req = Request {
             principal: &caller.principal,
             action: &action,
@@ -282,7 +285,10 @@ pub fn authorize(
             key_ref: key_ref.map(String::as_str),
             aliases,
         };
-        let context = context_for(&caller, origin, kms, Some(key), &facts, *encryption_context);
+        // Built only if a condition or a grant reads it.
+        let context = LazyCell::new(|| {
+            context_for(&caller, origin, kms, Some(key), &facts, *encryption_context)
+        });
         let resource = meta.arn();
         let req = Request {
             principal: &caller.principal,
