@@ -205,55 +205,12 @@ impl SealGate {
             Progress::Opened(root) => {
                 let root: Arc<dyn RootOfTrust> = Arc::new(LocalRootKey::new(root));
                 let opened = self.opener.open(&root)?;
-                let kms = Arc::clone(&opened.kms);
                 if let Some(audit) = &self.audit {
                     audit.unseal(root.as_ref())?;
                 }
                 drop(root);
-                crate::api::kms::last_usage::load(&kms, &self.usage_file);
-                let (stop, stopped) = watch::channel(false);
-                self.runtime.spawn(node::until_stopped(
-                    crate::api::kms::last_usage::save_periodically(
-                        Arc::clone(&kms),
-                        self.usage_file.clone(),
-                    ),
-                    stopped.clone(),
-                ));
-                let follow = self
-                    .follow
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .take()
-                    .unwrap_or(if self.shared {
-                        Follow::Poll(replica::SQLITE_POLL)
-                    } else {
-                        Follow::Nothing
-                    });
-                let background = Arc::clone(&kms);
-                self.runtime.spawn(node::until_stopped(
-                    crate::domain_keys::run(
-                        Arc::clone(&kms),
-                        self.schedule.clone(),
-                        self.audit.clone(),
-                    ),
-                    stopped.clone(),
-                ));
-                if let (Some(c), Some(advertised)) = (&opened.cluster, self.opener.advertised()) {
-                    self.runtime.spawn(node::until_stopped(
-                        node::poll_cluster(Arc::clone(c), Arc::clone(&kms), advertised.to_owned()),
-                        stopped.clone(),
-                    ));
-                }
-                if let Some(f) = &opened.forwarder {
-                    self.runtime.spawn(node::until_stopped(
-                        Arc::clone(f).measure_peers(),
-                        stopped.clone(),
-                    ));
-                }
-                self.runtime.spawn(node::until_stopped(
-                    replica::run(background, follow),
-                    stopped,
-                ));
+                crate::api::kms::last_usage::load(&opened.kms, &self.usage_file);
+                let stop = self.start_background(&opened);
                 *self.background.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop);
                 self.slot.set(Some(opened));
                 self.note("Unsealed");
@@ -294,6 +251,54 @@ impl SealGate {
 }
 
 impl SealGate {
+    /// Starts the background work of a just-opened node (last-use saving,
+    /// domain-key schedule, replica, and in a cluster the poll and the peer
+    /// measurements); sending `true` on the returned sender stops it all.
+    fn start_background(&self, opened: &Opened) -> watch::Sender<bool> {
+        let (stop, stopped) = watch::channel(false);
+        let kms = &opened.kms;
+        self.runtime.spawn(node::until_stopped(
+            crate::api::kms::last_usage::save_periodically(
+                Arc::clone(kms),
+                self.usage_file.clone(),
+            ),
+            stopped.clone(),
+        ));
+        self.runtime.spawn(node::until_stopped(
+            crate::domain_keys::run(Arc::clone(kms), self.schedule.clone(), self.audit.clone()),
+            stopped.clone(),
+        ));
+        if let (Some(c), Some(advertised)) = (&opened.cluster, self.opener.advertised()) {
+            self.runtime.spawn(node::until_stopped(
+                node::poll_cluster(Arc::clone(c), Arc::clone(kms), advertised.to_owned()),
+                stopped.clone(),
+            ));
+        }
+        if let Some(f) = &opened.forwarder {
+            self.runtime.spawn(node::until_stopped(
+                Arc::clone(f).measure_peers(),
+                stopped.clone(),
+            ));
+        }
+        // The first unsealed KMS follows the store as the node was set up
+        // to; later ones (after a seal) poll a shared store.
+        let follow = self
+            .follow
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or(if self.shared {
+                Follow::Poll(replica::SQLITE_POLL)
+            } else {
+                Follow::Nothing
+            });
+        self.runtime.spawn(node::until_stopped(
+            replica::run(Arc::clone(kms), follow),
+            stopped,
+        ));
+        stop
+    }
+
     /// Queues the record of a seal change; it is durable before the reply to
     /// the request that made it (that request's own record follows it).
     fn note(&self, operation: &str) {
