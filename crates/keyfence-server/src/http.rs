@@ -215,14 +215,19 @@ async fn serve(
     let (parts, body) = req.into_parts();
     let (body, _permit) =
         limits::read_body(&parts.headers, body, &state.budget, state.body_read_timeout).await?;
-    if let Some(from) = parts.headers.get(forward::FORWARDED_BY) {
-        // A sealed node knows no node certificate: it answers that it is
-        // sealed, which tells the forwarding node to try another.
-        state.kms.get()?;
-        forward::check_forwarded_by(state.kms.cluster().as_deref(), conn, from)?;
-    }
+    // A sealed node pins no node certificate, so it cannot check who forwarded
+    // a request: it takes the request as the caller's own, and answers (after
+    // the caller's signature, like any request) that it is sealed, which tells
+    // a forwarding node to try another. Nothing but the seal operations runs
+    // while sealed.
+    facts.forwarded = match parts.headers.get(forward::FORWARDED_BY) {
+        Some(from) if state.kms.get().is_ok() => {
+            forward::check_forwarded_by(state.kms.cluster().as_deref(), conn, from)?;
+            true
+        }
+        _ => false,
+    };
     facts.body = body.clone();
-    facts.forwarded = parts.headers.contains_key(forward::FORWARDED_BY);
     let caller = sigv4::verify(&parts, &body, &state.credentials, SystemTime::now())
         .inspect_err(|e| log_refused_signature(conn, &parts, e))?;
     facts.caller = Some(caller.clone());
