@@ -175,8 +175,11 @@ impl Node {
             forwarder,
         } = opener.open(&root)?;
         let advertised = opener.advertised().map(str::to_owned);
-        let usage_file = crate::api::kms::last_usage::file(&data_dir.path);
-        crate::api::kms::last_usage::load(&kms, &usage_file);
+        let usage_file = crate::api::kms::last_usage::UsageFile::of(
+            &data_dir.path,
+            cluster.as_deref().map(Membership::name),
+        );
+        usage_file.load_into(&kms);
         let node_name = config.node.as_ref().map(|n| n.name.as_str());
         let log = crate::audit::log_name(node_name, &location, &data_dir.path);
         let audit = crate::audit::start(
@@ -283,7 +286,10 @@ impl Node {
             stopped.clone(),
         ));
         tasks.spawn(until_stopped(
-            crate::api::kms::last_usage::save_periodically(Arc::clone(&kms), usage_file),
+            crate::api::kms::last_usage::save_periodically(
+                Arc::clone(&kms),
+                usage_file.path().to_path_buf(),
+            ),
             stopped.clone(),
         ));
         tasks.spawn(until_stopped(
@@ -324,8 +330,11 @@ impl Node {
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
-        let usage_file = crate::api::kms::last_usage::file(&self.data_dir.path);
-        if let Err(e) = crate::api::kms::last_usage::save(&self.kms, &usage_file) {
+        let usage_file = crate::api::kms::last_usage::UsageFile::of(
+            &self.data_dir.path,
+            self.cluster.as_deref().map(Membership::name),
+        );
+        if let Err(e) = crate::api::kms::last_usage::save(&self.kms, usage_file.path()) {
             tracing::warn!(error = %e, "key last-usage record not saved");
         }
         if let Some(audit) = self.audit.take() {

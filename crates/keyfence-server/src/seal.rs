@@ -148,7 +148,7 @@ pub struct SealGate {
     runtime: tokio::runtime::Handle,
     /// Where the keys' last uses are kept (`GetKeyLastUsage`): loaded into
     /// each unsealed KMS, saved while it runs and when it is sealed.
-    usage_file: std::path::PathBuf,
+    usage_file: crate::api::kms::last_usage::UsageFile,
     /// The node's audit log (unless `[audit] enabled = false`).
     audit: Option<Arc<AuditLog>>,
 }
@@ -209,7 +209,7 @@ impl SealGate {
                     audit.unseal(root.as_ref())?;
                 }
                 drop(root);
-                crate::api::kms::last_usage::load(&opened.kms, &self.usage_file);
+                self.usage_file.load_into(&opened.kms);
                 let stop = self.start_background(&opened);
                 *self.background.lock().unwrap_or_else(|p| p.into_inner()) = Some(stop);
                 self.slot.set(Some(opened));
@@ -235,7 +235,7 @@ impl SealGate {
             let _ = stop.send(true);
         }
         if let Some(opened) = self.slot.set(None) {
-            if let Err(e) = crate::api::kms::last_usage::save(&opened.kms, &self.usage_file) {
+            if let Err(e) = crate::api::kms::last_usage::save(&opened.kms, self.usage_file.path()) {
                 tracing::warn!(error = %e, "key last-usage record not saved");
             }
             drop(opened);
@@ -260,7 +260,7 @@ impl SealGate {
         self.runtime.spawn(node::until_stopped(
             crate::api::kms::last_usage::save_periodically(
                 Arc::clone(kms),
-                self.usage_file.clone(),
+                self.usage_file.path().to_path_buf(),
             ),
             stopped.clone(),
         ));
@@ -470,7 +470,7 @@ impl SealedNode {
             shared,
             background: Mutex::new(None),
             runtime: tokio::runtime::Handle::current(),
-            usage_file: crate::api::kms::last_usage::file(&data_dir.path),
+            usage_file: crate::api::kms::last_usage::UsageFile::of(&data_dir.path, node_name),
             audit: audit.clone(),
         });
         let open_files = limits::raise_open_file_limit().unwrap_or(1024);

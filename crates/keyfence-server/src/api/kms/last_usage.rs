@@ -24,9 +24,51 @@ use crate::api::ApiError;
 /// How often the record is saved when it changed.
 pub const SAVE_INTERVAL: Duration = Duration::from_secs(30);
 
-/// The file in the data directory.
-pub fn file(data_dir: &Path) -> PathBuf {
-    data_dir.join("key-last-usage.json")
+/// Where a node keeps its keys' last uses: `key-last-usage.json` in its data
+/// directory, or for cluster node NAME `key-last-usage-NAME.json` (the nodes
+/// of `keyfence dev` share one data directory, and each keeps the uses it
+/// served).
+#[derive(Debug, Clone)]
+pub struct UsageFile {
+    path: PathBuf,
+    /// The data directory's unnamed file, which a cluster node of an earlier
+    /// build wrote: read once, while the node has no file of its own.
+    legacy: Option<PathBuf>,
+}
+
+impl UsageFile {
+    /// The file of node `node` (a cluster node's name) in `data_dir`.
+    pub fn of(data_dir: &Path, node: Option<&str>) -> Self {
+        let unnamed = data_dir.join("key-last-usage.json");
+        match node {
+            Some(name) => Self {
+                path: data_dir.join(format!("key-last-usage-{name}.json")),
+                legacy: Some(unnamed),
+            },
+            None => Self {
+                path: unnamed,
+                legacy: None,
+            },
+        }
+    }
+
+    /// Where it is saved.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Loads what was saved into `kms` (see [`load`]).
+    pub fn load_into(&self, kms: &Kms) {
+        load(kms, self.source());
+    }
+
+    /// The file to load: its own, or while it has none the legacy one.
+    fn source(&self) -> &Path {
+        match &self.legacy {
+            Some(legacy) if !self.path.exists() => legacy,
+            _ => &self.path,
+        }
+    }
 }
 
 /// Every tracked operation with its AWS name.
@@ -118,7 +160,7 @@ pub fn save(kms: &Kms, path: &Path) -> std::io::Result<()> {
 
 /// Loads a saved record into `kms` (nothing if there is none; an unreadable
 /// file is logged and ignored: the record is advisory).
-pub fn load(kms: &Kms, path: &Path) {
+fn load(kms: &Kms, path: &Path) {
     let Ok(bytes) = std::fs::read(path) else {
         return;
     };
@@ -163,6 +205,23 @@ pub async fn save_periodically(kms: Arc<Kms>, path: PathBuf) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_cluster_node_keeps_its_own_file_and_reads_the_shared_one_until_it_has_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let lone = UsageFile::of(dir.path(), None);
+        assert_eq!(lone.path(), dir.path().join("key-last-usage.json"));
+        assert_eq!(lone.source(), lone.path());
+        let fra = UsageFile::of(dir.path(), Some("fra"));
+        let par = UsageFile::of(dir.path(), Some("par"));
+        assert_eq!(fra.path(), dir.path().join("key-last-usage-fra.json"));
+        assert_ne!(fra.path(), par.path());
+        // No file of its own yet: the data directory's (an earlier build's).
+        assert_eq!(fra.source(), lone.path());
+        std::fs::write(fra.path(), b"{}").unwrap();
+        assert_eq!(fra.source(), fra.path());
+        assert_eq!(par.source(), lone.path());
+    }
 
     #[test]
     fn every_operation_round_trips_and_a_saved_record_parses() {
