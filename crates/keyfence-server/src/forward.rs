@@ -463,37 +463,9 @@ impl Forwarder {
         if let Some(c) = slot.get() {
             return Ok(c);
         }
-        let _opening = slot.opening.lock().await;
-        if let Some(c) = slot.get() {
-            return Ok(c); // another request opened it meanwhile
-        }
-        let connect = async {
-            let tcp = TcpStream::connect(address)
-                .await
-                .map_err(|e| e.to_string())?;
-            let _ = tcp.set_nodelay(true);
-            let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
-            let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
-            let tls = TlsConnector::from(tls)
-                .connect(name, tcp)
-                .await
-                .map_err(|e| e.to_string())?;
-            let (sender, conn) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            tokio::spawn(async move {
-                if let Err(e) = conn.await {
-                    tracing::debug!(error = %e, "forwarding connection ended");
-                }
-            });
-            Ok::<_, String>(sender)
-        };
-        let sender = tokio::time::timeout(CONNECT_TIMEOUT, connect)
-            .await
-            .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))??;
-        *slot.open.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
-        Ok(sender)
+        // Rare, and a large future (TCP, TLS and HTTP/2 handshakes): boxed so
+        // that it does not make every forwarded request's future as large.
+        Box::pin(open(slot, address, tls)).await
     }
 
     /// Sends the original request to the node at `address` (with this
@@ -595,6 +567,46 @@ impl Forwarder {
             ..refusal
         })
     }
+}
+
+/// Opens the connection of `slot` to `address` unless another request
+/// opened it meanwhile.
+async fn open(
+    slot: &Slot,
+    address: &str,
+    tls: Arc<rustls::ClientConfig>,
+) -> Result<SendRequest<Full<Bytes>>, String> {
+    let _opening = slot.opening.lock().await;
+    if let Some(c) = slot.get() {
+        return Ok(c); // another request opened it meanwhile
+    }
+    let connect = async {
+        let tcp = TcpStream::connect(address)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = tcp.set_nodelay(true);
+        let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+        let name = ServerName::try_from(host.to_owned()).map_err(|e| e.to_string())?;
+        let tls = TlsConnector::from(tls)
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (sender, conn) =
+            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "forwarding connection ended");
+            }
+        });
+        Ok::<_, String>(sender)
+    };
+    let sender = tokio::time::timeout(CONNECT_TIMEOUT, connect)
+        .await
+        .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))??;
+    *slot.open.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
+    Ok(sender)
 }
 
 /// Whether a peer's answer (its body) is a `ThrottlingException` (the
