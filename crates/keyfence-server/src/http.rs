@@ -149,11 +149,9 @@ pub async fn handle(
             |kms| kms.regions().map(str::to_owned).collect(),
         );
         let regions: Vec<&str> = regions.iter().map(String::as_str).collect();
-        let cluster = state.kms.cluster();
+        let name = state.kms.node_name();
         let page = status::Status {
-            name: cluster
-                .as_deref()
-                .map_or(status::DEFAULT_NODE_NAME, |c| c.name()),
+            name: name.as_deref().unwrap_or(status::DEFAULT_NODE_NAME),
             version: env!("CARGO_PKG_VERSION"),
             regions: &regions,
             connection: &conn,

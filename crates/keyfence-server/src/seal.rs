@@ -64,6 +64,8 @@ pub enum KmsSlot {
     Sealable {
         /// The region (answered while sealed too).
         region: String,
+        /// The cluster node's configured name (shown while sealed too).
+        name: Option<String>,
         /// The KMS and its cluster parts, while unsealed.
         opened: RwLock<Option<Opened>>,
     },
@@ -75,6 +77,15 @@ impl KmsSlot {
         match self {
             Self::Open(opened) => opened.kms.region(),
             Self::Sealable { region, .. } => region,
+        }
+    }
+
+    /// The node's name: its cluster name, from its configuration while
+    /// sealed; `None` outside a cluster.
+    pub fn node_name(&self) -> Option<String> {
+        match self {
+            Self::Sealable { name: Some(n), .. } => Some(n.clone()),
+            _ => self.cluster().map(|c| c.name().to_owned()),
         }
     }
 
@@ -443,6 +454,7 @@ impl SealedNode {
         ));
         let slot = Arc::new(KmsSlot::Sealable {
             region: config.region.clone(),
+            name: node_name.map(str::to_owned),
             opened: RwLock::new(None),
         });
         let gate = Arc::new(SealGate {
@@ -574,9 +586,11 @@ mod tests {
     fn a_sealed_slot_refuses_with_the_sealed_error_and_keeps_its_region() {
         let slot = KmsSlot::Sealable {
             region: "eu-west-1".into(),
+            name: Some("fra".into()),
             opened: RwLock::new(None),
         };
         assert_eq!(slot.region(), "eu-west-1");
+        assert_eq!(slot.node_name().as_deref(), Some("fra"));
         let e = slot.get().err().unwrap();
         assert_eq!((e.status, e.code), (503, "DependencyTimeoutException"));
         assert!(
