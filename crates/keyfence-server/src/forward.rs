@@ -31,17 +31,15 @@
 //! certificate against the cluster's CA.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http2::SendRequest;
-use hyper::header::{HeaderName, HeaderValue, HOST};
+use hyper::header::{HeaderName, HeaderValue, CONNECTION, HOST, TE, TRANSFER_ENCODING, UPGRADE};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode, Uri};
-use hyper_util::rt::{TokioExecutor, TokioIo};
 use keyfence_core::cluster::NodeState;
 use keyfence_core::fence::{FenceId, FenceRecord};
 use keyfence_core::{Clock, SystemClock};
@@ -162,6 +160,12 @@ struct Directory {
 /// stream limit per connection), so a busy node spreads over several.
 pub const CONNECTIONS_PER_PEER: usize = 4;
 
+/// HTTP/2 flow-control window per forwarded answer (hyper's client default).
+const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+
+/// HTTP/2 flow-control window per connection to a peer (hyper's client default).
+const CONNECTION_WINDOW: u32 = 5 * 1024 * 1024;
+
 /// The connections to one peer: slots taken in turn, each opened when first
 /// used (or found closed).
 struct PeerConnections {
@@ -172,17 +176,28 @@ struct PeerConnections {
 /// One connection to a peer, if open, and the lock held while opening it.
 #[derive(Default)]
 struct Slot {
-    open: Mutex<Option<SendRequest<Full<Bytes>>>>,
+    open: Mutex<Option<PeerConnection>>,
     opening: tokio::sync::Mutex<()>,
 }
 
+/// An open HTTP/2 connection to a peer, driven by a task of its own. A
+/// forwarded request is sent and its answer read by the request's own task
+/// through the `h2` crate (hyper's client would spawn a task per request and
+/// pass the answer back through two channels).
+#[derive(Clone)]
+struct PeerConnection {
+    sender: h2::client::SendRequest<Bytes>,
+    /// Set by the driving task when the connection ends.
+    closed: Arc<AtomicBool>,
+}
+
 impl Slot {
-    fn get(&self) -> Option<SendRequest<Full<Bytes>>> {
+    fn get(&self) -> Option<PeerConnection> {
         self.open
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-            .filter(|c| !c.is_closed())
+            .filter(|c| !c.closed.load(Ordering::Acquire))
             .cloned()
     }
 }
@@ -339,17 +354,18 @@ impl Forwarder {
     }
 
     async fn ping(&self, address: &str) -> Result<Duration, String> {
-        let mut sender = self.connection(address).await?;
+        let peer = self.connection(address).await?;
         let uri: Uri = format!("https://{address}/")
             .parse()
             .map_err(|e: hyper::http::uri::InvalidUri| e.to_string())?;
-        let mut req = Request::new(Full::new(Bytes::new()));
+        let mut req = Request::new(());
         *req.method_mut() = Method::HEAD;
         *req.uri_mut() = uri;
         let exchange = async {
-            sender.ready().await.map_err(|e| e.to_string())?;
+            let mut sender = peer.sender.ready().await.map_err(|e| e.to_string())?;
             let started = Instant::now();
-            sender.send_request(req).await.map_err(|e| e.to_string())?;
+            let (answer, _) = sender.send_request(req, true).map_err(|e| e.to_string())?;
+            answer.await.map_err(|e| e.to_string())?;
             Ok::<_, String>(started.elapsed())
         };
         tokio::time::timeout(CONNECT_TIMEOUT, exchange)
@@ -446,7 +462,7 @@ impl Forwarder {
 
     /// A connection to `address` (the next of its [`CONNECTIONS_PER_PEER`]
     /// in turn), opened if there is none or it has closed.
-    async fn connection(&self, address: &str) -> Result<SendRequest<Full<Bytes>>, String> {
+    async fn connection(&self, address: &str) -> Result<PeerConnection, String> {
         let (tls, changed) = self.client_config()?;
         let peer = {
             let mut connections = self.connections.lock().unwrap_or_else(|p| p.into_inner());
@@ -477,7 +493,7 @@ impl Forwarder {
         parts: &Parts,
         body: &Bytes,
     ) -> Result<Response<Full<Bytes>>, String> {
-        let mut sender = self.connection(address).await?;
+        let peer = self.connection(address).await?;
         let host = parts
             .headers
             .get(HOST)
@@ -489,11 +505,11 @@ impl Forwarder {
         let uri: Uri = format!("https://{host}{path}")
             .parse()
             .map_err(|e: hyper::http::uri::InvalidUri| e.to_string())?;
-        let mut req = Request::new(Full::new(body.clone()));
+        let mut req = Request::new(());
         *req.method_mut() = parts.method.clone();
         *req.uri_mut() = uri;
         for (name, value) in &parts.headers {
-            if name != HOST {
+            if !is_left_out_of_http2(name) {
                 req.headers_mut().append(name.clone(), value.clone());
             }
         }
@@ -502,11 +518,27 @@ impl Forwarder {
             HeaderValue::from_str(self.cluster.name()).map_err(|e| e.to_string())?,
         );
         let exchange = async {
-            sender.ready().await.map_err(|e| e.to_string())?;
-            let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-            let (parts, body) = resp.into_parts();
-            let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-            Ok::<_, String>(Response::from_parts(parts, Full::new(body)))
+            let mut sender = peer.sender.ready().await.map_err(|e| e.to_string())?;
+            let (answer, mut sending) = sender
+                .send_request(req, body.is_empty())
+                .map_err(|e| e.to_string())?;
+            if !body.is_empty() {
+                sending
+                    .send_data(body.clone(), true)
+                    .map_err(|e| e.to_string())?;
+            }
+            let (head, mut receiving) = answer.await.map_err(|e| e.to_string())?.into_parts();
+            let mut chunks: Vec<Bytes> = Vec::new();
+            while let Some(chunk) = receiving.data().await {
+                let chunk = chunk.map_err(|e| e.to_string())?;
+                let _ = receiving.flow_control().release_capacity(chunk.len());
+                chunks.push(chunk);
+            }
+            let body = match chunks.len() {
+                1 => chunks.pop().unwrap_or_default(),
+                _ => Bytes::from(chunks.concat()),
+            };
+            Ok::<_, String>(Response::from_parts(head, Full::new(body)))
         };
         tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
@@ -575,7 +607,7 @@ async fn open(
     slot: &Slot,
     address: &str,
     tls: Arc<rustls::ClientConfig>,
-) -> Result<SendRequest<Full<Bytes>>, String> {
+) -> Result<PeerConnection, String> {
     let _opening = slot.opening.lock().await;
     if let Some(c) = slot.get() {
         return Ok(c); // another request opened it meanwhile
@@ -591,22 +623,39 @@ async fn open(
             .connect(name, tcp)
             .await
             .map_err(|e| e.to_string())?;
-        let (sender, conn) =
-            hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls))
-                .await
-                .map_err(|e| e.to_string())?;
+        // The windows hyper's client used before: a forwarded answer is
+        // read as it arrives, so they bound memory, not speed.
+        let (sender, conn) = h2::client::Builder::new()
+            .enable_push(false)
+            .initial_window_size(STREAM_WINDOW)
+            .initial_connection_window_size(CONNECTION_WINDOW)
+            .handshake(tls)
+            .await
+            .map_err(|e| e.to_string())?;
+        let closed = Arc::new(AtomicBool::new(false));
+        let ended = Arc::clone(&closed);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::debug!(error = %e, "forwarding connection ended");
             }
+            ended.store(true, Ordering::Release);
         });
-        Ok::<_, String>(sender)
+        Ok::<_, String>(PeerConnection { sender, closed })
     };
     let sender = tokio::time::timeout(CONNECT_TIMEOUT, connect)
         .await
         .map_err(|_| format!("no answer within {CONNECT_TIMEOUT:?}"))??;
     *slot.open.lock().unwrap_or_else(|p| p.into_inner()) = Some(sender.clone());
     Ok(sender)
+}
+
+/// Headers a forwarded request leaves behind: HTTP/2 carries the host as
+/// `:authority` and refuses HTTP/1.1's connection-specific headers (as
+/// hyper's client did, they are dropped; the AWS SDKs do not sign them).
+fn is_left_out_of_http2(name: &HeaderName) -> bool {
+    [HOST, CONNECTION, TRANSFER_ENCODING, UPGRADE, TE].contains(name)
+        || name.as_str() == "keep-alive"
+        || name.as_str() == "proxy-connection"
 }
 
 /// Whether a peer's answer (its body) is a `ThrottlingException` (the

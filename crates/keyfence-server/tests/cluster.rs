@@ -431,6 +431,21 @@ async fn enrollment_and_a_fenced_key(dir: Place) {
         .await
         .unwrap();
     assert_eq!(honest.status(), 200, "the unaltered forward is served");
+    // An HTTP/1.1 client's connection-specific headers (unsigned) have no
+    // place in HTTP/2: the relay leaves them out instead of failing.
+    let mut http1 = parts.clone();
+    for (name, value) in [
+        ("connection", "keep-alive"),
+        ("keep-alive", "timeout=5"),
+        ("te", "trailers"),
+    ] {
+        http1.headers.insert(name, value.parse().unwrap());
+    }
+    let relayed = forwarder
+        .relay(&to_par, &http1, &body.clone().into())
+        .await
+        .unwrap();
+    assert_eq!(relayed.status(), 200, "connection headers are not relayed");
     let altered = serde_json::to_vec(&json!({"KeyId": arn, "Plaintext": "ZXZpbA=="})).unwrap();
     let (head, refused) = forwarder
         .relay(&to_par, &parts, &altered.into())
