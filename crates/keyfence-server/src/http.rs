@@ -285,8 +285,8 @@ async fn serve(
                         Ok(value) => value,
                         Err(refused) => {
                             let forwarder = state.kms.forwarder();
-                            // Boxed: the relay's future is several times the size of
-                            // the rest of a request's, and every request moves it.
+                            // Boxed: only a refused request relays, and otherwise
+                            // every request's future would carry the relay's too.
                             let relayed = Box::pin(forward::on_refusal(
                                 forwarder.as_deref(),
                                 &parts,
